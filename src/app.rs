@@ -1,0 +1,342 @@
+//! The line between the transport and an application core.
+//!
+//! The reactor (`reactor.rs`) knows sockets, HTTP upgrades, WebSocket frames and timers; it
+//! knows nothing of the gateway protocol. It drives an [`App`]: it calls the app when a
+//! connection opens, when a whole message arrives, when a connection closes, when a handle
+//! command arrives and when a timer the app set fires. The app answers by pushing
+//! [`Action`]s into an [`Actions`] list, which the reactor applies right after the call, in order.
+//!
+//! Contract:
+//! - `on_open` is called once per accepted WebSocket connection, before any `on_message` for it;
+//!   `on_close` is called exactly once for every connection that got `on_open`, when it leaves
+//!   the open state (close frame sent or received, error, reset, timeout, shutdown). After
+//!   `on_close`, sends to that connection are ignored, and so is every [`ConnId`] whose
+//!   generation is stale.
+//! - Messages of one connection reach the app in the order they arrived; the actions of one
+//!   call are applied in the order they were pushed, so a connection receives what is sent to
+//!   it in the order the app produced it.
+//! - Bytes given to `send` are one WebSocket message each. The reactor frames them; the app
+//!   never sees frames.
+//! - Nothing here does I/O or reads the clock: time comes in as `now`.
+
+use std::ops::Range;
+use std::time::Instant;
+
+/// Identifies one connection: a slab index plus the generation of that slot.
+///
+/// Slab slots are reused; the generation makes a stale id (from an old timer, command or
+/// event) harmless, because it no longer matches the slot's current generation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    /// Index of the slot in the reactor's slab.
+    pub index: u32,
+    /// Generation of the slot when the connection was accepted.
+    pub generation: u32,
+}
+
+/// Why a connection left the open state, as reported to [`App::on_close`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer sent a close frame with this code (1005 when it carried none).
+    Peer(u16),
+    /// The app asked for the close with this code.
+    App(u16),
+    /// A protocol violation closed it with this close code (1002, 1007, 1009).
+    Protocol(u16),
+    /// Nothing arrived for `client_timeout_ms` (close 1001 `Connection timeout`).
+    Timeout,
+    /// Its queued output passed `max_outbound_buffer` (close 1008 `Slow consumer`).
+    SlowConsumer,
+    /// The gateway is shutting down (close 1001 `Server shutting down`).
+    Shutdown,
+    /// The socket ended without a close handshake (reset, end of stream, I/O error).
+    Reset,
+}
+
+impl CloseReason {
+    /// A short label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Peer(_) => "peer",
+            CloseReason::App(_) => "app",
+            CloseReason::Protocol(_) => "protocol_error",
+            CloseReason::Timeout => "timeout",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Reset => "reset",
+        }
+    }
+
+    /// Every label [`CloseReason::label`] can return, in a fixed order.
+    pub const LABELS: [&'static str; 7] = [
+        "peer",
+        "app",
+        "protocol_error",
+        "timeout",
+        "slow_consumer",
+        "shutdown",
+        "reset",
+    ];
+}
+
+/// Bytes staged in an [`Actions`] arena, ready to be sent to any number of connections.
+///
+/// Staging a message once and sending the same `Staged` to many connections is how a
+/// broadcast is serialized once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Staged {
+    range: Range<usize>,
+    binary: bool,
+}
+
+/// One thing the app asks the reactor to do.
+#[derive(Debug, PartialEq)]
+pub enum Action<E> {
+    /// Send the staged bytes to `conn` as one WebSocket message.
+    Send {
+        /// The receiving connection.
+        conn: ConnId,
+        /// The message, staged in the same [`Actions`].
+        msg: Staged,
+    },
+    /// Close `conn`: everything already queued for it is written first, then a close frame
+    /// with `code` and `reason`.
+    Close {
+        /// The connection to close.
+        conn: ConnId,
+        /// The close code (PROTOCOL section 8).
+        code: u16,
+        /// The close reason, at most 123 bytes.
+        reason: &'static str,
+    },
+    /// Hand an event to the host program (`Gateway::next_event`).
+    Emit(E),
+    /// Call [`App::on_timer`] with `token` once `at` has passed (never early; up to one
+    /// timer-wheel tick late). Timers are not cancelled: the app checks a token when it fires.
+    Timer {
+        /// When the timer fires.
+        at: Instant,
+        /// An opaque value handed back to `on_timer`.
+        token: u64,
+    },
+}
+
+/// The list of actions an app call pushes, with an arena holding the bytes they send.
+///
+/// The reactor keeps one `Actions` and clears it after applying it, so steady-state traffic
+/// does not allocate.
+#[derive(Debug)]
+pub struct Actions<E> {
+    arena: Vec<u8>,
+    list: Vec<Action<E>>,
+}
+
+impl<E> Default for Actions<E> {
+    fn default() -> Self {
+        Actions {
+            arena: Vec::new(),
+            list: Vec::new(),
+        }
+    }
+}
+
+impl<E> Actions<E> {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stage a text message written by `write` into the arena; send it with [`Actions::send`].
+    pub fn stage_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Staged {
+        let start = self.arena.len();
+        write(&mut self.arena);
+        Staged {
+            range: start..self.arena.len(),
+            binary: false,
+        }
+    }
+
+    /// Stage a copy of `bytes` as a text (`binary == false`) or binary message.
+    pub fn stage_bytes(&mut self, bytes: &[u8], binary: bool) -> Staged {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        Staged {
+            range: start..self.arena.len(),
+            binary,
+        }
+    }
+
+    /// Send a staged message to `conn`.
+    pub fn send(&mut self, conn: ConnId, msg: &Staged) {
+        self.list.push(Action::Send {
+            conn,
+            msg: msg.clone(),
+        });
+    }
+
+    /// Stage `text` and send it to `conn`.
+    pub fn send_text(&mut self, conn: ConnId, text: &str) {
+        let msg = self.stage_bytes(text.as_bytes(), false);
+        self.send(conn, &msg);
+    }
+
+    /// Close `conn` with `code` and `reason` after what is queued for it.
+    pub fn close(&mut self, conn: ConnId, code: u16, reason: &'static str) {
+        self.list.push(Action::Close { conn, code, reason });
+    }
+
+    /// Hand `event` to the host program.
+    pub fn emit(&mut self, event: E) {
+        self.list.push(Action::Emit(event));
+    }
+
+    /// Ask for [`App::on_timer`] with `token` once `at` has passed.
+    pub fn set_timer(&mut self, at: Instant, token: u64) {
+        self.list.push(Action::Timer { at, token });
+    }
+
+    /// The bytes of a staged message.
+    pub fn bytes(&self, msg: &Staged) -> &[u8] {
+        &self.arena[msg.range.clone()]
+    }
+
+    /// Whether a staged message is binary.
+    pub fn is_binary(msg: &Staged) -> bool {
+        msg.binary
+    }
+
+    /// The actions pushed so far, in order.
+    pub fn list(&self) -> &[Action<E>] {
+        &self.list
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Take the pushed actions out (the arena stays, so staged bytes remain readable until
+    /// [`Actions::clear`]).
+    pub fn take_list(&mut self, into: &mut Vec<Action<E>>) {
+        into.append(&mut self.list);
+    }
+
+    /// Forget every action and staged byte, keeping the memory for reuse.
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.list.clear();
+    }
+}
+
+/// Counters the reactor keeps, offered to the app for its `/health` and `/metrics` answers.
+#[derive(Clone, Debug, Default)]
+pub struct TransportStats {
+    /// WebSocket connections currently open.
+    pub open_connections: u64,
+    /// Sockets accepted, in any state (handshaking, open, closing).
+    pub sockets: u64,
+    /// WebSocket connections accepted since start.
+    pub connections_accepted: u64,
+    /// Connections closed since start, by [`CloseReason::label`] (same order as `LABELS`).
+    pub connections_closed: [u64; 7],
+    /// Refused upgrades and plain HTTP answers other than 200, by status code.
+    pub handshake_refusals: Vec<(u16, u64)>,
+    /// Handshakes that timed out.
+    pub handshake_timeouts: u64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Bytes queued for output and not yet written, over all connections.
+    pub bytes_queued: u64,
+    /// Events dropped because the host's event queue was full.
+    pub events_dropped: u64,
+}
+
+/// A plain HTTP answer produced by the app for a non-upgrade request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code, e.g. 200.
+    pub status: u16,
+    /// `Content-Type` header value.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// An application core driven by the reactor. See the module docs for the contract.
+pub trait App {
+    /// What a [`crate::handle::ReactorHandle`] carries to the app from other threads.
+    type Command: Send + 'static;
+    /// What the app hands to the host program through the bounded event queue.
+    type Event;
+
+    /// A WebSocket connection completed its upgrade.
+    fn on_open(&mut self, conn: ConnId, now: Instant, out: &mut Actions<Self::Event>);
+
+    /// A whole message arrived on `conn`. Text messages are valid UTF-8 (the reactor closes
+    /// with 1007 otherwise); `binary` tells which frame type carried it.
+    fn on_message(
+        &mut self,
+        conn: ConnId,
+        data: &[u8],
+        binary: bool,
+        now: Instant,
+        out: &mut Actions<Self::Event>,
+    );
+
+    /// `conn` left the open state; see [`CloseReason`].
+    fn on_close(
+        &mut self,
+        conn: ConnId,
+        reason: CloseReason,
+        now: Instant,
+        out: &mut Actions<Self::Event>,
+    );
+
+    /// A command arrived from a handle.
+    fn on_command(&mut self, cmd: Self::Command, now: Instant, out: &mut Actions<Self::Event>);
+
+    /// A timer set with [`Actions::set_timer`] fired.
+    fn on_timer(&mut self, _token: u64, _now: Instant, _out: &mut Actions<Self::Event>) {}
+
+    /// Answer a plain (non-upgrade) `GET` for `path`; `None` means 404.
+    fn http_get(
+        &mut self,
+        _path: &str,
+        _stats: &TransportStats,
+        _now: Instant,
+    ) -> Option<HttpResponse> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_bytes_are_shared_by_every_send() {
+        let mut out: Actions<()> = Actions::new();
+        let msg = out.stage_with(|buf| buf.extend_from_slice(b"{\"a\":1}"));
+        let a = ConnId {
+            index: 1,
+            generation: 0,
+        };
+        let b = ConnId {
+            index: 2,
+            generation: 0,
+        };
+        out.send(a, &msg);
+        out.send(b, &msg);
+        assert_eq!(out.list().len(), 2);
+        for action in out.list() {
+            match action {
+                Action::Send { msg, .. } => assert_eq!(out.bytes(msg), b"{\"a\":1}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out.clear();
+        assert!(out.is_empty());
+    }
+}
