@@ -1,1 +1,78 @@
-fn main() {}
+//! The `gateway` binary: reads the configuration and the command line, sets up logging, runs
+//! the gateway until SIGTERM or SIGINT, and exits 0 (2 for a bad configuration or usage, 1
+//! when it cannot listen or its loop fails).
+
+use std::process::ExitCode;
+
+use gateway::cli::{self, CliAction};
+use gateway::{Config, Gateway};
+
+fn main() -> ExitCode {
+    let action = match cli::parse_args(std::env::args().skip(1)) {
+        Ok(action) => action,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match action {
+        CliAction::Help => {
+            print!("{}", cli::usage());
+            ExitCode::SUCCESS
+        }
+        CliAction::Version => {
+            println!("gateway {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        CliAction::Check(_) => {
+            println!("configuration OK");
+            ExitCode::SUCCESS
+        }
+        CliAction::PrintConfig(config) => {
+            print!("{}", config.to_file_string());
+            ExitCode::SUCCESS
+        }
+        CliAction::Run(config) => run(config),
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    init_logging(config.log_level);
+    let mut gateway = match Gateway::bind(config) {
+        Ok(gateway) => gateway,
+        Err(gateway::Error::Config(e)) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = gateway.shutdown_on_signals() {
+        eprintln!("gateway: cannot watch for signals: {e}");
+        return ExitCode::from(1);
+    }
+    // Never filtered: scripts and people wait for this line to learn the real port.
+    eprintln!("gateway: listening on {}", gateway.url());
+    match gateway.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: log::LevelFilter) {
+    let config = simplelog::ConfigBuilder::new()
+        .set_target_level(log::LevelFilter::Off)
+        .set_thread_level(log::LevelFilter::Off)
+        .build();
+    let _ = simplelog::TermLogger::init(
+        level,
+        config,
+        simplelog::TerminalMode::Stderr,
+        simplelog::ColorChoice::Never,
+    );
+}

@@ -1,0 +1,167 @@
+//! One accepted socket and the state machine it goes through.
+//!
+//! `Handshaking` (reading the HTTP request head) → `Open` (WebSocket frames both ways) →
+//! `Closing` (our close frame is queued; we read until the peer's close frame arrives) →
+//! `Finishing` (everything we will ever send is queued: flush it, shut down our write side,
+//! then read and discard until the peer closes or the linger timer fires). A refused upgrade
+//! or a plain HTTP answer goes straight from `Handshaking` to `Finishing`.
+//!
+//! Readiness latches follow mio's edge-triggered rule: `readable` / `writable` are set by
+//! events and cleared only when a syscall returns `WouldBlock`.
+//!
+//! The outbox holds bytes not yet written, with a read offset, so partial writes are normal.
+//! Its buffer comes from a pool kept by the reactor and goes back there once empty, so an
+//! idle connection holds no heap memory.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::app::ConnId;
+use crate::codec::Decoder;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum ConnState {
+    /// Reading the HTTP request head; `head` holds the bytes of an incomplete head.
+    Handshaking {
+        /// Bytes received so far (empty while nothing is buffered).
+        head: Vec<u8>,
+    },
+    /// The WebSocket is open.
+    Open {
+        /// Frame decoder (no heap while idle).
+        decoder: Decoder,
+    },
+    /// Our close frame is queued; waiting for the peer's.
+    Closing {
+        /// Frame decoder, to find the peer's close frame.
+        decoder: Decoder,
+    },
+    /// Flush the outbox, shut down writing, then drain until the peer closes.
+    Finishing,
+}
+
+/// Bytes queued for a socket, written from `offset` on.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// The buffer; empty and capacity-free while nothing is queued.
+    pub buf: Vec<u8>,
+    /// How much of `buf` has been written already.
+    pub offset: usize,
+}
+
+impl Outbox {
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.offset
+    }
+}
+
+/// One accepted socket.
+#[derive(Debug)]
+pub struct Connection {
+    /// The socket (nonblocking, registered once for READABLE | WRITABLE).
+    pub socket: TcpStream,
+    /// This connection's id (slab index + generation).
+    pub id: ConnId,
+    /// The state machine.
+    pub state: ConnState,
+    /// Bytes waiting to be written.
+    pub outbox: Outbox,
+    /// Readable latch: set by an event, cleared on `WouldBlock`.
+    pub readable: bool,
+    /// Writable latch: set by an event, cleared on `WouldBlock`.
+    pub writable: bool,
+    /// Queued in the reactor's ready list (avoids duplicates).
+    pub in_ready: bool,
+    /// Queued in the reactor's dirty list (avoids duplicates).
+    pub in_dirty: bool,
+    /// The app saw `on_open` and has not yet seen `on_close`.
+    pub app_open: bool,
+    /// Our write side has been shut down (in `Finishing`, after the final flush).
+    pub write_shut: bool,
+    /// The peer shut down its write side (a zero-byte read was seen).
+    pub peer_eof: bool,
+    /// When the last byte arrived (idle timeout).
+    pub last_rx: Instant,
+    /// When the last Ping frame was queued.
+    pub last_ping: Instant,
+}
+
+/// What a read pump iteration produced.
+pub enum ReadResult {
+    /// `n` bytes are in the buffer.
+    Data(usize),
+    /// The peer shut down its write side (a zero-byte read).
+    Eof,
+    /// Nothing more to read now; the readable latch was cleared.
+    WouldBlock,
+    /// The socket failed (reset and the like).
+    Failed(io::Error),
+}
+
+impl Connection {
+    /// A freshly accepted socket, in `Handshaking`.
+    pub fn new(socket: TcpStream, id: ConnId, now: Instant) -> Connection {
+        Connection {
+            socket,
+            id,
+            state: ConnState::Handshaking { head: Vec::new() },
+            outbox: Outbox::default(),
+            readable: true,
+            writable: true,
+            in_ready: false,
+            in_dirty: false,
+            app_open: false,
+            write_shut: false,
+            peer_eof: false,
+            last_rx: now,
+            last_ping: now,
+        }
+    }
+
+    /// Whether the WebSocket is open for application messages.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, ConnState::Open { .. })
+    }
+
+    /// Read once into `buf`, handling `Interrupted` and updating the latch.
+    pub fn read_into(&mut self, buf: &mut [u8]) -> ReadResult {
+        loop {
+            match self.socket.read(buf) {
+                Ok(0) => return ReadResult::Eof,
+                Ok(n) => return ReadResult::Data(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return ReadResult::WouldBlock;
+                }
+                Err(e) => return ReadResult::Failed(e),
+            }
+        }
+    }
+
+    /// Write as much of the outbox as the socket takes. Returns the bytes written, or the
+    /// error that ends the connection. Clears the writable latch on `WouldBlock`.
+    pub fn write_outbox(&mut self) -> io::Result<usize> {
+        let mut written = 0;
+        while self.outbox.pending() > 0 {
+            match self.socket.write(&self.outbox.buf[self.outbox.offset..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.outbox.offset += n;
+                    written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+}

@@ -1,0 +1,242 @@
+//! [`Gateway`]: the gateway protocol core on the reactor, as a library object.
+//!
+//! `Gateway::bind` listens and starts no thread. The host then either gives the gateway a
+//! thread of its own with [`Gateway::run`], or drives it from its own loop with
+//! [`Gateway::poll`] (the poll's descriptor is exposed through `AsRawFd`, so a host can wait
+//! for it in its own epoll set). [`GatewayHandle`] reaches the loop from any thread.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::config::{AuthMode, Config};
+use crate::core::{Command, Event, GatewayCore, HandlerContext, Message};
+use crate::error::Error;
+use crate::handle::{Control, HandleError, ReactorHandle};
+use crate::origin::OriginPolicy;
+use crate::reactor::{Reactor, RunState, TransportConfig};
+
+/// A bound gateway. See the module docs.
+pub struct Gateway {
+    reactor: Reactor<GatewayCore>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("local_addr", &self.local_addr())
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// Validate `config`, bind its `host:port` and set up the loop. Starts no thread.
+    pub fn bind(config: Config) -> Result<Gateway, Error> {
+        config.validate()?;
+        let addr_text = format!("{}:{}", config.host, config.port);
+        let addr = resolve(&addr_text).map_err(|source| Error::Bind {
+            addr: addr_text.clone(),
+            source,
+        })?;
+        let transport = TransportConfig {
+            addr,
+            path: config.path.clone(),
+            max_connections: config.max_connections,
+            max_header_bytes: config.max_header_bytes,
+            origins: OriginPolicy::new(&config.cors_origins, config.require_origin),
+            handshake_timeout: Config::duration(config.handshake_timeout_ms),
+            heartbeat_interval: Config::duration(config.heartbeat_interval_ms),
+            client_timeout: Config::duration(config.client_timeout_ms),
+            close_timeout: Config::duration(config.close_timeout_ms),
+            max_payload: config.max_payload,
+            max_outbound_buffer: config.max_outbound_buffer,
+            event_queue: EVENT_QUEUE,
+        };
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let core = GatewayCore::new(&config, Instant::now(), wall_ms);
+        let reactor = Reactor::bind(transport, core).map_err(|source| Error::Bind {
+            addr: addr_text,
+            source,
+        })?;
+        let gateway = Gateway { reactor, config };
+        gateway.warn_about_risky_settings();
+        Ok(gateway)
+    }
+
+    fn warn_about_risky_settings(&self) {
+        let config = &self.config;
+        let loopback = self.local_addr().ip().is_loopback();
+        if !loopback && config.auth_mode == AuthMode::None {
+            log::warn!(
+                "listening on the non-loopback address {} with auth_mode = none: anyone who can reach it can connect",
+                config.host
+            );
+        }
+        if config.auth_mode != AuthMode::None && config.cors_origins.iter().any(|o| o == "*") {
+            log::warn!(
+                "cors_origins = * with authentication on: any web page can open connections to this gateway"
+            );
+        }
+        if config.auth_mode == AuthMode::Token && config.auth_tokens.is_empty() {
+            log::warn!("auth_mode = token and no auth_tokens are configured: nobody can authenticate");
+        }
+    }
+
+    /// The address the gateway listens on (the real port when `port = 0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.reactor.local_addr()
+    }
+
+    /// The URL clients connect to, e.g. `ws://127.0.0.1:18789/ws`.
+    pub fn url(&self) -> String {
+        format!("ws://{}{}", self.local_addr(), self.config.path)
+    }
+
+    /// The configuration the gateway runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A handle for other threads (`Clone + Send`).
+    pub fn handle(&self) -> GatewayHandle {
+        GatewayHandle {
+            inner: self.reactor.handle(),
+        }
+    }
+
+    /// Run the loop on this thread until the gateway has shut down (through a handle's
+    /// [`GatewayHandle::shutdown`] or a signal, see [`Gateway::shutdown_on_signals`]).
+    pub fn run(&mut self) -> Result<(), Error> {
+        self.reactor.run().map_err(Error::Io)
+    }
+
+    /// One turn of the loop, waiting at most `timeout` for something to happen (`None`: until
+    /// the next timer or event). For a host that runs its own loop; call it again and again,
+    /// reading [`Gateway::next_event`] in between, until [`Gateway::is_stopped`].
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.reactor.turn(timeout).map_err(Error::Io)
+    }
+
+    /// The next event, if any. The queue is bounded (see [`EVENT_QUEUE`]); events that find it
+    /// full are dropped and counted in `/metrics` as `gateway_events_dropped_total`.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.reactor.next_event()
+    }
+
+    /// Begin a shutdown from the loop's own thread (the same as [`GatewayHandle::shutdown`]).
+    pub fn shutdown(&mut self) {
+        self.reactor.begin_shutdown();
+    }
+
+    /// Whether the gateway has shut down; `poll` does nothing more.
+    pub fn is_stopped(&self) -> bool {
+        self.reactor.run_state() == RunState::Stopped
+    }
+
+    /// Shut down on SIGTERM and SIGINT, watched by this gateway's own poll (no extra thread).
+    pub fn shutdown_on_signals(&mut self) -> Result<(), Error> {
+        self.reactor.shutdown_on_signals().map_err(Error::Io)
+    }
+
+    /// Handle messages of type `msg_type` with `handler`, called on the loop's thread after
+    /// the auth gate. Returns false (and registers nothing) when `msg_type` is built in.
+    pub fn register_handler<F>(&mut self, msg_type: &str, handler: F) -> bool
+    where
+        F: FnMut(&mut HandlerContext<'_>, &Message) + Send + 'static,
+    {
+        self.reactor.app_mut().register_handler(msg_type, handler)
+    }
+
+    /// Open WebSocket connections.
+    pub fn client_count(&self) -> usize {
+        self.reactor.app().client_count()
+    }
+
+    /// Sessions that exist.
+    pub fn session_count(&self) -> usize {
+        self.reactor.app().session_count()
+    }
+
+    /// Registered agents (offline ones included until their TTL passes).
+    pub fn agent_count(&self) -> usize {
+        self.reactor.app().agent_count()
+    }
+}
+
+/// Capacity of the event queue read by [`Gateway::next_event`].
+pub const EVENT_QUEUE: usize = 4096;
+
+#[cfg(unix)]
+impl std::os::unix::io::AsRawFd for Gateway {
+    /// The poll's descriptor: readable when the gateway has work; then call
+    /// `poll(Some(Duration::ZERO))`.
+    fn as_raw_fd(&self) -> std::os::unix::io::RawFd {
+        self.reactor.raw_fd()
+    }
+}
+
+fn resolve(addr: &str) -> std::io::Result<SocketAddr> {
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address resolved")
+    })
+}
+
+/// Reaches a [`Gateway`]'s loop from any thread. Every method queues a command and wakes the
+/// loop; it fails only when the gateway has stopped or its command queue is full.
+#[derive(Clone, Debug)]
+pub struct GatewayHandle {
+    inner: ReactorHandle<Command>,
+}
+
+impl GatewayHandle {
+    /// Send a message of `msg_type` with `payload` to the client `client_id` (ignored when no
+    /// such client is connected).
+    pub fn send_to_client(
+        &self,
+        client_id: &str,
+        msg_type: &str,
+        payload: Value,
+    ) -> Result<(), HandleError> {
+        self.inner.send(Control::App(Command::SendToClient {
+            client_id: client_id.to_string(),
+            msg_type: msg_type.to_string(),
+            payload,
+        }))
+    }
+
+    /// Send a `broadcast` message with `payload` to every member of `session_id`.
+    pub fn broadcast_to_session(&self, session_id: &str, payload: Value) -> Result<(), HandleError> {
+        self.broadcast_message(session_id, "broadcast", payload)
+    }
+
+    /// Send a message of `msg_type` with `payload` to every member of `session_id`.
+    pub fn broadcast_message(
+        &self,
+        session_id: &str,
+        msg_type: &str,
+        payload: Value,
+    ) -> Result<(), HandleError> {
+        self.inner.send(Control::App(Command::BroadcastToSession {
+            session_id: session_id.to_string(),
+            msg_type: msg_type.to_string(),
+            payload,
+        }))
+    }
+
+    /// Close the connection of `client_id` with 1008.
+    pub fn kick(&self, client_id: &str) -> Result<(), HandleError> {
+        self.inner.send(Control::App(Command::Kick {
+            client_id: client_id.to_string(),
+        }))
+    }
+
+    /// Shut the gateway down: close 1001 to everyone, wait for the close handshakes up to
+    /// `close_timeout_ms`, then stop.
+    pub fn shutdown(&self) -> Result<(), HandleError> {
+        self.inner.shutdown()
+    }
+}
