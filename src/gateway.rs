@@ -5,7 +5,7 @@
 //! [`Gateway::poll`] (the poll's descriptor is exposed through `AsRawFd`, so a host can wait
 //! for it in its own epoll set). [`GatewayHandle`] reaches the loop from any thread.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -35,11 +35,12 @@ impl Gateway {
     /// Validate `config`, bind its `host:port` and set up the loop. Starts no thread.
     pub fn bind(config: Config) -> Result<Gateway, Error> {
         config.validate()?;
-        let addr_text = format!("{}:{}", config.host, config.port);
-        let addr = resolve(&addr_text).map_err(|source| Error::Bind {
-            addr: addr_text.clone(),
-            source,
+        let ip: IpAddr = config.host.parse().map_err(|_| Error::Bind {
+            addr: config.host.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP address"),
         })?;
+        let addr = SocketAddr::new(ip, config.port);
+        let addr_text = addr.to_string();
         let transport = TransportConfig {
             addr,
             path: config.path.clone(),
@@ -82,7 +83,9 @@ impl Gateway {
             );
         }
         if config.auth_mode == AuthMode::Token && config.auth_tokens.is_empty() {
-            log::warn!("auth_mode = token and no auth_tokens are configured: nobody can authenticate");
+            log::warn!(
+                "auth_mode = token and no auth_tokens are configured: nobody can authenticate"
+            );
         }
     }
 
@@ -179,12 +182,6 @@ impl std::os::unix::io::AsRawFd for Gateway {
     }
 }
 
-fn resolve(addr: &str) -> std::io::Result<SocketAddr> {
-    addr.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address resolved")
-    })
-}
-
 /// Reaches a [`Gateway`]'s loop from any thread. Every method queues a command and wakes the
 /// loop; it fails only when the gateway has stopped or its command queue is full.
 #[derive(Clone, Debug)]
@@ -209,7 +206,11 @@ impl GatewayHandle {
     }
 
     /// Send a `broadcast` message with `payload` to every member of `session_id`.
-    pub fn broadcast_to_session(&self, session_id: &str, payload: Value) -> Result<(), HandleError> {
+    pub fn broadcast_to_session(
+        &self,
+        session_id: &str,
+        payload: Value,
+    ) -> Result<(), HandleError> {
         self.broadcast_message(session_id, "broadcast", payload)
     }
 

@@ -8,7 +8,11 @@ use gateway::cli::{self, CliAction};
 use gateway::{Config, Gateway};
 
 fn main() -> ExitCode {
-    let action = match cli::parse_args(std::env::args().skip(1)) {
+    let action = match cli::parse_args(
+        std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned()),
+    ) {
         Ok(action) => action,
         Err(e) => {
             eprintln!("gateway: {e}");
@@ -21,7 +25,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         CliAction::Version => {
-            println!("gateway {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", cli::version());
             ExitCode::SUCCESS
         }
         CliAction::Check(_) => {

@@ -151,7 +151,6 @@ pub struct Reactor<A: App> {
     events: Events,
     listener: TcpListener,
     local_addr: SocketAddr,
-    waker: Arc<Waker>,
     commands: ControlReceiver<A::Command>,
     handle: ReactorHandle<A::Command>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -191,7 +190,7 @@ impl<A: App> Reactor<A> {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, commands) = sync_channel(COMMAND_QUEUE);
-        let handle = ReactorHandle::new(sender, Arc::clone(&waker));
+        let handle = ReactorHandle::new(sender, waker);
         let now = Instant::now();
         let rules = UpgradeRules {
             path: config.path.clone(),
@@ -206,7 +205,6 @@ impl<A: App> Reactor<A> {
             events: Events::with_capacity(1024),
             listener,
             local_addr,
-            waker,
             commands,
             handle,
             signals: None,
@@ -324,7 +322,13 @@ impl<A: App> Reactor<A> {
         for key in keys {
             let open = self.conns.get(key).is_some_and(|c| c.is_open());
             if open {
-                self.start_close(key, 1001, "Server shutting down", CloseReason::Shutdown, now);
+                self.start_close(
+                    key,
+                    1001,
+                    "Server shutting down",
+                    CloseReason::Shutdown,
+                    now,
+                );
             } else if matches!(
                 self.conns.get(key).map(|c| &c.state),
                 Some(ConnState::Handshaking { .. })
@@ -703,9 +707,12 @@ impl<A: App> Reactor<A> {
                 if !open {
                     return true; // closing: data is discarded
                 }
-                self.app.on_message(id, data, binary, now, &mut self.actions);
+                self.app
+                    .on_message(id, data, binary, now, &mut self.actions);
                 self.apply_actions(now);
-                self.conns.get(key).is_some_and(|c| c.id == id && c.is_open())
+                self.conns
+                    .get(key)
+                    .is_some_and(|c| c.id == id && c.is_open())
             }
             Incoming::Ping(payload) => {
                 if open {
@@ -774,14 +781,7 @@ impl<A: App> Reactor<A> {
 
     /// Close an open connection: queue a close frame after what is queued, then wait for the
     /// peer's close frame until the linger timer.
-    fn start_close(
-        &mut self,
-        key: usize,
-        code: u16,
-        reason: &str,
-        why: CloseReason,
-        now: Instant,
-    ) {
+    fn start_close(&mut self, key: usize, code: u16, reason: &str, why: CloseReason, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -1187,7 +1187,11 @@ fn reason_index(reason: CloseReason) -> usize {
 }
 
 fn count_refusal(stats: &mut TransportStats, status: u16) {
-    match stats.handshake_refusals.iter_mut().find(|(s, _)| *s == status) {
+    match stats
+        .handshake_refusals
+        .iter_mut()
+        .find(|(s, _)| *s == status)
+    {
         Some((_, n)) => *n += 1,
         None => stats.handshake_refusals.push((status, 1)),
     }
@@ -1204,9 +1208,7 @@ fn take_buf(pool: &mut Vec<Vec<u8>>, current: &mut Vec<u8>) -> Vec<u8> {
 
 /// Return an emptied outbox buffer to the pool (or free it).
 fn give_buf(pool: &mut Vec<Vec<u8>>, mut buf: Vec<u8>) {
-    if buf.capacity() > 0
-        && buf.capacity() <= OUTBOX_POOL_MAX_CAPACITY
-        && pool.len() < OUTBOX_POOL
+    if buf.capacity() > 0 && buf.capacity() <= OUTBOX_POOL_MAX_CAPACITY && pool.len() < OUTBOX_POOL
     {
         buf.clear();
         pool.push(buf);

@@ -1,0 +1,211 @@
+//! Handlers of the agent requests (`agent_register`, `agent_unregister`, `agent_heartbeat`,
+//! `agent_query`; PROTOCOL section 6): payload validation, the registry call, the reply.
+//!
+//! Contract:
+//! - Replies: `agent_info` `{"status":"registered"|"unregistered"|"updated","agent"}` and
+//!   `agent_list` `{"agents"}` (sorted by `agentId`), each with `replyTo`.
+//! - `agentId` must be a non-empty string of at most 128 bytes; it defaults to the sender's
+//!   `clientId` in all three of register, unregister and heartbeat.
+//! - `type` must be one of the six agent types, `name` a non-empty string, `capabilities` an
+//!   object of the documented shape, `metadata` an object; `status` in a heartbeat `online`
+//!   or `busy`; `onlineOnly` a boolean. Anything else: `INVALID_MESSAGE` naming the field.
+//! - Registry refusals map to `AGENT_EXISTS`, `AGENT_NOT_FOUND`, `FORBIDDEN` and
+//!   `LIMIT_EXCEEDED`. Register, unregister and heartbeat each add one to `stateVersion`.
+
+use serde_json::Value;
+
+use super::agents::{AgentError, Capabilities, Registration};
+use super::dispatch::{CoreState, Req};
+use super::events::Event;
+use super::outbound::{self, Reject};
+use super::payloads::{
+    self, AgentInfoOut, AgentListOut, AgentQueryIn, AgentRefIn, AgentRegisterIn,
+};
+use super::protocol::{
+    opt_bool, opt_ident, opt_object, opt_str, req_str, Envelope, ErrorCode, FieldError,
+};
+use super::wire::Head;
+use crate::app::Actions;
+
+const AGENT_TYPES: &str = "pi, cli, webchat, companion, channel, custom";
+
+/// The protocol error of a registry refusal.
+fn agent_reject(error: AgentError, agent_id: &str) -> Reject {
+    let (code, message) = match error {
+        AgentError::Exists => (
+            ErrorCode::AgentExists,
+            format!("Agent {agent_id} is registered by another client"),
+        ),
+        AgentError::NotFound => (
+            ErrorCode::AgentNotFound,
+            format!("Agent {agent_id} not found"),
+        ),
+        AgentError::Forbidden => (
+            ErrorCode::Forbidden,
+            format!("Agent {agent_id} is offline or owned by another client"),
+        ),
+        AgentError::LimitExceeded => (ErrorCode::LimitExceeded, "Too many agents".to_owned()),
+    };
+    Reject::new(code, message)
+}
+
+fn capabilities(value: Option<Value>) -> Result<Capabilities, FieldError> {
+    match value {
+        Some(value @ Value::Object(_)) => serde_json::from_value(value)
+            .map_err(|e| FieldError::new("capabilities", format!("capabilities: {e}"))),
+        None | Some(Value::Null) => {
+            Err(FieldError::new("capabilities", "capabilities is required"))
+        }
+        Some(_) => Err(FieldError::new(
+            "capabilities",
+            "capabilities must be an object",
+        )),
+    }
+}
+
+impl CoreState {
+    fn send_agent_info(
+        &mut self,
+        req: &Req<'_>,
+        out: &mut Actions<Event>,
+        payload: &AgentInfoOut<'_>,
+    ) {
+        let head = Head::new("agent_info", req.ts).reply_to(req.id);
+        outbound::send_ser(out, &mut self.metrics, req.conn, &head, payload);
+    }
+
+    /// `agent_register` → `agent_info` `registered`.
+    pub(crate) fn on_agent_register(
+        &mut self,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        out: &mut Actions<Event>,
+    ) -> Result<(), Reject> {
+        let p: AgentRegisterIn<'_> = payloads::parse(env.payload)?;
+        let agent_id = opt_ident(&p.agent_id, "agentId")?.map(str::to_owned);
+        let type_name = req_str(&p.agent_type, "type")?;
+        let agent_type = payloads::agent_type(type_name)
+            .ok_or_else(|| FieldError::new("type", format!("type must be one of {AGENT_TYPES}")))?;
+        let name = req_str(&p.name, "name")?.to_owned();
+        let capabilities = capabilities(p.capabilities)?;
+        let metadata = opt_object(p.metadata, "metadata")?;
+        let Some(client) = self.clients.get(req.conn) else {
+            return Ok(());
+        };
+        let wanted = agent_id.clone().unwrap_or_else(|| client.client_id.clone());
+        let reg = Registration {
+            agent_id,
+            agent_type,
+            name,
+            capabilities,
+            metadata,
+        };
+        let agent = self
+            .agents
+            .register(req.conn, &client.client_id, reg, req.ts)
+            .map_err(|e| agent_reject(e, &wanted))?;
+        let event = Event::AgentRegistered {
+            agent_id: agent.agent_id.clone(),
+            client_id: client.client_id.clone(),
+        };
+        let head = Head::new("agent_info", req.ts).reply_to(req.id);
+        let payload = AgentInfoOut {
+            status: "registered",
+            agent,
+        };
+        outbound::send_ser(out, &mut self.metrics, req.conn, &head, &payload);
+        self.state_version += 1;
+        log::debug!("agent {wanted} registered");
+        out.emit(event);
+        Ok(())
+    }
+
+    /// The agent id a request names, defaulting to the sender's `clientId`.
+    fn agent_ref(&self, req: &Req<'_>, p: &AgentRefIn<'_>) -> Result<Option<String>, Reject> {
+        Ok(match opt_ident(&p.agent_id, "agentId")? {
+            Some(id) => Some(id.to_owned()),
+            None => self.clients.get(req.conn).map(|c| c.client_id.clone()),
+        })
+    }
+
+    /// `agent_unregister` → `agent_info` `unregistered`.
+    pub(crate) fn on_agent_unregister(
+        &mut self,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        out: &mut Actions<Event>,
+    ) -> Result<(), Reject> {
+        let p: AgentRefIn<'_> = payloads::parse(env.payload)?;
+        let Some(agent_id) = self.agent_ref(req, &p)? else {
+            return Ok(());
+        };
+        let agent = self
+            .agents
+            .unregister(&agent_id, req.conn)
+            .map_err(|e| agent_reject(e, &agent_id))?;
+        self.state_version += 1;
+        log::debug!("agent {agent_id} unregistered");
+        let payload = AgentInfoOut {
+            status: "unregistered",
+            agent: &agent,
+        };
+        self.send_agent_info(req, out, &payload);
+        Ok(())
+    }
+
+    /// `agent_heartbeat` → `agent_info` `updated`.
+    pub(crate) fn on_agent_heartbeat(
+        &mut self,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        out: &mut Actions<Event>,
+    ) -> Result<(), Reject> {
+        let p: AgentRefIn<'_> = payloads::parse(env.payload)?;
+        let status = match opt_str(&p.status, "status")? {
+            None => None,
+            Some(name) => Some(
+                payloads::heartbeat_status(name)
+                    .ok_or_else(|| FieldError::new("status", "status must be online or busy"))?,
+            ),
+        };
+        let Some(agent_id) = self.agent_ref(req, &p)? else {
+            return Ok(());
+        };
+        let agent = self
+            .agents
+            .heartbeat(&agent_id, req.conn, status, req.ts)
+            .map_err(|e| agent_reject(e, &agent_id))?;
+        let head = Head::new("agent_info", req.ts).reply_to(req.id);
+        let payload = AgentInfoOut {
+            status: "updated",
+            agent,
+        };
+        outbound::send_ser(out, &mut self.metrics, req.conn, &head, &payload);
+        self.state_version += 1;
+        Ok(())
+    }
+
+    /// `agent_query` → `agent_list`.
+    pub(crate) fn on_agent_query(
+        &mut self,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        out: &mut Actions<Event>,
+    ) -> Result<(), Reject> {
+        let p: AgentQueryIn<'_> = payloads::parse(env.payload)?;
+        let capability = opt_str(&p.capability, "capability")?;
+        let agent_type = match opt_str(&p.agent_type, "type")? {
+            None => None,
+            Some(name) => Some(payloads::agent_type(name).ok_or_else(|| {
+                FieldError::new("type", format!("type must be one of {AGENT_TYPES}"))
+            })?),
+        };
+        let online_only = opt_bool(&p.online_only, "onlineOnly")?.unwrap_or(false);
+        let payload = AgentListOut {
+            agents: self.agents.query(capability, agent_type, online_only),
+        };
+        let head = Head::new("agent_list", req.ts).reply_to(req.id);
+        outbound::send_ser(out, &mut self.metrics, req.conn, &head, &payload);
+        Ok(())
+    }
+}

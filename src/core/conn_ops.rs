@@ -1,0 +1,216 @@
+//! Handlers of the connection-level requests: `ping`, `auth` and `connect` (PROTOCOL sections
+//! 3 and 5), the three a connection may send before it has authenticated.
+//!
+//! Contract:
+//! - `ping` → `pong` `{"clientId"}`; the payload is not read, nothing is allocated.
+//! - `auth` after success replies `auth_success` again with the same identity, whatever it
+//!   carries. Otherwise `AUTH_REQUIRED` when the mode's credential is missing or empty (not
+//!   counted), `AUTH_FAILED` when wrong (counted; at `max_auth_failures`, 0 meaning no limit,
+//!   the connection is closed with 1008 right after that reply). In password mode the
+//!   `clientId` becomes the `userId` (at most 128 bytes; empty or absent: `anonymous`).
+//! - `connect` records the device and replies `hello_ok`; its `presence` lists the
+//!   authenticated connections that sent `connect`, the sender included, and is empty when the
+//!   sender has not authenticated.
+
+use super::auth::{self, Credentials};
+use super::clients::Device;
+use super::dispatch::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
+use super::events::Event;
+use super::outbound::{self, Reject};
+use super::payloads::{
+    self, AuthIn, AuthSuccessOut, ConnectIn, DevicePresenceOut, HealthOut, HelloOkOut,
+};
+use super::protocol::{
+    check_ident, opt_str, req_str, Envelope, ErrorCode, FieldError, Loose, MAX_ID_BYTES,
+};
+use super::wire::{self, Head};
+use crate::app::Actions;
+use crate::config::AuthMode;
+
+/// The protocol version this gateway speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+impl CoreState {
+    /// `ping` → `pong`.
+    pub(crate) fn on_ping(&mut self, req: &Req<'_>, out: &mut Actions<Event>) {
+        let Some(client) = self.clients.get(req.conn) else {
+            return;
+        };
+        let head = Head::new("pong", req.ts).reply_to(req.id);
+        let payload = |buf: &mut Vec<u8>| {
+            buf.extend_from_slice(b"{\"clientId\":");
+            wire::write_str(buf, &client.client_id);
+            buf.push(b'}');
+            true
+        };
+        outbound::send(out, &mut self.metrics, req.conn, &head, payload);
+    }
+
+    /// `auth` → `auth_success`.
+    pub(crate) fn on_auth(
+        &mut self,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        out: &mut Actions<Event>,
+    ) -> Result<(), Reject> {
+        let Some(client) = self.clients.get(req.conn) else {
+            return Ok(());
+        };
+        if client.is_authenticated() {
+            self.send_auth_success(req, out);
+            return Ok(());
+        }
+        let p: AuthIn<'_> = payloads::parse(env.payload)?;
+        let creds = Credentials {
+            token: opt_str(&p.token, "token")?,
+            password: opt_str(&p.password, "password")?,
+            client_id: opt_str(&p.client_id, "clientId")?,
+        };
+        opt_str(&p.client_type, "clientType")?;
+        let config = &self.config;
+        if config.auth_mode == AuthMode::Password
+            && creds.client_id.is_some_and(|c| c.len() > MAX_ID_BYTES)
+        {
+            return Err(FieldError::new(
+                "clientId",
+                format!("clientId must be at most {MAX_ID_BYTES} bytes"),
+            )
+            .into());
+        }
+        let outcome = auth::check(
+            config.auth_mode,
+            &config.auth_tokens,
+            config.auth_password.as_deref(),
+            creds,
+        );
+        match outcome {
+            auth::AuthOutcome::Success(user_id) => {
+                self.clients.authenticate(req.conn, user_id.clone());
+                self.send_auth_success(req, out);
+                if let Some(client) = self.clients.get(req.conn) {
+                    log::debug!("client {} authenticated as {user_id}", client.client_id);
+                    out.emit(Event::ClientAuthenticated {
+                        client_id: client.client_id.clone(),
+                        user_id,
+                    });
+                }
+                Ok(())
+            }
+            auth::AuthOutcome::Missing => Err(Reject::new(
+                ErrorCode::AuthRequired,
+                format!(
+                    "Authentication required: send {}",
+                    match config.auth_mode {
+                        AuthMode::Password => "password",
+                        _ => "token",
+                    }
+                ),
+            )),
+            auth::AuthOutcome::Failed => {
+                let max = self.config.max_auth_failures;
+                let failures = match self.clients.get_mut(req.conn) {
+                    Some(client) => {
+                        client.auth_failures = client.auth_failures.saturating_add(1);
+                        client.auth_failures
+                    }
+                    None => return Ok(()),
+                };
+                log::debug!("auth failure {failures} on {:?}", req.conn);
+                self.reject(
+                    out,
+                    req,
+                    Reject::new(ErrorCode::AuthFailed, "Authentication failed"),
+                );
+                if max > 0 && failures >= max {
+                    self.close(out, req.conn, CLOSE_POLICY, REASON_AUTH_FAILURES);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send_auth_success(&mut self, req: &Req<'_>, out: &mut Actions<Event>) {
+        let Some(client) = self.clients.get(req.conn) else {
+            return;
+        };
+        let payload = AuthSuccessOut {
+            client_id: &client.client_id,
+            user_id: client.user_id.as_deref().unwrap_or(auth::ANONYMOUS),
+        };
+        let head = Head::new("auth_success", req.ts).reply_to(req.id);
+        outbound::send_ser(out, &mut self.metrics, req.conn, &head, &payload);
+    }
+
+    /// `connect` → `hello_ok`.
+    pub(crate) fn on_connect(
+        &mut self,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        out: &mut Actions<Event>,
+    ) -> Result<(), Reject> {
+        let p: ConnectIn<'_> = payloads::parse(env.payload)?;
+        let device_id = check_ident(req_str(&p.device_id, "deviceId")?, "deviceId")?;
+        let device_name = opt_str(&p.device_name, "deviceName")?;
+        let role = payloads::role(req_str(&p.role, "role")?)
+            .ok_or_else(|| FieldError::new("role", "role must be one of control, node, webchat"))?;
+        match p.protocol_version {
+            Some(Loose::UInt(n)) if n > 0 => {}
+            None | Some(Loose::Null) => {
+                return Err(
+                    FieldError::new("protocolVersion", "protocolVersion is required").into(),
+                )
+            }
+            Some(_) => {
+                return Err(FieldError::new(
+                    "protocolVersion",
+                    "protocolVersion must be a positive integer",
+                )
+                .into())
+            }
+        }
+        let device = Device {
+            device_id: device_id.to_owned(),
+            device_name: device_name.map(str::to_owned),
+            role,
+            connected_at: req.ts,
+        };
+        let Some(client) = self.clients.get_mut(req.conn) else {
+            return Ok(());
+        };
+        client.device = Some(device);
+        let authenticated = client.is_authenticated();
+        let presence = if authenticated {
+            self.clients
+                .iter()
+                .filter(|c| c.is_authenticated())
+                .filter_map(|c| c.device.as_ref())
+                .map(|d| DevicePresenceOut {
+                    device_id: &d.device_id,
+                    role: d.role,
+                    connected_at: d.connected_at,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let Some(client) = self.clients.get(req.conn) else {
+            return Ok(());
+        };
+        let payload = HelloOkOut {
+            client_id: &client.client_id,
+            paired: true,
+            uptime: self.uptime_ms(req.now),
+            state_version: self.state_version,
+            protocol_version: PROTOCOL_VERSION,
+            presence,
+            health: HealthOut {
+                status: "ok",
+                checked_at: req.ts,
+            },
+            auth_required: self.auth_required(),
+        };
+        let head = Head::new("hello_ok", req.ts).reply_to(req.id);
+        outbound::send_ser(out, &mut self.metrics, req.conn, &head, &payload);
+        Ok(())
+    }
+}

@@ -1,0 +1,376 @@
+//! Payload shapes of PROTOCOL sections 3-6: the typed, borrowed structs incoming payloads are
+//! read into, and the structs outgoing payloads are serialized from.
+//!
+//! Contract:
+//! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
+//!   reported by name (through the helpers of `protocol`) instead of failing the whole
+//!   payload; unknown fields are ignored. Only structured values the gateway stores
+//!   (`metadata`, `patch`, `capabilities`) are read as `serde_json::Value`.
+//! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
+//!   `INVALID_MESSAGE` about `payload`.
+//! - Outgoing structs borrow everything and serialize to exactly the documented fields.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::agents::{Agent, AgentStatus, AgentType};
+use super::protocol::{ErrorCode, FieldError, Loose};
+use super::sessions::Member;
+
+/// Read a payload (the raw JSON object text of an envelope) into `T`.
+pub fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {
+    serde_json::from_slice(payload).map_err(|e| FieldError::new("payload", format!("payload: {e}")))
+}
+
+/// `auth` `{"token"?,"password"?,"clientId"?,"clientType"?}`.
+#[derive(Debug, Deserialize)]
+pub struct AuthIn<'a> {
+    /// `token`
+    #[serde(borrow)]
+    pub token: Option<Loose<'a>>,
+    /// `password`
+    #[serde(borrow)]
+    pub password: Option<Loose<'a>>,
+    /// `clientId`
+    #[serde(borrow, rename = "clientId")]
+    pub client_id: Option<Loose<'a>>,
+    /// `clientType`
+    #[serde(borrow, rename = "clientType")]
+    pub client_type: Option<Loose<'a>>,
+}
+
+/// `connect` `{"deviceId","deviceName"?,"role","protocolVersion"}`.
+#[derive(Debug, Deserialize)]
+pub struct ConnectIn<'a> {
+    /// `deviceId`
+    #[serde(borrow, rename = "deviceId")]
+    pub device_id: Option<Loose<'a>>,
+    /// `deviceName`
+    #[serde(borrow, rename = "deviceName")]
+    pub device_name: Option<Loose<'a>>,
+    /// `role`
+    #[serde(borrow)]
+    pub role: Option<Loose<'a>>,
+    /// `protocolVersion`
+    #[serde(borrow, rename = "protocolVersion")]
+    pub protocol_version: Option<Loose<'a>>,
+}
+
+/// `session_create` `{"sessionId"?,"name"?,"metadata"?}`.
+#[derive(Debug, Deserialize)]
+pub struct SessionCreateIn<'a> {
+    /// `sessionId`
+    #[serde(borrow, rename = "sessionId")]
+    pub session_id: Option<Loose<'a>>,
+    /// `name`
+    #[serde(borrow)]
+    pub name: Option<Loose<'a>>,
+    /// `metadata`
+    pub metadata: Option<Value>,
+}
+
+/// `session_join` / `session_leave` `{"sessionId"}`.
+#[derive(Debug, Deserialize)]
+pub struct SessionRefIn<'a> {
+    /// `sessionId`
+    #[serde(borrow, rename = "sessionId")]
+    pub session_id: Option<Loose<'a>>,
+}
+
+/// `session_patch` `{"sessionKey","patch"}`.
+#[derive(Debug, Deserialize)]
+pub struct SessionPatchIn<'a> {
+    /// `sessionKey`
+    #[serde(borrow, rename = "sessionKey")]
+    pub session_key: Option<Loose<'a>>,
+    /// `patch`
+    pub patch: Option<Value>,
+}
+
+/// `presence` `{"status","sessionKey"?}`.
+#[derive(Debug, Deserialize)]
+pub struct PresenceIn<'a> {
+    /// `status`
+    #[serde(borrow)]
+    pub status: Option<Loose<'a>>,
+    /// `sessionKey`
+    #[serde(borrow, rename = "sessionKey")]
+    pub session_key: Option<Loose<'a>>,
+}
+
+/// `agent_register` `{"agentId"?,"type","name","capabilities","metadata"?}`.
+#[derive(Debug, Deserialize)]
+pub struct AgentRegisterIn<'a> {
+    /// `agentId`
+    #[serde(borrow, rename = "agentId")]
+    pub agent_id: Option<Loose<'a>>,
+    /// `type`
+    #[serde(borrow, rename = "type")]
+    pub agent_type: Option<Loose<'a>>,
+    /// `name`
+    #[serde(borrow)]
+    pub name: Option<Loose<'a>>,
+    /// `capabilities`
+    pub capabilities: Option<Value>,
+    /// `metadata`
+    pub metadata: Option<Value>,
+}
+
+/// `agent_unregister` `{"agentId"}` and `agent_heartbeat` `{"agentId","status"?}`.
+#[derive(Debug, Deserialize)]
+pub struct AgentRefIn<'a> {
+    /// `agentId`
+    #[serde(borrow, rename = "agentId")]
+    pub agent_id: Option<Loose<'a>>,
+    /// `status`
+    #[serde(borrow)]
+    pub status: Option<Loose<'a>>,
+}
+
+/// `agent_query` `{"capability"?,"type"?,"onlineOnly"?}`.
+#[derive(Debug, Deserialize)]
+pub struct AgentQueryIn<'a> {
+    /// `capability`
+    #[serde(borrow)]
+    pub capability: Option<Loose<'a>>,
+    /// `type`
+    #[serde(borrow, rename = "type")]
+    pub agent_type: Option<Loose<'a>>,
+    /// `onlineOnly`
+    #[serde(borrow, rename = "onlineOnly")]
+    pub online_only: Option<Loose<'a>>,
+}
+
+/// The agent type named `name`.
+pub fn agent_type(name: &str) -> Option<AgentType> {
+    Some(match name {
+        "pi" => AgentType::Pi,
+        "cli" => AgentType::Cli,
+        "webchat" => AgentType::Webchat,
+        "companion" => AgentType::Companion,
+        "channel" => AgentType::Channel,
+        "custom" => AgentType::Custom,
+        _ => return None,
+    })
+}
+
+/// The status an `agent_heartbeat` may set: `online` or `busy`.
+pub fn heartbeat_status(name: &str) -> Option<AgentStatus> {
+    match name {
+        "online" => Some(AgentStatus::Online),
+        "busy" => Some(AgentStatus::Busy),
+        _ => None,
+    }
+}
+
+/// The `connect` role named `name`, as a static string.
+pub fn role(name: &str) -> Option<&'static str> {
+    match name {
+        "control" => Some("control"),
+        "node" => Some("node"),
+        "webchat" => Some("webchat"),
+        _ => None,
+    }
+}
+
+/// The welcome `session_info` of PROTOCOL section 3.
+#[derive(Debug, Serialize)]
+pub struct WelcomeOut<'a> {
+    /// The client id again.
+    #[serde(rename = "sessionId")]
+    pub session_id: &'a str,
+    /// `clientId`
+    #[serde(rename = "clientId")]
+    pub client_id: &'a str,
+    /// Always `connected`.
+    pub status: &'static str,
+    /// Whether `auth` is needed.
+    #[serde(rename = "authRequired")]
+    pub auth_required: bool,
+}
+
+/// `auth_success` `{"clientId","userId"}`.
+#[derive(Debug, Serialize)]
+pub struct AuthSuccessOut<'a> {
+    /// `clientId`
+    #[serde(rename = "clientId")]
+    pub client_id: &'a str,
+    /// `userId`
+    #[serde(rename = "userId")]
+    pub user_id: &'a str,
+}
+
+/// One entry of `hello_ok.presence`.
+#[derive(Debug, Serialize)]
+pub struct DevicePresenceOut<'a> {
+    /// `deviceId`
+    #[serde(rename = "deviceId")]
+    pub device_id: &'a str,
+    /// `role`
+    pub role: &'a str,
+    /// `connectedAt`
+    #[serde(rename = "connectedAt")]
+    pub connected_at: u64,
+}
+
+/// `hello_ok.health`.
+#[derive(Debug, Serialize)]
+pub struct HealthOut {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// When this was checked, ms since the Unix epoch.
+    #[serde(rename = "checkedAt")]
+    pub checked_at: u64,
+}
+
+/// `hello_ok`.
+#[derive(Debug, Serialize)]
+pub struct HelloOkOut<'a> {
+    /// `clientId`
+    #[serde(rename = "clientId")]
+    pub client_id: &'a str,
+    /// Always true.
+    pub paired: bool,
+    /// Ms since the gateway started.
+    pub uptime: u64,
+    /// Changes to sessions and agents so far.
+    #[serde(rename = "stateVersion")]
+    pub state_version: u64,
+    /// The gateway's protocol version, 1.
+    #[serde(rename = "protocolVersion")]
+    pub protocol_version: u32,
+    /// Authenticated connections that sent `connect`.
+    pub presence: Vec<DevicePresenceOut<'a>>,
+    /// `{"status":"ok","checkedAt"}`.
+    pub health: HealthOut,
+    /// The gateway's auth setting.
+    #[serde(rename = "authRequired")]
+    pub auth_required: bool,
+}
+
+/// `session_info` about one session.
+#[derive(Debug, Serialize)]
+pub struct SessionInfoOut<'a> {
+    /// `sessionId`
+    #[serde(rename = "sessionId")]
+    pub session_id: &'a str,
+    /// `created`, `joined`, `left` or `patched`.
+    pub status: &'static str,
+    /// The session's name, on `created` and `joined` when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    /// Members in join order, on `created` and `joined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<&'a [Member]>,
+    /// The metadata, on `created`, `joined` and `patched`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<&'a Map<String, Value>>,
+}
+
+/// `presence` as fanned out.
+#[derive(Debug, Serialize)]
+pub struct PresenceOut<'a> {
+    /// Whose presence.
+    #[serde(rename = "clientId")]
+    pub client_id: &'a str,
+    /// Its `userId`.
+    #[serde(rename = "userId")]
+    pub user_id: &'a str,
+    /// `joined`, `left` or the client's own status.
+    pub status: &'a str,
+    /// The session it concerns.
+    #[serde(rename = "sessionId")]
+    pub session_id: &'a str,
+    /// Ms since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// `error.details`.
+#[derive(Debug, Serialize)]
+pub struct ErrorDetailsOut<'a> {
+    /// The payload or envelope field at fault.
+    pub field: &'a str,
+}
+
+/// `error` `{"code","message","details"?}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorOut<'a> {
+    /// The code's wire string.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: &'a str,
+    /// Extra facts, e.g. the field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<ErrorDetailsOut<'a>>,
+}
+
+impl<'a> ErrorOut<'a> {
+    /// An error payload.
+    pub fn new(code: ErrorCode, message: &'a str, field: Option<&'a str>) -> Self {
+        ErrorOut {
+            code: code.as_str(),
+            message,
+            details: field.map(|field| ErrorDetailsOut { field }),
+        }
+    }
+}
+
+/// `agent_info` `{"status","agent"}`.
+#[derive(Debug, Serialize)]
+pub struct AgentInfoOut<'a> {
+    /// `registered`, `unregistered` or `updated`.
+    pub status: &'static str,
+    /// The agent record.
+    pub agent: &'a Agent,
+}
+
+/// `agent_list` `{"agents"}`.
+#[derive(Debug, Serialize)]
+pub struct AgentListOut<'a> {
+    /// The matching agent records.
+    pub agents: Vec<&'a Agent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_map_to_enums() {
+        assert_eq!(agent_type("companion"), Some(AgentType::Companion));
+        assert_eq!(agent_type("Pi"), None);
+        assert_eq!(heartbeat_status("busy"), Some(AgentStatus::Busy));
+        assert_eq!(heartbeat_status("offline"), None);
+        assert_eq!(role("node"), Some("node"));
+        assert_eq!(role("admin"), None);
+    }
+
+    #[test]
+    fn parse_reports_payload_level_failures() {
+        let ok: SessionRefIn<'_> = parse(br#"{"sessionId":"r","extra":[1]}"#).unwrap();
+        assert_eq!(ok.session_id, Some(Loose::Str("r".into())));
+        let err = parse::<SessionRefIn<'_>>(br#"{"sessionId":"a","sessionId":"b"}"#).unwrap_err();
+        assert_eq!(err.field, "payload");
+    }
+
+    #[test]
+    fn outgoing_shapes() {
+        let e = ErrorOut::new(ErrorCode::InvalidMessage, "bad", Some("sessionId"));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"code":"INVALID_MESSAGE","message":"bad","details":{"field":"sessionId"}})
+        );
+        let s = SessionInfoOut {
+            session_id: "r",
+            status: "left",
+            name: None,
+            members: None,
+            metadata: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({"sessionId":"r","status":"left"})
+        );
+    }
+}

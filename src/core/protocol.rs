@@ -1,0 +1,690 @@
+//! The wire vocabulary of PROTOCOL sections 2-6: incoming envelopes, message kinds, error
+//! codes and the lenient field type payloads are read with.
+//!
+//! Contract:
+//! - [`parse_envelope`] reads one client message. It borrows every string it can from the
+//!   input and never builds a `serde_json::Value`; the payload is returned as the raw bytes of
+//!   the JSON object, so a relay copies them verbatim and a request parses them into its own
+//!   typed struct. Any input gives `Ok` or an [`EnvelopeError`], never a panic.
+//! - An `INVALID_MESSAGE` error carries the request's `id` as `reply_to` whenever the id is
+//!   valid (a non-empty string of at most [`MAX_ID_BYTES`] bytes).
+//! - Field errors ([`FieldError`]) name the offending field; they become `INVALID_MESSAGE`
+//!   with `details.field`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::json_scan;
+
+/// Longest `id` a client may send, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// The error codes of PROTOCOL sections 3-6, sent as `error.payload.code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// `AUTH_REQUIRED`: not authenticated yet, or `auth` without a credential.
+    AuthRequired,
+    /// `AUTH_FAILED`: wrong credential.
+    AuthFailed,
+    /// `PARSE_ERROR`: not JSON, not UTF-8, or not an object.
+    ParseError,
+    /// `INVALID_MESSAGE`: a missing or malformed field.
+    InvalidMessage,
+    /// `MESSAGE_TOO_LARGE`: over `max_message_size`.
+    MessageTooLarge,
+    /// `UNKNOWN_TYPE`: neither built in nor handled by a registered handler.
+    UnknownType,
+    /// `SESSION_NOT_FOUND`.
+    SessionNotFound,
+    /// `SESSION_FULL`: `max_clients_per_session` reached.
+    SessionFull,
+    /// `NOT_A_MEMBER`: the sender is not in the session.
+    NotAMember,
+    /// `LIMIT_EXCEEDED`: a table or metadata limit.
+    LimitExceeded,
+    /// `RATE_LIMITED`: the connection's token bucket is empty.
+    RateLimited,
+    /// `AGENT_EXISTS`: the id belongs to another online client.
+    AgentExists,
+    /// `AGENT_NOT_FOUND`.
+    AgentNotFound,
+    /// `FORBIDDEN`: not the owner, or the agent is offline.
+    Forbidden,
+    /// `TARGET_NOT_FOUND`: no route to the target.
+    TargetNotFound,
+    /// `INTERNAL_ERROR`: the gateway (or an embedded handler) could not produce a reply.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// Every code, in a fixed order (the order of [`ErrorCode::index`]).
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::AuthRequired,
+        ErrorCode::AuthFailed,
+        ErrorCode::ParseError,
+        ErrorCode::InvalidMessage,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::UnknownType,
+        ErrorCode::SessionNotFound,
+        ErrorCode::SessionFull,
+        ErrorCode::NotAMember,
+        ErrorCode::LimitExceeded,
+        ErrorCode::RateLimited,
+        ErrorCode::AgentExists,
+        ErrorCode::AgentNotFound,
+        ErrorCode::Forbidden,
+        ErrorCode::TargetNotFound,
+        ErrorCode::InternalError,
+    ];
+
+    /// The wire string, e.g. `SESSION_NOT_FOUND`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::AuthRequired => "AUTH_REQUIRED",
+            ErrorCode::AuthFailed => "AUTH_FAILED",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::InvalidMessage => "INVALID_MESSAGE",
+            ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            ErrorCode::UnknownType => "UNKNOWN_TYPE",
+            ErrorCode::SessionNotFound => "SESSION_NOT_FOUND",
+            ErrorCode::SessionFull => "SESSION_FULL",
+            ErrorCode::NotAMember => "NOT_A_MEMBER",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::AgentExists => "AGENT_EXISTS",
+            ErrorCode::AgentNotFound => "AGENT_NOT_FOUND",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::TargetNotFound => "TARGET_NOT_FOUND",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// Position of this code in [`ErrorCode::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The message types the gateway handles itself (PROTOCOL section 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsgKind {
+    /// `ping`
+    Ping,
+    /// `auth`
+    Auth,
+    /// `connect`
+    Connect,
+    /// `session_create`
+    SessionCreate,
+    /// `session_join`
+    SessionJoin,
+    /// `session_leave`
+    SessionLeave,
+    /// `session_patch`
+    SessionPatch,
+    /// `presence`
+    Presence,
+    /// `chat`, `chat_stream`, `chat_complete`, `tool_start`, `tool_update`, `tool_result`,
+    /// `broadcast`: relayed to the other members of the envelope's session.
+    Relay,
+    /// `route_request`
+    RouteRequest,
+    /// `route_response`
+    RouteResponse,
+    /// `agent_register`
+    AgentRegister,
+    /// `agent_unregister`
+    AgentUnregister,
+    /// `agent_heartbeat`
+    AgentHeartbeat,
+    /// `agent_query`
+    AgentQuery,
+}
+
+impl MsgKind {
+    /// The built-in kind of a `type`, or `None` for any other type.
+    pub fn of(msg_type: &str) -> Option<MsgKind> {
+        Some(match msg_type {
+            "ping" => MsgKind::Ping,
+            "auth" => MsgKind::Auth,
+            "connect" => MsgKind::Connect,
+            "session_create" => MsgKind::SessionCreate,
+            "session_join" => MsgKind::SessionJoin,
+            "session_leave" => MsgKind::SessionLeave,
+            "session_patch" => MsgKind::SessionPatch,
+            "presence" => MsgKind::Presence,
+            "chat" | "chat_stream" | "chat_complete" | "tool_start" | "tool_update"
+            | "tool_result" | "broadcast" => MsgKind::Relay,
+            "route_request" => MsgKind::RouteRequest,
+            "route_response" => MsgKind::RouteResponse,
+            "agent_register" => MsgKind::AgentRegister,
+            "agent_unregister" => MsgKind::AgentUnregister,
+            "agent_heartbeat" => MsgKind::AgentHeartbeat,
+            "agent_query" => MsgKind::AgentQuery,
+            _ => return None,
+        })
+    }
+
+    /// Whether the kind is handled before the connection has authenticated.
+    pub fn pre_auth(self) -> bool {
+        matches!(self, MsgKind::Ping | MsgKind::Auth | MsgKind::Connect)
+    }
+}
+
+/// A JSON value read without building a tree: strings are borrowed when they carry no
+/// escapes, objects and arrays are skipped and only their kind is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Loose<'a> {
+    /// A string.
+    Str(Cow<'a, str>),
+    /// `true` or `false`.
+    Bool(bool),
+    /// A non-negative integer that fits in a `u64`.
+    UInt(u64),
+    /// Any other number (negative, fractional, huge).
+    Number,
+    /// `null`.
+    Null,
+    /// An object (contents skipped).
+    Object,
+    /// An array (contents skipped).
+    Array,
+}
+
+impl Loose<'_> {
+    /// The string, when this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Loose::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LooseVisitor)
+    }
+}
+
+struct LooseVisitor;
+
+impl<'de> Visitor<'de> for LooseVisitor {
+    type Value = Loose<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Loose::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(u64::try_from(v).map_or(Loose::Number, Loose::UInt))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Loose::UInt(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Self::Value, E> {
+        Ok(Loose::Number)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(LooseVisitor)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Loose::Object)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Loose::Array)
+    }
+}
+
+/// A payload field that is missing, of the wrong type or out of range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's wire name, e.g. `sessionId`.
+    pub field: &'static str,
+    /// What is wrong, for the error's `message`.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error with this message.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+
+    fn required(field: &'static str) -> Self {
+        FieldError::new(field, format!("{field} is required"))
+    }
+
+    fn not_string(field: &'static str) -> Self {
+        FieldError::new(field, format!("{field} must be a string"))
+    }
+}
+
+/// An optional string field: absent or `null` is `None`; any other non-string is an error.
+pub fn opt_str<'b>(
+    value: &'b Option<Loose<'_>>,
+    field: &'static str,
+) -> Result<Option<&'b str>, FieldError> {
+    match value {
+        None | Some(Loose::Null) => Ok(None),
+        Some(Loose::Str(text)) => Ok(Some(text)),
+        Some(_) => Err(FieldError::not_string(field)),
+    }
+}
+
+/// A required non-empty string field.
+pub fn req_str<'b>(
+    value: &'b Option<Loose<'_>>,
+    field: &'static str,
+) -> Result<&'b str, FieldError> {
+    match opt_str(value, field)? {
+        None => Err(FieldError::required(field)),
+        Some("") => Err(FieldError::new(field, format!("{field} must not be empty"))),
+        Some(text) => Ok(text),
+    }
+}
+
+/// An optional identifier: when present, a non-empty string of at most [`MAX_ID_BYTES`] bytes.
+pub fn opt_ident<'b>(
+    value: &'b Option<Loose<'_>>,
+    field: &'static str,
+) -> Result<Option<&'b str>, FieldError> {
+    match opt_str(value, field)? {
+        None => Ok(None),
+        Some(text) => check_ident(text, field).map(Some),
+    }
+}
+
+/// `text` as an identifier: non-empty, at most [`MAX_ID_BYTES`] bytes.
+pub fn check_ident<'b>(text: &'b str, field: &'static str) -> Result<&'b str, FieldError> {
+    if text.is_empty() {
+        Err(FieldError::new(field, format!("{field} must not be empty")))
+    } else if text.len() > MAX_ID_BYTES {
+        Err(FieldError::new(
+            field,
+            format!("{field} must be at most {MAX_ID_BYTES} bytes"),
+        ))
+    } else {
+        Ok(text)
+    }
+}
+
+/// An optional boolean field.
+pub fn opt_bool(
+    value: &Option<Loose<'_>>,
+    field: &'static str,
+) -> Result<Option<bool>, FieldError> {
+    match value {
+        None | Some(Loose::Null) => Ok(None),
+        Some(Loose::Bool(flag)) => Ok(Some(*flag)),
+        Some(_) => Err(FieldError::new(field, format!("{field} must be a boolean"))),
+    }
+}
+
+/// An optional object field (absent or `null` is `None`).
+pub fn opt_object(
+    value: Option<Value>,
+    field: &'static str,
+) -> Result<Option<Map<String, Value>>, FieldError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(FieldError::new(field, format!("{field} must be an object"))),
+    }
+}
+
+/// An envelope field read as a string (PROTOCOL section 2).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Field<'a> {
+    /// Not present, or `null`.
+    Absent,
+    /// A string.
+    Str(Cow<'a, str>),
+    /// Present but not a string.
+    Wrong,
+}
+
+impl Field<'_> {
+    /// The string, if the field is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// A required identifier (non-empty string of at most [`MAX_ID_BYTES`] bytes).
+    pub fn ident(&self, field: &'static str) -> Result<&str, FieldError> {
+        match self {
+            Field::Absent => Err(FieldError::required(field)),
+            Field::Wrong => Err(FieldError::not_string(field)),
+            Field::Str(text) => check_ident(text, field),
+        }
+    }
+
+    /// An optional identifier; a present but malformed one is an error.
+    pub fn opt_ident(&self, field: &'static str) -> Result<Option<&str>, FieldError> {
+        match self {
+            Field::Absent => Ok(None),
+            _ => self.ident(field).map(Some),
+        }
+    }
+
+    fn from_loose(value: Option<Loose<'_>>) -> Field<'_> {
+        match value {
+            None | Some(Loose::Null) => Field::Absent,
+            Some(Loose::Str(text)) => Field::Str(text),
+            Some(_) => Field::Wrong,
+        }
+    }
+}
+
+/// A client message whose `type` and `id` are valid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope<'a> {
+    /// `type`: a non-empty string.
+    pub msg_type: Cow<'a, str>,
+    /// `id`: a non-empty string of at most [`MAX_ID_BYTES`] bytes.
+    pub id: Cow<'a, str>,
+    /// The raw JSON text of `payload`, always an object (`{}` when absent or `null`).
+    pub payload: &'a [u8],
+    /// `sessionId`.
+    pub session_id: Field<'a>,
+    /// `replyTo`.
+    pub reply_to: Field<'a>,
+    /// `target`.
+    pub target: Field<'a>,
+}
+
+/// Why [`parse_envelope`] refused a message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnvelopeError<'a> {
+    /// Not JSON, or JSON that is not an object: `PARSE_ERROR`.
+    Parse(String),
+    /// `type`, `id` or `payload` missing or malformed: `INVALID_MESSAGE`.
+    Invalid {
+        /// The field at fault.
+        error: FieldError,
+        /// The request's `id`, when it is valid.
+        reply_to: Option<Cow<'a, str>>,
+    },
+}
+
+/// What the `payload` member held, its contents skipped.
+enum PayloadKind {
+    Object,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for PayloadKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Loose::deserialize(deserializer)? {
+            Loose::Object => PayloadKind::Object,
+            _ => PayloadKind::Other,
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(borrow, rename = "type")]
+    msg_type: Option<Loose<'a>>,
+    #[serde(borrow)]
+    id: Option<Loose<'a>>,
+    payload: Option<PayloadKind>,
+    #[serde(borrow, rename = "sessionId")]
+    session_id: Option<Loose<'a>>,
+    #[serde(borrow, rename = "replyTo")]
+    reply_to: Option<Loose<'a>>,
+    #[serde(borrow)]
+    target: Option<Loose<'a>>,
+}
+
+fn invalid(error: FieldError, reply_to: Option<Cow<'_, str>>) -> EnvelopeError<'_> {
+    EnvelopeError::Invalid { error, reply_to }
+}
+
+/// Read one client message (PROTOCOL section 2). `data` need not be valid UTF-8: invalid
+/// text is a parse error.
+pub fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
+    if json_scan::first_byte(data) != Some(b'{') {
+        return Err(EnvelopeError::Parse(
+            "message must be a JSON object".to_owned(),
+        ));
+    }
+    let raw: RawEnvelope<'_> =
+        serde_json::from_slice(data).map_err(|e| EnvelopeError::Parse(e.to_string()))?;
+    let id = match raw.id {
+        Some(Loose::Str(id)) => match check_ident(&id, "id") {
+            Ok(_) => id,
+            Err(error) => return Err(invalid(error, None)),
+        },
+        None | Some(Loose::Null) => return Err(invalid(FieldError::required("id"), None)),
+        Some(_) => return Err(invalid(FieldError::not_string("id"), None)),
+    };
+    let msg_type = match raw.msg_type {
+        Some(Loose::Str(t)) if !t.is_empty() => t,
+        Some(Loose::Str(_)) => {
+            let error = FieldError::new("type", "type must not be empty");
+            return Err(invalid(error, Some(id)));
+        }
+        None | Some(Loose::Null) => return Err(invalid(FieldError::required("type"), Some(id))),
+        Some(_) => return Err(invalid(FieldError::not_string("type"), Some(id))),
+    };
+    let payload: &[u8] = match raw.payload {
+        None => b"{}",
+        Some(PayloadKind::Object) => match json_scan::member(data, "payload") {
+            Some(span) => span,
+            None => {
+                return Err(EnvelopeError::Parse(
+                    "payload could not be located".to_owned(),
+                ))
+            }
+        },
+        Some(PayloadKind::Other) => {
+            let error = FieldError::new("payload", "payload must be an object");
+            return Err(invalid(error, Some(id)));
+        }
+    };
+    Ok(Envelope {
+        msg_type,
+        id,
+        payload,
+        session_id: Field::from_loose(raw.session_id),
+        reply_to: Field::from_loose(raw.reply_to),
+        target: Field::from_loose(raw.target),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Envelope<'_> {
+        parse_envelope(text.as_bytes()).expect("valid envelope")
+    }
+
+    fn invalid(text: &str) -> (String, Option<String>) {
+        match parse_envelope(text.as_bytes()) {
+            Err(EnvelopeError::Invalid { error, reply_to }) => {
+                (error.field.to_owned(), reply_to.map(|r| r.into_owned()))
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_a_full_envelope_borrowing_strings() {
+        let env = ok(
+            r#"{"type":"chat","id":"c-1","sessionId":"room","payload":{"text":"hi"},"replyTo":"x","target":"t","timestamp":5}"#,
+        );
+        assert_eq!(env.msg_type, "chat");
+        assert!(matches!(env.msg_type, Cow::Borrowed(_)));
+        assert_eq!(env.id, "c-1");
+        assert_eq!(env.payload, br#"{"text":"hi"}"#);
+        assert_eq!(env.session_id, Field::Str(Cow::Borrowed("room")));
+        assert_eq!(env.reply_to.as_str(), Some("x"));
+        assert_eq!(env.target.as_str(), Some("t"));
+    }
+
+    #[test]
+    fn missing_or_null_payload_is_an_empty_object() {
+        assert_eq!(ok(r#"{"type":"ping","id":"1"}"#).payload, b"{}");
+        assert_eq!(
+            ok(r#"{"type":"ping","id":"1","payload":null}"#).payload,
+            b"{}"
+        );
+    }
+
+    #[test]
+    fn escaped_keys_and_values_are_decoded() {
+        let env = ok(r#"{"t\u0079pe":"pi\u006eg","id":"a\"b","p\u0061yload":{"k":"}"}}"#);
+        assert_eq!(env.msg_type, "ping");
+        assert_eq!(env.id, "a\"b");
+        assert_eq!(env.payload, br#"{"k":"}"}"#);
+    }
+
+    #[test]
+    fn non_objects_and_garbage_are_parse_errors() {
+        for text in [
+            "",
+            "   ",
+            "[1,2]",
+            "\"x\"",
+            "42",
+            "null",
+            "{",
+            "{\"type\":\"ping\",\"id\":\"1\"} x",
+            "{\"type\":\"ping\",\"type\":\"ping\",\"id\":\"1\"}",
+        ] {
+            assert!(
+                matches!(
+                    parse_envelope(text.as_bytes()),
+                    Err(EnvelopeError::Parse(_))
+                ),
+                "{text:?}"
+            );
+        }
+        assert!(matches!(
+            parse_envelope(b"{\"type\":\"p\xffg\",\"id\":\"1\"}"),
+            Err(EnvelopeError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn type_and_id_are_validated_with_reply_to_when_the_id_is_good() {
+        assert_eq!(invalid(r#"{"id":"1"}"#), ("type".into(), Some("1".into())));
+        assert_eq!(
+            invalid(r#"{"type":"","id":"1"}"#),
+            ("type".into(), Some("1".into()))
+        );
+        assert_eq!(
+            invalid(r#"{"type":3,"id":"1"}"#),
+            ("type".into(), Some("1".into()))
+        );
+        assert_eq!(invalid(r#"{"type":"ping"}"#), ("id".into(), None));
+        assert_eq!(invalid(r#"{"type":"ping","id":""}"#), ("id".into(), None));
+        assert_eq!(invalid(r#"{"type":"ping","id":7}"#), ("id".into(), None));
+        let long = format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(129));
+        assert_eq!(invalid(&long), ("id".into(), None));
+        let max = format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(128));
+        assert_eq!(ok(&max).id.len(), 128);
+        assert_eq!(
+            invalid(r#"{"type":"ping","id":"1","payload":[1]}"#),
+            ("payload".into(), Some("1".into()))
+        );
+        assert_eq!(
+            invalid(r#"{"type":"ping","id":"1","payload":"x"}"#),
+            ("payload".into(), Some("1".into()))
+        );
+    }
+
+    #[test]
+    fn wrong_typed_envelope_fields_are_kept_as_wrong() {
+        let env = ok(r#"{"type":"chat","id":"1","sessionId":5,"target":null}"#);
+        assert_eq!(env.session_id, Field::Wrong);
+        assert_eq!(env.target, Field::Absent);
+        assert!(env.session_id.ident("sessionId").is_err());
+        assert!(env.target.opt_ident("target").unwrap().is_none());
+    }
+
+    #[test]
+    fn loose_fields_report_the_field_name() {
+        #[derive(serde::Deserialize)]
+        struct P<'a> {
+            #[serde(borrow)]
+            a: Option<Loose<'a>>,
+            #[serde(borrow)]
+            b: Option<Loose<'a>>,
+            #[serde(borrow)]
+            c: Option<Loose<'a>>,
+        }
+        let p: P<'_> = serde_json::from_str(r#"{"a":"x","b":{"n":[1]},"c":-3}"#).unwrap();
+        assert_eq!(opt_str(&p.a, "a"), Ok(Some("x")));
+        assert_eq!(opt_str(&p.b, "b").unwrap_err().field, "b");
+        assert_eq!(p.c, Some(Loose::Number));
+        assert_eq!(req_str(&None, "z").unwrap_err().message, "z is required");
+        assert!(opt_bool(&p.a, "a").is_err());
+        assert_eq!(opt_ident(&p.a, "a"), Ok(Some("x")));
+    }
+
+    #[test]
+    fn error_codes_have_their_wire_strings_in_index_order() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i);
+        }
+        assert_eq!(ErrorCode::NotAMember.as_str(), "NOT_A_MEMBER");
+        assert_eq!(ErrorCode::TargetNotFound.to_string(), "TARGET_NOT_FOUND");
+    }
+
+    #[test]
+    fn kinds_and_pre_auth() {
+        assert_eq!(MsgKind::of("tool_result"), Some(MsgKind::Relay));
+        assert_eq!(MsgKind::of("custom"), None);
+        assert!(MsgKind::Connect.pre_auth());
+        assert!(!MsgKind::SessionJoin.pre_auth());
+    }
+}

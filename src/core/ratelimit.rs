@@ -1,0 +1,86 @@
+//! The per-connection token bucket of PROTOCOL section 4 (`rate_limit_per_sec`,
+//! `rate_limit_burst`).
+//!
+//! Contract: a bucket starts full; it refills continuously at `per_sec` tokens per second up
+//! to its capacity, `max(burst, 1)` (a bucket that could never hold a token would refuse
+//! everything); [`TokenBucket::try_take`] takes one token if there is one. Arithmetic is exact
+//! integer arithmetic in billionths of a token, so no drift accumulates; time going backwards
+//! refills nothing.
+
+use std::time::Instant;
+
+const UNIT: u128 = 1_000_000_000;
+
+/// One connection's bucket.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    per_sec: u32,
+    capacity: u128,
+    level: u128,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket refilled at `per_sec` tokens per second holding at most `burst` tokens.
+    pub fn new(per_sec: u32, burst: u32, now: Instant) -> Self {
+        let capacity = u128::from(burst.max(1)) * UNIT;
+        TokenBucket {
+            per_sec,
+            capacity,
+            level: capacity,
+            last: now,
+        }
+    }
+
+    /// Take one token; `false` when the bucket is empty.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        if now > self.last {
+            let elapsed = now.duration_since(self.last).as_nanos();
+            let refill = elapsed.saturating_mul(u128::from(self.per_sec));
+            self.level = self.level.saturating_add(refill).min(self.capacity);
+            self.last = now;
+        }
+        if self.level >= UNIT {
+            self.level -= UNIT;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn burst_then_refill_at_the_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 3, t0);
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(!b.try_take(t0));
+        assert!(!b.try_take(t0 + Duration::from_millis(99)));
+        assert!(b.try_take(t0 + Duration::from_millis(100)));
+        assert!(!b.try_take(t0 + Duration::from_millis(150)));
+        // A long pause refills to the capacity, no further.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(b.try_take(later));
+        assert!(b.try_take(later));
+        assert!(b.try_take(later));
+        assert!(!b.try_take(later));
+        // Time going backwards refills nothing.
+        assert!(!b.try_take(t0));
+    }
+
+    #[test]
+    fn zero_burst_still_holds_one_token() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1, 0, t0);
+        assert!(b.try_take(t0));
+        assert!(!b.try_take(t0));
+        assert!(b.try_take(t0 + Duration::from_secs(1)));
+    }
+}

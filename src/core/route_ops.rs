@@ -1,0 +1,151 @@
+//! Handlers of `route_request` and `route_response` (PROTOCOL section 6).
+//!
+//! Contract:
+//! - `route_request` needs a non-empty string `target`, resolved in this order: `capability:NAME`
+//!   (round-robin over online, not busy agents with the capability); a `clientId` of an open,
+//!   authenticated connection that is not closing; the `agentId` of an online or busy agent.
+//!   No match: `TARGET_NOT_FOUND`. The target receives `route_request` with the requester's
+//!   `id` and `payload` and `source` = requester's `clientId`; the requester gets nothing on
+//!   success.
+//! - The delivery is recorded in the route table (bounded, see `routes`); a second pending
+//!   request with the same `id` from the same requester to the same target is refused with
+//!   `INVALID_MESSAGE` naming `id`; a full table refuses with `LIMIT_EXCEEDED`.
+//! - `route_response` needs `target` (the requester's `clientId`) and `replyTo` (the request's
+//!   `id`), both strings (`INVALID_MESSAGE` otherwise). It is delivered, with a new `id`,
+//!   `replyTo` = the request's id and `source` = the responder's `clientId`, only if that
+//!   exact request was delivered to the sender from that target and not yet answered;
+//!   otherwise `TARGET_NOT_FOUND`.
+
+use super::dispatch::{CoreState, Req};
+use super::events::Event;
+use super::outbound::{self, short, Reject};
+use super::protocol::{Envelope, ErrorCode, Field, FieldError};
+use super::routes::RouteError;
+use super::wire::{self, Head, MsgId};
+use crate::app::{Actions, ConnId};
+
+/// Prefix of a capability target.
+pub const CAPABILITY_PREFIX: &str = "capability:";
+
+fn required_str<'b>(field: &'b Field<'_>, name: &'static str) -> Result<&'b str, FieldError> {
+    match field {
+        Field::Str(text) if !text.is_empty() => Ok(text),
+        Field::Str(_) => Err(FieldError::new(name, format!("{name} must not be empty"))),
+        Field::Absent => Err(FieldError::new(name, format!("{name} is required"))),
+        Field::Wrong => Err(FieldError::new(name, format!("{name} must be a string"))),
+    }
+}
+
+fn not_found(target: &str) -> Reject {
+    Reject::new(
+        ErrorCode::TargetNotFound,
+        format!("Target {} not found", short(target)),
+    )
+}
+
+impl CoreState {
+    /// The connection a `route_request` target names.
+    fn resolve_target(&mut self, target: &str) -> Option<ConnId> {
+        if let Some(name) = target.strip_prefix(CAPABILITY_PREFIX) {
+            return self.agents.pick_by_capability(name).map(|(conn, _)| conn);
+        }
+        let auth_required = self.auth_required();
+        let client = self
+            .clients
+            .conn_of(target)
+            .and_then(|conn| self.clients.get(conn))
+            .filter(|c| !c.closing && (c.is_authenticated() || !auth_required));
+        if let Some(client) = client {
+            return Some(client.conn);
+        }
+        self.agents
+            .owner_of(target)
+            .filter(|conn| self.clients.get(*conn).is_some_and(|c| !c.closing))
+    }
+
+    /// `route_request`: deliver to the target.
+    pub(crate) fn on_route_request(
+        &mut self,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        out: &mut Actions<Event>,
+    ) -> Result<(), Reject> {
+        let target = required_str(&env.target, "target")?;
+        let responder = self
+            .resolve_target(target)
+            .ok_or_else(|| not_found(target))?;
+        match self.routes.insert(req.conn, responder, req.id) {
+            Ok(()) => {}
+            Err(RouteError::Duplicate) => {
+                return Err(FieldError::new(
+                    "id",
+                    format!(
+                        "A route_request with id {} is already pending for this target",
+                        req.id
+                    ),
+                )
+                .into())
+            }
+            Err(RouteError::Full) => {
+                return Err(Reject::new(
+                    ErrorCode::LimitExceeded,
+                    "Too many pending route requests",
+                ))
+            }
+        }
+        let Some(client) = self.clients.get(req.conn) else {
+            return Ok(());
+        };
+        let head = Head {
+            id: MsgId::Given(req.id),
+            ..Head::new("route_request", req.ts).source(&client.client_id)
+        };
+        outbound::send(
+            out,
+            &mut self.metrics,
+            responder,
+            &head,
+            wire::raw(env.payload),
+        );
+        Ok(())
+    }
+
+    /// `route_response`: deliver to the requester, once.
+    pub(crate) fn on_route_response(
+        &mut self,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        out: &mut Actions<Event>,
+    ) -> Result<(), Reject> {
+        let target = required_str(&env.target, "target")?;
+        let reply_to = required_str(&env.reply_to, "replyTo")?;
+        let requester = self
+            .clients
+            .conn_of(target)
+            .ok_or_else(|| not_found(target))?;
+        if !self.routes.take(req.conn, requester, reply_to) {
+            return Err(Reject::new(
+                ErrorCode::TargetNotFound,
+                format!(
+                    "No pending route_request {} from {}",
+                    short(reply_to),
+                    short(target)
+                ),
+            ));
+        }
+        let Some(client) = self.clients.get(req.conn) else {
+            return Ok(());
+        };
+        let head = Head::new("route_response", req.ts)
+            .reply_to(reply_to)
+            .source(&client.client_id);
+        outbound::send(
+            out,
+            &mut self.metrics,
+            requester,
+            &head,
+            wire::raw(env.payload),
+        );
+        Ok(())
+    }
+}

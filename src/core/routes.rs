@@ -1,0 +1,244 @@
+//! Pending route requests: which `route_request` the gateway delivered to which responder
+//! on behalf of which requester, so that exactly one `route_response` per request goes back
+//! (PROTOCOL section 6).
+//!
+//! Contract:
+//! - An entry is the triple (responder, requester, request id). [`RouteTable::take`] removes
+//!   it and reports whether it was there, so a response is delivered at most once.
+//! - Bounds: at most `per_requester` entries per requester — a new request past that drops
+//!   the requester's oldest entry (its late response is then refused) — and at most `total`
+//!   entries over all connections — past that a new request is refused
+//!   ([`RouteError::Full`]). The same triple twice while pending is refused
+//!   ([`RouteError::Duplicate`]).
+//! - [`RouteTable::drop_conn`] forgets every entry in which a connection is requester or
+//!   responder; call it when the connection closes.
+//! - Costs: insert, take and eviction are O(log n); dropping a connection is
+//!   O(its entries · log n).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::app::ConnId;
+
+/// Default bound on pending requests per requester.
+pub const DEFAULT_PER_REQUESTER: usize = 1024;
+/// Default bound on pending requests in total.
+pub const DEFAULT_TOTAL: usize = 65_536;
+
+/// Why a request could not be recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// The same requester already has a pending request with this id to this responder.
+    Duplicate,
+    /// The table holds its total bound of entries.
+    Full,
+}
+
+/// The pending route requests.
+#[derive(Debug)]
+pub struct RouteTable {
+    per_requester: usize,
+    total: usize,
+    /// (responder, requester) → request id → sequence number.
+    entries: HashMap<(ConnId, ConnId), HashMap<Arc<str>, u64>>,
+    /// (requester, sequence) → (responder, request id), oldest first per requester.
+    by_requester: BTreeMap<(ConnId, u64), (ConnId, Arc<str>)>,
+    /// (responder, sequence) → requester.
+    by_responder: BTreeMap<(ConnId, u64), ConnId>,
+    counts: HashMap<ConnId, usize>,
+    next_seq: u64,
+}
+
+impl RouteTable {
+    /// An empty table with these bounds (each at least 1).
+    pub fn new(per_requester: usize, total: usize) -> Self {
+        RouteTable {
+            per_requester: per_requester.max(1),
+            total: total.max(1),
+            entries: HashMap::new(),
+            by_requester: BTreeMap::new(),
+            by_responder: BTreeMap::new(),
+            counts: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Record that request `id` from `requester` was delivered to `responder`.
+    pub fn insert(
+        &mut self,
+        requester: ConnId,
+        responder: ConnId,
+        id: &str,
+    ) -> Result<(), RouteError> {
+        if self
+            .entries
+            .get(&(responder, requester))
+            .is_some_and(|ids| ids.contains_key(id))
+        {
+            return Err(RouteError::Duplicate);
+        }
+        if self.counts.get(&requester).copied().unwrap_or(0) >= self.per_requester {
+            let oldest = self
+                .by_requester
+                .range((requester, 0)..=(requester, u64::MAX))
+                .next()
+                .map(|(&(_, seq), (responder, id))| (seq, *responder, id.clone()));
+            if let Some((seq, old_responder, old_id)) = oldest {
+                self.remove(old_responder, requester, &old_id, seq);
+            }
+        } else if self.by_requester.len() >= self.total {
+            return Err(RouteError::Full);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let id: Arc<str> = Arc::from(id);
+        self.entries
+            .entry((responder, requester))
+            .or_default()
+            .insert(id.clone(), seq);
+        self.by_requester.insert((requester, seq), (responder, id));
+        self.by_responder.insert((responder, seq), requester);
+        *self.counts.entry(requester).or_default() += 1;
+        Ok(())
+    }
+
+    /// Remove the entry for request `id` from `requester` to `responder`; whether it existed.
+    pub fn take(&mut self, responder: ConnId, requester: ConnId, id: &str) -> bool {
+        let seq = self
+            .entries
+            .get(&(responder, requester))
+            .and_then(|ids| ids.get(id))
+            .copied();
+        match seq {
+            Some(seq) => {
+                self.remove(responder, requester, id, seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forget every entry in which `conn` is the requester or the responder; returns how
+    /// many were dropped.
+    pub fn drop_conn(&mut self, conn: ConnId) -> usize {
+        let as_requester: Vec<(u64, ConnId, Arc<str>)> = self
+            .by_requester
+            .range((conn, 0)..=(conn, u64::MAX))
+            .map(|(&(_, seq), (responder, id))| (seq, *responder, id.clone()))
+            .collect();
+        let as_responder: Vec<(u64, ConnId)> = self
+            .by_responder
+            .range((conn, 0)..=(conn, u64::MAX))
+            .map(|(&(_, seq), requester)| (seq, *requester))
+            .collect();
+        let mut dropped = 0;
+        for (seq, responder, id) in as_requester {
+            self.remove(responder, conn, &id, seq);
+            dropped += 1;
+        }
+        for (seq, requester) in as_responder {
+            let id = self
+                .by_requester
+                .get(&(requester, seq))
+                .map(|(_, id)| id.clone());
+            if let Some(id) = id {
+                self.remove(conn, requester, &id, seq);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// How many requests are pending.
+    pub fn len(&self) -> usize {
+        self.by_requester.len()
+    }
+
+    /// Whether no request is pending.
+    pub fn is_empty(&self) -> bool {
+        self.by_requester.is_empty()
+    }
+
+    fn remove(&mut self, responder: ConnId, requester: ConnId, id: &str, seq: u64) {
+        if let Some(ids) = self.entries.get_mut(&(responder, requester)) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.entries.remove(&(responder, requester));
+            }
+        }
+        self.by_requester.remove(&(requester, seq));
+        self.by_responder.remove(&(responder, seq));
+        if let Some(count) = self.counts.get_mut(&requester) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.counts.remove(&requester);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(index: u32) -> ConnId {
+        ConnId {
+            index,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn a_response_is_taken_once() {
+        let mut t = RouteTable::new(10, 100);
+        t.insert(c(1), c(2), "r1").unwrap();
+        assert!(!t.take(c(1), c(2), "r1"), "wrong direction");
+        assert!(!t.take(c(2), c(3), "r1"), "wrong requester");
+        assert!(t.take(c(2), c(1), "r1"));
+        assert!(!t.take(c(2), c(1), "r1"));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn same_id_from_two_requesters_are_separate() {
+        let mut t = RouteTable::new(10, 100);
+        t.insert(c(1), c(3), "x").unwrap();
+        t.insert(c(2), c(3), "x").unwrap();
+        assert_eq!(t.insert(c(1), c(3), "x"), Err(RouteError::Duplicate));
+        assert!(t.take(c(3), c(2), "x"));
+        assert!(t.take(c(3), c(1), "x"));
+    }
+
+    #[test]
+    fn per_requester_bound_evicts_the_oldest_and_total_refuses() {
+        let mut t = RouteTable::new(2, 3);
+        t.insert(c(1), c(9), "a").unwrap();
+        t.insert(c(1), c(9), "b").unwrap();
+        t.insert(c(1), c(9), "c").unwrap();
+        assert_eq!(t.len(), 2);
+        assert!(!t.take(c(9), c(1), "a"));
+        t.insert(c(2), c(9), "d").unwrap();
+        assert_eq!(t.insert(c(3), c(9), "e"), Err(RouteError::Full));
+        // A requester at its own bound still gets in by evicting its oldest.
+        t.insert(c(1), c(9), "f").unwrap();
+        assert!(!t.take(c(9), c(1), "b"));
+        assert!(t.take(c(9), c(1), "c"));
+        assert!(t.take(c(9), c(1), "f"));
+        assert!(t.take(c(9), c(2), "d"));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn dropping_a_connection_forgets_both_sides() {
+        let mut t = RouteTable::new(10, 100);
+        t.insert(c(1), c(2), "a").unwrap();
+        t.insert(c(2), c(1), "b").unwrap();
+        t.insert(c(3), c(2), "c").unwrap();
+        t.insert(c(3), c(4), "d").unwrap();
+        assert_eq!(t.drop_conn(c(2)), 3);
+        assert_eq!(t.len(), 1);
+        assert!(t.take(c(4), c(3), "d"));
+        assert_eq!(t.drop_conn(c(2)), 0);
+        assert!(t.entries.is_empty() && t.by_responder.is_empty() && t.counts.is_empty());
+    }
+}
