@@ -1,0 +1,257 @@
+//! Hostile and broken peers: malformed frames get the close code RFC 6455 names, resets and
+//! half-closes in every state leave nothing behind, and none of it disturbs other clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+/// Make dropping `stream` send a TCP reset instead of a FIN (SO_LINGER with timeout 0).
+#[cfg(target_os = "linux")]
+fn reset_on_drop(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Linger {
+        onoff: i32,
+        linger: i32,
+    }
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+    }
+    const SOL_SOCKET: i32 = 1;
+    const SO_LINGER: i32 = 13;
+    let linger = Linger {
+        onoff: 1,
+        linger: 0,
+    };
+    // SAFETY: a valid descriptor and a correctly sized, initialised struct.
+    let rc = unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            SOL_SOCKET,
+            SO_LINGER,
+            &linger,
+            std::mem::size_of::<Linger>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+}
+
+fn close_code_for(gw: &TestGateway, bytes: &[u8]) -> Option<u16> {
+    let mut raw = RawWs::open(gw);
+    raw.send(bytes);
+    raw.read_close().map(|c| c.0)
+}
+
+#[test]
+fn malformed_frames_get_the_rfc_close_codes() {
+    let gw = TestGateway::start(test_config());
+    let mut bystander = Client::authed(&gw, TOKEN);
+
+    // Reserved bits (no extension negotiated).
+    let mut rsv = frame(1, true, b"{}", true);
+    rsv[0] |= 0x40;
+    assert_eq!(close_code_for(&gw, &rsv), Some(1002), "RSV1");
+    // Reserved opcodes, data and control.
+    assert_eq!(close_code_for(&gw, &frame(3, true, b"x", true)), Some(1002));
+    assert_eq!(
+        close_code_for(&gw, &frame(0xb, true, b"x", true)),
+        Some(1002)
+    );
+    // Unmasked client frame.
+    assert_eq!(
+        close_code_for(&gw, &frame(1, true, b"{}", false)),
+        Some(1002)
+    );
+    // Continuation without a start; a new message inside a fragmented one.
+    assert_eq!(close_code_for(&gw, &frame(0, true, b"x", true)), Some(1002));
+    let mut nested = frame(1, false, b"{", true);
+    nested.extend(frame(1, true, b"}", true));
+    assert_eq!(close_code_for(&gw, &nested), Some(1002));
+    // Control frames: fragmented, or longer than 125 bytes.
+    assert_eq!(
+        close_code_for(&gw, &frame(9, false, b"x", true)),
+        Some(1002)
+    );
+    assert_eq!(
+        close_code_for(&gw, &frame(9, true, &[0u8; 126], true)),
+        Some(1002)
+    );
+    // Close frames: one-byte payload, invalid codes, a 124-byte reason (126 bytes in all).
+    assert_eq!(close_code_for(&gw, &frame(8, true, &[3], true)), Some(1002));
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 2000, 5000, 65535] {
+        let payload = code.to_be_bytes();
+        assert_eq!(
+            close_code_for(&gw, &frame(8, true, &payload, true)),
+            Some(1002),
+            "close code {code}"
+        );
+    }
+    let mut long_reason = 1000u16.to_be_bytes().to_vec();
+    long_reason.extend_from_slice(&[b'r'; 124]);
+    assert_eq!(
+        close_code_for(&gw, &frame(8, true, &long_reason, true)),
+        Some(1002)
+    );
+    let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+    bad_reason.extend_from_slice(b"\xff\xfe");
+    assert_eq!(
+        close_code_for(&gw, &frame(8, true, &bad_reason, true)),
+        Some(1007)
+    );
+    // Invalid UTF-8 split across fragments: é is C3 A9; C3 followed by 28 is invalid.
+    let mut split = frame(1, false, b"{\"a\":\"\xc3", true);
+    split.extend(frame(0, true, b"(\"}", true));
+    assert_eq!(close_code_for(&gw, &split), Some(1007));
+    // A valid sequence split across fragments is fine.
+    let mut raw = RawWs::open(&gw);
+    let mut ok = frame(1, false, b"{\"type\":\"ping\",\"id\":\"\xc3", true);
+    ok.extend(frame(0, true, b"\xa9\"}", true));
+    raw.send(&ok);
+    assert_eq!(raw.read_json().unwrap()["replyTo"], "\u{e9}");
+    drop(raw);
+    // Length fields up to 2^63.
+    for len in [1u64 << 40, (1u64 << 63) - 1, 1u64 << 63] {
+        let mut huge = vec![0x81, 0xff];
+        huge.extend_from_slice(&len.to_be_bytes());
+        huge.extend_from_slice(&[1, 2, 3, 4]);
+        let code = close_code_for(&gw, &huge);
+        assert!(
+            matches!(code, Some(1009) | Some(1002)),
+            "length {len}: {code:?}"
+        );
+    }
+
+    // None of it touched the bystander.
+    let reply = bystander.request("ping", json!({}));
+    assert_eq!(reply["type"], "pong");
+    assert!(eventually(|| gw.health()["clients"] == 1));
+}
+
+#[test]
+fn a_ping_flood_is_answered_in_order_and_others_are_served() {
+    let gw = TestGateway::start(test_config());
+    let mut bystander = Client::authed(&gw, TOKEN);
+    let mut raw = RawWs::open(&gw);
+    let mut flood = Vec::new();
+    for i in 0..5000u32 {
+        flood.extend(frame(9, true, &i.to_be_bytes(), true));
+    }
+    raw.send(&flood);
+    assert_eq!(bystander.request("ping", json!({}))["type"], "pong");
+    for i in 0..5000u32 {
+        let (_, opcode, payload) = raw.read_frame().expect("pong");
+        assert_eq!(opcode, 10);
+        assert_eq!(payload, i.to_be_bytes(), "pong {i} in order");
+    }
+}
+
+#[test]
+fn header_flood_gets_431_and_the_gateway_stays_up() {
+    let gw = TestGateway::start(test_config());
+    let mut request = b"GET /ws HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..200 {
+        request.extend(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    request.extend(b"\r\n");
+    let (status, _) = split_response(&raw_http(gw.addr, &request));
+    assert_eq!(status, 431);
+    // An endless header with no end of head: refused once it passes the limit.
+    let mut endless = TcpStream::connect(gw.addr).unwrap();
+    endless.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = endless.write_all(b"GET /ws HTTP/1.1\r\nX: ");
+    let chunk = [b'a'; 1024];
+    for _ in 0..16 {
+        if endless.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut response = Vec::new();
+    let _ = endless.read_to_end(&mut response);
+    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 431"));
+    assert_eq!(
+        Client::authed(&gw, TOKEN).request("ping", json!({}))["type"],
+        "pong"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn resets_and_half_closes_in_every_state_leave_nothing_behind() {
+    let mut config = test_config();
+    config.max_clients_per_session = 100;
+    let gw = TestGateway::start(config);
+    let mut owner = Client::authed(&gw, TOKEN);
+    owner.request("session_create", json!({"sessionId": "churn"}));
+
+    for wave in 0..5 {
+        let mut doomed = Vec::new();
+        for i in 0..40 {
+            let stream = TcpStream::connect(gw.addr).unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            let mut stream = stream;
+            match i % 5 {
+                // Mid-handshake.
+                0 => {
+                    let _ = stream.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgr");
+                }
+                // Open, authenticated, in a session, mid-frame.
+                1 | 2 => {
+                    let mut raw =
+                        RawWs::connect_raw(gw.addr, upgrade_request("/ws", "").as_bytes());
+                    raw.read_head();
+                    raw.read_json().expect("welcome");
+                    let auth =
+                        json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
+                    raw.send(&frame(1, true, auth.as_bytes(), true));
+                    raw.read_json().expect("auth reply");
+                    let join =
+                        json!({"type":"session_join","id":"j","payload":{"sessionId":"churn"}})
+                            .to_string();
+                    raw.send(&frame(1, true, join.as_bytes(), true));
+                    raw.read_json().expect("join reply");
+                    let partial = frame(1, true, &[b'x'; 300], true);
+                    raw.send(&partial[..100]);
+                    stream = raw.stream;
+                }
+                // Refused upgrade, response unread.
+                3 => {
+                    let _ = stream.write_all(b"GET /nope HTTP/1.1\r\n\r\n");
+                }
+                // Plain connect and nothing at all.
+                _ => {}
+            }
+            doomed.push((stream, i % 2 == 0));
+        }
+        for (stream, reset) in doomed {
+            if reset {
+                reset_on_drop(&stream);
+                drop(stream);
+            } else {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                drop(stream);
+            }
+        }
+        // Presence `left` for every member that went away.
+        let mut left = 0;
+        while left < 16 {
+            let msg = owner.recv();
+            if msg["type"] == "presence" && msg["payload"]["status"] == "left" {
+                left += 1;
+            }
+        }
+        assert!(
+            eventually(|| gw.metric("gateway_sockets_open") == Some(2.0)),
+            "wave {wave}: sockets left behind: {:?}",
+            gw.metric("gateway_sockets_open")
+        );
+    }
+    let health = gw.health();
+    assert_eq!(health["clients"], 1, "{health}");
+    assert_eq!(health["sessions"], 1, "{health}");
+    assert_eq!(owner.request("ping", json!({}))["type"], "pong");
+}
