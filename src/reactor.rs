@@ -173,6 +173,7 @@ pub struct Reactor<A: App> {
     outbox_pool: Vec<Vec<u8>>,
     listener_ready: bool,
     accept_paused_until: Option<Instant>,
+    accept_failing: bool,
     commands_pending: bool,
     open_connections: usize,
     state: RunState,
@@ -226,6 +227,7 @@ impl<A: App> Reactor<A> {
             outbox_pool: Vec::new(),
             listener_ready: true,
             accept_paused_until: None,
+            accept_failing: false,
             commands_pending: false,
             open_connections: 0,
             state: RunState::Running,
@@ -1119,7 +1121,13 @@ impl<A: App> Reactor<A> {
         }
         for _ in 0..ACCEPT_BUDGET {
             match self.listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer, now),
+                Ok((socket, peer)) => {
+                    if self.accept_failing {
+                        self.accept_failing = false;
+                        log::info!("accepting connections again");
+                    }
+                    self.admit(socket, peer, now)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.listener_ready = false;
                     return;
@@ -1127,8 +1135,12 @@ impl<A: App> Reactor<A> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_transient_accept_error(&e) => continue,
                 Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    log::warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    // Out of descriptors and the like: back off instead of spinning, and
+                    // say so once per episode rather than at every retry.
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        log::warn!("accept failed: {e}; retrying every {ACCEPT_BACKOFF:?}");
+                    }
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }

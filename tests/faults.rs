@@ -1,0 +1,184 @@
+//! Faults around the process: SIGTERM with output still queued, and running out of file
+//! descriptors. These run the real `gateway` binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// The binary, started with `--set` overrides; returns the child and its address.
+fn spawn_gateway(shell_prefix: Option<&str>, sets: &[&str]) -> (Child, SocketAddr) {
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    let mut args: Vec<String> = vec![
+        "--config".into(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.conf").into(),
+        "--set".into(),
+        "port=0".into(),
+        "--set".into(),
+        format!("auth_tokens=alice:{TOKEN}"),
+    ];
+    for set in sets {
+        args.push("--set".into());
+        args.push(set.to_string());
+    }
+    let mut command = match shell_prefix {
+        Some(prefix) => {
+            let mut c = Command::new("sh");
+            let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+            c.arg("-c")
+                .arg(format!("{prefix}; exec '{bin}' {}", quoted.join(" ")));
+            c
+        }
+        None => {
+            let mut c = Command::new(bin);
+            c.args(&args);
+            c
+        }
+    };
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.split("listening on ws://").nth(1) {
+                let addr = url.split('/').next().unwrap_or_default().to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(WAIT)
+        .expect("listening line")
+        .parse()
+        .expect("address");
+    (child, addr)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// CPU time (user + system) of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields after the name start at state (3); utime is 14 and stime 15.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn sigterm_writes_every_queued_message_before_the_close_frame() {
+    let (mut child, addr) = spawn_gateway(None, &["close_timeout_ms=3000"]);
+    let url = format!("ws://{addr}/ws");
+    let mut sender = Client::connect_url(&url);
+    sender.request("auth", json!({"token": TOKEN}));
+    sender.request("session_create", json!({"sessionId": "q"}));
+
+    // A member that does not read while the sender fills its queue.
+    let mut slow = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
+    slow.read_head();
+    slow.read_json().expect("welcome");
+    let auth = json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
+    slow.send(&frame(1, true, auth.as_bytes(), true));
+    slow.read_json().expect("auth");
+    let join = json!({"type":"session_join","id":"j","payload":{"sessionId":"q"}}).to_string();
+    slow.send(&frame(1, true, join.as_bytes(), true));
+    slow.read_json().expect("join");
+    assert_eq!(sender.recv()["payload"]["status"], "joined");
+
+    let pad = "p".repeat(16 * 1024);
+    let count = 150; // about 2.4 MiB: more than the socket buffers hold, less than the limit
+    for i in 0..count {
+        sender.send(&json!({"type":"chat","id":format!("m{i}"),"sessionId":"q","payload":{"i":i,"pad":pad}}));
+    }
+    // The sender's own round trip proves every chat was handled before the signal.
+    sender.request("ping", json!({}));
+    signal(&child, "TERM");
+
+    for i in 0..count {
+        let msg = slow.read_json().expect("queued message");
+        assert_eq!(msg["type"], "chat");
+        assert_eq!(msg["payload"]["i"], i, "in order, none lost");
+    }
+    assert_eq!(
+        slow.read_close(),
+        Some((1001, "Server shutting down".to_string()))
+    );
+    let mut payload = 1001u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"ok");
+    slow.send(&frame(8, true, &payload, true));
+    let close = sender.expect_close().expect("sender closed too");
+    assert_eq!(u16::from(close.code), 1001);
+    let status = wait_exit(&mut child, Duration::from_millis(3500)).expect("exited in time");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn running_out_of_descriptors_does_not_spin_and_service_resumes() {
+    let (mut child, addr) = spawn_gateway(Some("ulimit -n 48"), &["handshake_timeout_ms=0"]);
+    // Hold more sockets than the process may open.
+    let mut held: Vec<TcpStream> = Vec::new();
+    for _ in 0..80 {
+        if let Ok(stream) = TcpStream::connect(addr) {
+            held.push(stream);
+        }
+    }
+    let before = cpu_ticks(child.id());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1000) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = cpu_ticks(child.id()) - before;
+    // A loop spinning on EMFILE would use the whole second (about 100 ticks).
+    assert!(
+        used < 30,
+        "gateway used {used} ticks while out of descriptors"
+    );
+
+    drop(held);
+    let url = format!("ws://{addr}/ws");
+    let mut served = false;
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline && !served {
+        if let Ok(mut ws) = open_ws(&url, None) {
+            served = matches!(ws.read(), Ok(tungstenite::Message::Text(_)));
+        }
+    }
+    assert!(served, "service resumed once descriptors were freed");
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, WAIT).expect("exited");
+    assert_eq!(status.code(), Some(0));
+}
