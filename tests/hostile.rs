@@ -182,14 +182,15 @@ fn header_flood_gets_431_and_the_gateway_stays_up() {
 #[test]
 fn resets_and_half_closes_in_every_state_leave_nothing_behind() {
     let mut config = test_config();
-    config.max_clients_per_session = 100;
+    config.max_clients_per_session = 200;
     let gw = TestGateway::start(config);
     let mut owner = Client::authed(&gw, TOKEN);
     owner.request("session_create", json!({"sessionId": "churn"}));
 
-    for wave in 0..5 {
+    // 10 000 connections in 25 waves.
+    for wave in 0..25 {
         let mut doomed = Vec::new();
-        for i in 0..40 {
+        for i in 0..400 {
             let stream = TcpStream::connect(gw.addr).unwrap();
             stream.set_read_timeout(Some(WAIT)).unwrap();
             let mut stream = stream;
@@ -237,7 +238,7 @@ fn resets_and_half_closes_in_every_state_leave_nothing_behind() {
         }
         // Presence `left` for every member that went away.
         let mut left = 0;
-        while left < 16 {
+        while left < 160 {
             let msg = owner.recv();
             if msg["type"] == "presence" && msg["payload"]["status"] == "left" {
                 left += 1;

@@ -522,3 +522,108 @@ impl RawWs {
         false
     }
 }
+
+/// A test config with `auth_mode = none`.
+pub fn no_auth_config() -> Config {
+    Config {
+        auth_mode: gateway::config::AuthMode::None,
+        ..test_config()
+    }
+}
+
+/// A test config with `auth_mode = password` and this password.
+pub fn password_config(password: &str) -> Config {
+    Config {
+        auth_mode: gateway::config::AuthMode::Password,
+        auth_password: Some(password.to_string()),
+        ..test_config()
+    }
+}
+
+/// Assert that `msg` is an `error` with `code`; returns the message.
+pub fn assert_error<'m>(msg: &'m Value, code: &str) -> &'m Value {
+    assert_eq!(msg["type"], "error", "expected {code}: {msg}");
+    assert_eq!(msg["payload"]["code"], code, "{msg}");
+    assert!(msg["payload"]["message"].is_string(), "{msg}");
+    msg
+}
+
+/// Milliseconds since the Unix epoch, by the test's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `n` clients authenticated as alice, all members of `session_id` (created by the first);
+/// the `presence` `joined` messages of the joins have been read.
+pub fn session_group(gw: &TestGateway, session_id: &str, n: usize) -> Vec<Client> {
+    let mut group: Vec<Client> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut client = Client::authed(gw, TOKEN);
+        let reply = client.request("session_create", json!({ "sessionId": session_id }));
+        let status = if i == 0 { "created" } else { "joined" };
+        assert_eq!(reply["payload"]["status"], status, "{reply}");
+        for member in group.iter_mut() {
+            let joined = member.recv_type("presence");
+            assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+            assert_eq!(joined["payload"]["clientId"], client.client_id.as_str());
+        }
+        group.push(client);
+    }
+    group
+}
+
+impl Client {
+    /// Send `{type, id, sessionId, payload}`; returns the id.
+    pub fn send_scoped(&mut self, msg_type: &str, session_id: &str, payload: Value) -> String {
+        let id = next_id();
+        self.send(&json!({
+            "type": msg_type,
+            "id": id,
+            "sessionId": session_id,
+            "payload": payload,
+        }));
+        id
+    }
+
+    /// Send a request that must be refused with `code`; returns the `error` (its `replyTo`
+    /// checked).
+    pub fn request_error(&mut self, msg_type: &str, payload: Value, code: &str) -> Value {
+        let reply = self.request(msg_type, payload);
+        assert_error(&reply, code);
+        reply
+    }
+
+    /// The next message, which must be of `msg_type`.
+    pub fn recv_type(&mut self, msg_type: &str) -> Value {
+        let msg = self.recv();
+        assert_eq!(msg["type"], msg_type, "{msg}");
+        msg
+    }
+
+    /// Queue every message of `batch` and flush them together, so that they reach the
+    /// gateway in as few reads as possible.
+    pub fn send_batch(&mut self, batch: &[Value]) {
+        for msg in batch {
+            self.ws
+                .write(Message::text(msg.to_string()))
+                .expect("write");
+        }
+        self.ws.flush().expect("flush");
+    }
+
+    /// Close the WebSocket from this side and read until the gateway's close frame.
+    pub fn close_cleanly(mut self) {
+        self.ws.close(None).expect("close");
+        let _ = expect_close(&mut self.ws);
+    }
+}
+
+impl RawWs {
+    /// Send one masked text frame holding `value`.
+    pub fn send_json(&mut self, value: &Value) {
+        self.send(&frame(1, true, value.to_string().as_bytes(), true));
+    }
+}
