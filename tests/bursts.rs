@@ -1,0 +1,157 @@
+//! Limits hold under a burst from many connections at once: `max_connections`, the rate
+//! limit, both message size limits and the auth failure limit.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Run `work` on `n` threads released together; collect their results.
+fn burst<T: Send + 'static>(n: usize, work: impl Fn(usize) -> T + Send + Sync + 'static) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(n));
+    let work = Arc::new(work);
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            let work = Arc::clone(&work);
+            thread::spawn(move || {
+                barrier.wait();
+                work(i)
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("worker"))
+        .collect()
+}
+
+#[test]
+fn max_connections_holds_under_a_burst() {
+    let mut config = test_config();
+    config.max_connections = 20;
+    let gw = TestGateway::start(config);
+    let url = gw.url();
+    let all_tried = Arc::new(Barrier::new(50));
+    let results = burst(50, move |_| {
+        let ws = open_ws(&url, None);
+        // Keep the socket open until every thread has tried.
+        all_tried.wait();
+        ws.is_ok()
+    });
+    let opened = results.iter().filter(|ok| **ok).count();
+    assert_eq!(opened, 20, "exactly max_connections upgrades succeed");
+    assert!(eventually(|| gw.health()["clients"] == 0));
+}
+
+#[test]
+fn rate_limit_holds_per_connection_under_a_burst() {
+    let mut config = test_config();
+    config.rate_limit_per_sec = 1;
+    config.rate_limit_burst = 10;
+    let gw = TestGateway::start(config);
+    let addr = gw.addr;
+    let results = burst(20, move |_| {
+        let mut raw = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
+        raw.read_head();
+        raw.read_json().expect("welcome");
+        let mut batch = Vec::new();
+        for i in 0..40 {
+            let ping = json!({"type": "ping", "id": format!("p{i}")}).to_string();
+            batch.extend(frame(1, true, ping.as_bytes(), true));
+        }
+        raw.send(&batch);
+        let (mut pongs, mut limited) = (0, 0);
+        for _ in 0..40 {
+            let reply: Value = raw.read_json().expect("reply");
+            match reply["type"].as_str() {
+                Some("pong") => pongs += 1,
+                Some("error") if reply["payload"]["code"] == "RATE_LIMITED" => limited += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (pongs, limited)
+    });
+    for (pongs, limited) in results {
+        assert!((10..=12).contains(&pongs), "pongs {pongs}");
+        assert_eq!(pongs + limited, 40);
+    }
+}
+
+#[test]
+fn size_limits_hold_under_a_burst() {
+    let mut config = test_config();
+    config.max_message_size = 4096;
+    config.max_payload = 64 * 1024;
+    let gw = TestGateway::start(config);
+    let addr = gw.addr;
+    let results = burst(20, move |i| {
+        let mut raw = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
+        raw.read_head();
+        raw.read_json().expect("welcome");
+        let big = json!({"type": "ping", "id": "big", "pad": "x".repeat(8000)}).to_string();
+        raw.send(&frame(1, true, big.as_bytes(), true));
+        let too_large = raw.read_json().expect("error");
+        raw.send(&frame(1, true, br#"{"type":"ping","id":"small"}"#, true));
+        let pong = raw.read_json().expect("pong");
+        // Every other connection also sends a frame over max_payload.
+        let closed = if i % 2 == 0 {
+            raw.send(&frame(1, true, &vec![b'x'; 70 * 1024], true));
+            raw.read_close().map(|c| c.0)
+        } else {
+            None
+        };
+        (
+            too_large["payload"]["code"].clone(),
+            pong["replyTo"].clone(),
+            closed,
+            i,
+        )
+    });
+    for (code, reply_to, closed, i) in results {
+        assert_eq!(code, "MESSAGE_TOO_LARGE");
+        assert_eq!(reply_to, "small");
+        if i % 2 == 0 {
+            assert_eq!(closed, Some(1009));
+        }
+    }
+}
+
+#[test]
+fn auth_failure_limit_holds_under_a_burst() {
+    let gw = TestGateway::start(test_config());
+    let addr = gw.addr;
+    let results = burst(20, move |_| {
+        let mut raw = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
+        raw.read_head();
+        raw.read_json().expect("welcome");
+        let mut batch = Vec::new();
+        for i in 0..6 {
+            let auth =
+                json!({"type": "auth", "id": format!("a{i}"), "payload": {"token": "wrong"}})
+                    .to_string();
+            batch.extend(frame(1, true, auth.as_bytes(), true));
+        }
+        raw.send(&batch);
+        let mut failed = 0;
+        loop {
+            let (_, opcode, payload) = raw.read_frame().expect("frame");
+            match opcode {
+                1 => {
+                    let reply: Value = serde_json::from_slice(&payload).unwrap();
+                    assert_eq!(reply["payload"]["code"], "AUTH_FAILED");
+                    failed += 1;
+                }
+                8 => return (failed, u16::from_be_bytes([payload[0], payload[1]])),
+                _ => {}
+            }
+        }
+    });
+    for (failed, code) in results {
+        assert_eq!((failed, code), (3, 1008));
+    }
+    assert!(eventually(|| gw.health()["clients"] == 0));
+}
