@@ -151,7 +151,8 @@ pub struct Reactor<A: App> {
     events: Events,
     listener: TcpListener,
     local_addr: SocketAddr,
-    commands: ControlReceiver<A::Command>,
+    /// `None` once stopped, so handles learn that nothing will read their commands.
+    commands: Option<ControlReceiver<A::Command>>,
     handle: ReactorHandle<A::Command>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     config: TransportConfig,
@@ -206,7 +207,7 @@ impl<A: App> Reactor<A> {
             events: Events::with_capacity(1024),
             listener,
             local_addr,
-            commands,
+            commands: Some(commands),
             handle,
             signals: None,
             rules,
@@ -411,7 +412,7 @@ impl<A: App> Reactor<A> {
         // 8. Reap.
         self.reap_done();
         if self.state == RunState::ShuttingDown
-            && (self.conns.is_empty() || self.shutdown_deadline.is_some_and(|d| now >= d))
+            && (self.close_handshakes_done() || self.shutdown_deadline.is_some_and(|d| now >= d))
         {
             let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
             for key in keys {
@@ -419,9 +420,18 @@ impl<A: App> Reactor<A> {
             }
             self.reap_done();
             self.state = RunState::Stopped;
+            self.commands = None;
             log::info!("stopped");
         }
         Ok(())
+    }
+
+    /// Whether every remaining socket has sent all it will send, its close frame included,
+    /// and needs nothing more from its peer.
+    fn close_handshakes_done(&self) -> bool {
+        self.conns
+            .iter()
+            .all(|(_, c)| matches!(c.state, ConnState::Finishing) && c.write_shut)
     }
 
     fn poll_timeout(&self, host: Option<Duration>, now: Instant) -> Option<Duration> {
@@ -1014,7 +1024,10 @@ impl<A: App> Reactor<A> {
     fn drain_commands(&mut self, now: Instant) {
         self.commands_pending = false;
         for _ in 0..COMMAND_BUDGET {
-            match self.commands.try_recv() {
+            let Some(commands) = self.commands.as_ref() else {
+                return;
+            };
+            match commands.try_recv() {
                 Ok(Control::Shutdown) => self.begin_shutdown(),
                 Ok(Control::App(cmd)) => {
                     if self.state == RunState::Running {
