@@ -100,10 +100,16 @@ impl CoreState {
             capabilities,
             metadata,
         };
+        // Taking over an offline agent ends its TTL: forget the pending expiry so the table
+        // holds only agents that are offline now.
+        let stale_epoch = self.agents.get(&wanted).and_then(|a| a.offline_epoch());
         let agent = self
             .agents
             .register(req.conn, &client.client_id, reg, req.ts)
             .map_err(|e| agent_reject(e, &wanted))?;
+        if let Some(epoch) = stale_epoch {
+            self.agent_ttl.remove(&epoch);
+        }
         let event = Event::AgentRegistered {
             agent_id: agent.agent_id.clone(),
             client_id: client.client_id.clone(),

@@ -248,6 +248,12 @@ impl GatewayCore {
         self.state.agents.len()
     }
 
+    /// Offline agents whose TTL expiry is pending.
+    #[cfg(test)]
+    pub(crate) fn pending_agent_expiries(&self) -> usize {
+        self.state.agent_ttl.len()
+    }
+
     /// The `stateVersion` reported in `hello_ok`.
     pub fn state_version(&self) -> u64 {
         self.state.state_version

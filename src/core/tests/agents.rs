@@ -147,8 +147,10 @@ fn the_ttl_removes_an_offline_agent_unless_it_came_back() {
             timers::Timer::AgentTtl { .. }
         ));
     }
-    // x comes back before its TTL; y does not.
+    assert_eq!(h.core.pending_agent_expiries(), 2);
+    // x comes back before its TTL (and no longer waits for one); y does not.
     register(&mut h, b, "r2", p);
+    assert_eq!(h.core.pending_agent_expiries(), 1);
     h.advance(300_000);
     for token in tokens {
         h.timer(token).silent();
@@ -159,6 +161,7 @@ fn the_ttl_removes_an_offline_agent_unless_it_came_back() {
     assert_eq!(agents.as_array().unwrap().len(), 1);
     assert_eq!(agents[0]["agentId"], "x");
     assert_eq!(agents[0]["status"], "online");
+    assert_eq!(h.core.pending_agent_expiries(), 0);
 }
 
 #[test]
