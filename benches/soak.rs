@@ -232,9 +232,22 @@ fn main() {
         })
         .collect();
     let mut peak = rss_start;
+    let mut next_report = started + Duration::from_secs(60);
     while Instant::now() < until {
         std::thread::sleep(Duration::from_millis(500));
-        peak = peak.max(rss_kib(pid));
+        let rss = rss_kib(pid);
+        peak = peak.max(rss);
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(60);
+            println!(
+                "  t={:>4} s  connections {:>8}  deliveries {:>10}  lost {}  errors {}  RSS {rss} KiB",
+                started.elapsed().as_secs(),
+                totals.connections.load(Ordering::Relaxed),
+                totals.received.load(Ordering::Relaxed),
+                totals.expected.load(Ordering::Relaxed) - totals.received.load(Ordering::Relaxed),
+                totals.errors.load(Ordering::Relaxed),
+            );
+        }
     }
     for worker in workers {
         let _ = worker.join();
