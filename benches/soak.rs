@@ -240,7 +240,7 @@ fn main() {
         if Instant::now() >= next_report {
             next_report += Duration::from_secs(60);
             println!(
-                "  t={:>4} s  connections {:>8}  deliveries {:>10}  lost {}  errors {}  RSS {rss} KiB",
+                "  t={:>4} s  connections {:>8}  deliveries {:>10}  awaited {}  errors {}  RSS {rss} KiB",
                 started.elapsed().as_secs(),
                 totals.connections.load(Ordering::Relaxed),
                 totals.received.load(Ordering::Relaxed),
