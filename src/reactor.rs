@@ -51,9 +51,9 @@ const COMMAND_BUDGET: usize = 1024;
 /// Sockets accepted per turn.
 const ACCEPT_BUDGET: usize = 256;
 /// Outbox buffers kept for reuse.
-const OUTBOX_POOL: usize = 64;
+const OUTBOX_POOL: usize = 32;
 /// An outbox buffer larger than this is freed rather than pooled.
-const OUTBOX_POOL_MAX_CAPACITY: usize = 64 * 1024;
+const OUTBOX_POOL_MAX_CAPACITY: usize = 16 * 1024;
 /// Timer wheel granularity.
 const TICK: Duration = Duration::from_millis(5);
 /// After an accept error such as running out of descriptors, wait this long before retrying.

@@ -182,3 +182,88 @@ fn running_out_of_descriptors_does_not_spin_and_service_resumes() {
     let status = wait_exit(&mut child, WAIT).expect("exited");
     assert_eq!(status.code(), Some(0));
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_slow_consumer_is_closed_and_its_memory_returned() {
+    let (mut child, addr) = spawn_gateway(
+        None,
+        &["max_outbound_buffer=2MiB", "max_message_size=128KiB"],
+    );
+    let url = format!("ws://{addr}/ws");
+    let mut sender = Client::connect_url(&url);
+    sender.request("auth", json!({"token": TOKEN}));
+    sender.request("session_create", json!({"sessionId": "flood"}));
+    let mut reader = Client::connect_url(&url);
+    reader.request("auth", json!({"token": TOKEN}));
+    reader.request("session_join", json!({"sessionId": "flood"}));
+    sender.recv(); // presence: reader joined
+
+    // Warm up the same paths once, so the baseline includes what steady traffic allocates.
+    let pad = "f".repeat(100 * 1024);
+    for i in 0..20 {
+        sender.send(&json!({"type":"chat","id":format!("w{i}"),"sessionId":"flood","payload":{"i":i,"pad":pad}}));
+        assert_eq!(reader.recv()["payload"]["i"], i);
+    }
+    let before = rss_kib(child.id());
+
+    // A member that never reads.
+    let mut slow = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
+    slow.read_head();
+    slow.read_json().expect("welcome");
+    let auth = json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
+    slow.send(&frame(1, true, auth.as_bytes(), true));
+    slow.read_json().expect("auth");
+    let join = json!({"type":"session_join","id":"j","payload":{"sessionId":"flood"}}).to_string();
+    slow.send(&frame(1, true, join.as_bytes(), true));
+    slow.read_json().expect("join");
+    sender.recv();
+    reader.recv(); // presence: slow joined
+
+    let count = 200; // 20 MiB in all, ten times the limit
+    let reading = std::thread::spawn(move || {
+        let mut left = false;
+        for i in 0..count {
+            let mut msg = reader.recv();
+            while msg["type"] == "presence" {
+                left |= msg["payload"]["status"] == "left";
+                msg = reader.recv();
+            }
+            assert_eq!(msg["payload"]["i"], i, "every message, in order");
+        }
+        left
+    });
+    for i in 0..count {
+        sender.send(&json!({"type":"chat","id":format!("m{i}"),"sessionId":"flood","payload":{"i":i,"pad":pad}}));
+    }
+    let saw_left = reading.join().expect("reader");
+    assert!(saw_left, "the others saw the slow member leave");
+    let mut left = false;
+    while !left {
+        let msg = sender.recv();
+        left = msg["type"] == "presence" && msg["payload"]["status"] == "left";
+    }
+
+    // The slow member was closed with 1008 once it reads what was queued before the close.
+    drop(slow);
+    let settled = eventually(|| rss_kib(child.id()) <= before + 1024);
+    let after = rss_kib(child.id());
+    assert!(
+        settled,
+        "RSS {before} KiB before the flood, {after} KiB after"
+    );
+    eprintln!("gateway RSS: {before} KiB before the flood, {after} KiB after");
+    drop(sender);
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, WAIT).and_then(|s| s.code()), Some(0));
+}
