@@ -190,8 +190,9 @@ pub struct GatewayHandle {
 }
 
 impl GatewayHandle {
-    /// Send a message of `msg_type` with `payload` to the client `client_id` (ignored when no
-    /// such client is connected).
+    /// Send a message of `msg_type` with `payload` to the client `client_id`. Ignored (and
+    /// logged) when no such client is connected, `msg_type` is empty or `payload` is not a
+    /// JSON object.
     pub fn send_to_client(
         &self,
         client_id: &str,
@@ -214,7 +215,8 @@ impl GatewayHandle {
         self.broadcast_message(session_id, "broadcast", payload)
     }
 
-    /// Send a message of `msg_type` with `payload` to every member of `session_id`.
+    /// Send a message of `msg_type` with `payload` to every member of `session_id`. Ignored
+    /// (and logged) when `msg_type` is empty or `payload` is not a JSON object.
     pub fn broadcast_message(
         &self,
         session_id: &str,

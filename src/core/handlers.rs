@@ -74,29 +74,33 @@ impl<'a> HandlerContext<'a> {
         self.req.id
     }
 
-    /// Reply to the sender with `replyTo` set.
+    /// Reply to the sender with `replyTo` set. `msg_type` must not be empty and `payload`
+    /// must serialize to a JSON object; otherwise the sender gets `INTERNAL_ERROR` instead.
     pub fn reply(&mut self, msg_type: &str, payload: impl Serialize) {
         let head = Head::new(msg_type, self.req.ts).reply_to(self.req.id);
-        let sent = outbound::send_ser(
-            self.out,
-            &mut self.state.metrics,
-            self.req.conn,
-            &head,
-            &payload,
-        );
+        let sent = !msg_type.is_empty()
+            && outbound::send(
+                self.out,
+                &mut self.state.metrics,
+                self.req.conn,
+                &head,
+                wire::ser_object(&payload),
+            );
         if !sent {
-            log::warn!("handler reply of type {msg_type} did not serialize");
+            log::warn!("handler reply of type {msg_type:?} is not a message: empty type or a payload that is not a JSON object");
             self.error(ErrorCode::InternalError, "Reply could not be serialized");
         }
     }
 
-    /// Send a message to the client `client_id`; whether it is connected.
+    /// Send a message to the client `client_id`; whether it was sent (false when the client is
+    /// not connected, `msg_type` is empty or `payload` is not a JSON object).
     pub fn send_to(&mut self, client_id: &str, msg_type: &str, payload: impl Serialize) -> bool {
         self.state
             .host_send(self.out, client_id, msg_type, &payload, self.req.ts)
     }
 
-    /// Send a message to every member of `session_id`; returns how many received it.
+    /// Send a message to every member of `session_id`; returns how many received it (0 also
+    /// when `msg_type` is empty or `payload` is not a JSON object).
     pub fn broadcast(
         &mut self,
         session_id: &str,
@@ -133,12 +137,16 @@ impl CoreState {
         let Some(conn) = self.clients.conn_of(client_id) else {
             return false;
         };
-        outbound::send_ser(
+        if msg_type.is_empty() {
+            log::warn!("not sending a message with an empty type to {client_id}");
+            return false;
+        }
+        outbound::send(
             out,
             &mut self.metrics,
             conn,
             &Head::new(msg_type, ts),
-            payload,
+            wire::ser_object(payload),
         )
     }
 
@@ -154,13 +162,17 @@ impl CoreState {
         let Some(session) = self.sessions.get(session_id) else {
             return 0;
         };
+        if msg_type.is_empty() {
+            log::warn!("not broadcasting a message with an empty type to {session_id}");
+            return 0;
+        }
         let head = Head::new(msg_type, ts).session(session_id);
         outbound::fan_out(
             out,
             &mut self.metrics,
             session.members().iter().map(|m| m.conn),
             &head,
-            wire::ser(payload),
+            wire::ser_object(payload),
         )
     }
 

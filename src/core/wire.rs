@@ -130,6 +130,15 @@ pub fn ser<T: Serialize + ?Sized>(value: &T) -> impl FnOnce(&mut Vec<u8>) -> boo
     move |buf| serde_json::to_writer(&mut *buf, value).is_ok()
 }
 
+/// A payload writer for values given by the host program or its handlers: like [`ser`], but
+/// the result must be a JSON object, as every outgoing `payload` is (PROTOCOL section 2).
+pub fn ser_object<T: Serialize + ?Sized>(value: &T) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
+    move |buf| {
+        let start = buf.len();
+        serde_json::to_writer(&mut *buf, value).is_ok() && buf.get(start) == Some(&b'{')
+    }
+}
+
 /// A payload writer that copies JSON text verbatim.
 pub fn raw(json: &[u8]) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
     move |buf| {

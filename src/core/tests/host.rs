@@ -171,6 +171,38 @@ fn a_reply_that_does_not_serialize_becomes_internal_error() {
         .error(a, "INTERNAL_ERROR", Some("b"));
 }
 
+#[test]
+fn host_messages_need_a_type_and_an_object_payload() {
+    let mut h = Harness::new(token_config());
+    let (a, a_id) = h.authed();
+    h.create(a, "r");
+    for (msg_type, payload) in [
+        ("", json!({})),
+        ("t", json!(null)),
+        ("t", json!([1])),
+        ("t", json!("s")),
+    ] {
+        h.command(Command::SendToClient {
+            client_id: a_id.clone(),
+            msg_type: msg_type.into(),
+            payload: payload.clone(),
+        })
+        .silent();
+        h.command(Command::BroadcastToSession {
+            session_id: "r".into(),
+            msg_type: msg_type.into(),
+            payload,
+        })
+        .silent();
+    }
+    h.core.register_handler("odd", |ctx, _| {
+        assert_eq!(ctx.broadcast("r", "t", json!(7)), 0);
+        ctx.reply("", json!({}));
+    });
+    h.text(a, r#"{"type":"odd","id":"o"}"#)
+        .error(a, "INTERNAL_ERROR", Some("o"));
+}
+
 fn stats() -> TransportStats {
     TransportStats {
         open_connections: 2,
