@@ -251,6 +251,9 @@ pub struct TransportStats {
     pub bytes_queued: u64,
     /// Events dropped because the host's event queue was full.
     pub events_dropped: u64,
+    /// Entries in the timer wheel. Timers are cancelled lazily, so this includes entries of
+    /// connections already closed, until their deadline passes.
+    pub timers_pending: u64,
 }
 
 /// A plain HTTP answer produced by the app for a non-upgrade request.

@@ -267,6 +267,7 @@ impl<A: App> Reactor<A> {
         let mut stats = self.stats.clone();
         stats.open_connections = self.open_connections as u64;
         stats.sockets = self.conns.len() as u64;
+        stats.timers_pending = self.timers.len() as u64;
         stats.bytes_queued = self
             .conns
             .iter()

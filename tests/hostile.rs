@@ -183,9 +183,16 @@ fn header_flood_gets_431_and_the_gateway_stays_up() {
 fn resets_and_half_closes_in_every_state_leave_nothing_behind() {
     let mut config = test_config();
     config.max_clients_per_session = 200;
+    // Short timers, so that every timer of the churned connections comes due within the test.
+    config.handshake_timeout_ms = 400;
+    config.auth_timeout_ms = 400;
+    config.heartbeat_interval_ms = 300;
+    config.client_timeout_ms = 5000;
+    config.close_timeout_ms = 200;
     let gw = TestGateway::start(config);
     let mut owner = Client::authed(&gw, TOKEN);
     owner.request("session_create", json!({"sessionId": "churn"}));
+    let timers_before = settled_timers(&gw);
 
     // 10 000 connections in 25 waves.
     for wave in 0..25 {
@@ -254,4 +261,25 @@ fn resets_and_half_closes_in_every_state_leave_nothing_behind() {
     assert_eq!(health["clients"], 1, "{health}");
     assert_eq!(health["sessions"], 1, "{health}");
     assert_eq!(owner.request("ping", json!({}))["type"], "pong");
+    // Lazily cancelled timers of the 10 000 connections have all come due and gone.
+    let timers_after = settled_timers(&gw);
+    assert!(
+        timers_after <= timers_before + 2.0,
+        "timers pending: {timers_before} before the churn, {timers_after} after"
+    );
+}
+
+/// `gateway_timers_pending` once it stops falling, read at a pace that adds at most a couple
+/// of entries (each HTTP request leaves a linger entry for `close_timeout_ms`).
+fn settled_timers(gw: &TestGateway) -> f64 {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = f64::MAX;
+    loop {
+        let now = gw.metric("gateway_timers_pending").expect("timers gauge");
+        if now >= last || std::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }

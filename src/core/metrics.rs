@@ -234,6 +234,12 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "gateway_timers_pending",
+            "Entries in the timer wheel, including those of closed connections not yet due.",
+            stats.timers_pending,
+        );
+        gauge(
+            &mut out,
             "gateway_uptime_seconds",
             "Seconds since the gateway started.",
             core.uptime_ms / 1000,
@@ -382,6 +388,7 @@ mod tests {
             connections_closed: [1, 2, 3, 4, 5, 6, 7],
             handshake_refusals: vec![(503, 2), (403, 1)],
             bytes_queued: 99,
+            timers_pending: 7,
             ..TransportStats::default()
         };
         let text = m.render(
@@ -395,6 +402,7 @@ mod tests {
             "gateway_connections_open 4",
             "gateway_sessions 2",
             "gateway_output_queued_bytes 99",
+            "gateway_timers_pending 7",
             "gateway_connections_closed_total{reason=\"slow_consumer\"} 5",
             "gateway_handshake_refusals_total{status=\"403\"} 1",
             "gateway_messages_in_total{type=\"ping\"} 1",
