@@ -215,6 +215,7 @@ fn stats() -> TransportStats {
         bytes_out: 2000,
         bytes_queued: 64,
         events_dropped: 7,
+        timers_pending: 3,
     }
 }
 
