@@ -548,4 +548,57 @@ mod tests {
         let bad = "a.".repeat(3000) + "_";
         assert!(!p.allows(Some(&format!("http://{bad}:1"))));
     }
+
+    /// Seeded byte soup: random patterns and origins built from the characters that matter
+    /// to the matcher. Nothing may panic; `*` allows every origin given; an exact valid
+    /// pattern allows its own text.
+    #[test]
+    fn byte_soup() {
+        const PIECES: [&str; 18] = [
+            "http",
+            "https",
+            "://",
+            "*",
+            ":",
+            "*",
+            ".",
+            "-",
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "/",
+            "?",
+            "#",
+            "@",
+            "8080",
+            "65536",
+            "\u{e9}",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut make = |next: &mut dyn FnMut(usize) -> usize| {
+                let parts = next(8);
+                (0..parts)
+                    .map(|_| PIECES[next(PIECES.len())])
+                    .collect::<String>()
+            };
+            let pattern = make(&mut next);
+            let origin = make(&mut next);
+            let p = policy(&[pattern.as_str()]);
+            let allowed = p.allows(Some(&origin));
+            if pattern == "*" {
+                assert!(allowed, "{origin:?}");
+            }
+            if !pattern.contains('*') && OriginPolicy::is_valid_pattern(&pattern) {
+                assert!(p.allows(Some(&pattern)), "{pattern:?}");
+            }
+            assert!(policy(&["*"]).allows(Some(&origin)));
+        }
+    }
 }
