@@ -582,7 +582,7 @@ mod tests {
             (state % n as u64) as usize
         };
         for _ in 0..20_000 {
-            let mut make = |next: &mut dyn FnMut(usize) -> usize| {
+            let make = |next: &mut dyn FnMut(usize) -> usize| {
                 let parts = next(8);
                 (0..parts)
                     .map(|_| PIECES[next(PIECES.len())])
