@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Idle connections at scale: the release gateway binary in one process, the load generator
+# (examples/loadgen.rs, mode idle) in another, so that each stays under the 20 000 open-file
+# limit (19 000 connections in one process would need 38 000 descriptors).
+#
+#   bash benches/connections.sh
+#
+# Reports the release binary's size, its time to ready (spawn → `listening on` line; polled
+# every millisecond from bash, so ±2 ms), connection setup rate (connect + upgrade + welcome +
+# auth, at most CONCURRENCY in flight), the server's RSS per idle authenticated connection
+# (VmRSS growth / connections, after setup and after the hold), and the server's CPU over the
+# idle hold (% of one core, from /proc/PID/stat). The hold (HOLD, 65 s) spans the auth
+# timers (10 s) and one heartbeat round (Ping every 30 s, answered by the client).
+#
+# Pinning: gateway `taskset -c 0`, load generator `taskset -c 1`.
+# Environment: CONNS (19000), HOLD (65), REPS (1), CONCURRENCY (128), CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONNS=${CONNS:-19000}
+HOLD=${HOLD:-65}
+REPS=${REPS:-1}
+CONCURRENCY=${CONCURRENCY:-128}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+WORK=$(mktemp -d)
+SERVER_PID=
+
+stop_server() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=
+}
+cleanup() {
+    local status=$?
+    stop_server
+    if [[ $status -eq 0 && -z ${KEEP:-} ]]; then rm -rf "$WORK"; else echo "== logs kept in $WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if (( $(ulimit -n) < CONNS + 100 )); then
+    echo "the open-file limit ($(ulimit -n)) is too low for $CONNS connections per process" >&2
+    exit 1
+fi
+
+echo "== cargo build --release --bin gateway --example loadgen"
+cargo build --release --bin gateway --example loadgen
+LOADGEN=$TARGET_DIR/release/examples/loadgen
+GATEWAY=$TARGET_DIR/release/gateway
+echo "== machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), open files $(ulimit -n), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== release binary: $GATEWAY, $(stat -c %s "$GATEWAY") bytes"
+
+for rep in $(seq "$REPS"); do
+    start=$(date +%s%N)
+    taskset -c 0 "$GATEWAY" --set port=0 --set max_connections=20000 \
+        --set auth_tokens=dev:dev-token-change-me --set log_level=warn 2>"$WORK/gateway.log" &
+    SERVER_PID=$!
+    URL=
+    for _ in $(seq 10000); do
+        URL=$(sed -n 's|.*listening on \(ws://[^ ]*\).*|\1|p' "$WORK/gateway.log")
+        [[ -n $URL ]] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.001
+    done
+    ready_ms=$((($(date +%s%N) - start) / 1000000))
+    if [[ -z $URL ]]; then
+        echo "the gateway did not start; its log:" >&2
+        cat "$WORK/gateway.log" >&2
+        exit 1
+    fi
+    echo "== run $rep: gateway $URL (pid $SERVER_PID), ready in ~$ready_ms ms"
+    sleep 0.2
+    taskset -c 1 "$LOADGEN" --url "$URL" --mode idle --conns "$CONNS" --concurrency "$CONCURRENCY" \
+        --duration "$HOLD" --server-pid "$SERVER_PID" --json --label "gateway-$CONNS" | tee "$WORK/idle.out"
+    echo "   server threads: $(ls /proc/$SERVER_PID/task | wc -l); log lines: $(wc -l <"$WORK/gateway.log")"
+    grep -v "listening on" "$WORK/gateway.log" | sort | uniq -c | sort -rn | head -5 | sed 's/^/   log: /' || true
+    t0=$(date +%s%N)
+    stop_server
+    echo "   SIGTERM → exit took $((($(date +%s%N) - t0) / 1000000)) ms"
+done
+echo "== load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
