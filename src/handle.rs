@@ -1,12 +1,14 @@
 //! Handles: how other threads reach a reactor's loop.
 //!
-//! A [`ReactorHandle`] is `Clone + Send`. It puts a [`Control`] on a bounded channel and wakes
-//! the loop through its `mio::Waker`; the loop drains the channel with a budget each turn. A
-//! full channel is reported to the sender, never blocks it (the loop thread itself may hold a
-//! handle), and a stopped loop is reported too.
+//! A [`ReactorHandle`] is `Clone + Send`. It puts a [`Control`] on a channel and wakes the
+//! loop through its `mio::Waker`; the loop drains the channel with a budget each turn. The
+//! channel is bounded by a shared count rather than by preallocated slots, so an idle gateway
+//! holds no memory for it. A full queue is reported to the sender, never blocks it (the loop
+//! thread itself may hold a handle), and a stopped loop is reported too.
 
 use std::fmt;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 
 use mio::Waker;
@@ -45,7 +47,8 @@ impl std::error::Error for HandleError {}
 
 /// A cloneable, thread-safe way to send commands into a reactor's loop.
 pub struct ReactorHandle<C> {
-    sender: SyncSender<Control<C>>,
+    sender: Sender<Control<C>>,
+    queued: Arc<AtomicUsize>,
     waker: Arc<Waker>,
 }
 
@@ -53,9 +56,39 @@ impl<C> Clone for ReactorHandle<C> {
     fn clone(&self) -> Self {
         ReactorHandle {
             sender: self.sender.clone(),
+            queued: Arc::clone(&self.queued),
             waker: Arc::clone(&self.waker),
         }
     }
+}
+
+/// The loop's end of the channel.
+pub(crate) struct ControlReceiver<C> {
+    receiver: Receiver<Control<C>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl<C> ControlReceiver<C> {
+    /// The next command, if one is queued.
+    pub(crate) fn try_recv(&self) -> Result<Control<C>, TryRecvError> {
+        let control = self.receiver.try_recv()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Ok(control)
+    }
+}
+
+/// A channel whose senders refuse more than [`COMMAND_QUEUE`] unread commands.
+pub(crate) fn control_channel<C: Send + 'static>(
+    waker: Arc<Waker>,
+) -> (ReactorHandle<C>, ControlReceiver<C>) {
+    let (sender, receiver) = channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let handle = ReactorHandle {
+        sender,
+        queued: Arc::clone(&queued),
+        waker,
+    };
+    (handle, ControlReceiver { receiver, queued })
 }
 
 impl<C> fmt::Debug for ReactorHandle<C> {
@@ -65,17 +98,16 @@ impl<C> fmt::Debug for ReactorHandle<C> {
 }
 
 impl<C: Send + 'static> ReactorHandle<C> {
-    /// A handle sending on `sender` and waking `waker`.
-    pub(crate) fn new(sender: SyncSender<Control<C>>, waker: Arc<Waker>) -> Self {
-        ReactorHandle { sender, waker }
-    }
-
     /// Queue `control` and wake the loop.
     pub fn send(&self, control: Control<C>) -> Result<(), HandleError> {
-        match self.sender.try_send(control) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(HandleError::Full),
-            Err(TrySendError::Disconnected(_)) => return Err(HandleError::Stopped),
+        // Reserve a place first, so concurrent senders cannot overshoot the bound.
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= COMMAND_QUEUE {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(HandleError::Full);
+        }
+        if self.sender.send(control).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(HandleError::Stopped);
         }
         // A failed wake means the poll is gone; the command will never be read.
         self.waker.wake().map_err(|_| HandleError::Stopped)
@@ -87,5 +119,26 @@ impl<C: Send + 'static> ReactorHandle<C> {
     }
 }
 
-/// The loop's end of the channel.
-pub(crate) type ControlReceiver<C> = Receiver<Control<C>>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_is_bounded_and_reports_a_stopped_loop() {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let (handle, receiver) = control_channel::<u32>(waker);
+        let other = handle.clone();
+        for i in 0..COMMAND_QUEUE {
+            assert_eq!(handle.send(Control::App(i as u32)), Ok(()));
+        }
+        assert_eq!(other.send(Control::App(0)), Err(HandleError::Full));
+        assert!(matches!(receiver.try_recv(), Ok(Control::App(0))));
+        assert_eq!(other.send(Control::Shutdown), Ok(()));
+        assert_eq!(handle.send(Control::App(1)), Err(HandleError::Full));
+        // A stopped loop drains what is queued and drops its end: senders learn it.
+        while receiver.try_recv().is_ok() {}
+        drop(receiver);
+        assert_eq!(handle.send(Control::App(2)), Err(HandleError::Stopped));
+    }
+}

@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::mpsc::{sync_channel, TryRecvError};
+use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use slab::Slab;
 use crate::app::{Action, Actions, App, CloseReason, ConnId, TransportStats};
 use crate::codec::{self, CodecLimits, Incoming, OutKind};
 use crate::connection::{ConnState, Connection, ReadResult};
-use crate::handle::{Control, ControlReceiver, ReactorHandle, COMMAND_QUEUE};
+use crate::handle::{control_channel, Control, ControlReceiver, ReactorHandle};
 use crate::handshake::{self, Outcome, Refusal, UpgradeRules};
 use crate::origin::OriginPolicy;
 use crate::timer::TimerWheel;
@@ -191,8 +191,7 @@ impl<A: App> Reactor<A> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (sender, commands) = sync_channel(COMMAND_QUEUE);
-        let handle = ReactorHandle::new(sender, waker);
+        let (handle, commands) = control_channel(waker);
         let now = Instant::now();
         let rules = UpgradeRules {
             path: config.path.clone(),
@@ -421,7 +420,10 @@ impl<A: App> Reactor<A> {
             }
             self.reap_done();
             self.state = RunState::Stopped;
-            self.commands = None;
+            // Drop what nobody will handle, then the receiver itself: handles now get Stopped.
+            if let Some(commands) = self.commands.take() {
+                while commands.try_recv().is_ok() {}
+            }
             log::info!("stopped");
         }
         Ok(())
