@@ -58,6 +58,10 @@ const OUTBOX_POOL_MAX_CAPACITY: usize = 16 * 1024;
 const TICK: Duration = Duration::from_millis(5);
 /// After an accept error such as running out of descriptors, wait this long before retrying.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Timers are coalesced: a deadline is rounded up by at most 1/16 of its distance from now,
+/// and never by more than this, so that thousands of connections opened over a few seconds
+/// share a few wakeups instead of one each.
+const COALESCE_MAX: Duration = Duration::from_millis(100);
 /// How long a refused or finished socket is kept to drain when `close_timeout` is off.
 const DEFAULT_LINGER: Duration = Duration::from_secs(1);
 
@@ -162,6 +166,8 @@ pub struct Reactor<A: App> {
     /// Generation of each slab slot, bumped when its connection is removed.
     generations: Vec<u32>,
     timers: TimerWheel<Timer>,
+    /// The instant coalesced deadlines are counted from.
+    timer_epoch: Instant,
     expired: Vec<Timer>,
     app: A,
     actions: Actions<A::Event>,
@@ -215,6 +221,7 @@ impl<A: App> Reactor<A> {
             conns: Slab::new(),
             generations: Vec::new(),
             timers: TimerWheel::new(TICK, now),
+            timer_epoch: now,
             expired: Vec::new(),
             app,
             actions: Actions::new(),
@@ -980,7 +987,7 @@ impl<A: App> Reactor<A> {
                             self.stats.events_dropped += 1;
                         }
                     }
-                    Action::Timer { at, token } => self.timers.insert(at, Timer::App(token)),
+                    Action::Timer { at, token } => self.schedule(now, at, Timer::App(token)),
                 }
             }
         }
@@ -1045,6 +1052,12 @@ impl<A: App> Reactor<A> {
         self.commands_pending = true;
     }
 
+    /// Put `timer` on the wheel at `at`, coalesced with its neighbours.
+    fn schedule(&mut self, now: Instant, at: Instant, timer: Timer) {
+        self.timers
+            .insert(coalesced(self.timer_epoch, now, at), timer);
+    }
+
     fn arm_heartbeat(&mut self, id: ConnId, now: Instant) {
         let ping = self.config.heartbeat_interval.map(|d| now + d);
         let idle = self.config.client_timeout.map(|d| now + d);
@@ -1053,12 +1066,12 @@ impl<A: App> Reactor<A> {
             (Some(t), None) | (None, Some(t)) => t,
             (None, None) => return,
         };
-        self.timers.insert(at, Timer::Heartbeat(id));
+        self.schedule(now, at, Timer::Heartbeat(id));
     }
 
     fn arm_linger(&mut self, id: ConnId, now: Instant) {
         let linger = self.config.close_timeout.unwrap_or(DEFAULT_LINGER);
-        self.timers.insert(now + linger, Timer::Linger(id));
+        self.schedule(now, now + linger, Timer::Linger(id));
     }
 
     fn expire_timers(&mut self, now: Instant) {
@@ -1126,7 +1139,7 @@ impl<A: App> Reactor<A> {
             (Some(t), None) | (None, Some(t)) => t,
             (None, None) => return,
         };
-        self.timers.insert(next, Timer::Heartbeat(id));
+        self.schedule(now, next, Timer::Heartbeat(id));
     }
 
     // ----- accepting -----------------------------------------------------------------------
@@ -1190,7 +1203,7 @@ impl<A: App> Reactor<A> {
         log::trace!("accepted {peer} as {key}");
         entry.insert(Connection::new(socket, id, now));
         if let Some(timeout) = self.config.handshake_timeout {
-            self.timers.insert(now + timeout, Timer::Handshake(id));
+            self.schedule(now, now + timeout, Timer::Handshake(id));
         }
         // The request may already be waiting: try reading on the next pump.
         if let Some(conn) = self.conns.get_mut(key) {
@@ -1198,6 +1211,22 @@ impl<A: App> Reactor<A> {
             self.ready.push_back(key);
         }
     }
+}
+
+/// `at` rounded up to a multiple (counted from `epoch`) of a grain of at most 1/16 of
+/// `at - now` and at most [`COALESCE_MAX`]; unchanged when that grain is below one tick.
+fn coalesced(epoch: Instant, now: Instant, at: Instant) -> Instant {
+    let grain = (at.saturating_duration_since(now) / 16).min(COALESCE_MAX);
+    if grain < TICK {
+        return at;
+    }
+    let grain = grain.as_nanos();
+    let offset = at.saturating_duration_since(epoch).as_nanos();
+    let rounded = offset.div_ceil(grain) * grain;
+    u64::try_from(rounded)
+        .ok()
+        .and_then(|nanos| epoch.checked_add(Duration::from_nanos(nanos)))
+        .unwrap_or(at)
 }
 
 fn is_transient_accept_error(e: &io::Error) -> bool {
@@ -1240,5 +1269,37 @@ fn give_buf(pool: &mut Vec<Vec<u8>>, mut buf: Vec<u8>) {
     {
         buf.clear();
         pool.push(buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_coalesced_within_a_sixteenth_and_100_ms() {
+        let epoch = Instant::now();
+        let ms = Duration::from_millis;
+        // Far deadlines land on 100 ms boundaries, never early, at most 100 ms late.
+        for start in [0u64, 3, 997, 12_345] {
+            let now = epoch + ms(start);
+            for (i, d) in [5_000u64, 10_000, 30_000].into_iter().enumerate() {
+                let at = now + ms(d) + ms(i as u64 * 7);
+                let c = coalesced(epoch, now, at);
+                assert!(c >= at && c - at < ms(100), "{start} {d}: {:?}", c - at);
+                assert_eq!((c - epoch).as_nanos() % ms(100).as_nanos(), 0);
+            }
+        }
+        // Two connections opened 40 ms apart share the wakeup of their 5 s deadline.
+        let a = coalesced(epoch, epoch + ms(1010), epoch + ms(6010));
+        let b = coalesced(epoch, epoch + ms(1050), epoch + ms(6050));
+        assert_eq!(a, b);
+        // Short deadlines keep their precision: within a sixteenth.
+        let now = epoch + ms(20);
+        let at = now + ms(400);
+        let c = coalesced(epoch, now, at);
+        assert!(c >= at && c - at <= ms(25));
+        let at = now + ms(50);
+        assert_eq!(coalesced(epoch, now, at), at, "below one tick of grain");
     }
 }
