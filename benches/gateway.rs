@@ -36,8 +36,11 @@
 #[path = "support/loadgen_engine.rs"]
 mod engine;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +50,47 @@ use gateway::{Config, Gateway, GatewayHandle};
 use serde_json::json;
 
 const TOKEN: &str = engine::DEFAULT_TOKEN;
+
+/// Counts the heap allocations (and reallocations) made on the gateway's own thread, so the
+/// bench can report how many the steady-state ping path makes.
+struct CountingAlloc;
+
+static GATEWAY_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ON_GATEWAY_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count_allocation() {
+    if ON_GATEWAY_THREAD.try_with(Cell::get).unwrap_or(false) {
+        GATEWAY_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_allocation();
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 /// What to run, from the environment.
 struct Settings {
@@ -197,6 +241,7 @@ fn start_gateway(max_members: usize) -> InProcess {
             let tid = engine::current_tid();
             tx.send((gw.url(), gw.handle(), tid, bind_time))
                 .expect("send the gateway's address");
+            ON_GATEWAY_THREAD.with(|on| on.set(true));
             gw.run().expect("the gateway's loop");
         })
         .expect("spawn the gateway thread");
@@ -376,6 +421,22 @@ fn main() {
         gw_probe.wait_quiet(Duration::from_secs(5));
     }
     drop(child);
+
+    // Allocations on the gateway thread per ping in steady state: the difference between a
+    // run of 2N round trips and a run of N cancels the connection's own setup and teardown.
+    let allocs_for = |count: usize| {
+        let before = GATEWAY_ALLOCS.load(Ordering::Relaxed);
+        engine::run_latency(&target, 0, count).expect("latency run");
+        GATEWAY_ALLOCS.load(Ordering::Relaxed) - before
+    };
+    let n = s.count.max(1000);
+    let (one, two) = (allocs_for(n), allocs_for(2 * n));
+    println!(
+        "== allocations on the gateway thread: {one} for a connection with {n} pings, {two} with {}: {:.3} per ping → pong",
+        2 * n,
+        two.saturating_sub(one) as f64 / n as f64
+    );
+
     // The median of the per-run ratios to the floor run just before.
     let ratio_to_floor = |runs: &[LatencyResult], q: f64| {
         median(
