@@ -593,30 +593,21 @@ impl<A: App> Reactor<A> {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return false;
                 };
-                let mut out = take_buf(&mut self.outbox_pool, &mut conn.outbox.buf);
-                match answer {
+                let status = answer.as_ref().map_or(404, |resp| resp.status);
+                append(&mut self.outbox_pool, conn, |out| match &answer {
                     Some(resp) => {
-                        handshake::write_response(
-                            &mut out,
-                            resp.status,
-                            resp.content_type,
-                            &resp.body,
-                        );
-                        if resp.status != 200 {
-                            count_refusal(&mut self.stats, resp.status);
-                        }
+                        handshake::write_response(out, resp.status, resp.content_type, &resp.body)
                     }
-                    None => {
-                        handshake::write_response(
-                            &mut out,
-                            404,
-                            "text/plain; charset=utf-8",
-                            b"Not Found\n",
-                        );
-                        count_refusal(&mut self.stats, 404);
-                    }
+                    None => handshake::write_response(
+                        out,
+                        404,
+                        "text/plain; charset=utf-8",
+                        b"Not Found\n",
+                    ),
+                });
+                if status != 200 {
+                    count_refusal(&mut self.stats, status);
                 }
-                conn.outbox.buf = out;
                 self.finish(key, now);
                 false
             }
@@ -638,9 +629,9 @@ impl<A: App> Reactor<A> {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return false;
                 };
-                let mut out = take_buf(&mut self.outbox_pool, &mut conn.outbox.buf);
-                handshake::write_accept(&mut out, &accept_key);
-                conn.outbox.buf = out;
+                append(&mut self.outbox_pool, conn, |out| {
+                    handshake::write_accept(out, &accept_key)
+                });
                 conn.state = ConnState::Open {
                     decoder: codec::Decoder::default(),
                 };
@@ -669,9 +660,9 @@ impl<A: App> Reactor<A> {
             return;
         };
         log::debug!("connection {key}: upgrade refused with {}", refusal.status);
-        let mut out = take_buf(&mut self.outbox_pool, &mut conn.outbox.buf);
-        handshake::write_refusal(&mut out, refusal);
-        conn.outbox.buf = out;
+        append(&mut self.outbox_pool, conn, |out| {
+            handshake::write_refusal(out, refusal)
+        });
         self.finish(key, now);
     }
 
@@ -750,9 +741,9 @@ impl<A: App> Reactor<A> {
                     let Some(conn) = self.conns.get_mut(key) else {
                         return false;
                     };
-                    let mut out = take_buf(&mut self.outbox_pool, &mut conn.outbox.buf);
-                    codec::encode_close(&mut out, code.unwrap_or(1000), "");
-                    conn.outbox.buf = out;
+                    append(&mut self.outbox_pool, conn, |out| {
+                        codec::encode_close(out, code.unwrap_or(1000), "")
+                    });
                     self.mark_dirty(key);
                     self.leave_open(key, CloseReason::Peer(code.unwrap_or(1005)), now);
                 }
@@ -811,9 +802,9 @@ impl<A: App> Reactor<A> {
             ConnState::Open { decoder } => std::mem::take(decoder),
             _ => return,
         };
-        let mut out = take_buf(&mut self.outbox_pool, &mut conn.outbox.buf);
-        codec::encode_close(&mut out, code, reason);
-        conn.outbox.buf = out;
+        append(&mut self.outbox_pool, conn, |out| {
+            codec::encode_close(out, code, reason)
+        });
         conn.state = ConnState::Closing { decoder };
         let id = conn.id;
         self.mark_dirty(key);
@@ -828,9 +819,9 @@ impl<A: App> Reactor<A> {
         };
         let was_open = conn.is_open();
         if was_open {
-            let mut out = take_buf(&mut self.outbox_pool, &mut conn.outbox.buf);
-            codec::encode_close(&mut out, code, reason);
-            conn.outbox.buf = out;
+            append(&mut self.outbox_pool, conn, |out| {
+                codec::encode_close(out, code, reason)
+            });
             self.mark_dirty(key);
         }
         self.leave_open(key, CloseReason::Protocol(code), now);
@@ -903,9 +894,9 @@ impl<A: App> Reactor<A> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut out = take_buf(&mut self.outbox_pool, &mut conn.outbox.buf);
-        codec::encode(&mut out, kind, payload);
-        conn.outbox.buf = out;
+        append(&mut self.outbox_pool, conn, |out| {
+            codec::encode(out, kind, payload)
+        });
         self.mark_dirty(key);
     }
 
@@ -1018,10 +1009,10 @@ impl<A: App> Reactor<A> {
         } else {
             OutKind::Text
         };
-        let mut out = take_buf(&mut self.outbox_pool, &mut conn.outbox.buf);
-        codec::encode(&mut out, kind, self.actions.bytes(msg));
-        let over = out.len() - conn.outbox.offset > self.config.max_outbound_buffer;
-        conn.outbox.buf = out;
+        append(&mut self.outbox_pool, conn, |out| {
+            codec::encode(out, kind, self.actions.bytes(msg))
+        });
+        let over = conn.outbox.pending() > self.config.max_outbound_buffer;
         self.mark_dirty(key);
         if over {
             // Try to write now: a reader that keeps up is not a slow consumer.
@@ -1252,6 +1243,13 @@ fn count_refusal(stats: &mut TransportStats, status: u16) {
         Some((_, n)) => *n += 1,
         None => stats.handshake_refusals.push((status, 1)),
     }
+}
+
+/// Append to `conn`'s outbox with `write`, on a pooled buffer when it holds none.
+fn append(pool: &mut Vec<Vec<u8>>, conn: &mut Connection, write: impl FnOnce(&mut Vec<u8>)) {
+    let mut out = take_buf(pool, &mut conn.outbox.buf);
+    write(&mut out);
+    conn.outbox.buf = out;
 }
 
 /// The outbox buffer to append to: the connection's own if it has one, else a pooled one.
