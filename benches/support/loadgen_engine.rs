@@ -246,92 +246,11 @@ impl Probe {
 
 // ----- JSON scanning --------------------------------------------------------------------------
 
-fn skip_ws(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
-}
-
-/// `s[i]` is `"`: the index after the closing quote.
-fn skip_string(s: &[u8], mut i: usize) -> Option<usize> {
-    i += 1;
-    while i < s.len() {
-        match s[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-fn skip_value(s: &[u8], i: usize) -> Option<usize> {
-    match *s.get(i)? {
-        b'"' => skip_string(s, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < s.len() {
-                match s[j] {
-                    b'"' => {
-                        j = skip_string(s, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            None
-        }
-        _ => {
-            let mut j = i;
-            while j < s.len() && !matches!(s[j], b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-            {
-                j += 1;
-            }
-            Some(j)
-        }
-    }
-}
-
 /// The raw text of the top-level field `key` of the JSON object `obj` (strings keep their
-/// quotes; nested objects are returned whole). Keys are compared without unescaping.
+/// quotes; nested objects are returned whole), found by the gateway's own scanner.
 pub fn json_field<'a>(obj: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let mut i = skip_ws(obj, 0);
-    if obj.get(i) != Some(&b'{') {
-        return None;
-    }
-    i += 1;
-    loop {
-        i = skip_ws(obj, i);
-        if *obj.get(i)? != b'"' {
-            return None;
-        }
-        let key_end = skip_string(obj, i)?;
-        let k = &obj[i + 1..key_end - 1];
-        i = skip_ws(obj, key_end);
-        if *obj.get(i)? != b':' {
-            return None;
-        }
-        i = skip_ws(obj, i + 1);
-        let value_end = skip_value(obj, i)?;
-        if k == key {
-            return Some(&obj[i..value_end]);
-        }
-        i = skip_ws(obj, value_end);
-        match *obj.get(i)? {
-            b',' => i += 1,
-            _ => return None,
-        }
-    }
+    let key = std::str::from_utf8(key).ok()?;
+    gateway::core::json_scan::member(obj, key)
 }
 
 /// The contents (still escaped) of the top-level string field `key`.
