@@ -89,6 +89,13 @@ pub struct Staged {
     binary: bool,
 }
 
+impl Staged {
+    /// Whether it goes out as a binary message (text otherwise).
+    pub fn is_binary(&self) -> bool {
+        self.binary
+    }
+}
+
 /// One thing the app asks the reactor to do.
 #[derive(Debug, PartialEq)]
 pub enum Action<E> {
@@ -202,7 +209,7 @@ impl<E> Actions<E> {
 
     /// Whether a staged message is binary.
     pub fn is_binary(msg: &Staged) -> bool {
-        msg.binary
+        msg.is_binary()
     }
 
     /// The actions pushed so far, in order.
@@ -218,7 +225,12 @@ impl<E> Actions<E> {
     /// Take the pushed actions out (the arena stays, so staged bytes remain readable until
     /// [`Actions::clear`]).
     pub fn take_list(&mut self, into: &mut Vec<Action<E>>) {
-        into.append(&mut self.list);
+        if into.is_empty() {
+            // A broadcast pushes one action per member: hand the list over without a copy.
+            std::mem::swap(into, &mut self.list);
+        } else {
+            into.append(&mut self.list);
+        }
     }
 
     /// Forget every action and staged byte, keeping the memory for reuse.

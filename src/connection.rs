@@ -9,17 +9,17 @@
 //! Readiness latches follow mio's edge-triggered rule: `readable` / `writable` are set by
 //! events and cleared only when a syscall returns `WouldBlock`.
 //!
-//! The outbox holds bytes not yet written, with a read offset, so partial writes are normal.
-//! Its buffer comes from a pool kept by the reactor and goes back there once empty, so an
-//! idle connection holds no heap memory.
+//! The [`Outbox`] holds what is not yet written (see `outbox.rs`); an idle connection's
+//! outbox holds no heap memory.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
 use crate::app::ConnId;
 use crate::codec::Decoder;
+use crate::outbox::{FrameArena, Outbox};
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -41,22 +41,6 @@ pub enum ConnState {
     },
     /// Flush the outbox, shut down writing, then drain until the peer closes.
     Finishing,
-}
-
-/// Bytes queued for a socket, written from `offset` on.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    /// The buffer; empty and capacity-free while nothing is queued.
-    pub buf: Vec<u8>,
-    /// How much of `buf` has been written already.
-    pub offset: usize,
-}
-
-impl Outbox {
-    /// Bytes queued and not yet written.
-    pub fn pending(&self) -> usize {
-        self.buf.len() - self.offset
-    }
 }
 
 /// One accepted socket.
@@ -145,23 +129,11 @@ impl Connection {
 
     /// Write as much of the outbox as the socket takes. Returns the bytes written, or the
     /// error that ends the connection. Clears the writable latch on `WouldBlock`.
-    pub fn write_outbox(&mut self) -> io::Result<usize> {
-        let mut written = 0;
-        while self.outbox.pending() > 0 {
-            match self.socket.write(&self.outbox.buf[self.outbox.offset..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.outbox.offset += n;
-                    written += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
+    pub fn write_outbox(&mut self, arena: &FrameArena) -> io::Result<usize> {
+        let written = self.outbox.write_to(&mut self.socket, arena)?;
+        if written.blocked {
+            self.writable = false;
         }
-        Ok(written)
+        Ok(written.bytes)
     }
 }

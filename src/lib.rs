@@ -48,6 +48,7 @@ pub mod gateway;
 pub mod handle;
 pub mod handshake;
 pub mod origin;
+pub mod outbox;
 pub mod reactor;
 pub mod timer;
 

@@ -36,6 +36,7 @@ use crate::connection::{ConnState, Connection, ReadResult};
 use crate::handle::{control_channel, Control, ControlReceiver, ReactorHandle};
 use crate::handshake::{self, Outcome, Refusal, UpgradeRules};
 use crate::origin::OriginPolicy;
+use crate::outbox::{BufferPool, FrameArena};
 use crate::timer::TimerWheel;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -50,10 +51,6 @@ const READ_BUDGET: usize = 256 * 1024;
 const COMMAND_BUDGET: usize = 1024;
 /// Sockets accepted per turn.
 const ACCEPT_BUDGET: usize = 256;
-/// Outbox buffers kept for reuse.
-const OUTBOX_POOL: usize = 32;
-/// An outbox buffer larger than this is freed rather than pooled.
-const OUTBOX_POOL_MAX_CAPACITY: usize = 16 * 1024;
 /// Timer wheel granularity.
 const TICK: Duration = Duration::from_millis(5);
 /// After an accept error such as running out of descriptors, wait this long before retrying.
@@ -177,7 +174,11 @@ pub struct Reactor<A: App> {
     ready: VecDeque<usize>,
     dirty: Vec<usize>,
     reap: Vec<usize>,
-    outbox_pool: Vec<Vec<u8>>,
+    /// Emptied outbox buffers for reuse.
+    pool: BufferPool,
+    /// This turn's frames of messages sent to connections (see `outbox.rs`). Every connection
+    /// holding a range of it is in `dirty`.
+    frames: FrameArena,
     listener_ready: bool,
     accept_paused_until: Option<Instant>,
     accept_failing: bool,
@@ -231,7 +232,8 @@ impl<A: App> Reactor<A> {
             ready: VecDeque::new(),
             dirty: Vec::new(),
             reap: Vec::new(),
-            outbox_pool: Vec::new(),
+            pool: BufferPool::default(),
+            frames: FrameArena::default(),
             listener_ready: true,
             accept_paused_until: None,
             accept_failing: false,
@@ -594,17 +596,21 @@ impl<A: App> Reactor<A> {
                     return false;
                 };
                 let status = answer.as_ref().map_or(404, |resp| resp.status);
-                append(&mut self.outbox_pool, conn, |out| match &answer {
-                    Some(resp) => {
-                        handshake::write_response(out, resp.status, resp.content_type, &resp.body)
-                    }
-                    None => handshake::write_response(
-                        out,
-                        404,
-                        "text/plain; charset=utf-8",
-                        b"Not Found\n",
-                    ),
-                });
+                conn.outbox
+                    .append(&mut self.pool, &self.frames, |out| match &answer {
+                        Some(resp) => handshake::write_response(
+                            out,
+                            resp.status,
+                            resp.content_type,
+                            &resp.body,
+                        ),
+                        None => handshake::write_response(
+                            out,
+                            404,
+                            "text/plain; charset=utf-8",
+                            b"Not Found\n",
+                        ),
+                    });
                 if status != 200 {
                     count_refusal(&mut self.stats, status);
                 }
@@ -629,7 +635,7 @@ impl<A: App> Reactor<A> {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return false;
                 };
-                append(&mut self.outbox_pool, conn, |out| {
+                conn.outbox.append(&mut self.pool, &self.frames, |out| {
                     handshake::write_accept(out, &accept_key)
                 });
                 conn.state = ConnState::Open {
@@ -660,7 +666,7 @@ impl<A: App> Reactor<A> {
             return;
         };
         log::debug!("connection {key}: upgrade refused with {}", refusal.status);
-        append(&mut self.outbox_pool, conn, |out| {
+        conn.outbox.append(&mut self.pool, &self.frames, |out| {
             handshake::write_refusal(out, refusal)
         });
         self.finish(key, now);
@@ -741,7 +747,7 @@ impl<A: App> Reactor<A> {
                     let Some(conn) = self.conns.get_mut(key) else {
                         return false;
                     };
-                    append(&mut self.outbox_pool, conn, |out| {
+                    conn.outbox.append(&mut self.pool, &self.frames, |out| {
                         codec::encode_close(out, code.unwrap_or(1000), "")
                     });
                     self.mark_dirty(key);
@@ -802,7 +808,7 @@ impl<A: App> Reactor<A> {
             ConnState::Open { decoder } => std::mem::take(decoder),
             _ => return,
         };
-        append(&mut self.outbox_pool, conn, |out| {
+        conn.outbox.append(&mut self.pool, &self.frames, |out| {
             codec::encode_close(out, code, reason)
         });
         conn.state = ConnState::Closing { decoder };
@@ -819,7 +825,7 @@ impl<A: App> Reactor<A> {
         };
         let was_open = conn.is_open();
         if was_open {
-            append(&mut self.outbox_pool, conn, |out| {
+            conn.outbox.append(&mut self.pool, &self.frames, |out| {
                 codec::encode_close(out, code, reason)
             });
             self.mark_dirty(key);
@@ -894,7 +900,7 @@ impl<A: App> Reactor<A> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        append(&mut self.outbox_pool, conn, |out| {
+        conn.outbox.append(&mut self.pool, &self.frames, |out| {
             codec::encode(out, kind, payload)
         });
         self.mark_dirty(key);
@@ -914,14 +920,23 @@ impl<A: App> Reactor<A> {
             self.dirty = dirty;
         }
         self.apply_actions(now);
+        // What those actions queued waits for the next turn, on its own bytes: the arena is
+        // cleared now.
+        for &key in &self.dirty {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.outbox.settle(&mut self.pool, &self.frames);
+            }
+        }
+        self.frames.clear();
     }
 
+    /// Write what `key` owes its peer. Afterwards it holds no range of the frame arena.
     fn flush(&mut self, key: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.writable && conn.outbox.pending() > 0 {
-            match conn.write_outbox() {
+            match conn.write_outbox(&self.frames) {
                 Ok(n) => self.stats.bytes_out += n as u64,
                 Err(e) => {
                     log::debug!("connection {key}: write failed: {e}");
@@ -933,10 +948,9 @@ impl<A: App> Reactor<A> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        conn.outbox.settle(&mut self.pool, &self.frames);
+        conn.outbox.release_if_empty(&mut self.pool);
         if conn.outbox.pending() == 0 {
-            let buf = std::mem::take(&mut conn.outbox.buf);
-            conn.outbox.offset = 0;
-            give_buf(&mut self.outbox_pool, buf);
             if matches!(conn.state, ConnState::Finishing) && !conn.write_shut {
                 conn.write_shut = true;
                 let _ = conn.socket.shutdown(Shutdown::Write);
@@ -984,6 +998,7 @@ impl<A: App> Reactor<A> {
         }
         self.action_scratch = list;
         self.actions.clear();
+        self.frames.forget_staged();
     }
 
     fn key_of(&self, id: ConnId) -> Option<usize> {
@@ -1004,14 +1019,8 @@ impl<A: App> Reactor<A> {
         if !conn.is_open() {
             return;
         }
-        let kind = if Actions::<A::Event>::is_binary(msg) {
-            OutKind::Binary
-        } else {
-            OutKind::Text
-        };
-        append(&mut self.outbox_pool, conn, |out| {
-            codec::encode(out, kind, self.actions.bytes(msg))
-        });
+        let frame = self.frames.frame(msg, self.actions.bytes(msg));
+        conn.outbox.push_frame(&mut self.pool, &self.frames, frame);
         let over = conn.outbox.pending() > self.config.max_outbound_buffer;
         self.mark_dirty(key);
         if over {
@@ -1242,31 +1251,6 @@ fn count_refusal(stats: &mut TransportStats, status: u16) {
     {
         Some((_, n)) => *n += 1,
         None => stats.handshake_refusals.push((status, 1)),
-    }
-}
-
-/// Append to `conn`'s outbox with `write`, on a pooled buffer when it holds none.
-fn append(pool: &mut Vec<Vec<u8>>, conn: &mut Connection, write: impl FnOnce(&mut Vec<u8>)) {
-    let mut out = take_buf(pool, &mut conn.outbox.buf);
-    write(&mut out);
-    conn.outbox.buf = out;
-}
-
-/// The outbox buffer to append to: the connection's own if it has one, else a pooled one.
-fn take_buf(pool: &mut Vec<Vec<u8>>, current: &mut Vec<u8>) -> Vec<u8> {
-    if current.capacity() > 0 {
-        std::mem::take(current)
-    } else {
-        pool.pop().unwrap_or_default()
-    }
-}
-
-/// Return an emptied outbox buffer to the pool (or free it).
-fn give_buf(pool: &mut Vec<Vec<u8>>, mut buf: Vec<u8>) {
-    if buf.capacity() > 0 && buf.capacity() <= OUTBOX_POOL_MAX_CAPACITY && pool.len() < OUTBOX_POOL
-    {
-        buf.clear();
-        pool.push(buf);
     }
 }
 

@@ -1,0 +1,411 @@
+//! What a connection owes its peer, and the memory behind it.
+//!
+//! A connection's [`Outbox`] holds two things, written in this order:
+//! 1. a buffer of bytes of its own (handshake answers, control frames, anything left over
+//!    from an earlier turn), written from an offset so that partial writes are normal;
+//! 2. at most one range of the loop turn's [`FrameArena`]. A message sent to many
+//!    connections in one turn is framed once into the arena and every receiver queues the
+//!    range instead of a copy. Frames framed one after the other extend one range, so a
+//!    session member that receives every broadcast of a turn gets all of them in one write.
+//!
+//! Invariants:
+//! - order is kept: before bytes are appended to the buffer, a held range is copied into it
+//!   ([`Outbox::settle`]); a new range that does not continue the held one does the same;
+//! - the arena is cleared only when no outbox holds a range of it. The reactor keeps every
+//!   holder in its list of connections to flush, and a flush writes the range or settles it;
+//! - an emptied buffer goes back to the [`BufferPool`], so an idle connection owns no heap
+//!   memory.
+
+use std::io::{self, IoSlice, Write};
+use std::ops::Range;
+
+use crate::app::Staged;
+use crate::codec::{self, OutKind};
+
+/// Buffers kept for reuse.
+const POOL_SIZE: usize = 32;
+/// A buffer larger than this is freed rather than pooled.
+const POOL_MAX_CAPACITY: usize = 16 * 1024;
+/// After a turn, an arena that grew past this (a large message) gives its memory back.
+const ARENA_KEEP: usize = 1024 * 1024;
+
+/// Emptied outbox buffers, kept so that a connection that sends now and then does not
+/// allocate each time.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    bufs: Vec<Vec<u8>>,
+}
+
+impl BufferPool {
+    /// A buffer to append to: a pooled one, or a new empty one.
+    fn take(&mut self) -> Vec<u8> {
+        self.bufs.pop().unwrap_or_default()
+    }
+
+    /// Keep `buf` for reuse if it is small and the pool has room; free it otherwise.
+    fn give(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && buf.capacity() <= POOL_MAX_CAPACITY && self.bufs.len() < POOL_SIZE
+        {
+            buf.clear();
+            self.bufs.push(buf);
+        }
+    }
+}
+
+/// The frames of messages sent during one loop turn, each framed once.
+#[derive(Debug, Default)]
+pub struct FrameArena {
+    bytes: Vec<u8>,
+    /// The staged message framed last and where its frame is, so that sending it to the next
+    /// receiver reuses the frame.
+    last: Option<(Staged, Range<usize>)>,
+}
+
+impl FrameArena {
+    /// The frame of staged message `msg` (whose bytes are `payload`), framed now unless it was
+    /// the last one framed.
+    pub fn frame(&mut self, msg: &Staged, payload: &[u8]) -> Range<usize> {
+        if let Some((staged, range)) = &self.last {
+            if staged == msg {
+                return range.clone();
+            }
+        }
+        let kind = if msg.is_binary() {
+            OutKind::Binary
+        } else {
+            OutKind::Text
+        };
+        let start = self.bytes.len();
+        codec::encode(&mut self.bytes, kind, payload);
+        let range = start..self.bytes.len();
+        self.last = Some((msg.clone(), range.clone()));
+        range
+    }
+
+    /// The staged messages are gone (their arena was cleared): a new `Staged` equal to an old
+    /// one is a different message.
+    pub fn forget_staged(&mut self) {
+        self.last = None;
+    }
+
+    /// Forget every frame. Only when no outbox holds a range (see the module invariants).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.last = None;
+        if self.bytes.capacity() > ARENA_KEEP {
+            self.bytes = Vec::new();
+        }
+    }
+
+    fn get(&self, range: &Range<usize>) -> &[u8] {
+        &self.bytes[range.clone()]
+    }
+}
+
+/// Bytes queued for one socket (see the module docs).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Bytes of its own; empty and capacity-free while nothing is queued.
+    buf: Vec<u8>,
+    /// How much of `buf` has been written already.
+    offset: usize,
+    /// Frames in the turn's arena, queued after `buf`; empty when none.
+    frames: Range<usize>,
+}
+
+/// What [`Outbox::write_to`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes the socket took.
+    pub bytes: usize,
+    /// The socket said `WouldBlock` before everything was written.
+    pub blocked: bool,
+}
+
+impl Outbox {
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.offset + self.frames.len()
+    }
+
+    /// Whether it holds a range of the turn's arena.
+    pub fn holds_frames(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// Append bytes produced by `write` after everything queued.
+    pub fn append(
+        &mut self,
+        pool: &mut BufferPool,
+        arena: &FrameArena,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        self.settle(pool, arena);
+        if self.buf.capacity() == 0 {
+            self.buf = pool.take();
+        }
+        write(&mut self.buf);
+    }
+
+    /// Queue `frame`, a range of `arena`, after everything queued.
+    pub fn push_frame(&mut self, pool: &mut BufferPool, arena: &FrameArena, frame: Range<usize>) {
+        if self.frames.is_empty() {
+            self.frames = frame;
+        } else if self.frames.end == frame.start {
+            self.frames.end = frame.end;
+        } else {
+            self.settle(pool, arena);
+            self.frames = frame;
+        }
+    }
+
+    /// Copy the held arena range into the buffer, so that the arena may be cleared.
+    pub fn settle(&mut self, pool: &mut BufferPool, arena: &FrameArena) {
+        if self.frames.is_empty() {
+            return;
+        }
+        if self.buf.capacity() == 0 {
+            self.buf = pool.take();
+        }
+        self.buf.extend_from_slice(arena.get(&self.frames));
+        self.frames = 0..0;
+    }
+
+    /// Write as much as `out` takes: the buffer, then the arena range, in one `writev` when
+    /// both hold bytes. An error other than `WouldBlock` ends the connection.
+    pub fn write_to(&mut self, out: &mut impl Write, arena: &FrameArena) -> io::Result<Written> {
+        let mut written = Written {
+            bytes: 0,
+            blocked: false,
+        };
+        while self.pending() > 0 {
+            let head = &self.buf[self.offset..];
+            let tail = arena.get(&self.frames);
+            let result = if head.is_empty() {
+                out.write(tail)
+            } else if tail.is_empty() {
+                out.write(head)
+            } else {
+                out.write_vectored(&[IoSlice::new(head), IoSlice::new(tail)])
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.consume(n);
+                    written.bytes += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    written.blocked = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Hand the buffer back to the pool once everything is written.
+    pub fn release_if_empty(&mut self, pool: &mut BufferPool) {
+        if self.pending() == 0 {
+            self.offset = 0;
+            self.frames = 0..0;
+            pool.give(std::mem::take(&mut self.buf));
+        }
+    }
+
+    /// `n` bytes were written: first from the buffer, then from the range.
+    fn consume(&mut self, n: usize) {
+        let from_buf = n.min(self.buf.len() - self.offset);
+        self.offset += from_buf;
+        self.frames.start += n - from_buf;
+        if self.frames.is_empty() {
+            self.frames = 0..0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Actions;
+
+    /// A writer that takes at most `limit` bytes per call and then blocks after `calls_left`.
+    struct Trickle {
+        got: Vec<u8>,
+        limit: usize,
+        calls_left: usize,
+        vectored_calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.calls_left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls_left -= 1;
+            let n = buf.len().min(self.limit);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.vectored_calls += 1;
+            if self.calls_left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls_left -= 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.limit - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn trickle(limit: usize, calls: usize) -> Trickle {
+        Trickle {
+            got: Vec::new(),
+            limit,
+            calls_left: calls,
+            vectored_calls: 0,
+        }
+    }
+
+    fn text_frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        codec::encode(&mut v, OutKind::Text, payload);
+        v
+    }
+
+    #[test]
+    fn one_staged_message_is_framed_once_for_every_receiver() {
+        let mut staged: Actions<()> = Actions::new();
+        let msg = staged.stage_bytes(b"hello", false);
+        let mut arena = FrameArena::default();
+        let a = arena.frame(&msg, staged.bytes(&msg));
+        let b = arena.frame(&msg, staged.bytes(&msg));
+        assert_eq!(a, b);
+        assert_eq!(arena.get(&a), &text_frame(b"hello")[..]);
+        // After the staged arena is cleared, an equal `Staged` is a new message.
+        arena.forget_staged();
+        let c = arena.frame(&msg, staged.bytes(&msg));
+        assert_eq!(c.start, a.end);
+    }
+
+    #[test]
+    fn consecutive_frames_extend_one_range_and_are_written_in_one_call() {
+        let mut staged: Actions<()> = Actions::new();
+        let mut arena = FrameArena::default();
+        let mut pool = BufferPool::default();
+        let mut outbox = Outbox::default();
+        for text in [&b"one"[..], b"two", b"three"] {
+            let msg = staged.stage_bytes(text, false);
+            let frame = arena.frame(&msg, staged.bytes(&msg));
+            outbox.push_frame(&mut pool, &arena, frame);
+        }
+        assert_eq!(outbox.buf.capacity(), 0, "no copy was made");
+        let mut out = trickle(usize::MAX, 1);
+        let w = outbox.write_to(&mut out, &arena).unwrap();
+        let expected = [text_frame(b"one"), text_frame(b"two"), text_frame(b"three")].concat();
+        assert_eq!(out.got, expected);
+        assert_eq!(w.bytes, expected.len());
+        assert!(!w.blocked);
+        assert_eq!(outbox.pending(), 0);
+    }
+
+    #[test]
+    fn order_holds_across_own_bytes_and_arena_ranges() {
+        let mut staged: Actions<()> = Actions::new();
+        let mut arena = FrameArena::default();
+        let mut pool = BufferPool::default();
+        let mut outbox = Outbox::default();
+        let m1 = staged.stage_bytes(b"m1", false);
+        let m2 = staged.stage_bytes(b"m2", false);
+        let m3 = staged.stage_bytes(b"m3", false);
+        let f1 = arena.frame(&m1, staged.bytes(&m1));
+        let f2 = arena.frame(&m2, staged.bytes(&m2));
+        let f3 = arena.frame(&m3, staged.bytes(&m3));
+        outbox.append(&mut pool, &arena, |b| b.extend_from_slice(b"own0"));
+        outbox.push_frame(&mut pool, &arena, f1);
+        outbox.append(&mut pool, &arena, |b| b.extend_from_slice(b"own1"));
+        // f3 does not continue f2's neighbour f1: the range in hand is settled first.
+        outbox.push_frame(&mut pool, &arena, f3);
+        outbox.push_frame(&mut pool, &arena, f2);
+        let expected = [
+            b"own0".to_vec(),
+            text_frame(b"m1"),
+            b"own1".to_vec(),
+            text_frame(b"m3"),
+            text_frame(b"m2"),
+        ]
+        .concat();
+        assert_eq!(outbox.pending(), expected.len());
+        // Three bytes per call: the split falls inside both parts, and writev is used.
+        let mut out = trickle(3, usize::MAX);
+        let w = outbox.write_to(&mut out, &arena).unwrap();
+        assert_eq!(out.got, expected);
+        assert_eq!(w.bytes, expected.len());
+        assert!(out.vectored_calls > 0);
+    }
+
+    #[test]
+    fn a_blocked_write_keeps_the_rest_and_settle_frees_the_arena() {
+        let mut staged: Actions<()> = Actions::new();
+        let mut arena = FrameArena::default();
+        let mut pool = BufferPool::default();
+        let mut outbox = Outbox::default();
+        let msg = staged.stage_bytes(&[b'x'; 100], false);
+        let frame = arena.frame(&msg, staged.bytes(&msg));
+        let expected = arena.get(&frame).to_vec();
+        outbox.push_frame(&mut pool, &arena, frame);
+        let mut out = trickle(40, 1);
+        let w = outbox.write_to(&mut out, &arena).unwrap();
+        assert_eq!(
+            w,
+            Written {
+                bytes: 40,
+                blocked: true
+            }
+        );
+        assert!(outbox.holds_frames());
+        outbox.settle(&mut pool, &arena);
+        assert!(!outbox.holds_frames());
+        arena.clear();
+        let mut out2 = trickle(usize::MAX, 1);
+        outbox.write_to(&mut out2, &arena).unwrap();
+        assert_eq!([out.got, out2.got].concat(), expected);
+        outbox.release_if_empty(&mut pool);
+        assert_eq!(outbox.buf.capacity(), 0);
+        assert_eq!(
+            pool.bufs.len(),
+            1,
+            "the emptied buffer went back to the pool"
+        );
+    }
+
+    #[test]
+    fn write_errors_are_returned() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::ConnectionReset.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let arena = FrameArena::default();
+        let mut pool = BufferPool::default();
+        let mut outbox = Outbox::default();
+        outbox.append(&mut pool, &arena, |b| b.extend_from_slice(b"x"));
+        let err = outbox.write_to(&mut Broken, &arena).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    }
+}
