@@ -13,7 +13,8 @@
 # Environment: REPS (3 runs per figure, medians), COUNT (20000 round trips), SECS (3 s per
 # throughput / fan-out window), MEMBERS (1000: fan-out size for the gateway and Node),
 # SMALL_MEMBERS (200: the fan-out size every server runs, Python included, which is too slow
-# for 1000), IDLE_CONNS (2000), PEERS_DIR, CARGO_TARGET_DIR.
+# for 1000), FAN_WINDOWS ("64 256": messages the fan-out sender keeps ahead of the slowest
+# member, each run on its own), IDLE_CONNS (2000), PEERS_DIR, CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ COUNT=${COUNT:-20000}
 SECS=${SECS:-3}
 MEMBERS=${MEMBERS:-1000}
 SMALL_MEMBERS=${SMALL_MEMBERS:-200}
+FAN_WINDOWS=${FAN_WINDOWS:-64 256}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d)
@@ -112,7 +114,10 @@ measure() {
     loadgen 0 "$name" --url "$URL" --mode latency --count "$COUNT" --reps "$REPS"
     loadgen 1 "$name" --url "$URL" --mode throughput --duration "$SECS" --reps "$REPS" --server-pid "$SERVER_PID"
     for members in "$@"; do
-        loadgen 1 "$name" --url "$URL" --mode fanout --conns "$members" --duration "$SECS" --reps "$REPS" --server-pid "$SERVER_PID"
+        for window in $FAN_WINDOWS; do
+            loadgen 1 "$name" --url "$URL" --mode fanout --conns "$members" --pipeline "$window" \
+                --duration "$SECS" --reps "$REPS" --server-pid "$SERVER_PID"
+        done
     done
 }
 
@@ -140,10 +145,13 @@ import json, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 reps = sys.argv[2]
-def get(label, mode, key, members=None):
+def get(label, mode, key, members=None, window=None):
     for r in rows:
-        if r["label"] == label and r["mode"] == mode and (members is None or r["median"].get("members") == members):
-            return r["median"].get(key)
+        m = r["median"]
+        if (r["label"] == label and r["mode"] == mode
+                and (members is None or m.get("members") == members)
+                and (window is None or m.get("pipeline") == window)):
+            return m.get(key)
     return None
 def f(x, d=1):
     return "n/a" if x is None else f"{x:.{d}f}"
@@ -163,14 +171,14 @@ for s in servers:
     print(f"{s:<18} {f(p50):>8} {ratio(p50, floor):>7} {f(get(s, 'latency', 'p99_us')):>8} {f(get(s, 'latency', 'p999_us')):>8} "
           f"{f(get(s, 'throughput', 'pongs_per_s'), 0):>9} {f(cpu, 2):>12} {ratio(cpu, gw_ping):>7}")
 print()
-print(f"{'fan-out':<18} {'members':>8} {'deliv/s':>10} {'CPU µs/deliv':>13} {'÷gw':>7} {'lost':>5}")
+print(f"{'fan-out':<18} {'members':>8} {'ahead':>6} {'deliv/s':>10} {'CPU µs/deliv':>13} {'÷gw':>7} {'lost':>5}")
 for s in servers:
     for r in rows:
         if r["label"] == s and r["mode"] == "fanout":
             m = r["median"]
-            gw = get("gateway", "fanout", "server_cpu_us_per_delivery", m.get("members"))
+            gw = get("gateway", "fanout", "server_cpu_us_per_delivery", m.get("members"), m.get("pipeline"))
             lost = sum(run["lost"] + run["disorder"] + run["bad_source"] for run in r["runs"])
-            print(f"{s:<18} {int(m['members']):>8} {f(m.get('deliveries_per_s'), 0):>10} "
+            print(f"{s:<18} {int(m['members']):>8} {int(m['pipeline']):>6} {f(m.get('deliveries_per_s'), 0):>10} "
                   f"{f(m.get('server_cpu_us_per_delivery'), 3):>13} {ratio(m.get('server_cpu_us_per_delivery'), gw):>7} {lost:>5}")
 print()
 print(f"{'idle':<18} {'conns':>8} {'setup/s':>10} {'RSS B/conn':>11} {'÷gw':>7}")

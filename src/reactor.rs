@@ -382,6 +382,7 @@ impl<A: App> Reactor<A> {
                     }
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         conn.readable = true;
+                        conn.read_closed |= event.is_read_closed() || event.is_error();
                         if !conn.in_ready {
                             conn.in_ready = true;
                             self.ready.push_back(key);
