@@ -51,6 +51,10 @@ const READ_BUDGET: usize = 256 * 1024;
 const COMMAND_BUDGET: usize = 1024;
 /// Sockets accepted per turn.
 const ACCEPT_BUDGET: usize = 256;
+/// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`). mio and the
+/// standard library listen with 128: a burst of clients reconnecting at once overflows that,
+/// and each overflowed SYN waits a second to be retransmitted.
+const LISTEN_BACKLOG: i32 = 4096;
 /// Timer wheel granularity.
 const TICK: Duration = Duration::from_millis(5);
 /// After an accept error such as running out of descriptors, wait this long before retrying.
@@ -194,6 +198,7 @@ impl<A: App> Reactor<A> {
     pub fn bind(config: TransportConfig, app: A) -> io::Result<Reactor<A>> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.addr)?;
+        widen_backlog(&listener)?;
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -1228,6 +1233,25 @@ fn coalesced(epoch: Instant, now: Instant, at: Instant) -> Instant {
         .ok()
         .and_then(|nanos| epoch.checked_add(Duration::from_nanos(nanos)))
         .unwrap_or(at)
+}
+
+/// Raise the listen backlog of a bound listener to [`LISTEN_BACKLOG`]: calling `listen` again
+/// on a listening socket sets its backlog.
+#[cfg(unix)]
+fn widen_backlog(listener: &TcpListener) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: `listen` takes a descriptor and an integer; the descriptor is the listener's own
+    // and stays open for the duration of the call.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn widen_backlog(_listener: &TcpListener) -> io::Result<()> {
+    Ok(())
 }
 
 fn is_transient_accept_error(e: &io::Error) -> bool {

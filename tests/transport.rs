@@ -367,3 +367,46 @@ fn large_messages_survive_partial_writes() {
         );
     }
 }
+
+#[test]
+fn a_burst_of_connections_waits_in_the_listen_backlog_while_the_loop_is_busy() {
+    // 300 clients connect at once while the loop is not running (busy elsewhere): the kernel
+    // must complete every TCP handshake and queue it for `accept`. With the 128 that mio and
+    // std listen with, the rest would have their SYNs dropped and wait a second or more.
+    const BURST: usize = 300;
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    if somaxconn < BURST {
+        eprintln!("net.core.somaxconn is {somaxconn}: the kernel caps the backlog below {BURST}");
+        return;
+    }
+    let gw = gateway::Gateway::bind(test_config()).expect("bind");
+    let addr = gw.local_addr();
+    let started = Instant::now();
+    let mut sockets = Vec::new();
+    for i in 0..BURST {
+        let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(900))
+            .unwrap_or_else(|e| panic!("connection {i} of {BURST} not queued: {e}"));
+        sockets.push(s);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "connecting took {:?}",
+        started.elapsed()
+    );
+    // Once the loop runs, the queued connections are served: the last one upgrades.
+    let gw = TestGateway::run(gw, "/ws".into());
+    let mut last = sockets.pop().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    use std::io::{Read, Write};
+    last.write_all(upgrade_request("/ws", "").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 12];
+    last.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    drop(last); // closed by the client, so shutdown does not wait for its close frame
+    drop(sockets);
+    drop(gw);
+}
