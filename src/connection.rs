@@ -9,8 +9,8 @@
 //! Readiness latches follow mio's edge-triggered rule: `readable` / `writable` are set by
 //! events and cleared when a syscall returns `WouldBlock`. A read that fills less than the
 //! buffer also clears `readable`: the socket was drained at that moment, and data arriving
-//! later raises a new edge. That saves a `read` returning `WouldBlock` per message, which is
-//! a fifth of what a heartbeat Pong costs. Once an event reported end of stream or an error
+//! later raises a new edge. That saves a `read` returning `WouldBlock` per message (half the
+//! reads of an idle connection answering its heartbeat). Once an event reported end of stream or an error
 //! (`read_closed`), that edge is not coming again, so reads go on until they say so.
 //!
 //! The [`Outbox`] holds what is not yet written (see `outbox.rs`); an idle connection's
@@ -124,7 +124,8 @@ impl Connection {
             match self.socket.read(buf) {
                 Ok(0) => return ReadResult::Eof,
                 Ok(n) => {
-                    if n < buf.len() && !self.read_closed {
+                    // Not on Windows, where mio emulates edges and a short read proves nothing.
+                    if cfg!(unix) && n < buf.len() && !self.read_closed {
                         self.readable = false; // drained: the next byte raises a new edge
                     }
                     return ReadResult::Data(n);
