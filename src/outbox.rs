@@ -284,60 +284,75 @@ mod tests {
         v
     }
 
+    /// A staged-message arena, a frame arena, a pool and one outbox.
+    #[derive(Default)]
+    struct Setup {
+        staged: Actions<()>,
+        arena: FrameArena,
+        pool: BufferPool,
+        outbox: Outbox,
+    }
+
+    impl Setup {
+        /// Stage `text` as a new message and frame it into the arena.
+        fn frame(&mut self, text: &[u8]) -> Range<usize> {
+            let msg = self.staged.stage_bytes(text, false);
+            self.arena.frame(&msg, self.staged.bytes(&msg))
+        }
+
+        fn push_frame(&mut self, frame: Range<usize>) {
+            self.outbox.push_frame(&mut self.pool, &self.arena, frame);
+        }
+
+        fn append(&mut self, bytes: &[u8]) {
+            self.outbox
+                .append(&mut self.pool, &self.arena, |b| b.extend_from_slice(bytes));
+        }
+    }
+
     #[test]
     fn one_staged_message_is_framed_once_for_every_receiver() {
-        let mut staged: Actions<()> = Actions::new();
-        let msg = staged.stage_bytes(b"hello", false);
-        let mut arena = FrameArena::default();
-        let a = arena.frame(&msg, staged.bytes(&msg));
-        let b = arena.frame(&msg, staged.bytes(&msg));
+        let mut t = Setup::default();
+        let msg = t.staged.stage_bytes(b"hello", false);
+        let a = t.arena.frame(&msg, t.staged.bytes(&msg));
+        let b = t.arena.frame(&msg, t.staged.bytes(&msg));
         assert_eq!(a, b);
-        assert_eq!(arena.get(&a), &text_frame(b"hello")[..]);
+        assert_eq!(t.arena.get(&a), &text_frame(b"hello")[..]);
         // After the staged arena is cleared, an equal `Staged` is a new message.
-        arena.forget_staged();
-        let c = arena.frame(&msg, staged.bytes(&msg));
+        t.arena.forget_staged();
+        let c = t.arena.frame(&msg, t.staged.bytes(&msg));
         assert_eq!(c.start, a.end);
     }
 
     #[test]
     fn consecutive_frames_extend_one_range_and_are_written_in_one_call() {
-        let mut staged: Actions<()> = Actions::new();
-        let mut arena = FrameArena::default();
-        let mut pool = BufferPool::default();
-        let mut outbox = Outbox::default();
+        let mut t = Setup::default();
         for text in [&b"one"[..], b"two", b"three"] {
-            let msg = staged.stage_bytes(text, false);
-            let frame = arena.frame(&msg, staged.bytes(&msg));
-            outbox.push_frame(&mut pool, &arena, frame);
+            let frame = t.frame(text);
+            t.push_frame(frame);
         }
-        assert_eq!(outbox.buf.capacity(), 0, "no copy was made");
+        assert_eq!(t.outbox.buf.capacity(), 0, "no copy was made");
         let mut out = trickle(usize::MAX, 1);
-        let w = outbox.write_to(&mut out, &arena).unwrap();
+        let w = t.outbox.write_to(&mut out, &t.arena).unwrap();
         let expected = [text_frame(b"one"), text_frame(b"two"), text_frame(b"three")].concat();
         assert_eq!(out.got, expected);
         assert_eq!(w.bytes, expected.len());
         assert!(!w.blocked);
-        assert_eq!(outbox.pending(), 0);
+        assert_eq!(t.outbox.pending(), 0);
     }
 
     #[test]
     fn order_holds_across_own_bytes_and_arena_ranges() {
-        let mut staged: Actions<()> = Actions::new();
-        let mut arena = FrameArena::default();
-        let mut pool = BufferPool::default();
-        let mut outbox = Outbox::default();
-        let m1 = staged.stage_bytes(b"m1", false);
-        let m2 = staged.stage_bytes(b"m2", false);
-        let m3 = staged.stage_bytes(b"m3", false);
-        let f1 = arena.frame(&m1, staged.bytes(&m1));
-        let f2 = arena.frame(&m2, staged.bytes(&m2));
-        let f3 = arena.frame(&m3, staged.bytes(&m3));
-        outbox.append(&mut pool, &arena, |b| b.extend_from_slice(b"own0"));
-        outbox.push_frame(&mut pool, &arena, f1);
-        outbox.append(&mut pool, &arena, |b| b.extend_from_slice(b"own1"));
+        let mut t = Setup::default();
+        let f1 = t.frame(b"m1");
+        let f2 = t.frame(b"m2");
+        let f3 = t.frame(b"m3");
+        t.append(b"own0");
+        t.push_frame(f1);
+        t.append(b"own1");
         // f3 does not continue f2's neighbour f1: the range in hand is settled first.
-        outbox.push_frame(&mut pool, &arena, f3);
-        outbox.push_frame(&mut pool, &arena, f2);
+        t.push_frame(f3);
+        t.push_frame(f2);
         let expected = [
             b"own0".to_vec(),
             text_frame(b"m1"),
@@ -346,10 +361,10 @@ mod tests {
             text_frame(b"m2"),
         ]
         .concat();
-        assert_eq!(outbox.pending(), expected.len());
+        assert_eq!(t.outbox.pending(), expected.len());
         // Three bytes per call: the split falls inside both parts, and writev is used.
         let mut out = trickle(3, usize::MAX);
-        let w = outbox.write_to(&mut out, &arena).unwrap();
+        let w = t.outbox.write_to(&mut out, &t.arena).unwrap();
         assert_eq!(out.got, expected);
         assert_eq!(w.bytes, expected.len());
         assert!(out.vectored_calls > 0);
@@ -357,16 +372,12 @@ mod tests {
 
     #[test]
     fn a_blocked_write_keeps_the_rest_and_settle_frees_the_arena() {
-        let mut staged: Actions<()> = Actions::new();
-        let mut arena = FrameArena::default();
-        let mut pool = BufferPool::default();
-        let mut outbox = Outbox::default();
-        let msg = staged.stage_bytes(&[b'x'; 100], false);
-        let frame = arena.frame(&msg, staged.bytes(&msg));
-        let expected = arena.get(&frame).to_vec();
-        outbox.push_frame(&mut pool, &arena, frame);
+        let mut t = Setup::default();
+        let frame = t.frame(&[b'x'; 100]);
+        let expected = t.arena.get(&frame).to_vec();
+        t.push_frame(frame);
         let mut out = trickle(40, 1);
-        let w = outbox.write_to(&mut out, &arena).unwrap();
+        let w = t.outbox.write_to(&mut out, &t.arena).unwrap();
         assert_eq!(
             w,
             Written {
@@ -374,17 +385,17 @@ mod tests {
                 blocked: true
             }
         );
-        assert!(outbox.holds_frames());
-        outbox.settle(&mut pool, &arena);
-        assert!(!outbox.holds_frames());
-        arena.clear();
+        assert!(t.outbox.holds_frames());
+        t.outbox.settle(&mut t.pool, &t.arena);
+        assert!(!t.outbox.holds_frames());
+        t.arena.clear();
         let mut out2 = trickle(usize::MAX, 1);
-        outbox.write_to(&mut out2, &arena).unwrap();
+        t.outbox.write_to(&mut out2, &t.arena).unwrap();
         assert_eq!([out.got, out2.got].concat(), expected);
-        outbox.release_if_empty(&mut pool);
-        assert_eq!(outbox.buf.capacity(), 0);
+        t.outbox.release_if_empty(&mut t.pool);
+        assert_eq!(t.outbox.buf.capacity(), 0);
         assert_eq!(
-            pool.bufs.len(),
+            t.pool.bufs.len(),
             1,
             "the emptied buffer went back to the pool"
         );
@@ -401,11 +412,9 @@ mod tests {
                 Ok(())
             }
         }
-        let arena = FrameArena::default();
-        let mut pool = BufferPool::default();
-        let mut outbox = Outbox::default();
-        outbox.append(&mut pool, &arena, |b| b.extend_from_slice(b"x"));
-        let err = outbox.write_to(&mut Broken, &arena).unwrap_err();
+        let mut t = Setup::default();
+        t.append(b"x");
+        let err = t.outbox.write_to(&mut Broken, &t.arena).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     }
 }
