@@ -10,8 +10,9 @@
 //! events and cleared when a syscall returns `WouldBlock`. A read that fills less than the
 //! buffer also clears `readable`: the socket was drained at that moment, and data arriving
 //! later raises a new edge. That saves a `read` returning `WouldBlock` per message (half the
-//! reads of an idle connection answering its heartbeat). Once an event reported end of stream or an error
-//! (`read_closed`), that edge is not coming again, so reads go on until they say so.
+//! reads of an idle connection answering its heartbeat). Once an event has reported end of
+//! stream or an error (`read_closed`), no new edge is coming, so reads go on until they say
+//! so.
 //!
 //! The [`Outbox`] holds what is not yet written (see `outbox.rs`); an idle connection's
 //! outbox holds no heap memory.
@@ -58,7 +59,7 @@ pub struct Connection {
     pub state: ConnState,
     /// Bytes waiting to be written.
     pub outbox: Outbox,
-    /// Readable latch: set by an event, cleared on `WouldBlock`.
+    /// Readable latch: set by an event, cleared on `WouldBlock` or a short read.
     pub readable: bool,
     /// An event reported the peer's end of stream or a socket error: read to the end.
     pub read_closed: bool,
