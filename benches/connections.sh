@@ -13,7 +13,12 @@
 # timers (10 s) and one heartbeat round (Ping every 30 s, answered by the client).
 #
 # Pinning: gateway `taskset -c 0`, load generator `taskset -c 1`.
-# Environment: CONNS (19000), HOLD (65), REPS (1), CONCURRENCY (128), CARGO_TARGET_DIR.
+# The client connects from SOURCES loopback addresses (127.0.0.1 to 127.0.0.4) in turn: from
+# one address, past ~14 000 connections the kernel's search for a free ephemeral port in the
+# client's connect() would set the setup rate, not the gateway.
+#
+# Environment: CONNS (19000), HOLD (65), REPS (1), CONCURRENCY (128), SOURCES (4),
+# CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +26,7 @@ CONNS=${CONNS:-19000}
 HOLD=${HOLD:-65}
 REPS=${REPS:-1}
 CONCURRENCY=${CONCURRENCY:-128}
+SOURCES=${SOURCES:-4}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d)
 SERVER_PID=
@@ -75,7 +81,7 @@ for rep in $(seq "$REPS"); do
     fi
     echo "== run $rep: gateway $URL (pid $SERVER_PID), ready in ~$ready_ms ms"
     sleep 0.2
-    taskset -c 1 "$LOADGEN" --url "$URL" --mode idle --conns "$CONNS" --concurrency "$CONCURRENCY" \
+    taskset -c 1 "$LOADGEN" --url "$URL" --mode idle --conns "$CONNS" --concurrency "$CONCURRENCY" --sources "$SOURCES" \
         --duration "$HOLD" --server-pid "$SERVER_PID" --json --label "gateway-$CONNS" | tee "$WORK/idle.out"
     echo "   server threads: $(ls /proc/$SERVER_PID/task | wc -l); log lines: $(wc -l <"$WORK/gateway.log")"
     grep -v "listening on" "$WORK/gateway.log" | sort | uniq -c | sort -rn | head -5 | sed 's/^/   log: /' || true

@@ -9,6 +9,7 @@
 //! loadgen --url URL --mode throughput [--conns N] [--pipeline N] [--duration S] [--server-pid P]
 //! loadgen --url URL --mode fanout     [--conns MEMBERS] [--size B] [--pipeline N] [--duration S] [--server-pid P]
 //! loadgen --url URL --mode idle       [--conns N] [--concurrency N] [--duration S] [--server-pid P]
+//!                                     [--sources N]
 //! loadgen --mode floor [--size B] [--count N]      (raw TCP ping-pong against a built-in echo thread)
 //! common: [--reps N] [--json] [--label TEXT] [--warmup-secs S]
 //! ```
@@ -29,9 +30,13 @@ use std::time::Duration;
 use engine::{Probe, Target};
 use serde_json::{json, Map, Value};
 
-const USAGE: &str = "usage: loadgen --url ws://HOST:PORT/PATH --mode latency|throughput|fanout|idle|floor
+const USAGE: &str =
+    "usage: loadgen --url ws://HOST:PORT/PATH --mode latency|throughput|fanout|idle|floor
   [--token T] [--conns N] [--duration S] [--count N] [--warmup N] [--warmup-secs S]
-  [--pipeline N] [--size B] [--concurrency N] [--server-pid PID] [--reps N] [--json] [--label TEXT]";
+  [--pipeline N] [--size B] [--concurrency N] [--sources N] [--server-pid PID] [--reps N] [--json]
+  [--label TEXT]
+--sources N: connect from 127.0.0.1 .. 127.0.0.N in turn (a loopback target, Linux), so that
+  past ~14 000 connections the client's search for a free port does not set the pace";
 
 #[derive(Debug)]
 struct Args {
@@ -46,6 +51,7 @@ struct Args {
     pipeline: Option<usize>,
     size: usize,
     concurrency: usize,
+    sources: u8,
     server_pid: Option<u32>,
     reps: usize,
     json: bool,
@@ -65,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         pipeline: None,
         size: 64,
         concurrency: 128,
+        sources: 1,
         server_pid: None,
         reps: 1,
         json: false,
@@ -103,6 +110,13 @@ fn parse_args() -> Result<Args, String> {
             "--pipeline" => a.pipeline = Some(num(&value)?),
             "--size" => a.size = num(&value)?,
             "--concurrency" => a.concurrency = num(&value)?,
+            "--sources" => {
+                a.sources = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=254).contains(n))
+                    .ok_or_else(|| format!("--sources {value}: a number from 1 to 254"))?
+            }
             "--server-pid" => {
                 a.server_pid = Some(
                     value
@@ -126,7 +140,10 @@ fn parse_args() -> Result<Args, String> {
 
 /// Run one repetition of the mode; returns (human line, JSON figures, whether it passed).
 fn run_once(a: &Args, probe: Probe) -> Result<(String, Value, bool), String> {
-    let target = || Target::new(a.url.as_deref().unwrap_or_default(), &a.token);
+    let target = || {
+        Target::new(a.url.as_deref().unwrap_or_default(), &a.token)
+            .map(|t| t.with_sources(a.sources))
+    };
     let warmup_secs = Duration::from_secs_f64(a.warmup_secs);
     match a.mode.as_str() {
         "floor" => {
