@@ -638,6 +638,9 @@ impl<A: App> Reactor<A> {
                     );
                     return false;
                 }
+                let lead = self.config.heartbeat_interval.map_or(Duration::ZERO, |d| {
+                    first_ping_lead(self.stats.connections_accepted, d)
+                });
                 let Some(conn) = self.conns.get_mut(key) else {
                     return false;
                 };
@@ -648,7 +651,8 @@ impl<A: App> Reactor<A> {
                     decoder: codec::Decoder::default(),
                 };
                 conn.app_open = true;
-                conn.last_ping = now;
+                // As if a Ping had gone out `lead` ago: the first comes that much early.
+                conn.last_ping = now.checked_sub(lead).unwrap_or(now);
                 let id = conn.id;
                 self.open_connections += 1;
                 self.stats.connections_accepted += 1;
@@ -1065,7 +1069,11 @@ impl<A: App> Reactor<A> {
     }
 
     fn arm_heartbeat(&mut self, id: ConnId, now: Instant) {
-        let ping = self.config.heartbeat_interval.map(|d| now + d);
+        let Some(key) = self.key_of(id) else {
+            return;
+        };
+        let last_ping = self.conns[key].last_ping;
+        let ping = self.config.heartbeat_interval.map(|d| last_ping + d);
         let idle = self.config.client_timeout.map(|d| now + d);
         let at = match (ping, idle) {
             (Some(p), Some(i)) => p.min(i),
@@ -1254,6 +1262,17 @@ fn widen_backlog(_listener: &TcpListener) -> io::Result<()> {
     Ok(())
 }
 
+/// How much earlier than a whole heartbeat interval the `n`th connection gets its first Ping:
+/// between none and half the interval, spread evenly over consecutive connections (the
+/// fractional parts of `n` times the golden ratio). Connections opened together, as after a
+/// restart, then ping spread over half an interval instead of all in the same turns, which
+/// would hold up everyone else's traffic while thousands of Pings are written.
+fn first_ping_lead(n: u64, interval: Duration) -> Duration {
+    // 2^64 / golden ratio; the top 53 bits of the product are frac(n / golden ratio).
+    let fraction = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+    interval.mul_f64(fraction / 2.0)
+}
+
 fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -1282,6 +1301,24 @@ fn count_refusal(stats: &mut TransportStats, status: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_pings_of_connections_opened_together_spread_over_half_an_interval() {
+        let interval = Duration::from_secs(30);
+        let half = interval / 2;
+        // 1 000 consecutive connections: every lead is within half the interval, and each
+        // tenth of that half gets about a tenth of them.
+        let mut buckets = [0usize; 10];
+        for n in 5_000..6_000 {
+            let lead = first_ping_lead(n, interval);
+            assert!(lead < half, "{lead:?}");
+            buckets[(lead.as_secs_f64() / half.as_secs_f64() * 10.0) as usize] += 1;
+        }
+        for (i, count) in buckets.iter().enumerate() {
+            assert!((90..=110).contains(count), "bucket {i}: {count} of 1000");
+        }
+        assert_eq!(first_ping_lead(0, interval), Duration::ZERO);
+    }
 
     #[test]
     fn deadlines_are_coalesced_within_a_sixteenth_and_100_ms() {
