@@ -7,12 +7,13 @@
 //! or a plain HTTP answer goes straight from `Handshaking` to `Finishing`.
 //!
 //! Readiness latches follow mio's edge-triggered rule: `readable` / `writable` are set by
-//! events and cleared when a syscall returns `WouldBlock`. A read that fills less than the
-//! buffer also clears `readable`: the socket was drained at that moment, and data arriving
-//! later raises a new edge. That saves a `read` returning `WouldBlock` per message (half the
-//! reads of an idle connection answering its heartbeat). Once an event has reported end of
-//! stream or an error (`read_closed`), no new edge is coming, so reads go on until they say
-//! so.
+//! events and cleared when a syscall returns `WouldBlock`. On Linux a read that fills less
+//! than the buffer also clears `readable`: the socket was drained at that moment, and data
+//! arriving later raises a new edge. That saves a `read` returning `WouldBlock` per message
+//! (half the reads of an idle connection answering its heartbeat). Two cases break the rule,
+//! and once an event has reported one of them (`read_to_block`) reads go on until
+//! `WouldBlock`: end of stream or an error (no new edge is coming), and TCP urgent data (a
+//! read stops short at the urgent mark while more data is already queued).
 //!
 //! The [`Outbox`] holds what is not yet written (see `outbox.rs`); an idle connection's
 //! outbox holds no heap memory.
@@ -61,8 +62,9 @@ pub struct Connection {
     pub outbox: Outbox,
     /// Readable latch: set by an event, cleared on `WouldBlock` or a short read.
     pub readable: bool,
-    /// An event reported the peer's end of stream or a socket error: read to the end.
-    pub read_closed: bool,
+    /// An event reported end of stream, an error or urgent data: a short read does not mean
+    /// the socket is drained, so read until `WouldBlock`.
+    pub read_to_block: bool,
     /// Writable latch: set by an event, cleared on `WouldBlock`.
     pub writable: bool,
     /// Queued in the reactor's ready list (avoids duplicates).
@@ -102,7 +104,7 @@ impl Connection {
             state: ConnState::Handshaking { head: Vec::new() },
             outbox: Outbox::default(),
             readable: true,
-            read_closed: false,
+            read_to_block: false,
             writable: true,
             in_ready: false,
             in_dirty: false,
@@ -125,8 +127,10 @@ impl Connection {
             match self.socket.read(buf) {
                 Ok(0) => return ReadResult::Eof,
                 Ok(n) => {
-                    // Not on Windows, where mio emulates edges and a short read proves nothing.
-                    if cfg!(unix) && n < buf.len() && !self.read_closed {
+                    // Linux only: elsewhere urgent data is not reported apart (see the module
+                    // docs), and on Windows mio emulates the edges.
+                    let short_read_drains = cfg!(any(target_os = "linux", target_os = "android"));
+                    if short_read_drains && n < buf.len() && !self.read_to_block {
                         self.readable = false; // drained: the next byte raises a new edge
                     }
                     return ReadResult::Data(n);

@@ -214,6 +214,14 @@ impl Outbox {
         }
     }
 
+    /// Forget everything queued: the socket is gone and nothing more will be written.
+    pub fn discard(&mut self, pool: &mut BufferPool) {
+        self.buf.clear();
+        self.offset = 0;
+        self.frames = 0..0;
+        pool.give(std::mem::take(&mut self.buf));
+    }
+
     /// `n` bytes were written: first from the buffer, then from the range.
     fn consume(&mut self, n: usize) {
         let from_buf = n.min(self.buf.len() - self.offset);

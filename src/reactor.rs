@@ -55,6 +55,15 @@ const ACCEPT_BUDGET: usize = 256;
 /// standard library listen with 128: a burst of clients reconnecting at once overflows that,
 /// and each overflowed SYN waits a second to be retransmitted.
 const LISTEN_BACKLOG: i32 = 4096;
+/// What every accepted socket is registered for. On Linux also urgent data (`EPOLLPRI`): a
+/// read stops at the urgent mark with more data queued behind it, so such a connection must
+/// be read until `WouldBlock` (see `connection.rs`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SOCKET_INTEREST: Interest = Interest::READABLE
+    .add(Interest::WRITABLE)
+    .add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SOCKET_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
 /// Timer wheel granularity.
 const TICK: Duration = Duration::from_millis(5);
 /// After an accept error such as running out of descriptors, wait this long before retrying.
@@ -385,9 +394,11 @@ impl<A: App> Reactor<A> {
                     if conn.id != id {
                         continue; // stale: the slot was reused
                     }
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    let read_to_block =
+                        event.is_read_closed() || event.is_error() || event.is_priority();
+                    if event.is_readable() || read_to_block {
                         conn.readable = true;
-                        conn.read_closed |= event.is_read_closed() || event.is_error();
+                        conn.read_to_block |= read_to_block;
                         if !conn.in_ready {
                             conn.in_ready = true;
                             self.ready.push_back(key);
@@ -937,6 +948,10 @@ impl<A: App> Reactor<A> {
                 conn.outbox.settle(&mut self.pool, &self.frames);
             }
         }
+        debug_assert!(
+            self.conns.iter().all(|(_, c)| !c.outbox.holds_frames()),
+            "Bug: a connection holds a range of the frame arena it is about to lose"
+        );
         self.frames.clear();
     }
 
@@ -950,6 +965,8 @@ impl<A: App> Reactor<A> {
                 Ok(n) => self.stats.bytes_out += n as u64,
                 Err(e) => {
                     log::debug!("connection {key}: write failed: {e}");
+                    // It is out of `dirty` now: it must hold no range when the arena is cleared.
+                    conn.outbox.discard(&mut self.pool);
                     self.drop_now(key, now);
                     return;
                 }
@@ -1026,8 +1043,8 @@ impl<A: App> Reactor<A> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if !conn.is_open() {
-            return;
+        if !conn.is_open() || !conn.app_open {
+            return; // closing, or the app was told it closed (a reset waiting to be reaped)
         }
         let frame = self.frames.frame(msg, self.actions.bytes(msg));
         conn.outbox.push_frame(&mut self.pool, &self.frames, frame);
@@ -1206,11 +1223,11 @@ impl<A: App> Reactor<A> {
             index,
             generation: self.generations[key],
         };
-        if let Err(e) = self.poll.registry().register(
-            &mut socket,
-            token_of(id),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, token_of(id), SOCKET_INTEREST)
+        {
             log::warn!("could not register {peer}: {e}");
             return;
         }

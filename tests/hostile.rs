@@ -283,3 +283,68 @@ fn settled_timers(gw: &TestGateway) -> f64 {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
+
+/// Send `before`, one urgent (out-of-band) byte, then `after`, corked into one segment, so that
+/// everything has arrived before the gateway's first read.
+#[cfg(target_os = "linux")]
+fn send_around_urgent_byte(stream: &TcpStream, before: &[u8], after: &[u8]) {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let cork = |on: libc::c_int| {
+        // SAFETY: a valid descriptor and a pointer to a local int with its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "TCP_CORK");
+    };
+    let mut urgent = before.to_vec();
+    urgent.push(b'!'); // with MSG_OOB the last byte is the urgent one, out of band
+    cork(1);
+    // SAFETY: valid buffers with their lengths, on a valid descriptor.
+    unsafe {
+        let sent = libc::send(fd, urgent.as_ptr().cast(), urgent.len(), libc::MSG_OOB);
+        assert_eq!(sent, urgent.len() as isize, "send with MSG_OOB");
+        let sent = libc::send(fd, after.as_ptr().cast(), after.len(), 0);
+        assert_eq!(sent, after.len() as isize, "send");
+    }
+    cork(0);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn urgent_data_does_not_strand_the_bytes_behind_it() {
+    // A read stops at TCP's urgent mark while more is already queued: the gateway must not
+    // take that short read for a drained socket (it would wait for an edge that never comes).
+    let gw = TestGateway::start(test_config());
+    for attempt in 0..3 {
+        // In the upgrade request.
+        let mut stream = TcpStream::connect(gw.addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        let request = upgrade_request("/ws", "");
+        let (before, after) = request.as_bytes().split_at(20);
+        send_around_urgent_byte(&stream, before, after);
+        let mut head = [0u8; 12];
+        stream
+            .read_exact(&mut head)
+            .unwrap_or_else(|e| panic!("attempt {attempt}: no answer to the upgrade: {e}"));
+        assert_eq!(&head, b"HTTP/1.1 101");
+
+        // In a WebSocket frame: a Ping split by an urgent byte still gets its Pong.
+        let mut raw = RawWs::open(&gw);
+        let ping = frame(9, true, b"urgent", true);
+        let (before, after) = ping.split_at(3);
+        send_around_urgent_byte(&raw.stream, before, after);
+        let (_, opcode, payload) = raw
+            .read_frame()
+            .unwrap_or_else(|| panic!("attempt {attempt}: no Pong"));
+        assert_eq!((opcode, payload.as_slice()), (10, &b"urgent"[..]));
+    }
+}
