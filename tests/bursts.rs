@@ -55,9 +55,7 @@ fn rate_limit_holds_per_connection_under_a_burst() {
     let gw = TestGateway::start(config);
     let addr = gw.addr;
     let results = burst(20, move |_| {
-        let mut raw = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
-        raw.read_head();
-        raw.read_json().expect("welcome");
+        let mut raw = RawWs::open_at(addr, "/ws", &[]);
         let mut batch = Vec::new();
         for i in 0..40 {
             let ping = json!({"type": "ping", "id": format!("p{i}")}).to_string();
@@ -89,9 +87,7 @@ fn size_limits_hold_under_a_burst() {
     let gw = TestGateway::start(config);
     let addr = gw.addr;
     let results = burst(20, move |i| {
-        let mut raw = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
-        raw.read_head();
-        raw.read_json().expect("welcome");
+        let mut raw = RawWs::open_at(addr, "/ws", &[]);
         let big = json!({"type": "ping", "id": "big", "pad": "x".repeat(8000)}).to_string();
         raw.send(&frame(1, true, big.as_bytes(), true));
         let too_large = raw.read_json().expect("error");
@@ -125,9 +121,7 @@ fn auth_failure_limit_holds_under_a_burst() {
     let gw = TestGateway::start(test_config());
     let addr = gw.addr;
     let results = burst(20, move |_| {
-        let mut raw = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
-        raw.read_head();
-        raw.read_json().expect("welcome");
+        let mut raw = RawWs::open_at(addr, "/ws", &[]);
         let mut batch = Vec::new();
         for i in 0..6 {
             let auth =

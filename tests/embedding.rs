@@ -513,9 +513,7 @@ fn shutdown_ends_when_the_close_handshakes_are_done() {
     let (tx, rx) = mpsc::channel();
     // A client that answers the close frame but keeps its socket open.
     let client = std::thread::spawn(move || {
-        let mut raw = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
-        raw.read_head();
-        raw.read_json().expect("welcome");
+        let mut raw = RawWs::open_at(addr, "/ws", &[]);
         tx.send(()).unwrap();
         let close = raw.read_close();
         raw.send(&frame(8, true, &1001u16.to_be_bytes(), true));

@@ -98,6 +98,18 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// A raw client, authenticated and joined to `session`, whose reads are up to the test.
+fn member_that_does_not_read(addr: SocketAddr, session: &str) -> RawWs {
+    let mut raw = RawWs::open_at(addr, "/ws", &[]);
+    let auth = json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
+    raw.send(&frame(1, true, auth.as_bytes(), true));
+    raw.read_json().expect("auth");
+    let join = json!({"type":"session_join","id":"j","payload":{"sessionId": session}}).to_string();
+    raw.send(&frame(1, true, join.as_bytes(), true));
+    raw.read_json().expect("join");
+    raw
+}
+
 #[test]
 fn sigterm_writes_every_queued_message_before_the_close_frame() {
     let (mut child, addr) = spawn_gateway(None, &["close_timeout_ms=3000"]);
@@ -107,15 +119,7 @@ fn sigterm_writes_every_queued_message_before_the_close_frame() {
     sender.request("session_create", json!({"sessionId": "q"}));
 
     // A member that does not read while the sender fills its queue.
-    let mut slow = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
-    slow.read_head();
-    slow.read_json().expect("welcome");
-    let auth = json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
-    slow.send(&frame(1, true, auth.as_bytes(), true));
-    slow.read_json().expect("auth");
-    let join = json!({"type":"session_join","id":"j","payload":{"sessionId":"q"}}).to_string();
-    slow.send(&frame(1, true, join.as_bytes(), true));
-    slow.read_json().expect("join");
+    let mut slow = member_that_does_not_read(addr, "q");
     assert_eq!(sender.recv()["payload"]["status"], "joined");
 
     let pad = "p".repeat(16 * 1024);
@@ -218,15 +222,7 @@ fn a_slow_consumer_is_closed_and_its_memory_returned() {
     let before = rss_kib(child.id());
 
     // A member that never reads.
-    let mut slow = RawWs::connect_raw(addr, upgrade_request("/ws", "").as_bytes());
-    slow.read_head();
-    slow.read_json().expect("welcome");
-    let auth = json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
-    slow.send(&frame(1, true, auth.as_bytes(), true));
-    slow.read_json().expect("auth");
-    let join = json!({"type":"session_join","id":"j","payload":{"sessionId":"flood"}}).to_string();
-    slow.send(&frame(1, true, join.as_bytes(), true));
-    slow.read_json().expect("join");
+    let slow = member_that_does_not_read(addr, "flood");
     sender.recv();
     reader.recv(); // presence: slow joined
 

@@ -208,10 +208,7 @@ fn resets_and_half_closes_in_every_state_leave_nothing_behind() {
                 }
                 // Open, authenticated, in a session, mid-frame.
                 1 | 2 => {
-                    let mut raw =
-                        RawWs::connect_raw(gw.addr, upgrade_request("/ws", "").as_bytes());
-                    raw.read_head();
-                    raw.read_json().expect("welcome");
+                    let mut raw = RawWs::open_at(gw.addr, "/ws", &[]);
                     let auth =
                         json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
                     raw.send(&frame(1, true, auth.as_bytes(), true));

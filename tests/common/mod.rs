@@ -405,9 +405,14 @@ impl RawWs {
 
     /// Connect and send the upgrade with `after` pipelined behind it; read the 101 head.
     pub fn open_with(gw: &TestGateway, after: &[u8]) -> RawWs {
-        let mut request = upgrade_request(&gw.path, "").into_bytes();
+        Self::open_at(gw.addr, &gw.path, after)
+    }
+
+    /// [`RawWs::open_with`] by address and path, for threads that hold no `TestGateway`.
+    pub fn open_at(addr: SocketAddr, path: &str, after: &[u8]) -> RawWs {
+        let mut request = upgrade_request(path, "").into_bytes();
         request.extend_from_slice(after);
-        let mut raw = Self::connect_raw(gw.addr, &request);
+        let mut raw = Self::connect_raw(addr, &request);
         let head = raw.read_head();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         let (_, opcode, payload) = raw.read_frame().expect("welcome");
