@@ -9,35 +9,31 @@ use std::net::TcpStream;
 use common::*;
 use serde_json::json;
 
+/// `setsockopt(level, name, value)` on `stream`, asserting that it succeeds.
+#[cfg(target_os = "linux")]
+fn set_option<T>(stream: &TcpStream, level: libc::c_int, name: libc::c_int, value: &T) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor, and a pointer to an initialised `T` with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt({level}, {name})");
+}
+
 /// Make dropping `stream` send a TCP reset instead of a FIN (SO_LINGER with timeout 0).
 #[cfg(target_os = "linux")]
 fn reset_on_drop(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct Linger {
-        onoff: i32,
-        linger: i32,
-    }
-    extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
-    }
-    const SOL_SOCKET: i32 = 1;
-    const SO_LINGER: i32 = 13;
-    let linger = Linger {
-        onoff: 1,
-        linger: 0,
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
     };
-    // SAFETY: a valid descriptor and a correctly sized, initialised struct.
-    let rc = unsafe {
-        setsockopt(
-            stream.as_raw_fd(),
-            SOL_SOCKET,
-            SO_LINGER,
-            &linger,
-            std::mem::size_of::<Linger>() as u32,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+    set_option(stream, libc::SOL_SOCKET, libc::SO_LINGER, &linger);
 }
 
 fn close_code_for(gw: &TestGateway, bytes: &[u8]) -> Option<u16> {
@@ -287,19 +283,7 @@ fn settled_timers(gw: &TestGateway) -> f64 {
 fn send_around_urgent_byte(stream: &TcpStream, before: &[u8], after: &[u8]) {
     use std::os::fd::AsRawFd;
     let fd = stream.as_raw_fd();
-    let cork = |on: libc::c_int| {
-        // SAFETY: a valid descriptor and a pointer to a local int with its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_CORK,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "TCP_CORK");
-    };
+    let cork = |on: libc::c_int| set_option(stream, libc::IPPROTO_TCP, libc::TCP_CORK, &on);
     let mut urgent = before.to_vec();
     urgent.push(b'!'); // with MSG_OOB the last byte is the urgent one, out of band
     cork(1);
