@@ -207,11 +207,6 @@ impl<E> Actions<E> {
         &self.arena[msg.range.clone()]
     }
 
-    /// Whether a staged message is binary.
-    pub fn is_binary(msg: &Staged) -> bool {
-        msg.is_binary()
-    }
-
     /// The actions pushed so far, in order.
     pub fn list(&self) -> &[Action<E>] {
         &self.list

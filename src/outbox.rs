@@ -216,10 +216,9 @@ impl Outbox {
 
     /// Forget everything queued: the socket is gone and nothing more will be written.
     pub fn discard(&mut self, pool: &mut BufferPool) {
-        self.buf.clear();
-        self.offset = 0;
+        self.offset = self.buf.len();
         self.frames = 0..0;
-        pool.give(std::mem::take(&mut self.buf));
+        self.release_if_empty(pool);
     }
 
     /// `n` bytes were written: first from the buffer, then from the range.

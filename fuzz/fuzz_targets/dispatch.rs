@@ -253,7 +253,7 @@ impl Harness {
                 Action::Send { conn, msg } => {
                     let bytes = self.out.bytes(msg);
                     assert!(self.is_open(*conn), "send to {conn:?}, not open");
-                    assert!(!Actions::<Event>::is_binary(msg));
+                    assert!(!msg.is_binary());
                     let value: Value = serde_json::from_slice(bytes).unwrap_or_else(|e| {
                         panic!("invalid JSON ({e}): {}", String::from_utf8_lossy(bytes))
                     });

@@ -76,7 +76,7 @@ impl Output {
                             String::from_utf8_lossy(bytes)
                         )
                     });
-                    assert!(!Actions::<Event>::is_binary(msg), "core sends text");
+                    assert!(!msg.is_binary(), "core sends text");
                     let start = bytes.as_ptr() as usize;
                     o.sent.push(Sent {
                         conn: *conn,
