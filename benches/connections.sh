@@ -29,25 +29,9 @@ CONCURRENCY=${CONCURRENCY:-128}
 SOURCES=${SOURCES:-4}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d)
-SERVER_PID=
-
-stop_server() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=
-}
-cleanup() {
-    local status=$?
-    stop_server
-    if [[ $status -eq 0 && -z ${KEEP:-} ]]; then rm -rf "$WORK"; else echo "== logs kept in $WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+STOP_WAIT=100
+# shellcheck source=benches/servers.sh
+source benches/servers.sh
 
 if (( $(ulimit -n) < CONNS + 100 )); then
     echo "the open-file limit ($(ulimit -n)) is too low for $CONNS connections per process" >&2
@@ -63,22 +47,9 @@ echo "== release binary: $GATEWAY, $(stat -c %s "$GATEWAY") bytes"
 
 for rep in $(seq "$REPS"); do
     start=$(date +%s%N)
-    taskset -c 0 "$GATEWAY" --set port=0 --set max_connections=20000 \
-        --set auth_tokens=dev:dev-token-change-me --set log_level=warn 2>"$WORK/gateway.log" &
-    SERVER_PID=$!
-    URL=
-    for _ in $(seq 10000); do
-        URL=$(sed -n 's|.*listening on \(ws://[^ ]*\).*|\1|p' "$WORK/gateway.log")
-        [[ -n $URL ]] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.001
-    done
+    start_server gateway "$GATEWAY" --set port=0 --set max_connections=20000 \
+        --set auth_tokens=dev:dev-token-change-me --set log_level=warn
     ready_ms=$((($(date +%s%N) - start) / 1000000))
-    if [[ -z $URL ]]; then
-        echo "the gateway did not start; its log:" >&2
-        cat "$WORK/gateway.log" >&2
-        exit 1
-    fi
     echo "== run $rep: gateway $URL (pid $SERVER_PID), ready in ~$ready_ms ms"
     sleep 0.2
     taskset -c 1 "$LOADGEN" --url "$URL" --mode idle --conns "$CONNS" --concurrency "$CONCURRENCY" --sources "$SOURCES" \

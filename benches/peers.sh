@@ -29,25 +29,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d)
 PEERS=${PEERS_DIR:-$WORK/peers}
 RESULTS=$WORK/results.jsonl
-SERVER_PID=
-
-stop_server() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=
-}
-cleanup() {
-    local status=$?
-    stop_server
-    if [[ $status -eq 0 && -z ${KEEP:-} ]]; then rm -rf "$WORK"; else echo "== logs kept in $WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=benches/servers.sh
+source benches/servers.sh
 
 need=$((IDLE_CONNS > MEMBERS ? IDLE_CONNS : MEMBERS))
 if (( $(ulimit -n) < need + 100 )); then
@@ -68,25 +51,10 @@ mkdir -p "$PEERS/node"
 "$PEERS/venv/bin/pip" install --quiet --disable-pip-version-check 'websockets>=13,<16'
 echo "   node $(node --version), ws $(node -p "require('$PEERS/node/node_modules/ws/package.json').version"), python $("$PEERS/venv/bin/python" -c 'import sys, websockets; print(sys.version.split()[0] + ", websockets " + websockets.__version__)')"
 
-# start_server NAME COMMAND...: start it on CPU 0, wait for its `listening on ws://...` line.
-start_server() {
-    local name=$1
-    shift
-    taskset -c 0 "$@" 2>"$WORK/$name.log" &
-    SERVER_PID=$!
-    URL=
-    for _ in $(seq 200); do
-        URL=$(sed -n 's|.*listening on \(ws://[^ ]*\).*|\1|p' "$WORK/$name.log" | head -1)
-        [[ -n $URL ]] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    if [[ -z $URL ]]; then
-        echo "$name did not start; its log:" >&2
-        cat "$WORK/$name.log" >&2
-        exit 1
-    fi
-    echo "== $name: $URL (pid $SERVER_PID)"
+# start NAME COMMAND...: start_server (benches/servers.sh), then say where it listens.
+start() {
+    start_server "$@"
+    echo "== $1: $URL (pid $SERVER_PID)"
 }
 
 # loadgen CPU LABEL ARGS...: one loadgen run; its JSON line goes to the results.
@@ -126,16 +94,16 @@ echo "== machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo 
 echo "== TCP floor: 64-byte ping-pong against loadgen's echo thread, same core"
 loadgen 0 tcp-floor --mode floor --size 64 --count "$COUNT" --reps "$REPS"
 
-start_server gateway "$GATEWAY" --set port=0 --set max_connections=20000 \
+start gateway "$GATEWAY" --set port=0 --set max_connections=20000 \
     --set max_clients_per_session=5000 --set auth_tokens=dev:dev-token-change-me --set log_level=warn
 measure gateway "$MEMBERS" "$SMALL_MEMBERS"
 stop_server
 
-start_server node-ws env NODE_PATH="$PEERS/node/node_modules" node benches/peers/node_gateway.js
+start node-ws env NODE_PATH="$PEERS/node/node_modules" node benches/peers/node_gateway.js
 measure node-ws "$MEMBERS" "$SMALL_MEMBERS"
 stop_server
 
-start_server python-websockets "$PEERS/venv/bin/python" benches/peers/python_gateway.py
+start python-websockets "$PEERS/venv/bin/python" benches/peers/python_gateway.py
 measure python-websockets "$SMALL_MEMBERS"
 stop_server
 
