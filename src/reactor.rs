@@ -878,10 +878,13 @@ impl<A: App> Reactor<A> {
         self.mark_reap(key);
     }
 
+    /// Remove `key` at the end of this turn. Nothing more is read or written: its queue goes
+    /// now, so it holds no range of the frame arena even when it is no longer in `dirty`.
     fn mark_reap(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.readable = false;
             conn.writable = false;
+            conn.outbox.discard(&mut self.pool);
             if !self.reap.contains(&key) {
                 self.reap.push(key);
             }
@@ -965,8 +968,6 @@ impl<A: App> Reactor<A> {
                 Ok(n) => self.stats.bytes_out += n as u64,
                 Err(e) => {
                     log::debug!("connection {key}: write failed: {e}");
-                    // It is out of `dirty` now: it must hold no range when the arena is cleared.
-                    conn.outbox.discard(&mut self.pool);
                     self.drop_now(key, now);
                     return;
                 }
