@@ -8,8 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use gateway::app::{Actions, App, CloseReason, ConnId};
-use gateway::reactor::{Reactor, TransportConfig};
+use gateway::transport::{Actions, App, CloseReason, ConnId, Reactor, TransportConfig};
 
 /// The echo core: no state at all.
 struct Echo;

@@ -276,7 +276,7 @@ pub struct HttpResponse {
 
 /// An application core driven by the reactor. See the module docs for the contract.
 pub trait App {
-    /// What a [`crate::handle::ReactorHandle`] carries to the app from other threads.
+    /// What a [`crate::transport::handle::ReactorHandle`] carries to the app from other threads.
     type Command: Send + 'static;
     /// What the app hands to the host program through the bounded event queue.
     type Event;

@@ -13,9 +13,9 @@ use serde_json::Value;
 use crate::config::{AuthMode, Config};
 use crate::core::{Command, Event, GatewayCore, HandlerContext, Message};
 use crate::error::Error;
-use crate::handle::{Control, HandleError, ReactorHandle};
-use crate::origin::OriginPolicy;
-use crate::reactor::{Reactor, RunState, TransportConfig};
+use crate::transport::handle::{Control, HandleError, ReactorHandle};
+use crate::transport::reactor::{Reactor, RunState, TransportConfig};
+use crate::ws::origin::OriginPolicy;
 
 /// A bound gateway. See the module docs.
 pub struct Gateway {

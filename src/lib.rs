@@ -32,27 +32,20 @@
 //! # Ok::<(), gateway::Error>(())
 //! ```
 //!
-//! The transport ([`reactor`]) does not depend on the gateway protocol: it drives any
+//! The transport ([`transport::Reactor`]) does not depend on the gateway protocol: it drives any
 //! [`app::App`]. The gateway's protocol ([`core`]) is one such app; `examples/echo_server.rs`
 //! is another.
 #![deny(missing_docs)]
 
 pub mod app;
-pub mod cli;
-pub mod codec;
 pub mod config;
-pub mod connection;
 pub mod core;
 pub mod error;
 pub mod gateway;
-pub mod handle;
-pub mod handshake;
-pub mod origin;
-pub mod outbox;
-pub mod reactor;
-pub mod timer;
+pub mod transport;
+pub mod ws;
 
 pub use crate::config::Config;
 pub use crate::error::Error;
 pub use crate::gateway::{Gateway, GatewayHandle};
-pub use crate::handle::HandleError;
+pub use crate::transport::handle::HandleError;

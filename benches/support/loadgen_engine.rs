@@ -343,7 +343,7 @@ impl Probe {
 /// quotes; nested objects are returned whole), found by the gateway's own scanner.
 pub fn json_field<'a>(obj: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let key = std::str::from_utf8(key).ok()?;
-    gateway::core::json_scan::member(obj, key)
+    gateway::core::wire::scan::member(obj, key)
 }
 
 /// The contents (still escaped) of the top-level string field `key`.

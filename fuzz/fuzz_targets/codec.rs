@@ -7,7 +7,7 @@
 //! chunks gives the same items and the same result as feeding it at once.
 #![no_main]
 
-use gateway::codec::{CloseError, CodecLimits, Decoder, Incoming};
+use gateway::ws::codec::{CloseError, CodecLimits, Decoder, Incoming};
 use libfuzzer_sys::fuzz_target;
 
 /// The largest control frame payload (RFC 6455 section 5.5).

@@ -9,8 +9,8 @@
 use std::sync::OnceLock;
 
 use gateway::config::Config;
-use gateway::handshake::{parse_request, write_accept, Outcome, UpgradeRules};
-use gateway::origin::OriginPolicy;
+use gateway::ws::handshake::{parse_request, write_accept, Outcome, UpgradeRules};
+use gateway::ws::origin::OriginPolicy;
 use libfuzzer_sys::fuzz_target;
 
 /// At most this many prefixes are parsed per input.

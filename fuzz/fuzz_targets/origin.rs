@@ -7,7 +7,7 @@
 //! origin made by putting `x` for each host `*` and `1` for a `:*` port.
 #![no_main]
 
-use gateway::origin::OriginPolicy;
+use gateway::ws::origin::OriginPolicy;
 use libfuzzer_sys::fuzz_target;
 
 fn policy(patterns: &[&str], require_origin: bool) -> OriginPolicy {

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::ratelimit::TokenBucket;
 use crate::app::ConnId;
+use crate::core::ratelimit::TokenBucket;
 
 /// What a `connect` message told about the device (PROTOCOL section 5).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,22 +20,22 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::agents::AgentRegistry;
-use super::auth::ANONYMOUS;
-use super::clients::{Client, Clients};
-use super::events::{Command, Event};
-use super::handlers::{Handler, HandlerContext, Message};
-use super::metrics::{type_label, CoreGauges, Health, Metrics, INVALID};
-use super::outbound::{self, short, Reject};
-use super::payloads::WelcomeOut;
-use super::protocol::{parse_envelope, Envelope, EnvelopeError, ErrorCode, MsgKind};
-use super::ratelimit::TokenBucket;
-use super::routes::{self, RouteTable};
-use super::sessions::{SessionLimits, SessionTable, MAX_METADATA_BYTES};
-use super::timers::{self, Timer};
-use super::wire::Head;
 use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, TransportStats};
 use crate::config::{AuthMode, Config};
+use crate::core::agents::AgentRegistry;
+use crate::core::auth::ANONYMOUS;
+use crate::core::clients::{Client, Clients};
+use crate::core::events::{Command, Event};
+use crate::core::metrics::{type_label, CoreGauges, Health, Metrics, INVALID};
+use crate::core::outbound::{self, short, Reject};
+use crate::core::ratelimit::TokenBucket;
+use crate::core::requests::custom::{Handler, HandlerContext, Message};
+use crate::core::routes::{self, RouteTable};
+use crate::core::sessions::{SessionLimits, SessionTable, MAX_METADATA_BYTES};
+use crate::core::timers::{self, Timer};
+use crate::core::wire::payloads::WelcomeOut;
+use crate::core::wire::Head;
+use crate::core::wire::{parse_envelope, Envelope, EnvelopeError, ErrorCode, MsgKind};
 
 /// Close code for policy violations (PROTOCOL section 8).
 pub const CLOSE_POLICY: u16 = 1008;

@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::protocol::ErrorCode;
 use crate::app::{CloseReason, TransportStats};
+use crate::core::wire::ErrorCode;
 
 /// Every label a message type is counted under.
 pub const TYPE_LABELS: [&str; 30] = [

@@ -11,12 +11,12 @@
 
 use serde::Serialize;
 
-use super::events::Event;
-use super::metrics::{type_label, Metrics};
-use super::payloads::ErrorOut;
-use super::protocol::{ErrorCode, FieldError};
-use super::wire::{self, Head};
 use crate::app::{Actions, ConnId, Staged};
+use crate::core::events::Event;
+use crate::core::metrics::{type_label, Metrics};
+use crate::core::wire::payloads::ErrorOut;
+use crate::core::wire::{self, Head};
+use crate::core::wire::{ErrorCode, FieldError};
 
 /// Stage one envelope; `None` when the payload failed to serialize.
 pub fn stage(

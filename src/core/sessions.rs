@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::protocol::ErrorCode;
 use crate::app::ConnId;
+use crate::core::wire::ErrorCode;
 
 /// Largest session metadata, in bytes of JSON (PROTOCOL section 4).
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;

@@ -17,7 +17,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::json_scan;
+use crate::core::wire::scan;
 
 /// Longest `id` a client may send, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -490,7 +490,7 @@ fn invalid(error: FieldError, reply_to: Option<Cow<'_, str>>) -> EnvelopeError<'
 /// Read one client message (PROTOCOL section 2). `data` need not be valid UTF-8: invalid
 /// text is a parse error.
 pub fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
-    if json_scan::first_byte(data) != Some(b'{') {
+    if scan::first_byte(data) != Some(b'{') {
         return Err(EnvelopeError::Parse(
             "message must be a JSON object".to_owned(),
         ));
@@ -516,7 +516,7 @@ pub fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
     };
     let payload: &[u8] = match raw.payload {
         None => b"{}",
-        Some(PayloadKind::Object) => match json_scan::member(data, "payload") {
+        Some(PayloadKind::Object) => match scan::member(data, "payload") {
             Some(span) => span,
             None => {
                 return Err(EnvelopeError::Parse(

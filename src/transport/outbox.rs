@@ -20,7 +20,7 @@ use std::io::{self, IoSlice, Write};
 use std::ops::Range;
 
 use crate::app::Staged;
-use crate::codec::{self, OutKind};
+use crate::ws::codec::{self, OutKind};
 
 /// Buffers kept for reuse.
 const POOL_SIZE: usize = 32;

@@ -1,5 +1,5 @@
 //! Custom message handlers registered by the embedding program, the [`HandlerContext`] they
-//! act through, and the host actions shared with [`Command`](super::events::Command)s.
+//! act through, and the host actions shared with [`Command`](crate::core::events::Command)s.
 //!
 //! Contract:
 //! - A handler runs for a message of its type from an authenticated connection, after the
@@ -16,13 +16,13 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::auth::ANONYMOUS;
-use super::dispatch::{CoreState, Req, CLOSE_POLICY, REASON_KICKED};
-use super::events::Event;
-use super::outbound::{self, Reject};
-use super::protocol::ErrorCode;
-use super::wire::{self, Head};
 use crate::app::Actions;
+use crate::core::auth::ANONYMOUS;
+use crate::core::dispatch::{CoreState, Req, CLOSE_POLICY, REASON_KICKED};
+use crate::core::events::Event;
+use crate::core::outbound::{self, Reject};
+use crate::core::wire::ErrorCode;
+use crate::core::wire::{self, Head};
 
 /// A registered handler.
 pub(crate) type Handler = Box<dyn FnMut(&mut HandlerContext<'_>, &Message) + Send>;

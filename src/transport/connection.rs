@@ -24,8 +24,8 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use crate::app::ConnId;
-use crate::codec::Decoder;
-use crate::outbox::{FrameArena, Outbox};
+use crate::transport::outbox::{FrameArena, Outbox};
+use crate::ws::codec::Decoder;
 
 /// Where a connection is in its life.
 #[derive(Debug)]

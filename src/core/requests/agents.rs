@@ -14,18 +14,18 @@
 
 use serde_json::Value;
 
-use super::agents::{AgentError, Capabilities, Registration};
-use super::dispatch::{CoreState, Req};
-use super::events::Event;
-use super::outbound::{self, Reject};
-use super::payloads::{
+use crate::app::Actions;
+use crate::core::agents::{AgentError, Capabilities, Registration};
+use crate::core::dispatch::{CoreState, Req};
+use crate::core::events::Event;
+use crate::core::outbound::{self, Reject};
+use crate::core::wire::payloads::{
     self, AgentInfoOut, AgentListOut, AgentQueryIn, AgentRefIn, AgentRegisterIn,
 };
-use super::protocol::{
+use crate::core::wire::Head;
+use crate::core::wire::{
     opt_bool, opt_ident, opt_object, opt_str, req_str, Envelope, ErrorCode, FieldError,
 };
-use super::wire::Head;
-use crate::app::Actions;
 
 const AGENT_TYPES: &str = "pi, cli, webchat, companion, channel, custom";
 

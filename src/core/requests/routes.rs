@@ -16,13 +16,13 @@
 //!   exact request was delivered to the sender from that target and not yet answered;
 //!   otherwise `TARGET_NOT_FOUND`.
 
-use super::dispatch::{CoreState, Req};
-use super::events::Event;
-use super::outbound::{self, short, Reject};
-use super::protocol::{Envelope, ErrorCode, Field, FieldError};
-use super::routes::RouteError;
-use super::wire::{self, Head, MsgId};
 use crate::app::{Actions, ConnId};
+use crate::core::dispatch::{CoreState, Req};
+use crate::core::events::Event;
+use crate::core::outbound::{self, short, Reject};
+use crate::core::routes::RouteError;
+use crate::core::wire::{self, Head, MsgId};
+use crate::core::wire::{Envelope, ErrorCode, Field, FieldError};
 
 /// Prefix of a capability target.
 pub const CAPABILITY_PREFIX: &str = "capability:";

@@ -31,13 +31,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::app::{Action, Actions, App, CloseReason, ConnId, TransportStats};
-use crate::codec::{self, CodecLimits, Incoming, OutKind};
-use crate::connection::{ConnState, Connection, ReadResult};
-use crate::handle::{control_channel, Control, ControlReceiver, ReactorHandle};
-use crate::handshake::{self, Outcome, Refusal, UpgradeRules};
-use crate::origin::OriginPolicy;
-use crate::outbox::{BufferPool, FrameArena};
-use crate::timer::TimerWheel;
+use crate::transport::connection::{ConnState, Connection, ReadResult};
+use crate::transport::handle::{control_channel, Control, ControlReceiver, ReactorHandle};
+use crate::transport::outbox::{BufferPool, FrameArena};
+use crate::transport::timer::TimerWheel;
+use crate::ws::codec::{self, CodecLimits, Incoming, OutKind};
+use crate::ws::handshake::{self, Outcome, Refusal, UpgradeRules};
+use crate::ws::origin::OriginPolicy;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);

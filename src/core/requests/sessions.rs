@@ -15,19 +15,19 @@
 //!   gateway (`joined`, `left`) has no `source`; presence and relays sent by a client carry
 //!   `source` = its `clientId`.
 
-use super::auth::ANONYMOUS;
-use super::dispatch::{CoreState, Req};
-use super::events::Event;
-use super::outbound::{self, Reject};
-use super::payloads::{
+use crate::app::{Actions, ConnId};
+use crate::core::auth::ANONYMOUS;
+use crate::core::dispatch::{CoreState, Req};
+use crate::core::events::Event;
+use crate::core::outbound::{self, Reject};
+use crate::core::sessions::{JoinOutcome, LeaveOutcome, Member, Session};
+use crate::core::wire::payloads::{
     self, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionPatchIn, SessionRefIn,
 };
-use super::protocol::{
+use crate::core::wire::{self, Head};
+use crate::core::wire::{
     opt_ident, opt_object, opt_str, Envelope, ErrorCode, Field, FieldError, Loose,
 };
-use super::sessions::{JoinOutcome, LeaveOutcome, Member, Session};
-use super::wire::{self, Head};
-use crate::app::{Actions, ConnId};
 
 /// The session a request names: the payload field, else the envelope's `sessionId`.
 fn session_ref<'b>(

@@ -12,20 +12,20 @@
 //!   authenticated connections that sent `connect`, the sender included, and is empty when the
 //!   sender has not authenticated.
 
-use super::auth::{self, Credentials};
-use super::clients::Device;
-use super::dispatch::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
-use super::events::Event;
-use super::outbound::{self, Reject};
-use super::payloads::{
-    self, AuthIn, AuthSuccessOut, ConnectIn, DevicePresenceOut, HealthOut, HelloOkOut,
-};
-use super::protocol::{
-    check_ident, opt_str, req_str, Envelope, ErrorCode, FieldError, Loose, MAX_ID_BYTES,
-};
-use super::wire::{self, Head};
 use crate::app::Actions;
 use crate::config::AuthMode;
+use crate::core::auth::{self, Credentials};
+use crate::core::clients::Device;
+use crate::core::dispatch::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
+use crate::core::events::Event;
+use crate::core::outbound::{self, Reject};
+use crate::core::wire::payloads::{
+    self, AuthIn, AuthSuccessOut, ConnectIn, DevicePresenceOut, HealthOut, HelloOkOut,
+};
+use crate::core::wire::{self, Head};
+use crate::core::wire::{
+    check_ident, opt_str, req_str, Envelope, ErrorCode, FieldError, Loose, MAX_ID_BYTES,
+};
 
 /// The protocol version this gateway speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -13,9 +13,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::agents::{Agent, AgentStatus, AgentType};
-use super::protocol::{ErrorCode, FieldError, Loose};
-use super::sessions::Member;
+use crate::core::agents::{Agent, AgentStatus, AgentType};
+use crate::core::sessions::Member;
+use crate::core::wire::{ErrorCode, FieldError, Loose};
 
 /// Read a payload (the raw JSON object text of an envelope) into `T`.
 pub fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {

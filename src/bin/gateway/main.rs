@@ -4,7 +4,9 @@
 
 use std::process::ExitCode;
 
-use gateway::cli::{self, CliAction};
+mod cli;
+
+use cli::CliAction;
 use gateway::{Config, Gateway};
 
 fn main() -> ExitCode {
