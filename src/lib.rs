@@ -41,6 +41,8 @@ pub mod app;
 pub mod config;
 pub mod core;
 pub mod error;
+#[cfg(any(fuzzing, test))]
+pub mod fuzzing;
 pub mod gateway;
 pub mod transport;
 pub mod ws;

@@ -1,0 +1,41 @@
+//! Every committed seed of every target (`fuzz/corpus-seeds/TARGET/`) runs through its body.
+
+use std::path::Path;
+
+fn run_seeds(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus-seeds")
+        .join(target);
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).expect("the seed folder exists") {
+        let path = entry.expect("a readable seed folder").path();
+        run(&std::fs::read(&path).expect("a readable seed"));
+        seeds += 1;
+    }
+    assert!(seeds > 0, "no seeds in {}", dir.display());
+}
+
+#[test]
+fn handshake_seeds() {
+    run_seeds("handshake", super::handshake::run);
+}
+
+#[test]
+fn origin_seeds() {
+    run_seeds("origin", super::origin::run);
+}
+
+#[test]
+fn codec_seeds() {
+    run_seeds("codec", super::codec::run);
+}
+
+#[test]
+fn dispatch_seeds() {
+    run_seeds("dispatch", super::dispatch::run);
+}
+
+#[test]
+fn config_seeds() {
+    run_seeds("config", super::config::run);
+}
