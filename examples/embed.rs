@@ -29,7 +29,7 @@ fn main() -> Result<(), gateway::Error> {
     gw.register_handler("whoami", |ctx, _msg| {
         let reply = json!({ "clientId": ctx.client_id(), "userId": ctx.user_id() });
         ctx.reply("whoami_result", reply);
-    });
+    })?;
 
     let handle = gw.handle();
     std::thread::spawn(move || {

@@ -36,6 +36,7 @@ pub struct ConnId {
 
 /// Why a connection left the open state, as reported to [`App::on_close`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The peer sent a close frame with this code (1005 when it carried none).
     Peer(u16),
@@ -275,6 +276,50 @@ pub struct HttpResponse {
 }
 
 /// An application core driven by the reactor. See the module docs for the contract.
+///
+/// # Examples
+///
+/// An echo core, run on the gateway's own transport (`examples/echo_server.rs` is the same
+/// core as a program):
+///
+/// ```
+/// use gateway::transport::{Actions, App, CloseReason, ConnId, Reactor, TransportConfig};
+/// use std::time::Instant;
+///
+/// struct Echo;
+///
+/// impl App for Echo {
+///     type Command = ();
+///     type Event = ();
+///
+///     fn on_open(&mut self, _: ConnId, _: Instant, _: &mut Actions<()>) {}
+///
+///     fn on_message(&mut self, conn: ConnId, data: &[u8], binary: bool, _: Instant, out: &mut Actions<()>) {
+///         let msg = out.stage_bytes(data, binary);
+///         out.send(conn, &msg);
+///     }
+///
+///     fn on_close(&mut self, _: ConnId, _: CloseReason, _: Instant, _: &mut Actions<()>) {}
+///
+///     fn on_command(&mut self, _: (), _: Instant, _: &mut Actions<()>) {}
+/// }
+///
+/// let mut config = TransportConfig::new("127.0.0.1:0".parse().unwrap());
+/// config.path = "/".to_string();
+/// let mut reactor = Reactor::bind(config, Echo)?;
+/// let url = format!("ws://{}/", reactor.local_addr());
+/// let handle = reactor.handle();
+/// let client = std::thread::spawn(move || {
+///     let (mut ws, _) = tungstenite::connect(url).expect("upgrade");
+///     ws.send(tungstenite::Message::text("hello")).expect("send");
+///     let echoed = ws.read().expect("the echo");
+///     handle.shutdown().expect("the reactor runs");
+///     echoed
+/// });
+/// reactor.run()?; // until the shutdown
+/// assert_eq!(client.join().unwrap().to_text().unwrap(), "hello");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait App {
     /// What a [`crate::transport::handle::ReactorHandle`] carries to the app from other threads.
     type Command: Send + 'static;

@@ -10,6 +10,7 @@ use crate::config::ConfigError;
 
 /// A failure of the gateway as a whole.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The configuration is invalid. Fix the file or the `--set` named in the message; the
     /// binary exits with status 2.
@@ -22,6 +23,10 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
+    /// [`Gateway::register_handler`](crate::Gateway::register_handler) was given a type the
+    /// gateway handles itself (PROTOCOL section 5 and 6); nothing was registered. Pick a type
+    /// of your own.
+    BuiltInType(String),
     /// The poll loop itself failed (an OS error on the poll, not on one socket). The gateway
     /// cannot go on: drop it and start a new one.
     Io(io::Error),
@@ -32,6 +37,12 @@ impl fmt::Display for Error {
         match self {
             Error::Config(e) => write!(f, "{e}"),
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::BuiltInType(t) => {
+                write!(
+                    f,
+                    "{t:?} is a built-in message type and cannot get a handler"
+                )
+            }
             Error::Io(e) => write!(f, "event loop failed: {e}"),
         }
     }
@@ -42,6 +53,7 @@ impl std::error::Error for Error {
         match self {
             Error::Config(e) => Some(e),
             Error::Bind { source, .. } => Some(source),
+            Error::BuiltInType(_) => None,
             Error::Io(e) => Some(e),
         }
     }

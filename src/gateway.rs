@@ -33,6 +33,18 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Validate `config`, bind its `host:port` and set up the loop. Starts no thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gateway::{Config, Gateway};
+    ///
+    /// let mut config = Config::default();
+    /// config.port = 0; // any free port
+    /// let gw = Gateway::bind(config)?;
+    /// assert!(gw.url().starts_with("ws://127.0.0.1:"));
+    /// # Ok::<(), gateway::Error>(())
+    /// ```
     pub fn bind(config: Config) -> Result<Gateway, Error> {
         config.validate()?;
         let ip: IpAddr = config.host.parse().map_err(|_| Error::Bind {
@@ -120,6 +132,32 @@ impl Gateway {
     /// One turn of the loop, waiting at most `timeout` for something to happen (`None`: until
     /// the next timer or event). For a host that runs its own loop; call it again and again,
     /// reading [`Gateway::next_event`] in between, until [`Gateway::is_stopped`].
+    ///
+    /// # Examples
+    ///
+    /// A host loop that also does work of its own between turns:
+    ///
+    /// ```
+    /// use gateway::{Config, Gateway};
+    /// use std::time::Duration;
+    ///
+    /// let mut config = Config::default();
+    /// config.port = 0;
+    /// let mut gw = Gateway::bind(config)?;
+    /// let handle = gw.handle();
+    /// let mut turns = 0;
+    /// while !gw.is_stopped() {
+    ///     gw.poll(Some(Duration::from_millis(5)))?;
+    ///     while let Some(event) = gw.next_event() {
+    ///         println!("{event:?}");
+    ///     }
+    ///     turns += 1; // ... the host's own work ...
+    ///     if turns == 3 {
+    ///         handle.shutdown().expect("the gateway is running");
+    ///     }
+    /// }
+    /// # Ok::<(), gateway::Error>(())
+    /// ```
     pub fn poll(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         self.reactor.turn(timeout).map_err(Error::Io)
     }
@@ -146,12 +184,37 @@ impl Gateway {
     }
 
     /// Handle messages of type `msg_type` with `handler`, called on the loop's thread after
-    /// the auth gate. Returns false (and registers nothing) when `msg_type` is built in.
-    pub fn register_handler<F>(&mut self, msg_type: &str, handler: F) -> bool
+    /// the size, parse, envelope, rate limit and auth checks. The handler is responsible for
+    /// the reply; a second registration for the same type replaces the first. Fails with
+    /// [`Error::BuiltInType`] (and registers nothing) when `msg_type` is built in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gateway::{Config, Error, Gateway};
+    ///
+    /// let mut config = Config::default();
+    /// config.port = 0;
+    /// let mut gw = Gateway::bind(config)?;
+    /// gw.register_handler("whoami", |ctx, _msg| {
+    ///     let reply = serde_json::json!({ "clientId": ctx.client_id() });
+    ///     ctx.reply("whoami_result", reply);
+    /// })?;
+    /// assert!(matches!(
+    ///     gw.register_handler("ping", |_, _| {}),
+    ///     Err(Error::BuiltInType(t)) if t == "ping"
+    /// ));
+    /// # Ok::<(), gateway::Error>(())
+    /// ```
+    pub fn register_handler<F>(&mut self, msg_type: &str, handler: F) -> Result<(), Error>
     where
         F: FnMut(&mut HandlerContext<'_>, &Message) + Send + 'static,
     {
-        self.reactor.app_mut().register_handler(msg_type, handler)
+        if self.reactor.app_mut().register_handler(msg_type, handler) {
+            Ok(())
+        } else {
+            Err(Error::BuiltInType(msg_type.to_string()))
+        }
     }
 
     /// Open WebSocket connections.

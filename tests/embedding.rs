@@ -318,13 +318,15 @@ fn gateway_with_handlers() -> TestGateway {
         "",
     ] {
         assert!(
-            !gw.register_handler(builtin, |ctx, _| ctx.reply("hijacked", json!({}))),
+            gw.register_handler(builtin, |ctx, _| ctx.reply("hijacked", json!({})))
+                .is_err(),
             "{builtin:?} cannot be registered"
         );
     }
-    assert!(gw.register_handler("echo", |ctx, _| ctx.reply("wrong", json!({}))));
+    gw.register_handler("echo", |ctx, _| ctx.reply("wrong", json!({})))
+        .expect("not a built-in type");
     // Registering again replaces.
-    assert!(gw.register_handler("echo", |ctx, msg| {
+    gw.register_handler("echo", |ctx, msg| {
         let payload = json!({
             "text": msg.payload["text"],
             "clientId": ctx.client_id(),
@@ -333,26 +335,31 @@ fn gateway_with_handlers() -> TestGateway {
             "sessionId": msg.session_id,
         });
         ctx.reply("echo_reply", payload);
-    }));
-    assert!(gw.register_handler("announce", |ctx, msg| {
+    })
+    .expect("not a built-in type");
+    gw.register_handler("announce", |ctx, msg| {
         let session = msg.session_id.clone().unwrap_or_default();
         let count = ctx.broadcast(&session, "announcement", &msg.payload);
         ctx.reply("announced", json!({"count": count}));
-    }));
-    assert!(gw.register_handler("poke", |ctx, msg| {
+    })
+    .expect("not a built-in type");
+    gw.register_handler("poke", |ctx, msg| {
         let target = msg.payload["target"].as_str().unwrap_or_default();
         let from = ctx.client_id().to_owned();
         let delivered = ctx.send_to(target, "poked", json!({"from": from}));
         ctx.reply("poke_result", json!({"delivered": delivered}));
-    }));
-    assert!(gw.register_handler("boot", |ctx, msg| {
+    })
+    .expect("not a built-in type");
+    gw.register_handler("boot", |ctx, msg| {
         let target = msg.payload["target"].as_str().unwrap_or_default();
         let kicked = ctx.kick(target);
         ctx.reply("boot_result", json!({"kicked": kicked}));
-    }));
-    assert!(gw.register_handler("refuse", |ctx, _| {
+    })
+    .expect("not a built-in type");
+    gw.register_handler("refuse", |ctx, _| {
         ctx.error(ErrorCode::Forbidden, "Not today")
-    }));
+    })
+    .expect("not a built-in type");
     TestGateway::run(gw, "/ws".into())
 }
 
@@ -561,10 +568,11 @@ fn gateway_is_send_and_runs_on_another_thread() {
     config.close_timeout_ms = 4000;
     let mut gw = Gateway::bind(config).expect("bind");
     let counter = Arc::clone(&calls);
-    assert!(gw.register_handler("count", move |ctx, _| {
+    gw.register_handler("count", move |ctx, _| {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
         ctx.reply("counted", json!({"n": n}));
-    }));
+    })
+    .expect("not a built-in type");
     let url = gw.url();
     let handle = gw.handle();
     let thread = std::thread::spawn(move || gw.run());
