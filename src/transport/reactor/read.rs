@@ -54,7 +54,7 @@ impl<A: App> Reactor<A> {
         }
     }
 
-    /// Read from one connection until `WouldBlock`, end of stream or the budget.
+    /// Read from one connection until its readable latch clears, end of stream or the budget.
     fn pump_read(&mut self, key: usize, now: Instant) {
         let mut budget = READ_BUDGET;
         let mut buf = std::mem::take(&mut self.read_buf);
