@@ -6,14 +6,17 @@
 //! then read and discard until the peer closes or the linger timer fires). A refused upgrade
 //! or a plain HTTP answer goes straight from `Handshaking` to `Finishing`.
 //!
-//! Readiness latches follow mio's edge-triggered rule: `readable` / `writable` are set by
-//! events and cleared when a syscall returns `WouldBlock`. On Linux a read that fills less
-//! than the buffer also clears `readable`: the socket was drained at that moment, and data
-//! arriving later raises a new edge. That saves a `read` returning `WouldBlock` per message
-//! (half the reads of an idle connection answering its heartbeat). Two cases break the rule,
-//! and once an event has reported one of them (`read_to_block`) reads go on until
-//! `WouldBlock`: end of stream or an error (no new edge is coming), and TCP urgent data (a
-//! read stops short at the urgent mark while more data is already queued).
+//! # The readiness latches
+//!
+//! Events are edge-triggered: `readable` / `writable` are set by events and cleared when a
+//! syscall returns `WouldBlock`, and stopping early (the read budget) is fine because the
+//! latch remembers. On Linux a read that fills less than the buffer also clears `readable`: the
+//! socket was drained at that moment, and data arriving later raises a new edge. That saves a
+//! `read` returning `WouldBlock` per message (half the reads of an idle connection answering
+//! its heartbeat). Two cases break the rule, and once an event has reported one of them
+//! (`read_to_block`) reads go on until `WouldBlock`: end of stream or an error (no new edge
+//! is coming), and TCP urgent data, which sockets are registered for on Linux (`EPOLLPRI`)
+//! because a read stops short at the urgent mark while more data is already queued.
 //!
 //! The [`Outbox`] holds what is not yet written (see `outbox.rs`); an idle connection's
 //! outbox holds no heap memory.
@@ -52,18 +55,18 @@ pub enum ConnState {
 /// One accepted socket.
 #[derive(Debug)]
 pub struct Connection {
-    /// The socket (nonblocking, registered once for READABLE | WRITABLE).
+    /// The socket (nonblocking, registered once: READABLE | WRITABLE, and PRIORITY on Linux).
     pub socket: TcpStream,
-    /// This connection's id (slab index + generation).
+    /// This connection's id (slot index + generation; the reactor's `slots.rs` says why).
     pub id: ConnId,
     /// The state machine.
     pub state: ConnState,
     /// Bytes waiting to be written.
     pub outbox: Outbox,
-    /// Readable latch: set by an event, cleared on `WouldBlock` or a short read.
+    /// Readable latch (see the module docs).
     pub readable: bool,
-    /// An event reported end of stream, an error or urgent data: a short read does not mean
-    /// the socket is drained, so read until `WouldBlock`.
+    /// An event reported end of stream, an error or urgent data: read until `WouldBlock`
+    /// (see the module docs).
     pub read_to_block: bool,
     /// Writable latch: set by an event, cleared on `WouldBlock`.
     pub writable: bool,
@@ -127,8 +130,8 @@ impl Connection {
             match self.socket.read(buf) {
                 Ok(0) => return ReadResult::Eof,
                 Ok(n) => {
-                    // Linux only: elsewhere urgent data is not reported apart (see the module
-                    // docs), and on Windows mio emulates the edges.
+                    // The short-read rule of the module docs, on Linux only: elsewhere urgent
+                    // data is not reported apart, and on Windows mio emulates the edges.
                     let short_read_drains = cfg!(any(target_os = "linux", target_os = "android"));
                     if short_read_drains && n < buf.len() && !self.read_to_block {
                         self.readable = false; // drained: the next byte raises a new edge

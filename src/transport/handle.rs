@@ -1,10 +1,11 @@
 //! Handles: how other threads reach a reactor's loop.
 //!
 //! A [`ReactorHandle`] is `Clone + Send`. It puts a [`Control`] on a channel and wakes the
-//! loop through its `mio::Waker`; the loop drains the channel with a budget each turn. The
-//! channel is bounded by a shared count rather than by preallocated slots, so an idle gateway
-//! holds no memory for it. A full queue is reported to the sender, never blocks it (the loop
-//! thread itself may hold a handle), and a stopped loop is reported too.
+//! loop through its `mio::Waker`; the loop drains the channel within a budget in the turn
+//! that sees the wake, and in the next turns while commands are left. The channel is bounded
+//! by a shared count rather than by preallocated slots, so an idle gateway holds no memory
+//! for it. A full queue is reported to the sender, never blocks it (the loop thread itself
+//! may hold a handle), and a stopped loop is reported too.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -53,7 +53,7 @@ pub struct TimerWheel<T> {
 }
 
 impl<T> TimerWheel<T> {
-    /// `tick` is the granularity (the reactor will use about 10 ms); `start` is time zero.
+    /// `tick` is the granularity (the reactor passes its `TICK`); `start` is time zero.
     ///
     /// A zero `tick` is taken as one nanosecond.
     pub fn new(tick: Duration, start: Instant) -> Self {

@@ -1,0 +1,125 @@
+//! Accepting (turn step 7): taking new sockets off the listener within a budget, registering
+//! each once, and backing off when accepting fails.
+//!
+//! A new connection starts in `Handshaking` with its handshake deadline armed, and is pumped
+//! on the next turn, since its request may already be waiting.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::Interest;
+
+use crate::app::App;
+use crate::transport::connection::Connection;
+
+use super::read::queue_ready;
+use super::slots::token_of;
+use super::{Reactor, RunState};
+
+/// Sockets accepted per turn.
+const ACCEPT_BUDGET: usize = 256;
+/// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`). mio and the
+/// standard library listen with 128: a burst of clients reconnecting at once overflows that,
+/// and each overflowed SYN waits a second to be retransmitted.
+const LISTEN_BACKLOG: i32 = 4096;
+/// After an accept error such as running out of descriptors, wait this long before retrying.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// What every accepted socket is registered for. On Linux also urgent data (`EPOLLPRI`),
+/// which changes when a read may stop (see `connection.rs`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SOCKET_INTEREST: Interest = Interest::READABLE
+    .add(Interest::WRITABLE)
+    .add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SOCKET_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
+
+impl<A: App> Reactor<A> {
+    /// Step 7: accept new sockets while running and the listener is ready.
+    pub(super) fn accept(&mut self, now: Instant) {
+        if self.state != RunState::Running
+            || !self.listener_ready
+            || self.accept_paused_until.is_some()
+        {
+            return;
+        }
+        for _ in 0..ACCEPT_BUDGET {
+            match self.listener.accept() {
+                Ok((socket, peer)) => {
+                    if self.accept_failing {
+                        self.accept_failing = false;
+                        log::info!("accepting connections again");
+                    }
+                    self.admit(socket, peer, now)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_transient_accept_error(&e) => continue,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning, and
+                    // say so once per episode rather than at every retry.
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        log::warn!("accept failed: {e}; retrying every {ACCEPT_BACKOFF:?}");
+                    }
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Register `socket` and give it a slot.
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
+        let _ = socket.set_nodelay(true);
+        let Some(slot) = self.conns.vacant() else {
+            log::error!("too many sockets; dropping {peer}");
+            return;
+        };
+        let id = slot.id();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, token_of(id), SOCKET_INTEREST)
+        {
+            log::warn!("could not register {peer}: {e}");
+            return;
+        }
+        log::trace!("accepted {peer} as {}", id.index);
+        let conn = slot.insert(Connection::new(socket, id, now));
+        // The request may already be waiting: try reading on the next pump.
+        queue_ready(&mut self.ready, conn);
+        self.deadlines.arm_handshake(&self.config, id, now);
+    }
+}
+
+/// Raise the listen backlog of a bound listener to [`LISTEN_BACKLOG`]: calling `listen` again
+/// on a listening socket sets its backlog.
+#[cfg(unix)]
+pub(super) fn widen_backlog(listener: &TcpListener) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: `listen` takes a descriptor and an integer; the descriptor is the listener's own
+    // and stays open for the duration of the call.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+pub(super) fn widen_backlog(_listener: &TcpListener) -> io::Result<()> {
+    Ok(())
+}
+
+/// Errors that end one incoming connection, not the listener: accept the next.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}

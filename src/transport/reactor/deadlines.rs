@@ -1,0 +1,268 @@
+//! Deadlines: the loop's one timer wheel, what its entries stand for, and what happens when
+//! each fires (turn step 5).
+//!
+//! The wheel holds the handshake deadline, the heartbeat (ping and idle timeout), the close
+//! linger and the app's own timers. Entries are never cancelled: each carries its
+//! connection's id and is ignored when the id has gone stale (see `slots.rs`).
+//!
+//! Heartbeats without churn: one entry per open connection; inbound bytes only update
+//! `last_rx`; when the entry fires, [`Reactor::heartbeat`] closes an idle connection, or
+//! queues a Ping when one is due, and arms the next entry. Deadlines are coalesced
+//! ([`coalesced`]) so that thousands of connections share a few wakeups, and the first Pings
+//! of connections opened together are spread ([`first_ping_lead`]).
+
+use std::time::{Duration, Instant};
+
+use crate::app::{CloseReason, ConnId};
+use crate::transport::connection::{ConnState, Connection};
+use crate::transport::timer::TimerWheel;
+use crate::ws::codec::OutKind;
+
+use super::config::TransportConfig;
+use super::slots::key_of;
+use super::Reactor;
+use crate::app::App;
+
+/// Timer wheel granularity.
+pub(super) const TICK: Duration = Duration::from_millis(5);
+/// Timers are coalesced: a deadline is rounded up by at most 1/16 of its distance from now,
+/// and never by more than this, so that thousands of connections opened over a few seconds
+/// share a few wakeups instead of one each.
+const COALESCE_MAX: Duration = Duration::from_millis(100);
+/// How long a refused or finished socket is kept to drain when `close_timeout` is off.
+const DEFAULT_LINGER: Duration = Duration::from_secs(1);
+
+/// What a timer wheel entry stands for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Timer {
+    /// The upgrade must be done by now.
+    Handshake(ConnId),
+    /// Heartbeat: decide between idle close, ping, or re-arming.
+    Heartbeat(ConnId),
+    /// Closing or finishing: drop the socket now.
+    Linger(ConnId),
+    /// The app's own timer.
+    App(u64),
+}
+
+/// The timer wheel and the instant its coalesced deadlines are counted from.
+pub(super) struct Deadlines {
+    wheel: TimerWheel<Timer>,
+    /// The instant coalesced deadlines are counted from.
+    epoch: Instant,
+    /// Entries taken off the wheel this turn (kept for its allocation).
+    expired: Vec<Timer>,
+}
+
+impl Deadlines {
+    /// An empty wheel whose time zero is `now`.
+    pub(super) fn new(now: Instant) -> Deadlines {
+        Deadlines {
+            wheel: TimerWheel::new(TICK, now),
+            epoch: now,
+            expired: Vec::new(),
+        }
+    }
+
+    /// Put `timer` on the wheel at `at`, coalesced with its neighbours.
+    pub(super) fn schedule(&mut self, now: Instant, at: Instant, timer: Timer) {
+        self.wheel.insert(coalesced(self.epoch, now, at), timer);
+    }
+
+    /// When the next entry may be due (see [`TimerWheel::next_expiry`]).
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        self.wheel.next_expiry()
+    }
+
+    /// Entries on the wheel.
+    pub(super) fn len(&self) -> usize {
+        self.wheel.len()
+    }
+
+    /// Give the handshake of the new connection `id` until its deadline.
+    pub(super) fn arm_handshake(&mut self, config: &TransportConfig, id: ConnId, now: Instant) {
+        if let Some(timeout) = config.handshake_timeout {
+            self.schedule(now, now + timeout, Timer::Handshake(id));
+        }
+    }
+
+    /// Arm `conn`'s heartbeat entry (none when the heartbeat and the idle timeout are off).
+    pub(super) fn arm_heartbeat(
+        &mut self,
+        config: &TransportConfig,
+        conn: &Connection,
+        now: Instant,
+    ) {
+        if let Some(at) = next_heartbeat(config, conn) {
+            self.schedule(now, at, Timer::Heartbeat(conn.id));
+        }
+    }
+
+    /// Drop `id` at the end of its linger time, unless it is gone by then.
+    pub(super) fn arm_linger(&mut self, config: &TransportConfig, id: ConnId, now: Instant) {
+        let linger = config.close_timeout.unwrap_or(DEFAULT_LINGER);
+        self.schedule(now, now + linger, Timer::Linger(id));
+    }
+}
+
+/// When `conn`'s heartbeat entry must fire: the earlier of its next Ping and its idle timeout;
+/// `None` when both are off.
+fn next_heartbeat(config: &TransportConfig, conn: &Connection) -> Option<Instant> {
+    let ping = config.heartbeat_interval.map(|d| conn.last_ping + d);
+    let idle = config.client_timeout.map(|d| conn.last_rx + d);
+    ping.into_iter().chain(idle).min()
+}
+
+impl<A: App> Reactor<A> {
+    /// Step 5: act on every entry that is due, and end an accept back-off that is over.
+    pub(super) fn expire_timers(&mut self, now: Instant) {
+        let mut expired = std::mem::take(&mut self.deadlines.expired);
+        self.deadlines.wheel.expire(now, &mut expired);
+        for timer in expired.drain(..) {
+            match timer {
+                Timer::App(token) => {
+                    self.app.on_timer(token, now, &mut self.actions);
+                    self.apply_actions(now);
+                }
+                Timer::Handshake(id) => {
+                    let late = self
+                        .conns
+                        .get(id)
+                        .is_some_and(|c| matches!(c.state, ConnState::Handshaking { .. }));
+                    if late {
+                        log::debug!("connection {}: handshake timed out", id.index);
+                        self.stats.handshake_timeouts += 1;
+                        self.mark_reap(key_of(id));
+                    }
+                }
+                Timer::Linger(id) => {
+                    let done = self.conns.get(id).is_some_and(|c| {
+                        matches!(c.state, ConnState::Closing { .. } | ConnState::Finishing)
+                    });
+                    if done {
+                        self.mark_reap(key_of(id));
+                    }
+                }
+                Timer::Heartbeat(id) => self.heartbeat(id, now),
+            }
+        }
+        self.deadlines.expired = expired;
+        if let Some(until) = self.accept_paused_until {
+            if now >= until {
+                self.accept_paused_until = None;
+            }
+        }
+    }
+
+    /// `id`'s heartbeat entry fired: close it if idle, else ping if due and arm the next one.
+    fn heartbeat(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if !conn.is_open() {
+            return;
+        }
+        if self
+            .config
+            .client_timeout
+            .is_some_and(|d| now >= conn.last_rx + d)
+        {
+            log::debug!("connection {}: idle, closing", id.index);
+            self.start_close(
+                key_of(id),
+                1001,
+                "Connection timeout",
+                CloseReason::Timeout,
+                now,
+            );
+            self.apply_actions(now);
+            return;
+        }
+        if self
+            .config
+            .heartbeat_interval
+            .is_some_and(|d| now >= conn.last_ping + d)
+        {
+            self.out.queue_frame(conn, OutKind::Ping, b"");
+            conn.last_ping = now;
+        }
+        self.deadlines.arm_heartbeat(&self.config, conn, now);
+    }
+}
+
+/// `at` rounded up to a multiple (counted from `epoch`) of a grain of at most 1/16 of
+/// `at - now` and at most [`COALESCE_MAX`]; unchanged when that grain is below one tick.
+fn coalesced(epoch: Instant, now: Instant, at: Instant) -> Instant {
+    let grain = (at.saturating_duration_since(now) / 16).min(COALESCE_MAX);
+    if grain < TICK {
+        return at;
+    }
+    let grain = grain.as_nanos();
+    let offset = at.saturating_duration_since(epoch).as_nanos();
+    let rounded = offset.div_ceil(grain) * grain;
+    u64::try_from(rounded)
+        .ok()
+        .and_then(|nanos| epoch.checked_add(Duration::from_nanos(nanos)))
+        .unwrap_or(at)
+}
+
+/// How much earlier than a whole heartbeat interval the `n`th connection gets its first Ping:
+/// between none and half the interval, spread evenly over consecutive connections (the
+/// fractional parts of `n` times the golden ratio). Connections opened together, as after a
+/// restart, then ping spread over half an interval instead of all in the same turns, which
+/// would hold up everyone else's traffic while thousands of Pings are written.
+pub(super) fn first_ping_lead(n: u64, interval: Duration) -> Duration {
+    // 2^64 / golden ratio; the top 53 bits of the product are frac(n / golden ratio).
+    let fraction = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+    interval.mul_f64(fraction / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_pings_of_connections_opened_together_spread_over_half_an_interval() {
+        let interval = Duration::from_secs(30);
+        let half = interval / 2;
+        // 1 000 consecutive connections: every lead is within half the interval, and each
+        // tenth of that half gets about a tenth of them.
+        let mut buckets = [0usize; 10];
+        for n in 5_000..6_000 {
+            let lead = first_ping_lead(n, interval);
+            assert!(lead < half, "{lead:?}");
+            buckets[(lead.as_secs_f64() / half.as_secs_f64() * 10.0) as usize] += 1;
+        }
+        for (i, count) in buckets.iter().enumerate() {
+            assert!((90..=110).contains(count), "bucket {i}: {count} of 1000");
+        }
+        assert_eq!(first_ping_lead(0, interval), Duration::ZERO);
+    }
+
+    #[test]
+    fn deadlines_are_coalesced_within_a_sixteenth_and_100_ms() {
+        let epoch = Instant::now();
+        let ms = Duration::from_millis;
+        // Far deadlines land on 100 ms boundaries, never early, at most 100 ms late.
+        for start in [0u64, 3, 997, 12_345] {
+            let now = epoch + ms(start);
+            for (i, d) in [5_000u64, 10_000, 30_000].into_iter().enumerate() {
+                let at = now + ms(d) + ms(i as u64 * 7);
+                let c = coalesced(epoch, now, at);
+                assert!(c >= at && c - at < ms(100), "{start} {d}: {:?}", c - at);
+                assert_eq!((c - epoch).as_nanos() % ms(100).as_nanos(), 0);
+            }
+        }
+        // Two connections opened 40 ms apart share the wakeup of their 5 s deadline.
+        let a = coalesced(epoch, epoch + ms(1010), epoch + ms(6010));
+        let b = coalesced(epoch, epoch + ms(1050), epoch + ms(6050));
+        assert_eq!(a, b);
+        // Short deadlines keep their precision: within a sixteenth.
+        let now = epoch + ms(20);
+        let at = now + ms(400);
+        let c = coalesced(epoch, now, at);
+        assert!(c >= at && c - at <= ms(25));
+        let at = now + ms(50);
+        assert_eq!(coalesced(epoch, now, at), at, "below one tick of grain");
+    }
+}

@@ -1,0 +1,332 @@
+//! The event loop: one `mio::Poll`, a listener, the slots of [`Connection`]s and one timer
+//! wheel, driving an [`App`].
+//!
+//! One turn of [`Reactor::turn`], each step one call there:
+//! 1. poll, with timeout 0 when work is left over (budget hit, commands pending, flush or
+//!    accept due), else until the next timer or deadline;
+//! 2. events only set latches (listener ready, waker, signals, a connection's readable /
+//!    writable); an event with a stale token is ignored;
+//! 3. pump every ready connection within a byte budget; one left unfinished stays in the
+//!    ready queue with its latch set (`read.rs`, `upgrade.rs`);
+//! 4. drain handle commands within a budget (`commands.rs`);
+//! 5. expire timers: handshake deadline, heartbeat and idle timeout, close linger, app timers
+//!    (`deadlines.rs`);
+//! 6. flush every connection whose outbox grew (`write.rs`);
+//! 7. accept new sockets (`accept.rs`);
+//! 8. reap connections that are done, and stop when a shutdown is over (`close.rs`).
+//!
+//! Connections live in generation-stamped slots, so that a stale event, timer, action or
+//! command never touches a newer connection in a reused slot: the rule is in `slots.rs`.
+//!
+//! The reactor never panics on what a peer sends: bad input closes that connection with the
+//! close code or HTTP status it deserves; I/O errors on one socket end that socket only.
+
+mod accept;
+mod close;
+mod commands;
+mod config;
+mod deadlines;
+mod read;
+mod slots;
+mod upgrade;
+mod write;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::app::{Action, Actions, App, TransportStats};
+use crate::transport::connection::Connection;
+use crate::transport::handle::{control_channel, ControlReceiver, ReactorHandle};
+use crate::ws::codec::CodecLimits;
+use crate::ws::handshake::UpgradeRules;
+
+pub use config::TransportConfig;
+
+use deadlines::Deadlines;
+use read::{queue_ready, READ_BUF};
+use slots::Slots;
+use write::Output;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+const SIGNALS: Token = Token(usize::MAX - 3);
+
+/// Whether the loop runs, is shutting down, or has stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Serving.
+    Running,
+    /// Close frames sent; waiting for handshakes to finish until the deadline.
+    ShuttingDown,
+    /// Every connection is gone; `turn` does nothing more.
+    Stopped,
+}
+
+/// The event loop driving an [`App`].
+pub struct Reactor<A: App> {
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    /// `None` once stopped, so handles learn that nothing will read their commands.
+    commands: Option<ControlReceiver<A::Command>>,
+    handle: ReactorHandle<A::Command>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    config: TransportConfig,
+    rules: UpgradeRules,
+    limits: CodecLimits,
+    /// The connections, in generation-stamped slots (see `slots.rs`).
+    conns: Slots<Connection>,
+    deadlines: Deadlines,
+    app: A,
+    actions: Actions<A::Event>,
+    action_scratch: Vec<Action<A::Event>>,
+    host_events: VecDeque<A::Event>,
+    read_buf: Vec<u8>,
+    /// Connections to pump, each once (`in_ready`).
+    ready: VecDeque<usize>,
+    /// The buffer pool, the turn's frame arena and the connections to flush.
+    out: Output,
+    /// Connections to remove at the end of the turn.
+    reap: Vec<usize>,
+    listener_ready: bool,
+    accept_paused_until: Option<Instant>,
+    accept_failing: bool,
+    commands_pending: bool,
+    open_connections: usize,
+    state: RunState,
+    shutdown_deadline: Option<Instant>,
+    stats: TransportStats,
+}
+
+impl<A: App> Reactor<A> {
+    /// Bind the listener and set up the loop. Starts no thread.
+    pub fn bind(config: TransportConfig, app: A) -> io::Result<Reactor<A>> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.addr)?;
+        accept::widen_backlog(&listener)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (handle, commands) = control_channel(waker);
+        let now = Instant::now();
+        let rules = UpgradeRules {
+            path: config.path.clone(),
+            max_header_bytes: config.max_header_bytes,
+            origins: config.origins.clone(),
+        };
+        let limits = CodecLimits {
+            max_payload: config.max_payload,
+        };
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(1024),
+            listener,
+            local_addr,
+            commands: Some(commands),
+            handle,
+            signals: None,
+            rules,
+            limits,
+            config,
+            conns: Slots::new(),
+            deadlines: Deadlines::new(now),
+            app,
+            actions: Actions::new(),
+            action_scratch: Vec::new(),
+            host_events: VecDeque::new(),
+            read_buf: vec![0; READ_BUF],
+            ready: VecDeque::new(),
+            out: Output::default(),
+            reap: Vec::new(),
+            listener_ready: true,
+            accept_paused_until: None,
+            accept_failing: false,
+            commands_pending: false,
+            open_connections: 0,
+            state: RunState::Running,
+            shutdown_deadline: None,
+            stats: TransportStats::default(),
+        })
+    }
+
+    /// The address the listener is bound to (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> ReactorHandle<A::Command> {
+        self.handle.clone()
+    }
+
+    /// The application core.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// The application core, mutably (e.g. to register handlers before running).
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// Whether the loop runs, shuts down or has stopped.
+    pub fn run_state(&self) -> RunState {
+        self.state
+    }
+
+    /// The transport's counters as of now.
+    pub fn stats(&self) -> TransportStats {
+        let mut stats = self.stats.clone();
+        stats.open_connections = self.open_connections as u64;
+        stats.sockets = self.conns.len() as u64;
+        stats.timers_pending = self.deadlines.len() as u64;
+        stats.bytes_queued = self
+            .conns
+            .iter()
+            .map(|(_, c)| c.outbox.pending() as u64)
+            .sum();
+        stats
+    }
+
+    /// The next event for the host program, if any.
+    pub fn next_event(&mut self) -> Option<A::Event> {
+        self.host_events.pop_front()
+    }
+
+    /// The poll's file descriptor, for a host that waits on it in its own epoll set.
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> std::os::unix::io::RawFd {
+        use std::os::unix::io::AsRawFd;
+        self.poll.as_raw_fd()
+    }
+
+    /// Shut down on SIGTERM and SIGINT (the signals are watched by this loop's poll).
+    pub fn shutdown_on_signals(&mut self) -> io::Result<()> {
+        let mut signals = signal_hook_mio::v1_0::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+        ])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Run turns until the loop has stopped.
+    pub fn run(&mut self) -> io::Result<()> {
+        while self.state != RunState::Stopped {
+            self.turn(None)?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop (the steps are in the module docs); `timeout` bounds how long it
+    /// may wait for events (`None`: until the next timer or event).
+    pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if self.state == RunState::Stopped {
+            return Ok(());
+        }
+        // 1. Poll.
+        self.poll_events(timeout)?;
+        // 2. Events only set latches.
+        self.set_latches();
+        let now = Instant::now();
+        // 3. Pump ready connections within the read budget.
+        self.pump_ready(now);
+        // 4. Drain handle commands within the command budget.
+        self.drain_commands(now);
+        // 5. Expire timers.
+        self.expire_timers(now);
+        // 6. Flush every connection whose outbox grew.
+        self.flush_dirty();
+        // 7. Accept new sockets.
+        self.accept(now);
+        // 8. Reap what is done; stop when a shutdown is over.
+        self.reap(now);
+        Ok(())
+    }
+
+    /// Step 1: wait for events, no longer than `host` allows.
+    fn poll_events(&mut self, host: Option<Duration>) -> io::Result<()> {
+        let wait = self.poll_timeout(host, Instant::now());
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Zero when work is left over; else until the earliest of the next timer, the end of an
+    /// accept back-off, the shutdown deadline and `host`.
+    fn poll_timeout(&self, host: Option<Duration>, now: Instant) -> Option<Duration> {
+        let busy = !self.ready.is_empty()
+            || self.commands_pending
+            || !self.out.dirty.is_empty()
+            || (self.listener_ready
+                && self.state == RunState::Running
+                && self.accept_paused_until.is_none());
+        if busy {
+            return Some(Duration::ZERO);
+        }
+        let mut deadline = self.deadlines.next_expiry();
+        for extra in [self.accept_paused_until, self.shutdown_deadline]
+            .into_iter()
+            .flatten()
+        {
+            deadline = Some(deadline.map_or(extra, |d| d.min(extra)));
+        }
+        let until_timer = deadline.map(|d| d.saturating_duration_since(now));
+        match (host, until_timer) {
+            (Some(h), Some(t)) => Some(h.min(t)),
+            (Some(h), None) => Some(h),
+            (None, t) => t,
+        }
+    }
+
+    /// Step 2: set the latches the events report, and begin the shutdown a signal asks for.
+    /// The rule for the readable latch is in `connection.rs`.
+    fn set_latches(&mut self) {
+        let mut woken = false;
+        let mut signalled = false;
+        for event in self.events.iter() {
+            match event.token() {
+                LISTENER => self.listener_ready = true,
+                WAKER => woken = true,
+                SIGNALS => signalled = true,
+                token => {
+                    let Some(conn) = self.conns.by_token_mut(token) else {
+                        continue; // stale: the slot was reused
+                    };
+                    let read_to_block =
+                        event.is_read_closed() || event.is_error() || event.is_priority();
+                    if event.is_readable() || read_to_block {
+                        conn.readable = true;
+                        conn.read_to_block |= read_to_block;
+                        queue_ready(&mut self.ready, conn);
+                    }
+                    if event.is_writable() || event.is_write_closed() {
+                        conn.writable = true;
+                        if conn.outbox.pending() > 0 {
+                            self.out.mark_dirty(conn);
+                        }
+                    }
+                }
+            }
+        }
+        if woken {
+            self.commands_pending = true;
+        }
+        if signalled {
+            self.drain_signals();
+        }
+    }
+}

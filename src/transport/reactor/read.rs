@@ -1,0 +1,214 @@
+//! Reading (turn step 3): pumping ready connections within a budget, and what the bytes read
+//! become: a request head (see `upgrade.rs`), WebSocket frames and messages for the app, or
+//! the end of the stream.
+//!
+//! When the readable latch is set and cleared is told in `connection.rs`. A connection whose
+//! budget ran out keeps its latch and goes back to the ready queue for the next turn. A
+//! zero-byte read is a half-close: the frames already buffered are handled first.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::app::{App, CloseReason, ConnId};
+use crate::transport::connection::{ConnState, Connection, ReadResult};
+use crate::ws::codec::{self, Incoming, OutKind};
+
+use super::slots::key_of;
+use super::Reactor;
+
+/// Size of the read buffer shared by every connection.
+pub(super) const READ_BUF: usize = 64 * 1024;
+/// Bytes read from one connection per turn before the others get their turn.
+const READ_BUDGET: usize = 256 * 1024;
+
+/// Put `conn` in the ready queue to be pumped (once).
+pub(super) fn queue_ready(ready: &mut VecDeque<usize>, conn: &mut Connection) {
+    if !conn.in_ready {
+        conn.in_ready = true;
+        ready.push_back(key_of(conn.id));
+    }
+}
+
+impl<A: App> Reactor<A> {
+    /// Step 3: pump each connection in the ready queue once.
+    pub(super) fn pump_ready(&mut self, now: Instant) {
+        let rounds = self.ready.len();
+        for _ in 0..rounds {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(conn) = self.conns.at_mut(key) else {
+                continue;
+            };
+            conn.in_ready = false;
+            if !conn.readable {
+                continue;
+            }
+            self.pump_read(key, now);
+            if let Some(conn) = self.conns.at_mut(key) {
+                if conn.readable && !self.reap.contains(&key) {
+                    // Budget hit: the latch remembers; come back next turn.
+                    queue_ready(&mut self.ready, conn);
+                }
+            }
+        }
+    }
+
+    /// Read from one connection until its readable latch clears, end of stream or the budget.
+    fn pump_read(&mut self, key: usize, now: Instant) {
+        let mut budget = READ_BUDGET;
+        let mut buf = std::mem::take(&mut self.read_buf);
+        while budget > 0 {
+            // Looked up again each time: the app ran in between.
+            let Some(conn) = self.conns.at_mut(key) else {
+                break;
+            };
+            if !conn.readable {
+                break;
+            }
+            match conn.read_into(&mut buf) {
+                ReadResult::Data(n) => {
+                    budget = budget.saturating_sub(n);
+                    self.stats.bytes_in += n as u64;
+                    conn.last_rx = now;
+                    if !self.on_bytes(key, &mut buf[..n], now) {
+                        break;
+                    }
+                }
+                ReadResult::WouldBlock => break,
+                ReadResult::Eof => {
+                    self.on_eof(key, now);
+                    break;
+                }
+                ReadResult::Failed(e) => {
+                    log::debug!("connection {key}: read failed: {e}");
+                    self.drop_now(key, now);
+                    break;
+                }
+            }
+        }
+        self.read_buf = buf;
+        self.apply_actions(now);
+    }
+
+    /// Handle bytes just read. Returns false when reading should stop.
+    fn on_bytes(&mut self, key: usize, bytes: &mut [u8], now: Instant) -> bool {
+        let Some(conn) = self.conns.at_mut(key) else {
+            return false;
+        };
+        match &conn.state {
+            ConnState::Handshaking { .. } => self.on_head_bytes(key, bytes, now),
+            ConnState::Open { .. } | ConnState::Closing { .. } => self.decode(key, bytes, now),
+            ConnState::Finishing => true, // drained and discarded
+        }
+    }
+
+    /// Feed WebSocket bytes to the connection's decoder. Returns false when reading should stop.
+    pub(super) fn decode(&mut self, key: usize, bytes: &mut [u8], now: Instant) -> bool {
+        let Some(conn) = self.conns.at_mut(key) else {
+            return false;
+        };
+        let id = conn.id;
+        let (mut decoder, open) = match &mut conn.state {
+            ConnState::Open { decoder } => (std::mem::take(decoder), true),
+            ConnState::Closing { decoder } => (std::mem::take(decoder), false),
+            _ => return false,
+        };
+        let limits = self.limits;
+        let mut keep_reading = true;
+        let result = decoder.decode(bytes, &limits, &mut |incoming| {
+            keep_reading = self.on_incoming(key, id, incoming, open, now);
+            keep_reading
+        });
+        // Put the decoder back if the connection is still in a decoding state.
+        if let Some(conn) = self.conns.at_mut(key) {
+            match &mut conn.state {
+                ConnState::Open { decoder: slot } | ConnState::Closing { decoder: slot } => {
+                    *slot = decoder;
+                }
+                _ => {}
+            }
+        }
+        match result {
+            Ok(()) => keep_reading,
+            Err(err) => {
+                log::debug!(
+                    "connection {key}: protocol error, closing with {}: {}",
+                    err.code,
+                    err.reason
+                );
+                self.fail(key, err.code, err.reason, now);
+                false
+            }
+        }
+    }
+
+    /// One decoded frame or message. Returns false to stop decoding this input.
+    fn on_incoming(
+        &mut self,
+        key: usize,
+        id: ConnId,
+        incoming: Incoming<'_>,
+        open: bool,
+        now: Instant,
+    ) -> bool {
+        match incoming {
+            Incoming::Message { data, binary } => {
+                if !open {
+                    return true; // closing: data is discarded
+                }
+                self.app
+                    .on_message(id, data, binary, now, &mut self.actions);
+                self.apply_actions(now);
+                self.conns.get(id).is_some_and(|c| c.is_open())
+            }
+            Incoming::Ping(payload) => {
+                if open {
+                    if let Some(conn) = self.conns.at_mut(key) {
+                        self.out.queue_frame(conn, OutKind::Pong, payload);
+                    }
+                }
+                true
+            }
+            Incoming::Pong(_) => true,
+            Incoming::Close { code, reason } => {
+                log::debug!("connection {key}: peer closed with {code:?} {reason:?}");
+                if open {
+                    // Echo the peer's code (RFC 6455 section 5.5.1), then finish.
+                    let Some(conn) = self.conns.at_mut(key) else {
+                        return false;
+                    };
+                    self.out.queue(conn, |out| {
+                        codec::encode_close(out, code.unwrap_or(1000), "")
+                    });
+                    self.leave_open(key, CloseReason::Peer(code.unwrap_or(1005)), now);
+                }
+                self.finish(key, now);
+                false
+            }
+        }
+    }
+
+    /// The peer shut down its write side (a zero-byte read).
+    fn on_eof(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.at_mut(key) else {
+            return;
+        };
+        conn.readable = false;
+        conn.peer_eof = true;
+        match conn.state {
+            ConnState::Handshaking { .. } => self.drop_now(key, now),
+            ConnState::Open { .. } => {
+                // Half-close: what arrived before it was handled; flush what we owe, then go.
+                self.leave_open(key, CloseReason::Reset, now);
+                self.finish(key, now);
+            }
+            ConnState::Closing { .. } => self.drop_now(key, now),
+            ConnState::Finishing => {
+                if conn.write_shut {
+                    self.mark_reap(key);
+                }
+            }
+        }
+    }
+}
