@@ -151,27 +151,37 @@ pub enum MsgKind {
 }
 
 impl MsgKind {
+    /// Every built-in `type` with its kind: the one list [`MsgKind::of`] reads.
+    pub const TYPES: [(&'static str, MsgKind); 21] = [
+        ("ping", MsgKind::Ping),
+        ("auth", MsgKind::Auth),
+        ("connect", MsgKind::Connect),
+        ("session_create", MsgKind::SessionCreate),
+        ("session_join", MsgKind::SessionJoin),
+        ("session_leave", MsgKind::SessionLeave),
+        ("session_patch", MsgKind::SessionPatch),
+        ("presence", MsgKind::Presence),
+        ("chat", MsgKind::Relay),
+        ("chat_stream", MsgKind::Relay),
+        ("chat_complete", MsgKind::Relay),
+        ("tool_start", MsgKind::Relay),
+        ("tool_update", MsgKind::Relay),
+        ("tool_result", MsgKind::Relay),
+        ("broadcast", MsgKind::Relay),
+        ("route_request", MsgKind::RouteRequest),
+        ("route_response", MsgKind::RouteResponse),
+        ("agent_register", MsgKind::AgentRegister),
+        ("agent_unregister", MsgKind::AgentUnregister),
+        ("agent_heartbeat", MsgKind::AgentHeartbeat),
+        ("agent_query", MsgKind::AgentQuery),
+    ];
+
     /// The built-in kind of a `type`, or `None` for any other type.
     pub fn of(msg_type: &str) -> Option<MsgKind> {
-        Some(match msg_type {
-            "ping" => MsgKind::Ping,
-            "auth" => MsgKind::Auth,
-            "connect" => MsgKind::Connect,
-            "session_create" => MsgKind::SessionCreate,
-            "session_join" => MsgKind::SessionJoin,
-            "session_leave" => MsgKind::SessionLeave,
-            "session_patch" => MsgKind::SessionPatch,
-            "presence" => MsgKind::Presence,
-            "chat" | "chat_stream" | "chat_complete" | "tool_start" | "tool_update"
-            | "tool_result" | "broadcast" => MsgKind::Relay,
-            "route_request" => MsgKind::RouteRequest,
-            "route_response" => MsgKind::RouteResponse,
-            "agent_register" => MsgKind::AgentRegister,
-            "agent_unregister" => MsgKind::AgentUnregister,
-            "agent_heartbeat" => MsgKind::AgentHeartbeat,
-            "agent_query" => MsgKind::AgentQuery,
-            _ => return None,
-        })
+        MsgKind::TYPES
+            .iter()
+            .find(|(name, _)| *name == msg_type)
+            .map(|&(_, kind)| kind)
     }
 
     /// Whether the kind is handled before the connection has authenticated.
