@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::app::{CloseReason, TransportStats};
-use crate::core::wire::ErrorCode;
+use crate::core::errors::ErrorCode;
 
 /// Every label a message type is counted under.
 pub const TYPE_LABELS: [&str; 30] = [
