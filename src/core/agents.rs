@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::app::ConnId;
+use crate::core::errors::{ErrorCode, Refusal};
 
 /// What kind of program an agent is; `type` on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -254,14 +255,25 @@ pub enum AgentError {
     LimitExceeded,
 }
 
-impl AgentError {
-    /// The protocol error code.
-    pub fn code(&self) -> &'static str {
+impl Refusal for AgentError {
+    fn code(&self) -> ErrorCode {
         match self {
-            AgentError::Exists => "AGENT_EXISTS",
-            AgentError::NotFound => "AGENT_NOT_FOUND",
-            AgentError::Forbidden => "FORBIDDEN",
-            AgentError::LimitExceeded => "LIMIT_EXCEEDED",
+            AgentError::Exists => ErrorCode::AgentExists,
+            AgentError::NotFound => ErrorCode::AgentNotFound,
+            AgentError::Forbidden => ErrorCode::Forbidden,
+            AgentError::LimitExceeded => ErrorCode::LimitExceeded,
+        }
+    }
+
+    /// A message naming the agent `agent_id`.
+    fn message(&self, agent_id: &str) -> String {
+        match self {
+            AgentError::Exists => format!("Agent {agent_id} is registered by another client"),
+            AgentError::NotFound => format!("Agent {agent_id} not found"),
+            AgentError::Forbidden => {
+                format!("Agent {agent_id} is offline or owned by another client")
+            }
+            AgentError::LimitExceeded => "Too many agents".to_owned(),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::app::{CloseReason, TransportStats};
-use crate::core::wire::ErrorCode;
+use crate::core::errors::ErrorCode;
 
 /// Every label a message type is counted under.
 pub const TYPE_LABELS: [&str; 30] = [
@@ -51,45 +51,21 @@ pub const TYPE_LABELS: [&str; 30] = [
     "invalid",
 ];
 
-/// Index of the `other` label.
-pub const OTHER: usize = 28;
-/// Index of the `invalid` label.
-pub const INVALID: usize = 29;
+/// Index of the `other` label, the one after every type's own.
+pub const OTHER: usize = TYPE_LABELS.len() - 2;
+/// Index of the `invalid` label, the last.
+pub const INVALID: usize = TYPE_LABELS.len() - 1;
 const USED_LABELS: usize = TYPE_LABELS.len();
 
 /// The label index of a message type: its own for a built-in type, [`OTHER`] for any other.
+///
+/// A scan of [`TYPE_LABELS`] in order: the most frequent types (`ping`, `pong`) come first,
+/// and most comparisons stop at the length.
 pub fn type_label(msg_type: &str) -> usize {
-    match msg_type {
-        "ping" => 0,
-        "pong" => 1,
-        "auth" => 2,
-        "auth_success" => 3,
-        "connect" => 4,
-        "hello_ok" => 5,
-        "session_create" => 6,
-        "session_join" => 7,
-        "session_leave" => 8,
-        "session_patch" => 9,
-        "session_info" => 10,
-        "presence" => 11,
-        "chat" => 12,
-        "chat_stream" => 13,
-        "chat_complete" => 14,
-        "tool_start" => 15,
-        "tool_update" => 16,
-        "tool_result" => 17,
-        "broadcast" => 18,
-        "route_request" => 19,
-        "route_response" => 20,
-        "agent_register" => 21,
-        "agent_unregister" => 22,
-        "agent_heartbeat" => 23,
-        "agent_query" => 24,
-        "agent_info" => 25,
-        "agent_list" => 26,
-        "error" => 27,
-        _ => OTHER,
-    }
+    TYPE_LABELS[..OTHER]
+        .iter()
+        .position(|label| *label == msg_type)
+        .unwrap_or(OTHER)
 }
 
 /// Gauges of the core, sampled when rendering.
@@ -362,6 +338,7 @@ pub struct Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::wire::MsgKind;
 
     #[test]
     fn labels_are_fixed() {
@@ -375,6 +352,15 @@ mod tests {
         for (i, label) in TYPE_LABELS[..OTHER].iter().enumerate() {
             assert_eq!(type_label(label), i);
         }
+    }
+
+    #[test]
+    fn every_built_in_kind_has_its_own_label() {
+        for (msg_type, _) in MsgKind::TYPES {
+            assert_eq!(TYPE_LABELS[type_label(msg_type)], msg_type);
+        }
+        let distinct: std::collections::HashSet<_> = TYPE_LABELS.iter().collect();
+        assert_eq!(distinct.len(), TYPE_LABELS.len(), "a label is listed twice");
     }
 
     #[test]

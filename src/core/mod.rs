@@ -7,11 +7,17 @@
 //!
 //! - [`wire`]: reading and writing the wire format (envelopes, payloads, the field scanner);
 //! - [`clients`], [`sessions`], [`agents`], [`routes`], [`ratelimit`], [`auth`], [`timers`]:
-//!   state and decisions, each testable alone;
-//! - [`dispatch`]: the [`App`] implementation and the order of checks; [`requests`] the
-//!   request handlers, one file per message family, and the embedding program's custom
-//!   handlers; [`outbound`] the sending; [`metrics`] `/health` and `/metrics`; [`events`] the
-//!   commands and events exchanged with the host.
+//!   the tables, state and decisions, each testable alone; they never import [`state`] or
+//!   [`requests`];
+//! - [`errors`]: the error codes and [`Refusal`](errors::Refusal), the one way a table
+//!   reports a refusal;
+//! - [`state`]: `CoreState`, everything the handlers work on, and what every request shares;
+//! - [`requests`]: the handlers, one file per message family, the embedding program's custom
+//!   handlers among them;
+//! - [`dispatch`]: [`GatewayCore`], the [`App`] implementation: the order of checks and the
+//!   routing of each message to its handler;
+//! - [`outbound`] the sending; [`metrics`] `/health` and `/metrics`; [`events`] the commands
+//!   and events exchanged with the host.
 //!
 //! [`App`]: crate::app::App
 
@@ -19,6 +25,7 @@ pub mod agents;
 pub mod auth;
 pub mod clients;
 pub mod dispatch;
+pub mod errors;
 pub mod events;
 pub mod metrics;
 pub mod outbound;
@@ -26,13 +33,14 @@ pub mod ratelimit;
 pub mod requests;
 pub mod routes;
 pub mod sessions;
+pub mod state;
 pub mod timers;
 pub mod wire;
 
 pub use dispatch::GatewayCore;
+pub use errors::ErrorCode;
 pub use events::{Command, Event};
 pub use requests::custom::{HandlerContext, Message};
-pub use wire::ErrorCode;
 
 #[cfg(test)]
 mod tests;

@@ -12,11 +12,12 @@
 use serde::Serialize;
 
 use crate::app::{Actions, ConnId, Staged};
+use crate::core::errors::{ErrorCode, Refusal};
 use crate::core::events::Event;
 use crate::core::metrics::{type_label, Metrics};
 use crate::core::wire::payloads::ErrorOut;
+use crate::core::wire::FieldError;
 use crate::core::wire::{self, Head};
-use crate::core::wire::{ErrorCode, FieldError};
 
 /// Stage one envelope; `None` when the payload failed to serialize.
 pub fn stage(
@@ -83,25 +84,23 @@ pub fn fan_out(
     sent
 }
 
-/// Send an `error` to `conn`, with `replyTo` when the request's id is known.
-#[allow(clippy::too_many_arguments)]
+/// Send the `error` of `reject` to `conn` at `timestamp`, with `replyTo` when the request's
+/// id is known.
 pub fn send_error(
     out: &mut Actions<Event>,
     metrics: &mut Metrics,
     conn: ConnId,
     reply_to: Option<&str>,
-    code: ErrorCode,
-    message: &str,
-    field: Option<&str>,
     timestamp: u64,
+    reject: &Reject,
 ) {
     let head = Head {
         reply_to,
         ..Head::new("error", timestamp)
     };
-    let payload = ErrorOut::new(code, message, field);
+    let payload = ErrorOut::new(reject.code, &reject.message, reject.field);
     if send_ser(out, metrics, conn, &head, &payload) {
-        metrics.count_error(code);
+        metrics.count_error(reject.code);
     }
 }
 
@@ -123,6 +122,15 @@ impl Reject {
             code,
             message: message.into(),
             field: None,
+        }
+    }
+
+    /// The error reply of a table's refusal about `subject` (see [`Refusal`]).
+    pub fn refused(refusal: &impl Refusal, subject: &str) -> Self {
+        Reject {
+            code: refusal.code(),
+            message: refusal.message(subject),
+            field: refusal.field(),
         }
     }
 }
@@ -193,16 +201,8 @@ mod tests {
     fn errors_are_counted_by_code() {
         let mut out = Actions::new();
         let mut m = Metrics::new();
-        send_error(
-            &mut out,
-            &mut m,
-            c(1),
-            Some("r"),
-            ErrorCode::SessionFull,
-            "full",
-            None,
-            5,
-        );
+        let reject = Reject::new(ErrorCode::SessionFull, "full");
+        send_error(&mut out, &mut m, c(1), Some("r"), 5, &reject);
         assert_eq!(m.errors(ErrorCode::SessionFull), 1);
         assert_eq!(m.messages_out(type_label("error")), 1);
         let Action::Send { msg, .. } = &out.list()[0] else {

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::app::ConnId;
+use crate::core::errors::{ErrorCode, Refusal};
 
 /// Default bound on pending requests per requester.
 pub const DEFAULT_PER_REQUESTER: usize = 1024;
@@ -32,6 +33,33 @@ pub enum RouteError {
     Duplicate,
     /// The table holds its total bound of entries.
     Full,
+}
+
+impl Refusal for RouteError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RouteError::Duplicate => ErrorCode::InvalidMessage,
+            RouteError::Full => ErrorCode::LimitExceeded,
+        }
+    }
+
+    /// A message naming the request id `id`.
+    fn message(&self, id: &str) -> String {
+        match self {
+            RouteError::Duplicate => {
+                format!("A route_request with id {id} is already pending for this target")
+            }
+            RouteError::Full => "Too many pending route requests".to_owned(),
+        }
+    }
+
+    /// A duplicate is the request's `id` at fault.
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            RouteError::Duplicate => Some("id"),
+            RouteError::Full => None,
+        }
+    }
 }
 
 /// The pending route requests.
@@ -207,6 +235,16 @@ mod tests {
         assert_eq!(t.insert(c(1), c(3), "x"), Err(RouteError::Duplicate));
         assert!(t.take(c(3), c(2), "x"));
         assert!(t.take(c(3), c(1), "x"));
+    }
+
+    #[test]
+    fn a_duplicate_is_the_id_at_fault() {
+        let dup = RouteError::Duplicate;
+        assert_eq!(dup.code(), ErrorCode::InvalidMessage);
+        assert_eq!(dup.field(), Some("id"));
+        assert!(dup.message("r7").contains("r7"));
+        assert_eq!(RouteError::Full.code(), ErrorCode::LimitExceeded);
+        assert_eq!(RouteError::Full.field(), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::app::ConnId;
-use crate::core::wire::ErrorCode;
+use crate::core::errors::{ErrorCode, Refusal};
 
 /// Largest session metadata, in bytes of JSON (PROTOCOL section 4).
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
@@ -101,9 +101,8 @@ pub enum SessionError {
     MetadataTooLarge,
 }
 
-impl SessionError {
-    /// The protocol error code for this refusal.
-    pub fn code(self) -> ErrorCode {
+impl Refusal for SessionError {
+    fn code(&self) -> ErrorCode {
         match self {
             SessionError::NotFound => ErrorCode::SessionNotFound,
             SessionError::Full => ErrorCode::SessionFull,
@@ -114,8 +113,8 @@ impl SessionError {
         }
     }
 
-    /// A human-readable message naming the session.
-    pub fn message(self, session_id: &str) -> String {
+    /// A message naming the session `session_id`.
+    fn message(&self, session_id: &str) -> String {
         match self {
             SessionError::NotFound => format!("Session {session_id} not found"),
             SessionError::Full => format!("Session {session_id} is full"),
@@ -283,6 +282,16 @@ impl SessionTable {
     /// The session `id`.
     pub fn get(&self, id: &str) -> Option<&Session> {
         self.sessions.get(id)
+    }
+
+    /// The session `id`, for one of its members: [`SessionError::NotFound`] when it does not
+    /// exist, [`SessionError::NotAMember`] when `conn` is not in it.
+    pub fn of_member(&self, id: &str, conn: ConnId) -> Result<&Session, SessionError> {
+        let session = self.sessions.get(id).ok_or(SessionError::NotFound)?;
+        if !self.is_member(id, conn) {
+            return Err(SessionError::NotAMember);
+        }
+        Ok(session)
     }
 
     /// Whether `conn` is a member of session `id`.
@@ -472,6 +481,21 @@ mod tests {
         );
         assert_eq!(
             t.patch("x", conn(1), obj(json!({}))).unwrap_err(),
+            SessionError::NotFound
+        );
+    }
+
+    #[test]
+    fn of_member_names_the_refusal() {
+        let mut t = SessionTable::new(limits());
+        t.create("r", None, None, member(1)).unwrap();
+        assert_eq!(t.of_member("r", conn(1)).map(Session::id), Ok("r"));
+        assert_eq!(
+            t.of_member("r", conn(2)).unwrap_err(),
+            SessionError::NotAMember
+        );
+        assert_eq!(
+            t.of_member("x", conn(1)).unwrap_err(),
             SessionError::NotFound
         );
     }

@@ -655,11 +655,12 @@ fn wire_payloads_deserialize_with_documented_defaults() {
 
 #[test]
 fn errors_carry_their_protocol_codes() {
-    assert_eq!(AgentError::Exists.code(), "AGENT_EXISTS");
-    assert_eq!(AgentError::NotFound.code(), "AGENT_NOT_FOUND");
-    assert_eq!(AgentError::Forbidden.code(), "FORBIDDEN");
-    assert_eq!(AgentError::LimitExceeded.code(), "LIMIT_EXCEEDED");
+    assert_eq!(AgentError::Exists.code().as_str(), "AGENT_EXISTS");
+    assert_eq!(AgentError::NotFound.code().as_str(), "AGENT_NOT_FOUND");
+    assert_eq!(AgentError::Forbidden.code().as_str(), "FORBIDDEN");
+    assert_eq!(AgentError::LimitExceeded.code().as_str(), "LIMIT_EXCEEDED");
     assert!(!AgentError::Exists.to_string().is_empty());
+    assert_eq!(AgentError::NotFound.message("a-1"), "Agent a-1 not found");
 }
 
 #[test]

@@ -1,7 +1,13 @@
-//! Handlers of the connection-level requests: `ping`, `auth` and `connect` (PROTOCOL sections
-//! 3 and 5), the three a connection may send before it has authenticated.
+//! A connection's life in the core: its opening (the welcome), the connection-level requests
+//! `ping`, `auth` and `connect` (PROTOCOL sections 3 and 5, the three a connection may send
+//! before it has authenticated), and what its close leaves behind.
 //!
 //! Contract:
+//! - Opening sends `session_info` `{"sessionId","clientId","status":"connected",
+//!   "authRequired"}` and, when auth is required, arms the auth deadline; without auth the
+//!   connection is authenticated as `anonymous` from the start.
+//! - A closed connection leaves every session (the others are told), turns its agents
+//!   offline (arming their TTL) and drops its pending routes.
 //! - `ping` → `pong` `{"clientId"}`; the payload is not read, nothing is allocated.
 //! - `auth` after success replies `auth_success` again with the same identity, whatever it
 //!   carries. Otherwise `AUTH_REQUIRED` when the mode's credential is missing or empty (not
@@ -12,205 +18,286 @@
 //!   authenticated connections that sent `connect`, the sender included, and is empty when the
 //!   sender has not authenticated.
 
-use crate::app::Actions;
-use crate::config::AuthMode;
-use crate::core::auth::{self, Credentials};
-use crate::core::clients::Device;
-use crate::core::dispatch::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
+use std::time::Instant;
+
+use crate::app::{Actions, CloseReason, ConnId};
+use crate::config::{AuthMode, Config};
+use crate::core::auth::{self, Credentials, ANONYMOUS};
+use crate::core::clients::{Client, Device};
+use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
+use crate::core::ratelimit::TokenBucket;
+use crate::core::requests::{agents, sessions};
+use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
+use crate::core::timers;
 use crate::core::wire::payloads::{
-    self, AuthIn, AuthSuccessOut, ConnectIn, DevicePresenceOut, HealthOut, HelloOkOut,
+    self, AuthIn, AuthSuccessOut, ConnectIn, DevicePresenceOut, HealthOut, HelloOkOut, WelcomeOut,
 };
 use crate::core::wire::{self, Head};
-use crate::core::wire::{
-    check_ident, opt_str, req_str, Envelope, ErrorCode, FieldError, Loose, MAX_ID_BYTES,
-};
+use crate::core::wire::{check_ident, opt_str, req_str, Envelope, FieldError, Loose, MAX_ID_BYTES};
 
 /// The protocol version this gateway speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-impl CoreState {
-    /// `ping` → `pong`.
-    pub(crate) fn on_ping(&mut self, req: &Req<'_>, out: &mut Actions<Event>) {
-        let Some(client) = self.clients.get(req.conn) else {
-            return;
-        };
-        let head = Head::new("pong", req.ts).reply_to(req.id);
-        let payload = |buf: &mut Vec<u8>| {
-            buf.extend_from_slice(b"{\"clientId\":");
-            wire::write_str(buf, &client.client_id);
-            buf.push(b'}');
-            true
-        };
-        outbound::send(out, &mut self.metrics, req.conn, &head, payload);
+/// A new connection: record it, send the welcome `session_info`, arm its auth deadline.
+pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut Actions<Event>) {
+    let ts = state.wall_ms(now);
+    let auth_required = state.auth_required();
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let deadline = if auth_required {
+        Config::duration(state.config.auth_timeout_ms).and_then(|d| now.checked_add(d))
+    } else {
+        None
+    };
+    let bucket = (state.config.rate_limit_per_sec > 0).then(|| {
+        TokenBucket::new(
+            state.config.rate_limit_per_sec,
+            state.config.rate_limit_burst,
+            now,
+        )
+    });
+    let client = Client {
+        conn,
+        client_id: client_id.clone(),
+        user_id: (!auth_required).then(|| ANONYMOUS.to_owned()),
+        auth_failures: 0,
+        auth_deadline: deadline,
+        bucket,
+        device: None,
+        closing: false,
+    };
+    if let Some(old) = state.clients.insert(client) {
+        log::warn!("connection slot {} reopened before it closed", conn.index);
+        forget(state, old, CloseReason::Reset.label().to_owned(), now, out);
     }
+    let welcome = WelcomeOut {
+        session_id: &client_id,
+        client_id: &client_id,
+        status: "connected",
+        auth_required,
+    };
+    outbound::send_ser(
+        out,
+        &mut state.metrics,
+        conn,
+        &Head::new("session_info", ts),
+        &welcome,
+    );
+    if let Some(at) = deadline {
+        out.set_timer(at, timers::auth_timeout(conn));
+    }
+    log::debug!("client {client_id} connected");
+    out.emit(Event::ClientConnected {
+        client_id: client_id.clone(),
+    });
+    if !auth_required {
+        out.emit(Event::ClientAuthenticated {
+            client_id,
+            user_id: ANONYMOUS.to_owned(),
+        });
+    }
+}
 
-    /// `auth` → `auth_success`.
-    pub(crate) fn on_auth(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let Some(client) = self.clients.get(req.conn) else {
-            return Ok(());
-        };
-        if client.is_authenticated() {
-            self.send_auth_success(req, out);
-            return Ok(());
+/// Forget `client`, whose connection closed: leave its sessions, turn its agents offline,
+/// drop its routes.
+pub(crate) fn forget(
+    state: &mut CoreState,
+    client: Client,
+    reason: String,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let conn = client.conn;
+    let ts = state.wall_ms(now);
+    sessions::leave_all(state, conn, ts, out);
+    agents::owner_gone(state, conn, now, ts, out);
+    state.routes.drop_conn(conn);
+    log::debug!("client {} disconnected ({reason})", client.client_id);
+    out.emit(Event::ClientDisconnected {
+        client_id: client.client_id,
+        reason,
+    });
+}
+
+/// `ping` → `pong`.
+pub(crate) fn ping(state: &mut CoreState, req: &Req<'_>, out: &mut Actions<Event>) {
+    let Some(client) = state.clients.get(req.conn) else {
+        return;
+    };
+    let head = Head::new("pong", req.ts).reply_to(req.id);
+    let payload = |buf: &mut Vec<u8>| {
+        buf.extend_from_slice(b"{\"clientId\":");
+        wire::write_str(buf, &client.client_id);
+        buf.push(b'}');
+        true
+    };
+    outbound::send(out, &mut state.metrics, req.conn, &head, payload);
+}
+
+/// `auth` → `auth_success`.
+pub(crate) fn auth(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    if client.is_authenticated() {
+        send_auth_success(state, req, out);
+        return Ok(());
+    }
+    let p: AuthIn<'_> = payloads::parse(env.payload)?;
+    let creds = Credentials {
+        token: opt_str(&p.token, "token")?,
+        password: opt_str(&p.password, "password")?,
+        client_id: opt_str(&p.client_id, "clientId")?,
+    };
+    opt_str(&p.client_type, "clientType")?;
+    let config = &state.config;
+    if config.auth_mode == AuthMode::Password
+        && creds.client_id.is_some_and(|c| c.len() > MAX_ID_BYTES)
+    {
+        return Err(FieldError::new(
+            "clientId",
+            format!("clientId must be at most {MAX_ID_BYTES} bytes"),
+        )
+        .into());
+    }
+    let outcome = auth::check(
+        config.auth_mode,
+        &config.auth_tokens,
+        config.auth_password.as_deref(),
+        creds,
+    );
+    match outcome {
+        auth::AuthOutcome::Success(user_id) => {
+            state.clients.authenticate(req.conn, user_id.clone());
+            send_auth_success(state, req, out);
+            if let Some(client) = state.clients.get(req.conn) {
+                log::debug!("client {} authenticated as {user_id}", client.client_id);
+                out.emit(Event::ClientAuthenticated {
+                    client_id: client.client_id.clone(),
+                    user_id,
+                });
+            }
+            Ok(())
         }
-        let p: AuthIn<'_> = payloads::parse(env.payload)?;
-        let creds = Credentials {
-            token: opt_str(&p.token, "token")?,
-            password: opt_str(&p.password, "password")?,
-            client_id: opt_str(&p.client_id, "clientId")?,
-        };
-        opt_str(&p.client_type, "clientType")?;
-        let config = &self.config;
-        if config.auth_mode == AuthMode::Password
-            && creds.client_id.is_some_and(|c| c.len() > MAX_ID_BYTES)
-        {
+        auth::AuthOutcome::Missing => Err(Reject::new(
+            ErrorCode::AuthRequired,
+            format!(
+                "Authentication required: send {}",
+                match config.auth_mode {
+                    AuthMode::Password => "password",
+                    _ => "token",
+                }
+            ),
+        )),
+        auth::AuthOutcome::Failed => {
+            let max = state.config.max_auth_failures;
+            let failures = match state.clients.get_mut(req.conn) {
+                Some(client) => {
+                    client.auth_failures = client.auth_failures.saturating_add(1);
+                    client.auth_failures
+                }
+                None => return Ok(()),
+            };
+            log::debug!("auth failure {failures} on {:?}", req.conn);
+            state.reject(
+                out,
+                req,
+                Reject::new(ErrorCode::AuthFailed, "Authentication failed"),
+            );
+            if max > 0 && failures >= max {
+                state.close(out, req.conn, CLOSE_POLICY, REASON_AUTH_FAILURES);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn send_auth_success(state: &mut CoreState, req: &Req<'_>, out: &mut Actions<Event>) {
+    let Some(client) = state.clients.get(req.conn) else {
+        return;
+    };
+    let payload = AuthSuccessOut {
+        client_id: &client.client_id,
+        user_id: client.user_id.as_deref().unwrap_or(auth::ANONYMOUS),
+    };
+    let head = Head::new("auth_success", req.ts).reply_to(req.id);
+    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+}
+
+/// `connect` → `hello_ok`.
+pub(crate) fn connect(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: ConnectIn<'_> = payloads::parse(env.payload)?;
+    let device_id = check_ident(req_str(&p.device_id, "deviceId")?, "deviceId")?;
+    let device_name = opt_str(&p.device_name, "deviceName")?;
+    let role = payloads::role(req_str(&p.role, "role")?)
+        .ok_or_else(|| FieldError::new("role", "role must be one of control, node, webchat"))?;
+    match p.protocol_version {
+        Some(Loose::UInt(n)) if n > 0 => {}
+        None | Some(Loose::Null) => {
+            return Err(FieldError::new("protocolVersion", "protocolVersion is required").into())
+        }
+        Some(_) => {
             return Err(FieldError::new(
-                "clientId",
-                format!("clientId must be at most {MAX_ID_BYTES} bytes"),
+                "protocolVersion",
+                "protocolVersion must be a positive integer",
             )
-            .into());
-        }
-        let outcome = auth::check(
-            config.auth_mode,
-            &config.auth_tokens,
-            config.auth_password.as_deref(),
-            creds,
-        );
-        match outcome {
-            auth::AuthOutcome::Success(user_id) => {
-                self.clients.authenticate(req.conn, user_id.clone());
-                self.send_auth_success(req, out);
-                if let Some(client) = self.clients.get(req.conn) {
-                    log::debug!("client {} authenticated as {user_id}", client.client_id);
-                    out.emit(Event::ClientAuthenticated {
-                        client_id: client.client_id.clone(),
-                        user_id,
-                    });
-                }
-                Ok(())
-            }
-            auth::AuthOutcome::Missing => Err(Reject::new(
-                ErrorCode::AuthRequired,
-                format!(
-                    "Authentication required: send {}",
-                    match config.auth_mode {
-                        AuthMode::Password => "password",
-                        _ => "token",
-                    }
-                ),
-            )),
-            auth::AuthOutcome::Failed => {
-                let max = self.config.max_auth_failures;
-                let failures = match self.clients.get_mut(req.conn) {
-                    Some(client) => {
-                        client.auth_failures = client.auth_failures.saturating_add(1);
-                        client.auth_failures
-                    }
-                    None => return Ok(()),
-                };
-                log::debug!("auth failure {failures} on {:?}", req.conn);
-                self.reject(
-                    out,
-                    req,
-                    Reject::new(ErrorCode::AuthFailed, "Authentication failed"),
-                );
-                if max > 0 && failures >= max {
-                    self.close(out, req.conn, CLOSE_POLICY, REASON_AUTH_FAILURES);
-                }
-                Ok(())
-            }
+            .into())
         }
     }
-
-    fn send_auth_success(&mut self, req: &Req<'_>, out: &mut Actions<Event>) {
-        let Some(client) = self.clients.get(req.conn) else {
-            return;
-        };
-        let payload = AuthSuccessOut {
-            client_id: &client.client_id,
-            user_id: client.user_id.as_deref().unwrap_or(auth::ANONYMOUS),
-        };
-        let head = Head::new("auth_success", req.ts).reply_to(req.id);
-        outbound::send_ser(out, &mut self.metrics, req.conn, &head, &payload);
-    }
-
-    /// `connect` → `hello_ok`.
-    pub(crate) fn on_connect(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let p: ConnectIn<'_> = payloads::parse(env.payload)?;
-        let device_id = check_ident(req_str(&p.device_id, "deviceId")?, "deviceId")?;
-        let device_name = opt_str(&p.device_name, "deviceName")?;
-        let role = payloads::role(req_str(&p.role, "role")?)
-            .ok_or_else(|| FieldError::new("role", "role must be one of control, node, webchat"))?;
-        match p.protocol_version {
-            Some(Loose::UInt(n)) if n > 0 => {}
-            None | Some(Loose::Null) => {
-                return Err(
-                    FieldError::new("protocolVersion", "protocolVersion is required").into(),
-                )
-            }
-            Some(_) => {
-                return Err(FieldError::new(
-                    "protocolVersion",
-                    "protocolVersion must be a positive integer",
-                )
-                .into())
-            }
-        }
-        let device = Device {
-            device_id: device_id.to_owned(),
-            device_name: device_name.map(str::to_owned),
-            role,
-            connected_at: req.ts,
-        };
-        let Some(client) = self.clients.get_mut(req.conn) else {
-            return Ok(());
-        };
-        client.device = Some(device);
-        let authenticated = client.is_authenticated();
-        let presence = if authenticated {
-            self.clients
-                .iter()
-                .filter(|c| c.is_authenticated())
-                .filter_map(|c| c.device.as_ref())
-                .map(|d| DevicePresenceOut {
-                    device_id: &d.device_id,
-                    role: d.role,
-                    connected_at: d.connected_at,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let Some(client) = self.clients.get(req.conn) else {
-            return Ok(());
-        };
-        let payload = HelloOkOut {
-            client_id: &client.client_id,
-            paired: true,
-            uptime: self.uptime_ms(req.now),
-            state_version: self.state_version,
-            protocol_version: PROTOCOL_VERSION,
-            presence,
-            health: HealthOut {
-                status: "ok",
-                checked_at: req.ts,
-            },
-            auth_required: self.auth_required(),
-        };
-        let head = Head::new("hello_ok", req.ts).reply_to(req.id);
-        outbound::send_ser(out, &mut self.metrics, req.conn, &head, &payload);
-        Ok(())
-    }
+    let device = Device {
+        device_id: device_id.to_owned(),
+        device_name: device_name.map(str::to_owned),
+        role,
+        connected_at: req.ts,
+    };
+    let Some(client) = state.clients.get_mut(req.conn) else {
+        return Ok(());
+    };
+    client.device = Some(device);
+    let authenticated = client.is_authenticated();
+    let presence = if authenticated {
+        state
+            .clients
+            .iter()
+            .filter(|c| c.is_authenticated())
+            .filter_map(|c| c.device.as_ref())
+            .map(|d| DevicePresenceOut {
+                device_id: &d.device_id,
+                role: d.role,
+                connected_at: d.connected_at,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    let payload = HelloOkOut {
+        client_id: &client.client_id,
+        paired: true,
+        uptime: state.uptime_ms(req.now),
+        state_version: state.state_version,
+        protocol_version: PROTOCOL_VERSION,
+        presence,
+        health: HealthOut {
+            status: "ok",
+            checked_at: req.ts,
+        },
+        auth_required: state.auth_required(),
+    };
+    let head = Head::new("hello_ok", req.ts).reply_to(req.id);
+    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+    Ok(())
 }

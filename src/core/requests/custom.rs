@@ -2,6 +2,8 @@
 //! act through, and the host actions shared with [`Command`](crate::core::events::Command)s.
 //!
 //! Contract:
+//! - A message of a type that is neither built in nor registered is answered
+//!   `UNKNOWN_TYPE` and reported as [`Event::UnhandledMessage`].
 //! - A handler runs for a message of its type from an authenticated connection, after the
 //!   size, parse, envelope, rate limit and auth checks; it is responsible for the reply (the
 //!   gateway sends none for it).
@@ -13,19 +15,84 @@
 //! - `kick` closes with 1008 `Kicked`; the connection's cleanup happens when the reactor
 //!   reports the close.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::app::Actions;
 use crate::core::auth::ANONYMOUS;
-use crate::core::dispatch::{CoreState, Req, CLOSE_POLICY, REASON_KICKED};
+use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
-use crate::core::outbound::{self, Reject};
-use crate::core::wire::ErrorCode;
-use crate::core::wire::{self, Head};
+use crate::core::outbound::{self, short, Reject};
+use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_KICKED};
+use crate::core::wire::{self, Envelope, Head};
 
 /// A registered handler.
 pub(crate) type Handler = Box<dyn FnMut(&mut HandlerContext<'_>, &Message) + Send>;
+
+/// The registered handlers, by message type.
+#[derive(Default)]
+pub(crate) struct Handlers {
+    by_type: HashMap<String, Handler>,
+}
+
+impl Handlers {
+    /// Handle `msg_type` with `handler` from now on, replacing any handler it had. Whether
+    /// the type may be handled (not empty, not built in) is the caller's to check.
+    pub fn insert(&mut self, msg_type: &str, handler: Handler) {
+        self.by_type.insert(msg_type.to_owned(), handler);
+    }
+
+    /// A message of a type that is not built in: its handler, or `UNKNOWN_TYPE` and an
+    /// [`Event::UnhandledMessage`].
+    pub fn handle(
+        &mut self,
+        state: &mut CoreState,
+        req: &Req<'_>,
+        env: &Envelope<'_>,
+        data: &[u8],
+        out: &mut Actions<Event>,
+    ) {
+        let Some(handler) = self.by_type.get_mut(env.msg_type.as_ref()) else {
+            let reject = Reject::new(
+                ErrorCode::UnknownType,
+                format!("Unknown message type: {}", short(&env.msg_type)),
+            );
+            state.reject(out, req, reject);
+            let message = serde_json::from_slice(data).unwrap_or_else(
+                |_| serde_json::json!({"type": env.msg_type.as_ref(), "id": env.id.as_ref()}),
+            );
+            if let Some(client) = state.clients.get(req.conn) {
+                out.emit(Event::UnhandledMessage {
+                    client_id: client.client_id.clone(),
+                    msg_type: env.msg_type.clone().into_owned(),
+                    message,
+                });
+            }
+            return;
+        };
+        let payload: Value = match serde_json::from_slice(env.payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                let reject = Reject {
+                    field: Some("payload"),
+                    ..Reject::new(ErrorCode::InvalidMessage, format!("payload: {e}"))
+                };
+                state.reject(out, req, reject);
+                return;
+            }
+        };
+        let message = Message {
+            msg_type: env.msg_type.clone().into_owned(),
+            id: env.id.clone().into_owned(),
+            payload,
+            session_id: env.session_id.as_str().map(str::to_owned),
+        };
+        let mut ctx = HandlerContext::new(state, out, *req);
+        handler(&mut ctx, &message);
+    }
+}
 
 /// A client message handed to a custom handler.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,8 +162,14 @@ impl<'a> HandlerContext<'a> {
     /// Send a message to the client `client_id`; whether it was sent (false when the client is
     /// not connected, `msg_type` is empty or `payload` is not a JSON object).
     pub fn send_to(&mut self, client_id: &str, msg_type: &str, payload: impl Serialize) -> bool {
-        self.state
-            .host_send(self.out, client_id, msg_type, &payload, self.req.ts)
+        send_to_client(
+            self.state,
+            self.out,
+            client_id,
+            msg_type,
+            &payload,
+            self.req.ts,
+        )
     }
 
     /// Send a message to every member of `session_id`; returns how many received it (0 also
@@ -107,13 +180,19 @@ impl<'a> HandlerContext<'a> {
         msg_type: &str,
         payload: impl Serialize,
     ) -> usize {
-        self.state
-            .host_broadcast(self.out, session_id, msg_type, &payload, self.req.ts)
+        broadcast_to_session(
+            self.state,
+            self.out,
+            session_id,
+            msg_type,
+            &payload,
+            self.req.ts,
+        )
     }
 
     /// Close the connection of `client_id` with 1008 `Kicked`; whether it was open.
     pub fn kick(&mut self, client_id: &str) -> bool {
-        self.state.host_kick(self.out, client_id)
+        kick(self.state, self.out, client_id)
     }
 
     /// Answer the sender with an `error` (`replyTo` set).
@@ -124,66 +203,64 @@ impl<'a> HandlerContext<'a> {
     }
 }
 
-impl CoreState {
-    /// Send one message to the client `client_id` (no `source`, no `replyTo`).
-    pub(crate) fn host_send<T: Serialize + ?Sized>(
-        &mut self,
-        out: &mut Actions<Event>,
-        client_id: &str,
-        msg_type: &str,
-        payload: &T,
-        ts: u64,
-    ) -> bool {
-        let Some(conn) = self.clients.conn_of(client_id) else {
-            return false;
-        };
-        if msg_type.is_empty() {
-            log::warn!("not sending a message with an empty type to {client_id}");
-            return false;
-        }
-        outbound::send(
-            out,
-            &mut self.metrics,
-            conn,
-            &Head::new(msg_type, ts),
-            wire::ser_object(payload),
-        )
+/// Send one message to the client `client_id` (no `source`, no `replyTo`).
+pub(crate) fn send_to_client<T: Serialize + ?Sized>(
+    state: &mut CoreState,
+    out: &mut Actions<Event>,
+    client_id: &str,
+    msg_type: &str,
+    payload: &T,
+    ts: u64,
+) -> bool {
+    let Some(conn) = state.clients.conn_of(client_id) else {
+        return false;
+    };
+    if msg_type.is_empty() {
+        log::warn!("not sending a message with an empty type to {client_id}");
+        return false;
     }
+    outbound::send(
+        out,
+        &mut state.metrics,
+        conn,
+        &Head::new(msg_type, ts),
+        wire::ser_object(payload),
+    )
+}
 
-    /// Send one message, staged once, to every member of `session_id`.
-    pub(crate) fn host_broadcast<T: Serialize + ?Sized>(
-        &mut self,
-        out: &mut Actions<Event>,
-        session_id: &str,
-        msg_type: &str,
-        payload: &T,
-        ts: u64,
-    ) -> usize {
-        let Some(session) = self.sessions.get(session_id) else {
-            return 0;
-        };
-        if msg_type.is_empty() {
-            log::warn!("not broadcasting a message with an empty type to {session_id}");
-            return 0;
-        }
-        let head = Head::new(msg_type, ts).session(session_id);
-        outbound::fan_out(
-            out,
-            &mut self.metrics,
-            session.members().iter().map(|m| m.conn),
-            &head,
-            wire::ser_object(payload),
-        )
+/// Send one message, staged once, to every member of `session_id`.
+pub(crate) fn broadcast_to_session<T: Serialize + ?Sized>(
+    state: &mut CoreState,
+    out: &mut Actions<Event>,
+    session_id: &str,
+    msg_type: &str,
+    payload: &T,
+    ts: u64,
+) -> usize {
+    let Some(session) = state.sessions.get(session_id) else {
+        return 0;
+    };
+    if msg_type.is_empty() {
+        log::warn!("not broadcasting a message with an empty type to {session_id}");
+        return 0;
     }
+    let head = Head::new(msg_type, ts).session(session_id);
+    outbound::fan_out(
+        out,
+        &mut state.metrics,
+        session.members().iter().map(|m| m.conn),
+        &head,
+        wire::ser_object(payload),
+    )
+}
 
-    /// Close the connection of `client_id` with 1008 `Kicked`.
-    pub(crate) fn host_kick(&mut self, out: &mut Actions<Event>, client_id: &str) -> bool {
-        match self.clients.conn_of(client_id) {
-            Some(conn) => {
-                log::debug!("kicking client {client_id}");
-                self.close(out, conn, CLOSE_POLICY, REASON_KICKED)
-            }
-            None => false,
+/// Close the connection of `client_id` with 1008 `Kicked`.
+pub(crate) fn kick(state: &mut CoreState, out: &mut Actions<Event>, client_id: &str) -> bool {
+    match state.clients.conn_of(client_id) {
+        Some(conn) => {
+            log::debug!("kicking client {client_id}");
+            state.close(out, conn, CLOSE_POLICY, REASON_KICKED)
         }
+        None => false,
     }
 }

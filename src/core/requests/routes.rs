@@ -17,12 +17,12 @@
 //!   otherwise `TARGET_NOT_FOUND`.
 
 use crate::app::{Actions, ConnId};
-use crate::core::dispatch::{CoreState, Req};
+use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
-use crate::core::routes::RouteError;
+use crate::core::state::{CoreState, Req};
 use crate::core::wire::{self, Head, MsgId};
-use crate::core::wire::{Envelope, ErrorCode, Field, FieldError};
+use crate::core::wire::{Envelope, Field, FieldError};
 
 /// Prefix of a capability target.
 pub const CAPABILITY_PREFIX: &str = "capability:";
@@ -43,109 +43,91 @@ fn not_found(target: &str) -> Reject {
     )
 }
 
-impl CoreState {
-    /// The connection a `route_request` target names.
-    fn resolve_target(&mut self, target: &str) -> Option<ConnId> {
-        if let Some(name) = target.strip_prefix(CAPABILITY_PREFIX) {
-            return self.agents.pick_by_capability(name).map(|(conn, _)| conn);
-        }
-        let auth_required = self.auth_required();
-        let client = self
-            .clients
-            .conn_of(target)
-            .and_then(|conn| self.clients.get(conn))
-            .filter(|c| !c.closing && (c.is_authenticated() || !auth_required));
-        if let Some(client) = client {
-            return Some(client.conn);
-        }
-        self.agents
-            .owner_of(target)
-            .filter(|conn| self.clients.get(*conn).is_some_and(|c| !c.closing))
+/// The connection a `route_request` target names.
+fn resolve_target(state: &mut CoreState, target: &str) -> Option<ConnId> {
+    if let Some(name) = target.strip_prefix(CAPABILITY_PREFIX) {
+        return state.agents.pick_by_capability(name).map(|(conn, _)| conn);
     }
+    let auth_required = state.auth_required();
+    let client = state
+        .clients
+        .conn_of(target)
+        .and_then(|conn| state.clients.get(conn))
+        .filter(|c| !c.closing && (c.is_authenticated() || !auth_required));
+    if let Some(client) = client {
+        return Some(client.conn);
+    }
+    state
+        .agents
+        .owner_of(target)
+        .filter(|conn| state.clients.get(*conn).is_some_and(|c| !c.closing))
+}
 
-    /// `route_request`: deliver to the target.
-    pub(crate) fn on_route_request(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let target = required_str(&env.target, "target")?;
-        let responder = self
-            .resolve_target(target)
-            .ok_or_else(|| not_found(target))?;
-        match self.routes.insert(req.conn, responder, req.id) {
-            Ok(()) => {}
-            Err(RouteError::Duplicate) => {
-                return Err(FieldError::new(
-                    "id",
-                    format!(
-                        "A route_request with id {} is already pending for this target",
-                        req.id
-                    ),
-                )
-                .into())
-            }
-            Err(RouteError::Full) => {
-                return Err(Reject::new(
-                    ErrorCode::LimitExceeded,
-                    "Too many pending route requests",
-                ))
-            }
-        }
-        let Some(client) = self.clients.get(req.conn) else {
-            return Ok(());
-        };
-        let head = Head {
-            id: MsgId::Given(req.id),
-            ..Head::new("route_request", req.ts).source(&client.client_id)
-        };
-        outbound::send(
-            out,
-            &mut self.metrics,
-            responder,
-            &head,
-            wire::raw(env.payload),
-        );
-        Ok(())
-    }
+/// `route_request`: deliver to the target.
+pub(crate) fn request(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let target = required_str(&env.target, "target")?;
+    let responder = resolve_target(state, target).ok_or_else(|| not_found(target))?;
+    state
+        .routes
+        .insert(req.conn, responder, req.id)
+        .map_err(|e| Reject::refused(&e, req.id))?;
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    let head = Head {
+        id: MsgId::Given(req.id),
+        ..Head::new("route_request", req.ts).source(&client.client_id)
+    };
+    outbound::send(
+        out,
+        &mut state.metrics,
+        responder,
+        &head,
+        wire::raw(env.payload),
+    );
+    Ok(())
+}
 
-    /// `route_response`: deliver to the requester, once.
-    pub(crate) fn on_route_response(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let target = required_str(&env.target, "target")?;
-        let reply_to = required_str(&env.reply_to, "replyTo")?;
-        let requester = self
-            .clients
-            .conn_of(target)
-            .ok_or_else(|| not_found(target))?;
-        if !self.routes.take(req.conn, requester, reply_to) {
-            return Err(Reject::new(
-                ErrorCode::TargetNotFound,
-                format!(
-                    "No pending route_request {} from {}",
-                    short(reply_to),
-                    short(target)
-                ),
-            ));
-        }
-        let Some(client) = self.clients.get(req.conn) else {
-            return Ok(());
-        };
-        let head = Head::new("route_response", req.ts)
-            .reply_to(reply_to)
-            .source(&client.client_id);
-        outbound::send(
-            out,
-            &mut self.metrics,
-            requester,
-            &head,
-            wire::raw(env.payload),
-        );
-        Ok(())
+/// `route_response`: deliver to the requester, once.
+pub(crate) fn response(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let target = required_str(&env.target, "target")?;
+    let reply_to = required_str(&env.reply_to, "replyTo")?;
+    let requester = state
+        .clients
+        .conn_of(target)
+        .ok_or_else(|| not_found(target))?;
+    if !state.routes.take(req.conn, requester, reply_to) {
+        return Err(Reject::new(
+            ErrorCode::TargetNotFound,
+            format!(
+                "No pending route_request {} from {}",
+                short(reply_to),
+                short(target)
+            ),
+        ));
     }
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    let head = Head::new("route_response", req.ts)
+        .reply_to(reply_to)
+        .source(&client.client_id);
+    outbound::send(
+        out,
+        &mut state.metrics,
+        requester,
+        &head,
+        wire::raw(env.payload),
+    );
+    Ok(())
 }

@@ -14,20 +14,22 @@
 //!   per session and go to every member but the sender, in join order. Presence sent by the
 //!   gateway (`joined`, `left`) has no `source`; presence and relays sent by a client carry
 //!   `source` = its `clientId`.
+//! - Refusals are the table's [`SessionError`](crate::core::sessions::SessionError)s, as
+//!   its [`Refusal`](crate::core::errors::Refusal) words them; `presence` naming a session and
+//!   a relay need the session to exist (`SESSION_NOT_FOUND`) and the sender in it
+//!   (`NOT_A_MEMBER`).
 
 use crate::app::{Actions, ConnId};
 use crate::core::auth::ANONYMOUS;
-use crate::core::dispatch::{CoreState, Req};
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::sessions::{JoinOutcome, LeaveOutcome, Member, Session};
+use crate::core::state::{CoreState, Req};
 use crate::core::wire::payloads::{
     self, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionPatchIn, SessionRefIn,
 };
 use crate::core::wire::{self, Head};
-use crate::core::wire::{
-    opt_ident, opt_object, opt_str, Envelope, ErrorCode, Field, FieldError, Loose,
-};
+use crate::core::wire::{opt_ident, opt_object, opt_str, Envelope, Field, FieldError, Loose};
 
 /// The session a request names: the payload field, else the envelope's `sessionId`.
 fn session_ref<'b>(
@@ -64,357 +66,338 @@ fn others(session: &Session, me: ConnId) -> impl Iterator<Item = ConnId> + '_ {
         .filter(move |c| *c != me)
 }
 
-impl CoreState {
-    /// The member record of the requesting connection.
-    fn member(&self, conn: ConnId) -> Option<Member> {
-        let client = self.clients.get(conn)?;
-        Some(Member {
-            conn,
-            client_id: client.client_id.clone(),
-            user_id: client
-                .user_id
-                .clone()
-                .unwrap_or_else(|| ANONYMOUS.to_owned()),
-        })
-    }
+/// The member record of the requesting connection.
+fn member(state: &CoreState, conn: ConnId) -> Option<Member> {
+    let client = state.clients.get(conn)?;
+    Some(Member {
+        conn,
+        client_id: client.client_id.clone(),
+        user_id: client
+            .user_id
+            .clone()
+            .unwrap_or_else(|| ANONYMOUS.to_owned()),
+    })
+}
 
-    /// Send `presence` with `status` about `member` to the other members of `session_id`.
-    fn announce(
-        &mut self,
-        out: &mut Actions<Event>,
-        session_id: &str,
-        member: &Member,
-        status: &str,
-        ts: u64,
-    ) {
-        let Some(session) = self.sessions.get(session_id) else {
-            return;
-        };
-        let payload = PresenceOut {
-            client_id: &member.client_id,
-            user_id: &member.user_id,
-            status,
-            session_id,
-            timestamp: ts,
-        };
-        let head = Head::new("presence", ts).session(session_id);
-        outbound::fan_out(
-            out,
-            &mut self.metrics,
-            others(session, member.conn),
-            &head,
-            wire::ser(&payload),
-        );
-    }
+/// Send `presence` with `status` about `member` to the other members of `session_id`.
+fn announce(
+    state: &mut CoreState,
+    out: &mut Actions<Event>,
+    session_id: &str,
+    member: &Member,
+    status: &str,
+    ts: u64,
+) {
+    let Some(session) = state.sessions.get(session_id) else {
+        return;
+    };
+    let payload = PresenceOut {
+        client_id: &member.client_id,
+        user_id: &member.user_id,
+        status,
+        session_id,
+        timestamp: ts,
+    };
+    let head = Head::new("presence", ts).session(session_id);
+    outbound::fan_out(
+        out,
+        &mut state.metrics,
+        others(session, member.conn),
+        &head,
+        wire::ser(&payload),
+    );
+}
 
-    /// Reply to a create or join and tell the others.
-    fn after_join(
-        &mut self,
-        req: &Req<'_>,
-        out: &mut Actions<Event>,
-        session_id: &str,
-        outcome: JoinOutcome,
-        member_client_id: String,
-    ) {
-        let Some(session) = self.sessions.get(session_id) else {
-            return;
-        };
-        let status = match outcome {
-            JoinOutcome::Created => "created",
-            JoinOutcome::Joined | JoinOutcome::AlreadyMember => "joined",
-        };
-        let head = Head::new("session_info", req.ts)
-            .reply_to(req.id)
-            .session(session_id);
-        outbound::send_ser(
-            out,
-            &mut self.metrics,
-            req.conn,
-            &head,
-            &info(session, status),
-        );
-        let event = match outcome {
-            JoinOutcome::AlreadyMember => return,
-            JoinOutcome::Created => Event::SessionCreated {
+/// Reply to a create or join and tell the others.
+fn after_join(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    out: &mut Actions<Event>,
+    session_id: &str,
+    outcome: JoinOutcome,
+    member_client_id: String,
+) {
+    let Some(session) = state.sessions.get(session_id) else {
+        return;
+    };
+    let status = match outcome {
+        JoinOutcome::Created => "created",
+        JoinOutcome::Joined | JoinOutcome::AlreadyMember => "joined",
+    };
+    let head = Head::new("session_info", req.ts)
+        .reply_to(req.id)
+        .session(session_id);
+    outbound::send_ser(
+        out,
+        &mut state.metrics,
+        req.conn,
+        &head,
+        &info(session, status),
+    );
+    let event = match outcome {
+        JoinOutcome::AlreadyMember => return,
+        JoinOutcome::Created => Event::SessionCreated {
+            session_id: session_id.to_owned(),
+            client_id: member_client_id,
+        },
+        JoinOutcome::Joined => {
+            let member = session.members().last().cloned();
+            if let Some(member) = member {
+                announce(state, out, session_id, &member, "joined", req.ts);
+            }
+            Event::SessionJoined {
                 session_id: session_id.to_owned(),
                 client_id: member_client_id,
-            },
-            JoinOutcome::Joined => {
-                let member = session.members().last().cloned();
-                if let Some(member) = member {
-                    self.announce(out, session_id, &member, "joined", req.ts);
-                }
-                Event::SessionJoined {
-                    session_id: session_id.to_owned(),
-                    client_id: member_client_id,
-                }
-            }
-        };
-        self.state_version += 1;
-        out.emit(event);
-    }
-
-    /// `session_create` → `session_info` `created` (or `joined` for an existing id).
-    pub(crate) fn on_session_create(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let p: SessionCreateIn<'_> = payloads::parse(env.payload)?;
-        let session_id = match opt_ident(&p.session_id, "sessionId")? {
-            Some(id) => id.to_owned(),
-            None => format!("session-{}", uuid::Uuid::new_v4()),
-        };
-        let name = opt_str(&p.name, "name")?.map(str::to_owned);
-        let metadata = opt_object(p.metadata, "metadata")?;
-        let Some(member) = self.member(req.conn) else {
-            return Ok(());
-        };
-        let client_id = member.client_id.clone();
-        let outcome = self
-            .sessions
-            .create(&session_id, name, metadata, member)
-            .map_err(|e| Reject::new(e.code(), e.message(&session_id)))?
-            .0;
-        self.after_join(req, out, &session_id, outcome, client_id);
-        Ok(())
-    }
-
-    /// `session_join` → `session_info` `joined`.
-    pub(crate) fn on_session_join(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
-        let session_id = session_ref(&p.session_id, "sessionId", &env.session_id)?;
-        let Some(member) = self.member(req.conn) else {
-            return Ok(());
-        };
-        let client_id = member.client_id.clone();
-        let outcome = self
-            .sessions
-            .join(session_id, member)
-            .map_err(|e| Reject::new(e.code(), e.message(session_id)))?
-            .0;
-        self.after_join(req, out, session_id, outcome, client_id);
-        Ok(())
-    }
-
-    /// `session_leave` → `session_info` `left`.
-    pub(crate) fn on_session_leave(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
-        let session_id = session_ref(&p.session_id, "sessionId", &env.session_id)?;
-        let outcome = self
-            .sessions
-            .leave(session_id, req.conn)
-            .map_err(|e| Reject::new(e.code(), e.message(session_id)))?;
-        let head = Head::new("session_info", req.ts)
-            .reply_to(req.id)
-            .session(session_id);
-        let payload = SessionInfoOut {
-            session_id,
-            status: "left",
-            name: None,
-            members: None,
-            metadata: None,
-        };
-        outbound::send_ser(out, &mut self.metrics, req.conn, &head, &payload);
-        if let LeaveOutcome::Left { member, removed } = outcome {
-            self.after_leave(out, session_id, member, removed, req.ts);
-        }
-        Ok(())
-    }
-
-    /// Tell the others `member` left, count the change and emit the event.
-    fn after_leave(
-        &mut self,
-        out: &mut Actions<Event>,
-        session_id: &str,
-        member: Member,
-        removed: bool,
-        ts: u64,
-    ) {
-        self.state_version += 1;
-        if !removed {
-            self.announce(out, session_id, &member, "left", ts);
-        }
-        out.emit(Event::SessionLeft {
-            session_id: session_id.to_owned(),
-            client_id: member.client_id,
-        });
-    }
-
-    /// Leave every session `conn` is in (it is disconnecting).
-    pub(crate) fn leave_all_sessions(&mut self, conn: ConnId, ts: u64, out: &mut Actions<Event>) {
-        let ids = self.sessions.sessions_of(conn).to_vec();
-        for session_id in ids {
-            if let Ok(LeaveOutcome::Left { member, removed }) =
-                self.sessions.leave(&session_id, conn)
-            {
-                self.after_leave(out, &session_id, member, removed, ts);
             }
         }
-    }
+    };
+    state.state_version += 1;
+    out.emit(event);
+}
 
-    /// `session_patch` → `session_info` `patched`, the same to the other members.
-    pub(crate) fn on_session_patch(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let p: SessionPatchIn<'_> = payloads::parse(env.payload)?;
-        let session_id = session_ref(&p.session_key, "sessionKey", &env.session_id)?;
-        let patch = opt_object(p.patch, "patch")?
-            .ok_or_else(|| FieldError::new("patch", "patch is required"))?;
-        let session = self
-            .sessions
-            .patch(session_id, req.conn, patch)
-            .map_err(|e| Reject::new(e.code(), e.message(session_id)))?;
-        self.state_version += 1;
-        let payload = SessionInfoOut {
-            session_id,
-            status: "patched",
-            name: None,
-            members: None,
-            metadata: Some(session.metadata()),
-        };
-        let head = Head::new("session_info", req.ts).session(session_id);
-        outbound::send_ser(
-            out,
-            &mut self.metrics,
-            req.conn,
-            &head.reply_to(req.id),
-            &payload,
-        );
-        let head = Head::new("session_info", req.ts).session(session_id);
-        outbound::fan_out(
-            out,
-            &mut self.metrics,
-            others(session, req.conn),
-            &head,
-            wire::ser(&payload),
-        );
-        Ok(())
-    }
+/// `session_create` → `session_info` `created` (or `joined` for an existing id).
+pub(crate) fn create(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: SessionCreateIn<'_> = payloads::parse(env.payload)?;
+    let session_id = match opt_ident(&p.session_id, "sessionId")? {
+        Some(id) => id.to_owned(),
+        None => format!("session-{}", uuid::Uuid::new_v4()),
+    };
+    let name = opt_str(&p.name, "name")?.map(str::to_owned);
+    let metadata = opt_object(p.metadata, "metadata")?;
+    let Some(member) = member(state, req.conn) else {
+        return Ok(());
+    };
+    let client_id = member.client_id.clone();
+    let outcome = state
+        .sessions
+        .create(&session_id, name, metadata, member)
+        .map_err(|e| Reject::refused(&e, &session_id))?
+        .0;
+    after_join(state, req, out, &session_id, outcome, client_id);
+    Ok(())
+}
 
-    /// `presence`: fanned out to the other members of one session or of every session the
-    /// sender is in.
-    pub(crate) fn on_presence(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let p: PresenceIn<'_> = payloads::parse(env.payload)?;
-        let status = opt_str(&p.status, "status")?
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| FieldError::new("status", "status is required"))?;
-        if status == "joined" || status == "left" {
-            return Err(FieldError::new(
-                "status",
-                format!("status {status} is reserved for the gateway"),
-            )
-            .into());
+/// `session_join` → `session_info` `joined`.
+pub(crate) fn join(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+    let session_id = session_ref(&p.session_id, "sessionId", &env.session_id)?;
+    let Some(member) = member(state, req.conn) else {
+        return Ok(());
+    };
+    let client_id = member.client_id.clone();
+    let outcome = state
+        .sessions
+        .join(session_id, member)
+        .map_err(|e| Reject::refused(&e, session_id))?
+        .0;
+    after_join(state, req, out, session_id, outcome, client_id);
+    Ok(())
+}
+
+/// `session_leave` → `session_info` `left`.
+pub(crate) fn leave(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+    let session_id = session_ref(&p.session_id, "sessionId", &env.session_id)?;
+    let outcome = state
+        .sessions
+        .leave(session_id, req.conn)
+        .map_err(|e| Reject::refused(&e, session_id))?;
+    let head = Head::new("session_info", req.ts)
+        .reply_to(req.id)
+        .session(session_id);
+    let payload = SessionInfoOut {
+        session_id,
+        status: "left",
+        name: None,
+        members: None,
+        metadata: None,
+    };
+    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+    if let LeaveOutcome::Left { member, removed } = outcome {
+        after_leave(state, out, session_id, member, removed, req.ts);
+    }
+    Ok(())
+}
+
+/// Tell the others `member` left, count the change and emit the event.
+fn after_leave(
+    state: &mut CoreState,
+    out: &mut Actions<Event>,
+    session_id: &str,
+    member: Member,
+    removed: bool,
+    ts: u64,
+) {
+    state.state_version += 1;
+    if !removed {
+        announce(state, out, session_id, &member, "left", ts);
+    }
+    out.emit(Event::SessionLeft {
+        session_id: session_id.to_owned(),
+        client_id: member.client_id,
+    });
+}
+
+/// Leave every session `conn` is in (it is disconnecting).
+pub(crate) fn leave_all(state: &mut CoreState, conn: ConnId, ts: u64, out: &mut Actions<Event>) {
+    let ids = state.sessions.sessions_of(conn).to_vec();
+    for session_id in ids {
+        if let Ok(LeaveOutcome::Left { member, removed }) = state.sessions.leave(&session_id, conn)
+        {
+            after_leave(state, out, &session_id, member, removed, ts);
         }
-        let key = match opt_ident(&p.session_key, "sessionKey")? {
-            Some(key) => Some(key),
-            None => env.session_id.opt_ident("sessionId")?,
-        };
-        let Some(client) = self.clients.get(req.conn) else {
-            return Ok(());
-        };
-        let user_id = client.user_id.as_deref().unwrap_or(ANONYMOUS);
-        let targets: Vec<&str> = match key {
-            Some(key) => {
-                if self.sessions.get(key).is_none() {
-                    return Err(Reject::new(
-                        ErrorCode::SessionNotFound,
-                        format!("Session {key} not found"),
-                    ));
-                }
-                if !self.sessions.is_member(key, req.conn) {
-                    return Err(Reject::new(
-                        ErrorCode::NotAMember,
-                        format!("Not a member of session {key}"),
-                    ));
-                }
-                vec![key]
-            }
-            None => self
+    }
+}
+
+/// `session_patch` → `session_info` `patched`, the same to the other members.
+pub(crate) fn patch(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: SessionPatchIn<'_> = payloads::parse(env.payload)?;
+    let session_id = session_ref(&p.session_key, "sessionKey", &env.session_id)?;
+    let patch = opt_object(p.patch, "patch")?
+        .ok_or_else(|| FieldError::new("patch", "patch is required"))?;
+    let session = state
+        .sessions
+        .patch(session_id, req.conn, patch)
+        .map_err(|e| Reject::refused(&e, session_id))?;
+    state.state_version += 1;
+    let payload = SessionInfoOut {
+        session_id,
+        status: "patched",
+        name: None,
+        members: None,
+        metadata: Some(session.metadata()),
+    };
+    let head = Head::new("session_info", req.ts).session(session_id);
+    outbound::send_ser(
+        out,
+        &mut state.metrics,
+        req.conn,
+        &head.reply_to(req.id),
+        &payload,
+    );
+    let head = Head::new("session_info", req.ts).session(session_id);
+    outbound::fan_out(
+        out,
+        &mut state.metrics,
+        others(session, req.conn),
+        &head,
+        wire::ser(&payload),
+    );
+    Ok(())
+}
+
+/// `presence`: fanned out to the other members of one session or of every session the
+/// sender is in.
+pub(crate) fn presence(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: PresenceIn<'_> = payloads::parse(env.payload)?;
+    let status = opt_str(&p.status, "status")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| FieldError::new("status", "status is required"))?;
+    if status == "joined" || status == "left" {
+        return Err(FieldError::new(
+            "status",
+            format!("status {status} is reserved for the gateway"),
+        )
+        .into());
+    }
+    let key = match opt_ident(&p.session_key, "sessionKey")? {
+        Some(key) => Some(key),
+        None => env.session_id.opt_ident("sessionId")?,
+    };
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    let user_id = client.user_id.as_deref().unwrap_or(ANONYMOUS);
+    let targets: Vec<&str> = match key {
+        Some(key) => {
+            state
                 .sessions
-                .sessions_of(req.conn)
-                .iter()
-                .map(String::as_str)
-                .collect(),
-        };
-        for session_id in targets {
-            let Some(session) = self.sessions.get(session_id) else {
-                continue;
-            };
-            let payload = PresenceOut {
-                client_id: &client.client_id,
-                user_id,
-                status,
-                session_id,
-                timestamp: req.ts,
-            };
-            let head = Head::new("presence", req.ts)
-                .session(session_id)
-                .source(&client.client_id);
-            outbound::fan_out(
-                out,
-                &mut self.metrics,
-                others(session, req.conn),
-                &head,
-                wire::ser(&payload),
-            );
+                .of_member(key, req.conn)
+                .map_err(|e| Reject::refused(&e, key))?;
+            vec![key]
         }
-        Ok(())
-    }
-
-    /// A relayed type: to the other members of the envelope's session, same `type`,
-    /// `payload` and `sessionId`, a new `id`, `source` set.
-    pub(crate) fn on_relay(
-        &mut self,
-        req: &Req<'_>,
-        env: &Envelope<'_>,
-        out: &mut Actions<Event>,
-    ) -> Result<(), Reject> {
-        let session_id = env.session_id.ident("sessionId")?;
-        let Some(session) = self.sessions.get(session_id) else {
-            return Err(Reject::new(
-                ErrorCode::SessionNotFound,
-                format!("Session {session_id} not found"),
-            ));
+        None => state
+            .sessions
+            .sessions_of(req.conn)
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    };
+    for session_id in targets {
+        let Some(session) = state.sessions.get(session_id) else {
+            continue;
         };
-        if !self.sessions.is_member(session_id, req.conn) {
-            return Err(Reject::new(
-                ErrorCode::NotAMember,
-                format!("Not a member of session {session_id}"),
-            ));
-        }
-        let Some(client) = self.clients.get(req.conn) else {
-            return Ok(());
+        let payload = PresenceOut {
+            client_id: &client.client_id,
+            user_id,
+            status,
+            session_id,
+            timestamp: req.ts,
         };
-        let head = Head::new(&env.msg_type, req.ts)
+        let head = Head::new("presence", req.ts)
             .session(session_id)
             .source(&client.client_id);
         outbound::fan_out(
             out,
-            &mut self.metrics,
+            &mut state.metrics,
             others(session, req.conn),
             &head,
-            wire::raw(env.payload),
+            wire::ser(&payload),
         );
-        Ok(())
     }
+    Ok(())
+}
+
+/// A relayed type: to the other members of the envelope's session, same `type`,
+/// `payload` and `sessionId`, a new `id`, `source` set.
+pub(crate) fn relay(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let session_id = env.session_id.ident("sessionId")?;
+    let session = state
+        .sessions
+        .of_member(session_id, req.conn)
+        .map_err(|e| Reject::refused(&e, session_id))?;
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    let head = Head::new(&env.msg_type, req.ts)
+        .session(session_id)
+        .source(&client.client_id);
+    outbound::fan_out(
+        out,
+        &mut state.metrics,
+        others(session, req.conn),
+        &head,
+        wire::raw(env.payload),
+    );
+    Ok(())
 }

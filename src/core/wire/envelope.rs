@@ -1,5 +1,6 @@
-//! The wire vocabulary of PROTOCOL sections 2-6: incoming envelopes, message kinds, error
-//! codes and the lenient field type payloads are read with.
+//! The wire vocabulary of PROTOCOL sections 2-6: incoming envelopes, message kinds and the
+//! lenient field type payloads are read with (the error codes are in
+//! [`errors`](crate::core::errors)).
 //!
 //! Contract:
 //! - [`parse_envelope`] reads one client message. It borrows every string it can from the
@@ -21,98 +22,6 @@ use crate::core::wire::scan;
 
 /// Longest `id` a client may send, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
-
-/// The error codes of PROTOCOL sections 3-6, sent as `error.payload.code`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// `AUTH_REQUIRED`: not authenticated yet, or `auth` without a credential.
-    AuthRequired,
-    /// `AUTH_FAILED`: wrong credential.
-    AuthFailed,
-    /// `PARSE_ERROR`: not JSON, not UTF-8, or not an object.
-    ParseError,
-    /// `INVALID_MESSAGE`: a missing or malformed field.
-    InvalidMessage,
-    /// `MESSAGE_TOO_LARGE`: over `max_message_size`.
-    MessageTooLarge,
-    /// `UNKNOWN_TYPE`: neither built in nor handled by a registered handler.
-    UnknownType,
-    /// `SESSION_NOT_FOUND`.
-    SessionNotFound,
-    /// `SESSION_FULL`: `max_clients_per_session` reached.
-    SessionFull,
-    /// `NOT_A_MEMBER`: the sender is not in the session.
-    NotAMember,
-    /// `LIMIT_EXCEEDED`: a table or metadata limit.
-    LimitExceeded,
-    /// `RATE_LIMITED`: the connection's token bucket is empty.
-    RateLimited,
-    /// `AGENT_EXISTS`: the id belongs to another online client.
-    AgentExists,
-    /// `AGENT_NOT_FOUND`.
-    AgentNotFound,
-    /// `FORBIDDEN`: not the owner, or the agent is offline.
-    Forbidden,
-    /// `TARGET_NOT_FOUND`: no route to the target.
-    TargetNotFound,
-    /// `INTERNAL_ERROR`: the gateway (or an embedded handler) could not produce a reply.
-    InternalError,
-}
-
-impl ErrorCode {
-    /// Every code, in a fixed order (the order of [`ErrorCode::index`]).
-    pub const ALL: [ErrorCode; 16] = [
-        ErrorCode::AuthRequired,
-        ErrorCode::AuthFailed,
-        ErrorCode::ParseError,
-        ErrorCode::InvalidMessage,
-        ErrorCode::MessageTooLarge,
-        ErrorCode::UnknownType,
-        ErrorCode::SessionNotFound,
-        ErrorCode::SessionFull,
-        ErrorCode::NotAMember,
-        ErrorCode::LimitExceeded,
-        ErrorCode::RateLimited,
-        ErrorCode::AgentExists,
-        ErrorCode::AgentNotFound,
-        ErrorCode::Forbidden,
-        ErrorCode::TargetNotFound,
-        ErrorCode::InternalError,
-    ];
-
-    /// The wire string, e.g. `SESSION_NOT_FOUND`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::AuthRequired => "AUTH_REQUIRED",
-            ErrorCode::AuthFailed => "AUTH_FAILED",
-            ErrorCode::ParseError => "PARSE_ERROR",
-            ErrorCode::InvalidMessage => "INVALID_MESSAGE",
-            ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
-            ErrorCode::UnknownType => "UNKNOWN_TYPE",
-            ErrorCode::SessionNotFound => "SESSION_NOT_FOUND",
-            ErrorCode::SessionFull => "SESSION_FULL",
-            ErrorCode::NotAMember => "NOT_A_MEMBER",
-            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
-            ErrorCode::RateLimited => "RATE_LIMITED",
-            ErrorCode::AgentExists => "AGENT_EXISTS",
-            ErrorCode::AgentNotFound => "AGENT_NOT_FOUND",
-            ErrorCode::Forbidden => "FORBIDDEN",
-            ErrorCode::TargetNotFound => "TARGET_NOT_FOUND",
-            ErrorCode::InternalError => "INTERNAL_ERROR",
-        }
-    }
-
-    /// Position of this code in [`ErrorCode::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The message types the gateway handles itself (PROTOCOL section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,27 +60,37 @@ pub enum MsgKind {
 }
 
 impl MsgKind {
+    /// Every built-in `type` with its kind: the one list [`MsgKind::of`] reads.
+    pub const TYPES: [(&'static str, MsgKind); 21] = [
+        ("ping", MsgKind::Ping),
+        ("auth", MsgKind::Auth),
+        ("connect", MsgKind::Connect),
+        ("session_create", MsgKind::SessionCreate),
+        ("session_join", MsgKind::SessionJoin),
+        ("session_leave", MsgKind::SessionLeave),
+        ("session_patch", MsgKind::SessionPatch),
+        ("presence", MsgKind::Presence),
+        ("chat", MsgKind::Relay),
+        ("chat_stream", MsgKind::Relay),
+        ("chat_complete", MsgKind::Relay),
+        ("tool_start", MsgKind::Relay),
+        ("tool_update", MsgKind::Relay),
+        ("tool_result", MsgKind::Relay),
+        ("broadcast", MsgKind::Relay),
+        ("route_request", MsgKind::RouteRequest),
+        ("route_response", MsgKind::RouteResponse),
+        ("agent_register", MsgKind::AgentRegister),
+        ("agent_unregister", MsgKind::AgentUnregister),
+        ("agent_heartbeat", MsgKind::AgentHeartbeat),
+        ("agent_query", MsgKind::AgentQuery),
+    ];
+
     /// The built-in kind of a `type`, or `None` for any other type.
     pub fn of(msg_type: &str) -> Option<MsgKind> {
-        Some(match msg_type {
-            "ping" => MsgKind::Ping,
-            "auth" => MsgKind::Auth,
-            "connect" => MsgKind::Connect,
-            "session_create" => MsgKind::SessionCreate,
-            "session_join" => MsgKind::SessionJoin,
-            "session_leave" => MsgKind::SessionLeave,
-            "session_patch" => MsgKind::SessionPatch,
-            "presence" => MsgKind::Presence,
-            "chat" | "chat_stream" | "chat_complete" | "tool_start" | "tool_update"
-            | "tool_result" | "broadcast" => MsgKind::Relay,
-            "route_request" => MsgKind::RouteRequest,
-            "route_response" => MsgKind::RouteResponse,
-            "agent_register" => MsgKind::AgentRegister,
-            "agent_unregister" => MsgKind::AgentUnregister,
-            "agent_heartbeat" => MsgKind::AgentHeartbeat,
-            "agent_query" => MsgKind::AgentQuery,
-            _ => return None,
-        })
+        MsgKind::TYPES
+            .iter()
+            .find(|(name, _)| *name == msg_type)
+            .map(|&(_, kind)| kind)
     }
 
     /// Whether the kind is handled before the connection has authenticated.
@@ -669,15 +588,6 @@ mod tests {
         assert_eq!(req_str(&None, "z").unwrap_err().message, "z is required");
         assert!(opt_bool(&p.a, "a").is_err());
         assert_eq!(opt_ident(&p.a, "a"), Ok(Some("x")));
-    }
-
-    #[test]
-    fn error_codes_have_their_wire_strings_in_index_order() {
-        for (i, code) in ErrorCode::ALL.iter().enumerate() {
-            assert_eq!(code.index(), i);
-        }
-        assert_eq!(ErrorCode::NotAMember.as_str(), "NOT_A_MEMBER");
-        assert_eq!(ErrorCode::TargetNotFound.to_string(), "TARGET_NOT_FOUND");
     }
 
     #[test]

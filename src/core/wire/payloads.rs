@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
+use crate::core::errors::ErrorCode;
 use crate::core::sessions::Member;
-use crate::core::wire::{ErrorCode, FieldError, Loose};
+use crate::core::wire::{FieldError, Loose};
 
 /// Read a payload (the raw JSON object text of an envelope) into `T`.
 pub fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {

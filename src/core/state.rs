@@ -1,0 +1,132 @@
+//! `CoreState`, everything the request handlers work on, and what every request shares:
+//! the `Req` being handled, the clock, the error reply and closing a connection.
+//!
+//! Contract:
+//! - Sans-IO: no sockets, no clock reads. Wall-clock milliseconds are
+//!   `start_wall_ms + (now - start)`, with the `Instant`s passed in.
+//! - `CoreState` is defined and given its methods here only; the handlers of each message
+//!   family are free functions over it in `requests`.
+//! - A connection marked `closing` stays known until the reactor reports the close; it is
+//!   asked to close once (`CoreState::close`).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::app::{Actions, ConnId};
+use crate::config::{AuthMode, Config};
+use crate::core::agents::AgentRegistry;
+use crate::core::clients::Clients;
+use crate::core::events::Event;
+use crate::core::metrics::Metrics;
+use crate::core::outbound::{self, Reject};
+use crate::core::routes::{self, RouteTable};
+use crate::core::sessions::{SessionLimits, SessionTable, MAX_METADATA_BYTES};
+
+/// Close code for policy violations (PROTOCOL section 8).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close reason when the auth deadline passes.
+pub const REASON_AUTH_TIMEOUT: &str = "Authentication timeout";
+/// Close reason after `max_auth_failures` failed `auth` messages.
+pub const REASON_AUTH_FAILURES: &str = "Too many authentication failures";
+/// Close reason of [`Command::Kick`](crate::core::events::Command::Kick) and of a custom
+/// handler's `kick`.
+pub const REASON_KICKED: &str = "Kicked";
+
+/// One request being handled: who sent it, its id and the time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Req<'r> {
+    /// The sender.
+    pub conn: ConnId,
+    /// The request's `id`, for `replyTo`.
+    pub id: &'r str,
+    /// Now.
+    pub now: Instant,
+    /// Now in ms since the Unix epoch.
+    pub ts: u64,
+}
+
+/// Everything the handlers work on.
+pub(crate) struct CoreState {
+    pub config: Config,
+    pub start: Instant,
+    pub start_wall_ms: u64,
+    pub clients: Clients,
+    pub sessions: SessionTable,
+    pub agents: AgentRegistry,
+    pub routes: RouteTable,
+    pub metrics: Metrics,
+    /// Offline epoch → agent id, for the TTL timers in flight.
+    pub agent_ttl: HashMap<u64, String>,
+    pub state_version: u64,
+}
+
+impl CoreState {
+    /// Empty tables for `config`, started at `start`, when the wall clock read
+    /// `start_wall_ms`.
+    pub fn new(config: &Config, start: Instant, start_wall_ms: u64) -> Self {
+        let limits = SessionLimits {
+            max_clients_per_session: config.max_clients_per_session,
+            max_sessions_per_client: config.max_sessions_per_client,
+            max_sessions: config.max_sessions,
+            max_metadata_bytes: MAX_METADATA_BYTES,
+        };
+        CoreState {
+            config: config.clone(),
+            start,
+            start_wall_ms,
+            clients: Clients::new(),
+            sessions: SessionTable::new(limits),
+            agents: AgentRegistry::new(config.max_agents),
+            routes: RouteTable::new(routes::DEFAULT_PER_REQUESTER, routes::DEFAULT_TOTAL),
+            metrics: Metrics::new(),
+            agent_ttl: HashMap::new(),
+            state_version: 0,
+        }
+    }
+
+    /// `now` in ms since the Unix epoch.
+    pub fn wall_ms(&self, now: Instant) -> u64 {
+        self.start_wall_ms.saturating_add(self.uptime_ms(now))
+    }
+
+    /// Ms since the core started.
+    pub fn uptime_ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether clients must authenticate.
+    pub fn auth_required(&self) -> bool {
+        self.config.auth_mode != AuthMode::None
+    }
+
+    /// Send the error of `reject` in reply to `req`.
+    pub fn reject(&mut self, out: &mut Actions<Event>, req: &Req<'_>, reject: Reject) {
+        outbound::send_error(
+            out,
+            &mut self.metrics,
+            req.conn,
+            Some(req.id),
+            req.ts,
+            &reject,
+        );
+    }
+
+    /// Mark `conn` closing and ask the reactor to close it; false when it is unknown or
+    /// already closing.
+    pub fn close(
+        &mut self,
+        out: &mut Actions<Event>,
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+    ) -> bool {
+        match self.clients.get_mut(conn) {
+            Some(client) if !client.closing => {
+                client.closing = true;
+                out.close(conn, code, reason);
+                true
+            }
+            _ => false,
+        }
+    }
+}
