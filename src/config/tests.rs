@@ -1,3 +1,6 @@
+use std::path::Path;
+
+use super::values::{LOG_LEVELS, USIZE_MAX};
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
