@@ -137,6 +137,12 @@ impl Key {
             Kind::Other { check, .. } | Kind::Secret { check, .. } => check(config),
         }
     }
+
+    /// Whether the key is printed masked.
+    #[cfg(test)]
+    pub(crate) fn is_secret(&self) -> bool {
+        matches!(self.kind, Kind::Secret { .. })
+    }
 }
 
 impl Config {

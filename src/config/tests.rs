@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use super::keys::KEY_TABLE;
 use super::values::{LOG_LEVELS, USIZE_MAX};
 use super::*;
 
@@ -113,6 +114,81 @@ fn keys_are_unique_and_each_sets_its_own_field() {
         previous = all.clone();
     }
     assert_eq!(all.validate(), Ok(()));
+}
+
+#[test]
+fn every_key_round_trips_through_print_and_parse() {
+    assert_eq!(KEY_TABLE.len(), NON_DEFAULTS.len());
+    for (key, (name, value)) in KEY_TABLE.iter().zip(NON_DEFAULTS) {
+        assert_eq!(key.name, name, "NON_DEFAULTS follows the key table");
+        let mut config = Config::default();
+        config.set(name, value).unwrap_or_else(|e| panic!("{e}"));
+        let printed = config.to_file_string();
+        let lines: Vec<&str> = printed
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name} =")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{name} is printed once:\n{printed}");
+        if key.is_secret() {
+            // The mask does not read back; the value put back in its place does.
+            assert!(lines[0].contains(SECRET_MASK), "{}", lines[0]);
+            let e = parse(&printed).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(name), "{e}");
+            let restored = printed.replace(lines[0], &format!("{name} = {value}"));
+            assert_eq!(parsed(&restored), config, "{restored}");
+        } else {
+            assert_eq!(parsed(&printed), config, "{printed}");
+        }
+    }
+}
+
+#[test]
+fn defaults_print_byte_for_byte() {
+    let expected = concat!(
+        "# gateway effective configuration (secrets shown as ***)\n",
+        "\n",
+        "# listener\n",
+        "host = 127.0.0.1\n",
+        "port = 18789\n",
+        "path = /ws\n",
+        "max_connections = 10000\n",
+        "http_endpoints = true\n",
+        "\n",
+        "# auth\n",
+        "auth_mode = token\n",
+        "auth_tokens =\n",
+        "auth_password =\n",
+        "auth_timeout_ms = 10000\n",
+        "max_auth_failures = 3\n",
+        "\n",
+        "# origins\n",
+        "cors_origins = http://localhost:*, http://127.0.0.1:*\n",
+        "require_origin = false\n",
+        "\n",
+        "# timers\n",
+        "handshake_timeout_ms = 5000\n",
+        "heartbeat_interval_ms = 30000\n",
+        "client_timeout_ms = 60000\n",
+        "close_timeout_ms = 5000\n",
+        "agent_ttl_ms = 300000\n",
+        "\n",
+        "# limits\n",
+        "max_header_bytes = 8192\n",
+        "max_payload = 10485760\n",
+        "max_message_size = 1048576\n",
+        "max_outbound_buffer = 4194304\n",
+        "max_clients_per_session = 10\n",
+        "max_sessions_per_client = 64\n",
+        "max_sessions = 100000\n",
+        "max_agents = 10000\n",
+        "rate_limit_per_sec = 0\n",
+        "rate_limit_burst = 100\n",
+        "\n",
+        "# logging\n",
+        "log_level = info\n",
+    );
+    assert_eq!(Config::default().to_file_string(), expected);
+    assert_eq!(format!("{:?}", Config::default()), expected);
 }
 
 #[test]
