@@ -1,0 +1,416 @@
+//! The table of configuration keys. Each row of [`KEY_TABLE`] says everything about one key:
+//! its name, the group it is printed under, how its value is read into its field, how it is
+//! printed, and the rule it is checked against. Parsing and `--set` ([`Key::apply`]),
+//! [`Config::validate`] ([`Key::check`]) and [`Config::to_file_string`] ([`Key::printed`])
+//! read the table; none of them names a key.
+//!
+//! # Adding a key
+//!
+//! 1. The field in [`Config`], named as the key, with its doc.
+//! 2. Its default in `impl Default for Config`.
+//! 3. Its row here, where it goes in the shipped `gateway.conf`. A number names its [`Unit`]
+//!    (the syntax and range come with it) and reads and writes its field through `wide` and
+//!    `fit`; any other value names its own `parse`, `print` and `check` (from `values.rs`),
+//!    and a value that holds a secret is a [`Kind::Secret`], printed by a `mask`.
+//!
+//! Then describe it in the shipped `gateway.conf` and in PROTOCOL section 9, and give it a
+//! value other than its default in the tests' `NON_DEFAULTS`; the tests fail until the
+//! shipped file sets it and `NON_DEFAULTS` has it.
+//!
+//! Contract: [`Config::KEYS`] lists the rows' names in table order, which is the order of
+//! the shipped `gateway.conf`; rows of one group are adjacent.
+
+use std::ops::RangeInclusive;
+
+use super::values::{
+    check_host, check_log_level, check_origins, check_password, check_path, check_tokens, fit,
+    level_name, masked_password, masked_tokens, parse_auth_mode, parse_bool, parse_log_level,
+    parse_millis, parse_number, parse_origins, parse_password, parse_size, parse_tokens, wide,
+    SIZE_MIN, U32_MAX, USIZE_MAX,
+};
+use super::{Config, MAX_MS};
+
+/// One configuration key.
+pub(crate) struct Key {
+    /// The key as the file spells it, which is also the name of its [`Config`] field.
+    pub(crate) name: &'static str,
+    /// The `# group` heading it is printed under.
+    pub(crate) group: &'static str,
+    /// How its value is read, printed and checked.
+    pub(crate) kind: Kind,
+}
+
+/// The value shape of a key.
+pub(crate) enum Kind {
+    /// A number: read and range-checked as its [`Unit`] says.
+    Number {
+        unit: Unit,
+        /// The field, widened.
+        get: fn(&Config) -> u64,
+        /// Store a number already in the unit's range.
+        set: fn(&mut Config, u64) -> Result<(), String>,
+    },
+    /// Anything else: parsed, printed and checked by its own functions.
+    Other {
+        /// Read the trimmed value into the field, checking the key's rule; on error the
+        /// field is unchanged.
+        parse: fn(&mut Config, &str) -> Result<(), String>,
+        /// The value as the file writes it.
+        print: fn(&Config) -> String,
+        /// The key's rule, the one `parse` applies, for a field set directly.
+        check: fn(&Config) -> Result<(), String>,
+    },
+    /// A value holding a secret: like [`Kind::Other`], but printed by `mask`, with every
+    /// secret as [`super::SECRET_MASK`], so the printed line does not read back as it was.
+    Secret {
+        parse: fn(&mut Config, &str) -> Result<(), String>,
+        mask: fn(&Config) -> String,
+        check: fn(&Config) -> Result<(), String>,
+    },
+}
+
+/// How a number is written, and its inclusive range.
+pub(crate) enum Unit {
+    /// Decimal digits, in the range.
+    Count(RangeInclusive<u64>),
+    /// Bytes, with an optional `KiB` or `MiB` suffix, from [`SIZE_MIN`] to `usize::MAX`.
+    Size,
+    /// Milliseconds, from 0 (timer off) to [`MAX_MS`].
+    Millis,
+}
+
+impl Unit {
+    fn range(&self) -> (u64, u64) {
+        match self {
+            Unit::Count(range) => (*range.start(), *range.end()),
+            Unit::Size => (SIZE_MIN, USIZE_MAX),
+            Unit::Millis => (0, MAX_MS),
+        }
+    }
+
+    fn parse(&self, value: &str) -> Result<u64, String> {
+        match self {
+            Unit::Count(range) => parse_number(value, *range.start(), *range.end()),
+            Unit::Size => parse_size(value),
+            Unit::Millis => parse_millis(value),
+        }
+    }
+}
+
+impl Key {
+    /// The row of `name`, if it is a configuration key (spelled exactly).
+    pub(crate) fn find(name: &str) -> Option<&'static Key> {
+        KEY_TABLE.iter().find(|key| key.name == name)
+    }
+
+    /// Set this key from its trimmed value; the error is the message only.
+    pub(crate) fn apply(&self, config: &mut Config, value: &str) -> Result<(), String> {
+        match &self.kind {
+            Kind::Number { unit, set, .. } => set(config, unit.parse(value)?),
+            Kind::Other { parse, .. } | Kind::Secret { parse, .. } => parse(config, value),
+        }
+    }
+
+    /// The value as [`Config::to_file_string`] prints it.
+    pub(crate) fn printed(&self, config: &Config) -> String {
+        match &self.kind {
+            Kind::Number { get, .. } => get(config).to_string(),
+            Kind::Other { print, .. } => print(config),
+            Kind::Secret { mask, .. } => mask(config),
+        }
+    }
+
+    /// This key's rule, for [`Config::validate`]; the error is the message only.
+    pub(crate) fn check(&self, config: &Config) -> Result<(), String> {
+        match &self.kind {
+            Kind::Number { unit, get, .. } => {
+                let (min, max) = unit.range();
+                let value = get(config);
+                if value < min {
+                    Err(format!("must be at least {min}, is {value}"))
+                } else if value > max {
+                    Err(format!("must be at most {max}, is {value}"))
+                } else {
+                    Ok(())
+                }
+            }
+            Kind::Other { check, .. } | Kind::Secret { check, .. } => check(config),
+        }
+    }
+
+    /// Whether the key is printed masked.
+    #[cfg(test)]
+    pub(crate) fn is_secret(&self) -> bool {
+        matches!(self.kind, Kind::Secret { .. })
+    }
+}
+
+impl Config {
+    /// Every configuration key, grouped as in the shipped `gateway.conf`: listener, auth,
+    /// origins, timers, limits, logging.
+    pub const KEYS: [&'static str; KEY_TABLE.len()] = {
+        let mut keys = [""; KEY_TABLE.len()];
+        let mut i = 0;
+        while i < KEY_TABLE.len() {
+            keys[i] = KEY_TABLE[i].name;
+            i += 1;
+        }
+        keys
+    };
+}
+
+/// Every key, in the order of the shipped `gateway.conf`.
+pub(crate) const KEY_TABLE: &[Key] = &[
+    Key {
+        name: "host",
+        group: "listener",
+        kind: Kind::Other {
+            parse: |c, v| check_host(v).map(|()| c.host = v.to_string()),
+            print: |c| c.host.clone(),
+            check: |c| check_host(&c.host),
+        },
+    },
+    Key {
+        name: "port",
+        group: "listener",
+        kind: Kind::Number {
+            unit: Unit::Count(0..=65535),
+            get: |c| wide(c.port),
+            set: |c, n| fit(n).map(|n| c.port = n),
+        },
+    },
+    Key {
+        name: "path",
+        group: "listener",
+        kind: Kind::Other {
+            parse: |c, v| check_path(v).map(|()| c.path = v.to_string()),
+            print: |c| c.path.clone(),
+            check: |c| check_path(&c.path),
+        },
+    },
+    Key {
+        name: "max_connections",
+        group: "listener",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_connections),
+            set: |c, n| fit(n).map(|n| c.max_connections = n),
+        },
+    },
+    Key {
+        name: "http_endpoints",
+        group: "listener",
+        kind: Kind::Other {
+            parse: |c, v| parse_bool(v).map(|b| c.http_endpoints = b),
+            print: |c| c.http_endpoints.to_string(),
+            check: |_| Ok(()),
+        },
+    },
+    Key {
+        name: "auth_mode",
+        group: "auth",
+        kind: Kind::Other {
+            parse: |c, v| parse_auth_mode(v).map(|mode| c.auth_mode = mode),
+            print: |c| c.auth_mode.as_str().to_string(),
+            check: |_| Ok(()),
+        },
+    },
+    Key {
+        name: "auth_tokens",
+        group: "auth",
+        kind: Kind::Secret {
+            parse: |c, v| parse_tokens(v).map(|tokens| c.auth_tokens = tokens),
+            mask: |c| masked_tokens(&c.auth_tokens),
+            check: |c| check_tokens(&c.auth_tokens),
+        },
+    },
+    Key {
+        name: "auth_password",
+        group: "auth",
+        kind: Kind::Secret {
+            parse: |c, v| parse_password(v).map(|password| c.auth_password = password),
+            mask: |c| masked_password(c.auth_password.as_deref()),
+            check: |c| c.auth_password.as_deref().map_or(Ok(()), check_password),
+        },
+    },
+    Key {
+        name: "auth_timeout_ms",
+        group: "auth",
+        kind: Kind::Number {
+            unit: Unit::Millis,
+            get: |c| wide(c.auth_timeout_ms),
+            set: |c, n| fit(n).map(|n| c.auth_timeout_ms = n),
+        },
+    },
+    Key {
+        name: "max_auth_failures",
+        group: "auth",
+        kind: Kind::Number {
+            unit: Unit::Count(0..=U32_MAX),
+            get: |c| wide(c.max_auth_failures),
+            set: |c, n| fit(n).map(|n| c.max_auth_failures = n),
+        },
+    },
+    Key {
+        name: "cors_origins",
+        group: "origins",
+        kind: Kind::Other {
+            parse: |c, v| parse_origins(v).map(|origins| c.cors_origins = origins),
+            print: |c| c.cors_origins.join(", "),
+            check: |c| check_origins(&c.cors_origins),
+        },
+    },
+    Key {
+        name: "require_origin",
+        group: "origins",
+        kind: Kind::Other {
+            parse: |c, v| parse_bool(v).map(|b| c.require_origin = b),
+            print: |c| c.require_origin.to_string(),
+            check: |_| Ok(()),
+        },
+    },
+    Key {
+        name: "handshake_timeout_ms",
+        group: "timers",
+        kind: Kind::Number {
+            unit: Unit::Millis,
+            get: |c| wide(c.handshake_timeout_ms),
+            set: |c, n| fit(n).map(|n| c.handshake_timeout_ms = n),
+        },
+    },
+    Key {
+        name: "heartbeat_interval_ms",
+        group: "timers",
+        kind: Kind::Number {
+            unit: Unit::Millis,
+            get: |c| wide(c.heartbeat_interval_ms),
+            set: |c, n| fit(n).map(|n| c.heartbeat_interval_ms = n),
+        },
+    },
+    Key {
+        name: "client_timeout_ms",
+        group: "timers",
+        kind: Kind::Number {
+            unit: Unit::Millis,
+            get: |c| wide(c.client_timeout_ms),
+            set: |c, n| fit(n).map(|n| c.client_timeout_ms = n),
+        },
+    },
+    Key {
+        name: "close_timeout_ms",
+        group: "timers",
+        kind: Kind::Number {
+            unit: Unit::Millis,
+            get: |c| wide(c.close_timeout_ms),
+            set: |c, n| fit(n).map(|n| c.close_timeout_ms = n),
+        },
+    },
+    Key {
+        name: "agent_ttl_ms",
+        group: "timers",
+        kind: Kind::Number {
+            unit: Unit::Millis,
+            get: |c| wide(c.agent_ttl_ms),
+            set: |c, n| fit(n).map(|n| c.agent_ttl_ms = n),
+        },
+    },
+    Key {
+        name: "max_header_bytes",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Size,
+            get: |c| wide(c.max_header_bytes),
+            set: |c, n| fit(n).map(|n| c.max_header_bytes = n),
+        },
+    },
+    Key {
+        name: "max_payload",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Size,
+            get: |c| wide(c.max_payload),
+            set: |c, n| fit(n).map(|n| c.max_payload = n),
+        },
+    },
+    Key {
+        name: "max_message_size",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Size,
+            get: |c| wide(c.max_message_size),
+            set: |c, n| fit(n).map(|n| c.max_message_size = n),
+        },
+    },
+    Key {
+        name: "max_outbound_buffer",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Size,
+            get: |c| wide(c.max_outbound_buffer),
+            set: |c, n| fit(n).map(|n| c.max_outbound_buffer = n),
+        },
+    },
+    Key {
+        name: "max_clients_per_session",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_clients_per_session),
+            set: |c, n| fit(n).map(|n| c.max_clients_per_session = n),
+        },
+    },
+    Key {
+        name: "max_sessions_per_client",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_sessions_per_client),
+            set: |c, n| fit(n).map(|n| c.max_sessions_per_client = n),
+        },
+    },
+    Key {
+        name: "max_sessions",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_sessions),
+            set: |c, n| fit(n).map(|n| c.max_sessions = n),
+        },
+    },
+    Key {
+        name: "max_agents",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_agents),
+            set: |c, n| fit(n).map(|n| c.max_agents = n),
+        },
+    },
+    Key {
+        name: "rate_limit_per_sec",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Count(0..=U32_MAX),
+            get: |c| wide(c.rate_limit_per_sec),
+            set: |c, n| fit(n).map(|n| c.rate_limit_per_sec = n),
+        },
+    },
+    Key {
+        name: "rate_limit_burst",
+        group: "limits",
+        kind: Kind::Number {
+            unit: Unit::Count(0..=U32_MAX),
+            get: |c| wide(c.rate_limit_burst),
+            set: |c, n| fit(n).map(|n| c.rate_limit_burst = n),
+        },
+    },
+    Key {
+        name: "log_level",
+        group: "logging",
+        kind: Kind::Other {
+            parse: |c, v| parse_log_level(v).map(|level| c.log_level = level),
+            print: |c| level_name(c.log_level).unwrap_or("off").to_string(),
+            check: |c| check_log_level(c.log_level),
+        },
+    },
+];

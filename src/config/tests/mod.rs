@@ -1,0 +1,100 @@
+//! Tests of the configuration, one file per file of `src/config/`; the helpers they share
+//! are here.
+
+mod keys;
+mod parse;
+mod print;
+mod validate;
+mod values;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse_str(text, "gateway.conf")
+}
+
+fn parsed(text: &str) -> Config {
+    match parse(text) {
+        Ok(config) => config,
+        Err(e) => panic!("{text:?} should parse: {e}"),
+    }
+}
+
+fn error(text: &str) -> String {
+    match parse(text) {
+        Ok(config) => panic!("{text:?} should not parse, got {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn set_error(key: &str, value: &str) -> String {
+    match Config::default().set(key, value) {
+        Ok(()) => panic!("--set {key}={value} should fail"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn invalid(config: &Config) -> String {
+    match config.validate() {
+        Ok(()) => panic!("{config:?} should not validate"),
+        Err(e) => {
+            assert_eq!((e.file.as_deref(), e.line), (None, None));
+            e.to_string()
+        }
+    }
+}
+
+fn token(user: &str, secret: &str) -> AuthToken {
+    AuthToken {
+        user: user.to_string(),
+        secret: secret.to_string(),
+    }
+}
+
+/// A value for every key that differs from its default.
+const NON_DEFAULTS: [(&str, &str); 28] = [
+    ("host", "0.0.0.0"),
+    ("port", "9000"),
+    ("path", "/gateway"),
+    ("max_connections", "5"),
+    ("http_endpoints", "false"),
+    ("auth_mode", "password"),
+    ("auth_tokens", "alice:s1, bob:s2"),
+    ("auth_password", "pw"),
+    ("auth_timeout_ms", "1"),
+    ("max_auth_failures", "0"),
+    ("cors_origins", "*"),
+    ("require_origin", "true"),
+    ("handshake_timeout_ms", "0"),
+    ("heartbeat_interval_ms", "0"),
+    ("client_timeout_ms", "0"),
+    ("close_timeout_ms", "7"),
+    ("agent_ttl_ms", "8"),
+    ("max_header_bytes", "4 KiB"),
+    ("max_payload", "3MiB"),
+    ("max_message_size", "2 MiB"),
+    ("max_outbound_buffer", "2MiB"),
+    ("max_clients_per_session", "2"),
+    ("max_sessions_per_client", "3"),
+    ("max_sessions", "4"),
+    ("max_agents", "5"),
+    ("rate_limit_per_sec", "20"),
+    ("rate_limit_burst", "1"),
+    ("log_level", "trace"),
+];
+
+/// xorshift64*: a small deterministic generator for the byte-soup test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).unwrap_or(0)
+    }
+}

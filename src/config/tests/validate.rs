@@ -1,0 +1,118 @@
+//! `Config::validate`: the rules of one key on fields set directly, and the rules across keys.
+
+use super::*;
+
+#[test]
+fn validate_rules_of_one_key() {
+    let with = |f: &dyn Fn(&mut Config)| {
+        let mut c = Config::default();
+        f(&mut c);
+        invalid(&c)
+    };
+    assert!(with(&|c| c.host = "example.com".into()).starts_with("host: expected an IP address"));
+    assert!(with(&|c| c.path = "ws".into()).starts_with("path: must start with `/`"));
+    assert_eq!(
+        with(&|c| c.max_connections = 0),
+        "max_connections: must be at least 1, is 0"
+    );
+    assert_eq!(
+        with(&|c| c.max_header_bytes = 0),
+        "max_header_bytes: must be at least 1, is 0"
+    );
+    assert_eq!(
+        with(&|c| c.max_sessions = 0),
+        "max_sessions: must be at least 1, is 0"
+    );
+    assert_eq!(
+        with(&|c| c.max_agents = 0),
+        "max_agents: must be at least 1, is 0"
+    );
+    assert_eq!(
+        with(&|c| c.max_clients_per_session = 0),
+        "max_clients_per_session: must be at least 1, is 0"
+    );
+    assert_eq!(
+        with(&|c| c.max_sessions_per_client = 0),
+        "max_sessions_per_client: must be at least 1, is 0"
+    );
+    assert_eq!(
+        with(&|c| c.agent_ttl_ms = u64::MAX),
+        format!("agent_ttl_ms: must be at most {MAX_MS}, is {}", u64::MAX)
+    );
+    assert_eq!(
+        with(&|c| c.cors_origins = vec![String::new()]),
+        "cors_origins: item 1 of the list is empty"
+    );
+    assert_eq!(
+        with(&|c| c.auth_tokens = vec![token("", "s")]),
+        "auth_tokens: item 1: USER is empty (expected USER:SECRET)"
+    );
+    assert_eq!(
+        with(&|c| c.auth_tokens = vec![token("u", "")]),
+        "auth_tokens: item 1: SECRET is empty (expected USER:SECRET)"
+    );
+    assert!(with(&|c| c.auth_tokens = vec![token("u:v", "s")])
+        .starts_with("auth_tokens: item 1: USER must not contain"));
+    assert!(with(&|c| c.auth_tokens = vec![token("u", "a,b")])
+        .starts_with("auth_tokens: item 1: SECRET must not contain"));
+    assert!(with(&|c| c.auth_tokens = vec![token("u", " s")])
+        .starts_with("auth_tokens: item 1: SECRET must not contain"));
+    assert_eq!(
+        with(&|c| c.auth_password = Some(String::new())),
+        "auth_password: is empty"
+    );
+    assert!(with(&|c| c.auth_password = Some("a\nb".into()))
+        .starts_with("auth_password: must not contain"));
+    assert_eq!(
+        with(&|c| c.log_level = log::LevelFilter::Off),
+        "log_level: must be one of error, warn, info, debug, trace"
+    );
+}
+
+#[test]
+fn validate_rules_across_keys() {
+    let check = |text: &str| Config::parse_str(text, "t").unwrap().validate();
+    let message = |text: &str| check(text).unwrap_err().to_string();
+    assert_eq!(
+        message("max_payload = 1 MiB\nmax_message_size = 2 MiB"),
+        "max_message_size: must not exceed max_payload (2097152 > 1048576)"
+    );
+    assert_eq!(
+        check("max_payload = 1 MiB\nmax_message_size = 1 MiB"),
+        Ok(())
+    );
+    assert_eq!(
+        message("max_outbound_buffer = 1000\nmax_message_size = 1001"),
+        "max_outbound_buffer: must be at least max_message_size (1000 < 1001)"
+    );
+    assert_eq!(check("max_outbound_buffer = 1 MiB"), Ok(()));
+    assert_eq!(
+        message("auth_mode = password"),
+        "auth_password: is required when auth_mode = password"
+    );
+    assert_eq!(check("auth_mode = password\nauth_password = pw"), Ok(()));
+    assert_eq!(
+        message("rate_limit_per_sec = 10\nrate_limit_burst = 0"),
+        "rate_limit_burst: must be at least 1 when rate_limit_per_sec is on"
+    );
+    assert_eq!(
+        check("rate_limit_per_sec = 0\nrate_limit_burst = 0"),
+        Ok(())
+    );
+    assert_eq!(
+        message("heartbeat_interval_ms = 60000"),
+        "heartbeat_interval_ms: must be less than client_timeout_ms when both are on \
+             (60000 >= 60000)"
+    );
+    assert_eq!(
+        check("heartbeat_interval_ms = 90000\nclient_timeout_ms = 0"),
+        Ok(())
+    );
+    assert_eq!(
+        check("heartbeat_interval_ms = 0\nclient_timeout_ms = 1"),
+        Ok(())
+    );
+    // Token mode without tokens and password mode with tokens are allowed.
+    assert_eq!(check("auth_mode = token\nauth_tokens ="), Ok(()));
+    assert_eq!(check("auth_mode = none\nauth_password = x"), Ok(()));
+}

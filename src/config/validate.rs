@@ -1,0 +1,95 @@
+//! Checking a whole [`Config`]: the rule of every key, from its row of the key table
+//! ([`Key::check`](super::keys::Key::check)), then the rules across keys.
+//!
+//! Contract: the rule of one key is checked while parsing (so that the error names the
+//! line) and again here, for fields set directly; rules across keys are checked only here,
+//! after the file and every `--set` have been applied. The first rule broken is the error,
+//! keys in table order first.
+
+use super::keys::KEY_TABLE;
+use super::{AuthMode, Config, ConfigError};
+
+impl Config {
+    /// Check the whole configuration, after the file and every `--set`.
+    ///
+    /// Rules of one key (also checked while parsing):
+    /// - `host` is an IP address (IPv6 without brackets);
+    /// - `path` starts with `/` and has no white space, control character, `?` or `#`;
+    /// - `max_connections`, every size and every `max_*` count but `max_auth_failures` is at
+    ///   least 1; every `_ms` key is at most [`MAX_MS`](super::MAX_MS);
+    /// - each `cors_origins` pattern is non-empty, without white space, control characters,
+    ///   `,` or `#`;
+    /// - each token's USER is non-empty, without `:`, `,`, control characters or a `#` that
+    ///   would start a comment (first, or after white space); each SECRET is non-empty,
+    ///   without `,`, control characters or white space followed by `#`; neither has white
+    ///   space at its ends; no two tokens share a secret;
+    /// - `auth_password`, when set, is non-empty, without control characters, white space at
+    ///   its ends or a `#` that would start a comment;
+    /// - no secret, nor `auth_password`, is `***` (the mask that `--print-config` prints);
+    /// - `log_level` is not `off`.
+    ///
+    /// Rules across keys:
+    /// - `max_message_size <= max_payload`;
+    /// - `max_outbound_buffer >= max_message_size` (one relayed message must fit);
+    /// - `auth_mode = password` needs `auth_password`;
+    /// - `rate_limit_burst >= 1` when `rate_limit_per_sec > 0`;
+    /// - `heartbeat_interval_ms < client_timeout_ms` when both are on.
+    ///
+    /// `auth_mode = token` without tokens is allowed (the gateway warns at start).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let error = |key: &str, message: String| ConfigError {
+            file: None,
+            line: None,
+            key: Some(key.to_string()),
+            message,
+        };
+        for key in KEY_TABLE {
+            key.check(self)
+                .map_err(|message| error(key.name, message))?;
+        }
+
+        if self.max_message_size > self.max_payload {
+            return Err(error(
+                "max_message_size",
+                format!(
+                    "must not exceed max_payload ({} > {})",
+                    self.max_message_size, self.max_payload
+                ),
+            ));
+        }
+        if self.max_outbound_buffer < self.max_message_size {
+            return Err(error(
+                "max_outbound_buffer",
+                format!(
+                    "must be at least max_message_size ({} < {})",
+                    self.max_outbound_buffer, self.max_message_size
+                ),
+            ));
+        }
+        if self.auth_mode == AuthMode::Password && self.auth_password.is_none() {
+            return Err(error(
+                "auth_password",
+                "is required when auth_mode = password".to_string(),
+            ));
+        }
+        if self.rate_limit_per_sec > 0 && self.rate_limit_burst == 0 {
+            return Err(error(
+                "rate_limit_burst",
+                "must be at least 1 when rate_limit_per_sec is on".to_string(),
+            ));
+        }
+        if self.heartbeat_interval_ms > 0
+            && self.client_timeout_ms > 0
+            && self.heartbeat_interval_ms >= self.client_timeout_ms
+        {
+            return Err(error(
+                "heartbeat_interval_ms",
+                format!(
+                    "must be less than client_timeout_ms when both are on ({} >= {})",
+                    self.heartbeat_interval_ms, self.client_timeout_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
