@@ -1,4 +1,5 @@
 use super::*;
+use crate::testkit::Rng;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse_str(text, "gateway.conf")
@@ -984,7 +985,7 @@ fn every_valid_configuration_round_trips() {
         "abc",
         "-1",
     ];
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let mut checked = 0;
     for _ in 0..3000 {
         let mut config = Config::default();
@@ -1001,22 +1002,6 @@ fn every_valid_configuration_round_trips() {
         assert_eq!(parsed(&restored), config, "{restored}");
     }
     assert!(checked > 100, "{checked}");
-}
-
-/// xorshift64*: a small deterministic generator for the byte-soup test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap_or(0)
-    }
 }
 
 #[test]
@@ -1066,7 +1051,7 @@ fn byte_soup_never_panics() {
             "+",
         ])
         .collect();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut parsed_ok = 0;
     for _ in 0..5000 {
         let mut text = String::new();

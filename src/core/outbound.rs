@@ -154,13 +154,7 @@ pub fn short(text: &str) -> &str {
 mod tests {
     use super::*;
     use crate::app::Action;
-
-    fn c(index: u32) -> ConnId {
-        ConnId {
-            index,
-            generation: 0,
-        }
-    }
+    use crate::testkit::conn;
 
     #[test]
     fn fan_out_stages_once_and_counts_each_recipient() {
@@ -172,7 +166,7 @@ mod tests {
         let n = fan_out(
             &mut out,
             &mut m,
-            [c(1), c(2), c(3)],
+            [conn(1), conn(2), conn(3)],
             &head,
             wire::raw(b"{}"),
         );
@@ -196,7 +190,7 @@ mod tests {
         send_error(
             &mut out,
             &mut m,
-            c(1),
+            conn(1),
             Some("r"),
             ErrorCode::SessionFull,
             "full",
