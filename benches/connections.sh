@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idle connections at scale: the release gateway binary in one process, the load generator
-# (examples/loadgen.rs, mode idle) in another, so that each stays under the 20 000 open-file
+# (the `loadgen` crate, mode idle) in another, so that each stays under the 20 000 open-file
 # limit (19 000 connections in one process would need 38 000 descriptors).
 #
 #   bash benches/connections.sh
@@ -38,9 +38,9 @@ if (( $(ulimit -n) < CONNS + 100 )); then
     exit 1
 fi
 
-echo "== cargo build --release --bin gateway --example loadgen"
-cargo build --release --bin gateway --example loadgen
-LOADGEN=$TARGET_DIR/release/examples/loadgen
+echo "== cargo build --release --workspace --bin gateway --bin loadgen"
+cargo build --release --workspace --bin gateway --bin loadgen
+LOADGEN=$TARGET_DIR/release/loadgen
 GATEWAY=$TARGET_DIR/release/gateway
 echo "== machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), open files $(ulimit -n), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== release binary: $GATEWAY, $(stat -c %s "$GATEWAY") bytes"

@@ -20,8 +20,8 @@
 //!    and not the client's too): setup rate, RSS per authenticated connection, idle CPU over a
 //!    hold that spans one heartbeat round.
 //!
-//! The client is the load generator's engine (`benches/support/loadgen_engine.rs`, shared
-//! with `examples/loadgen.rs`). Each figure is the median of `GATEWAY_BENCH_REPS` runs (5; the
+//! The client is the load generator's engine (the `loadgen` crate, `loadgen/`, whose binary
+//! is the `loadgen` command). Each figure is the median of `GATEWAY_BENCH_REPS` runs (5; the
 //! idle phase, which holds for 35 s, runs `GATEWAY_BENCH_IDLE_REPS` times, 1).
 //!
 //! Pinning (turn off with `GATEWAY_BENCH_PIN=0`, then the process's own mask applies, e.g.
@@ -37,9 +37,6 @@
 //! `GATEWAY_BENCH_PIN`.
 //! Without `--bench` (as `cargo test --benches` runs it) it does one tiny smoke run.
 
-#[path = "support/loadgen_engine.rs"]
-mod engine;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{BufRead, BufReader};
@@ -48,12 +45,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use engine::{median, IdleResult, LatencyResult, Probe, Target};
 use gateway::config::AuthToken;
 use gateway::{Config, Gateway, GatewayHandle};
+use loadgen::{median, IdleResult, LatencyResult, Probe, Target};
 use serde_json::json;
 
-const TOKEN: &str = engine::DEFAULT_TOKEN;
+const TOKEN: &str = loadgen::DEFAULT_TOKEN;
 
 /// Counts the heap allocations (and reallocations) made on the gateway's own thread, so the
 /// bench can report how many the steady-state ping path makes.
@@ -181,7 +178,7 @@ impl Pinner {
             return;
         }
         let Some(tid) = tid else { return };
-        let ok = engine::pin(tid, cpu);
+        let ok = loadgen::pin(tid, cpu);
         if !ok && !self.warned {
             self.warned = true;
             println!("   (note: could not pin with taskset -p; figures are unpinned)");
@@ -253,7 +250,7 @@ fn start_gateway(max_members: usize) -> InProcess {
             let t0 = Instant::now();
             let mut gw = Gateway::bind(config).expect("bind the gateway");
             let bind_time = t0.elapsed();
-            let tid = engine::current_tid();
+            let tid = loadgen::current_tid();
             tx.send((gw.url(), gw.handle(), tid, bind_time))
                 .expect("send the gateway's address");
             ON_GATEWAY_THREAD.with(|on| on.set(true));
@@ -366,7 +363,7 @@ fn main() {
     let s = Settings::from_env(smoke);
     let mut pinner = Pinner {
         on: s.pin,
-        client: engine::current_tid(),
+        client: loadgen::current_tid(),
         warned: false,
     };
     let load_start = loadavg();
@@ -379,7 +376,7 @@ fn main() {
         },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
-        engine::clock_ticks(),
+        loadgen::clock_ticks(),
         load_start
     );
     println!(
@@ -394,7 +391,7 @@ fn main() {
 
     // 1. The TCP floor and 2. the in-process gateway, both started first so that their
     // latency runs can alternate: a drift of the machine then moves both alike.
-    let (echo_addr, echo_tid) = engine::spawn_echo().expect("echo thread");
+    let (echo_addr, echo_tid) = loadgen::spawn_echo().expect("echo thread");
     let gw = start_gateway(s.members);
     let gw_probe = match gw.tid {
         Some(tid) => Probe::Thread {
@@ -424,11 +421,11 @@ fn main() {
     let mut lat = Vec::new();
     let mut lat_bin = Vec::new();
     for i in 0..s.reps {
-        let f = engine::run_floor(echo_addr, 64, s.count / 10, s.count).expect("TCP floor");
+        let f = loadgen::run_floor(echo_addr, 64, s.count / 10, s.count).expect("TCP floor");
         println!("   run {} TCP floor:        {}", i + 1, f.line());
-        let l = engine::run_latency(&target, s.count / 10, s.count).expect("latency run");
+        let l = loadgen::run_latency(&target, s.count / 10, s.count).expect("latency run");
         println!("   run {} ping→pong thread: {}", i + 1, l.line());
-        let b = engine::run_latency(&child_target, s.count / 10, s.count).expect("latency run");
+        let b = loadgen::run_latency(&child_target, s.count / 10, s.count).expect("latency run");
         println!("   run {} ping→pong binary: {}", i + 1, b.line());
         floor.push(f);
         lat.push(l);
@@ -441,7 +438,7 @@ fn main() {
     // run of 2N round trips and a run of N cancels the connection's own setup and teardown.
     let allocs_for = |count: usize| {
         let before = GATEWAY_ALLOCS.load(Ordering::Relaxed);
-        engine::run_latency(&target, 0, count).expect("latency run");
+        loadgen::run_latency(&target, 0, count).expect("latency run");
         GATEWAY_ALLOCS.load(Ordering::Relaxed) - before
     };
     let n = s.count.max(1000);
@@ -472,7 +469,7 @@ fn main() {
     pinner.place(gw.tid, 0, 1);
     let mut tp = Vec::new();
     for i in 0..s.reps {
-        let r = engine::run_throughput(
+        let r = loadgen::run_throughput(
             &target,
             s.tp_conns,
             s.tp_pipeline,
@@ -487,7 +484,7 @@ fn main() {
     }
 
     // One list of runs per window.
-    let mut fans: Vec<Vec<engine::FanoutResult>> = Vec::new();
+    let mut fans: Vec<Vec<loadgen::FanoutResult>> = Vec::new();
     for &window in &s.fan_windows {
         println!(
             "== fan-out: 1 sender → {} members, {} B payloads, ≤{window} ahead of the slowest, {:.1} s measured",
@@ -495,7 +492,7 @@ fn main() {
         );
         let mut fan = Vec::new();
         for i in 0..s.reps {
-            let r = engine::run_fanout(
+            let r = loadgen::run_fanout(
                 &target,
                 s.members,
                 s.fan_size,
@@ -560,7 +557,7 @@ fn main() {
             .expect("the binary's URL")
             .with_sources(IDLE_SOURCES);
         std::thread::sleep(Duration::from_millis(100));
-        let r = engine::run_idle(
+        let r = loadgen::run_idle(
             &target,
             idle_conns,
             128,
@@ -658,15 +655,15 @@ fn main() {
     row(
         "server CPU per ping at saturation, µs",
         fmt(cpu_ping, 2),
-        format!("uWS bare echo {} (published)", engine::REF_UWS_ECHO_US),
-        ratio(cpu_ping, engine::REF_UWS_ECHO_US),
+        format!("uWS bare echo {} (published)", loadgen::REF_UWS_ECHO_US),
+        ratio(cpu_ping, loadgen::REF_UWS_ECHO_US),
         "",
     );
     row(
         "",
         String::new(),
-        format!("Node ws, same JSON {} (published)", engine::REF_NODE_WS_US),
-        ratio(cpu_ping, engine::REF_NODE_WS_US),
+        format!("Node ws, same JSON {} (published)", loadgen::REF_NODE_WS_US),
+        ratio(cpu_ping, loadgen::REF_NODE_WS_US),
         "",
     );
     row(
@@ -749,39 +746,39 @@ fn main() {
         "reps": s.reps,
         "load_start": load_start,
         "load_end": load_end,
-        "floor_p50_us": engine::round3(f50),
-        "floor_p99_us": engine::round3(f99),
-        "floor_p999_us": engine::round3(f999),
-        "ping_p50_us": engine::round3(l50),
-        "ping_p99_us": engine::round3(l99),
-        "ping_p999_us": engine::round3(l999),
-        "ping_p50_ratio": engine::round3(lat_ratio(0.5)),
-        "ping_p99_ratio": engine::round3(lat_ratio(0.99)),
-        "ping_p999_ratio": engine::round3(lat_ratio(0.999)),
-        "binary_ping_p50_us": engine::round3(med(&lat_bin, 0.5)),
-        "binary_ping_p99_us": engine::round3(med(&lat_bin, 0.99)),
-        "binary_ping_p999_us": engine::round3(med(&lat_bin, 0.999)),
-        "binary_ping_p50_ratio": engine::round3(bin_ratio(0.5)),
-        "binary_ping_p99_ratio": engine::round3(bin_ratio(0.99)),
-        "binary_ping_p999_ratio": engine::round3(bin_ratio(0.999)),
-        "server_cpu_us_per_ping": engine::round3(cpu_ping),
-        "pongs_per_s": engine::round3(tp_rate),
+        "floor_p50_us": loadgen::round3(f50),
+        "floor_p99_us": loadgen::round3(f99),
+        "floor_p999_us": loadgen::round3(f999),
+        "ping_p50_us": loadgen::round3(l50),
+        "ping_p99_us": loadgen::round3(l99),
+        "ping_p999_us": loadgen::round3(l999),
+        "ping_p50_ratio": loadgen::round3(lat_ratio(0.5)),
+        "ping_p99_ratio": loadgen::round3(lat_ratio(0.99)),
+        "ping_p999_ratio": loadgen::round3(lat_ratio(0.999)),
+        "binary_ping_p50_us": loadgen::round3(med(&lat_bin, 0.5)),
+        "binary_ping_p99_us": loadgen::round3(med(&lat_bin, 0.99)),
+        "binary_ping_p999_us": loadgen::round3(med(&lat_bin, 0.999)),
+        "binary_ping_p50_ratio": loadgen::round3(bin_ratio(0.5)),
+        "binary_ping_p99_ratio": loadgen::round3(bin_ratio(0.99)),
+        "binary_ping_p999_ratio": loadgen::round3(bin_ratio(0.999)),
+        "server_cpu_us_per_ping": loadgen::round3(cpu_ping),
+        "pongs_per_s": loadgen::round3(tp_rate),
         "fanout_members": s.members,
         "fanout": fan_figures
             .iter()
             .map(|&(window, cpu, rate)| json!({
                 "window": window,
-                "cpu_us_per_delivery": engine::round3(cpu),
-                "deliveries_per_s": engine::round3(rate),
+                "cpu_us_per_delivery": loadgen::round3(cpu),
+                "deliveries_per_s": loadgen::round3(rate),
             }))
             .collect::<Vec<_>>(),
         "fanout_lost": fan_lost,
         "idle_conns": idle_conns,
-        "rss_per_conn_bytes": engine::round3(rss_conn),
-        "rss_per_conn_end_bytes": engine::round3(rss_conn_end),
-        "idle_cpu_pct": engine::round3(idle_cpu),
-        "setup_conns_per_s": engine::round3(setup_rate),
-        "time_to_ready_ms": engine::round3(ready),
+        "rss_per_conn_bytes": loadgen::round3(rss_conn),
+        "rss_per_conn_end_bytes": loadgen::round3(rss_conn_end),
+        "idle_cpu_pct": loadgen::round3(idle_cpu),
+        "setup_conns_per_s": loadgen::round3(setup_rate),
+        "time_to_ready_ms": loadgen::round3(ready),
         "binary_bytes": bin_size,
     });
     println!("json: {summary}");

@@ -38,9 +38,9 @@ if (( $(ulimit -n) < need + 100 )); then
     exit 1
 fi
 
-echo "== cargo build --release --bin gateway --example loadgen"
-cargo build --release --bin gateway --example loadgen
-LOADGEN=$TARGET_DIR/release/examples/loadgen
+echo "== cargo build --release --workspace --bin gateway --bin loadgen"
+cargo build --release --workspace --bin gateway --bin loadgen
+LOADGEN=$TARGET_DIR/release/loadgen
 GATEWAY=$TARGET_DIR/release/gateway
 
 echo "== peers into $PEERS: ws (npm), websockets (pip, venv)"

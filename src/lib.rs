@@ -47,6 +47,9 @@ pub mod gateway;
 pub mod transport;
 pub mod ws;
 
+#[cfg(test)]
+pub(crate) mod testkit;
+
 pub use crate::config::Config;
 pub use crate::error::Error;
 pub use crate::gateway::{Gateway, GatewayHandle};

@@ -162,13 +162,7 @@ pub fn short(text: &str) -> &str {
 mod tests {
     use super::*;
     use crate::app::Action;
-
-    fn c(index: u32) -> ConnId {
-        ConnId {
-            index,
-            generation: 0,
-        }
-    }
+    use crate::testkit::conn;
 
     #[test]
     fn fan_out_stages_once_and_counts_each_recipient() {
@@ -180,7 +174,7 @@ mod tests {
         let n = fan_out(
             &mut out,
             &mut m,
-            [c(1), c(2), c(3)],
+            [conn(1), conn(2), conn(3)],
             &head,
             wire::raw(b"{}"),
         );
@@ -202,7 +196,7 @@ mod tests {
         let mut out = Actions::new();
         let mut m = Metrics::new();
         let reject = Reject::new(ErrorCode::SessionFull, "full");
-        send_error(&mut out, &mut m, c(1), Some("r"), 5, &reject);
+        send_error(&mut out, &mut m, conn(1), Some("r"), 5, &reject);
         assert_eq!(m.errors(ErrorCode::SessionFull), 1);
         assert_eq!(m.messages_out(type_label("error")), 1);
         let Action::Send { msg, .. } = &out.list()[0] else {

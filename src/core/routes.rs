@@ -208,33 +208,27 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn c(index: u32) -> ConnId {
-        ConnId {
-            index,
-            generation: 0,
-        }
-    }
+    use crate::testkit::conn;
 
     #[test]
     fn a_response_is_taken_once() {
         let mut t = RouteTable::new(10, 100);
-        t.insert(c(1), c(2), "r1").unwrap();
-        assert!(!t.take(c(1), c(2), "r1"), "wrong direction");
-        assert!(!t.take(c(2), c(3), "r1"), "wrong requester");
-        assert!(t.take(c(2), c(1), "r1"));
-        assert!(!t.take(c(2), c(1), "r1"));
+        t.insert(conn(1), conn(2), "r1").unwrap();
+        assert!(!t.take(conn(1), conn(2), "r1"), "wrong direction");
+        assert!(!t.take(conn(2), conn(3), "r1"), "wrong requester");
+        assert!(t.take(conn(2), conn(1), "r1"));
+        assert!(!t.take(conn(2), conn(1), "r1"));
         assert!(t.is_empty());
     }
 
     #[test]
     fn same_id_from_two_requesters_are_separate() {
         let mut t = RouteTable::new(10, 100);
-        t.insert(c(1), c(3), "x").unwrap();
-        t.insert(c(2), c(3), "x").unwrap();
-        assert_eq!(t.insert(c(1), c(3), "x"), Err(RouteError::Duplicate));
-        assert!(t.take(c(3), c(2), "x"));
-        assert!(t.take(c(3), c(1), "x"));
+        t.insert(conn(1), conn(3), "x").unwrap();
+        t.insert(conn(2), conn(3), "x").unwrap();
+        assert_eq!(t.insert(conn(1), conn(3), "x"), Err(RouteError::Duplicate));
+        assert!(t.take(conn(3), conn(2), "x"));
+        assert!(t.take(conn(3), conn(1), "x"));
     }
 
     #[test]
@@ -250,33 +244,33 @@ mod tests {
     #[test]
     fn per_requester_bound_evicts_the_oldest_and_total_refuses() {
         let mut t = RouteTable::new(2, 3);
-        t.insert(c(1), c(9), "a").unwrap();
-        t.insert(c(1), c(9), "b").unwrap();
-        t.insert(c(1), c(9), "c").unwrap();
+        t.insert(conn(1), conn(9), "a").unwrap();
+        t.insert(conn(1), conn(9), "b").unwrap();
+        t.insert(conn(1), conn(9), "c").unwrap();
         assert_eq!(t.len(), 2);
-        assert!(!t.take(c(9), c(1), "a"));
-        t.insert(c(2), c(9), "d").unwrap();
-        assert_eq!(t.insert(c(3), c(9), "e"), Err(RouteError::Full));
+        assert!(!t.take(conn(9), conn(1), "a"));
+        t.insert(conn(2), conn(9), "d").unwrap();
+        assert_eq!(t.insert(conn(3), conn(9), "e"), Err(RouteError::Full));
         // A requester at its own bound still gets in by evicting its oldest.
-        t.insert(c(1), c(9), "f").unwrap();
-        assert!(!t.take(c(9), c(1), "b"));
-        assert!(t.take(c(9), c(1), "c"));
-        assert!(t.take(c(9), c(1), "f"));
-        assert!(t.take(c(9), c(2), "d"));
+        t.insert(conn(1), conn(9), "f").unwrap();
+        assert!(!t.take(conn(9), conn(1), "b"));
+        assert!(t.take(conn(9), conn(1), "c"));
+        assert!(t.take(conn(9), conn(1), "f"));
+        assert!(t.take(conn(9), conn(2), "d"));
         assert!(t.is_empty());
     }
 
     #[test]
     fn dropping_a_connection_forgets_both_sides() {
         let mut t = RouteTable::new(10, 100);
-        t.insert(c(1), c(2), "a").unwrap();
-        t.insert(c(2), c(1), "b").unwrap();
-        t.insert(c(3), c(2), "c").unwrap();
-        t.insert(c(3), c(4), "d").unwrap();
-        assert_eq!(t.drop_conn(c(2)), 3);
+        t.insert(conn(1), conn(2), "a").unwrap();
+        t.insert(conn(2), conn(1), "b").unwrap();
+        t.insert(conn(3), conn(2), "c").unwrap();
+        t.insert(conn(3), conn(4), "d").unwrap();
+        assert_eq!(t.drop_conn(conn(2)), 3);
         assert_eq!(t.len(), 1);
-        assert!(t.take(c(4), c(3), "d"));
-        assert_eq!(t.drop_conn(c(2)), 0);
+        assert!(t.take(conn(4), conn(3), "d"));
+        assert_eq!(t.drop_conn(conn(2)), 0);
         assert!(t.entries.is_empty() && t.by_responder.is_empty() && t.counts.is_empty());
     }
 }

@@ -337,14 +337,8 @@ pub fn json_len(map: &Map<String, Value>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::conn;
     use serde_json::json;
-
-    fn conn(index: u32) -> ConnId {
-        ConnId {
-            index,
-            generation: 0,
-        }
-    }
 
     fn member(index: u32) -> Member {
         Member {

@@ -8,6 +8,7 @@ mod validate;
 mod values;
 
 use super::*;
+use crate::testkit::Rng;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse_str(text, "gateway.conf")
@@ -82,19 +83,3 @@ const NON_DEFAULTS: [(&str, &str); 28] = [
     ("rate_limit_burst", "1"),
     ("log_level", "trace"),
 ];
-
-/// xorshift64*: a small deterministic generator for the byte-soup test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap_or(0)
-    }
-}

@@ -339,7 +339,7 @@ fn byte_soup_never_panics() {
             "+",
         ])
         .collect();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut parsed_ok = 0;
     for _ in 0..5000 {
         let mut text = String::new();

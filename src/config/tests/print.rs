@@ -179,7 +179,7 @@ fn every_valid_configuration_round_trips() {
         "abc",
         "-1",
     ];
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let mut checked = 0;
     for _ in 0..3000 {
         let mut config = Config::default();

@@ -1,12 +1,6 @@
 use super::*;
+use crate::testkit::{conn, Rng};
 use serde_json::json;
-
-fn conn(index: u32) -> ConnId {
-    ConnId {
-        index,
-        generation: 0,
-    }
-}
 
 fn caps(chat: bool, streaming: bool, tools: &[&str], modes: &[&str]) -> Capabilities {
     Capabilities {
@@ -694,42 +688,17 @@ fn ten_thousand_agents() {
     assert_eq!(r.pick_by_capability("common").unwrap().1, "agent-00001");
 }
 
-/// SplitMix64: a small deterministic generator for the randomized test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn choose<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
 const NAMES: [&str; 7] = ["chat", "streaming", "x", "y", "z", "w", "nope"];
 const TYPES: [AgentType; 3] = [AgentType::Pi, AgentType::Cli, AgentType::Custom];
 
 fn random_capabilities(rng: &mut Rng) -> Capabilities {
     let subset = |rng: &mut Rng, from: &[&str]| -> Vec<String> {
         from.iter()
-            .filter(|_| rng.chance(2))
+            .filter(|_| rng.one_in(2))
             .map(|s| s.to_string())
             .collect()
     };
-    let custom = if rng.chance(2) {
+    let custom = if rng.one_in(2) {
         let values = [
             json!(true),
             json!(false),
@@ -742,8 +711,8 @@ fn random_capabilities(rng: &mut Rng) -> Capabilities {
         ];
         let mut map = Map::new();
         for key in ["z", "w", "streaming"] {
-            if rng.chance(2) {
-                map.insert(key.to_owned(), rng.choose(&values).clone());
+            if rng.one_in(2) {
+                map.insert(key.to_owned(), rng.pick(&values).clone());
             }
         }
         Some(map)
@@ -751,9 +720,9 @@ fn random_capabilities(rng: &mut Rng) -> Capabilities {
         None
     };
     Capabilities {
-        chat: rng.chance(2),
+        chat: rng.one_in(2),
         tools: subset(rng, &["x", "y", "chat"]),
-        streaming: rng.chance(3),
+        streaming: rng.one_in(3),
         modes: subset(rng, &["y", "z"]),
         custom,
     }
@@ -874,7 +843,7 @@ fn check(r: &AgentRegistry, model: &Model) {
 
 fn run_random(seed: u64, steps: usize) {
     const CONNS: u32 = 4;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut r = AgentRegistry::new(9);
     let mut model = Model::default();
     let mut generations = [0u32; CONNS as usize];
@@ -899,15 +868,15 @@ fn run_random(seed: u64, steps: usize) {
             .filter(|(_, a)| a.owner == Some(who))
             .map(|(id, _)| id)
             .collect();
-        let id = match owned.is_empty() || rng.chance(2) {
-            true => rng.choose(&pool).clone(),
-            false => rng.choose(&owned).to_string(),
+        let id = match owned.is_empty() || rng.one_in(2) {
+            true => rng.pick(&pool).clone(),
+            false => rng.pick(&owned).to_string(),
         };
         match rng.below(100) {
             0..=29 => {
-                let explicit = !rng.chance(4);
+                let explicit = !rng.one_in(4);
                 let capabilities = random_capabilities(&mut rng);
-                let agent_type = *rng.choose(&TYPES);
+                let agent_type = *rng.pick(&TYPES);
                 let registration = Registration {
                     agent_id: explicit.then(|| id.clone()),
                     agent_type,
@@ -956,7 +925,7 @@ fn run_random(seed: u64, steps: usize) {
                 }
             }
             38..=57 => {
-                let status = *rng.choose(&[
+                let status = *rng.pick(&[
                     None,
                     Some(AgentStatus::Online),
                     Some(AgentStatus::Busy),
@@ -996,7 +965,7 @@ fn run_random(seed: u64, steps: usize) {
                 generations[index] += 1;
             }
             65..=74 => {
-                let (id, epoch) = if !timers.is_empty() && !rng.chance(4) {
+                let (id, epoch) = if !timers.is_empty() && !rng.one_in(4) {
                     timers.swap_remove(rng.below(timers.len()))
                 } else {
                     (id, rng.below(model.last_epoch as usize + 2) as u64)
@@ -1011,7 +980,7 @@ fn run_random(seed: u64, steps: usize) {
                 }
             }
             75..=89 => {
-                let name = *rng.choose(&NAMES);
+                let name = *rng.pick(&NAMES);
                 let expected = model.pick(name);
                 let got = r
                     .pick_by_capability(name)
@@ -1019,9 +988,9 @@ fn run_random(seed: u64, steps: usize) {
                 assert_eq!(got, expected, "{name}");
             }
             _ => {
-                let name = rng.chance(3).then(|| *rng.choose(&NAMES));
-                let agent_type = rng.chance(2).then(|| *rng.choose(&TYPES));
-                let online_only = rng.chance(2);
+                let name = rng.one_in(3).then(|| *rng.pick(&NAMES));
+                let agent_type = rng.one_in(2).then(|| *rng.pick(&TYPES));
+                let online_only = rng.one_in(2);
                 let expected: Vec<&str> = model
                     .agents
                     .iter()

@@ -5,30 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-
-/// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
+use crate::testkit::Rng;
 
 const TYPES: &[&str] = &[
     "ping",
@@ -385,7 +362,7 @@ fn stir(config: Config, seed: u64, steps: usize) -> BTreeSet<String> {
     });
     let mut soup = Soup {
         h,
-        rng: Rng(seed),
+        rng: Rng::new(seed),
         open: Vec::new(),
         closed: Vec::new(),
         timers: Vec::new(),

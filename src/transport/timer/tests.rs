@@ -1,4 +1,5 @@
 use super::*;
+use crate::testkit::Rng;
 
 const TICK: Duration = Duration::from_millis(10);
 
@@ -307,18 +308,6 @@ fn odd_ticks_and_times() {
     );
 }
 
-/// xorshift64*: a small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 /// Checks the wheel against a plain list: an entry fires on the first `expire` whose `now`
 /// reaches its deadline rounded up to the tick, or on the first `expire` after its insertion
 /// when its deadline had already passed; output ordered as the module documents.
@@ -326,7 +315,7 @@ impl Rng {
 fn randomized_against_a_sorted_list() {
     let t0 = Instant::now();
     let tick_us = 10_000u64;
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     let mut wheel = TimerWheel::new(Duration::from_micros(tick_us), t0);
     // (rounded deadline in µs, insertion number, past) for each pending entry.
     let mut model: Vec<(u64, u64, bool)> = Vec::new();
@@ -334,14 +323,17 @@ fn randomized_against_a_sorted_list() {
     let mut seen_us = 0u64;
     let mut next_id = 0u64;
     for _ in 0..20_000 {
-        match rng.below(10) {
+        match rng.below_u64(10) {
             0..=5 => {
-                let at_us = match rng.below(10) {
-                    0 => now_us.saturating_sub(rng.below(100_000)),
-                    1 => now_us + rng.below(600_000_000),
-                    2 => now_us + rng.below(3) * tick_us,
-                    3 => (now_us / tick_us + rng.below(4) * SLOTS as u64 + rng.below(3)) * tick_us,
-                    _ => now_us + rng.below(60_000_000),
+                let at_us = match rng.below_u64(10) {
+                    0 => now_us.saturating_sub(rng.below_u64(100_000)),
+                    1 => now_us + rng.below_u64(600_000_000),
+                    2 => now_us + rng.below_u64(3) * tick_us,
+                    3 => {
+                        (now_us / tick_us + rng.below_u64(4) * SLOTS as u64 + rng.below_u64(3))
+                            * tick_us
+                    }
+                    _ => now_us + rng.below_u64(60_000_000),
                 };
                 let past = at_us <= seen_us;
                 let rounded = at_us.div_ceil(tick_us) * tick_us;
@@ -363,10 +355,10 @@ fn randomized_against_a_sorted_list() {
                 } else {
                     assert!(model.is_empty());
                 }
-                now_us += match rng.below(20) {
-                    0 => rng.below(4_000_000_000),
+                now_us += match rng.below_u64(20) {
+                    0 => rng.below_u64(4_000_000_000),
                     1..=3 => 0,
-                    _ => rng.below(50_000),
+                    _ => rng.below_u64(50_000),
                 };
                 seen_us = seen_us.max(now_us);
                 let mut due: Vec<(u64, u64, bool)> = model

@@ -1,4 +1,5 @@
 use super::*;
+use crate::testkit::Rng;
 
 const LIMITS: CodecLimits = CodecLimits {
     max_payload: 1 << 20,
@@ -633,33 +634,17 @@ fn encoded_close_round_trips_and_truncates_on_a_char_boundary() {
     );
 }
 
-/// xorshift64*: a small deterministic generator for the fuzz-style test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A frame that is valid or nearly so: random flags, opcode, mask, length format and content.
 fn random_frame(rng: &mut Rng) -> Vec<u8> {
-    let opcode = [0u8, 1, 2, 8, 9, 10, 3, 0xB][rng.below(8) as usize];
+    let opcode = [0u8, 1, 2, 8, 9, 10, 3, 0xB][rng.below(8)];
     let mut first = opcode | if rng.below(4) == 0 { 0 } else { 0x80 };
     if rng.below(16) == 0 {
         first |= 0x10 << rng.below(3);
     }
     let len = match rng.below(40) {
-        0 => rng.below(70_000) as usize,
-        1..=4 => 126 + rng.below(300) as usize,
-        _ => rng.below(20) as usize,
+        0 => rng.below(70_000),
+        1..=4 => 126 + rng.below(300),
+        _ => rng.below(20),
     };
     // Random bytes at the start, one repeated byte after them (cheap for long payloads).
     let mut payload = vec![rng.next() as u8; len];
@@ -686,7 +671,7 @@ fn random_frame(rng: &mut Rng) -> Vec<u8> {
 
 #[test]
 fn byte_soup_never_panics() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for round in 0..6000 {
         let input: Vec<u8> = if round % 3 == 0 {
             (0..rng.below(200)).map(|_| rng.next() as u8).collect()
@@ -696,11 +681,11 @@ fn byte_soup_never_panics() {
                 .collect()
         };
         let mut cuts: Vec<usize> = (0..rng.below(6))
-            .map(|_| rng.below(input.len() as u64 + 1) as usize)
+            .map(|_| rng.below(input.len() + 1))
             .collect();
         cuts.sort_unstable();
         let limits = CodecLimits {
-            max_payload: [10, 1000, 1 << 20][rng.below(3) as usize],
+            max_payload: [10, 1000, 1 << 20][rng.below(3)],
         };
         let stop_after = rng.below(10);
         let mut decoder = Decoder::default();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::testkit::Rng;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -622,26 +623,6 @@ fn response_bytes() {
     assert!(text.contains("\r\nContent-Type: text/plainX-Evil: 1\r\n"));
 }
 
-/// A small deterministic PRNG (xorshift64*) for the byte soup.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a [u8]]) -> &'a [u8] {
-        items[self.below(items.len())]
-    }
-}
-
 const PIECES: [&[u8]; 24] = [
     b"GET ",
     b"POST ",
@@ -675,7 +656,8 @@ fn soup(rng: &mut Rng) -> Vec<u8> {
         1 => {
             let mut buf = Vec::new();
             for _ in 0..rng.below(40) {
-                buf.extend_from_slice(rng.pick(&PIECES));
+                let piece = rng.pick(&PIECES);
+                buf.extend_from_slice(piece);
             }
             buf
         }
@@ -729,7 +711,7 @@ fn assert_sane(buf: &[u8], rules: &UpgradeRules, result: &Outcome) {
 
 #[test]
 fn byte_soup() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let small = rules_with(200, false);
     let normal = rules();
     for round in 0..20_000 {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::testkit::Rng;
 
 fn policy(patterns: &[&str]) -> OriginPolicy {
     let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
@@ -295,22 +296,14 @@ fn byte_soup() {
         "65536",
         "\u{e9}",
     ];
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..20_000 {
-        let make = |next: &mut dyn FnMut(usize) -> usize| {
-            let parts = next(8);
-            (0..parts)
-                .map(|_| PIECES[next(PIECES.len())])
-                .collect::<String>()
+        let make = |rng: &mut Rng| {
+            let parts = rng.below(8);
+            (0..parts).map(|_| *rng.pick(&PIECES)).collect::<String>()
         };
-        let pattern = make(&mut next);
-        let origin = make(&mut next);
+        let pattern = make(&mut rng);
+        let origin = make(&mut rng);
         let p = policy(&[pattern.as_str()]);
         let allowed = p.allows(Some(&origin));
         if pattern == "*" {

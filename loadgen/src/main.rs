@@ -1,10 +1,10 @@
 //! `loadgen`: a load generator for any `ws://` server speaking the gateway's JSON protocol (the
 //! gateway, or a peer doing the same work): one thread, one mio poll, many nonblocking
-//! connections, its own client-side framing. See `benches/README.md` for how the benchmarks
-//! use it.
+//! connections, its own client-side framing (the library of this crate). See
+//! `benches/README.md` for how the benchmarks use it.
 //!
 //! ```text
-//! cargo run --release --example loadgen -- --url ws://127.0.0.1:18789/ws --mode latency
+//! cargo run --release -p loadgen -- --url ws://127.0.0.1:18789/ws --mode latency
 //! loadgen --url URL [--token T] --mode latency    [--count N] [--warmup N]
 //! loadgen --url URL --mode throughput [--conns N] [--pipeline N] [--duration S] [--server-pid P]
 //! loadgen --url URL --mode fanout     [--conns MEMBERS] [--size B] [--pipeline N] [--duration S] [--server-pid P]
@@ -21,13 +21,10 @@
 //! Pinning is left to the caller: `taskset -c 0` around server and client for latency (same
 //! core), server on one core and client on the other for the throughput modes.
 
-#[path = "../benches/support/loadgen_engine.rs"]
-mod engine;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
-use engine::{Probe, Target};
+use loadgen::{Probe, Target};
 use serde_json::{json, Map, Value};
 
 const USAGE: &str =
@@ -61,7 +58,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         url: None,
-        token: engine::DEFAULT_TOKEN.to_string(),
+        token: loadgen::DEFAULT_TOKEN.to_string(),
         mode: String::new(),
         conns: None,
         duration: None,
@@ -147,18 +144,18 @@ fn run_once(a: &Args, probe: Probe) -> Result<(String, Value, bool), String> {
     let warmup_secs = Duration::from_secs_f64(a.warmup_secs);
     match a.mode.as_str() {
         "floor" => {
-            let (addr, _) = engine::spawn_echo().map_err(|e| format!("echo: {e}"))?;
-            let r = engine::run_floor(addr, a.size, a.warmup.unwrap_or(a.count / 10), a.count)?;
+            let (addr, _) = loadgen::spawn_echo().map_err(|e| format!("echo: {e}"))?;
+            let r = loadgen::run_floor(addr, a.size, a.warmup.unwrap_or(a.count / 10), a.count)?;
             let mut v = r.to_json();
             v["size"] = json!(a.size);
             Ok((format!("TCP floor {} B: {}", a.size, r.line()), v, true))
         }
         "latency" => {
-            let r = engine::run_latency(&target()?, a.warmup.unwrap_or(a.count / 10), a.count)?;
+            let r = loadgen::run_latency(&target()?, a.warmup.unwrap_or(a.count / 10), a.count)?;
             Ok((format!("ping→pong: {}", r.line()), r.to_json(), true))
         }
         "throughput" => {
-            let r = engine::run_throughput(
+            let r = loadgen::run_throughput(
                 &target()?,
                 a.conns.unwrap_or(32),
                 a.pipeline.unwrap_or(16),
@@ -173,7 +170,7 @@ fn run_once(a: &Args, probe: Probe) -> Result<(String, Value, bool), String> {
             ))
         }
         "fanout" => {
-            let r = engine::run_fanout(
+            let r = loadgen::run_fanout(
                 &target()?,
                 a.conns.unwrap_or(1000),
                 a.size,
@@ -186,7 +183,7 @@ fn run_once(a: &Args, probe: Probe) -> Result<(String, Value, bool), String> {
             Ok((format!("fanout: {}", r.line()), r.to_json(), ok))
         }
         "idle" => {
-            let r = engine::run_idle(
+            let r = loadgen::run_idle(
                 &target()?,
                 a.conns.unwrap_or(1000),
                 a.concurrency,
@@ -207,7 +204,10 @@ fn medians(runs: &[Value]) -> Value {
         for key in first.keys() {
             let values: Vec<f64> = runs.iter().filter_map(|r| r[key].as_f64()).collect();
             if values.len() == runs.len() {
-                out.insert(key.clone(), json!(engine::round3(engine::median(&values))));
+                out.insert(
+                    key.clone(),
+                    json!(loadgen::round3(loadgen::median(&values))),
+                );
             }
         }
     }
@@ -252,7 +252,7 @@ fn main() -> ExitCode {
             "url": args.url,
             "reps": args.reps,
             "ok": all_ok,
-            "clk_tck": engine::clock_ticks(),
+            "clk_tck": loadgen::clock_ticks(),
             "median": median,
             "runs": runs,
         });
