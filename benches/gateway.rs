@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gateway::config::AuthToken;
+use gateway::AuthToken;
 use gateway::{Config, Gateway, GatewayHandle};
 use loadgen::{median, IdleResult, LatencyResult, Probe, Target};
 use serde_json::json;

@@ -12,7 +12,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use gateway::config::AuthToken;
+use gateway::AuthToken;
 use gateway::{Config, Gateway};
 use tungstenite::Message;
 

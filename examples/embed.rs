@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use gateway::config::AuthToken;
+use gateway::AuthToken;
 use gateway::{Config, Gateway};
 use serde_json::json;
 

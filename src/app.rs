@@ -155,6 +155,7 @@ impl<E> Actions<E> {
     }
 
     /// Stage a text message written by `write` into the arena; send it with [`Actions::send`].
+    #[must_use]
     pub fn stage_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Staged {
         let start = self.arena.len();
         write(&mut self.arena);
@@ -165,6 +166,7 @@ impl<E> Actions<E> {
     }
 
     /// Stage a copy of `bytes` as a text (`binary == false`) or binary message.
+    #[must_use]
     pub fn stage_bytes(&mut self, bytes: &[u8], binary: bool) -> Staged {
         let start = self.arena.len();
         self.arena.extend_from_slice(bytes);
@@ -321,7 +323,7 @@ pub struct HttpResponse {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub trait App {
-    /// What a [`crate::transport::handle::ReactorHandle`] carries to the app from other threads.
+    /// What a [`ReactorHandle`](crate::transport::ReactorHandle) carries to the app from other threads.
     type Command: Send + 'static;
     /// What the app hands to the host program through the bounded event queue.
     type Event;

@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::config::{AuthMode, Config};
 use crate::core::{Command, Event, GatewayCore, HandlerContext, Message};
 use crate::error::Error;
-use crate::transport::handle::{Control, HandleError, ReactorHandle};
-use crate::transport::reactor::{Reactor, RunState, TransportConfig};
+use crate::transport::{Control, HandleError, ReactorHandle};
+use crate::transport::{Reactor, RunState, TransportConfig};
 use crate::ws::origin::OriginPolicy;
 
 /// A bound gateway. See the module docs.
@@ -117,6 +117,7 @@ impl Gateway {
     }
 
     /// A handle for other threads (`Clone + Send`).
+    #[must_use]
     pub fn handle(&self) -> GatewayHandle {
         GatewayHandle {
             inner: self.reactor.handle(),

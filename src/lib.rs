@@ -32,25 +32,34 @@
 //! # Ok::<(), gateway::Error>(())
 //! ```
 //!
-//! The transport ([`transport::Reactor`]) does not depend on the gateway protocol: it drives any
-//! [`app::App`]. The gateway's protocol ([`core`]) is one such app; `examples/echo_server.rs`
-//! is another.
+//! # The API
+//!
+//! At the root, what a host needs: [`Gateway`] and [`GatewayHandle`] to run the gateway,
+//! [`Config`] (with [`AuthMode`], [`AuthToken`], [`ConfigError`]) to configure it, [`Event`]
+//! to hear what happens, [`HandlerContext`], [`Message`] and [`ErrorCode`] for custom message
+//! types, and [`Error`] and [`HandleError`] for what can fail.
+//!
+//! [`transport`] is the "bring your own core" API: the reactor drives any [`transport::App`],
+//! with no knowledge of the gateway protocol. The gateway's protocol core is one such app;
+//! `examples/echo_server.rs` is another. Everything else is internal.
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
-pub mod app;
-pub mod config;
-pub mod core;
-pub mod error;
+mod app;
+mod config;
+mod core;
+mod error;
 #[cfg(any(fuzzing, test))]
 pub mod fuzzing;
-pub mod gateway;
+mod gateway;
 pub mod transport;
-pub mod ws;
+mod ws;
 
 #[cfg(test)]
-pub(crate) mod testkit;
+mod testkit;
 
-pub use crate::config::Config;
+pub use crate::config::{AuthMode, AuthToken, Config, ConfigError};
+pub use crate::core::{ErrorCode, Event, HandlerContext, Message};
 pub use crate::error::Error;
-pub use crate::gateway::{Gateway, GatewayHandle};
-pub use crate::transport::handle::HandleError;
+pub use crate::gateway::{Gateway, GatewayHandle, EVENT_QUEUE};
+pub use crate::transport::HandleError;

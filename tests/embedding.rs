@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use gateway::config::AuthMode;
-use gateway::core::{ErrorCode, Event};
+use gateway::AuthMode;
+use gateway::{ErrorCode, Event};
 use gateway::{Gateway, GatewayHandle, HandleError};
 use serde_json::json;
 

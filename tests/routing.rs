@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gateway::config::AuthMode;
+use gateway::AuthMode;
 use serde_json::{json, Value};
 
 const QUIET: Duration = Duration::from_millis(150);

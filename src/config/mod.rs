@@ -182,10 +182,10 @@ impl fmt::Debug for Config {
 }
 
 /// What [`Config::to_file_string`] prints in place of a secret.
-pub const SECRET_MASK: &str = "***";
+pub(crate) const SECRET_MASK: &str = "***";
 
 /// The largest value of a `_ms` key: 365 days in milliseconds.
-pub const MAX_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+pub(crate) const MAX_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 
 /// A configuration error that names the file, the line and the key (file/line `None` for
 /// `--set` or defaults checks).

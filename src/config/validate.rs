@@ -16,7 +16,7 @@ impl Config {
     /// - `host` is an IP address (IPv6 without brackets);
     /// - `path` starts with `/` and has no white space, control character, `?` or `#`;
     /// - `max_connections`, every size and every `max_*` count but `max_auth_failures` is at
-    ///   least 1; every `_ms` key is at most [`MAX_MS`](super::MAX_MS);
+    ///   least 1; every `_ms` key is at most 365 days;
     /// - each `cors_origins` pattern is non-empty, without white space, control characters,
     ///   `,` or `#`;
     /// - each token's USER is non-empty, without `:`, `,`, control characters or a `#` that

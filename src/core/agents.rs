@@ -43,7 +43,7 @@ use crate::core::errors::{ErrorCode, Refusal};
 /// What kind of program an agent is; `type` on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AgentType {
+pub(crate) enum AgentType {
     /// `pi`
     Pi,
     /// `cli`
@@ -60,7 +60,8 @@ pub enum AgentType {
 
 impl AgentType {
     /// The wire name.
-    pub fn as_str(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AgentType::Pi => "pi",
             AgentType::Cli => "cli",
@@ -75,7 +76,7 @@ impl AgentType {
 /// Whether an agent can be reached and takes work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AgentStatus {
+pub(crate) enum AgentStatus {
     /// Connected and ready for routed work.
     Online,
     /// Connected but not taking `capability:` routes.
@@ -86,7 +87,8 @@ pub enum AgentStatus {
 
 impl AgentStatus {
     /// The wire name.
-    pub fn as_str(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AgentStatus::Online => "online",
             AgentStatus::Busy => "busy",
@@ -95,7 +97,7 @@ impl AgentStatus {
     }
 
     /// Online or busy: the agent has an owner connection.
-    pub fn is_connected(self) -> bool {
+    pub(crate) fn is_connected(self) -> bool {
         self != AgentStatus::Offline
     }
 }
@@ -107,7 +109,7 @@ impl AgentStatus {
 /// `tools` and `modes` empty, `custom` absent (`null` also means absent). Unknown fields are
 /// ignored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Capabilities {
+pub(crate) struct Capabilities {
     /// Takes part in chat.
     #[serde(default)]
     pub chat: bool,
@@ -127,7 +129,8 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Whether these capabilities match `name` (see the module docs).
-    pub fn matches(&self, name: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn matches(&self, name: &str) -> bool {
         match name {
             "chat" => self.chat,
             "streaming" => self.streaming,
@@ -184,7 +187,7 @@ fn is_truthy(value: &Value) -> bool {
 /// "lastSeenAt":MS,"metadata":{..}?}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Agent {
+pub(crate) struct Agent {
     /// The id it is stored under.
     pub agent_id: String,
     /// What kind of agent it is.
@@ -213,13 +216,14 @@ pub struct Agent {
 
 impl Agent {
     /// The connection that owns it; `None` when offline.
-    pub fn owner(&self) -> Option<ConnId> {
+    #[cfg(test)]
+    pub(crate) fn owner(&self) -> Option<ConnId> {
         self.owner
     }
 
     /// The epoch of its current offline period (what [`AgentRegistry::expire`] wants);
     /// `None` when it is not offline.
-    pub fn offline_epoch(&self) -> Option<u64> {
+    pub(crate) fn offline_epoch(&self) -> Option<u64> {
         (self.status == AgentStatus::Offline).then_some(self.offline_epoch)
     }
 }
@@ -228,7 +232,7 @@ impl Agent {
 /// It deserializes from that payload (`agentId` and `metadata` may be missing or null).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Registration {
+pub(crate) struct Registration {
     /// The id to register; `None` means the registering client's `clientId`.
     pub agent_id: Option<String>,
     /// What kind of agent it is.
@@ -244,7 +248,7 @@ pub struct Registration {
 
 /// Why a registry operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentError {
+pub(crate) enum AgentError {
     /// The id belongs to an online or busy agent of another connection.
     Exists,
     /// No agent has that id.
@@ -400,7 +404,7 @@ impl Indexes {
 
 /// The registered agents, with an index by capability and by owner connection.
 #[derive(Debug)]
-pub struct AgentRegistry {
+pub(crate) struct AgentRegistry {
     max_agents: usize,
     agents: BTreeMap<String, Agent>,
     index: Indexes,
@@ -409,7 +413,7 @@ pub struct AgentRegistry {
 
 impl AgentRegistry {
     /// An empty registry that stores at most `max_agents` agents.
-    pub fn new(max_agents: usize) -> Self {
+    pub(crate) fn new(max_agents: usize) -> Self {
         AgentRegistry {
             max_agents,
             agents: BTreeMap::new(),
@@ -430,7 +434,7 @@ impl AgentRegistry {
     ///
     /// In every success the agent is `online` (a busy one included), `clientId` is
     /// `owner_client_id` and `lastSeenAt` is `now_ms`.
-    pub fn register(
+    pub(crate) fn register(
         &mut self,
         owner: ConnId,
         owner_client_id: &str,
@@ -489,7 +493,7 @@ impl AgentRegistry {
     ///
     /// [`AgentError::NotFound`] for an unknown id; [`AgentError::Forbidden`] when it is
     /// offline or owned by another connection.
-    pub fn unregister(&mut self, agent_id: &str, by: ConnId) -> Result<Agent, AgentError> {
+    pub(crate) fn unregister(&mut self, agent_id: &str, by: ConnId) -> Result<Agent, AgentError> {
         owned(&mut self.agents, agent_id, by)?;
         let agent = self.agents.remove(agent_id).ok_or(AgentError::NotFound)?;
         self.index.remove(&agent);
@@ -501,7 +505,7 @@ impl AgentRegistry {
     /// (an agent turns offline only when its connection closes).
     ///
     /// Errors as [`AgentRegistry::unregister`].
-    pub fn heartbeat(
+    pub(crate) fn heartbeat(
         &mut self,
         agent_id: &str,
         by: ConnId,
@@ -520,7 +524,7 @@ impl AgentRegistry {
 
     /// The agents matching every filter given, sorted by `agentId`: having `capability`,
     /// of `agent_type`, and, with `online_only`, online or busy.
-    pub fn query(
+    pub(crate) fn query(
         &self,
         capability: Option<&str>,
         agent_type: Option<AgentType>,
@@ -548,7 +552,7 @@ impl AgentRegistry {
     /// and `lastSeenAt` = `now_ms`, and enters a new offline epoch. Returns `(agentId, epoch)`
     /// for each, sorted by id; pass both to [`AgentRegistry::expire`] when the TTL runs out.
     /// Epochs are unique within the registry and increase with each offline transition.
-    pub fn owner_disconnected(&mut self, owner: ConnId, now_ms: u64) -> Vec<(String, u64)> {
+    pub(crate) fn owner_disconnected(&mut self, owner: ConnId, now_ms: u64) -> Vec<(String, u64)> {
         let Some(ids) = self.index.by_owner.remove(&owner) else {
             return Vec::new();
         };
@@ -573,7 +577,7 @@ impl AgentRegistry {
     /// The TTL of an offline period ran out: remove `agent_id` if it is still offline in
     /// `epoch` (not re-registered since, nor gone offline again later). Returns whether it
     /// was removed.
-    pub fn expire(&mut self, agent_id: &str, epoch: u64) -> bool {
+    pub(crate) fn expire(&mut self, agent_id: &str, epoch: u64) -> bool {
         let expired = self
             .agents
             .get(agent_id)
@@ -592,7 +596,7 @@ impl AgentRegistry {
 
     /// `capability:NAME` routing: the next online, not busy agent with `capability` in
     /// round-robin order (see the module docs). Returns its owner connection and id.
-    pub fn pick_by_capability(&mut self, capability: &str) -> Option<(ConnId, &str)> {
+    pub(crate) fn pick_by_capability(&mut self, capability: &str) -> Option<(ConnId, &str)> {
         let entry = self.index.capabilities.get_mut(capability)?;
         let next = match &entry.last_pick {
             Some(last) => entry
@@ -608,27 +612,28 @@ impl AgentRegistry {
     }
 
     /// The agent stored under `agent_id`, in any status.
-    pub fn get(&self, agent_id: &str) -> Option<&Agent> {
+    pub(crate) fn get(&self, agent_id: &str) -> Option<&Agent> {
         self.agents.get(agent_id)
     }
 
     /// The owner connection of an online or busy agent; `None` when offline or unknown.
-    pub fn owner_of(&self, agent_id: &str) -> Option<ConnId> {
+    pub(crate) fn owner_of(&self, agent_id: &str) -> Option<ConnId> {
         self.agents.get(agent_id).and_then(|agent| agent.owner)
     }
 
     /// How many agents are stored, offline ones included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.agents.len()
     }
 
     /// Whether no agent is stored.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.agents.is_empty()
     }
 
     /// How many agents are online or busy.
-    pub fn online_count(&self) -> usize {
+    pub(crate) fn online_count(&self) -> usize {
         self.index.connected
     }
 }

@@ -12,11 +12,11 @@ use crate::config::{AuthMode, AuthToken};
 
 /// User id of clients that authenticate without a name (auth mode `none`, or password mode
 /// without a `clientId`).
-pub const ANONYMOUS: &str = "anonymous";
+pub(crate) const ANONYMOUS: &str = "anonymous";
 
 /// The credential fields of an `auth` payload, already type-checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Credentials<'a> {
+pub(crate) struct Credentials<'a> {
     /// `token`
     pub token: Option<&'a str>,
     /// `password`
@@ -27,7 +27,7 @@ pub struct Credentials<'a> {
 
 /// What [`check`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuthOutcome {
+pub(crate) enum AuthOutcome {
     /// Authenticated as this user id.
     Success(String),
     /// The credential the mode needs is missing (or empty): `AUTH_REQUIRED`, not counted as
@@ -38,7 +38,7 @@ pub enum AuthOutcome {
 }
 
 /// Check `creds` against the configured mode and secrets.
-pub fn check(
+pub(crate) fn check(
     mode: AuthMode,
     tokens: &[AuthToken],
     password: Option<&str>,
@@ -80,7 +80,7 @@ pub fn check(
 }
 
 /// Whether `given` equals `secret`, in time that depends only on `given.len()`.
-pub fn ct_eq(given: &[u8], secret: &[u8]) -> bool {
+pub(crate) fn ct_eq(given: &[u8], secret: &[u8]) -> bool {
     let mut diff = u8::from(given.len() != secret.len());
     if secret.is_empty() {
         return given.is_empty();

@@ -17,7 +17,7 @@ use crate::core::ratelimit::TokenBucket;
 
 /// What a `connect` message told about the device (PROTOCOL section 5).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Device {
+pub(crate) struct Device {
     /// `deviceId`
     pub device_id: String,
     /// `deviceName`, if given.
@@ -30,7 +30,7 @@ pub struct Device {
 
 /// One open connection.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     /// The connection.
     pub conn: ConnId,
     /// Its `clientId` (UUID v4).
@@ -51,14 +51,14 @@ pub struct Client {
 
 impl Client {
     /// Whether the connection has authenticated.
-    pub fn is_authenticated(&self) -> bool {
+    pub(crate) fn is_authenticated(&self) -> bool {
         self.user_id.is_some()
     }
 }
 
 /// The table of open connections.
 #[derive(Debug, Default)]
-pub struct Clients {
+pub(crate) struct Clients {
     slots: Vec<Option<Client>>,
     by_client_id: HashMap<String, ConnId>,
     len: usize,
@@ -67,12 +67,12 @@ pub struct Clients {
 
 impl Clients {
     /// An empty table.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Add `client`, replacing whatever occupied its slot; returns the replaced client.
-    pub fn insert(&mut self, client: Client) -> Option<Client> {
+    pub(crate) fn insert(&mut self, client: Client) -> Option<Client> {
         let index = client.conn.index as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
@@ -92,7 +92,7 @@ impl Clients {
     }
 
     /// Remove the client of `conn`.
-    pub fn remove(&mut self, conn: ConnId) -> Option<Client> {
+    pub(crate) fn remove(&mut self, conn: ConnId) -> Option<Client> {
         let slot = self.slots.get_mut(conn.index as usize)?;
         if slot.as_ref().is_some_and(|c| c.conn == conn) {
             let client = slot.take()?;
@@ -114,7 +114,7 @@ impl Clients {
     }
 
     /// The client of `conn`.
-    pub fn get(&self, conn: ConnId) -> Option<&Client> {
+    pub(crate) fn get(&self, conn: ConnId) -> Option<&Client> {
         self.slots
             .get(conn.index as usize)?
             .as_ref()
@@ -122,7 +122,7 @@ impl Clients {
     }
 
     /// The client of `conn`, mutably. Use [`Clients::authenticate`] to change `user_id`.
-    pub fn get_mut(&mut self, conn: ConnId) -> Option<&mut Client> {
+    pub(crate) fn get_mut(&mut self, conn: ConnId) -> Option<&mut Client> {
         self.slots
             .get_mut(conn.index as usize)?
             .as_mut()
@@ -130,17 +130,17 @@ impl Clients {
     }
 
     /// The client in slab slot `index`, whatever its generation.
-    pub fn get_by_index(&self, index: u32) -> Option<&Client> {
+    pub(crate) fn get_by_index(&self, index: u32) -> Option<&Client> {
         self.slots.get(index as usize)?.as_ref()
     }
 
     /// The connection whose `clientId` is `client_id`.
-    pub fn conn_of(&self, client_id: &str) -> Option<ConnId> {
+    pub(crate) fn conn_of(&self, client_id: &str) -> Option<ConnId> {
         self.by_client_id.get(client_id).copied()
     }
 
     /// Mark `conn` authenticated as `user_id` (no-op when unknown or already authenticated).
-    pub fn authenticate(&mut self, conn: ConnId, user_id: String) -> bool {
+    pub(crate) fn authenticate(&mut self, conn: ConnId, user_id: String) -> bool {
         match self.get_mut(conn) {
             Some(client) if client.user_id.is_none() => {
                 client.user_id = Some(user_id);
@@ -153,22 +153,23 @@ impl Clients {
     }
 
     /// Every client, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = &Client> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Client> {
         self.slots.iter().flatten()
     }
 
     /// How many connections are open.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether no connection is open.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// How many connections have authenticated.
-    pub fn authenticated(&self) -> usize {
+    pub(crate) fn authenticated(&self) -> usize {
         self.authenticated
     }
 }

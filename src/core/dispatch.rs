@@ -62,7 +62,7 @@ fn handle_builtin(
 }
 
 /// The gateway protocol core: implements [`App`] for the reactor.
-pub struct GatewayCore {
+pub(crate) struct GatewayCore {
     state: CoreState,
     handlers: Handlers,
 }
@@ -70,7 +70,7 @@ pub struct GatewayCore {
 impl GatewayCore {
     /// A core for `config`, started at `start`, when the wall clock read `start_wall_ms`
     /// (ms since the Unix epoch).
-    pub fn new(config: &Config, start: Instant, start_wall_ms: u64) -> Self {
+    pub(crate) fn new(config: &Config, start: Instant, start_wall_ms: u64) -> Self {
         GatewayCore {
             state: CoreState::new(config, start, start_wall_ms),
             handlers: Handlers::default(),
@@ -80,7 +80,7 @@ impl GatewayCore {
     /// Handle messages of type `msg_type` with `handler`, after the auth gate, instead of
     /// answering `UNKNOWN_TYPE`. Returns `false`, registering nothing, when `msg_type` is
     /// empty or a built-in type; registering a type again replaces its handler.
-    pub fn register_handler<F>(&mut self, msg_type: &str, handler: F) -> bool
+    pub(crate) fn register_handler<F>(&mut self, msg_type: &str, handler: F) -> bool
     where
         F: FnMut(&mut HandlerContext<'_>, &Message) + Send + 'static,
     {
@@ -92,22 +92,23 @@ impl GatewayCore {
     }
 
     /// Open connections the core knows.
-    pub fn client_count(&self) -> usize {
+    pub(crate) fn client_count(&self) -> usize {
         self.state.clients.len()
     }
 
     /// Authenticated connections.
-    pub fn authenticated_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn authenticated_count(&self) -> usize {
         self.state.clients.authenticated()
     }
 
     /// Sessions.
-    pub fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         self.state.sessions.len()
     }
 
     /// Agents stored, offline ones included.
-    pub fn agent_count(&self) -> usize {
+    pub(crate) fn agent_count(&self) -> usize {
         self.state.agents.len()
     }
 
@@ -118,12 +119,14 @@ impl GatewayCore {
     }
 
     /// The `stateVersion` reported in `hello_ok`.
-    pub fn state_version(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn state_version(&self) -> u64 {
         self.state.state_version
     }
 
     /// The `clientId` of `conn`.
-    pub fn client_id_of(&self, conn: ConnId) -> Option<&str> {
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn client_id_of(&self, conn: ConnId) -> Option<&str> {
         self.state.clients.get(conn).map(|c| c.client_id.as_str())
     }
 }

@@ -16,6 +16,7 @@ use std::fmt;
 
 /// The error codes of PROTOCOL sections 3-6, sent as `error.payload.code`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// `AUTH_REQUIRED`: not authenticated yet, or `auth` without a credential.
     AuthRequired,
@@ -107,7 +108,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// A refusal by one of the tables, as the error reply it becomes.
-pub trait Refusal {
+pub(crate) trait Refusal {
     /// The protocol error code.
     fn code(&self) -> ErrorCode;
 

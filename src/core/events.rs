@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// A request from the host program to the core.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Send one message to the client `client_id` (any open connection).
     SendToClient {
         /// The receiving client.
@@ -41,6 +41,7 @@ pub enum Command {
 
 /// Something that happened, for the host program.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A connection opened and got its `clientId`.
     ClientConnected {

@@ -18,7 +18,7 @@ use crate::app::{CloseReason, TransportStats};
 use crate::core::errors::ErrorCode;
 
 /// Every label a message type is counted under.
-pub const TYPE_LABELS: [&str; 30] = [
+pub(crate) const TYPE_LABELS: [&str; 30] = [
     "ping",
     "pong",
     "auth",
@@ -52,16 +52,16 @@ pub const TYPE_LABELS: [&str; 30] = [
 ];
 
 /// Index of the `other` label, the one after every type's own.
-pub const OTHER: usize = TYPE_LABELS.len() - 2;
+pub(crate) const OTHER: usize = TYPE_LABELS.len() - 2;
 /// Index of the `invalid` label, the last.
-pub const INVALID: usize = TYPE_LABELS.len() - 1;
+pub(crate) const INVALID: usize = TYPE_LABELS.len() - 1;
 const USED_LABELS: usize = TYPE_LABELS.len();
 
 /// The label index of a message type: its own for a built-in type, [`OTHER`] for any other.
 ///
 /// A scan of [`TYPE_LABELS`] in order: the most frequent types (`ping`, `pong`) come first,
 /// and most comparisons stop at the length.
-pub fn type_label(msg_type: &str) -> usize {
+pub(crate) fn type_label(msg_type: &str) -> usize {
     TYPE_LABELS[..OTHER]
         .iter()
         .position(|label| *label == msg_type)
@@ -70,7 +70,7 @@ pub fn type_label(msg_type: &str) -> usize {
 
 /// Gauges of the core, sampled when rendering.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CoreGauges {
+pub(crate) struct CoreGauges {
     /// Connections known to the core.
     pub clients: usize,
     /// Authenticated connections.
@@ -91,7 +91,7 @@ pub struct CoreGauges {
 
 /// Counters kept by the core.
 #[derive(Clone, Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     messages_in: [u64; USED_LABELS],
     messages_out: [u64; USED_LABELS],
     errors: [u64; ErrorCode::ALL.len()],
@@ -99,46 +99,43 @@ pub struct Metrics {
 
 impl Metrics {
     /// New counters, all zero.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Count one incoming message under label index `label`.
-    pub fn count_in(&mut self, label: usize) {
+    pub(crate) fn count_in(&mut self, label: usize) {
         if let Some(n) = self.messages_in.get_mut(label) {
             *n += 1;
         }
     }
 
     /// Count `n` outgoing deliveries under label index `label`.
-    pub fn count_out(&mut self, label: usize, n: u64) {
+    pub(crate) fn count_out(&mut self, label: usize, n: u64) {
         if let Some(count) = self.messages_out.get_mut(label) {
             *count += n;
         }
     }
 
     /// Count one error sent with `code`.
-    pub fn count_error(&mut self, code: ErrorCode) {
+    pub(crate) fn count_error(&mut self, code: ErrorCode) {
         self.errors[code.index()] += 1;
     }
 
-    /// Incoming messages counted under `msg_type`'s label (`invalid` for index [`INVALID`]).
-    pub fn messages_in(&self, label: usize) -> u64 {
-        self.messages_in.get(label).copied().unwrap_or(0)
-    }
-
     /// Outgoing deliveries counted under a label index.
-    pub fn messages_out(&self, label: usize) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn messages_out(&self, label: usize) -> u64 {
         self.messages_out.get(label).copied().unwrap_or(0)
     }
 
     /// Errors sent with `code`.
-    pub fn errors(&self, code: ErrorCode) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn errors(&self, code: ErrorCode) -> u64 {
         self.errors[code.index()]
     }
 
     /// The `/metrics` body.
-    pub fn render(&self, stats: &TransportStats, core: &CoreGauges) -> String {
+    pub(crate) fn render(&self, stats: &TransportStats, core: &CoreGauges) -> String {
         let mut out = String::with_capacity(8192);
         let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
             header(out, name, help, "gauge");
@@ -318,7 +315,7 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// The `/health` body.
 #[derive(Clone, Debug, Serialize)]
-pub struct Health {
+pub(crate) struct Health {
     /// Always `ok`.
     pub status: &'static str,
     /// Always `gateway`.

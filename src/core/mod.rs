@@ -21,25 +21,26 @@
 //!
 //! [`App`]: crate::app::App
 
-pub mod agents;
-pub mod auth;
-pub mod clients;
-pub mod dispatch;
-pub mod errors;
-pub mod events;
-pub mod metrics;
-pub mod outbound;
-pub mod ratelimit;
-pub mod requests;
-pub mod routes;
-pub mod sessions;
-pub mod state;
-pub mod timers;
-pub mod wire;
+pub(crate) mod agents;
+pub(crate) mod auth;
+pub(crate) mod clients;
+pub(crate) mod dispatch;
+pub(crate) mod errors;
+pub(crate) mod events;
+pub(crate) mod metrics;
+pub(crate) mod outbound;
+pub(crate) mod ratelimit;
+pub(crate) mod requests;
+pub(crate) mod routes;
+pub(crate) mod sessions;
+pub(crate) mod state;
+pub(crate) mod timers;
+pub(crate) mod wire;
 
-pub use dispatch::GatewayCore;
+pub(crate) use dispatch::GatewayCore;
 pub use errors::ErrorCode;
-pub use events::{Command, Event};
+pub(crate) use events::Command;
+pub use events::Event;
 pub use requests::custom::{HandlerContext, Message};
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::core::wire::FieldError;
 use crate::core::wire::{self, Head};
 
 /// Stage one envelope; `None` when the payload failed to serialize.
-pub fn stage(
+pub(crate) fn stage(
     out: &mut Actions<Event>,
     head: &Head<'_>,
     payload: impl FnOnce(&mut Vec<u8>) -> bool,
@@ -31,7 +31,7 @@ pub fn stage(
 }
 
 /// Stage and send one message to `conn`; whether it was sent.
-pub fn send(
+pub(crate) fn send(
     out: &mut Actions<Event>,
     metrics: &mut Metrics,
     conn: ConnId,
@@ -49,7 +49,7 @@ pub fn send(
 }
 
 /// Send `payload` serialized with serde to `conn`.
-pub fn send_ser<T: Serialize + ?Sized>(
+pub(crate) fn send_ser<T: Serialize + ?Sized>(
     out: &mut Actions<Event>,
     metrics: &mut Metrics,
     conn: ConnId,
@@ -60,7 +60,7 @@ pub fn send_ser<T: Serialize + ?Sized>(
 }
 
 /// Send one message to every connection of `conns`, staged once; returns how many got it.
-pub fn fan_out(
+pub(crate) fn fan_out(
     out: &mut Actions<Event>,
     metrics: &mut Metrics,
     conns: impl IntoIterator<Item = ConnId>,
@@ -86,7 +86,7 @@ pub fn fan_out(
 
 /// Send the `error` of `reject` to `conn` at `timestamp`, with `replyTo` when the request's
 /// id is known.
-pub fn send_error(
+pub(crate) fn send_error(
     out: &mut Actions<Event>,
     metrics: &mut Metrics,
     conn: ConnId,
@@ -106,7 +106,7 @@ pub fn send_error(
 
 /// A request refused with an error reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
+pub(crate) struct Reject {
     /// The error code.
     pub code: ErrorCode,
     /// The error message.
@@ -117,7 +117,7 @@ pub struct Reject {
 
 impl Reject {
     /// A refusal with this code and message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Reject {
             code,
             message: message.into(),
@@ -126,7 +126,7 @@ impl Reject {
     }
 
     /// The error reply of a table's refusal about `subject` (see [`Refusal`]).
-    pub fn refused(refusal: &impl Refusal, subject: &str) -> Self {
+    pub(crate) fn refused(refusal: &impl Refusal, subject: &str) -> Self {
         Reject {
             code: refusal.code(),
             message: refusal.message(subject),
@@ -147,7 +147,7 @@ impl From<FieldError> for Reject {
 
 /// `text` cut to at most 128 bytes (on a character boundary), for echoing client strings
 /// in error messages.
-pub fn short(text: &str) -> &str {
+pub(crate) fn short(text: &str) -> &str {
     if text.len() <= 128 {
         return text;
     }

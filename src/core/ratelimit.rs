@@ -13,7 +13,7 @@ const UNIT: u128 = 1_000_000_000;
 
 /// One connection's bucket.
 #[derive(Clone, Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     per_sec: u32,
     capacity: u128,
     level: u128,
@@ -22,7 +22,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket refilled at `per_sec` tokens per second holding at most `burst` tokens.
-    pub fn new(per_sec: u32, burst: u32, now: Instant) -> Self {
+    pub(crate) fn new(per_sec: u32, burst: u32, now: Instant) -> Self {
         let capacity = u128::from(burst.max(1)) * UNIT;
         TokenBucket {
             per_sec,
@@ -33,7 +33,7 @@ impl TokenBucket {
     }
 
     /// Take one token; `false` when the bucket is empty.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
         if now > self.last {
             let elapsed = now.duration_since(self.last).as_nanos();
             let refill = elapsed.saturating_mul(u128::from(self.per_sec));

@@ -22,13 +22,13 @@ use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
 
 /// Default bound on pending requests per requester.
-pub const DEFAULT_PER_REQUESTER: usize = 1024;
+pub(crate) const DEFAULT_PER_REQUESTER: usize = 1024;
 /// Default bound on pending requests in total.
-pub const DEFAULT_TOTAL: usize = 65_536;
+pub(crate) const DEFAULT_TOTAL: usize = 65_536;
 
 /// Why a request could not be recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RouteError {
+pub(crate) enum RouteError {
     /// The same requester already has a pending request with this id to this responder.
     Duplicate,
     /// The table holds its total bound of entries.
@@ -64,7 +64,7 @@ impl Refusal for RouteError {
 
 /// The pending route requests.
 #[derive(Debug)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     per_requester: usize,
     total: usize,
     /// (responder, requester) → request id → sequence number.
@@ -79,7 +79,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// An empty table with these bounds (each at least 1).
-    pub fn new(per_requester: usize, total: usize) -> Self {
+    pub(crate) fn new(per_requester: usize, total: usize) -> Self {
         RouteTable {
             per_requester: per_requester.max(1),
             total: total.max(1),
@@ -92,7 +92,7 @@ impl RouteTable {
     }
 
     /// Record that request `id` from `requester` was delivered to `responder`.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         requester: ConnId,
         responder: ConnId,
@@ -131,7 +131,7 @@ impl RouteTable {
     }
 
     /// Remove the entry for request `id` from `requester` to `responder`; whether it existed.
-    pub fn take(&mut self, responder: ConnId, requester: ConnId, id: &str) -> bool {
+    pub(crate) fn take(&mut self, responder: ConnId, requester: ConnId, id: &str) -> bool {
         let seq = self
             .entries
             .get(&(responder, requester))
@@ -148,7 +148,7 @@ impl RouteTable {
 
     /// Forget every entry in which `conn` is the requester or the responder; returns how
     /// many were dropped.
-    pub fn drop_conn(&mut self, conn: ConnId) -> usize {
+    pub(crate) fn drop_conn(&mut self, conn: ConnId) -> usize {
         let as_requester: Vec<(u64, ConnId, Arc<str>)> = self
             .by_requester
             .range((conn, 0)..=(conn, u64::MAX))
@@ -178,12 +178,13 @@ impl RouteTable {
     }
 
     /// How many requests are pending.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_requester.len()
     }
 
     /// Whether no request is pending.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_requester.is_empty()
     }
 

@@ -24,11 +24,11 @@ use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
 
 /// Largest session metadata, in bytes of JSON (PROTOCOL section 4).
-pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 /// The limits a [`SessionTable`] enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionLimits {
+pub(crate) struct SessionLimits {
     /// Members of one session at most.
     pub max_clients_per_session: usize,
     /// Sessions one connection may be in at most.
@@ -41,7 +41,7 @@ pub struct SessionLimits {
 
 /// One member of a session; serializes as `{"clientId","userId"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Member {
+pub(crate) struct Member {
     /// The member's connection.
     #[serde(skip)]
     pub conn: ConnId,
@@ -55,7 +55,7 @@ pub struct Member {
 
 /// A session: id, optional name, metadata and members in join order.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Session {
+pub(crate) struct Session {
     id: String,
     name: Option<String>,
     metadata: Map<String, Value>,
@@ -64,29 +64,29 @@ pub struct Session {
 
 impl Session {
     /// Its id.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
     /// Its name, if one was given at creation.
-    pub fn name(&self) -> Option<&str> {
+    pub(crate) fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 
     /// Its metadata.
-    pub fn metadata(&self) -> &Map<String, Value> {
+    pub(crate) fn metadata(&self) -> &Map<String, Value> {
         &self.metadata
     }
 
     /// Its members in join order.
-    pub fn members(&self) -> &[Member] {
+    pub(crate) fn members(&self) -> &[Member] {
         &self.members
     }
 }
 
 /// Why a session operation was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     /// No session has that id.
     NotFound,
     /// The session has `max_clients_per_session` members.
@@ -130,7 +130,7 @@ impl Refusal for SessionError {
 
 /// What a successful create or join did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JoinOutcome {
+pub(crate) enum JoinOutcome {
     /// A new session was created with the caller as its only member.
     Created,
     /// The caller joined an existing session.
@@ -141,7 +141,7 @@ pub enum JoinOutcome {
 
 /// What a successful leave did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeaveOutcome {
+pub(crate) enum LeaveOutcome {
     /// The caller was not a member; nothing changed.
     NotMember,
     /// The caller left.
@@ -155,7 +155,7 @@ pub enum LeaveOutcome {
 
 /// Sessions by id, with the reverse index connection → session ids.
 #[derive(Debug)]
-pub struct SessionTable {
+pub(crate) struct SessionTable {
     limits: SessionLimits,
     sessions: HashMap<String, Session>,
     by_client: HashMap<ConnId, Vec<String>>,
@@ -163,7 +163,7 @@ pub struct SessionTable {
 
 impl SessionTable {
     /// An empty table enforcing `limits`.
-    pub fn new(limits: SessionLimits) -> Self {
+    pub(crate) fn new(limits: SessionLimits) -> Self {
         SessionTable {
             limits,
             sessions: HashMap::new(),
@@ -173,7 +173,7 @@ impl SessionTable {
 
     /// Create session `id` with `member` as its first member; if `id` exists, join it
     /// instead (`name` and `metadata` are then ignored).
-    pub fn create(
+    pub(crate) fn create(
         &mut self,
         id: &str,
         name: Option<String>,
@@ -208,7 +208,7 @@ impl SessionTable {
     }
 
     /// Add `member` to the existing session `id`.
-    pub fn join(
+    pub(crate) fn join(
         &mut self,
         id: &str,
         member: Member,
@@ -232,7 +232,7 @@ impl SessionTable {
     }
 
     /// Remove `conn` from session `id`; the session goes when it becomes empty.
-    pub fn leave(&mut self, id: &str, conn: ConnId) -> Result<LeaveOutcome, SessionError> {
+    pub(crate) fn leave(&mut self, id: &str, conn: ConnId) -> Result<LeaveOutcome, SessionError> {
         let session = self.sessions.get_mut(id).ok_or(SessionError::NotFound)?;
         let Some(at) = session.members.iter().position(|m| m.conn == conn) else {
             return Ok(LeaveOutcome::NotMember);
@@ -253,7 +253,7 @@ impl SessionTable {
 
     /// Shallow-merge `patch` into the metadata of session `id` (a `null` value removes the
     /// key). Only members may patch; a result over the size limit is refused.
-    pub fn patch(
+    pub(crate) fn patch(
         &mut self,
         id: &str,
         conn: ConnId,
@@ -280,13 +280,13 @@ impl SessionTable {
     }
 
     /// The session `id`.
-    pub fn get(&self, id: &str) -> Option<&Session> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Session> {
         self.sessions.get(id)
     }
 
     /// The session `id`, for one of its members: [`SessionError::NotFound`] when it does not
     /// exist, [`SessionError::NotAMember`] when `conn` is not in it.
-    pub fn of_member(&self, id: &str, conn: ConnId) -> Result<&Session, SessionError> {
+    pub(crate) fn of_member(&self, id: &str, conn: ConnId) -> Result<&Session, SessionError> {
         let session = self.sessions.get(id).ok_or(SessionError::NotFound)?;
         if !self.is_member(id, conn) {
             return Err(SessionError::NotAMember);
@@ -295,28 +295,29 @@ impl SessionTable {
     }
 
     /// Whether `conn` is a member of session `id`.
-    pub fn is_member(&self, id: &str, conn: ConnId) -> bool {
+    pub(crate) fn is_member(&self, id: &str, conn: ConnId) -> bool {
         self.sessions_of(conn).iter().any(|s| s == id)
     }
 
     /// The ids of the sessions `conn` is in, in the order it entered them.
-    pub fn sessions_of(&self, conn: ConnId) -> &[String] {
+    pub(crate) fn sessions_of(&self, conn: ConnId) -> &[String] {
         self.by_client.get(&conn).map_or(&[], Vec::as_slice)
     }
 
     /// How many sessions exist.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sessions.len()
     }
 
     /// Whether no session exists.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
 }
 
 /// The length of `map` serialized as JSON.
-pub fn json_len(map: &Map<String, Value>) -> usize {
+pub(crate) fn json_len(map: &Map<String, Value>) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -23,14 +23,14 @@ use crate::core::routes::{self, RouteTable};
 use crate::core::sessions::{SessionLimits, SessionTable, MAX_METADATA_BYTES};
 
 /// Close code for policy violations (PROTOCOL section 8).
-pub const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// Close reason when the auth deadline passes.
-pub const REASON_AUTH_TIMEOUT: &str = "Authentication timeout";
+pub(crate) const REASON_AUTH_TIMEOUT: &str = "Authentication timeout";
 /// Close reason after `max_auth_failures` failed `auth` messages.
-pub const REASON_AUTH_FAILURES: &str = "Too many authentication failures";
+pub(crate) const REASON_AUTH_FAILURES: &str = "Too many authentication failures";
 /// Close reason of [`Command::Kick`](crate::core::events::Command::Kick) and of a custom
 /// handler's `kick`.
-pub const REASON_KICKED: &str = "Kicked";
+pub(crate) const REASON_KICKED: &str = "Kicked";
 
 /// One request being handled: who sent it, its id and the time.
 #[derive(Clone, Copy, Debug)]
@@ -63,7 +63,7 @@ pub(crate) struct CoreState {
 impl CoreState {
     /// Empty tables for `config`, started at `start`, when the wall clock read
     /// `start_wall_ms`.
-    pub fn new(config: &Config, start: Instant, start_wall_ms: u64) -> Self {
+    pub(crate) fn new(config: &Config, start: Instant, start_wall_ms: u64) -> Self {
         let limits = SessionLimits {
             max_clients_per_session: config.max_clients_per_session,
             max_sessions_per_client: config.max_sessions_per_client,
@@ -85,22 +85,22 @@ impl CoreState {
     }
 
     /// `now` in ms since the Unix epoch.
-    pub fn wall_ms(&self, now: Instant) -> u64 {
+    pub(crate) fn wall_ms(&self, now: Instant) -> u64 {
         self.start_wall_ms.saturating_add(self.uptime_ms(now))
     }
 
     /// Ms since the core started.
-    pub fn uptime_ms(&self, now: Instant) -> u64 {
+    pub(crate) fn uptime_ms(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whether clients must authenticate.
-    pub fn auth_required(&self) -> bool {
+    pub(crate) fn auth_required(&self) -> bool {
         self.config.auth_mode != AuthMode::None
     }
 
     /// Send the error of `reject` in reply to `req`.
-    pub fn reject(&mut self, out: &mut Actions<Event>, req: &Req<'_>, reject: Reject) {
+    pub(crate) fn reject(&mut self, out: &mut Actions<Event>, req: &Req<'_>, reject: Reject) {
         outbound::send_error(
             out,
             &mut self.metrics,
@@ -113,7 +113,7 @@ impl CoreState {
 
     /// Mark `conn` closing and ask the reactor to close it; false when it is unknown or
     /// already closing.
-    pub fn close(
+    pub(crate) fn close(
         &mut self,
         out: &mut Actions<Event>,
         conn: ConnId,

@@ -14,7 +14,7 @@ const GENERATION_MASK: u32 = 0x7fff_ffff;
 
 /// What a token stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// The auth deadline of the connection in slot `index` whose generation's low 31 bits are
     /// `generation_bits`.
     AuthTimeout {
@@ -31,17 +31,17 @@ pub enum Timer {
 }
 
 /// The token of `conn`'s auth deadline.
-pub fn auth_timeout(conn: ConnId) -> u64 {
+pub(crate) fn auth_timeout(conn: ConnId) -> u64 {
     AUTH_BIT | (u64::from(conn.generation & GENERATION_MASK) << 32) | u64::from(conn.index)
 }
 
 /// The token of an agent's offline TTL.
-pub fn agent_ttl(epoch: u64) -> u64 {
+pub(crate) fn agent_ttl(epoch: u64) -> u64 {
     epoch & !AUTH_BIT
 }
 
 /// Decode a token made by this module.
-pub fn decode(token: u64) -> Timer {
+pub(crate) fn decode(token: u64) -> Timer {
     if token & AUTH_BIT != 0 {
         Timer::AuthTimeout {
             index: token as u32,
@@ -53,7 +53,7 @@ pub fn decode(token: u64) -> Timer {
 }
 
 /// Whether `conn` is the connection an [`Timer::AuthTimeout`] with these bits names.
-pub fn names(conn: ConnId, index: u32, generation_bits: u32) -> bool {
+pub(crate) fn names(conn: ConnId, index: u32, generation_bits: u32) -> bool {
     conn.index == index && conn.generation & GENERATION_MASK == generation_bits
 }
 

@@ -32,7 +32,7 @@ use crate::ws::codec::Decoder;
 
 /// Where a connection is in its life.
 #[derive(Debug)]
-pub enum ConnState {
+pub(super) enum ConnState {
     /// Reading the HTTP request head; `head` holds the bytes of an incomplete head.
     Handshaking {
         /// Bytes received so far (empty while nothing is buffered).
@@ -54,7 +54,7 @@ pub enum ConnState {
 
 /// One accepted socket.
 #[derive(Debug)]
-pub struct Connection {
+pub(super) struct Connection {
     /// The socket (nonblocking, registered once: READABLE | WRITABLE, and PRIORITY on Linux).
     pub socket: TcpStream,
     /// This connection's id (slot index + generation; the reactor's `slots.rs` says why).
@@ -87,7 +87,7 @@ pub struct Connection {
 }
 
 /// What a read pump iteration produced.
-pub enum ReadResult {
+pub(super) enum ReadResult {
     /// `n` bytes are in the buffer.
     Data(usize),
     /// The peer shut down its write side (a zero-byte read).
@@ -100,7 +100,7 @@ pub enum ReadResult {
 
 impl Connection {
     /// A freshly accepted socket, in `Handshaking`.
-    pub fn new(socket: TcpStream, id: ConnId, now: Instant) -> Connection {
+    pub(super) fn new(socket: TcpStream, id: ConnId, now: Instant) -> Connection {
         Connection {
             socket,
             id,
@@ -120,12 +120,12 @@ impl Connection {
     }
 
     /// Whether the WebSocket is open for application messages.
-    pub fn is_open(&self) -> bool {
+    pub(super) fn is_open(&self) -> bool {
         matches!(self.state, ConnState::Open { .. })
     }
 
     /// Read once into `buf`, handling `Interrupted` and updating the latch.
-    pub fn read_into(&mut self, buf: &mut [u8]) -> ReadResult {
+    pub(super) fn read_into(&mut self, buf: &mut [u8]) -> ReadResult {
         loop {
             match self.socket.read(buf) {
                 Ok(0) => return ReadResult::Eof,
@@ -150,7 +150,7 @@ impl Connection {
 
     /// Write as much of the outbox as the socket takes. Returns the bytes written, or the
     /// error that ends the connection. Clears the writable latch on `WouldBlock`.
-    pub fn write_outbox(&mut self, arena: &FrameArena) -> io::Result<usize> {
+    pub(super) fn write_outbox(&mut self, arena: &FrameArena) -> io::Result<usize> {
         let written = self.outbox.write_to(&mut self.socket, arena)?;
         if written.blocked {
             self.writable = false;

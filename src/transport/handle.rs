@@ -15,7 +15,7 @@ use std::sync::Arc;
 use mio::Waker;
 
 /// Commands queued for one loop at most; beyond it [`HandleError::Full`].
-pub const COMMAND_QUEUE: usize = 65_536;
+pub(super) const COMMAND_QUEUE: usize = 65_536;
 
 /// What a handle carries to the loop.
 #[derive(Debug)]

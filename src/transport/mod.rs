@@ -1,13 +1,19 @@
-//! The mio side, ignorant of the gateway protocol: the [`reactor`] loop, its
-//! [`connection`]s and their [`outbox`]es, the [`handle`] channel and the [`timer`] wheel.
+//! The mio side, ignorant of the gateway protocol, and the "bring your own core" API: a
+//! [`Reactor`] drives any [`App`] over nonblocking sockets in one poll loop.
+//!
+//! Inside: the reactor loop (`reactor/`, its steps in `reactor/mod.rs`), one accepted socket
+//! and its state machine (`connection.rs`), what a socket is owed (`outbox.rs`), the command
+//! channel behind [`ReactorHandle`] (`handle.rs`) and the timer wheel (`timer.rs`).
 
-pub mod connection;
-pub mod handle;
-pub mod outbox;
-pub mod reactor;
-pub mod timer;
+mod connection;
+mod handle;
+mod outbox;
+mod reactor;
+mod timer;
 
 pub use crate::app::{
     Action, Actions, App, CloseReason, ConnId, HttpResponse, Staged, TransportStats,
 };
-pub use reactor::{Reactor, TransportConfig};
+pub use crate::ws::origin::OriginPolicy;
+pub use handle::{Control, HandleError, ReactorHandle};
+pub use reactor::{Reactor, RunState, TransportConfig};

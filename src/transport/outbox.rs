@@ -32,7 +32,7 @@ const ARENA_KEEP: usize = 1024 * 1024;
 /// Emptied outbox buffers, kept so that a connection that sends now and then does not
 /// allocate each time.
 #[derive(Debug, Default)]
-pub struct BufferPool {
+pub(super) struct BufferPool {
     bufs: Vec<Vec<u8>>,
 }
 
@@ -54,7 +54,7 @@ impl BufferPool {
 
 /// The frames of messages sent during one loop turn, each framed once.
 #[derive(Debug, Default)]
-pub struct FrameArena {
+pub(super) struct FrameArena {
     bytes: Vec<u8>,
     /// The staged message framed last and where its frame is, so that sending it to the next
     /// receiver reuses the frame.
@@ -64,7 +64,7 @@ pub struct FrameArena {
 impl FrameArena {
     /// The frame of staged message `msg` (whose bytes are `payload`), framed now unless it was
     /// the last one framed.
-    pub fn frame(&mut self, msg: &Staged, payload: &[u8]) -> Range<usize> {
+    pub(super) fn frame(&mut self, msg: &Staged, payload: &[u8]) -> Range<usize> {
         if let Some((staged, range)) = &self.last {
             if staged == msg {
                 return range.clone();
@@ -84,12 +84,12 @@ impl FrameArena {
 
     /// The staged messages are gone (their arena was cleared): a new `Staged` equal to an old
     /// one is a different message.
-    pub fn forget_staged(&mut self) {
+    pub(super) fn forget_staged(&mut self) {
         self.last = None;
     }
 
     /// Forget every frame. Only when no outbox holds a range (see the module invariants).
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.bytes.clear();
         self.last = None;
         if self.bytes.capacity() > ARENA_KEEP {
@@ -104,7 +104,7 @@ impl FrameArena {
 
 /// Bytes queued for one socket (see the module docs).
 #[derive(Debug, Default)]
-pub struct Outbox {
+pub(super) struct Outbox {
     /// Bytes of its own; empty and capacity-free while nothing is queued.
     buf: Vec<u8>,
     /// How much of `buf` has been written already.
@@ -115,7 +115,7 @@ pub struct Outbox {
 
 /// What [`Outbox::write_to`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Written {
+pub(super) struct Written {
     /// Bytes the socket took.
     pub bytes: usize,
     /// The socket said `WouldBlock` before everything was written.
@@ -124,17 +124,17 @@ pub struct Written {
 
 impl Outbox {
     /// Bytes queued and not yet written.
-    pub fn pending(&self) -> usize {
+    pub(super) fn pending(&self) -> usize {
         self.buf.len() - self.offset + self.frames.len()
     }
 
     /// Whether it holds a range of the turn's arena.
-    pub fn holds_frames(&self) -> bool {
+    pub(super) fn holds_frames(&self) -> bool {
         !self.frames.is_empty()
     }
 
     /// Append bytes produced by `write` after everything queued.
-    pub fn append(
+    pub(super) fn append(
         &mut self,
         pool: &mut BufferPool,
         arena: &FrameArena,
@@ -148,7 +148,12 @@ impl Outbox {
     }
 
     /// Queue `frame`, a range of `arena`, after everything queued.
-    pub fn push_frame(&mut self, pool: &mut BufferPool, arena: &FrameArena, frame: Range<usize>) {
+    pub(super) fn push_frame(
+        &mut self,
+        pool: &mut BufferPool,
+        arena: &FrameArena,
+        frame: Range<usize>,
+    ) {
         if self.frames.is_empty() {
             self.frames = frame;
         } else if self.frames.end == frame.start {
@@ -160,7 +165,7 @@ impl Outbox {
     }
 
     /// Copy the held arena range into the buffer, so that the arena may be cleared.
-    pub fn settle(&mut self, pool: &mut BufferPool, arena: &FrameArena) {
+    pub(super) fn settle(&mut self, pool: &mut BufferPool, arena: &FrameArena) {
         if self.frames.is_empty() {
             return;
         }
@@ -173,7 +178,11 @@ impl Outbox {
 
     /// Write as much as `out` takes: the buffer, then the arena range, in one `writev` when
     /// both hold bytes. An error other than `WouldBlock` ends the connection.
-    pub fn write_to(&mut self, out: &mut impl Write, arena: &FrameArena) -> io::Result<Written> {
+    pub(super) fn write_to(
+        &mut self,
+        out: &mut impl Write,
+        arena: &FrameArena,
+    ) -> io::Result<Written> {
         let mut written = Written {
             bytes: 0,
             blocked: false,
@@ -206,7 +215,7 @@ impl Outbox {
     }
 
     /// Hand the buffer back to the pool once everything is written.
-    pub fn release_if_empty(&mut self, pool: &mut BufferPool) {
+    pub(super) fn release_if_empty(&mut self, pool: &mut BufferPool) {
         if self.pending() == 0 {
             self.offset = 0;
             self.frames = 0..0;
@@ -215,7 +224,7 @@ impl Outbox {
     }
 
     /// Forget everything queued: the socket is gone and nothing more will be written.
-    pub fn discard(&mut self, pool: &mut BufferPool) {
+    pub(super) fn discard(&mut self, pool: &mut BufferPool) {
         self.offset = self.buf.len();
         self.frames = 0..0;
         self.release_if_empty(pool);

@@ -28,7 +28,7 @@ const MAX_TICK: u64 = u64::MAX >> 1;
 const SLOT_CAPACITY_KEPT: usize = 64;
 
 /// A hashed timer wheel holding values of type `T` until their deadlines.
-pub struct TimerWheel<T> {
+pub(super) struct TimerWheel<T> {
     /// Time zero.
     start: Instant,
     /// The tick in nanoseconds (at least 1).
@@ -56,7 +56,7 @@ impl<T> TimerWheel<T> {
     /// `tick` is the granularity (the reactor passes its `TICK`); `start` is time zero.
     ///
     /// A zero `tick` is taken as one nanosecond.
-    pub fn new(tick: Duration, start: Instant) -> Self {
+    pub(super) fn new(tick: Duration, start: Instant) -> Self {
         TimerWheel {
             start,
             tick_ns: u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX).max(1),
@@ -72,7 +72,7 @@ impl<T> TimerWheel<T> {
     }
 
     /// Schedule `value` at `at` (a past `at` fires on the next expire).
-    pub fn insert(&mut self, at: Instant, value: T) {
+    pub(super) fn insert(&mut self, at: Instant, value: T) {
         if at <= self.now {
             self.past.push(value);
             return;
@@ -89,7 +89,7 @@ impl<T> TimerWheel<T> {
     /// When the next expire could yield something: never later than the earliest deadline
     /// rounded up to a tick (may be earlier, a spurious wake is fine). None when empty, or when
     /// every deadline lies beyond what `Instant` can represent.
-    pub fn next_expiry(&self) -> Option<Instant> {
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
         if !self.past.is_empty() {
             return Some(self.now);
         }
@@ -107,7 +107,7 @@ impl<T> TimerWheel<T> {
     }
 
     /// Move every entry with deadline <= now into `out` (never early; at most one tick late).
-    pub fn expire(&mut self, now: Instant, out: &mut Vec<T>) {
+    pub(super) fn expire(&mut self, now: Instant, out: &mut Vec<T>) {
         out.append(&mut self.past);
         self.now = self.now.max(now);
         let end = self.floor_tick(now);
@@ -133,12 +133,13 @@ impl<T> TimerWheel<T> {
     }
 
     /// The number of entries held.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.past.len() + self.in_slots + self.overflow.len()
     }
 
     /// True when no entry is held.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 

@@ -28,14 +28,14 @@ const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 
 /// Limits the decoder enforces.
 #[derive(Clone, Copy, Debug)]
-pub struct CodecLimits {
+pub(crate) struct CodecLimits {
     /// The largest frame payload and the largest whole message, in bytes; more is close 1009.
     pub max_payload: usize,
 }
 
 /// A reason to close the connection: the code and reason of the close frame to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CloseError {
+pub(crate) struct CloseError {
     /// The close code: 1002 (protocol error), 1007 (invalid UTF-8) or 1009 (too big).
     pub code: u16,
     /// A short reason for the close frame.
@@ -74,7 +74,7 @@ const TOO_BIG: CloseError = CloseError {
 
 /// One complete item decoded from a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Incoming<'a> {
+pub(crate) enum Incoming<'a> {
     /// A complete message; text messages are guaranteed valid UTF-8.
     Message {
         /// The message payload, unmasked.
@@ -127,7 +127,7 @@ enum Message {
 ///
 /// Holds no heap memory while idle; see the module documentation for what it holds otherwise.
 #[derive(Default, Debug)]
-pub struct Decoder {
+pub(crate) struct Decoder {
     /// The unfinished message's payload so far, followed by the payload so far of an
     /// unfinished control frame (the last `control_len` bytes). Unallocated when idle.
     buf: Vec<u8>,
@@ -157,7 +157,7 @@ impl Decoder {
     /// `on` returns true to continue, false to stop (the caller is closing; the rest of input
     /// is dropped). Bytes of an incomplete frame are retained so the next call continues where
     /// this one stopped. After an error the decoder must not be used again.
-    pub fn decode(
+    pub(crate) fn decode(
         &mut self,
         input: &mut [u8],
         limits: &CodecLimits,
@@ -190,12 +190,14 @@ impl Decoder {
     }
 
     /// True when no partial frame or message is held (no heap in use).
-    pub fn is_idle(&self) -> bool {
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn is_idle(&self) -> bool {
         self.frame == Frame::Header && self.head_len == 0 && self.message == Message::None
     }
 
     /// Heap bytes currently held.
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.buf.capacity()
     }
 
@@ -467,7 +469,7 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
 
 /// The kind of a frame [`encode`] writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutKind {
+pub(crate) enum OutKind {
     /// A text message (the caller guarantees UTF-8).
     Text,
     /// A binary message.
@@ -482,7 +484,7 @@ pub enum OutKind {
 ///
 /// Ping and pong payloads longer than 125 bytes are truncated to 125, the most a control frame
 /// may carry.
-pub fn encode(out: &mut Vec<u8>, kind: OutKind, payload: &[u8]) {
+pub(crate) fn encode(out: &mut Vec<u8>, kind: OutKind, payload: &[u8]) {
     let (opcode, payload) = match kind {
         OutKind::Text => (OpCode::Data(Data::Text), payload),
         OutKind::Binary => (OpCode::Data(Data::Binary), payload),
@@ -494,7 +496,7 @@ pub fn encode(out: &mut Vec<u8>, kind: OutKind, payload: &[u8]) {
 }
 
 /// Append a close frame with code and reason (reason truncated to 123 bytes on a char boundary).
-pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
+pub(crate) fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     let mut end = reason.len().min(MAX_CLOSE_REASON);
     while !reason.is_char_boundary(end) {
         end -= 1;

@@ -28,11 +28,11 @@
 use crate::ws::origin::OriginPolicy;
 
 /// The most header fields a request may have; more is refused with 431.
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// What a request must look like to be upgraded.
 #[derive(Clone, Debug)]
-pub struct UpgradeRules {
+pub(crate) struct UpgradeRules {
     /// The WebSocket endpoint, e.g. `/ws`.
     pub path: String,
     /// The largest request head accepted, in bytes (431 beyond it).
@@ -43,7 +43,7 @@ pub struct UpgradeRules {
 
 /// What to do with the bytes read so far on a connection still in its HTTP handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The head is not complete yet (and is still within max_header_bytes): read more.
     Partial,
     /// A valid WebSocket upgrade for `path` that passed the origin check. `head_len` is the
@@ -69,7 +69,7 @@ pub enum Outcome {
 
 /// An HTTP refusal: a status and a short text body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The HTTP status code.
     pub status: u16,
     /// The text body (without a trailing newline).
@@ -78,74 +78,76 @@ pub struct Refusal {
 
 impl Refusal {
     /// 431: the head is larger than `max_header_bytes`.
-    pub const HEADERS_TOO_LARGE: Refusal = Refusal {
+    pub(crate) const HEADERS_TOO_LARGE: Refusal = Refusal {
         status: 431,
         body: "Request header fields too large",
     };
     /// 431: more than [`MAX_HEADERS`] header fields.
-    pub const TOO_MANY_HEADERS: Refusal = Refusal {
+    pub(crate) const TOO_MANY_HEADERS: Refusal = Refusal {
         status: 431,
         body: "Too many header fields",
     };
     /// 400: the head is not a parseable HTTP request.
-    pub const MALFORMED: Refusal = Refusal {
+    pub(crate) const MALFORMED: Refusal = Refusal {
         status: 400,
         body: "Malformed request",
     };
     /// 400: the request is not HTTP/1.1.
-    pub const HTTP_VERSION: Refusal = Refusal {
+    pub(crate) const HTTP_VERSION: Refusal = Refusal {
         status: 400,
         body: "HTTP/1.1 required",
     };
     /// 405: a method other than GET (sent with `Allow: GET`).
-    pub const METHOD_NOT_ALLOWED: Refusal = Refusal {
+    pub(crate) const METHOD_NOT_ALLOWED: Refusal = Refusal {
         status: 405,
         body: "Method not allowed",
     };
     /// 400: the request announces a body.
-    pub const BODY_NOT_ALLOWED: Refusal = Refusal {
+    pub(crate) const BODY_NOT_ALLOWED: Refusal = Refusal {
         status: 400,
         body: "Request body not allowed",
     };
     /// 404: for the reactor, when the application does not serve a plain path.
-    pub const NOT_FOUND: Refusal = Refusal {
+    #[cfg(test)]
+    pub(crate) const NOT_FOUND: Refusal = Refusal {
         status: 404,
         body: "Not found",
     };
     /// 426: `Sec-WebSocket-Version` missing or not 13 (sent with `Sec-WebSocket-Version: 13`).
-    pub const UNSUPPORTED_VERSION: Refusal = Refusal {
+    pub(crate) const UNSUPPORTED_VERSION: Refusal = Refusal {
         status: 426,
         body: "Unsupported WebSocket version",
     };
     /// 400: no `websocket` token in `Upgrade`.
-    pub const NOT_WEBSOCKET: Refusal = Refusal {
+    pub(crate) const NOT_WEBSOCKET: Refusal = Refusal {
         status: 400,
         body: "Expected Upgrade: websocket",
     };
     /// 400: no `upgrade` token in `Connection`.
-    pub const NOT_CONNECTION_UPGRADE: Refusal = Refusal {
+    pub(crate) const NOT_CONNECTION_UPGRADE: Refusal = Refusal {
         status: 400,
         body: "Expected Connection: upgrade",
     };
     /// 400: `Sec-WebSocket-Key` missing, repeated, or not base64 of 16 bytes.
-    pub const BAD_KEY: Refusal = Refusal {
+    pub(crate) const BAD_KEY: Refusal = Refusal {
         status: 400,
         body: "Invalid Sec-WebSocket-Key",
     };
     /// 403: the origin check failed.
-    pub const ORIGIN_NOT_ALLOWED: Refusal = Refusal {
+    pub(crate) const ORIGIN_NOT_ALLOWED: Refusal = Refusal {
         status: 403,
         body: "Origin not allowed",
     };
     /// 503: for the reactor, when `max_connections` WebSocket connections are open.
-    pub const AT_CAPACITY: Refusal = Refusal {
+    #[cfg(test)]
+    pub(crate) const AT_CAPACITY: Refusal = Refusal {
         status: 503,
         body: "Too many connections",
     };
 }
 
 /// Decides what to do with `buf`, the bytes read so far on a connection in its handshake.
-pub fn parse_request(buf: &[u8], rules: &UpgradeRules) -> Outcome {
+pub(crate) fn parse_request(buf: &[u8], rules: &UpgradeRules) -> Outcome {
     let window = buf.get(..rules.max_header_bytes).unwrap_or(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
@@ -279,7 +281,7 @@ fn is_base64_of_16_bytes(key: &[u8]) -> bool {
 
 /// Appends the 101 Switching Protocols response for an [`Outcome::Upgrade`]'s `accept_key`.
 /// It advertises no extension and no subprotocol.
-pub fn write_accept(out: &mut Vec<u8>, accept_key: &str) {
+pub(crate) fn write_accept(out: &mut Vec<u8>, accept_key: &str) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\n\
           Upgrade: websocket\r\n\
@@ -294,7 +296,7 @@ pub fn write_accept(out: &mut Vec<u8>, accept_key: &str) {
 /// text/plain; charset=utf-8`, `Content-Length`, `Connection: close`, plus
 /// `Sec-WebSocket-Version: 13` for 426 and `Allow: GET` for 405; the body is the refusal's
 /// text and a newline.
-pub fn write_refusal(out: &mut Vec<u8>, refusal: Refusal) {
+pub(crate) fn write_refusal(out: &mut Vec<u8>, refusal: Refusal) {
     let extra = match refusal.status {
         405 => "Allow: GET\r\n",
         426 => "Sec-WebSocket-Version: 13\r\n",
@@ -314,7 +316,7 @@ pub fn write_refusal(out: &mut Vec<u8>, refusal: Refusal) {
 /// Appends a plain HTTP response (used for /health, /metrics, 404) with `Content-Type`,
 /// `Content-Length` and `Connection: close`. A status outside 100..=599 is sent as 500;
 /// control characters in `content_type` are dropped.
-pub fn write_response(out: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8]) {
+pub(crate) fn write_response(out: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8]) {
     write_head(out, status, content_type, body.len(), "");
     out.extend_from_slice(body);
 }

@@ -2,6 +2,6 @@
 //! matching ([`origin`]) and framing ([`codec`]). Functions of bytes in and bytes out; nothing
 //! here names a socket or reads the clock.
 
-pub mod codec;
-pub mod handshake;
-pub mod origin;
+pub(crate) mod codec;
+pub(crate) mod handshake;
+pub(crate) mod origin;

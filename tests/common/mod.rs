@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gateway::config::AuthToken;
+use gateway::AuthToken;
 use gateway::{Config, Gateway, GatewayHandle};
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::CloseFrame;
@@ -531,7 +531,7 @@ impl RawWs {
 /// A test config with `auth_mode = none`.
 pub fn no_auth_config() -> Config {
     Config {
-        auth_mode: gateway::config::AuthMode::None,
+        auth_mode: gateway::AuthMode::None,
         ..test_config()
     }
 }
@@ -539,7 +539,7 @@ pub fn no_auth_config() -> Config {
 /// A test config with `auth_mode = password` and this password.
 pub fn password_config(password: &str) -> Config {
     Config {
-        auth_mode: gateway::config::AuthMode::Password,
+        auth_mode: gateway::AuthMode::Password,
         auth_password: Some(password.to_string()),
         ..test_config()
     }

@@ -21,7 +21,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use gateway::config::{Config, ConfigError};
+use gateway::{Config, ConfigError};
 
 /// The file read when `--config` is not given, relative to the current directory.
 pub const DEFAULT_CONFIG_PATH: &str = "gateway.conf";

@@ -38,7 +38,7 @@ use crate::core::wire::{self, Head};
 use crate::core::wire::{check_ident, opt_str, req_str, Envelope, FieldError, Loose, MAX_ID_BYTES};
 
 /// The protocol version this gateway speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// A new connection: record it, send the welcome `session_info`, arm its auth deadline.
 pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut Actions<Event>) {

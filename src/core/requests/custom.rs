@@ -40,13 +40,13 @@ pub(crate) struct Handlers {
 impl Handlers {
     /// Handle `msg_type` with `handler` from now on, replacing any handler it had. Whether
     /// the type may be handled (not empty, not built in) is the caller's to check.
-    pub fn insert(&mut self, msg_type: &str, handler: Handler) {
+    pub(crate) fn insert(&mut self, msg_type: &str, handler: Handler) {
         self.by_type.insert(msg_type.to_owned(), handler);
     }
 
     /// A message of a type that is not built in: its handler, or `UNKNOWN_TYPE` and an
     /// [`Event::UnhandledMessage`].
-    pub fn handle(
+    pub(crate) fn handle(
         &mut self,
         state: &mut CoreState,
         req: &Req<'_>,

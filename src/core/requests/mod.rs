@@ -18,6 +18,6 @@
 
 pub(crate) mod agents;
 pub(crate) mod connection;
-pub mod custom;
+pub(crate) mod custom;
 pub(crate) mod routes;
 pub(crate) mod sessions;

@@ -25,7 +25,7 @@ use crate::core::wire::{self, Head, MsgId};
 use crate::core::wire::{Envelope, Field, FieldError};
 
 /// Prefix of a capability target.
-pub const CAPABILITY_PREFIX: &str = "capability:";
+pub(crate) const CAPABILITY_PREFIX: &str = "capability:";
 
 fn required_str<'b>(field: &'b Field<'_>, name: &'static str) -> Result<&'b str, FieldError> {
     match field {

@@ -21,11 +21,11 @@ use serde_json::{Map, Value};
 use crate::core::wire::scan;
 
 /// Longest `id` a client may send, in bytes.
-pub const MAX_ID_BYTES: usize = 128;
+pub(crate) const MAX_ID_BYTES: usize = 128;
 
 /// The message types the gateway handles itself (PROTOCOL section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MsgKind {
+pub(crate) enum MsgKind {
     /// `ping`
     Ping,
     /// `auth`
@@ -61,7 +61,7 @@ pub enum MsgKind {
 
 impl MsgKind {
     /// Every built-in `type` with its kind: the one list [`MsgKind::of`] reads.
-    pub const TYPES: [(&'static str, MsgKind); 21] = [
+    pub(crate) const TYPES: [(&'static str, MsgKind); 21] = [
         ("ping", MsgKind::Ping),
         ("auth", MsgKind::Auth),
         ("connect", MsgKind::Connect),
@@ -86,7 +86,7 @@ impl MsgKind {
     ];
 
     /// The built-in kind of a `type`, or `None` for any other type.
-    pub fn of(msg_type: &str) -> Option<MsgKind> {
+    pub(crate) fn of(msg_type: &str) -> Option<MsgKind> {
         MsgKind::TYPES
             .iter()
             .find(|(name, _)| *name == msg_type)
@@ -94,7 +94,7 @@ impl MsgKind {
     }
 
     /// Whether the kind is handled before the connection has authenticated.
-    pub fn pre_auth(self) -> bool {
+    pub(crate) fn pre_auth(self) -> bool {
         matches!(self, MsgKind::Ping | MsgKind::Auth | MsgKind::Connect)
     }
 }
@@ -102,7 +102,7 @@ impl MsgKind {
 /// A JSON value read without building a tree: strings are borrowed when they carry no
 /// escapes, objects and arrays are skipped and only their kind is kept.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Loose<'a> {
+pub(crate) enum Loose<'a> {
     /// A string.
     Str(Cow<'a, str>),
     /// `true` or `false`.
@@ -117,16 +117,6 @@ pub enum Loose<'a> {
     Object,
     /// An array (contents skipped).
     Array,
-}
-
-impl Loose<'_> {
-    /// The string, when this is one.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Loose::Str(text) => Some(text),
-            _ => None,
-        }
-    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
@@ -197,7 +187,7 @@ impl<'de> Visitor<'de> for LooseVisitor {
 
 /// A payload field that is missing, of the wrong type or out of range.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
+pub(crate) struct FieldError {
     /// The field's wire name, e.g. `sessionId`.
     pub field: &'static str,
     /// What is wrong, for the error's `message`.
@@ -206,7 +196,7 @@ pub struct FieldError {
 
 impl FieldError {
     /// A field error with this message.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
         FieldError {
             field,
             message: message.into(),
@@ -223,7 +213,7 @@ impl FieldError {
 }
 
 /// An optional string field: absent or `null` is `None`; any other non-string is an error.
-pub fn opt_str<'b>(
+pub(crate) fn opt_str<'b>(
     value: &'b Option<Loose<'_>>,
     field: &'static str,
 ) -> Result<Option<&'b str>, FieldError> {
@@ -235,7 +225,7 @@ pub fn opt_str<'b>(
 }
 
 /// A required non-empty string field.
-pub fn req_str<'b>(
+pub(crate) fn req_str<'b>(
     value: &'b Option<Loose<'_>>,
     field: &'static str,
 ) -> Result<&'b str, FieldError> {
@@ -247,7 +237,7 @@ pub fn req_str<'b>(
 }
 
 /// An optional identifier: when present, a non-empty string of at most [`MAX_ID_BYTES`] bytes.
-pub fn opt_ident<'b>(
+pub(crate) fn opt_ident<'b>(
     value: &'b Option<Loose<'_>>,
     field: &'static str,
 ) -> Result<Option<&'b str>, FieldError> {
@@ -258,7 +248,7 @@ pub fn opt_ident<'b>(
 }
 
 /// `text` as an identifier: non-empty, at most [`MAX_ID_BYTES`] bytes.
-pub fn check_ident<'b>(text: &'b str, field: &'static str) -> Result<&'b str, FieldError> {
+pub(crate) fn check_ident<'b>(text: &'b str, field: &'static str) -> Result<&'b str, FieldError> {
     if text.is_empty() {
         Err(FieldError::new(field, format!("{field} must not be empty")))
     } else if text.len() > MAX_ID_BYTES {
@@ -272,7 +262,7 @@ pub fn check_ident<'b>(text: &'b str, field: &'static str) -> Result<&'b str, Fi
 }
 
 /// An optional boolean field.
-pub fn opt_bool(
+pub(crate) fn opt_bool(
     value: &Option<Loose<'_>>,
     field: &'static str,
 ) -> Result<Option<bool>, FieldError> {
@@ -284,7 +274,7 @@ pub fn opt_bool(
 }
 
 /// An optional object field (absent or `null` is `None`).
-pub fn opt_object(
+pub(crate) fn opt_object(
     value: Option<Value>,
     field: &'static str,
 ) -> Result<Option<Map<String, Value>>, FieldError> {
@@ -297,7 +287,7 @@ pub fn opt_object(
 
 /// An envelope field read as a string (PROTOCOL section 2).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Field<'a> {
+pub(crate) enum Field<'a> {
     /// Not present, or `null`.
     Absent,
     /// A string.
@@ -308,7 +298,7 @@ pub enum Field<'a> {
 
 impl Field<'_> {
     /// The string, if the field is one.
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Field::Str(text) => Some(text),
             _ => None,
@@ -316,7 +306,7 @@ impl Field<'_> {
     }
 
     /// A required identifier (non-empty string of at most [`MAX_ID_BYTES`] bytes).
-    pub fn ident(&self, field: &'static str) -> Result<&str, FieldError> {
+    pub(crate) fn ident(&self, field: &'static str) -> Result<&str, FieldError> {
         match self {
             Field::Absent => Err(FieldError::required(field)),
             Field::Wrong => Err(FieldError::not_string(field)),
@@ -325,7 +315,7 @@ impl Field<'_> {
     }
 
     /// An optional identifier; a present but malformed one is an error.
-    pub fn opt_ident(&self, field: &'static str) -> Result<Option<&str>, FieldError> {
+    pub(crate) fn opt_ident(&self, field: &'static str) -> Result<Option<&str>, FieldError> {
         match self {
             Field::Absent => Ok(None),
             _ => self.ident(field).map(Some),
@@ -343,7 +333,7 @@ impl Field<'_> {
 
 /// A client message whose `type` and `id` are valid.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     /// `type`: a non-empty string.
     pub msg_type: Cow<'a, str>,
     /// `id`: a non-empty string of at most [`MAX_ID_BYTES`] bytes.
@@ -360,7 +350,7 @@ pub struct Envelope<'a> {
 
 /// Why [`parse_envelope`] refused a message.
 #[derive(Clone, Debug, PartialEq)]
-pub enum EnvelopeError<'a> {
+pub(crate) enum EnvelopeError<'a> {
     /// Not JSON, or JSON that is not an object: `PARSE_ERROR`.
     Parse(String),
     /// `type`, `id` or `payload` missing or malformed: `INVALID_MESSAGE`.
@@ -408,7 +398,7 @@ fn invalid(error: FieldError, reply_to: Option<Cow<'_, str>>) -> EnvelopeError<'
 
 /// Read one client message (PROTOCOL section 2). `data` need not be valid UTF-8: invalid
 /// text is a parse error.
-pub fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
+pub(crate) fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
     if scan::first_byte(data) != Some(b'{') {
         return Err(EnvelopeError::Parse(
             "message must be a JSON object".to_owned(),

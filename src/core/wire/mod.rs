@@ -2,10 +2,10 @@
 //! payload shapes ([`payloads`]), writing envelopes ([`write`](mod@write)) and the member scanner
 //! ([`scan`]).
 
-pub mod envelope;
-pub mod payloads;
-pub mod scan;
-pub mod write;
+pub(crate) mod envelope;
+pub(crate) mod payloads;
+pub(crate) mod scan;
+pub(crate) mod write;
 
-pub use envelope::*;
-pub use write::*;
+pub(crate) use envelope::*;
+pub(crate) use write::*;

@@ -19,13 +19,13 @@ use crate::core::sessions::Member;
 use crate::core::wire::{FieldError, Loose};
 
 /// Read a payload (the raw JSON object text of an envelope) into `T`.
-pub fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {
+pub(crate) fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {
     serde_json::from_slice(payload).map_err(|e| FieldError::new("payload", format!("payload: {e}")))
 }
 
 /// `auth` `{"token"?,"password"?,"clientId"?,"clientType"?}`.
 #[derive(Debug, Deserialize)]
-pub struct AuthIn<'a> {
+pub(crate) struct AuthIn<'a> {
     /// `token`
     #[serde(borrow)]
     pub token: Option<Loose<'a>>,
@@ -42,7 +42,7 @@ pub struct AuthIn<'a> {
 
 /// `connect` `{"deviceId","deviceName"?,"role","protocolVersion"}`.
 #[derive(Debug, Deserialize)]
-pub struct ConnectIn<'a> {
+pub(crate) struct ConnectIn<'a> {
     /// `deviceId`
     #[serde(borrow, rename = "deviceId")]
     pub device_id: Option<Loose<'a>>,
@@ -59,7 +59,7 @@ pub struct ConnectIn<'a> {
 
 /// `session_create` `{"sessionId"?,"name"?,"metadata"?}`.
 #[derive(Debug, Deserialize)]
-pub struct SessionCreateIn<'a> {
+pub(crate) struct SessionCreateIn<'a> {
     /// `sessionId`
     #[serde(borrow, rename = "sessionId")]
     pub session_id: Option<Loose<'a>>,
@@ -72,7 +72,7 @@ pub struct SessionCreateIn<'a> {
 
 /// `session_join` / `session_leave` `{"sessionId"}`.
 #[derive(Debug, Deserialize)]
-pub struct SessionRefIn<'a> {
+pub(crate) struct SessionRefIn<'a> {
     /// `sessionId`
     #[serde(borrow, rename = "sessionId")]
     pub session_id: Option<Loose<'a>>,
@@ -80,7 +80,7 @@ pub struct SessionRefIn<'a> {
 
 /// `session_patch` `{"sessionKey","patch"}`.
 #[derive(Debug, Deserialize)]
-pub struct SessionPatchIn<'a> {
+pub(crate) struct SessionPatchIn<'a> {
     /// `sessionKey`
     #[serde(borrow, rename = "sessionKey")]
     pub session_key: Option<Loose<'a>>,
@@ -90,7 +90,7 @@ pub struct SessionPatchIn<'a> {
 
 /// `presence` `{"status","sessionKey"?}`.
 #[derive(Debug, Deserialize)]
-pub struct PresenceIn<'a> {
+pub(crate) struct PresenceIn<'a> {
     /// `status`
     #[serde(borrow)]
     pub status: Option<Loose<'a>>,
@@ -101,7 +101,7 @@ pub struct PresenceIn<'a> {
 
 /// `agent_register` `{"agentId"?,"type","name","capabilities","metadata"?}`.
 #[derive(Debug, Deserialize)]
-pub struct AgentRegisterIn<'a> {
+pub(crate) struct AgentRegisterIn<'a> {
     /// `agentId`
     #[serde(borrow, rename = "agentId")]
     pub agent_id: Option<Loose<'a>>,
@@ -119,7 +119,7 @@ pub struct AgentRegisterIn<'a> {
 
 /// `agent_unregister` `{"agentId"}` and `agent_heartbeat` `{"agentId","status"?}`.
 #[derive(Debug, Deserialize)]
-pub struct AgentRefIn<'a> {
+pub(crate) struct AgentRefIn<'a> {
     /// `agentId`
     #[serde(borrow, rename = "agentId")]
     pub agent_id: Option<Loose<'a>>,
@@ -130,7 +130,7 @@ pub struct AgentRefIn<'a> {
 
 /// `agent_query` `{"capability"?,"type"?,"onlineOnly"?}`.
 #[derive(Debug, Deserialize)]
-pub struct AgentQueryIn<'a> {
+pub(crate) struct AgentQueryIn<'a> {
     /// `capability`
     #[serde(borrow)]
     pub capability: Option<Loose<'a>>,
@@ -143,7 +143,7 @@ pub struct AgentQueryIn<'a> {
 }
 
 /// The agent type named `name`.
-pub fn agent_type(name: &str) -> Option<AgentType> {
+pub(crate) fn agent_type(name: &str) -> Option<AgentType> {
     Some(match name {
         "pi" => AgentType::Pi,
         "cli" => AgentType::Cli,
@@ -156,7 +156,7 @@ pub fn agent_type(name: &str) -> Option<AgentType> {
 }
 
 /// The status an `agent_heartbeat` may set: `online` or `busy`.
-pub fn heartbeat_status(name: &str) -> Option<AgentStatus> {
+pub(crate) fn heartbeat_status(name: &str) -> Option<AgentStatus> {
     match name {
         "online" => Some(AgentStatus::Online),
         "busy" => Some(AgentStatus::Busy),
@@ -165,7 +165,7 @@ pub fn heartbeat_status(name: &str) -> Option<AgentStatus> {
 }
 
 /// The `connect` role named `name`, as a static string.
-pub fn role(name: &str) -> Option<&'static str> {
+pub(crate) fn role(name: &str) -> Option<&'static str> {
     match name {
         "control" => Some("control"),
         "node" => Some("node"),
@@ -176,7 +176,7 @@ pub fn role(name: &str) -> Option<&'static str> {
 
 /// The welcome `session_info` of PROTOCOL section 3.
 #[derive(Debug, Serialize)]
-pub struct WelcomeOut<'a> {
+pub(crate) struct WelcomeOut<'a> {
     /// The client id again.
     #[serde(rename = "sessionId")]
     pub session_id: &'a str,
@@ -192,7 +192,7 @@ pub struct WelcomeOut<'a> {
 
 /// `auth_success` `{"clientId","userId"}`.
 #[derive(Debug, Serialize)]
-pub struct AuthSuccessOut<'a> {
+pub(crate) struct AuthSuccessOut<'a> {
     /// `clientId`
     #[serde(rename = "clientId")]
     pub client_id: &'a str,
@@ -203,7 +203,7 @@ pub struct AuthSuccessOut<'a> {
 
 /// One entry of `hello_ok.presence`.
 #[derive(Debug, Serialize)]
-pub struct DevicePresenceOut<'a> {
+pub(crate) struct DevicePresenceOut<'a> {
     /// `deviceId`
     #[serde(rename = "deviceId")]
     pub device_id: &'a str,
@@ -216,7 +216,7 @@ pub struct DevicePresenceOut<'a> {
 
 /// `hello_ok.health`.
 #[derive(Debug, Serialize)]
-pub struct HealthOut {
+pub(crate) struct HealthOut {
     /// Always `ok`.
     pub status: &'static str,
     /// When this was checked, ms since the Unix epoch.
@@ -226,7 +226,7 @@ pub struct HealthOut {
 
 /// `hello_ok`.
 #[derive(Debug, Serialize)]
-pub struct HelloOkOut<'a> {
+pub(crate) struct HelloOkOut<'a> {
     /// `clientId`
     #[serde(rename = "clientId")]
     pub client_id: &'a str,
@@ -251,7 +251,7 @@ pub struct HelloOkOut<'a> {
 
 /// `session_info` about one session.
 #[derive(Debug, Serialize)]
-pub struct SessionInfoOut<'a> {
+pub(crate) struct SessionInfoOut<'a> {
     /// `sessionId`
     #[serde(rename = "sessionId")]
     pub session_id: &'a str,
@@ -270,7 +270,7 @@ pub struct SessionInfoOut<'a> {
 
 /// `presence` as fanned out.
 #[derive(Debug, Serialize)]
-pub struct PresenceOut<'a> {
+pub(crate) struct PresenceOut<'a> {
     /// Whose presence.
     #[serde(rename = "clientId")]
     pub client_id: &'a str,
@@ -288,14 +288,14 @@ pub struct PresenceOut<'a> {
 
 /// `error.details`.
 #[derive(Debug, Serialize)]
-pub struct ErrorDetailsOut<'a> {
+pub(crate) struct ErrorDetailsOut<'a> {
     /// The payload or envelope field at fault.
     pub field: &'a str,
 }
 
 /// `error` `{"code","message","details"?}`.
 #[derive(Debug, Serialize)]
-pub struct ErrorOut<'a> {
+pub(crate) struct ErrorOut<'a> {
     /// The code's wire string.
     pub code: &'static str,
     /// What went wrong.
@@ -307,7 +307,7 @@ pub struct ErrorOut<'a> {
 
 impl<'a> ErrorOut<'a> {
     /// An error payload.
-    pub fn new(code: ErrorCode, message: &'a str, field: Option<&'a str>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: &'a str, field: Option<&'a str>) -> Self {
         ErrorOut {
             code: code.as_str(),
             message,
@@ -318,7 +318,7 @@ impl<'a> ErrorOut<'a> {
 
 /// `agent_info` `{"status","agent"}`.
 #[derive(Debug, Serialize)]
-pub struct AgentInfoOut<'a> {
+pub(crate) struct AgentInfoOut<'a> {
     /// `registered`, `unregistered` or `updated`.
     pub status: &'static str,
     /// The agent record.
@@ -327,7 +327,7 @@ pub struct AgentInfoOut<'a> {
 
 /// `agent_list` `{"agents"}`.
 #[derive(Debug, Serialize)]
-pub struct AgentListOut<'a> {
+pub(crate) struct AgentListOut<'a> {
     /// The matching agent records.
     pub agents: Vec<&'a Agent>,
 }

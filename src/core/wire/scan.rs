@@ -8,12 +8,12 @@
 use std::borrow::Cow;
 
 /// The first byte that is not JSON white space.
-pub fn first_byte(text: &[u8]) -> Option<u8> {
+pub(crate) fn first_byte(text: &[u8]) -> Option<u8> {
     text.get(skip_ws(text, 0)).copied()
 }
 
 /// The value of the top-level member `name` of the object `text`.
-pub fn member<'a>(text: &'a [u8], name: &str) -> Option<&'a [u8]> {
+pub(crate) fn member<'a>(text: &'a [u8], name: &str) -> Option<&'a [u8]> {
     let mut i = skip_ws(text, 0);
     if text.get(i) != Some(&b'{') {
         return None;

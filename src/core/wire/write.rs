@@ -16,13 +16,13 @@ use serde::Serialize;
 static NEXT_MESSAGE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A fresh number for a generated message id, unique within the process.
-pub fn next_message_id() -> u64 {
+pub(crate) fn next_message_id() -> u64 {
     NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The `id` of an outgoing message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MsgId<'a> {
+pub(crate) enum MsgId<'a> {
     /// A generated id, written as `g-` followed by the number in lowercase hex.
     Generated(u64),
     /// An id given by a client (a delivered `route_request` keeps the requester's id).
@@ -31,14 +31,14 @@ pub enum MsgId<'a> {
 
 impl MsgId<'_> {
     /// A new generated id.
-    pub fn fresh() -> Self {
+    pub(crate) fn fresh() -> Self {
         MsgId::Generated(next_message_id())
     }
 }
 
 /// The envelope fields of an outgoing message, everything but the payload.
 #[derive(Clone, Copy, Debug)]
-pub struct Head<'a> {
+pub(crate) struct Head<'a> {
     /// `type`
     pub msg_type: &'a str,
     /// `id`
@@ -55,7 +55,7 @@ pub struct Head<'a> {
 
 impl<'a> Head<'a> {
     /// A head with a fresh id and no optional fields.
-    pub fn new(msg_type: &'a str, timestamp: u64) -> Self {
+    pub(crate) fn new(msg_type: &'a str, timestamp: u64) -> Self {
         Head {
             msg_type,
             id: MsgId::fresh(),
@@ -67,19 +67,19 @@ impl<'a> Head<'a> {
     }
 
     /// Set `replyTo`.
-    pub fn reply_to(mut self, id: &'a str) -> Self {
+    pub(crate) fn reply_to(mut self, id: &'a str) -> Self {
         self.reply_to = Some(id);
         self
     }
 
     /// Set `sessionId`.
-    pub fn session(mut self, session_id: &'a str) -> Self {
+    pub(crate) fn session(mut self, session_id: &'a str) -> Self {
         self.session_id = Some(session_id);
         self
     }
 
     /// Set `source`.
-    pub fn source(mut self, client_id: &'a str) -> Self {
+    pub(crate) fn source(mut self, client_id: &'a str) -> Self {
         self.source = Some(client_id);
         self
     }
@@ -87,7 +87,7 @@ impl<'a> Head<'a> {
 
 /// Append one envelope to `buf`; `payload` writes the payload value and returns whether it
 /// succeeded. On failure nothing is left in `buf` and the result is `false`.
-pub fn write_envelope(
+pub(crate) fn write_envelope(
     buf: &mut Vec<u8>,
     head: &Head<'_>,
     payload: impl FnOnce(&mut Vec<u8>) -> bool,
@@ -126,13 +126,15 @@ pub fn write_envelope(
 }
 
 /// A payload writer that serializes `value` with serde_json.
-pub fn ser<T: Serialize + ?Sized>(value: &T) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
+pub(crate) fn ser<T: Serialize + ?Sized>(value: &T) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
     move |buf| serde_json::to_writer(&mut *buf, value).is_ok()
 }
 
 /// A payload writer for values given by the host program or its handlers: like [`ser`], but
 /// the result must be a JSON object, as every outgoing `payload` is (PROTOCOL section 2).
-pub fn ser_object<T: Serialize + ?Sized>(value: &T) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
+pub(crate) fn ser_object<T: Serialize + ?Sized>(
+    value: &T,
+) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
     move |buf| {
         let start = buf.len();
         serde_json::to_writer(&mut *buf, value).is_ok() && buf.get(start) == Some(&b'{')
@@ -140,7 +142,7 @@ pub fn ser_object<T: Serialize + ?Sized>(value: &T) -> impl FnOnce(&mut Vec<u8>)
 }
 
 /// A payload writer that copies JSON text verbatim.
-pub fn raw(json: &[u8]) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
+pub(crate) fn raw(json: &[u8]) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
     move |buf| {
         buf.extend_from_slice(json);
         true
@@ -148,7 +150,7 @@ pub fn raw(json: &[u8]) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
 }
 
 /// Append `text` as a JSON string literal.
-pub fn write_str(buf: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_str(buf: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     buf.push(b'"');
     let bytes = text.as_bytes();
@@ -180,7 +182,7 @@ pub fn write_str(buf: &mut Vec<u8>, text: &str) {
 }
 
 /// Append `n` in decimal.
-pub fn write_u64(buf: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn write_u64(buf: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {

@@ -36,6 +36,7 @@ pub struct TransportConfig {
 
 impl TransportConfig {
     /// Settings for `addr` with the protocol's defaults (path `/ws`, local origins).
+    #[must_use]
     pub fn new(addr: SocketAddr) -> TransportConfig {
         TransportConfig {
             addr,

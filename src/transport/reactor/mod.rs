@@ -163,6 +163,7 @@ impl<A: App> Reactor<A> {
     }
 
     /// A handle for other threads.
+    #[must_use]
     pub fn handle(&self) -> ReactorHandle<A::Command> {
         self.handle.clone()
     }

@@ -1,5 +1,5 @@
 use super::*;
-use gateway::config::AuthMode;
+use gateway::AuthMode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A directory of its own per test, removed afterwards.
