@@ -1,6 +1,6 @@
 //! The line between the transport and an application core.
 //!
-//! The reactor (`reactor.rs`) knows sockets, HTTP upgrades, WebSocket frames and timers; it
+//! The reactor (`src/transport/reactor/`) knows sockets, HTTP upgrades, WebSocket frames and timers; it
 //! knows nothing of the gateway protocol. It drives an [`App`]: it calls the app when a
 //! connection opens, when a whole message arrives, when a connection closes, when a handle
 //! command arrives and when a timer the app set fires. The app answers by pushing
@@ -25,7 +25,8 @@ use std::time::Instant;
 /// Identifies one connection: a slab index plus the generation of that slot.
 ///
 /// Slab slots are reused; the generation makes a stale id (from an old timer, command or
-/// event) harmless, because it no longer matches the slot's current generation.
+/// event) harmless, because it no longer matches the slot's current generation (the rule is
+/// told in `src/transport/reactor/slots.rs`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     /// Index of the slot in the reactor's slab.
