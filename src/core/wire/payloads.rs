@@ -3,7 +3,7 @@
 //!
 //! Contract:
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
-//!   reported by name (through the helpers of `protocol`) instead of failing the whole
+//!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
 //!   payload; unknown fields are ignored. Only structured values the gateway stores
 //!   (`metadata`, `patch`, `capabilities`) are read as `serde_json::Value`.
 //! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
