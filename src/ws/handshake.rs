@@ -107,12 +107,6 @@ impl Refusal {
         status: 400,
         body: "Request body not allowed",
     };
-    /// 404: for the reactor, when the application does not serve a plain path.
-    #[cfg(test)]
-    pub(crate) const NOT_FOUND: Refusal = Refusal {
-        status: 404,
-        body: "Not found",
-    };
     /// 426: `Sec-WebSocket-Version` missing or not 13 (sent with `Sec-WebSocket-Version: 13`).
     pub(crate) const UNSUPPORTED_VERSION: Refusal = Refusal {
         status: 426,
@@ -139,7 +133,6 @@ impl Refusal {
         body: "Origin not allowed",
     };
     /// 503: for the reactor, when `max_connections` WebSocket connections are open.
-    #[cfg(test)]
     pub(crate) const AT_CAPACITY: Refusal = Refusal {
         status: 503,
         body: "Too many connections",

@@ -8,22 +8,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::Interest;
 
 use crate::app::App;
 use crate::transport::connection::Connection;
 
-use super::read::queue_ready;
+use super::ready::queue_ready;
 use super::slots::token_of;
 use super::{Reactor, RunState};
 
 /// Sockets accepted per turn.
 const ACCEPT_BUDGET: usize = 256;
-/// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`). mio and the
-/// standard library listen with 128: a burst of clients reconnecting at once overflows that,
-/// and each overflowed SYN waits a second to be retransmitted.
-const LISTEN_BACKLOG: i32 = 4096;
 /// After an accept error such as running out of descriptors, wait this long before retrying.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// What every accepted socket is registered for. On Linux also urgent data (`EPOLLPRI`),
@@ -95,25 +91,6 @@ impl<A: App> Reactor<A> {
         queue_ready(&mut self.ready, conn);
         self.deadlines.arm_handshake(&self.config, id, now);
     }
-}
-
-/// Raise the listen backlog of a bound listener to [`LISTEN_BACKLOG`]: calling `listen` again
-/// on a listening socket sets its backlog.
-#[cfg(unix)]
-pub(super) fn widen_backlog(listener: &TcpListener) -> io::Result<()> {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: `listen` takes a descriptor and an integer; the descriptor is the listener's own
-    // and stays open for the duration of the call.
-    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(unix))]
-pub(super) fn widen_backlog(_listener: &TcpListener) -> io::Result<()> {
-    Ok(())
 }
 
 /// Errors that end one incoming connection, not the listener: accept the next.

@@ -1,27 +1,23 @@
-//! Deadlines: the loop's one timer wheel, what its entries stand for, and what happens when
-//! each fires (turn step 5).
+//! Deadlines: the loop's one timer wheel and what its entries stand for; what happens when
+//! each fires (turn step 5) is `expire.rs`.
 //!
 //! The wheel holds the handshake deadline, the heartbeat (ping and idle timeout), the close
 //! linger and the app's own timers. Entries are never cancelled: each carries its
 //! connection's id and is ignored when the id has gone stale (see `slots.rs`).
 //!
 //! Heartbeats without churn: one entry per open connection; inbound bytes only update
-//! `last_rx`; when the entry fires, [`Reactor::heartbeat`] closes an idle connection, or
+//! `last_rx`; when the entry fires, the heartbeat (`expire.rs`) closes an idle connection, or
 //! queues a Ping when one is due, and arms the next entry. Deadlines are coalesced
 //! ([`coalesced`]) so that thousands of connections share a few wakeups, and the first Pings
 //! of connections opened together are spread ([`first_ping_lead`]).
 
 use std::time::{Duration, Instant};
 
-use crate::app::{CloseReason, ConnId};
-use crate::transport::connection::{ConnState, Connection};
+use crate::app::ConnId;
+use crate::transport::connection::Connection;
 use crate::transport::timer::TimerWheel;
-use crate::ws::codec::OutKind;
 
 use super::config::TransportConfig;
-use super::slots::key_of;
-use super::Reactor;
-use crate::app::App;
 
 /// Timer wheel granularity.
 pub(super) const TICK: Duration = Duration::from_millis(5);
@@ -69,6 +65,19 @@ impl Deadlines {
         self.wheel.insert(coalesced(self.epoch, now, at), timer);
     }
 
+    /// Take every entry that is due at `now` off the wheel; hand the list back with
+    /// [`Deadlines::give_back`] when done, so its allocation is kept.
+    pub(super) fn take_due(&mut self, now: Instant) -> Vec<Timer> {
+        let mut due = std::mem::take(&mut self.expired);
+        self.wheel.expire(now, &mut due);
+        due
+    }
+
+    /// Return the (drained) list [`Deadlines::take_due`] gave out.
+    pub(super) fn give_back(&mut self, due: Vec<Timer>) {
+        self.expired = due;
+    }
+
     /// When the next entry may be due (see [`TimerWheel::next_expiry`]).
     pub(super) fn next_expiry(&self) -> Option<Instant> {
         self.wheel.next_expiry()
@@ -107,87 +116,10 @@ impl Deadlines {
 
 /// When `conn`'s heartbeat entry must fire: the earlier of its next Ping and its idle timeout;
 /// `None` when both are off.
-fn next_heartbeat(config: &TransportConfig, conn: &Connection) -> Option<Instant> {
+pub(super) fn next_heartbeat(config: &TransportConfig, conn: &Connection) -> Option<Instant> {
     let ping = config.heartbeat_interval.map(|d| conn.last_ping + d);
     let idle = config.client_timeout.map(|d| conn.last_rx + d);
     ping.into_iter().chain(idle).min()
-}
-
-impl<A: App> Reactor<A> {
-    /// Step 5: act on every entry that is due, and end an accept back-off that is over.
-    pub(super) fn expire_timers(&mut self, now: Instant) {
-        let mut expired = std::mem::take(&mut self.deadlines.expired);
-        self.deadlines.wheel.expire(now, &mut expired);
-        for timer in expired.drain(..) {
-            match timer {
-                Timer::App(token) => {
-                    self.app.on_timer(token, now, &mut self.actions);
-                    self.apply_actions(now);
-                }
-                Timer::Handshake(id) => {
-                    let late = self
-                        .conns
-                        .get(id)
-                        .is_some_and(|c| matches!(c.state, ConnState::Handshaking { .. }));
-                    if late {
-                        log::debug!("connection {}: handshake timed out", id.index);
-                        self.stats.handshake_timeouts += 1;
-                        self.mark_reap(key_of(id));
-                    }
-                }
-                Timer::Linger(id) => {
-                    let done = self.conns.get(id).is_some_and(|c| {
-                        matches!(c.state, ConnState::Closing { .. } | ConnState::Finishing)
-                    });
-                    if done {
-                        self.mark_reap(key_of(id));
-                    }
-                }
-                Timer::Heartbeat(id) => self.heartbeat(id, now),
-            }
-        }
-        self.deadlines.expired = expired;
-        if let Some(until) = self.accept_paused_until {
-            if now >= until {
-                self.accept_paused_until = None;
-            }
-        }
-    }
-
-    /// `id`'s heartbeat entry fired: close it if idle, else ping if due and arm the next one.
-    fn heartbeat(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        if !conn.is_open() {
-            return;
-        }
-        if self
-            .config
-            .client_timeout
-            .is_some_and(|d| now >= conn.last_rx + d)
-        {
-            log::debug!("connection {}: idle, closing", id.index);
-            self.start_close(
-                key_of(id),
-                1001,
-                "Connection timeout",
-                CloseReason::Timeout,
-                now,
-            );
-            self.apply_actions(now);
-            return;
-        }
-        if self
-            .config
-            .heartbeat_interval
-            .is_some_and(|d| now >= conn.last_ping + d)
-        {
-            self.out.queue_frame(conn, OutKind::Ping, b"");
-            conn.last_ping = now;
-        }
-        self.deadlines.arm_heartbeat(&self.config, conn, now);
-    }
 }
 
 /// `at` rounded up to a multiple (counted from `epoch`) of a grain of at most 1/16 of

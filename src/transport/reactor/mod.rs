@@ -10,7 +10,7 @@
 //!    ready queue with its latch set (`read.rs`, `upgrade.rs`);
 //! 4. drain handle commands within a budget (`commands.rs`);
 //! 5. expire timers: handshake deadline, heartbeat and idle timeout, close linger, app timers
-//!    (`deadlines.rs`);
+//!    (`expire.rs`, on the wheel of `deadlines.rs`);
 //! 6. flush every connection whose outbox grew (`write.rs`);
 //! 7. accept new sockets (`accept.rs`);
 //! 8. reap connections that are done, and stop when a shutdown is over (`close.rs`).
@@ -26,7 +26,11 @@ mod close;
 mod commands;
 mod config;
 mod deadlines;
+mod expire;
+mod listener;
+mod output;
 mod read;
+mod ready;
 mod slots;
 mod upgrade;
 mod write;
@@ -49,9 +53,9 @@ use crate::ws::handshake::UpgradeRules;
 pub use config::TransportConfig;
 
 use deadlines::Deadlines;
-use read::{queue_ready, READ_BUF};
+use output::Output;
+use ready::{queue_ready, READ_BUF};
 use slots::Slots;
-use write::Output;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -110,7 +114,7 @@ impl<A: App> Reactor<A> {
     pub fn bind(config: TransportConfig, app: A) -> io::Result<Reactor<A>> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.addr)?;
-        accept::widen_backlog(&listener)?;
+        listener::widen_backlog(&listener)?;
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;

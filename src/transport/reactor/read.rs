@@ -6,28 +6,17 @@
 //! budget ran out keeps its latch and goes back to the ready queue for the next turn. A
 //! zero-byte read is a half-close: the frames already buffered are handled first.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::app::{App, CloseReason, ConnId};
-use crate::transport::connection::{ConnState, Connection, ReadResult};
+use crate::transport::connection::{ConnState, ReadResult};
 use crate::ws::codec::{self, Incoming, OutKind};
 
-use super::slots::key_of;
+use super::ready::queue_ready;
 use super::Reactor;
 
-/// Size of the read buffer shared by every connection.
-pub(super) const READ_BUF: usize = 64 * 1024;
 /// Bytes read from one connection per turn before the others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
-
-/// Put `conn` in the ready queue to be pumped (once).
-pub(super) fn queue_ready(ready: &mut VecDeque<usize>, conn: &mut Connection) {
-    if !conn.in_ready {
-        conn.in_ready = true;
-        ready.push_back(key_of(conn.id));
-    }
-}
 
 impl<A: App> Reactor<A> {
     /// Step 3: pump each connection in the ready queue once.

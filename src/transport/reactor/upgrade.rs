@@ -81,14 +81,7 @@ impl<A: App> Reactor<A> {
                 head_len,
             } => {
                 if self.open_connections >= self.config.max_connections {
-                    self.refuse(
-                        key,
-                        Refusal {
-                            status: 503,
-                            body: "Too many connections",
-                        },
-                        now,
-                    );
+                    self.refuse(key, Refusal::AT_CAPACITY, now);
                     return false;
                 }
                 let lead = self.config.heartbeat_interval.map_or(Duration::ZERO, |d| {

@@ -5,96 +5,16 @@
 //! every turn ends by flushing the dirty ones; what the socket does not take waits for the
 //! writable latch. A connection with more than `max_outbound_buffer` bytes unsent is a slow
 //! consumer and is closed with 1008. The frame arena is cleared at the end of the flush, once
-//! no outbox holds a range of it (see `outbox.rs`).
+//! no outbox holds a range of it (see `outbox.rs`). The queueing and the write of one
+//! connection are `output.rs`.
 
-use std::io;
-use std::net::Shutdown;
 use std::time::Instant;
 
-use crate::app::{App, CloseReason, ConnId, Staged, TransportStats};
-use crate::transport::connection::{ConnState, Connection};
-use crate::transport::outbox::{BufferPool, FrameArena};
-use crate::ws::codec::{self, OutKind};
+use crate::app::{App, CloseReason, ConnId, Staged};
 
+use super::output::Flushed;
 use super::slots::key_of;
 use super::Reactor;
-
-/// What writing needs beside the connection itself: the buffer pool, the turn's frame arena
-/// and the list of connections to flush.
-#[derive(Default)]
-pub(super) struct Output {
-    /// Emptied outbox buffers for reuse.
-    pub(super) pool: BufferPool,
-    /// This turn's frames of messages sent to connections (see `outbox.rs`). Every connection
-    /// holding a range of it is in `dirty`.
-    pub(super) frames: FrameArena,
-    /// Connections to flush at the end of the turn, each once (`in_dirty`).
-    pub(super) dirty: Vec<usize>,
-}
-
-/// What a flush left for the loop to do.
-enum Flushed {
-    /// Nothing more.
-    Done,
-    /// The socket failed: drop the connection.
-    Failed(io::Error),
-    /// Both sides are shut down: reap it.
-    Shut,
-    /// More than `max_outbound_buffer` bytes (this many) are still queued on an open connection.
-    SlowConsumer(usize),
-}
-
-impl Output {
-    /// Put `conn` on the list to flush (once).
-    pub(super) fn mark_dirty(&mut self, conn: &mut Connection) {
-        if !conn.in_dirty {
-            conn.in_dirty = true;
-            self.dirty.push(key_of(conn.id));
-        }
-    }
-
-    /// Append the bytes `write` produces to `conn`'s outbox, after everything queued.
-    pub(super) fn queue(&mut self, conn: &mut Connection, write: impl FnOnce(&mut Vec<u8>)) {
-        conn.outbox.append(&mut self.pool, &self.frames, write);
-        self.mark_dirty(conn);
-    }
-
-    /// Append one frame to `conn`'s outbox.
-    pub(super) fn queue_frame(&mut self, conn: &mut Connection, kind: OutKind, payload: &[u8]) {
-        self.queue(conn, |out| codec::encode(out, kind, payload));
-    }
-
-    /// Write what `conn` owes its peer. Afterwards it holds no range of the frame arena, unless
-    /// the write failed (the connection is then dropped, and that discards its queue).
-    fn flush(
-        &mut self,
-        conn: &mut Connection,
-        stats: &mut TransportStats,
-        max_outbound_buffer: usize,
-    ) -> Flushed {
-        if conn.writable && conn.outbox.pending() > 0 {
-            match conn.write_outbox(&self.frames) {
-                Ok(n) => stats.bytes_out += n as u64,
-                Err(e) => return Flushed::Failed(e),
-            }
-        }
-        conn.outbox.settle(&mut self.pool, &self.frames);
-        conn.outbox.release_if_empty(&mut self.pool);
-        let pending = conn.outbox.pending();
-        if pending == 0 {
-            if matches!(conn.state, ConnState::Finishing) && !conn.write_shut {
-                conn.write_shut = true;
-                let _ = conn.socket.shutdown(Shutdown::Write);
-                if conn.peer_eof {
-                    return Flushed::Shut;
-                }
-            }
-        } else if pending > max_outbound_buffer && conn.is_open() {
-            return Flushed::SlowConsumer(pending);
-        }
-        Flushed::Done
-    }
-}
 
 impl<A: App> Reactor<A> {
     /// Queue the staged message `msg` on `id`, unless it is stale or no longer open.

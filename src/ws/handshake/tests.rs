@@ -586,7 +586,6 @@ fn refusal_bytes() {
             "HTTP/1.1 431 Request Header Fields Too Large\r\n",
         ),
         (Refusal::MALFORMED, "HTTP/1.1 400 Bad Request\r\n"),
-        (Refusal::NOT_FOUND, "HTTP/1.1 404 Not Found\r\n"),
         (Refusal::AT_CAPACITY, "HTTP/1.1 503 Service Unavailable\r\n"),
     ] {
         let text = response_text(|out| write_refusal(out, refusal));

@@ -1,0 +1,90 @@
+//! [`Output`]: what writing needs beside a connection (the buffer pool, the turn's frame
+//! arena, the list of connections to flush), and the queueing and the write of one
+//! connection. When the loop flushes, and what it does with the result, is `write.rs`.
+
+use std::io;
+use std::net::Shutdown;
+
+use crate::app::TransportStats;
+use crate::transport::connection::{ConnState, Connection};
+use crate::transport::outbox::{BufferPool, FrameArena};
+use crate::ws::codec::{self, OutKind};
+
+use super::slots::key_of;
+
+/// What writing needs beside the connection itself: the buffer pool, the turn's frame arena
+/// and the list of connections to flush.
+#[derive(Default)]
+pub(super) struct Output {
+    /// Emptied outbox buffers for reuse.
+    pub(super) pool: BufferPool,
+    /// This turn's frames of messages sent to connections (see `outbox.rs`). Every connection
+    /// holding a range of it is in `dirty`.
+    pub(super) frames: FrameArena,
+    /// Connections to flush at the end of the turn, each once (`in_dirty`).
+    pub(super) dirty: Vec<usize>,
+}
+
+/// What a flush left for the loop to do.
+pub(super) enum Flushed {
+    /// Nothing more.
+    Done,
+    /// The socket failed: drop the connection.
+    Failed(io::Error),
+    /// Both sides are shut down: reap it.
+    Shut,
+    /// More than `max_outbound_buffer` bytes (this many) are still queued on an open connection.
+    SlowConsumer(usize),
+}
+
+impl Output {
+    /// Put `conn` on the list to flush (once).
+    pub(super) fn mark_dirty(&mut self, conn: &mut Connection) {
+        if !conn.in_dirty {
+            conn.in_dirty = true;
+            self.dirty.push(key_of(conn.id));
+        }
+    }
+
+    /// Append the bytes `write` produces to `conn`'s outbox, after everything queued.
+    pub(super) fn queue(&mut self, conn: &mut Connection, write: impl FnOnce(&mut Vec<u8>)) {
+        conn.outbox.append(&mut self.pool, &self.frames, write);
+        self.mark_dirty(conn);
+    }
+
+    /// Append one frame to `conn`'s outbox.
+    pub(super) fn queue_frame(&mut self, conn: &mut Connection, kind: OutKind, payload: &[u8]) {
+        self.queue(conn, |out| codec::encode(out, kind, payload));
+    }
+
+    /// Write what `conn` owes its peer. Afterwards it holds no range of the frame arena, unless
+    /// the write failed (the connection is then dropped, and that discards its queue).
+    pub(super) fn flush(
+        &mut self,
+        conn: &mut Connection,
+        stats: &mut TransportStats,
+        max_outbound_buffer: usize,
+    ) -> Flushed {
+        if conn.writable && conn.outbox.pending() > 0 {
+            match conn.write_outbox(&self.frames) {
+                Ok(n) => stats.bytes_out += n as u64,
+                Err(e) => return Flushed::Failed(e),
+            }
+        }
+        conn.outbox.settle(&mut self.pool, &self.frames);
+        conn.outbox.release_if_empty(&mut self.pool);
+        let pending = conn.outbox.pending();
+        if pending == 0 {
+            if matches!(conn.state, ConnState::Finishing) && !conn.write_shut {
+                conn.write_shut = true;
+                let _ = conn.socket.shutdown(Shutdown::Write);
+                if conn.peer_eof {
+                    return Flushed::Shut;
+                }
+            }
+        } else if pending > max_outbound_buffer && conn.is_open() {
+            return Flushed::SlowConsumer(pending);
+        }
+        Flushed::Done
+    }
+}

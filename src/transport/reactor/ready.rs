@@ -1,0 +1,19 @@
+//! What reading keeps across connections: the size of the one read buffer they share, and
+//! the ready queue of connections with something to read, each in it at most once
+//! (`in_ready`). Pumping the queue is `read.rs`.
+
+use std::collections::VecDeque;
+
+use crate::transport::connection::Connection;
+
+use super::slots::key_of;
+
+/// Size of the read buffer shared by every connection.
+pub(super) const READ_BUF: usize = 64 * 1024;
+/// Put `conn` in the ready queue to be pumped (once).
+pub(super) fn queue_ready(ready: &mut VecDeque<usize>, conn: &mut Connection) {
+    if !conn.in_ready {
+        conn.in_ready = true;
+        ready.push_back(key_of(conn.id));
+    }
+}
