@@ -377,14 +377,7 @@ mod tests {
     fn staged_bytes_are_shared_by_every_send() {
         let mut out: Actions<()> = Actions::new();
         let msg = out.stage_with(|buf| buf.extend_from_slice(b"{\"a\":1}"));
-        let a = ConnId {
-            index: 1,
-            generation: 0,
-        };
-        let b = ConnId {
-            index: 2,
-            generation: 0,
-        };
+        let (a, b) = (crate::testkit::conn(1), crate::testkit::conn(2));
         out.send(a, &msg);
         out.send(b, &msg);
         assert_eq!(out.list().len(), 2);

@@ -24,8 +24,8 @@ pub enum Error {
         source: io::Error,
     },
     /// [`Gateway::register_handler`](crate::Gateway::register_handler) was given a type the
-    /// gateway handles itself (PROTOCOL section 5 and 6); nothing was registered. Pick a type
-    /// of your own.
+    /// gateway handles itself (PROTOCOL sections 5 and 6), or the empty type; nothing was
+    /// registered. Pick a type of your own.
     BuiltInType(String),
     /// The poll loop itself failed (an OS error on the poll, not on one socket). The gateway
     /// cannot go on: drop it and start a new one.

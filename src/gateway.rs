@@ -187,7 +187,7 @@ impl Gateway {
     /// Handle messages of type `msg_type` with `handler`, called on the loop's thread after
     /// the size, parse, envelope, rate limit and auth checks. The handler is responsible for
     /// the reply; a second registration for the same type replaces the first. Fails with
-    /// [`Error::BuiltInType`] (and registers nothing) when `msg_type` is built in.
+    /// [`Error::BuiltInType`] (and registers nothing) when `msg_type` is built in or empty.
     ///
     /// # Examples
     ///

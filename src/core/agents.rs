@@ -31,7 +31,6 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
@@ -281,19 +280,6 @@ impl Refusal for AgentError {
         }
     }
 }
-
-impl fmt::Display for AgentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AgentError::Exists => "agent id is owned by another online client",
-            AgentError::NotFound => "agent not found",
-            AgentError::Forbidden => "agent is offline or owned by another client",
-            AgentError::LimitExceeded => "too many agents",
-        })
-    }
-}
-
-impl std::error::Error for AgentError {}
 
 /// The agents that have one capability.
 #[derive(Debug, Default)]

@@ -240,10 +240,7 @@ mod tests {
     #[test]
     fn counts_authenticated_clients() {
         let mut t = Clients::new();
-        let a = ConnId {
-            index: 0,
-            generation: 0,
-        };
+        let a = crate::testkit::conn(0);
         t.insert(client(0, 0, "a"));
         t.insert(client(1, 0, "b"));
         assert!(t.authenticate(a, "u".into()));

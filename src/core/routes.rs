@@ -33,6 +33,8 @@ pub(crate) enum RouteError {
     Duplicate,
     /// The table holds its total bound of entries.
     Full,
+    /// No such request was delivered to the responder, or it was answered already.
+    NotPending,
 }
 
 impl Refusal for RouteError {
@@ -40,12 +42,14 @@ impl Refusal for RouteError {
         match self {
             RouteError::Duplicate => ErrorCode::InvalidMessage,
             RouteError::Full => ErrorCode::LimitExceeded,
+            RouteError::NotPending => ErrorCode::TargetNotFound,
         }
     }
 
-    /// A message naming the request id `id`.
+    /// A message naming the request: its `id` (for `NotPending`, "ID from REQUESTER").
     fn message(&self, id: &str) -> String {
         match self {
+            RouteError::NotPending => format!("No pending route_request {id}"),
             RouteError::Duplicate => {
                 format!("A route_request with id {id} is already pending for this target")
             }
@@ -57,7 +61,7 @@ impl Refusal for RouteError {
     fn field(&self) -> Option<&'static str> {
         match self {
             RouteError::Duplicate => Some("id"),
-            RouteError::Full => None,
+            RouteError::Full | RouteError::NotPending => None,
         }
     }
 }

@@ -7,8 +7,9 @@
 
 use crate::config::Config;
 
-/// The printed configuration with the real secrets written back.
-fn restore_secrets(printed: &str, config: &Config) -> String {
+/// The printed configuration with the real secrets written back in place of `***` (the
+/// config tests use it too).
+pub(crate) fn restore_secrets(printed: &str, config: &Config) -> String {
     let tokens: Vec<String> = config
         .auth_tokens
         .iter()

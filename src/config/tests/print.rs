@@ -118,30 +118,6 @@ fn debug_hides_secrets() {
         .any(|l| l.trim_end() == "auth_password ="));
 }
 
-/// The printed configuration with the real secrets written back.
-fn restore_secrets(printed: &str, config: &Config) -> String {
-    let tokens: Vec<String> = config
-        .auth_tokens
-        .iter()
-        .map(|t| format!("{}:{}", t.user, t.secret))
-        .collect();
-    printed
-        .lines()
-        .map(|line| {
-            if line.starts_with("auth_tokens =") {
-                format!("auth_tokens = {}\n", tokens.join(", "))
-            } else if line.starts_with("auth_password =") {
-                format!(
-                    "auth_password = {}\n",
-                    config.auth_password.as_deref().unwrap_or("")
-                )
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn every_valid_configuration_round_trips() {
     let values = [
@@ -192,7 +168,7 @@ fn every_valid_configuration_round_trips() {
         }
         checked += 1;
         let printed = config.to_file_string();
-        let restored = restore_secrets(&printed, &config);
+        let restored = crate::fuzzing::config::restore_secrets(&printed, &config);
         assert_eq!(parsed(&restored), config, "{restored}");
     }
     assert!(checked > 100, "{checked}");

@@ -653,7 +653,10 @@ fn errors_carry_their_protocol_codes() {
     assert_eq!(AgentError::NotFound.code().as_str(), "AGENT_NOT_FOUND");
     assert_eq!(AgentError::Forbidden.code().as_str(), "FORBIDDEN");
     assert_eq!(AgentError::LimitExceeded.code().as_str(), "LIMIT_EXCEEDED");
-    assert!(!AgentError::Exists.to_string().is_empty());
+    assert_eq!(
+        AgentError::Exists.message("a-1"),
+        "Agent a-1 is registered by another client"
+    );
     assert_eq!(AgentError::NotFound.message("a-1"), "Agent a-1 not found");
 }
 

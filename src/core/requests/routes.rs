@@ -20,6 +20,7 @@ use crate::app::{Actions, ConnId};
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
+use crate::core::routes::RouteError;
 use crate::core::state::{CoreState, Req};
 use crate::core::wire::{self, Head, MsgId};
 use crate::core::wire::{Envelope, Field, FieldError};
@@ -107,14 +108,8 @@ pub(crate) fn response(
         .conn_of(target)
         .ok_or_else(|| not_found(target))?;
     if !state.routes.take(req.conn, requester, reply_to) {
-        return Err(Reject::new(
-            ErrorCode::TargetNotFound,
-            format!(
-                "No pending route_request {} from {}",
-                short(reply_to),
-                short(target)
-            ),
-        ));
+        let request = format!("{} from {}", short(reply_to), short(target));
+        return Err(Reject::refused(&RouteError::NotPending, &request));
     }
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());

@@ -292,10 +292,7 @@ impl Soup {
                         index: conn.index,
                         generation: conn.generation + 1,
                     },
-                    ConnId {
-                        index: 999,
-                        generation: 0,
-                    },
+                    crate::testkit::conn(999),
                 ]);
                 let text = self.envelope();
                 let o = self.h.text(stale, &text);
