@@ -17,38 +17,6 @@ use serde_json::json;
 /// The shipped development token of `gateway.conf` (user `dev`).
 const DEV_TOKEN: &str = "dev-token-change-me";
 
-/// Every configuration key of section 9.
-const KEYS: [&str; 28] = [
-    "host",
-    "port",
-    "path",
-    "max_connections",
-    "http_endpoints",
-    "auth_mode",
-    "auth_tokens",
-    "auth_password",
-    "auth_timeout_ms",
-    "max_auth_failures",
-    "cors_origins",
-    "require_origin",
-    "handshake_timeout_ms",
-    "heartbeat_interval_ms",
-    "client_timeout_ms",
-    "close_timeout_ms",
-    "agent_ttl_ms",
-    "max_header_bytes",
-    "max_payload",
-    "max_message_size",
-    "max_outbound_buffer",
-    "max_clients_per_session",
-    "max_sessions_per_client",
-    "max_sessions",
-    "max_agents",
-    "rate_limit_per_sec",
-    "rate_limit_burst",
-    "log_level",
-];
-
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -417,7 +385,7 @@ fn print_config_masks_secrets() {
     assert!(out.contains("auth_tokens = ops:***, ci:***"), "{out}");
     assert!(out.contains("auth_password = ***"), "{out}");
     assert!(out.contains("port = 4242"), "{out}");
-    for key in KEYS {
+    for key in gateway::Config::KEYS {
         let count = out
             .lines()
             .filter(|l| l.split('=').next().map(str::trim) == Some(key))

@@ -405,6 +405,114 @@ pub(crate) const KEY_TABLE: &[Key] = &[
         },
     },
     Key {
+        name: "max_preauth_message_size",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Size,
+            get: |c| wide(c.max_preauth_message_size),
+            set: |c, n| fit(n).map(|n| c.max_preauth_message_size = n),
+        },
+    },
+    Key {
+        name: "max_name_bytes",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Size,
+            get: |c| wide(c.max_name_bytes),
+            set: |c, n| fit(n).map(|n| c.max_name_bytes = n),
+        },
+    },
+    Key {
+        name: "max_agent_bytes",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Size,
+            get: |c| wide(c.max_agent_bytes),
+            set: |c, n| fit(n).map(|n| c.max_agent_bytes = n),
+        },
+    },
+    Key {
+        name: "max_capabilities",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_capabilities),
+            set: |c, n| fit(n).map(|n| c.max_capabilities = n),
+        },
+    },
+    Key {
+        name: "max_agents_per_user",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_agents_per_user),
+            set: |c, n| fit(n).map(|n| c.max_agents_per_user = n),
+        },
+    },
+    Key {
+        name: "max_connections_per_user",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_connections_per_user),
+            set: |c, n| fit(n).map(|n| c.max_connections_per_user = n),
+        },
+    },
+    Key {
+        name: "max_memberships_per_user",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_memberships_per_user),
+            set: |c, n| fit(n).map(|n| c.max_memberships_per_user = n),
+        },
+    },
+    Key {
+        name: "max_pending_routes_per_user",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_pending_routes_per_user),
+            set: |c, n| fit(n).map(|n| c.max_pending_routes_per_user = n),
+        },
+    },
+    Key {
+        name: "max_pending_handshakes",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_pending_handshakes),
+            set: |c, n| fit(n).map(|n| c.max_pending_handshakes = n),
+        },
+    },
+    Key {
+        name: "max_inflight_bytes",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Size,
+            get: |c| wide(c.max_inflight_bytes),
+            set: |c, n| fit(n).map(|n| c.max_inflight_bytes = n),
+        },
+    },
+    Key {
+        name: "message_timeout_ms",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Millis,
+            get: |c| wide(c.message_timeout_ms),
+            set: |c, n| fit(n).map(|n| c.message_timeout_ms = n),
+        },
+    },
+    Key {
+        name: "max_list_items",
+        group: "bounds",
+        kind: Kind::Number {
+            unit: Unit::Count(1..=USIZE_MAX),
+            get: |c| wide(c.max_list_items),
+            set: |c, n| fit(n).map(|n| c.max_list_items = n),
+        },
+    },
+    Key {
         name: "log_level",
         group: "logging",
         kind: Kind::Other {

@@ -124,6 +124,30 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// Token bucket size for rate limiting.
     pub rate_limit_burst: u32,
+    /// Before a connection authenticates (auth on), a message or the frames of one in progress larger than this: close 1009.
+    pub max_preauth_message_size: usize,
+    /// Longest session `name`, agent `name` and `type`, `deviceName` and presence `status`; longer is `INVALID_MESSAGE` naming the field.
+    pub max_name_bytes: usize,
+    /// Largest `capabilities` plus `metadata` of one agent, as compact JSON; larger is `LIMIT_EXCEEDED`.
+    pub max_agent_bytes: usize,
+    /// Capability names of one agent at most (`tools` + `modes` + keys of `custom`); more is `LIMIT_EXCEEDED`.
+    pub max_capabilities: usize,
+    /// Agents, online or offline, registered under one `userId` at most; more is `LIMIT_EXCEEDED`.
+    pub max_agents_per_user: usize,
+    /// Authenticated connections of one `userId` at most; an `auth` beyond it gets `LIMIT_EXCEEDED` and the connection stays unauthenticated.
+    pub max_connections_per_user: usize,
+    /// Session memberships over all connections of one `userId` at most.
+    pub max_memberships_per_user: usize,
+    /// Delivered, unanswered `route_request`s of one `userId` at most.
+    pub max_pending_routes_per_user: usize,
+    /// Accepted sockets not yet upgraded (or refused and lingering) at most; one accepted beyond it is closed at once, without a response.
+    pub max_pending_handshakes: usize,
+    /// Bytes of partly received messages over all connections at most; a frame that would pass it closes its own connection with 1008 `Server busy`.
+    pub max_inflight_bytes: usize,
+    /// A message whose first frame arrived must be complete within this many ms, else close 1008 `Message timeout`.
+    pub message_timeout_ms: u64,
+    /// Entries in one `agent_list` or `presence_list` page, and in `hello_ok.presence`, at most.
+    pub max_list_items: usize,
     /// Log level for stderr.
     pub log_level: log::LevelFilter,
 }
@@ -161,6 +185,18 @@ impl Default for Config {
             max_agents: 10_000,
             rate_limit_per_sec: 0,
             rate_limit_burst: 100,
+            max_preauth_message_size: 64 * 1024,
+            max_name_bytes: 256,
+            max_agent_bytes: 64 * 1024,
+            max_capabilities: 256,
+            max_agents_per_user: 100,
+            max_connections_per_user: 1000,
+            max_memberships_per_user: 4096,
+            max_pending_routes_per_user: 4096,
+            max_pending_handshakes: 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            message_timeout_ms: 30_000,
+            max_list_items: 100,
             log_level: log::LevelFilter::Info,
         }
     }

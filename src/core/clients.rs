@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::app::ConnId;
+use crate::core::auth::ANONYMOUS;
 use crate::core::ratelimit::TokenBucket;
 
 /// What a `connect` message told about the device (PROTOCOL section 5).
@@ -53,6 +54,15 @@ impl Client {
     /// Whether the connection has authenticated.
     pub(crate) fn is_authenticated(&self) -> bool {
         self.user_id.is_some()
+    }
+
+    /// The key its usage is counted under in the per-user bounds (see `users.rs`): its
+    /// `userId`, or its own `clientId` when it is `anonymous` or not authenticated.
+    pub(crate) fn usage_key(&self) -> &str {
+        match self.user_id.as_deref() {
+            Some(user) if user != ANONYMOUS => user,
+            _ => &self.client_id,
+        }
     }
 }
 

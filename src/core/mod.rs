@@ -35,6 +35,7 @@ pub(crate) mod routes;
 pub(crate) mod sessions;
 pub(crate) mod state;
 pub(crate) mod timers;
+pub(crate) mod users;
 pub(crate) mod wire;
 
 pub(crate) use dispatch::GatewayCore;

@@ -21,6 +21,7 @@ use crate::core::metrics::Metrics;
 use crate::core::outbound::{self, Reject};
 use crate::core::routes::{self, RouteTable};
 use crate::core::sessions::{SessionLimits, SessionTable, MAX_METADATA_BYTES};
+use crate::core::users::{UserLimits, Users};
 
 /// Close code for policy violations (PROTOCOL section 8).
 pub(crate) const CLOSE_POLICY: u16 = 1008;
@@ -54,6 +55,8 @@ pub(crate) struct CoreState {
     pub sessions: SessionTable,
     pub agents: AgentRegistry,
     pub routes: RouteTable,
+    /// What each user holds, against the per-user bounds.
+    pub users: Users,
     pub metrics: Metrics,
     /// Offline epoch → agent id, for the TTL timers in flight.
     pub agent_ttl: HashMap<u64, String>,
@@ -78,6 +81,12 @@ impl CoreState {
             sessions: SessionTable::new(limits),
             agents: AgentRegistry::new(config.max_agents),
             routes: RouteTable::new(routes::DEFAULT_PER_REQUESTER, routes::DEFAULT_TOTAL),
+            users: Users::new(UserLimits {
+                connections: config.max_connections_per_user,
+                memberships: config.max_memberships_per_user,
+                pending_routes: config.max_pending_routes_per_user,
+                agents: config.max_agents_per_user,
+            }),
             metrics: Metrics::new(),
             agent_ttl: HashMap::new(),
             state_version: 0,

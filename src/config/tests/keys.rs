@@ -117,6 +117,6 @@ fn shipped_gateway_conf() {
         .collect();
     assert_eq!(
         sections,
-        ["listener", "auth", "origins", "timers", "limits", "logging"]
+        ["listener", "auth", "origins", "timers", "limits", "bounds", "logging"]
     );
 }

@@ -53,7 +53,7 @@ fn token(user: &str, secret: &str) -> AuthToken {
 }
 
 /// A value for every key that differs from its default.
-const NON_DEFAULTS: [(&str, &str); 28] = [
+const NON_DEFAULTS: [(&str, &str); 40] = [
     ("host", "0.0.0.0"),
     ("port", "9000"),
     ("path", "/gateway"),
@@ -81,5 +81,17 @@ const NON_DEFAULTS: [(&str, &str); 28] = [
     ("max_agents", "5"),
     ("rate_limit_per_sec", "20"),
     ("rate_limit_burst", "1"),
+    ("max_preauth_message_size", "4 KiB"),
+    ("max_name_bytes", "64"),
+    ("max_agent_bytes", "16 KiB"),
+    ("max_capabilities", "16"),
+    ("max_agents_per_user", "6"),
+    ("max_connections_per_user", "7"),
+    ("max_memberships_per_user", "8"),
+    ("max_pending_routes_per_user", "9"),
+    ("max_pending_handshakes", "10"),
+    ("max_inflight_bytes", "32 MiB"),
+    ("message_timeout_ms", "11"),
+    ("max_list_items", "12"),
     ("log_level", "trace"),
 ];

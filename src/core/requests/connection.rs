@@ -31,6 +31,7 @@ use crate::core::ratelimit::TokenBucket;
 use crate::core::requests::{agents, sessions};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
 use crate::core::timers;
+use crate::core::users::Resource;
 use crate::core::wire::payloads::{
     self, AuthIn, AuthSuccessOut, ConnectIn, DevicePresenceOut, HealthOut, HelloOkOut, WelcomeOut,
 };
@@ -67,6 +68,12 @@ pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut 
         device: None,
         closing: false,
     };
+    if !auth_required {
+        // `anonymous` connections are each their own key: this never reaches a bound.
+        let _ = state
+            .users
+            .try_add(client.usage_key(), Resource::Connections);
+    }
     if let Some(old) = state.clients.insert(client) {
         log::warn!("connection slot {} reopened before it closed", conn.index);
         forget(state, old, CloseReason::Reset.label().to_owned(), now, out);
@@ -110,6 +117,11 @@ pub(crate) fn forget(
 ) {
     let conn = client.conn;
     let ts = state.wall_ms(now);
+    if client.is_authenticated() {
+        state
+            .users
+            .release(client.usage_key(), Resource::Connections);
+    }
     sessions::leave_all(state, conn, ts, out);
     agents::owner_gone(state, conn, now, ts, out);
     state.routes.drop_conn(conn);
@@ -174,6 +186,15 @@ pub(crate) fn auth(
     );
     match outcome {
         auth::AuthOutcome::Success(user_id) => {
+            let key = if user_id == ANONYMOUS {
+                client.client_id.as_str()
+            } else {
+                user_id.as_str()
+            };
+            state
+                .users
+                .try_add(key, Resource::Connections)
+                .map_err(|e| Reject::refused(&e, &user_id))?;
             state.clients.authenticate(req.conn, user_id.clone());
             send_auth_success(state, req, out);
             if let Some(client) = state.clients.get(req.conn) {

@@ -1,0 +1,199 @@
+//! Per-user usage: what all the connections of one user hold, against the per-user bounds
+//! of PROTOCOL section 11 (`max_connections_per_user`, `max_memberships_per_user`,
+//! `max_pending_routes_per_user`, `max_agents_per_user`).
+//!
+//! Contract:
+//! - Pure data, no I/O, no clock. Usage is counted under an accounting key: the `userId`,
+//!   except for `anonymous` (auth mode `none`, or password mode without a `clientId`), whose
+//!   connections are each their own key (the caller passes the `clientId`), so that
+//!   connections that name no user do not share one user's bounds.
+//! - [`Users::try_add`] takes one unit of a resource, or refuses with [`UserLimit`] and
+//!   changes nothing; [`Users::release`] gives one back. A key whose usage is all zero is
+//!   forgotten, so the table holds one entry per key that holds something.
+//! - Costs: O(1) per call (one hash lookup).
+
+use std::collections::HashMap;
+
+use crate::core::errors::{ErrorCode, Refusal};
+
+/// What a user holds, each with its own bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // until every table counts what it holds
+pub(crate) enum Resource {
+    /// Authenticated connections.
+    Connections,
+    /// Session memberships over all its connections.
+    Memberships,
+    /// Delivered, unanswered `route_request`s it sent.
+    PendingRoutes,
+    /// Agents registered under it, online or offline.
+    Agents,
+}
+
+impl Resource {
+    const COUNT: usize = 4;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The per-user bounds, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UserLimits {
+    pub connections: usize,
+    pub memberships: usize,
+    pub pending_routes: usize,
+    pub agents: usize,
+}
+
+impl UserLimits {
+    fn of(&self, resource: Resource) -> usize {
+        match resource {
+            Resource::Connections => self.connections,
+            Resource::Memberships => self.memberships,
+            Resource::PendingRoutes => self.pending_routes,
+            Resource::Agents => self.agents,
+        }
+    }
+}
+
+/// A per-user bound was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UserLimit(pub Resource);
+
+impl Refusal for UserLimit {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::LimitExceeded
+    }
+
+    /// A message naming the user `user_id`.
+    fn message(&self, user_id: &str) -> String {
+        let what = match self.0 {
+            Resource::Connections => "connections",
+            Resource::Memberships => "session memberships",
+            Resource::PendingRoutes => "pending route requests",
+            Resource::Agents => "agents",
+        };
+        format!("Too many {what} for user {user_id}")
+    }
+}
+
+/// Usage by accounting key.
+#[derive(Debug)]
+pub(crate) struct Users {
+    limits: UserLimits,
+    usage: HashMap<String, [usize; Resource::COUNT]>,
+}
+
+impl Users {
+    /// An empty table with these bounds.
+    pub(crate) fn new(limits: UserLimits) -> Self {
+        Users {
+            limits,
+            usage: HashMap::new(),
+        }
+    }
+
+    /// Take one unit of `resource` for `key`, unless that reaches past its bound.
+    pub(crate) fn try_add(&mut self, key: &str, resource: Resource) -> Result<(), UserLimit> {
+        let limit = self.limits.of(resource);
+        let used = match self.usage.get_mut(key) {
+            Some(used) => used,
+            None => self.usage.entry(key.to_owned()).or_default(),
+        };
+        let count = &mut used[resource.index()];
+        if *count >= limit {
+            if used.iter().all(|&n| n == 0) {
+                self.usage.remove(key);
+            }
+            return Err(UserLimit(resource));
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    /// Give back one unit of `resource` taken for `key` (nothing when it holds none).
+    pub(crate) fn release(&mut self, key: &str, resource: Resource) {
+        if let Some(used) = self.usage.get_mut(key) {
+            let count = &mut used[resource.index()];
+            *count = count.saturating_sub(1);
+            if used.iter().all(|&n| n == 0) {
+                self.usage.remove(key);
+            }
+        }
+    }
+
+    /// Units of `resource` that `key` holds.
+    #[cfg(test)]
+    pub(crate) fn count(&self, key: &str, resource: Resource) -> usize {
+        self.usage.get(key).map_or(0, |used| used[resource.index()])
+    }
+
+    /// Keys that hold something.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.usage.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Users {
+        Users::new(UserLimits {
+            connections: 2,
+            memberships: 1,
+            pending_routes: 1,
+            agents: 1,
+        })
+    }
+
+    #[test]
+    fn each_resource_has_its_own_bound() {
+        let mut users = table();
+        assert_eq!(users.try_add("alice", Resource::Connections), Ok(()));
+        assert_eq!(users.try_add("alice", Resource::Connections), Ok(()));
+        assert_eq!(
+            users.try_add("alice", Resource::Connections),
+            Err(UserLimit(Resource::Connections))
+        );
+        assert_eq!(users.try_add("alice", Resource::Agents), Ok(()));
+        assert_eq!(users.try_add("bob", Resource::Connections), Ok(()));
+        assert_eq!(users.count("alice", Resource::Connections), 2);
+        assert_eq!(users.count("alice", Resource::Agents), 1);
+        assert_eq!(users.count("carol", Resource::Agents), 0);
+    }
+
+    #[test]
+    fn a_key_that_holds_nothing_is_forgotten() {
+        let mut users = table();
+        users.try_add("alice", Resource::Memberships).unwrap();
+        users.try_add("alice", Resource::PendingRoutes).unwrap();
+        assert!(users.try_add("alice", Resource::Memberships).is_err());
+        assert_eq!(users.len(), 1);
+        users.release("alice", Resource::Memberships);
+        assert_eq!(users.len(), 1);
+        users.release("alice", Resource::PendingRoutes);
+        assert_eq!(users.len(), 0);
+        users.release("alice", Resource::PendingRoutes);
+        assert_eq!(users.count("alice", Resource::PendingRoutes), 0);
+        // A refusal for a key that held nothing leaves no entry behind.
+        let mut none = Users::new(UserLimits {
+            connections: 0,
+            memberships: 0,
+            pending_routes: 0,
+            agents: 0,
+        });
+        assert!(none.try_add("x", Resource::Agents).is_err());
+        assert_eq!(none.len(), 0);
+    }
+
+    #[test]
+    fn refusals_name_the_user() {
+        let e = UserLimit(Resource::Agents);
+        assert_eq!(e.code(), ErrorCode::LimitExceeded);
+        assert_eq!(e.message("alice"), "Too many agents for user alice");
+    }
+}

@@ -1,0 +1,55 @@
+//! PROTOCOL section 11 over real sockets: what one user's connections may hold, and what an
+//! `auth` may cost.
+
+mod common;
+
+use common::*;
+use gateway::AuthMode;
+use serde_json::json;
+
+#[test]
+fn an_auth_past_max_connections_per_user_is_refused_and_the_connection_kept() {
+    let mut config = test_config();
+    config.max_connections_per_user = 2;
+    let gw = TestGateway::start(config);
+    let first = Client::authed(&gw, TOKEN);
+    let _second = Client::authed(&gw, TOKEN);
+
+    let mut third = Client::connect(&gw);
+    let reply = third.request("auth", json!({ "token": TOKEN }));
+    let error = assert_error(&reply, "LIMIT_EXCEEDED");
+    assert_eq!(
+        error["payload"]["message"], "Too many connections for user alice",
+        "{reply}"
+    );
+    // Not counted as a failure (max_auth_failures is 3), and still unauthenticated.
+    for _ in 0..3 {
+        let reply = third.request("auth", json!({ "token": TOKEN }));
+        assert_error(&reply, "LIMIT_EXCEEDED");
+    }
+    let reply = third.request("session_create", json!({ "sessionId": "room" }));
+    assert_error(&reply, "AUTH_REQUIRED");
+    // Another user is not held by alice's bound.
+    let _bob = Client::authed(&gw, TOKEN_BOB);
+
+    // Once one of alice's connections is gone, the third may authenticate.
+    drop(first);
+    assert!(eventually(|| {
+        let reply = third.request("auth", json!({ "token": TOKEN }));
+        reply["type"] == "auth_success"
+    }));
+}
+
+#[test]
+fn anonymous_connections_are_not_one_user() {
+    let mut config = no_auth_config();
+    config.max_connections_per_user = 1;
+    assert_eq!(config.auth_mode, AuthMode::None);
+    let gw = TestGateway::start(config);
+    let mut clients: Vec<Client> = (0..5).map(|_| Client::connect(&gw)).collect();
+    for client in &mut clients {
+        // A request only an authenticated connection may make.
+        let reply = client.request("agent_query", json!({}));
+        assert_eq!(reply["type"], "agent_list", "{reply}");
+    }
+}
