@@ -1,5 +1,5 @@
-//! PROTOCOL section 11 over real sockets: what one user's connections may hold, and what an
-//! `auth` may cost.
+//! PROTOCOL section 11 over real sockets: what one user's connections may hold, what an
+//! `auth` may cost, and what a connection may store before it authenticates.
 
 mod common;
 
@@ -52,4 +52,21 @@ fn anonymous_connections_are_not_one_user() {
         let reply = client.request("agent_query", json!({}));
         assert_eq!(reply["type"], "agent_list", "{reply}");
     }
+}
+
+#[test]
+fn a_device_name_past_max_name_bytes_is_refused_before_auth_too() {
+    let mut config = test_config();
+    config.max_name_bytes = 16;
+    let gw = TestGateway::start(config);
+    let mut client = Client::connect(&gw);
+    let connect = |name: &str| json!({"deviceId": "d-1", "deviceName": name, "role": "node", "protocolVersion": 1});
+    let reply = client.request("connect", connect(&"n".repeat(17)));
+    let error = assert_error(&reply, "INVALID_MESSAGE");
+    assert_eq!(
+        error["payload"]["details"]["field"], "deviceName",
+        "{reply}"
+    );
+    let reply = client.request("connect", connect(&"n".repeat(16)));
+    assert_eq!(reply["type"], "hello_ok", "{reply}");
 }

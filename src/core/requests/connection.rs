@@ -36,7 +36,9 @@ use crate::core::wire::payloads::{
     self, AuthIn, AuthSuccessOut, ConnectIn, DevicePresenceOut, HealthOut, HelloOkOut, WelcomeOut,
 };
 use crate::core::wire::{self, Head};
-use crate::core::wire::{check_ident, opt_str, req_str, Envelope, FieldError, Loose, MAX_ID_BYTES};
+use crate::core::wire::{
+    check_ident, check_name, opt_str, req_str, Envelope, FieldError, Loose, MAX_ID_BYTES,
+};
 
 /// The protocol version this gateway speaks.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
@@ -260,7 +262,9 @@ pub(crate) fn connect(
 ) -> Result<(), Reject> {
     let p: ConnectIn<'_> = payloads::parse(env.payload)?;
     let device_id = check_ident(req_str(&p.device_id, "deviceId")?, "deviceId")?;
-    let device_name = opt_str(&p.device_name, "deviceName")?;
+    let device_name = opt_str(&p.device_name, "deviceName")?
+        .map(|name| check_name(name, "deviceName", state.config.max_name_bytes))
+        .transpose()?;
     let role = payloads::role(req_str(&p.role, "role")?)
         .ok_or_else(|| FieldError::new("role", "role must be one of control, node, webchat"))?;
     match p.protocol_version {

@@ -261,6 +261,23 @@ pub(crate) fn check_ident<'b>(text: &'b str, field: &'static str) -> Result<&'b 
     }
 }
 
+/// `text` as a name (a session `name`, an agent `name`, a `deviceName`, a presence
+/// `status`: PROTOCOL section 11): at most `max_bytes` bytes (`max_name_bytes`).
+pub(crate) fn check_name<'b>(
+    text: &'b str,
+    field: &'static str,
+    max_bytes: usize,
+) -> Result<&'b str, FieldError> {
+    if text.len() > max_bytes {
+        Err(FieldError::new(
+            field,
+            format!("{field} must be at most {max_bytes} bytes"),
+        ))
+    } else {
+        Ok(text)
+    }
+}
+
 /// An optional boolean field.
 pub(crate) fn opt_bool(
     value: &Option<Loose<'_>>,
