@@ -37,7 +37,8 @@
 //! At the root, what a host needs: [`Gateway`] and [`GatewayHandle`] to run the gateway,
 //! [`Config`] (with [`AuthMode`], [`AuthToken`], [`ConfigError`]) to configure it, [`Event`]
 //! to hear what happens, [`HandlerContext`], [`Message`] and [`ErrorCode`] for custom message
-//! types, and [`Error`] and [`HandleError`] for what can fail.
+//! types, [`Error`] and [`HandleError`] for what can fail, and [`MemoryBound`] for what a
+//! configuration may cost.
 //!
 //! [`transport`] is the "bring your own core" API: the reactor drives any [`transport::App`],
 //! with no knowledge of the gateway protocol. The gateway's protocol core is one such app;
@@ -52,6 +53,7 @@ mod error;
 #[cfg(any(fuzzing, test))]
 pub mod fuzzing;
 mod gateway;
+mod memory;
 pub mod transport;
 mod ws;
 
@@ -62,4 +64,5 @@ pub use crate::config::{AuthMode, AuthToken, Config, ConfigError};
 pub use crate::core::{ErrorCode, Event, HandlerContext, Message};
 pub use crate::error::Error;
 pub use crate::gateway::{Gateway, GatewayHandle, EVENT_QUEUE};
+pub use crate::memory::MemoryBound;
 pub use crate::transport::HandleError;

@@ -266,6 +266,45 @@ fn check_accepts_the_shipped_config() {
 }
 
 #[test]
+fn check_prints_the_memory_bound_and_its_terms() {
+    let bound_of = |args: &[&str]| -> u64 {
+        let done = run_ok(repo_root(), args);
+        let line = done
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("memory bound: "))
+            .unwrap_or_else(|| panic!("no memory bound in {}", done.stdout));
+        for term in [
+            "base",
+            "connections",
+            "handshakes",
+            "in-flight messages",
+            "agents",
+        ] {
+            assert!(line.contains(&format!("{term} ")), "{term} in {line}");
+        }
+        let mib = line["memory bound: ".len()..].split(' ').next().unwrap();
+        mib.parse()
+            .unwrap_or_else(|_| panic!("a number of MiB in {line}"))
+    };
+    let default = bound_of(&["--check"]);
+    let small = bound_of(&[
+        "--check",
+        "--set",
+        "max_connections=100",
+        "--set",
+        "max_sessions=100",
+        "--set",
+        "max_agents=100",
+        "--set",
+        "max_inflight_bytes=16 MiB",
+    ]);
+    assert!(small < default, "{small} MiB is below {default} MiB");
+    // 100 connections may each queue max_outbound_buffer (4 MiB) and one message (1 MiB).
+    assert!(small > 500, "{small} MiB");
+}
+
+#[test]
 fn check_names_file_line_and_key_of_a_bad_config() {
     let dir = TempDir::new();
     let cases = [

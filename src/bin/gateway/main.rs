@@ -7,7 +7,7 @@ use std::process::ExitCode;
 mod cli;
 
 use cli::CliAction;
-use gateway::{Config, Gateway};
+use gateway::{Config, Gateway, MemoryBound};
 
 fn main() -> ExitCode {
     let action = match cli::parse_args(
@@ -30,8 +30,9 @@ fn main() -> ExitCode {
             println!("{}", cli::version());
             ExitCode::SUCCESS
         }
-        CliAction::Check(_) => {
+        CliAction::Check(config) => {
             println!("configuration OK");
+            println!("{}", MemoryBound::of(&config));
             ExitCode::SUCCESS
         }
         CliAction::PrintConfig(config) => {

@@ -1,0 +1,119 @@
+//! [`MemoryBound`]: the resident memory that no sequence of messages within a
+//! configuration's limits can push the gateway past (PROTOCOL section 11), as a sum of named
+//! terms, for `gateway --check` and for hosts that size a container.
+//!
+//! Contract: every term is a count from the configuration times the most one unit of it can
+//! hold; the fixed costs per record are the measured overheads the README states (and
+//! `benches/hostile.rs` measures), rounded up. Client JSON that is stored is counted at 3
+//! times its size (the section 11 rule for stored data). The total adds a quarter for the
+//! allocator's fragmentation. The README's "Memory bound" section explains each term.
+
+use std::fmt;
+
+use crate::config::Config;
+
+/// Resident memory of the process before any client: the binary, the loop's buffers.
+const BASE: u64 = 8 << 20;
+/// What one open connection costs with nothing queued: its socket state, slot, decoder,
+/// client record and timer entries.
+const PER_CONNECTION: u64 = 2 << 10;
+/// What one socket in its handshake costs beside its request head.
+const PER_HANDSHAKE: u64 = 1 << 10;
+/// An agent record beside its stored JSON and names.
+const PER_AGENT: u64 = 1 << 10;
+/// Index overhead per capability name of an agent.
+const PER_CAPABILITY: u64 = 128;
+/// A session beside its name and metadata.
+const PER_SESSION: u64 = 512;
+/// One membership (a member in a session and the session in the member's list).
+const PER_MEMBERSHIP: u64 = 128;
+/// One pending route beside its request id.
+const PER_ROUTE: u64 = 256;
+/// The longest id the protocol stores (`MAX_ID_BYTES`).
+const ID_BYTES: u64 = 128;
+/// The largest session metadata (`sessions::MAX_METADATA_BYTES`).
+const METADATA_BYTES: u64 = 64 << 10;
+/// Pending routes over all connections (`routes::DEFAULT_TOTAL`).
+const ROUTES_TOTAL: u64 = 65_536;
+/// Stored client JSON costs at most this many times its size (section 11).
+const STORED_FACTOR: u64 = 3;
+
+/// The memory bound of a configuration, term by term. See the module docs.
+///
+/// # Examples
+///
+/// ```
+/// use gateway::{Config, MemoryBound};
+///
+/// let mut config = Config::default();
+/// config.max_connections = 100;
+/// let bound = MemoryBound::of(&config);
+/// assert!(bound.total_bytes() > 100 * config.max_outbound_buffer as u64);
+/// println!("{bound}"); // memory bound: N MiB (base ..., connections ..., ...)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryBound {
+    terms: Vec<(&'static str, u64)>,
+}
+
+impl MemoryBound {
+    /// The bound for `config`.
+    pub fn of(config: &Config) -> MemoryBound {
+        let c = |n: usize| n as u64;
+        let name = c(config.max_name_bytes);
+        let connections = c(config.max_connections)
+            * (PER_CONNECTION
+                + c(config.max_outbound_buffer)
+                + c(config.max_message_size)
+                + STORED_FACTOR * (ID_BYTES + name));
+        let handshakes =
+            c(config.max_pending_handshakes) * (PER_HANDSHAKE + c(config.max_header_bytes));
+        let agents = c(config.max_agents)
+            * (PER_AGENT
+                + STORED_FACTOR * (c(config.max_agent_bytes) + ID_BYTES + name)
+                + c(config.max_capabilities) * PER_CAPABILITY);
+        let sessions = c(config.max_sessions)
+            * (PER_SESSION + STORED_FACTOR * (ID_BYTES + name + METADATA_BYTES));
+        let memberships = (c(config.max_sessions) * c(config.max_clients_per_session))
+            .min(c(config.max_connections) * c(config.max_sessions_per_client))
+            * PER_MEMBERSHIP;
+        let routes = ROUTES_TOTAL * (PER_ROUTE + ID_BYTES);
+        let terms = vec![
+            ("base", BASE),
+            ("connections", connections),
+            ("handshakes", handshakes),
+            ("in-flight messages", c(config.max_inflight_bytes)),
+            ("agents", agents),
+            ("sessions", sessions),
+            ("memberships", memberships),
+            ("routes", routes),
+        ];
+        let sum: u64 = terms.iter().map(|(_, n)| n).sum();
+        let mut bound = MemoryBound { terms };
+        bound.terms.push(("allocator slack", sum / 4));
+        bound
+    }
+
+    /// The bound in bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.terms.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Each term and its bytes, in the order printed.
+    pub fn terms(&self) -> &[(&'static str, u64)] {
+        &self.terms
+    }
+}
+
+impl fmt::Display for MemoryBound {
+    /// `memory bound: N MiB (base A MiB, connections B MiB, ...)`, rounded up to whole MiB.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |n: u64| n.div_ceil(1 << 20);
+        write!(f, "memory bound: {} MiB (", mib(self.total_bytes()))?;
+        for (i, (name, bytes)) in self.terms.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {} MiB", mib(*bytes))?;
+        }
+        f.write_str(")")
+    }
+}
