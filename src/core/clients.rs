@@ -8,8 +8,12 @@
 //!   so a lookup by `ConnId` is an array access; a lookup by `clientId` is a hash lookup.
 //! - [`Clients::authenticated`] is kept in step with every state change made through
 //!   [`Clients::authenticate`].
+//! - The device index holds exactly the authenticated connections that have a [`Device`],
+//!   keyed by [`Device::seq`], the order in which their last `connect` was handled; it is
+//!   kept in step by [`Clients::set_device`], [`Clients::authenticate`] and removal. Listing
+//!   a page from it costs O(log n + page), whatever the number of connections.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use crate::app::ConnId;
@@ -27,6 +31,8 @@ pub(crate) struct Device {
     pub role: &'static str,
     /// When `connect` was handled, ms since the Unix epoch.
     pub connected_at: u64,
+    /// Its place in `connect` order, set by [`Clients::set_device`].
+    pub seq: u64,
 }
 
 /// One open connection.
@@ -73,6 +79,9 @@ pub(crate) struct Clients {
     by_client_id: HashMap<String, ConnId>,
     len: usize,
     authenticated: usize,
+    /// Authenticated connections with a device, by [`Device::seq`].
+    devices: BTreeMap<u64, ConnId>,
+    next_seq: u64,
 }
 
 impl Clients {
@@ -94,6 +103,9 @@ impl Clients {
         self.len += 1;
         if client.is_authenticated() {
             self.authenticated += 1;
+            if let Some(device) = &client.device {
+                self.devices.insert(device.seq, client.conn);
+            }
         }
         self.by_client_id
             .insert(client.client_id.clone(), client.conn);
@@ -118,6 +130,7 @@ impl Clients {
         if client.is_authenticated() {
             self.authenticated -= 1;
         }
+        self.unindex(client);
         if self.by_client_id.get(&client.client_id) == Some(&client.conn) {
             self.by_client_id.remove(&client.client_id);
         }
@@ -155,14 +168,58 @@ impl Clients {
             Some(client) if client.user_id.is_none() => {
                 client.user_id = Some(user_id);
                 client.auth_deadline = None;
+                let seq = client.device.as_ref().map(|d| d.seq);
                 self.authenticated += 1;
+                if let Some(seq) = seq {
+                    self.devices.insert(seq, conn);
+                }
                 true
             }
             _ => false,
         }
     }
 
+    /// Record `device` (its `seq` is assigned here) as what `conn` last told in `connect`;
+    /// it goes to the end of the `connect` order. False when `conn` is unknown.
+    pub(crate) fn set_device(&mut self, conn: ConnId, mut device: Device) -> bool {
+        let seq = self.next_seq;
+        let Some(client) = self.slots.get_mut(conn.index as usize) else {
+            return false;
+        };
+        let Some(client) = client.as_mut().filter(|c| c.conn == conn) else {
+            return false;
+        };
+        if let Some(old) = &client.device {
+            self.devices.remove(&old.seq);
+        }
+        device.seq = seq;
+        self.next_seq += 1;
+        if client.is_authenticated() {
+            self.devices.insert(seq, conn);
+        }
+        client.device = Some(device);
+        true
+    }
+
+    fn unindex(&mut self, client: &Client) {
+        if let Some(device) = &client.device {
+            if self.devices.get(&device.seq) == Some(&client.conn) {
+                self.devices.remove(&device.seq);
+            }
+        }
+    }
+
+    /// The devices of authenticated connections in `connect` order, starting with the first
+    /// whose `seq` is at least `from`, each with its client.
+    pub(crate) fn devices_from(&self, from: u64) -> impl Iterator<Item = (&Client, &Device)> {
+        self.devices
+            .range(from..)
+            .filter_map(|(_, &conn)| self.get(conn))
+            .filter_map(|client| Some((client, client.device.as_ref()?)))
+    }
+
     /// Every client, in slot order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Client> {
         self.slots.iter().flatten()
     }
@@ -263,5 +320,57 @@ mod tests {
         assert_eq!(t.authenticated(), 0);
         assert_eq!(t.len(), 2);
         assert_eq!(t.iter().count(), 2);
+    }
+
+    fn device(id: &str) -> Device {
+        Device {
+            device_id: id.to_owned(),
+            device_name: None,
+            role: "node",
+            connected_at: 0,
+            seq: 0,
+        }
+    }
+
+    fn listed(t: &Clients, from: u64) -> Vec<(String, u64)> {
+        t.devices_from(from)
+            .map(|(_, d)| (d.device_id.clone(), d.seq))
+            .collect()
+    }
+
+    #[test]
+    fn the_device_index_lists_authenticated_devices_in_connect_order() {
+        use crate::testkit::conn;
+        let mut t = Clients::new();
+        for i in 0..4 {
+            t.insert(client(i, 0, &format!("c{i}")));
+        }
+        assert!(t.authenticate(conn(0), "u".into()));
+        assert!(t.authenticate(conn(2), "u".into()));
+        // Unauthenticated: stored, not listed until it authenticates.
+        assert!(t.set_device(conn(1), device("one")));
+        assert!(t.set_device(conn(2), device("two")));
+        assert!(t.set_device(conn(0), device("zero")));
+        assert!(!t.set_device(conn(9), device("nobody")));
+        assert_eq!(listed(&t, 0), [("two".into(), 1), ("zero".into(), 2)]);
+        assert!(t.authenticate(conn(1), "v".into()));
+        assert_eq!(listed(&t, 0).len(), 3);
+        assert_eq!(listed(&t, 1), [("two".into(), 1), ("zero".into(), 2)]);
+        // A second connect moves the device to the end.
+        assert!(t.set_device(conn(2), device("two-again")));
+        assert_eq!(
+            listed(&t, 0),
+            [
+                ("one".into(), 0),
+                ("zero".into(), 2),
+                ("two-again".into(), 3)
+            ]
+        );
+        // Removal and slot reuse take the device out of the index.
+        t.remove(conn(0));
+        let old = t.insert(client(1, 1, "c1-new"));
+        assert!(old.is_some());
+        assert_eq!(listed(&t, 0), [("two-again".into(), 3)]);
+        assert_eq!(t.devices.len(), 1);
     }
 }

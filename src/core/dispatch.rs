@@ -23,7 +23,7 @@ use crate::core::events::{Command, Event};
 use crate::core::metrics::{type_label, CoreGauges, Health, INVALID};
 use crate::core::outbound::{self, short, Reject};
 use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
-use crate::core::requests::{agents, connection, routes, sessions};
+use crate::core::requests::{agents, connection, devices, routes, sessions};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_TIMEOUT};
 use crate::core::timers::{self, Timer};
 use crate::core::wire::{parse_envelope, Envelope, EnvelopeError, MsgKind};
@@ -48,6 +48,7 @@ fn handle_builtin(
         MsgKind::SessionLeave => sessions::leave(state, req, env, out),
         MsgKind::SessionPatch => sessions::patch(state, req, env, out),
         MsgKind::Presence => sessions::presence(state, req, env, out),
+        MsgKind::PresenceQuery => devices::query(state, req, env, out),
         MsgKind::Relay => sessions::relay(state, req, env, out),
         MsgKind::RouteRequest => routes::request(state, req, env, out),
         MsgKind::RouteResponse => routes::response(state, req, env, out),

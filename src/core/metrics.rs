@@ -18,7 +18,7 @@ use crate::app::{CloseReason, TransportStats};
 use crate::core::errors::ErrorCode;
 
 /// Every label a message type is counted under.
-pub(crate) const TYPE_LABELS: [&str; 30] = [
+pub(crate) const TYPE_LABELS: [&str; 32] = [
     "ping",
     "pong",
     "auth",
@@ -31,6 +31,8 @@ pub(crate) const TYPE_LABELS: [&str; 30] = [
     "session_patch",
     "session_info",
     "presence",
+    "presence_query",
+    "presence_list",
     "chat",
     "chat_stream",
     "chat_complete",
@@ -342,7 +344,7 @@ mod tests {
         assert_eq!(TYPE_LABELS[OTHER], "other");
         assert_eq!(TYPE_LABELS[INVALID], "invalid");
         assert_eq!(type_label("ping"), 0);
-        assert_eq!(type_label("error"), 27);
+        assert_eq!(type_label("error"), 29);
         assert_eq!(type_label("my_custom"), OTHER);
         assert_eq!(type_label("invalid"), OTHER);
         assert_eq!(type_label(""), OTHER);

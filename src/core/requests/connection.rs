@@ -14,9 +14,9 @@
 //!   counted), `AUTH_FAILED` when wrong (counted; at `max_auth_failures`, 0 meaning no limit,
 //!   the connection is closed with 1008 right after that reply). In password mode the
 //!   `clientId` becomes the `userId` (at most 128 bytes; empty or absent: `anonymous`).
-//! - `connect` records the device and replies `hello_ok`; its `presence` lists the
-//!   authenticated connections that sent `connect`, the sender included, and is empty when the
-//!   sender has not authenticated.
+//! - `connect` records the device and replies `hello_ok`; its `presence` is one page of the
+//!   devices the sender may see, its own first (`devices.rs`), and is empty when the sender
+//!   has not authenticated.
 
 use std::time::Instant;
 
@@ -28,12 +28,12 @@ use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::ratelimit::TokenBucket;
-use crate::core::requests::{agents, sessions};
+use crate::core::requests::{agents, devices, sessions};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
 use crate::core::timers;
 use crate::core::users::Resource;
 use crate::core::wire::payloads::{
-    self, AuthIn, AuthSuccessOut, ConnectIn, DevicePresenceOut, HealthOut, HelloOkOut, WelcomeOut,
+    self, AuthIn, AuthSuccessOut, ConnectIn, HealthOut, HelloOkOut, WelcomeOut,
 };
 use crate::core::wire::{self, Head};
 use crate::core::wire::{
@@ -124,7 +124,7 @@ pub(crate) fn forget(
             .users
             .release(client.usage_key(), Resource::Connections);
     }
-    sessions::leave_all(state, conn, ts, out);
+    sessions::leave_all(state, &client, ts, out);
     agents::owner_gone(state, conn, now, ts, out);
     state.routes.drop_conn(conn);
     log::debug!("client {} disconnected ({reason})", client.client_id);
@@ -285,37 +285,21 @@ pub(crate) fn connect(
         device_name: device_name.map(str::to_owned),
         role,
         connected_at: req.ts,
+        seq: 0,
     };
-    let Some(client) = state.clients.get_mut(req.conn) else {
+    if !state.clients.set_device(req.conn, device) {
         return Ok(());
-    };
-    client.device = Some(device);
-    let authenticated = client.is_authenticated();
-    let presence = if authenticated {
-        state
-            .clients
-            .iter()
-            .filter(|c| c.is_authenticated())
-            .filter_map(|c| c.device.as_ref())
-            .map(|d| DevicePresenceOut {
-                device_id: &d.device_id,
-                role: d.role,
-                connected_at: d.connected_at,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    }
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
-    let payload = HelloOkOut {
+    let mut payload = HelloOkOut {
         client_id: &client.client_id,
         paired: true,
         uptime: state.uptime_ms(req.now),
         state_version: state.state_version,
         protocol_version: PROTOCOL_VERSION,
-        presence,
+        presence: Vec::new(),
         health: HealthOut {
             status: "ok",
             checked_at: req.ts,
@@ -323,6 +307,9 @@ pub(crate) fn connect(
         auth_required: state.auth_required(),
     };
     let head = Head::new("hello_ok", req.ts).reply_to(req.id);
+    let budget = devices::room(state.config.max_message_size, &head, &payload);
+    let limit = state.config.max_list_items;
+    payload.presence = devices::hello_presence(&state.clients, req.conn, limit, budget);
     outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The request handlers, one file per message family: `connection` (a connection's
 //! opening and close, `ping`, `auth`, `connect`), `sessions` (the session requests and the
-//! relays), `agents`, `routes` and [`custom`] (the embedding program's handlers and the
+//! relays), `devices` (what `hello_ok.presence` and `presence_query` list), `agents`, `routes` and [`custom`] (the embedding program's handlers and the
 //! host's commands).
 //!
 //! Contract:
@@ -19,5 +19,6 @@
 pub(crate) mod agents;
 pub(crate) mod connection;
 pub(crate) mod custom;
+pub(crate) mod devices;
 pub(crate) mod routes;
 pub(crate) mod sessions;

@@ -14,6 +14,12 @@
 //!   per session and go to every member but the sender, in join order. Presence sent by the
 //!   gateway (`joined`, `left`) has no `source`; presence and relays sent by a client carry
 //!   `source` = its `clientId`.
+//! - Bounds (PROTOCOL section 11): a session `name` and a presence `status` are at most
+//!   `max_name_bytes` (`INVALID_MESSAGE` naming the field). Every membership is counted under
+//!   the member's usage key as [`Resource::Memberships`]: taken when the table adds it, after
+//!   the table's own checks (past `max_memberships_per_user`: `LIMIT_EXCEEDED`, `Too many
+//!   session memberships for user USER`), and given back wherever a membership ends (a
+//!   leave, a disconnect: both go through `after_leave`), so the count is exact.
 //! - Refusals are the table's [`SessionError`](crate::core::sessions::SessionError)s, as
 //!   its [`Refusal`](crate::core::errors::Refusal) words them; `presence` naming a session and
 //!   a relay need the session to exist (`SESSION_NOT_FOUND`) and the sender in it
@@ -21,15 +27,20 @@
 
 use crate::app::{Actions, ConnId};
 use crate::core::auth::ANONYMOUS;
+use crate::core::clients::Client;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
-use crate::core::sessions::{JoinOutcome, LeaveOutcome, Member, Session};
+use crate::core::sessions::{JoinOutcome, LeaveOutcome, Session, SessionError};
 use crate::core::state::{CoreState, Req};
+use crate::core::users::{Resource, UserLimit};
 use crate::core::wire::payloads::{
-    self, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionPatchIn, SessionRefIn,
+    self, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionPatchIn,
+    SessionRefIn,
 };
 use crate::core::wire::{self, Head};
-use crate::core::wire::{opt_ident, opt_object, opt_str, Envelope, Field, FieldError, Loose};
+use crate::core::wire::{
+    check_name, opt_ident, opt_object, opt_str, Envelope, Field, FieldError, Loose,
+};
 
 /// The session a request names: the payload field, else the envelope's `sessionId`.
 fn session_ref<'b>(
@@ -46,15 +57,76 @@ fn session_ref<'b>(
     }
 }
 
-/// Serialize the `session_info` for `session` with `status` and its members.
-fn info<'s>(session: &'s Session, status: &'static str) -> SessionInfoOut<'s> {
-    SessionInfoOut {
-        session_id: session.id(),
+/// A member as listed: the `clientId` and `userId` of its connection.
+fn member_out(client: &Client) -> MemberOut<'_> {
+    MemberOut {
+        client_id: &client.client_id,
+        user_id: client.user_id.as_deref().unwrap_or(ANONYMOUS),
+    }
+}
+
+/// The joining, leaving or disconnecting client, copied out of the client table so that the
+/// other tables can change while it is used.
+struct Who {
+    conn: ConnId,
+    client_id: String,
+    user_id: String,
+    /// Its usage key (`Client::usage_key`), which its memberships are counted under.
+    key: String,
+}
+
+impl Who {
+    fn of(client: &Client) -> Who {
+        Who {
+            conn: client.conn,
+            client_id: client.client_id.clone(),
+            user_id: member_out(client).user_id.to_owned(),
+            key: client.usage_key().to_owned(),
+        }
+    }
+
+    /// The refusal of a create or join: the table's, or the per-user bound naming the user.
+    fn refused(&self, error: SessionError, session_id: &str) -> Reject {
+        match error {
+            SessionError::UserLimit => {
+                Reject::refused(&UserLimit(Resource::Memberships), &self.user_id)
+            }
+            error => Reject::refused(&error, session_id),
+        }
+    }
+}
+
+/// Reply to `req` with the `session_info` for `session_id` with `status`, its members (join
+/// order) and metadata.
+fn reply_info(
+    state: &mut CoreState,
+    out: &mut Actions<Event>,
+    req: &Req<'_>,
+    session_id: &str,
+    status: &'static str,
+) {
+    let Some(session) = state.sessions.get(session_id) else {
+        return;
+    };
+    let members: Vec<MemberOut<'_>> = session
+        .members()
+        .iter()
+        .filter_map(|m| state.clients.get(m.conn))
+        .map(member_out)
+        .collect();
+    let payload = SessionInfoOut {
+        session_id,
         status,
         name: session.name(),
-        members: Some(session.members()),
+        members: Some(&members),
         metadata: Some(session.metadata()),
-    }
+    };
+    let head = Head::new("session_info", req.ts)
+        .reply_to(req.id)
+        .session(session_id);
+    outbound::send(out, &mut state.metrics, req.conn, &head, |buf| {
+        payload.write(buf)
+    });
 }
 
 /// The other members of `session`.
@@ -66,25 +138,12 @@ fn others(session: &Session, me: ConnId) -> impl Iterator<Item = ConnId> + '_ {
         .filter(move |c| *c != me)
 }
 
-/// The member record of the requesting connection.
-fn member(state: &CoreState, conn: ConnId) -> Option<Member> {
-    let client = state.clients.get(conn)?;
-    Some(Member {
-        conn,
-        client_id: client.client_id.clone(),
-        user_id: client
-            .user_id
-            .clone()
-            .unwrap_or_else(|| ANONYMOUS.to_owned()),
-    })
-}
-
-/// Send `presence` with `status` about `member` to the other members of `session_id`.
+/// Send `presence` with `status` about `who` to the other members of `session_id`.
 fn announce(
     state: &mut CoreState,
     out: &mut Actions<Event>,
     session_id: &str,
-    member: &Member,
+    who: &Who,
     status: &str,
     ts: u64,
 ) {
@@ -92,8 +151,8 @@ fn announce(
         return;
     };
     let payload = PresenceOut {
-        client_id: &member.client_id,
-        user_id: &member.user_id,
+        client_id: &who.client_id,
+        user_id: &who.user_id,
         status,
         session_id,
         timestamp: ts,
@@ -102,7 +161,7 @@ fn announce(
     outbound::fan_out(
         out,
         &mut state.metrics,
-        others(session, member.conn),
+        others(session, who.conn),
         &head,
         wire::ser(&payload),
     );
@@ -115,39 +174,24 @@ fn after_join(
     out: &mut Actions<Event>,
     session_id: &str,
     outcome: JoinOutcome,
-    member_client_id: String,
+    who: Who,
 ) {
-    let Some(session) = state.sessions.get(session_id) else {
-        return;
-    };
     let status = match outcome {
         JoinOutcome::Created => "created",
         JoinOutcome::Joined | JoinOutcome::AlreadyMember => "joined",
     };
-    let head = Head::new("session_info", req.ts)
-        .reply_to(req.id)
-        .session(session_id);
-    outbound::send_ser(
-        out,
-        &mut state.metrics,
-        req.conn,
-        &head,
-        &info(session, status),
-    );
+    reply_info(state, out, req, session_id, status);
     let event = match outcome {
         JoinOutcome::AlreadyMember => return,
         JoinOutcome::Created => Event::SessionCreated {
             session_id: session_id.to_owned(),
-            client_id: member_client_id,
+            client_id: who.client_id,
         },
         JoinOutcome::Joined => {
-            let member = session.members().last().cloned();
-            if let Some(member) = member {
-                announce(state, out, session_id, &member, "joined", req.ts);
-            }
+            announce(state, out, session_id, &who, "joined", req.ts);
             Event::SessionJoined {
                 session_id: session_id.to_owned(),
-                client_id: member_client_id,
+                client_id: who.client_id,
             }
         }
     };
@@ -167,18 +211,21 @@ pub(crate) fn create(
         Some(id) => id.to_owned(),
         None => format!("session-{}", uuid::Uuid::new_v4()),
     };
-    let name = opt_str(&p.name, "name")?.map(str::to_owned);
+    let name = opt_str(&p.name, "name")?
+        .map(|name| check_name(name, "name", state.config.max_name_bytes))
+        .transpose()?;
     let metadata = opt_object(p.metadata, "metadata")?;
-    let Some(member) = member(state, req.conn) else {
+    let Some(who) = state.clients.get(req.conn).map(Who::of) else {
         return Ok(());
     };
-    let client_id = member.client_id.clone();
+    let users = &mut state.users;
+    let admit = || users.try_add(&who.key, Resource::Memberships).is_ok();
     let outcome = state
         .sessions
-        .create(&session_id, name, metadata, member)
-        .map_err(|e| Reject::refused(&e, &session_id))?
+        .create(&session_id, name, metadata, req.conn, admit)
+        .map_err(|e| who.refused(e, &session_id))?
         .0;
-    after_join(state, req, out, &session_id, outcome, client_id);
+    after_join(state, req, out, &session_id, outcome, who);
     Ok(())
 }
 
@@ -191,16 +238,17 @@ pub(crate) fn join(
 ) -> Result<(), Reject> {
     let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
     let session_id = session_ref(&p.session_id, "sessionId", &env.session_id)?;
-    let Some(member) = member(state, req.conn) else {
+    let Some(who) = state.clients.get(req.conn).map(Who::of) else {
         return Ok(());
     };
-    let client_id = member.client_id.clone();
+    let users = &mut state.users;
+    let admit = || users.try_add(&who.key, Resource::Memberships).is_ok();
     let outcome = state
         .sessions
-        .join(session_id, member)
-        .map_err(|e| Reject::refused(&e, session_id))?
+        .join(session_id, req.conn, admit)
+        .map_err(|e| who.refused(e, session_id))?
         .0;
-    after_join(state, req, out, session_id, outcome, client_id);
+    after_join(state, req, out, session_id, outcome, who);
     Ok(())
 }
 
@@ -213,6 +261,9 @@ pub(crate) fn leave(
 ) -> Result<(), Reject> {
     let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
     let session_id = session_ref(&p.session_id, "sessionId", &env.session_id)?;
+    let Some(who) = state.clients.get(req.conn).map(Who::of) else {
+        return Ok(());
+    };
     let outcome = state
         .sessions
         .leave(session_id, req.conn)
@@ -227,39 +278,44 @@ pub(crate) fn leave(
         members: None,
         metadata: None,
     };
-    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
-    if let LeaveOutcome::Left { member, removed } = outcome {
-        after_leave(state, out, session_id, member, removed, req.ts);
+    outbound::send(out, &mut state.metrics, req.conn, &head, |buf| {
+        payload.write(buf)
+    });
+    if let LeaveOutcome::Left { removed } = outcome {
+        after_leave(state, out, session_id, &who, removed, req.ts);
     }
     Ok(())
 }
 
-/// Tell the others `member` left, count the change and emit the event.
+/// A membership of `who` ended: give it back, tell the others, count the change and emit the
+/// event. Every path that ends a membership comes here.
 fn after_leave(
     state: &mut CoreState,
     out: &mut Actions<Event>,
     session_id: &str,
-    member: Member,
+    who: &Who,
     removed: bool,
     ts: u64,
 ) {
+    state.users.release(&who.key, Resource::Memberships);
     state.state_version += 1;
     if !removed {
-        announce(state, out, session_id, &member, "left", ts);
+        announce(state, out, session_id, who, "left", ts);
     }
     out.emit(Event::SessionLeft {
         session_id: session_id.to_owned(),
-        client_id: member.client_id,
+        client_id: who.client_id.clone(),
     });
 }
 
-/// Leave every session `conn` is in (it is disconnecting).
-pub(crate) fn leave_all(state: &mut CoreState, conn: ConnId, ts: u64, out: &mut Actions<Event>) {
-    let ids = state.sessions.sessions_of(conn).to_vec();
+/// Leave every session `client` is in (its connection closed; it is no longer in the client
+/// table).
+pub(crate) fn leave_all(state: &mut CoreState, client: &Client, ts: u64, out: &mut Actions<Event>) {
+    let who = Who::of(client);
+    let ids = state.sessions.sessions_of(who.conn).to_vec();
     for session_id in ids {
-        if let Ok(LeaveOutcome::Left { member, removed }) = state.sessions.leave(&session_id, conn)
-        {
-            after_leave(state, out, &session_id, member, removed, ts);
+        if let Ok(LeaveOutcome::Left { removed }) = state.sessions.leave(&session_id, who.conn) {
+            after_leave(state, out, &session_id, &who, removed, ts);
         }
     }
 }
@@ -288,12 +344,12 @@ pub(crate) fn patch(
         metadata: Some(session.metadata()),
     };
     let head = Head::new("session_info", req.ts).session(session_id);
-    outbound::send_ser(
+    outbound::send(
         out,
         &mut state.metrics,
         req.conn,
         &head.reply_to(req.id),
-        &payload,
+        |buf| payload.write(buf),
     );
     let head = Head::new("session_info", req.ts).session(session_id);
     outbound::fan_out(
@@ -301,7 +357,7 @@ pub(crate) fn patch(
         &mut state.metrics,
         others(session, req.conn),
         &head,
-        wire::ser(&payload),
+        |buf| payload.write(buf),
     );
     Ok(())
 }
@@ -318,6 +374,7 @@ pub(crate) fn presence(
     let status = opt_str(&p.status, "status")?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| FieldError::new("status", "status is required"))?;
+    let status = check_name(status, "status", state.config.max_name_bytes)?;
     if status == "joined" || status == "left" {
         return Err(FieldError::new(
             "status",
@@ -345,7 +402,7 @@ pub(crate) fn presence(
             .sessions
             .sessions_of(req.conn)
             .iter()
-            .map(String::as_str)
+            .map(|id| &**id)
             .collect(),
     };
     for session_id in targets {

@@ -277,7 +277,8 @@ fn connect_replies_hello_ok_with_presence_of_authenticated_devices() {
         .iter()
         .map(|p| p["deviceId"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(devices, ["dev-a", "dev-c"]);
+    // The sender's own device first, then the others in connect order (PROTOCOL section 11).
+    assert_eq!(devices, ["dev-c", "dev-a"]);
 }
 
 #[test]

@@ -42,6 +42,8 @@ pub(crate) enum MsgKind {
     SessionPatch,
     /// `presence`
     Presence,
+    /// `presence_query`
+    PresenceQuery,
     /// `chat`, `chat_stream`, `chat_complete`, `tool_start`, `tool_update`, `tool_result`,
     /// `broadcast`: relayed to the other members of the envelope's session.
     Relay,
@@ -61,7 +63,7 @@ pub(crate) enum MsgKind {
 
 impl MsgKind {
     /// Every built-in `type` with its kind: the one list [`MsgKind::of`] reads.
-    pub(crate) const TYPES: [(&'static str, MsgKind); 21] = [
+    pub(crate) const TYPES: [(&'static str, MsgKind); 22] = [
         ("ping", MsgKind::Ping),
         ("auth", MsgKind::Auth),
         ("connect", MsgKind::Connect),
@@ -70,6 +72,7 @@ impl MsgKind {
         ("session_leave", MsgKind::SessionLeave),
         ("session_patch", MsgKind::SessionPatch),
         ("presence", MsgKind::Presence),
+        ("presence_query", MsgKind::PresenceQuery),
         ("chat", MsgKind::Relay),
         ("chat_stream", MsgKind::Relay),
         ("chat_complete", MsgKind::Relay),

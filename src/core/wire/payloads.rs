@@ -8,15 +8,16 @@
 //!   (`metadata`, `patch`, `capabilities`) are read as `serde_json::Value`.
 //! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
 //!   `INVALID_MESSAGE` about `payload`.
-//! - Outgoing structs borrow everything and serialize to exactly the documented fields.
+//! - Outgoing structs borrow everything and serialize to exactly the documented fields;
+//!   [`SessionInfoOut`] is written by its own writer, since session metadata is stored as
+//!   compact JSON text and copied verbatim.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
 use crate::core::errors::ErrorCode;
-use crate::core::sessions::Member;
-use crate::core::wire::{FieldError, Loose};
+use crate::core::wire::{write_str, FieldError, Loose};
 
 /// Read a payload (the raw JSON object text of an envelope) into `T`.
 pub(crate) fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {
@@ -97,6 +98,17 @@ pub(crate) struct PresenceIn<'a> {
     /// `sessionKey`
     #[serde(borrow, rename = "sessionKey")]
     pub session_key: Option<Loose<'a>>,
+}
+
+/// `presence_query` `{"limit"?,"cursor"?}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PresenceQueryIn<'a> {
+    /// `limit`
+    #[serde(borrow)]
+    pub limit: Option<Loose<'a>>,
+    /// `cursor`
+    #[serde(borrow)]
+    pub cursor: Option<Loose<'a>>,
 }
 
 /// `agent_register` `{"agentId"?,"type","name","capabilities","metadata"?}`.
@@ -201,7 +213,7 @@ pub(crate) struct AuthSuccessOut<'a> {
     pub user_id: &'a str,
 }
 
-/// One entry of `hello_ok.presence`.
+/// One entry of `hello_ok.presence` and of `presence_list.devices`.
 #[derive(Debug, Serialize)]
 pub(crate) struct DevicePresenceOut<'a> {
     /// `deviceId`
@@ -240,7 +252,7 @@ pub(crate) struct HelloOkOut<'a> {
     /// The gateway's protocol version, 1.
     #[serde(rename = "protocolVersion")]
     pub protocol_version: u32,
-    /// Authenticated connections that sent `connect`.
+    /// Devices of authenticated connections that sent `connect`, one page.
     pub presence: Vec<DevicePresenceOut<'a>>,
     /// `{"status":"ok","checkedAt"}`.
     pub health: HealthOut,
@@ -249,23 +261,67 @@ pub(crate) struct HelloOkOut<'a> {
     pub auth_required: bool,
 }
 
-/// `session_info` about one session.
+/// `presence_list` `{"devices","next"?}`.
 #[derive(Debug, Serialize)]
+pub(crate) struct PresenceListOut<'a> {
+    /// One page of devices.
+    pub devices: Vec<DevicePresenceOut<'a>>,
+    /// The cursor of the following page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One entry of a `members` list.
+#[derive(Debug, Serialize)]
+pub(crate) struct MemberOut<'a> {
+    /// `clientId`
+    #[serde(rename = "clientId")]
+    pub client_id: &'a str,
+    /// `userId`
+    #[serde(rename = "userId")]
+    pub user_id: &'a str,
+}
+
+/// `session_info` about one session, written by [`SessionInfoOut::write`].
+#[derive(Debug)]
 pub(crate) struct SessionInfoOut<'a> {
     /// `sessionId`
-    #[serde(rename = "sessionId")]
     pub session_id: &'a str,
     /// `created`, `joined`, `left` or `patched`.
     pub status: &'static str,
     /// The session's name, on `created` and `joined` when it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
     /// Members in join order, on `created` and `joined`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub members: Option<&'a [Member]>,
-    /// The metadata, on `created`, `joined` and `patched`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<&'a Map<String, Value>>,
+    pub members: Option<&'a [MemberOut<'a>]>,
+    /// The metadata as stored (compact JSON text of an object), on `created`, `joined` and
+    /// `patched`.
+    pub metadata: Option<&'a str>,
+}
+
+impl SessionInfoOut<'_> {
+    /// Append the payload object to `buf`: the fields that are set, `metadata` verbatim.
+    pub(crate) fn write(&self, buf: &mut Vec<u8>) -> bool {
+        buf.extend_from_slice(b"{\"sessionId\":");
+        write_str(buf, self.session_id);
+        buf.extend_from_slice(b",\"status\":");
+        write_str(buf, self.status);
+        if let Some(name) = self.name {
+            buf.extend_from_slice(b",\"name\":");
+            write_str(buf, name);
+        }
+        if let Some(members) = self.members {
+            buf.extend_from_slice(b",\"members\":");
+            if serde_json::to_writer(&mut *buf, members).is_err() {
+                return false;
+            }
+        }
+        if let Some(metadata) = self.metadata {
+            buf.extend_from_slice(b",\"metadata\":");
+            buf.extend_from_slice(metadata.as_bytes());
+        }
+        buf.push(b'}');
+        true
+    }
 }
 
 /// `presence` as fanned out.
@@ -369,9 +425,40 @@ mod tests {
             members: None,
             metadata: None,
         };
+        assert_eq!(written(&s), json!({"sessionId":"r","status":"left"}));
+        let members = [MemberOut {
+            client_id: "c",
+            user_id: "u\"",
+        }];
+        let s = SessionInfoOut {
+            session_id: "r\n",
+            status: "joined",
+            name: Some("Room \"1\""),
+            members: Some(&members),
+            metadata: Some(r#"{"a":[1,{"b":null}]}"#),
+        };
         assert_eq!(
-            serde_json::to_value(&s).unwrap(),
-            json!({"sessionId":"r","status":"left"})
+            written(&s),
+            json!({"sessionId":"r\n","status":"joined","name":"Room \"1\"",
+                   "members":[{"clientId":"c","userId":"u\""}],"metadata":{"a":[1,{"b":null}]}})
         );
+        let list = PresenceListOut {
+            devices: vec![DevicePresenceOut {
+                device_id: "d",
+                role: "node",
+                connected_at: 5,
+            }],
+            next: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&list).unwrap(),
+            json!({"devices":[{"deviceId":"d","role":"node","connectedAt":5}]})
+        );
+    }
+
+    fn written(s: &SessionInfoOut<'_>) -> Value {
+        let mut buf = Vec::new();
+        assert!(s.write(&mut buf));
+        serde_json::from_slice(&buf).expect("valid JSON")
     }
 }
