@@ -1,0 +1,671 @@
+//! `cargo bench --bench hostile`: the worst case of each class of hostile client, each within
+//! the configured limits, against the release `gateway` binary in a child process (under
+//! `prlimit --as`), over the wire protocol only. Every figure is printed beside a baseline
+//! measured in the same run; nothing is asserted.
+//!
+//! Four phases, each on fresh gateway processes (the configuration is the built-in defaults,
+//! `--config /dev/null`, plus 64 tokens of 64 users and `HOSTILE_SET`; every size below is
+//! read from `--print-config`, so the attacks follow the limits):
+//! 1. agents: `HOSTILE_AGENTS` agents registered at `max_agent_bytes` (capabilities with
+//!    `max_capabilities` tool names, metadata filling the rest, `name` of `max_name_bytes`),
+//!    `max_agents_per_user` per user; then agent_register at that size, agent_heartbeat
+//!    flipping busy/online, and agent_query of the whole registry;
+//! 2. sessions: `HOSTILE_SESSIONS` sessions with a `name` of `max_name_bytes` and metadata
+//!    at the 64 KiB limit; then session_patch at that limit in a full session, and a relay
+//!    (`chat`) of a payload nested as deep as `max_message_size` allows;
+//! 3. devices: `HOSTILE_DEVICES` connections whose `connect` carries a 128-byte `deviceId`
+//!    and a `deviceName` of `max_name_bytes`; then `auth` with a wrong token as long as
+//!    `max_preauth_message_size` allows, against the 64 configured tokens;
+//! 4. events: `HOSTILE_UNKNOWN` messages of an unknown type at `max_message_size` (a payload
+//!    of one array of zeros: the costliest tree per byte).
+//!
+//! Figures:
+//! - RSS per stored byte: `VmRSS` growth of the gateway while the records are stored, minus
+//!   the growth for as many minimal records (the baseline, a gateway of its own), divided by
+//!   the extra bytes of client JSON (target <= 3x: PROTOCOL section 11, "Stored size");
+//! - loop time of a message: median time from sending it to its reply (for a message without
+//!   a reply: to the `pong` of a `ping` written right behind it), minus the median `ping`
+//!   round trip measured just before each one on the same connection (target <= 1 ms);
+//! - a bystander's `ping` p99 (its own user and connection, a `ping` every 10 ms) during
+//!   each attack, beside its p99 with no attack (target <= 10 ms);
+//! - whether the gateway survived each phase under `prlimit --as`: the `memory bound`
+//!   `gateway --check` prints, or `HOSTILE_AS` bytes (default 8 GiB while no bound is printed;
+//!   0 turns prlimit off).
+//!
+//! Every attack has a time budget (`HOSTILE_BUDGET_SECS`, 10) and an RSS cap
+//! (`HOSTILE_RSS_CAP_MIB`, 4096): past either it stops and reports "over budget"; a gateway
+//! that does not answer the bystander within 10 s after an attack is killed, and the rest of
+//! its phase is skipped. So the bench ends either way and shows before and after.
+//!
+//! Environment: `HOSTILE_AGENTS` (256), `HOSTILE_SESSIONS` (256), `HOSTILE_DEVICES` (4000),
+//! `HOSTILE_REPS` (15, repetitions of a small attack message), `HOSTILE_HEAVY_REPS` (5, of
+//! one of up to `max_message_size` or with a reply that large), `HOSTILE_UNKNOWN` (16),
+//! `HOSTILE_AUTH_TOKEN_BYTES` (`max_preauth_message_size` minus the envelope),
+//! `HOSTILE_BUDGET_SECS` (10), `HOSTILE_ATTACK_SECS` (1: a small message is repeated at
+//! least this long, for the bystander's p99), `HOSTILE_QUIET_SECS` (2, the bystander's quiet
+//! window),
+//! `HOSTILE_RSS_CAP_MIB` (4096), `HOSTILE_AS` (bytes, see above), `HOSTILE_SET` (extra
+//! `KEY=VALUE` gateway settings, space-separated).
+//! Without `--bench` (as `cargo test --benches` runs it) it does one tiny smoke run.
+
+#[path = "hostile/attack.rs"]
+mod attack;
+#[path = "hostile/bystander.rs"]
+mod bystander;
+#[path = "hostile/child.rs"]
+mod child;
+#[path = "hostile/client.rs"]
+mod client;
+#[path = "hostile/drain.rs"]
+mod drain;
+#[path = "hostile/payloads.rs"]
+mod payloads;
+#[path = "hostile/report.rs"]
+mod report;
+#[path = "hostile/store.rs"]
+mod store;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use attack::{loop_attack, quiet_window, Reps};
+use bystander::Bystander;
+use child::Gateway;
+use client::{Client, Frame};
+use drain::Drain;
+use report::{loop_rows, mib, rss_row, storing_rows, survival_row, times, Report};
+
+/// Users with a token of their own: the attackers' 63 and the bystander.
+const TOKENS: usize = 64;
+/// A session's metadata limit (PROTOCOL section 4), as compact JSON.
+const SESSION_METADATA_LIMIT: usize = 65_536;
+/// The bystander's ping interval.
+const BYSTANDER_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a gateway may take to answer the bystander again after an attack.
+const RECOVERY: Duration = Duration::from_secs(10);
+/// The address-space limit while `gateway --check` prints no memory bound.
+const DEFAULT_AS: u64 = 8 << 30;
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What to run, from the environment.
+struct Settings {
+    agents: usize,
+    sessions: usize,
+    devices: usize,
+    reps: usize,
+    heavy_reps: usize,
+    unknown: usize,
+    auth_token_bytes: Option<usize>,
+    budget: Duration,
+    attack: Duration,
+    quiet: Duration,
+    rss_cap: u64,
+    address_space: Option<u64>,
+    extra_set: Vec<String>,
+}
+
+impl Settings {
+    fn from_env(smoke: bool) -> Settings {
+        let extra_set = std::env::var("HOSTILE_SET")
+            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let address_space = std::env::var("HOSTILE_AS")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        if smoke {
+            return Settings {
+                agents: 3,
+                sessions: 3,
+                devices: 10,
+                reps: 3,
+                heavy_reps: 2,
+                unknown: 2,
+                auth_token_bytes: None,
+                budget: Duration::from_secs(10),
+                attack: Duration::from_millis(100),
+                quiet: Duration::from_millis(200),
+                rss_cap: 4096 << 20,
+                address_space,
+                extra_set,
+            };
+        }
+        Settings {
+            agents: env_num("HOSTILE_AGENTS", 256usize).max(1),
+            sessions: env_num("HOSTILE_SESSIONS", 256usize).max(1),
+            devices: env_num("HOSTILE_DEVICES", 4000usize).max(1),
+            reps: env_num("HOSTILE_REPS", 15usize).max(1),
+            heavy_reps: env_num("HOSTILE_HEAVY_REPS", 5usize).max(1),
+            unknown: env_num("HOSTILE_UNKNOWN", 16usize).max(1),
+            auth_token_bytes: std::env::var("HOSTILE_AUTH_TOKEN_BYTES")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            budget: Duration::from_secs_f64(env_num("HOSTILE_BUDGET_SECS", 10.0f64).max(0.5)),
+            attack: Duration::from_secs_f64(env_num("HOSTILE_ATTACK_SECS", 1.0f64).max(0.0)),
+            quiet: Duration::from_secs_f64(env_num("HOSTILE_QUIET_SECS", 2.0f64).max(0.1)),
+            rss_cap: env_num("HOSTILE_RSS_CAP_MIB", 4096u64) << 20,
+            address_space,
+            extra_set,
+        }
+    }
+}
+
+/// The limits the attacks size themselves by, from the effective configuration.
+struct Limits {
+    max_message_size: usize,
+    max_agent_bytes: usize,
+    max_capabilities: usize,
+    max_name_bytes: usize,
+    max_preauth_message_size: usize,
+    max_agents_per_user: usize,
+    max_sessions_per_client: usize,
+    max_clients_per_session: usize,
+    max_connections_per_user: usize,
+}
+
+impl Limits {
+    fn read(config: &HashMap<String, String>) -> Result<Limits, String> {
+        let get = |key: &str| -> Result<usize, String> {
+            config
+                .get(key)
+                .ok_or_else(|| format!("--print-config has no {key}"))?
+                .parse()
+                .map_err(|_| format!("{key} is not a number"))
+        };
+        Ok(Limits {
+            max_message_size: get("max_message_size")?,
+            max_agent_bytes: get("max_agent_bytes")?,
+            max_capabilities: get("max_capabilities")?,
+            max_name_bytes: get("max_name_bytes")?,
+            max_preauth_message_size: get("max_preauth_message_size")?,
+            max_agents_per_user: get("max_agents_per_user")?.max(1),
+            max_sessions_per_client: get("max_sessions_per_client")?.max(1),
+            max_clients_per_session: get("max_clients_per_session")?.max(2),
+            max_connections_per_user: get("max_connections_per_user")?.max(1),
+        })
+    }
+}
+
+/// What every phase shares: the settings, the gateway's arguments and limits.
+struct Bench {
+    s: Settings,
+    lim: Limits,
+    args: Vec<String>,
+    address_space: Option<u64>,
+    report: Report,
+}
+
+/// The secret of attacker user `i` (63 of them, `u0` to `u62`).
+fn attacker_token(i: usize) -> String {
+    format!("hostile-secret-{}", i % (TOKENS - 1))
+}
+
+const BYSTANDER_TOKEN: &str = "bystander-secret";
+
+impl Bench {
+    fn spawn(&self) -> Result<Gateway, String> {
+        Gateway::spawn(&self.args, self.address_space)
+    }
+
+    /// Over the RSS cap, or gone: why the attack must stop.
+    fn over_rss(&self, gw: &mut Gateway) -> Option<String> {
+        if let Some(status) = gw.exited() {
+            return Some(format!("gateway exited ({status})"));
+        }
+        let rss = gw.rss();
+        (rss > self.s.rss_cap).then(|| format!("over budget: RSS {} MiB", rss >> 20))
+    }
+}
+
+fn phase_agents(bench: &mut Bench) -> Result<(), String> {
+    let n = bench.s.agents;
+    println!(
+        "== agents: {n} at max_agent_bytes {} with {} capabilities, {} per user, beside {n} minimal ones",
+        bench.lim.max_agent_bytes, bench.lim.max_capabilities, bench.lim.max_agents_per_user
+    );
+    let base = store::baseline(bench, |b, gw| store::agents(b, gw, n, false))?;
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    std::thread::sleep(Duration::from_millis(50));
+    let big = store::watched(&by, || store::agents(bench, &mut gw, n, true));
+    let quiet = quiet_window(&by, bench.s.quiet);
+    rss_row(&mut bench.report, "agents_rss", "agents", &base, &big);
+    storing_rows(&mut bench.report, &big, &quiet);
+    let mut owners = big.held;
+    if owners.is_empty() {
+        return Err("no agent registered".into());
+    }
+    let url = gw.url.clone();
+    let mut owner = Some(owners.swap_remove(0));
+
+    // agent_register at the limits: the first owner re-registers its first agent.
+    let caps = payloads::capabilities(bench.lim.max_capabilities);
+    let meta_len = bench.lim.max_agent_bytes.saturating_sub(caps.len());
+    let payload = payloads::agent("a0-0", bench.lim.max_name_bytes, &caps, meta_len);
+    let mut frame = Frame::new(&payloads::message("agent_register", &payload));
+    let label = format!("agent_register {} B", frame.message_len());
+    let run = loop_attack(
+        bench,
+        &mut gw,
+        &by,
+        Reps::AtLeast(bench.s.reps),
+        || {
+            owner
+                .take()
+                .ok_or_else(|| "the owner's connection closed".to_owned())
+        },
+        |c, _, deadline| c.request(&mut frame, deadline),
+    );
+    loop_rows(&mut bench.report, "agent_register", &label, &run, &quiet);
+    if run.stuck {
+        return Ok(());
+    }
+
+    // agent_heartbeat flipping busy/online, on a fresh owner connection of its own agents:
+    // the one above is handed back by reopening as user 0 and registering a0-0 again.
+    let mut flips = [
+        Frame::new(&payloads::message(
+            "agent_heartbeat",
+            r#"{"agentId":"a0-0","status":"busy"}"#,
+        )),
+        Frame::new(&payloads::message(
+            "agent_heartbeat",
+            r#"{"agentId":"a0-0","status":"online"}"#,
+        )),
+    ];
+    let run = loop_attack(
+        bench,
+        &mut gw,
+        &by,
+        Reps::AtLeast(bench.s.reps.max(40)),
+        || {
+            reopen_as_user0(
+                &url,
+                &payloads::message("agent_register", &payload),
+                "agent_info",
+            )
+        },
+        |c, rep, deadline| c.request(&mut flips[rep % 2], deadline),
+    );
+    loop_rows(
+        &mut bench.report,
+        "agent_heartbeat",
+        &format!(
+            "agent_heartbeat busy⇄online, {} caps",
+            bench.lim.max_capabilities
+        ),
+        &run,
+        &quiet,
+    );
+    if run.stuck {
+        return Ok(());
+    }
+
+    // agent_query of the whole registry, from another user's connection.
+    let mut query = Frame::new(&payloads::message("agent_query", "{}"));
+    let run = loop_attack(
+        bench,
+        &mut gw,
+        &by,
+        Reps::Exactly(bench.s.heavy_reps),
+        || Client::authed(&url, &attacker_token(TOKENS - 2)),
+        |c, _, deadline| c.request(&mut query, deadline),
+    );
+    loop_rows(
+        &mut bench.report,
+        "agent_query",
+        &format!(
+            "agent_query, {} agents ({})",
+            big.records,
+            mib(big.bytes as f64)
+        ),
+        &run,
+        &quiet,
+    );
+    drop(owners);
+    survival_row(&mut bench.report, "agents", &mut gw, bench.address_space);
+    Ok(())
+}
+
+fn phase_sessions(bench: &mut Bench) -> Result<(), String> {
+    let n = bench.s.sessions;
+    println!(
+        "== sessions: {n} with a {}-byte name and {SESSION_METADATA_LIMIT} B of metadata, beside {n} bare ones",
+        bench.lim.max_name_bytes
+    );
+    let base = store::baseline(bench, |b, gw| store::sessions(b, gw, n, false))?;
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    std::thread::sleep(Duration::from_millis(50));
+    let big = store::watched(&by, || store::sessions(bench, &mut gw, n, true));
+    let quiet = quiet_window(&by, bench.s.quiet);
+    rss_row(&mut bench.report, "sessions_rss", "sessions", &base, &big);
+    storing_rows(&mut bench.report, &big, &quiet);
+    let url = gw.url.clone();
+
+    // A full session: the attacker and max_clients_per_session - 1 members that drain.
+    let mut attacker = Client::authed(&url, &attacker_token(0))?;
+    attacker.expect(
+        &payloads::message("session_create", r#"{"sessionId":"arena"}"#),
+        "session_info",
+    )?;
+    let mut members = Vec::new();
+    for m in 1..bench.lim.max_clients_per_session {
+        let mut c = Client::authed(&url, &attacker_token(m))?;
+        c.expect(
+            &payloads::message("session_join", r#"{"sessionId":"arena"}"#),
+            "session_info",
+        )?;
+        members.push(c.into_stream());
+    }
+    let drain = Drain::start(members);
+    let mut attacker = Some(attacker);
+
+    // session_patch at the metadata limit: `m` replaced by an array as large as it allows,
+    // alternating two values so that every patch changes it.
+    let patch = |digit| {
+        Frame::new(&payloads::message(
+            "session_patch",
+            &format!(
+                r#"{{"sessionKey":"arena","patch":{}}}"#,
+                payloads::metadata(SESSION_METADATA_LIMIT, digit)
+            ),
+        ))
+    };
+    let mut patches = [patch('0'), patch('1')];
+    let label = format!(
+        "session_patch {} B, {} members",
+        patches[0].message_len(),
+        bench.lim.max_clients_per_session
+    );
+    let run = loop_attack(
+        bench,
+        &mut gw,
+        &by,
+        Reps::AtLeast(bench.s.reps),
+        || {
+            attacker
+                .take()
+                .ok_or_else(|| "the attacker's connection closed".to_owned())
+        },
+        |c, rep, deadline| c.request(&mut patches[rep % 2], deadline),
+    );
+    loop_rows(&mut bench.report, "session_patch", &label, &run, &quiet);
+    if run.stuck {
+        return Ok(());
+    }
+
+    // A relay of a payload nested as deep as max_message_size allows, to the full session.
+    let depth = bench
+        .lim
+        .max_message_size
+        .saturating_sub(payloads::ENVELOPE + 16)
+        / 2;
+    let mut relay = Frame::new(&format!(
+        r#"{{"type":"chat","id":"@","sessionId":"arena","payload":{{"d":{}}}}}"#,
+        payloads::nested(depth)
+    ));
+    let label = format!("chat relay, {} B nested {depth} deep", relay.message_len());
+    let run = loop_attack(
+        bench,
+        &mut gw,
+        &by,
+        Reps::Exactly(bench.s.heavy_reps),
+        || {
+            let join = payloads::message("session_join", r#"{"sessionId":"arena"}"#);
+            reopen_as_user0(&url, &join, "session_info")
+        },
+        |c, _, deadline| c.send_then_ping(&mut relay, deadline),
+    );
+    loop_rows(&mut bench.report, "relay_nested", &label, &run, &quiet);
+    println!(
+        "   (the {} draining members read {} in all)",
+        bench.lim.max_clients_per_session - 1,
+        mib(drain.bytes() as f64)
+    );
+    drop(drain);
+    survival_row(&mut bench.report, "sessions", &mut gw, bench.address_space);
+    Ok(())
+}
+
+/// A new connection of user 0 that sent `json` and got `kind`; retried for a second while
+/// refused (the close of the attacker before it, which held the agent or the place in the
+/// session, may not have been handled yet).
+fn reopen_as_user0(url: &str, json: &str, kind: &str) -> Result<Client, String> {
+    let mut c = Client::authed(url, &attacker_token(0))?;
+    let mut tries = 0;
+    loop {
+        match c.expect(json, kind) {
+            Ok(()) => return Ok(c),
+            Err(_) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn phase_devices(bench: &mut Bench) -> Result<(), String> {
+    let n = bench.s.devices;
+    println!(
+        "== devices: {n} connections with a 128-byte deviceId and a {}-byte deviceName, beside {n} with a short deviceId",
+        bench.lim.max_name_bytes
+    );
+    let base = store::baseline(bench, |b, gw| store::devices(b, gw, n, false))?;
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    std::thread::sleep(Duration::from_millis(50));
+    let big = store::watched(&by, || store::devices(bench, &mut gw, n, true));
+    let quiet = quiet_window(&by, bench.s.quiet);
+    rss_row(&mut bench.report, "devices_rss", "devices", &base, &big);
+    storing_rows(&mut bench.report, &big, &quiet);
+    let url = gw.url.clone();
+
+    // auth with a wrong token as long as max_preauth_message_size allows, against every
+    // configured token.
+    let token_len = bench.s.auth_token_bytes.unwrap_or(
+        bench
+            .lim
+            .max_preauth_message_size
+            .saturating_sub(payloads::ENVELOPE + 16),
+    );
+    let mut auth = Frame::new(&payloads::message(
+        "auth",
+        &format!(r#"{{"token":"{}"}}"#, "x".repeat(token_len.max(1))),
+    ));
+    // The connection's last allowed failure closes it after the reply; the next repetition's
+    // ping finds it closed and opens another.
+    let label = format!("auth, wrong {token_len} B token, {TOKENS} tokens");
+    let run = loop_attack(
+        bench,
+        &mut gw,
+        &by,
+        Reps::AtLeast(bench.s.reps),
+        || Client::open(&url),
+        |c, _, deadline| c.request(&mut auth, deadline),
+    );
+    loop_rows(&mut bench.report, "auth_long_token", &label, &run, &quiet);
+    drop(big.held);
+    survival_row(&mut bench.report, "devices", &mut gw, bench.address_space);
+    Ok(())
+}
+
+fn phase_events(bench: &mut Bench) -> Result<(), String> {
+    let k = bench.s.unknown;
+    let size = bench
+        .lim
+        .max_message_size
+        .saturating_sub(payloads::ENVELOPE);
+    println!("== events: {k} messages of an unknown type, {size} B each, on a fresh gateway");
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    let quiet = quiet_window(&by, bench.s.quiet);
+    let url = gw.url.clone();
+    let mut unknown = Frame::new(&payloads::message(
+        "x_hostile",
+        &format!(
+            r#"{{"a":{}}}"#,
+            payloads::zeros(size.saturating_sub(8), '0')
+        ),
+    ));
+    let bytes = unknown.message_len();
+    let rss0 = gw.rss();
+    let run = loop_attack(
+        bench,
+        &mut gw,
+        &by,
+        Reps::Exactly(k),
+        || Client::authed(&url, &attacker_token(0)),
+        |c, _, deadline| c.request(&mut unknown, deadline),
+    );
+    let growth = gw.rss() as f64 - rss0 as f64;
+    let sent = bytes * run.msg_us.len();
+    let per_byte = growth / sent.max(1) as f64;
+    bench.report.row(
+        "unknown types sent: RSS growth".into(),
+        mib(growth),
+        format!("{} sent", mib(sent as f64)),
+        format!("{} per byte", times(per_byte)),
+        "≈ 0 (no events)",
+        format!("{} messages", run.msg_us.len()),
+    );
+    bench.report.json.insert(
+        "unknown_rss".into(),
+        json!({"sent_bytes": sent, "rss_growth_bytes": growth, "rss_per_byte": loadgen::round3(per_byte)}),
+    );
+    loop_rows(
+        &mut bench.report,
+        "unknown_type",
+        &format!("unknown type {bytes} B"),
+        &run,
+        &quiet,
+    );
+    survival_row(&mut bench.report, "events", &mut gw, bench.address_space);
+    Ok(())
+}
+
+/// One phase of the bench; an error ends that phase only.
+type Phase = fn(&mut Bench) -> Result<(), String>;
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let s = Settings::from_env(smoke);
+    let tokens: Vec<String> = (0..TOKENS - 1)
+        .map(|i| format!("u{i}:{}", attacker_token(i)))
+        .chain(std::iter::once(format!("bystander:{BYSTANDER_TOKEN}")))
+        .collect();
+    let mut args: Vec<String> = [
+        "--config",
+        "/dev/null",
+        "--set",
+        "port=0",
+        "--set",
+        "log_level=warn",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.push("--set".into());
+    args.push(format!("auth_tokens={}", tokens.join(",")));
+    for kv in &s.extra_set {
+        args.push("--set".into());
+        args.push(kv.clone());
+    }
+    let config = child::effective_config(&args).expect("the gateway's configuration");
+    let lim = Limits::read(&config).expect("the limits");
+    let bound = child::memory_bound(&args);
+    let have_prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let address_space = match s.address_space {
+        Some(0) => None,
+        Some(bytes) => Some(bytes),
+        None => Some(bound.unwrap_or(DEFAULT_AS)),
+    }
+    .filter(|_| have_prlimit);
+    let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_start: String = load_start
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!(
+        "hostile bench{}: {} CPUs, load average at start {load_start}",
+        if smoke {
+            " (smoke run: pass --bench, or use cargo bench, for figures)"
+        } else {
+            ""
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    println!(
+        "   {} ({} bytes); memory bound from --check: {}; address-space limit: {}",
+        child::binary(),
+        std::fs::metadata(child::binary()).map_or(0, |m| m.len()),
+        bound.map_or("none printed".into(), |b| mib(b as f64)),
+        address_space.map_or("none".into(), |b| format!("prlimit --as={b}")),
+    );
+    println!(
+        "   limits: max_message_size {}, max_agent_bytes {}, max_capabilities {}, max_name_bytes {}, max_preauth_message_size {}",
+        lim.max_message_size, lim.max_agent_bytes, lim.max_capabilities, lim.max_name_bytes, lim.max_preauth_message_size
+    );
+    let mut bench = Bench {
+        s,
+        lim,
+        args,
+        address_space,
+        report: Report::default(),
+    };
+    let phases: [(&str, Phase); 4] = [
+        ("agents", phase_agents),
+        ("sessions", phase_sessions),
+        ("devices", phase_devices),
+        ("events", phase_events),
+    ];
+    let t0 = Instant::now();
+    for (name, phase) in phases {
+        let started = Instant::now();
+        if let Err(e) = phase(&mut bench) {
+            println!("   !! {name} phase: {e}");
+            bench.report.row(
+                format!("{name} phase"),
+                "failed".into(),
+                String::new(),
+                String::new(),
+                "",
+                e,
+            );
+        }
+        println!(
+            "   ({name} phase: {:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let load_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_end: String = load_end
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+
+    println!();
+    println!(
+        "== summary ({:.0} s; load average {load_start} at start, {load_end} at the end)",
+        t0.elapsed().as_secs_f64()
+    );
+    let json = &mut bench.report.json;
+    json.insert("load_start".into(), json!(load_start));
+    json.insert("load_end".into(), json!(load_end));
+    json.insert("memory_bound_bytes".into(), json!(bound));
+    json.insert("address_space_bytes".into(), json!(address_space));
+    bench.report.print();
+}
