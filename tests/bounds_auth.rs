@@ -70,3 +70,30 @@ fn a_device_name_past_max_name_bytes_is_refused_before_auth_too() {
     let reply = client.request("connect", connect(&"n".repeat(16)));
     assert_eq!(reply["type"], "hello_ok", "{reply}");
 }
+
+#[test]
+fn a_credential_over_4096_bytes_fails_and_counts_toward_max_auth_failures() {
+    let mut config = test_config();
+    config.max_auth_failures = 2;
+    let gw = TestGateway::start(config);
+    let mut client = Client::connect(&gw);
+    // A long token that starts with a configured one is no closer to it.
+    let long = format!("{TOKEN}{}", "x".repeat(5000 - TOKEN.len()));
+    let reply = client.request("auth", json!({ "token": long }));
+    assert_error(&reply, "AUTH_FAILED");
+    // Still open after the first failure; the second closes it.
+    let reply = client.request("ping", json!({}));
+    assert_eq!(reply["type"], "pong", "{reply}");
+    let reply = client.request("auth", json!({ "token": "y".repeat(5000) }));
+    assert_error(&reply, "AUTH_FAILED");
+    let frame = client.expect_close().expect("close frame");
+    assert_eq!(u16::from(frame.code), 1008);
+
+    // The same holds for a password.
+    let gw = TestGateway::start(password_config("pw"));
+    let mut client = Client::connect(&gw);
+    let reply = client.request("auth", json!({ "password": "p".repeat(5000) }));
+    assert_error(&reply, "AUTH_FAILED");
+    let reply = client.request("auth", json!({ "password": "pw" }));
+    assert_eq!(reply["type"], "auth_success", "{reply}");
+}

@@ -11,7 +11,8 @@
 //! - `ping` → `pong` `{"clientId"}`; the payload is not read, nothing is allocated.
 //! - `auth` after success replies `auth_success` again with the same identity, whatever it
 //!   carries. Otherwise `AUTH_REQUIRED` when the mode's credential is missing or empty (not
-//!   counted), `AUTH_FAILED` when wrong (counted; at `max_auth_failures`, 0 meaning no limit,
+//!   counted), `AUTH_FAILED` when wrong or over 4096 bytes (`auth.rs`; counted; at
+//!   `max_auth_failures`, 0 meaning no limit,
 //!   the connection is closed with 1008 right after that reply). In password mode the
 //!   `clientId` becomes the `userId` (at most 128 bytes; empty or absent: `anonymous`).
 //! - `connect` records the device and replies `hello_ok`; its `presence` lists the
@@ -180,13 +181,7 @@ pub(crate) fn auth(
         )
         .into());
     }
-    let outcome = auth::check(
-        config.auth_mode,
-        &config.auth_tokens,
-        config.auth_password.as_deref(),
-        creds,
-    );
-    match outcome {
+    match state.auth.check(creds) {
         auth::AuthOutcome::Success(user_id) => {
             let key = if user_id == ANONYMOUS {
                 client.client_id.as_str()
