@@ -97,3 +97,123 @@ fn a_credential_over_4096_bytes_fails_and_counts_toward_max_auth_failures() {
     let reply = client.request("auth", json!({ "password": "pw" }));
     assert_eq!(reply["type"], "auth_success", "{reply}");
 }
+
+/// Payloads every request refuses: a duplicate key, nesting past 128 levels (with the
+/// envelope), a lone surrogate escape, a number out of range; each with where it hides.
+fn bad_payloads() -> Vec<(&'static str, String)> {
+    vec![
+        ("duplicate key", r#"{"text":"a","text":"b"}"#.to_owned()),
+        (
+            "nested duplicate",
+            r#"{"o":{"k":[{"x":1,"x":2}]}}"#.to_owned(),
+        ),
+        ("escaped duplicate", r#"{"ab":1,"a\u0062":2}"#.to_owned()),
+        ("deep", deep_payload(128)),
+        ("very deep", deep_payload(100_000)),
+        ("lone surrogate", r#"{"text":"\ud800"}"#.to_owned()),
+        (
+            "lone trailing surrogate",
+            r#"{"o":{"\udc00":1}}"#.to_owned(),
+        ),
+        ("out of range", r#"{"n":[1,1e999999]}"#.to_owned()),
+    ]
+}
+
+/// A payload `levels` deep, the payload object counted.
+fn deep_payload(levels: usize) -> String {
+    format!(
+        "{{\"a\":{}{}}}",
+        "[".repeat(levels - 1),
+        "]".repeat(levels - 1)
+    )
+}
+
+/// Send `{type, id, <fields>, payload}` as raw text; returns the reply, which must be an
+/// INVALID_MESSAGE about `payload`.
+fn refused_raw(client: &mut Client, msg_type: &str, fields: &str, payload: &str, what: &str) {
+    let id = next_id();
+    client.send_text(&format!(
+        r#"{{"type":"{msg_type}","id":"{id}",{fields}"payload":{payload}}}"#
+    ));
+    let reply = client.recv();
+    assert_eq!(reply["replyTo"], id.as_str(), "{what}: {reply}");
+    let error = assert_error(&reply, "INVALID_MESSAGE");
+    assert_eq!(
+        error["payload"]["details"]["field"], "payload",
+        "{what}: {reply}"
+    );
+}
+
+#[test]
+fn a_relay_or_patch_with_a_payload_any_request_refuses_is_refused_and_not_forwarded() {
+    let gw = TestGateway::start(test_config());
+    let mut group = session_group(&gw, "room", 2);
+    let (sender, rest) = group.split_at_mut(1);
+    let (sender, member) = (&mut sender[0], &mut rest[0]);
+    for (what, payload) in bad_payloads() {
+        for msg_type in ["chat", "tool_result", "broadcast"] {
+            refused_raw(sender, msg_type, r#""sessionId":"room","#, &payload, what);
+        }
+        let patch = format!(r#"{{"sessionKey":"room","patch":{payload}}}"#);
+        refused_raw(sender, "session_patch", "", &patch, what);
+    }
+    // Nothing reached the member: the next thing it gets is a good relay, at the deepest
+    // nesting allowed.
+    let good = deep_payload(127);
+    sender.send_text(&format!(
+        r#"{{"type":"chat","id":"ok","sessionId":"room","payload":{good}}}"#
+    ));
+    // (Read as text: with the envelope it is 128 deep, past what serde_json reads.)
+    let got = loop {
+        match member.ws.read().expect("read") {
+            tungstenite::Message::Text(text) => break text.as_str().to_owned(),
+            _ => continue,
+        }
+    };
+    assert!(got.contains(r#""type":"chat""#), "{got}");
+    assert!(got.contains(&good), "{got}");
+    // The patch was not applied either.
+    let reply = member.request("session_join", json!({ "sessionId": "room" }));
+    assert_eq!(reply["payload"]["metadata"], json!({}), "{reply}");
+}
+
+#[test]
+fn a_route_with_a_payload_any_request_refuses_is_refused_and_not_forwarded() {
+    let gw = TestGateway::start(test_config());
+    let mut requester = Client::authed(&gw, TOKEN);
+    let mut responder = Client::authed(&gw, TOKEN_BOB);
+    let to_responder = format!(r#""target":"{}","#, responder.client_id);
+    for (what, payload) in bad_payloads() {
+        refused_raw(
+            &mut requester,
+            "route_request",
+            &to_responder,
+            &payload,
+            what,
+        );
+    }
+    // The responder's first delivery is the good request, which is then pending.
+    requester.send_text(&format!(
+        r#"{{"type":"route_request","id":"r-1",{to_responder}"payload":{{"q":1}}}}"#
+    ));
+    let got = responder.recv_type("route_request");
+    assert_eq!(got["id"], "r-1", "{got}");
+
+    let to_requester = format!(r#""target":"{}","replyTo":"r-1","#, requester.client_id);
+    for (what, payload) in bad_payloads() {
+        refused_raw(
+            &mut responder,
+            "route_response",
+            &to_requester,
+            &payload,
+            what,
+        );
+    }
+    // A refused response does not answer the request: the good one is still delivered.
+    responder.send_text(&format!(
+        r#"{{"type":"route_response","id":"a-1",{to_requester}"payload":{{"a":1}}}}"#
+    ));
+    let got = requester.recv_type("route_response");
+    assert_eq!(got["replyTo"], "r-1", "{got}");
+    assert_eq!(got["payload"], json!({"a": 1}), "{got}");
+}

@@ -6,7 +6,9 @@
 //! Contract:
 //! - An incoming message goes through, in order: size (`MESSAGE_TOO_LARGE`), UTF-8 and JSON
 //!   (`PARSE_ERROR`), envelope (`INVALID_MESSAGE`), rate limit (`RATE_LIMITED`, not handled),
-//!   auth gate (`AUTH_REQUIRED` for anything but `auth`, `connect`, `ping`), then its handler.
+//!   auth gate (`AUTH_REQUIRED` for anything but `auth`, `connect`, `ping`), for a type whose
+//!   payload is forwarded unread the strict payload check (`INVALID_MESSAGE`, `wire/strict.rs`),
+//!   then its handler.
 //!   Messages refused before the rate limit step take no token.
 //! - Every request of PROTOCOL section 5 gets exactly one reply or one `error`, each with
 //!   `replyTo`; relays, `presence`, `route_request` and `route_response` are answered only
@@ -26,7 +28,7 @@ use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
 use crate::core::requests::{agents, connection, routes, sessions};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_TIMEOUT};
 use crate::core::timers::{self, Timer};
-use crate::core::wire::{parse_envelope, Envelope, EnvelopeError, MsgKind};
+use crate::core::wire::{parse_envelope, strict, Envelope, EnvelopeError, MsgKind};
 
 /// Run the handler of a built-in kind; a refusal becomes the error reply.
 fn handle_builtin(
@@ -36,6 +38,12 @@ fn handle_builtin(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) {
+    if kind.forwards_payload() {
+        if let Err(error) = strict::check(env.payload) {
+            state.reject(out, req, error.into());
+            return;
+        }
+    }
     let result = match kind {
         MsgKind::Ping => {
             connection::ping(state, req, out);
