@@ -217,3 +217,109 @@ fn a_route_with_a_payload_any_request_refuses_is_refused_and_not_forwarded() {
     assert_eq!(got["replyTo"], "r-1", "{got}");
     assert_eq!(got["payload"], json!({"a": 1}), "{got}");
 }
+
+/// Send a `route_request` with `id` to `target`.
+fn route(from: &mut Client, target: &Client, id: &str) {
+    from.send(
+        &json!({"type": "route_request", "id": id, "target": target.client_id, "payload": {}}),
+    );
+}
+
+/// The next message of `to` is the delivery of request `id`.
+fn delivered(to: &mut Client, id: &str) {
+    let got = to.recv_type("route_request");
+    assert_eq!(got["id"], id, "{got}");
+}
+
+/// A `route_request` with `id` to `target` is refused with LIMIT_EXCEEDED.
+fn over_the_bound(from: &mut Client, target: &Client, id: &str) {
+    route(from, target, id);
+    let reply = from.recv();
+    assert_eq!(reply["replyTo"], id, "{reply}");
+    let error = assert_error(&reply, "LIMIT_EXCEEDED");
+    assert_eq!(
+        error["payload"]["message"], "Too many pending route requests for user alice",
+        "{reply}"
+    );
+}
+
+#[test]
+fn pending_routes_are_bounded_per_user_and_given_back_on_every_path() {
+    let mut config = test_config();
+    config.max_pending_routes_per_user = 2;
+    let gw = TestGateway::start(config);
+    let mut alice = Client::authed(&gw, TOKEN);
+    let mut alice2 = Client::authed(&gw, TOKEN);
+    let mut bob = Client::authed(&gw, TOKEN_BOB);
+    let mut bob2 = Client::authed(&gw, TOKEN_BOB);
+
+    route(&mut alice, &bob, "r1");
+    delivered(&mut bob, "r1");
+    route(&mut alice2, &bob, "r2");
+    delivered(&mut bob, "r2");
+    // Both of alice's connections count toward the one bound; bob's bound is his own.
+    over_the_bound(&mut alice, &bob2, "r3");
+    over_the_bound(&mut alice2, &bob2, "r3");
+    route(&mut bob, &alice, "b1");
+    delivered(&mut alice, "b1");
+
+    // Answered: given back.
+    bob.send(&json!({"type": "route_response", "id": "a1", "target": alice.client_id, "replyTo": "r1", "payload": {}}));
+    assert_eq!(alice.recv_type("route_response")["replyTo"], "r1");
+    route(&mut alice, &bob2, "r4");
+    delivered(&mut bob2, "r4");
+    over_the_bound(&mut alice, &bob2, "r5");
+
+    // The responder's connection closed: its pending request (r2) is given back.
+    bob.close_cleanly();
+    assert!(eventually(|| accepted(&mut alice2, &bob2, "r6")));
+    delivered(&mut bob2, "r6");
+    over_the_bound(&mut alice2, &bob2, "r7");
+
+    // The requester's connection closed: its pending request (r6) is given back.
+    alice2.close_cleanly();
+    assert!(eventually(|| accepted(&mut alice, &bob2, "r8")));
+    delivered(&mut bob2, "r8");
+}
+
+/// Send a `route_request`; whether it was accepted (no error before the next pong).
+fn accepted(from: &mut Client, target: &Client, id: &str) -> bool {
+    route(from, target, id);
+    let ping = from.send_msg("ping", json!({}));
+    let first = from.recv();
+    if first["type"] == "pong" {
+        return true;
+    }
+    assert_error(&first, "LIMIT_EXCEEDED");
+    assert_eq!(from.recv()["replyTo"], ping.as_str());
+    false
+}
+
+#[test]
+fn an_eviction_by_the_requesters_own_bound_gives_its_route_back() {
+    // 1024 pending per connection (section 10): the 1025th evicts the oldest, so alice
+    // still holds 1024 and has room for one more on another connection.
+    let mut config = test_config();
+    config.max_pending_routes_per_user = 1025;
+    let gw = TestGateway::start(config);
+    let mut alice = Client::authed(&gw, TOKEN);
+    let mut alice2 = Client::authed(&gw, TOKEN);
+    let mut bob = Client::authed(&gw, TOKEN_BOB);
+    let batch: Vec<_> = (0..1025)
+        .map(|i| json!({"type": "route_request", "id": format!("r{i}"), "target": bob.client_id, "payload": {}}))
+        .collect();
+    alice.send_batch(&batch);
+    for i in 0..1025 {
+        delivered(&mut bob, &format!("r{i}"));
+    }
+    assert!(accepted(&mut alice2, &bob, "s1"));
+    delivered(&mut bob, "s1");
+    over_the_bound(&mut alice2, &bob, "s2");
+    // The evicted r0 cannot be answered; r1 can, and gives its unit back.
+    let answer = |reply_to: &str| json!({"type": "route_response", "id": "a", "target": alice.client_id, "replyTo": reply_to, "payload": {}});
+    let reply = bob.request_envelope(answer("r0"));
+    assert_error(&reply, "TARGET_NOT_FOUND");
+    bob.send(&answer("r1"));
+    assert_eq!(alice.recv_type("route_response")["replyTo"], "r1");
+    assert!(accepted(&mut alice2, &bob, "s3"));
+}

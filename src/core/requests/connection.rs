@@ -29,7 +29,7 @@ use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::ratelimit::TokenBucket;
-use crate::core::requests::{agents, sessions};
+use crate::core::requests::{agents, routes, sessions};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
 use crate::core::timers;
 use crate::core::users::Resource;
@@ -127,7 +127,7 @@ pub(crate) fn forget(
     }
     sessions::leave_all(state, conn, ts, out);
     agents::owner_gone(state, conn, now, ts, out);
-    state.routes.drop_conn(conn);
+    routes::conn_gone(state, &client);
     log::debug!("client {} disconnected ({reason})", client.client_id);
     out.emit(Event::ClientDisconnected {
         client_id: client.client_id,
