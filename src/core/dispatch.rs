@@ -21,9 +21,10 @@ use std::time::Instant;
 use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, TransportStats};
 use crate::config::Config;
 use crate::core::errors::ErrorCode;
+use crate::core::escaped::Escaped;
 use crate::core::events::{Command, Event};
 use crate::core::metrics::{type_label, CoreGauges, Health, INVALID};
-use crate::core::outbound::{self, short, Reject};
+use crate::core::outbound::{self, Reject};
 use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
 use crate::core::requests::{agents, connection, routes, sessions};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_TIMEOUT};
@@ -220,7 +221,7 @@ impl App for GatewayCore {
             state.reject(out, &req, reject);
             return;
         }
-        log::trace!("{} from {conn:?}", short(&env.msg_type));
+        log::trace!("{} from {conn:?}", Escaped(&env.msg_type));
         match kind {
             Some(kind) => handle_builtin(state, kind, &req, &env, out),
             None => self.handlers.handle(state, &req, &env, data, out),

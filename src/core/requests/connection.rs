@@ -26,6 +26,7 @@ use crate::config::{AuthMode, Config};
 use crate::core::auth::{self, Credentials, ANONYMOUS};
 use crate::core::clients::{Client, Device};
 use crate::core::errors::ErrorCode;
+use crate::core::escaped::Escaped;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::ratelimit::TokenBucket;
@@ -195,7 +196,11 @@ pub(crate) fn auth(
             state.clients.authenticate(req.conn, user_id.clone());
             send_auth_success(state, req, out);
             if let Some(client) = state.clients.get(req.conn) {
-                log::debug!("client {} authenticated as {user_id}", client.client_id);
+                log::debug!(
+                    "client {} authenticated as {}",
+                    client.client_id,
+                    Escaped(&user_id)
+                );
                 out.emit(Event::ClientAuthenticated {
                     client_id: client.client_id.clone(),
                     user_id,
