@@ -1,14 +1,29 @@
-//! Checking the credential of an `auth` message (PROTOCOL sections 3 and 7).
+//! Checking the credential of an `auth` message (PROTOCOL sections 3, 7 and 11).
 //!
 //! Contract:
-//! - [`check`] decides from the configured mode and secrets alone; it keeps no state (failure
-//!   counting is the caller's).
-//! - Secrets are compared with [`ct_eq`], whose running time depends only on the length of the
-//!   credential the client sent, never on the secret; in token mode every configured token is
-//!   compared, with no early exit.
+//! - [`Verifier::check`] decides from the configured mode and secrets alone; it keeps no
+//!   state (failure counting is the caller's). The verifier is built once, with the core.
+//! - A credential (token or password) longer than [`MAX_CREDENTIAL_BYTES`] fails
+//!   ([`AuthOutcome::Failed`], counted) without being compared or hashed.
+//! - Cost per attempt: one keyed hash of the credential (at most [`MAX_CREDENTIAL_BYTES`]),
+//!   one 64-bit comparison per configured token, and a full comparison only of the tokens
+//!   whose hash matched; never a pass over the credential per token.
+//! - Timing: every configured token is compared, with no early exit. The comparison of
+//!   hashes leaks nothing about a secret: the hash is SipHash keyed with a random key drawn
+//!   per process ([`RandomState`]) that never leaves this module, so a client cannot choose a
+//!   credential whose hash is near a secret's, and which token hashes matched tells it only
+//!   whether its credential was right (or, with probability 2^-64 per token, a collision).
+//!   Where a hash matched, the secret is compared with [`ct_eq`], whose running time depends
+//!   only on the length of the credential, never on the secret.
 //! - Nothing here logs, formats or returns a secret.
 
-use crate::config::{AuthMode, AuthToken};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use crate::config::{AuthMode, AuthToken, Config};
+
+/// Longest credential (`token` or `password`) that is compared at all, in bytes.
+pub(crate) const MAX_CREDENTIAL_BYTES: usize = 4096;
 
 /// User id of clients that authenticate without a name (auth mode `none`, or password mode
 /// without a `clientId`).
@@ -37,45 +52,106 @@ pub(crate) enum AuthOutcome {
     Failed,
 }
 
-/// Check `creds` against the configured mode and secrets.
-pub(crate) fn check(
+/// A configured secret with its keyed hash (no `Debug`: it is never formatted).
+struct Secret {
+    hash: u64,
+    text: String,
+}
+
+/// The configured mode and secrets, each secret hashed once (see the module contract).
+pub(crate) struct Verifier {
     mode: AuthMode,
-    tokens: &[AuthToken],
-    password: Option<&str>,
-    creds: Credentials<'_>,
-) -> AuthOutcome {
-    match mode {
-        AuthMode::None => AuthOutcome::Success(ANONYMOUS.to_owned()),
-        AuthMode::Token => {
-            let Some(given) = creds.token.filter(|t| !t.is_empty()) else {
-                return AuthOutcome::Missing;
-            };
-            let mut user: Option<&str> = None;
-            for token in tokens {
-                if ct_eq(given.as_bytes(), token.secret.as_bytes()) && user.is_none() {
-                    user = Some(&token.user);
+    /// Keyed with a random key drawn once per process.
+    hasher: RandomState,
+    /// The tokens in configuration order: the first that matches names the user.
+    tokens: Vec<(Secret, String)>,
+    password: Option<Secret>,
+}
+
+impl Verifier {
+    /// The verifier of `config`'s auth mode and secrets.
+    pub(crate) fn new(config: &Config) -> Self {
+        Self::with(
+            config.auth_mode,
+            &config.auth_tokens,
+            config.auth_password.as_deref(),
+        )
+    }
+
+    fn with(mode: AuthMode, tokens: &[AuthToken], password: Option<&str>) -> Self {
+        let hasher = RandomState::new();
+        let secret = |text: &str| Secret {
+            hash: hasher.hash_one(text.as_bytes()),
+            text: text.to_owned(),
+        };
+        let tokens = tokens
+            .iter()
+            .map(|t| (secret(&t.secret), t.user.clone()))
+            .collect();
+        let password = password.map(secret);
+        Verifier {
+            mode,
+            hasher,
+            tokens,
+            password,
+        }
+    }
+
+    /// Check `creds` against the configured mode and secrets.
+    pub(crate) fn check(&self, creds: Credentials<'_>) -> AuthOutcome {
+        match self.mode {
+            AuthMode::None => AuthOutcome::Success(ANONYMOUS.to_owned()),
+            AuthMode::Token => {
+                let Some(given) = creds.token.filter(|t| !t.is_empty()) else {
+                    return AuthOutcome::Missing;
+                };
+                if given.len() > MAX_CREDENTIAL_BYTES {
+                    return AuthOutcome::Failed;
+                }
+                let hash = self.hasher.hash_one(given.as_bytes());
+                let mut user: Option<&str> = None;
+                // Every token, no early exit: one u64 comparison each, the full one only
+                // where the hash matched.
+                for (secret, name) in &self.tokens {
+                    if secret.matches(hash, given) && user.is_none() {
+                        user = Some(name);
+                    }
+                }
+                match user {
+                    Some(user) => AuthOutcome::Success(user.to_owned()),
+                    None => AuthOutcome::Failed,
                 }
             }
-            match user {
-                Some(user) => AuthOutcome::Success(user.to_owned()),
-                None => AuthOutcome::Failed,
+            AuthMode::Password => {
+                let Some(given) = creds.password.filter(|p| !p.is_empty()) else {
+                    return AuthOutcome::Missing;
+                };
+                if given.len() > MAX_CREDENTIAL_BYTES {
+                    return AuthOutcome::Failed;
+                }
+                let hash = self.hasher.hash_one(given.as_bytes());
+                if self
+                    .password
+                    .as_ref()
+                    .is_some_and(|s| s.matches(hash, given))
+                {
+                    let user = creds
+                        .client_id
+                        .filter(|c| !c.is_empty())
+                        .unwrap_or(ANONYMOUS);
+                    AuthOutcome::Success(user.to_owned())
+                } else {
+                    AuthOutcome::Failed
+                }
             }
         }
-        AuthMode::Password => {
-            let Some(given) = creds.password.filter(|p| !p.is_empty()) else {
-                return AuthOutcome::Missing;
-            };
-            let matched = password.is_some_and(|secret| ct_eq(given.as_bytes(), secret.as_bytes()));
-            if matched {
-                let user = creds
-                    .client_id
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or(ANONYMOUS);
-                AuthOutcome::Success(user.to_owned())
-            } else {
-                AuthOutcome::Failed
-            }
-        }
+    }
+}
+
+impl Secret {
+    /// Whether `given`, whose keyed hash is `hash`, is this secret.
+    fn matches(&self, hash: u64, given: &str) -> bool {
+        std::hint::black_box(self.hash ^ hash) == 0 && ct_eq(given.as_bytes(), self.text.as_bytes())
     }
 }
 
@@ -129,7 +205,8 @@ mod tests {
     #[test]
     fn token_mode_names_the_matching_user() {
         let t = tokens();
-        let check = |c| check(AuthMode::Token, &t, None, c);
+        let verifier = Verifier::with(AuthMode::Token, &t, None);
+        let check = |c| verifier.check(c);
         assert_eq!(check(token("hunter2")), AuthOutcome::Success("bob".into()));
         assert_eq!(check(token("s3cret")), AuthOutcome::Success("alice".into()));
         assert_eq!(check(token("nope")), AuthOutcome::Failed);
@@ -141,7 +218,7 @@ mod tests {
         };
         assert_eq!(check(pw), AuthOutcome::Missing);
         assert_eq!(
-            super::check(AuthMode::Token, &[], None, token("x")),
+            Verifier::with(AuthMode::Token, &[], None).check(token("x")),
             AuthOutcome::Failed
         );
     }
@@ -153,7 +230,8 @@ mod tests {
             client_id: c,
             token: None,
         };
-        let check = |c| check(AuthMode::Password, &[], Some("pw"), c);
+        let verifier = Verifier::with(AuthMode::Password, &[], Some("pw"));
+        let check = |c| verifier.check(c);
         assert_eq!(
             check(pw("pw", Some("carol"))),
             AuthOutcome::Success("carol".into())
@@ -169,7 +247,7 @@ mod tests {
         assert_eq!(check(pw("bad", None)), AuthOutcome::Failed);
         assert_eq!(check(token("pw")), AuthOutcome::Missing);
         assert_eq!(
-            super::check(AuthMode::Password, &[], None, pw("pw", None)),
+            Verifier::with(AuthMode::Password, &[], None).check(pw("pw", None)),
             AuthOutcome::Failed
         );
     }
@@ -177,8 +255,64 @@ mod tests {
     #[test]
     fn none_mode_is_anonymous() {
         assert_eq!(
-            check(AuthMode::None, &[], None, Credentials::default()),
+            Verifier::with(AuthMode::None, &[], None).check(Credentials::default()),
             AuthOutcome::Success(ANONYMOUS.into())
+        );
+    }
+
+    #[test]
+    fn a_credential_over_the_bound_fails_even_when_it_is_the_secret() {
+        let long = "k".repeat(MAX_CREDENTIAL_BYTES + 1);
+        let at_bound = "k".repeat(MAX_CREDENTIAL_BYTES);
+        let configured = [long.as_str(), at_bound.as_str()].map(|secret| AuthToken {
+            user: secret.len().to_string(),
+            secret: secret.into(),
+        });
+        let verifier = Verifier::with(AuthMode::Token, &configured, None);
+        assert_eq!(verifier.check(token(&long)), AuthOutcome::Failed);
+        assert_eq!(
+            verifier.check(token(&at_bound)),
+            AuthOutcome::Success(MAX_CREDENTIAL_BYTES.to_string())
+        );
+        let password = Verifier::with(AuthMode::Password, &[], Some(&long));
+        let creds = Credentials {
+            password: Some(&long),
+            ..Credentials::default()
+        };
+        assert_eq!(password.check(creds), AuthOutcome::Failed);
+    }
+
+    #[test]
+    fn the_first_matching_token_names_the_user_among_many() {
+        let mut configured: Vec<AuthToken> = (0..64)
+            .map(|i| AuthToken {
+                user: format!("u{i}"),
+                secret: format!("secret-{i}"),
+            })
+            .collect();
+        configured.push(AuthToken {
+            user: "twin".into(),
+            secret: "secret-7".into(),
+        });
+        let verifier = Verifier::with(AuthMode::Token, &configured, None);
+        assert_eq!(
+            verifier.check(token("secret-7")),
+            AuthOutcome::Success("u7".into())
+        );
+        assert_eq!(
+            verifier.check(token("secret-63")),
+            AuthOutcome::Success("u63".into())
+        );
+        assert_eq!(verifier.check(token("secret-64")), AuthOutcome::Failed);
+        // Two verifiers draw different keys, and each is stable.
+        let other = Verifier::with(AuthMode::Token, &configured, None);
+        assert_eq!(
+            other.check(token("secret-0")),
+            AuthOutcome::Success("u0".into())
+        );
+        assert_ne!(
+            verifier.hasher.hash_one(b"x".as_slice()),
+            other.hasher.hash_one(b"x".as_slice())
         );
     }
 }

@@ -6,7 +6,9 @@
 //! Contract:
 //! - An incoming message goes through, in order: size (`MESSAGE_TOO_LARGE`), UTF-8 and JSON
 //!   (`PARSE_ERROR`), envelope (`INVALID_MESSAGE`), rate limit (`RATE_LIMITED`, not handled),
-//!   auth gate (`AUTH_REQUIRED` for anything but `auth`, `connect`, `ping`), then its handler.
+//!   auth gate (`AUTH_REQUIRED` for anything but `auth`, `connect`, `ping`), for a type whose
+//!   payload is forwarded unread the strict payload check (`INVALID_MESSAGE`, `wire/strict.rs`),
+//!   then its handler.
 //!   Messages refused before the rate limit step take no token.
 //! - Every request of PROTOCOL section 5 gets exactly one reply or one `error`, each with
 //!   `replyTo`; relays, `presence`, `route_request` and `route_response` are answered only
@@ -19,14 +21,15 @@ use std::time::Instant;
 use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, TransportStats};
 use crate::config::Config;
 use crate::core::errors::ErrorCode;
+use crate::core::escaped::Escaped;
 use crate::core::events::{Command, Event};
 use crate::core::metrics::{type_label, CoreGauges, Health, INVALID};
-use crate::core::outbound::{self, short, Reject};
+use crate::core::outbound::{self, Reject};
 use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
 use crate::core::requests::{agents, connection, devices, routes, sessions};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_TIMEOUT};
 use crate::core::timers::{self, Timer};
-use crate::core::wire::{parse_envelope, Envelope, EnvelopeError, MsgKind};
+use crate::core::wire::{parse_envelope, strict, Envelope, EnvelopeError, MsgKind};
 
 /// Run the handler of a built-in kind; a refusal becomes the error reply.
 fn handle_builtin(
@@ -36,6 +39,12 @@ fn handle_builtin(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) {
+    if kind.forwards_payload() {
+        if let Err(error) = strict::check(env.payload) {
+            state.reject(out, req, error.into());
+            return;
+        }
+    }
     let result = match kind {
         MsgKind::Ping => {
             connection::ping(state, req, out);
@@ -213,7 +222,7 @@ impl App for GatewayCore {
             state.reject(out, &req, reject);
             return;
         }
-        log::trace!("{} from {conn:?}", short(&env.msg_type));
+        log::trace!("{} from {conn:?}", Escaped(&env.msg_type));
         match kind {
             Some(kind) => handle_builtin(state, kind, &req, &env, out),
             None => self.handlers.handle(state, &req, &env, data, out),

@@ -17,7 +17,7 @@
 //! - [`dispatch`]: [`GatewayCore`], the [`App`] implementation: the order of checks and the
 //!   routing of each message to its handler;
 //! - [`outbound`] the sending; [`metrics`] `/health` and `/metrics`; [`events`] the commands
-//!   and events exchanged with the host.
+//!   and events exchanged with the host; [`escaped`] a peer's string in a log line.
 //!
 //! [`App`]: crate::app::App
 
@@ -26,6 +26,7 @@ pub(crate) mod auth;
 pub(crate) mod clients;
 pub(crate) mod dispatch;
 pub(crate) mod errors;
+pub(crate) mod escaped;
 pub(crate) mod events;
 pub(crate) mod metrics;
 pub(crate) mod outbound;

@@ -12,6 +12,10 @@
 //!   ([`RouteError::Duplicate`]).
 //! - [`RouteTable::drop_conn`] forgets every entry in which a connection is requester or
 //!   responder; call it when the connection closes.
+//! - Every removal is reported to the caller, with the entry's requester, so that what a
+//!   requester's user holds can be counted exactly outside the table: `take` says whether it
+//!   removed, `insert` returns the requester of the entry it evicted, `drop_conn` calls back
+//!   once per entry dropped.
 //! - Costs: insert, take and eviction are O(log n); dropping a connection is
 //!   O(its entries · log n).
 
@@ -95,13 +99,14 @@ impl RouteTable {
         }
     }
 
-    /// Record that request `id` from `requester` was delivered to `responder`.
+    /// Record that request `id` from `requester` was delivered to `responder`; returns the
+    /// requester of the entry evicted to make room (always `requester` itself), if any.
     pub(crate) fn insert(
         &mut self,
         requester: ConnId,
         responder: ConnId,
         id: &str,
-    ) -> Result<(), RouteError> {
+    ) -> Result<Option<ConnId>, RouteError> {
         if self
             .entries
             .get(&(responder, requester))
@@ -109,6 +114,7 @@ impl RouteTable {
         {
             return Err(RouteError::Duplicate);
         }
+        let mut evicted = None;
         if self.counts.get(&requester).copied().unwrap_or(0) >= self.per_requester {
             let oldest = self
                 .by_requester
@@ -117,6 +123,7 @@ impl RouteTable {
                 .map(|(&(_, seq), (responder, id))| (seq, *responder, id.clone()));
             if let Some((seq, old_responder, old_id)) = oldest {
                 self.remove(old_responder, requester, &old_id, seq);
+                evicted = Some(requester);
             }
         } else if self.by_requester.len() >= self.total {
             return Err(RouteError::Full);
@@ -131,7 +138,7 @@ impl RouteTable {
         self.by_requester.insert((requester, seq), (responder, id));
         self.by_responder.insert((responder, seq), requester);
         *self.counts.entry(requester).or_default() += 1;
-        Ok(())
+        Ok(evicted)
     }
 
     /// Remove the entry for request `id` from `requester` to `responder`; whether it existed.
@@ -150,9 +157,9 @@ impl RouteTable {
         }
     }
 
-    /// Forget every entry in which `conn` is the requester or the responder; returns how
-    /// many were dropped.
-    pub(crate) fn drop_conn(&mut self, conn: ConnId) -> usize {
+    /// Forget every entry in which `conn` is the requester or the responder, calling
+    /// `dropped` with the requester of each; returns how many were dropped.
+    pub(crate) fn drop_conn(&mut self, conn: ConnId, mut dropped: impl FnMut(ConnId)) -> usize {
         let as_requester: Vec<(u64, ConnId, Arc<str>)> = self
             .by_requester
             .range((conn, 0)..=(conn, u64::MAX))
@@ -163,10 +170,11 @@ impl RouteTable {
             .range((conn, 0)..=(conn, u64::MAX))
             .map(|(&(_, seq), requester)| (seq, *requester))
             .collect();
-        let mut dropped = 0;
+        let mut count = 0;
         for (seq, responder, id) in as_requester {
             self.remove(responder, conn, &id, seq);
-            dropped += 1;
+            dropped(conn);
+            count += 1;
         }
         for (seq, requester) in as_responder {
             let id = self
@@ -175,10 +183,11 @@ impl RouteTable {
                 .map(|(_, id)| id.clone());
             if let Some(id) = id {
                 self.remove(conn, requester, &id, seq);
-                dropped += 1;
+                dropped(requester);
+                count += 1;
             }
         }
-        dropped
+        count
     }
 
     /// How many requests are pending.
@@ -249,15 +258,19 @@ mod tests {
     #[test]
     fn per_requester_bound_evicts_the_oldest_and_total_refuses() {
         let mut t = RouteTable::new(2, 3);
-        t.insert(conn(1), conn(9), "a").unwrap();
-        t.insert(conn(1), conn(9), "b").unwrap();
-        t.insert(conn(1), conn(9), "c").unwrap();
+        assert_eq!(t.insert(conn(1), conn(9), "a"), Ok(None));
+        assert_eq!(t.insert(conn(1), conn(9), "b"), Ok(None));
+        assert_eq!(
+            t.insert(conn(1), conn(9), "c"),
+            Ok(Some(conn(1))),
+            "a evicted"
+        );
         assert_eq!(t.len(), 2);
         assert!(!t.take(conn(9), conn(1), "a"));
         t.insert(conn(2), conn(9), "d").unwrap();
         assert_eq!(t.insert(conn(3), conn(9), "e"), Err(RouteError::Full));
         // A requester at its own bound still gets in by evicting its oldest.
-        t.insert(conn(1), conn(9), "f").unwrap();
+        assert_eq!(t.insert(conn(1), conn(9), "f"), Ok(Some(conn(1))));
         assert!(!t.take(conn(9), conn(1), "b"));
         assert!(t.take(conn(9), conn(1), "c"));
         assert!(t.take(conn(9), conn(1), "f"));
@@ -272,10 +285,13 @@ mod tests {
         t.insert(conn(2), conn(1), "b").unwrap();
         t.insert(conn(3), conn(2), "c").unwrap();
         t.insert(conn(3), conn(4), "d").unwrap();
-        assert_eq!(t.drop_conn(conn(2)), 3);
+        let mut requesters = Vec::new();
+        assert_eq!(t.drop_conn(conn(2), |r| requesters.push(r)), 3);
+        requesters.sort();
+        assert_eq!(requesters, [conn(1), conn(2), conn(3)]);
         assert_eq!(t.len(), 1);
         assert!(t.take(conn(4), conn(3), "d"));
-        assert_eq!(t.drop_conn(conn(2)), 0);
+        assert_eq!(t.drop_conn(conn(2), |_| panic!("nothing left")), 0);
         assert!(t.entries.is_empty() && t.by_responder.is_empty() && t.counts.is_empty());
     }
 }

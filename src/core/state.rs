@@ -15,6 +15,7 @@ use std::time::Instant;
 use crate::app::{Actions, ConnId};
 use crate::config::{AuthMode, Config};
 use crate::core::agents::AgentRegistry;
+use crate::core::auth::Verifier;
 use crate::core::clients::Clients;
 use crate::core::events::Event;
 use crate::core::metrics::Metrics;
@@ -49,6 +50,8 @@ pub(crate) struct Req<'r> {
 /// Everything the handlers work on.
 pub(crate) struct CoreState {
     pub config: Config,
+    /// The configured secrets, hashed once.
+    pub auth: Verifier,
     pub start: Instant,
     pub start_wall_ms: u64,
     pub clients: Clients,
@@ -75,6 +78,7 @@ impl CoreState {
         };
         CoreState {
             config: config.clone(),
+            auth: Verifier::new(config),
             start,
             start_wall_ms,
             clients: Clients::new(),

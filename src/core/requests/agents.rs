@@ -106,7 +106,10 @@ pub(crate) fn register(
     };
     outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
     state.state_version += 1;
-    log::debug!("agent {wanted} registered");
+    log::debug!(
+        "agent {} registered",
+        crate::core::escaped::Escaped(&wanted)
+    );
     out.emit(event);
     Ok(())
 }
@@ -139,7 +142,10 @@ pub(crate) fn unregister(
         .unregister(&agent_id, req.conn)
         .map_err(|e| Reject::refused(&e, &agent_id))?;
     state.state_version += 1;
-    log::debug!("agent {agent_id} unregistered");
+    log::debug!(
+        "agent {} unregistered",
+        crate::core::escaped::Escaped(&agent_id)
+    );
     let payload = AgentInfoOut {
         status: "unregistered",
         agent: &agent,
@@ -215,7 +221,7 @@ pub(crate) fn owner_gone(
     let expiry = Config::duration(state.config.agent_ttl_ms).and_then(|ttl| now.checked_add(ttl));
     for (agent_id, epoch) in state.agents.owner_disconnected(conn, ts) {
         state.state_version += 1;
-        log::debug!("agent {agent_id} offline");
+        log::debug!("agent {} offline", crate::core::escaped::Escaped(&agent_id));
         if let Some(at) = expiry {
             state.agent_ttl.insert(epoch, agent_id.clone());
             out.set_timer(at, timers::agent_ttl(epoch));
@@ -230,7 +236,10 @@ pub(crate) fn ttl_expired(state: &mut CoreState, epoch: u64) {
     if let Some(agent_id) = state.agent_ttl.remove(&epoch) {
         if state.agents.expire(&agent_id, epoch) {
             state.state_version += 1;
-            log::debug!("agent {agent_id} removed after its TTL");
+            log::debug!(
+                "agent {} removed after its TTL",
+                crate::core::escaped::Escaped(&agent_id)
+            );
         }
     }
 }

@@ -11,7 +11,8 @@
 //! - `ping` → `pong` `{"clientId"}`; the payload is not read, nothing is allocated.
 //! - `auth` after success replies `auth_success` again with the same identity, whatever it
 //!   carries. Otherwise `AUTH_REQUIRED` when the mode's credential is missing or empty (not
-//!   counted), `AUTH_FAILED` when wrong (counted; at `max_auth_failures`, 0 meaning no limit,
+//!   counted), `AUTH_FAILED` when wrong or over 4096 bytes (`auth.rs`; counted; at
+//!   `max_auth_failures`, 0 meaning no limit,
 //!   the connection is closed with 1008 right after that reply). In password mode the
 //!   `clientId` becomes the `userId` (at most 128 bytes; empty or absent: `anonymous`).
 //! - `connect` records the device and replies `hello_ok`; its `presence` is one page of the
@@ -25,10 +26,11 @@ use crate::config::{AuthMode, Config};
 use crate::core::auth::{self, Credentials, ANONYMOUS};
 use crate::core::clients::{Client, Device};
 use crate::core::errors::ErrorCode;
+use crate::core::escaped::Escaped;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::ratelimit::TokenBucket;
-use crate::core::requests::{agents, devices, sessions};
+use crate::core::requests::{agents, devices, routes, sessions};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
 use crate::core::timers;
 use crate::core::users::Resource;
@@ -126,7 +128,7 @@ pub(crate) fn forget(
     }
     sessions::leave_all(state, &client, ts, out);
     agents::owner_gone(state, conn, now, ts, out);
-    state.routes.drop_conn(conn);
+    routes::conn_gone(state, &client);
     log::debug!("client {} disconnected ({reason})", client.client_id);
     out.emit(Event::ClientDisconnected {
         client_id: client.client_id,
@@ -180,13 +182,7 @@ pub(crate) fn auth(
         )
         .into());
     }
-    let outcome = auth::check(
-        config.auth_mode,
-        &config.auth_tokens,
-        config.auth_password.as_deref(),
-        creds,
-    );
-    match outcome {
+    match state.auth.check(creds) {
         auth::AuthOutcome::Success(user_id) => {
             let key = if user_id == ANONYMOUS {
                 client.client_id.as_str()
@@ -200,7 +196,11 @@ pub(crate) fn auth(
             state.clients.authenticate(req.conn, user_id.clone());
             send_auth_success(state, req, out);
             if let Some(client) = state.clients.get(req.conn) {
-                log::debug!("client {} authenticated as {user_id}", client.client_id);
+                log::debug!(
+                    "client {} authenticated as {}",
+                    client.client_id,
+                    Escaped(&user_id)
+                );
                 out.emit(Event::ClientAuthenticated {
                     client_id: client.client_id.clone(),
                     user_id,

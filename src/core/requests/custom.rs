@@ -154,7 +154,7 @@ impl<'a> HandlerContext<'a> {
                 wire::ser_object(&payload),
             );
         if !sent {
-            log::warn!("handler reply of type {msg_type:?} is not a message: empty type or a payload that is not a JSON object");
+            log::warn!("handler reply of type {} is not a message: empty type or a payload that is not a JSON object", crate::core::escaped::Escaped(msg_type));
             self.error(ErrorCode::InternalError, "Reply could not be serialized");
         }
     }
@@ -216,7 +216,10 @@ pub(crate) fn send_to_client<T: Serialize + ?Sized>(
         return false;
     };
     if msg_type.is_empty() {
-        log::warn!("not sending a message with an empty type to {client_id}");
+        log::warn!(
+            "not sending a message with an empty type to {}",
+            crate::core::escaped::Escaped(client_id)
+        );
         return false;
     }
     outbound::send(
@@ -241,7 +244,10 @@ pub(crate) fn broadcast_to_session<T: Serialize + ?Sized>(
         return 0;
     };
     if msg_type.is_empty() {
-        log::warn!("not broadcasting a message with an empty type to {session_id}");
+        log::warn!(
+            "not broadcasting a message with an empty type to {}",
+            crate::core::escaped::Escaped(session_id)
+        );
         return 0;
     }
     let head = Head::new(msg_type, ts).session(session_id);
@@ -258,7 +264,10 @@ pub(crate) fn broadcast_to_session<T: Serialize + ?Sized>(
 pub(crate) fn kick(state: &mut CoreState, out: &mut Actions<Event>, client_id: &str) -> bool {
     match state.clients.conn_of(client_id) {
         Some(conn) => {
-            log::debug!("kicking client {client_id}");
+            log::debug!(
+                "kicking client {}",
+                crate::core::escaped::Escaped(client_id)
+            );
             state.close(out, conn, CLOSE_POLICY, REASON_KICKED)
         }
         None => false,

@@ -10,6 +10,11 @@
 //! - The delivery is recorded in the route table (bounded, see `routes`); a second pending
 //!   request with the same `id` from the same requester to the same target is refused with
 //!   `INVALID_MESSAGE` naming `id`; a full table refuses with `LIMIT_EXCEEDED`.
+//! - Each pending request counts as one `Resource::PendingRoutes` of its requester's user
+//!   (`usage_key`), against `max_pending_routes_per_user` (`LIMIT_EXCEEDED` past it, nothing
+//!   delivered). It is given back whenever the table drops the entry: answered, evicted by
+//!   the requester's own newer request (so a connection at its own bound is not refused by
+//!   its user's), or dropped with either connection ([`conn_gone`]).
 //! - `route_response` needs `target` (the requester's `clientId`) and `replyTo` (the request's
 //!   `id`), both strings (`INVALID_MESSAGE` otherwise). It is delivered, with a new `id`,
 //!   `replyTo` = the request's id and `source` = the responder's `clientId`, only if that
@@ -17,11 +22,13 @@
 //!   otherwise `TARGET_NOT_FOUND`.
 
 use crate::app::{Actions, ConnId};
+use crate::core::clients::{Client, Clients};
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
 use crate::core::routes::RouteError;
 use crate::core::state::{CoreState, Req};
+use crate::core::users::{Resource, Users};
 use crate::core::wire::{self, Head, MsgId};
 use crate::core::wire::{Envelope, Field, FieldError};
 
@@ -73,13 +80,23 @@ pub(crate) fn request(
 ) -> Result<(), Reject> {
     let target = required_str(&env.target, "target")?;
     let responder = resolve_target(state, target).ok_or_else(|| not_found(target))?;
-    state
+    let evicted = state
         .routes
         .insert(req.conn, responder, req.id)
         .map_err(|e| Reject::refused(&e, req.id))?;
+    if let Some(requester) = evicted {
+        release(&mut state.users, &state.clients, requester);
+    }
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
+    if let Err(limit) = state
+        .users
+        .try_add(client.usage_key(), Resource::PendingRoutes)
+    {
+        state.routes.take(responder, req.conn, req.id);
+        return Err(Reject::refused(&limit, client.usage_key()));
+    }
     let head = Head {
         id: MsgId::Given(req.id),
         ..Head::new("route_request", req.ts).source(&client.client_id)
@@ -111,6 +128,7 @@ pub(crate) fn response(
         let request = format!("{} from {}", short(reply_to), short(target));
         return Err(Reject::refused(&RouteError::NotPending, &request));
     }
+    release(&mut state.users, &state.clients, requester);
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
@@ -125,4 +143,24 @@ pub(crate) fn response(
         wire::raw(env.payload),
     );
     Ok(())
+}
+
+/// Drop the routes of `client`, whose connection closed (it is no longer in the client
+/// table), giving back what each dropped entry's requester held.
+pub(crate) fn conn_gone(state: &mut CoreState, client: &Client) {
+    let (users, clients) = (&mut state.users, &state.clients);
+    state.routes.drop_conn(client.conn, |requester| {
+        if requester == client.conn {
+            users.release(client.usage_key(), Resource::PendingRoutes);
+        } else {
+            release(users, clients, requester);
+        }
+    });
+}
+
+/// Give back the pending route `requester` (an open connection) held.
+fn release(users: &mut Users, clients: &Clients, requester: ConnId) {
+    if let Some(client) = clients.get(requester) {
+        users.release(client.usage_key(), Resource::PendingRoutes);
+    }
 }

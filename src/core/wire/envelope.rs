@@ -100,6 +100,16 @@ impl MsgKind {
     pub(crate) fn pre_auth(self) -> bool {
         matches!(self, MsgKind::Ping | MsgKind::Auth | MsgKind::Connect)
     }
+
+    /// Whether the kind's payload, or a part of it, is forwarded or stored as the client
+    /// sent it, unread: such a payload passes [`strict::check`](crate::core::wire::strict)
+    /// first (PROTOCOL section 11, "Relays are checked").
+    pub(crate) fn forwards_payload(self) -> bool {
+        matches!(
+            self,
+            MsgKind::Relay | MsgKind::RouteRequest | MsgKind::RouteResponse | MsgKind::SessionPatch
+        )
+    }
 }
 
 /// A JSON value read without building a tree: strings are borrowed when they carry no
@@ -606,5 +616,7 @@ mod tests {
         assert_eq!(MsgKind::of("custom"), None);
         assert!(MsgKind::Connect.pre_auth());
         assert!(!MsgKind::SessionJoin.pre_auth());
+        assert!(MsgKind::SessionPatch.forwards_payload());
+        assert!(!MsgKind::SessionCreate.forwards_payload());
     }
 }
