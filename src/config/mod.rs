@@ -23,6 +23,8 @@ mod print;
 mod validate;
 mod values;
 
+pub(crate) use values::MAX_SECRET_BYTES;
+
 use std::fmt;
 use std::time::Duration;
 

@@ -23,6 +23,9 @@ pub(crate) const U32_MAX: u64 = u32::MAX as u64;
 
 /// Sizes are at least one byte and at most what fits in `usize`.
 pub(crate) const SIZE_MIN: u64 = 1;
+/// The longest token or password: a client's credential longer than this fails unread
+/// (PROTOCOL section 11), so a configured one could never match.
+pub(crate) const MAX_SECRET_BYTES: usize = 4096;
 
 /// The `log_level` spellings, in order of verbosity.
 pub(crate) const LOG_LEVELS: [(&str, log::LevelFilter); 5] = [
@@ -298,6 +301,12 @@ pub(crate) fn check_tokens(tokens: &[AuthToken]) -> Result<(), String> {
                  followed by `#`, nor begin or end with white space"
             ));
         }
+        if secret.len() > MAX_SECRET_BYTES {
+            return Err(format!(
+                "item {n}: SECRET is longer than {MAX_SECRET_BYTES} bytes, the longest credential \
+                 a client may send"
+            ));
+        }
         if secret == SECRET_MASK {
             return Err(format!(
                 "item {n}: SECRET is `***`, the mask that --print-config prints; put the \
@@ -325,6 +334,11 @@ pub(crate) fn check_password(password: &str) -> Result<(), String> {
                     nor begin or end with white space"
                 .to_string(),
         );
+    }
+    if password.len() > MAX_SECRET_BYTES {
+        return Err(format!(
+            "is longer than {MAX_SECRET_BYTES} bytes, the longest credential a client may send"
+        ));
     }
     if password == SECRET_MASK {
         return Err(

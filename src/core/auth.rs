@@ -23,7 +23,7 @@ use std::hash::BuildHasher;
 use crate::config::{AuthMode, AuthToken, Config};
 
 /// Longest credential (`token` or `password`) that is compared at all, in bytes.
-pub(crate) const MAX_CREDENTIAL_BYTES: usize = 4096;
+pub(crate) const MAX_CREDENTIAL_BYTES: usize = crate::config::MAX_SECRET_BYTES;
 
 /// User id of clients that authenticate without a name (auth mode `none`, or password mode
 /// without a `clientId`).

@@ -244,6 +244,19 @@ fn tokens() {
         assert_eq!(e, format!("gateway.conf:1: auth_tokens: {message}"));
         assert!(!e.contains("hunter2"), "{e}");
     }
+    // A secret no client could send (PROTOCOL section 11) is refused, at the bound it is not.
+    let at_bound = format!("auth_tokens = a:{}", "s".repeat(4096));
+    assert_eq!(parsed(&at_bound).auth_tokens[0].secret.len(), 4096);
+    assert_eq!(
+        error(&format!("auth_tokens = a:{}", "s".repeat(4097))),
+        "gateway.conf:1: auth_tokens: item 1: SECRET is longer than 4096 bytes, the longest \
+         credential a client may send"
+    );
+    assert_eq!(
+        error(&format!("auth_password = {}", "p".repeat(4097))),
+        "gateway.conf:1: auth_password: is longer than 4096 bytes, the longest credential a \
+         client may send"
+    );
     // The same user with two secrets is allowed (rotation).
     assert_eq!(parsed("auth_tokens = a:x, a:y").auth_tokens.len(), 2);
 }
