@@ -2,6 +2,7 @@
 //! payload shapes ([`payloads`]), writing envelopes ([`write`](mod@write)) and the member scanner
 //! ([`scan`]).
 
+pub(crate) mod compact;
 pub(crate) mod envelope;
 pub(crate) mod payloads;
 pub(crate) mod scan;
