@@ -1007,3 +1007,157 @@ fn randomized_operations_agree_with_a_simple_model() {
         run_random(seed, 5_000);
     }
 }
+
+#[test]
+fn an_offline_agent_is_taken_over_only_by_its_user_and_admit_says_what_moves() {
+    let mut r = AgentRegistry::new(10);
+    let alice = |conn, client| Owner {
+        conn,
+        client_id: client,
+        user_id: "alice",
+        account: "alice",
+    };
+    let bob = Owner {
+        conn: conn(3),
+        client_id: "c3",
+        user_id: "bob",
+        account: "bob",
+    };
+    assert_eq!(r.admit("a", &alice(conn(1), "c1")), Ok(Admission::New));
+    r.register(&alice(conn(1), "c1"), reg(Some("a"), tool("x")), 1)
+        .unwrap();
+    assert_eq!(r.admit("a", &alice(conn(1), "c1")), Ok(Admission::Replace));
+    assert_eq!(r.admit("a", &alice(conn(2), "c2")), Err(AgentError::Exists));
+    r.owner_disconnected(conn(1), 2);
+    assert_eq!(r.admit("a", &bob), Err(AgentError::Exists));
+    assert_eq!(
+        r.register(&bob, reg(Some("a"), tool("y")), 3),
+        Err(AgentError::Exists)
+    );
+    assert_eq!(
+        r.admit("a", &alice(conn(2), "c2")),
+        Ok(Admission::TakeOver { from: "alice" })
+    );
+    // Anonymous connections share a userId but each count under their own key.
+    let anonymous = Owner {
+        conn: conn(4),
+        client_id: "c4",
+        user_id: "anonymous",
+        account: "c4",
+    };
+    r.register(&anonymous, reg(Some("n"), tool("x")), 4)
+        .unwrap();
+    r.owner_disconnected(conn(4), 5);
+    let other = Owner {
+        conn: conn(5),
+        client_id: "c5",
+        user_id: "anonymous",
+        account: "c5",
+    };
+    assert_eq!(r.admit("n", &other), Ok(Admission::TakeOver { from: "c4" }));
+    assert_eq!(
+        r.register(&other, reg(Some("n"), tool("x")), 6)
+            .unwrap()
+            .account(),
+        "c5"
+    );
+    assert_eq!(
+        r.expire("a", 1).map(|a| a.account().to_owned()),
+        Some("alice".to_owned())
+    );
+}
+
+#[test]
+fn lists_resume_after_any_id_with_and_without_a_capability() {
+    let mut r = AgentRegistry::new(10);
+    for (owner, id) in [(1, "b"), (1, "d"), (2, "f"), (2, "h")] {
+        add(&mut r, owner, id, tool("x"));
+    }
+    add(&mut r, 3, "e", tool("y"));
+    r.owner_disconnected(conn(2), 2);
+    let list = |r: &AgentRegistry, capability, online_only, after| -> Vec<String> {
+        let filter = Filter {
+            capability,
+            agent_type: None,
+            online_only,
+        };
+        r.list(filter, after)
+            .map(|a| a.agent_id().to_owned())
+            .collect()
+    };
+    assert_eq!(list(&r, Some("x"), false, None), ["b", "d", "f", "h"]);
+    assert_eq!(list(&r, Some("x"), false, Some("d")), ["f", "h"]);
+    assert_eq!(list(&r, Some("x"), false, Some("c")), ["d", "f", "h"]);
+    assert_eq!(list(&r, Some("x"), true, Some("a")), ["b", "d"]);
+    assert_eq!(list(&r, None, false, Some("d")), ["e", "f", "h"]);
+    assert_eq!(list(&r, None, true, Some("d")), ["e"]);
+    assert!(list(&r, Some("x"), false, Some("h")).is_empty());
+    assert!(list(&r, Some("none"), false, None).is_empty());
+}
+
+/// The figures of PROTOCOL section 11 at the limits: 10 000 agents, one with 256 capabilities
+/// shared by all; a status change does not depend on capabilities, and a pick that has to pass
+/// over 9 999 busy agents stays far under 1 ms in an optimized build.
+#[test]
+fn status_changes_and_picks_at_the_limits() {
+    let many: Vec<String> = (0..256).map(|i| format!("tool-{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let mut r = AgentRegistry::new(10_000);
+    for i in 0..9_999u32 {
+        let capabilities = if i % 1000 == 0 {
+            caps(false, false, &many, &[])
+        } else {
+            caps(false, false, &["tool-0"], &[])
+        };
+        r.register(
+            &by(conn(i % 100), "c"),
+            reg(Some(&format!("a{i:05}")), capabilities),
+            1,
+        )
+        .unwrap();
+        r.heartbeat(
+            &format!("a{i:05}"),
+            conn(i % 100),
+            Some(AgentStatus::Busy),
+            1,
+        )
+        .unwrap();
+    }
+    r.register(
+        &by(conn(7), "c"),
+        reg(Some("z-wide"), caps(false, false, &many, &[])),
+        1,
+    )
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let status = [AgentStatus::Busy, AgentStatus::Online][i % 2];
+        r.heartbeat("z-wide", conn(7), Some(status), 2).unwrap();
+    }
+    let per_change = started.elapsed() / 1000;
+
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        assert_eq!(
+            r.pick_by_capability("tool-0").map(|(_, id)| id),
+            Some("z-wide")
+        );
+    }
+    let per_pick = started.elapsed() / 10;
+    // Debug builds are some 20 times slower; the bound holds in both with room to spare.
+    let bound: u64 = if cfg!(debug_assertions) { 20 } else { 1 };
+    assert!(
+        per_change < std::time::Duration::from_micros(50 * bound),
+        "{per_change:?}"
+    );
+    assert!(
+        per_pick < std::time::Duration::from_millis(bound),
+        "{per_pick:?}"
+    );
+    eprintln!("status change {per_change:?}, pick past 9 999 busy agents {per_pick:?}");
+
+    // Each distinct name is interned once; the pairs are one per agent and name.
+    assert_eq!(r.index.names.len(), 256);
+    assert_eq!(r.index.pairs.len(), 10 * 256 + 9_989 + 256);
+}
