@@ -268,7 +268,11 @@ fn agent_turns_offline_on_disconnect_and_can_be_taken_over() {
     let reply = b.request("agent_unregister", json!({"agentId": "worker"}));
     assert_error(&reply, "FORBIDDEN");
 
-    // Anyone may take over an offline id; registeredAt is set anew.
+    // Another user may not take over an offline id (PROTOCOL section 11); another connection
+    // of its user may, and registeredAt is set anew.
+    let reply = b.request("agent_register", agent("worker", "cli", json!({})));
+    assert_error(&reply, "AGENT_EXISTS");
+    let mut b = Client::authed(&gw, TOKEN);
     let taken = register(&mut b, agent("worker", "cli", json!({"streaming": true})));
     assert_eq!(taken["clientId"], b.client_id.as_str());
     assert_eq!(taken["status"], "online");
@@ -491,7 +495,8 @@ fn offline_agents_are_removed_after_their_ttl() {
     config.agent_ttl_ms = 300;
     let gw = TestGateway::start(config);
     let mut a = Client::authed(&gw, TOKEN);
-    let mut b = Client::authed(&gw, TOKEN_BOB);
+    // Another connection of the same user: only it may take over (PROTOCOL section 11).
+    let mut b = Client::authed(&gw, TOKEN);
     register(&mut a, agent("expires", "pi", json!({"chat": true})));
     register(&mut a, agent("rescued", "pi", json!({"chat": true})));
 
@@ -536,7 +541,8 @@ fn max_agents_refuses_new_ids_with_limit_exceeded() {
     config.max_agents = 2;
     let gw = TestGateway::start(config);
     let mut a = Client::authed(&gw, TOKEN);
-    let mut b = Client::authed(&gw, TOKEN_BOB);
+    // Another connection of the same user: only it may take over (PROTOCOL section 11).
+    let mut b = Client::authed(&gw, TOKEN);
     register(&mut a, agent("one", "pi", json!({})));
     register(&mut b, agent("two", "pi", json!({})));
 

@@ -1,5 +1,5 @@
-//! The agent registry: which agents exist, which connection owns each one, what they can do,
-//! and which one a `capability:NAME` route goes to (PROTOCOL section 6).
+//! The agent registry: which agents exist, which connection and user own each one, what they
+//! can do, and which one a `capability:NAME` route goes to (PROTOCOL sections 6 and 11).
 //!
 //! Contract:
 //! - Pure data. Nothing here does I/O or reads the clock: times come in as `now_ms`,
@@ -7,41 +7,62 @@
 //! - An agent is stored under its `agentId`. While its owning connection is open the agent is
 //!   `online` or `busy`, and its `clientId` is the owner's. When the owner disconnects
 //!   ([`AgentRegistry::owner_disconnected`]) it turns `offline` with `clientId` null and no
-//!   owner, and stays stored until [`AgentRegistry::expire`] removes it or someone registers
-//!   its id again. `online`/`busy` ⇔ has an owner ⇔ `clientId` is set.
-//! - Ownership belongs to the connection ([`ConnId`]), not to a `clientId` string.
-//!   Only the owning connection may heartbeat or unregister an agent (`Forbidden` otherwise,
-//!   and always on an offline agent). Registering an id held by another connection's online or
-//!   busy agent fails with `Exists`; an offline agent's id can be taken over by anyone.
+//!   owner, and stays stored until [`AgentRegistry::expire`] removes it or it is registered
+//!   again. `online`/`busy` ⇔ has an owner ⇔ `clientId` is set.
+//! - Ownership belongs to the connection ([`ConnId`]) while it is open, and to the user
+//!   (`userId`) always. Only the owning connection may heartbeat or unregister an agent
+//!   (`Forbidden` otherwise, and always on an offline agent). Registering an id held by another
+//!   connection's online or busy agent, or an offline agent of another user, fails with
+//!   `Exists`; an offline agent of the same user can be taken over by any of its connections.
+//! - Every record remembers the accounting key (`account`) it is counted under in the per-user
+//!   bounds; [`AgentRegistry::admit`] says, before a registration, whether it adds a record or
+//!   moves one from another key, so the caller can keep those counts exact.
 //! - `max_agents` bounds the stored agents, offline ones included. Re-registering or taking
 //!   over an id that is already stored never hits the limit.
-//! - Every list the registry returns is sorted by `agentId` (byte order).
-//! - Capability match (the original `findByCapability`): `chat` and `streaming` test those
-//!   booleans; any other name matches when it is in `tools`, in `modes`, or a key of `custom`
-//!   whose value is truthy as in JavaScript (anything but `false`, `null`, `0` and `""`).
+//! - Every list the registry returns is sorted by `agentId` (byte order), and may start after
+//!   any id (stored or not): the pages of `agent_query`.
+//! - Capability match (the original `findByCapability`): see `agents/capabilities.rs`.
 //! - `capability:NAME` routing picks among the online, not busy agents with the capability,
 //!   round-robin in `agentId` order: the next pick is the first such agent whose id comes after
 //!   the last one picked for that name, wrapping around. Agents that join, leave or turn busy
 //!   take or lose their place in the cycle without resetting it. The position is forgotten
 //!   when no stored agent has the capability any more.
-//! - Cost: lookups by id are O(log n); a capability query is O(matching agents · log n) through
-//!   a per-capability index; a pick is O(log n); a disconnect costs in proportion to that owner's agents.
-//! - Field contents (non-empty ids and names, sizes) are the caller's to validate; the
-//!   registry accepts any strings.
+//!
+//! The index. Each agent has one [`AgentRef`], a shared handle holding its id (the only copy)
+//! and its current status and type. Capability names are interned (`Names`: one entry per
+//! distinct name, with a small numeric id); the index is one ordered set of
+//! `(name id, agent handle)` pairs, 16 bytes each. A status change (heartbeat busy/online,
+//! owner gone) writes the handle only: O(log n) to find the agent, no capability is touched.
+//! A pick or a filtered query walks the pairs of one name from a position, reading statuses
+//! through the handles; only registration and removal touch an agent's names, O(its names ·
+//! log n), reading them again from its stored capabilities text.
+//!
+//! Memory (64-bit): per record, the record itself (about 150 bytes in the map), its handle
+//! (48), its strings (id, name, capabilities, metadata, clientId, user, account: their bytes
+//! plus the allocator's rounding) and its place in its owner's set (about 40); per indexed
+//! name of an agent, one pair (16 bytes, about 35 with the set's slack); per distinct name, one
+//! interned entry (32 bytes in the table, about 45 with its slack, plus the name's bytes).
+//!
+//! Field contents (non-empty ids, name sizes, the bounds on capabilities) are the caller's to
+//! validate; the registry accepts any strings.
 
+mod capabilities;
+
+use std::borrow::Borrow;
+use std::cmp::Ordering as CmpOrdering;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+pub(crate) use capabilities::{Capabilities, Limits, ReadError};
 
 use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
 
 /// What kind of program an agent is; `type` on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum AgentType {
     /// `pi`
     Pi,
@@ -58,8 +79,16 @@ pub(crate) enum AgentType {
 }
 
 impl AgentType {
+    const ALL: [AgentType; 6] = [
+        AgentType::Pi,
+        AgentType::Cli,
+        AgentType::Webchat,
+        AgentType::Companion,
+        AgentType::Channel,
+        AgentType::Custom,
+    ];
+
     /// The wire name.
-    #[cfg(test)]
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             AgentType::Pi => "pi",
@@ -73,8 +102,7 @@ impl AgentType {
 }
 
 /// Whether an agent can be reached and takes work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AgentStatus {
     /// Connected and ready for routed work.
     Online,
@@ -85,8 +113,9 @@ pub(crate) enum AgentStatus {
 }
 
 impl AgentStatus {
+    const ALL: [AgentStatus; 3] = [AgentStatus::Online, AgentStatus::Busy, AgentStatus::Offline];
+
     /// The wire name.
-    #[cfg(test)]
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             AgentStatus::Online => "online",
@@ -101,119 +130,125 @@ impl AgentStatus {
     }
 }
 
-/// Capabilities as on the wire:
-/// `{"chat":BOOL,"tools":[..],"streaming":BOOL,"modes":[..],"custom":{..}?}`.
-///
-/// When deserializing, a missing field takes its default: `chat` and `streaming` false,
-/// `tools` and `modes` empty, `custom` absent (`null` also means absent). Unknown fields are
-/// ignored.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Capabilities {
-    /// Takes part in chat.
-    #[serde(default)]
-    pub chat: bool,
-    /// Names of the tools it offers.
-    #[serde(default)]
-    pub tools: Vec<String>,
-    /// Streams its answers.
-    #[serde(default)]
-    pub streaming: bool,
-    /// Names of the modes it supports.
-    #[serde(default)]
-    pub modes: Vec<String>,
-    /// Free-form flags; a key whose value is truthy counts as a capability.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub custom: Option<Map<String, Value>>,
+/// An agent's identity, shared by its record and every index entry that names it.
+#[derive(Debug)]
+struct Handle {
+    id: Box<str>,
+    /// `status` in bits 0-1, `type` in bits 2-4 (indexes into their `ALL`). Atomic only so
+    /// that the registry stays `Send`; it is read and written by one thread.
+    flags: AtomicU8,
 }
 
-impl Capabilities {
-    /// Whether these capabilities match `name` (see the module docs).
-    #[cfg(test)]
-    pub(crate) fn matches(&self, name: &str) -> bool {
-        match name {
-            "chat" => self.chat,
-            "streaming" => self.streaming,
-            _ => {
-                self.tools.iter().any(|tool| tool == name)
-                    || self.modes.iter().any(|mode| mode == name)
-                    || self
-                        .custom
-                        .as_ref()
-                        .and_then(|custom| custom.get(name))
-                        .is_some_and(is_truthy)
-            }
-        }
+/// A shared [`Handle`], ordered (and borrowed as `str`) by the agent id.
+#[derive(Clone, Debug)]
+pub(crate) struct AgentRef(Arc<Handle>);
+
+impl AgentRef {
+    fn new(id: &str, status: AgentStatus, agent_type: AgentType) -> Self {
+        let handle = Handle {
+            id: id.into(),
+            flags: AtomicU8::new(0),
+        };
+        let this = AgentRef(Arc::new(handle));
+        this.set(status, agent_type);
+        this
     }
 
-    /// Every name these capabilities match, once each.
-    fn names(&self) -> BTreeSet<&str> {
-        let mut names = BTreeSet::new();
-        if self.chat {
-            names.insert("chat");
-        }
-        if self.streaming {
-            names.insert("streaming");
-        }
-        let listed = self.tools.iter().chain(&self.modes).map(String::as_str);
-        let custom = self
-            .custom
-            .iter()
-            .flatten()
-            .filter(|(_, value)| is_truthy(value))
-            .map(|(key, _)| key.as_str());
-        names.extend(
-            listed
-                .chain(custom)
-                .filter(|name| *name != "chat" && *name != "streaming"),
-        );
-        names
+    fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    fn flags(&self) -> u8 {
+        self.0.flags.load(Ordering::Relaxed)
+    }
+
+    fn status(&self) -> AgentStatus {
+        AgentStatus::ALL[usize::from(self.flags() & 0b11).min(2)]
+    }
+
+    fn agent_type(&self) -> AgentType {
+        AgentType::ALL[usize::from(self.flags() >> 2).min(5)]
+    }
+
+    fn set(&self, status: AgentStatus, agent_type: AgentType) {
+        let flags = status as u8 | (agent_type as u8) << 2;
+        self.0.flags.store(flags, Ordering::Relaxed);
+    }
+
+    fn set_status(&self, status: AgentStatus) {
+        self.set(status, self.agent_type());
     }
 }
 
-/// JavaScript truthiness of a JSON value.
-fn is_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(flag) => *flag,
-        Value::Number(number) => number.as_f64().map_or(true, |n| n != 0.0 && !n.is_nan()),
-        Value::String(text) => !text.is_empty(),
-        Value::Array(_) | Value::Object(_) => true,
+impl PartialEq for AgentRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
     }
 }
 
-/// An agent record. Its `Serialize` output is exactly the wire record of PROTOCOL section 6:
-/// `{"agentId","type","name","capabilities":{..},"status","clientId":ID|null,"registeredAt":MS,
-/// "lastSeenAt":MS,"metadata":{..}?}`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+impl Eq for AgentRef {}
+
+impl PartialOrd for AgentRef {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AgentRef {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.id().cmp(other.id())
+    }
+}
+
+impl Borrow<str> for AgentRef {
+    fn borrow(&self) -> &str {
+        self.id()
+    }
+}
+
+/// An agent record; `payloads::write_agent` writes it as the wire record of PROTOCOL section 6.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Agent {
-    /// The id it is stored under.
-    pub agent_id: String,
-    /// What kind of agent it is.
-    #[serde(rename = "type")]
-    pub agent_type: AgentType,
+    handle: AgentRef,
     /// Display name.
-    pub name: String,
-    /// What it can do.
+    pub name: Box<str>,
+    /// What it can do, as compact JSON.
     pub capabilities: Capabilities,
-    /// Online, busy or offline.
-    pub status: AgentStatus,
     /// The owner connection's `clientId`; `None` (null) when offline.
-    pub client_id: Option<String>,
+    pub client_id: Option<Box<str>>,
     /// When its current owner first registered it.
     pub registered_at: u64,
     /// Its last registration, heartbeat or disconnect.
     pub last_seen_at: u64,
-    /// Free-form data given at registration.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-    #[serde(skip)]
+    /// Free-form data given at registration, as compact JSON.
+    pub metadata: Option<Box<str>>,
     owner: Option<ConnId>,
-    #[serde(skip)]
+    user_id: Box<str>,
+    account: Box<str>,
     offline_epoch: u64,
 }
 
 impl Agent {
+    /// The id it is stored under.
+    pub(crate) fn agent_id(&self) -> &str {
+        self.handle.id()
+    }
+
+    /// What kind of agent it is.
+    pub(crate) fn agent_type(&self) -> AgentType {
+        self.handle.agent_type()
+    }
+
+    /// Online, busy or offline.
+    pub(crate) fn status(&self) -> AgentStatus {
+        self.handle.status()
+    }
+
+    /// The accounting key it is counted under (see `users.rs`).
+    pub(crate) fn account(&self) -> &str {
+        &self.account
+    }
+
     /// The connection that owns it; `None` when offline.
     #[cfg(test)]
     pub(crate) fn owner(&self) -> Option<ConnId> {
@@ -223,32 +258,57 @@ impl Agent {
     /// The epoch of its current offline period (what [`AgentRegistry::expire`] wants);
     /// `None` when it is not offline.
     pub(crate) fn offline_epoch(&self) -> Option<u64> {
-        (self.status == AgentStatus::Offline).then_some(self.offline_epoch)
+        (self.status() == AgentStatus::Offline).then_some(self.offline_epoch)
     }
 }
 
-/// What `agent_register` asks for: `{"agentId"?,"type","name","capabilities","metadata"?}`.
-/// It deserializes from that payload (`agentId` and `metadata` may be missing or null).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What `agent_register` asks for, validated by the caller.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Registration {
     /// The id to register; `None` means the registering client's `clientId`.
     pub agent_id: Option<String>,
     /// What kind of agent it is.
-    #[serde(rename = "type")]
     pub agent_type: AgentType,
     /// Display name.
-    pub name: String,
+    pub name: Box<str>,
     /// What it can do.
     pub capabilities: Capabilities,
-    /// Free-form data kept with the record.
-    pub metadata: Option<Map<String, Value>>,
+    /// Free-form data kept with the record, compact JSON.
+    pub metadata: Option<Box<str>>,
 }
 
-/// Why a registry operation was refused.
+/// Who registers: the connection, its `clientId`, its `userId` and its accounting key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Owner<'a> {
+    /// The connection.
+    pub conn: ConnId,
+    /// Its `clientId`.
+    pub client_id: &'a str,
+    /// Its `userId`: who may take its agents over once they are offline.
+    pub user_id: &'a str,
+    /// The key its usage is counted under.
+    pub account: &'a str,
+}
+
+/// What a registration would do, when allowed ([`AgentRegistry::admit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission<'r> {
+    /// Store a new record.
+    New,
+    /// Replace the owner's own record.
+    Replace,
+    /// Take over an offline record of the same user, counted under `from` so far.
+    TakeOver {
+        /// The accounting key the record was counted under.
+        from: &'r str,
+    },
+}
+
+/// Why a registry operation, or a registration's bounds, refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AgentError {
-    /// The id belongs to an online or busy agent of another connection.
+    /// The id belongs to an online or busy agent of another connection, to an offline agent
+    /// of another user, or is the `clientId` of another open connection.
     Exists,
     /// No agent has that id.
     NotFound,
@@ -256,6 +316,11 @@ pub(crate) enum AgentError {
     Forbidden,
     /// `max_agents` agents are stored already.
     LimitExceeded,
+    /// Capabilities plus metadata pass `max_agent_bytes` (the bound), or the record would not
+    /// fit in one reply.
+    TooLarge(usize),
+    /// More capability names than `max_capabilities` (the bound).
+    TooManyCapabilities(usize),
 }
 
 impl Refusal for AgentError {
@@ -264,7 +329,9 @@ impl Refusal for AgentError {
             AgentError::Exists => ErrorCode::AgentExists,
             AgentError::NotFound => ErrorCode::AgentNotFound,
             AgentError::Forbidden => ErrorCode::Forbidden,
-            AgentError::LimitExceeded => ErrorCode::LimitExceeded,
+            AgentError::LimitExceeded
+            | AgentError::TooLarge(_)
+            | AgentError::TooManyCapabilities(_) => ErrorCode::LimitExceeded,
         }
     }
 
@@ -277,122 +344,162 @@ impl Refusal for AgentError {
                 format!("Agent {agent_id} is offline or owned by another client")
             }
             AgentError::LimitExceeded => "Too many agents".to_owned(),
+            AgentError::TooLarge(max) => {
+                format!("Agent {agent_id}: capabilities and metadata exceed {max} bytes")
+            }
+            AgentError::TooManyCapabilities(max) => {
+                format!("Agent {agent_id} has more than {max} capabilities")
+            }
         }
     }
 }
 
-/// The agents that have one capability.
-#[derive(Debug, Default)]
-struct CapabilityEntry {
-    /// Every stored agent with it, online or not.
-    all: BTreeSet<String>,
-    /// The online (not busy) ones among them.
-    ready: BTreeSet<String>,
-    /// The id picked last by round robin.
-    last_pick: Option<String>,
+/// What a list keeps: the filters of `agent_query`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Filter<'a> {
+    /// Only agents with this capability.
+    pub capability: Option<&'a str>,
+    /// Only agents of this type.
+    pub agent_type: Option<AgentType>,
+    /// Only online or busy agents.
+    pub online_only: bool,
+}
+
+impl Filter<'_> {
+    fn keeps(&self, agent: &AgentRef) -> bool {
+        (self.agent_type.is_none() || self.agent_type == Some(agent.agent_type()))
+            && (!self.online_only || agent.status().is_connected())
+    }
+}
+
+/// One interned capability name.
+#[derive(Debug)]
+struct NameInfo {
+    id: u32,
+    /// Stored agents with it; the entry goes when none is left.
+    agents: u32,
+    /// The agent picked last by round robin.
+    last_pick: Option<AgentRef>,
+}
+
+/// An index entry: an agent with a capability. `agent: None` sorts before every agent of the
+/// name, as a range bound only; stored pairs always have an agent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Pair {
+    name: u32,
+    agent: Option<AgentRef>,
 }
 
 /// Everything derived from the agent records, kept in step with them.
 #[derive(Debug, Default)]
 struct Indexes {
-    capabilities: HashMap<String, CapabilityEntry>,
-    by_owner: HashMap<ConnId, BTreeSet<String>>,
+    names: HashMap<Box<str>, NameInfo>,
+    /// Name ids free for reuse, so ids stay below the number of distinct names ever held at once.
+    free_ids: Vec<u32>,
+    next_id: u32,
+    pairs: BTreeSet<Pair>,
+    by_owner: HashMap<ConnId, BTreeSet<AgentRef>>,
     connected: usize,
 }
 
 impl Indexes {
-    /// Account for a record that was just stored.
-    fn insert(&mut self, agent: &Agent) {
-        let id = &agent.agent_id;
-        let ready = agent.status == AgentStatus::Online;
-        for name in agent.capabilities.names() {
-            let entry = match self.capabilities.get_mut(name) {
-                Some(entry) => entry,
-                None => self.capabilities.entry(name.to_owned()).or_default(),
+    /// Index `agent` under each of `names`.
+    fn add_names<'n>(&mut self, agent: &AgentRef, names: impl Iterator<Item = &'n str>) {
+        for name in names {
+            let info = match self.names.get_mut(name) {
+                Some(info) => info,
+                None => {
+                    let id = self.free_ids.pop().unwrap_or_else(|| {
+                        self.next_id += 1;
+                        self.next_id - 1
+                    });
+                    let info = NameInfo {
+                        id,
+                        agents: 0,
+                        last_pick: None,
+                    };
+                    self.names.entry(name.into()).or_insert(info)
+                }
             };
-            entry.all.insert(id.clone());
-            if ready {
-                entry.ready.insert(id.clone());
-            }
-        }
-        if let Some(owner) = agent.owner {
-            self.by_owner.entry(owner).or_default().insert(id.clone());
-        }
-        if agent.status.is_connected() {
-            self.connected += 1;
+            info.agents += 1;
+            self.pairs.insert(Pair {
+                name: info.id,
+                agent: Some(agent.clone()),
+            });
         }
     }
 
-    /// Forget a record, leaving capability entries in place even when they become empty.
-    fn detach(&mut self, agent: &Agent) {
-        let id = agent.agent_id.as_str();
-        for name in agent.capabilities.names() {
-            if let Some(entry) = self.capabilities.get_mut(name) {
-                entry.all.remove(id);
-                entry.ready.remove(id);
-            }
-        }
-        if let Some(owner) = agent.owner {
-            if let Some(ids) = self.by_owner.get_mut(&owner) {
-                ids.remove(id);
-                if ids.is_empty() {
-                    self.by_owner.remove(&owner);
-                }
-            }
-        }
-        if agent.status.is_connected() {
-            self.connected = self.connected.saturating_sub(1);
-        }
-    }
-
-    /// Drop the entries of `agent`'s capabilities that no stored agent has any more.
-    fn prune(&mut self, agent: &Agent) {
-        for name in agent.capabilities.names() {
-            if self
-                .capabilities
-                .get(name)
-                .is_some_and(|entry| entry.all.is_empty())
-            {
-                self.capabilities.remove(name);
+    /// Forget `agent` under each of `names`; a name no agent has any more is dropped.
+    fn remove_names<'n>(&mut self, agent: &AgentRef, names: impl Iterator<Item = &'n str>) {
+        for name in names {
+            let Some(info) = self.names.get_mut(name) else {
+                continue;
+            };
+            self.pairs.remove(&Pair {
+                name: info.id,
+                agent: Some(agent.clone()),
+            });
+            info.agents = info.agents.saturating_sub(1);
+            if info.agents == 0 {
+                self.free_ids.push(info.id);
+                self.names.remove(name);
             }
         }
     }
 
-    /// Forget a record that was just removed.
-    fn remove(&mut self, agent: &Agent) {
-        self.detach(agent);
-        self.prune(agent);
+    /// Move the agent's names from `old` to `new`, touching only those that differ (so a name
+    /// in both keeps its round-robin place).
+    fn replace_names(&mut self, agent: &AgentRef, old: &Capabilities, new: &Capabilities) {
+        let old = old.names();
+        let new = new.names();
+        self.add_names(agent, new.difference(&old).map(|n| &**n));
+        self.remove_names(agent, old.difference(&new).map(|n| &**n));
     }
 
-    /// Account for `agent.status` having just changed from `before` (its owner unchanged).
-    fn status_changed(&mut self, agent: &Agent, before: AgentStatus) {
-        let was_ready = before == AgentStatus::Online;
-        let is_ready = agent.status == AgentStatus::Online;
-        if was_ready != is_ready {
-            let id = &agent.agent_id;
-            for name in agent.capabilities.names() {
-                if let Some(entry) = self.capabilities.get_mut(name) {
-                    if is_ready {
-                        entry.ready.insert(id.clone());
-                    } else {
-                        entry.ready.remove(id);
-                    }
-                }
+    fn add_owned(&mut self, owner: ConnId, agent: &AgentRef) {
+        self.by_owner
+            .entry(owner)
+            .or_default()
+            .insert(agent.clone());
+        self.connected += 1;
+    }
+
+    fn remove_owned(&mut self, owner: ConnId, agent_id: &str) {
+        if let Some(ids) = self.by_owner.get_mut(&owner) {
+            if ids.remove(agent_id) {
+                self.connected = self.connected.saturating_sub(1);
+            }
+            if ids.is_empty() {
+                self.by_owner.remove(&owner);
             }
         }
-        match (before.is_connected(), agent.status.is_connected()) {
-            (true, false) => self.connected = self.connected.saturating_sub(1),
-            (false, true) => self.connected += 1,
-            _ => {}
-        }
+    }
+
+    /// The pairs of name `id` after `after` (from the first when `None`).
+    fn pairs_after<'s>(
+        &'s self,
+        id: u32,
+        after: Option<AgentRef>,
+    ) -> impl Iterator<Item = &'s AgentRef> + 's {
+        let from = Pair {
+            name: id,
+            agent: after,
+        };
+        self.pairs
+            .range((Bound::Excluded(from), Bound::Unbounded))
+            .take_while(move |pair| pair.name == id)
+            .filter_map(|pair| pair.agent.as_ref())
     }
 }
 
 /// The registered agents, with an index by capability and by owner connection.
+///
+/// Its maps are keyed by [`AgentRef`], whose order is its id's, which never changes (only the
+/// status and type beside it do): hence `clippy::mutable_key_type` is allowed where they are.
 #[derive(Debug)]
 pub(crate) struct AgentRegistry {
     max_agents: usize,
-    agents: BTreeMap<String, Agent>,
+    agents: BTreeMap<AgentRef, Agent>,
     index: Indexes,
     last_epoch: u64,
 }
@@ -408,70 +515,101 @@ impl AgentRegistry {
         }
     }
 
-    /// Register, re-register or take over an agent for the connection `owner`, whose
-    /// `clientId` is `owner_client_id`. The id defaults to `owner_client_id`.
+    /// Whether `owner` may register `agent_id`, and what it would do (see the module docs).
+    pub(crate) fn admit(
+        &self,
+        agent_id: &str,
+        owner: &Owner<'_>,
+    ) -> Result<Admission<'_>, AgentError> {
+        match self.agents.get(agent_id) {
+            Some(existing) if existing.owner == Some(owner.conn) => Ok(Admission::Replace),
+            Some(existing) if existing.status().is_connected() => Err(AgentError::Exists),
+            Some(existing) if *existing.user_id != *owner.user_id => Err(AgentError::Exists),
+            Some(existing) => Ok(Admission::TakeOver {
+                from: &existing.account,
+            }),
+            None if self.agents.len() >= self.max_agents => Err(AgentError::LimitExceeded),
+            None => Ok(Admission::New),
+        }
+    }
+
+    /// Register, re-register or take over an agent for `owner`. The id defaults to
+    /// `owner.client_id`. Refusals as [`AgentRegistry::admit`].
     ///
-    /// - An id held by another connection's online or busy agent: [`AgentError::Exists`].
     /// - The owner's own agent: its type, name, capabilities and metadata are replaced;
     ///   `registeredAt` is kept.
-    /// - An offline agent: taken over by `owner`, replaced as above, `registeredAt` = now.
-    /// - A new id when `max_agents` agents are stored (offline ones included):
-    ///   [`AgentError::LimitExceeded`].
+    /// - An offline agent of the same user: taken over, replaced as above, `registeredAt` =
+    ///   now, counted under `owner.account` from now on.
     ///
     /// In every success the agent is `online` (a busy one included), `clientId` is
-    /// `owner_client_id` and `lastSeenAt` is `now_ms`.
+    /// `owner.client_id` and `lastSeenAt` is `now_ms`.
     pub(crate) fn register(
         &mut self,
-        owner: ConnId,
-        owner_client_id: &str,
+        owner: &Owner<'_>,
         mut reg: Registration,
         now_ms: u64,
     ) -> Result<&Agent, AgentError> {
         let agent_id = reg
             .agent_id
             .take()
-            .unwrap_or_else(|| owner_client_id.to_owned());
-        let stored = self.agents.len();
-        match self.agents.entry(agent_id) {
-            Entry::Occupied(mut slot) => {
-                let existing = slot.get();
-                let registered_at = if existing.owner == Some(owner) {
-                    existing.registered_at
-                } else if existing.status.is_connected() {
-                    return Err(AgentError::Exists);
-                } else {
-                    now_ms
-                };
-                let agent = new_agent(
-                    slot.key().clone(),
-                    reg,
-                    owner,
-                    owner_client_id,
-                    registered_at,
-                    now_ms,
-                );
-                self.index.detach(existing);
-                self.index.insert(&agent);
-                let old = slot.insert(agent);
-                self.index.prune(&old);
-                Ok(slot.into_mut())
-            }
-            Entry::Vacant(slot) => {
-                if stored >= self.max_agents {
-                    return Err(AgentError::LimitExceeded);
+            .unwrap_or_else(|| owner.client_id.to_owned());
+        let replace = self.admit(&agent_id, owner)? == Admission::Replace;
+        let handle = match self.agents.get_key_value(agent_id.as_str()) {
+            Some((handle, existing)) => {
+                let handle = handle.clone();
+                if let Some(previous) = existing.owner {
+                    self.index.remove_owned(previous, &agent_id);
                 }
-                let agent = new_agent(
-                    slot.key().clone(),
-                    reg,
-                    owner,
-                    owner_client_id,
-                    now_ms,
-                    now_ms,
-                );
-                self.index.insert(&agent);
-                Ok(slot.insert(agent))
+                self.index
+                    .replace_names(&handle, &existing.capabilities, &reg.capabilities);
+                handle
             }
+            None => {
+                let handle = AgentRef::new(&agent_id, AgentStatus::Online, reg.agent_type);
+                let names = reg.capabilities.names();
+                self.index.add_names(&handle, names.iter().map(|n| &**n));
+                handle
+            }
+        };
+        handle.set(AgentStatus::Online, reg.agent_type);
+        self.index.add_owned(owner.conn, &handle);
+        let registered_at = match self.agents.get(agent_id.as_str()) {
+            Some(existing) if replace => existing.registered_at,
+            _ => now_ms,
+        };
+        let agent = Agent {
+            handle: handle.clone(),
+            name: reg.name,
+            capabilities: reg.capabilities,
+            client_id: Some(owner.client_id.into()),
+            registered_at,
+            last_seen_at: now_ms,
+            metadata: reg.metadata,
+            owner: Some(owner.conn),
+            user_id: owner.user_id.into(),
+            account: owner.account.into(),
+            offline_epoch: 0,
+        };
+        Ok(match self.agents.entry(handle) {
+            Entry::Occupied(slot) => {
+                let slot = slot.into_mut();
+                *slot = agent;
+                slot
+            }
+            Entry::Vacant(slot) => slot.insert(agent),
+        })
+    }
+
+    /// Remove a stored record and everything that indexes it.
+    fn remove(&mut self, agent_id: &str) -> Option<Agent> {
+        let agent = self.agents.remove(agent_id)?;
+        let names = agent.capabilities.names();
+        self.index
+            .remove_names(&agent.handle, names.iter().map(|n| &**n));
+        if let Some(owner) = agent.owner {
+            self.index.remove_owned(owner, agent_id);
         }
+        Some(agent)
     }
 
     /// Remove an agent at its owner's request and return the removed record, as it was just
@@ -481,14 +619,13 @@ impl AgentRegistry {
     /// offline or owned by another connection.
     pub(crate) fn unregister(&mut self, agent_id: &str, by: ConnId) -> Result<Agent, AgentError> {
         owned(&mut self.agents, agent_id, by)?;
-        let agent = self.agents.remove(agent_id).ok_or(AgentError::NotFound)?;
-        self.index.remove(&agent);
-        Ok(agent)
+        self.remove(agent_id).ok_or(AgentError::NotFound)
     }
 
     /// Record a heartbeat from the owner: `lastSeenAt` becomes `now_ms` and, when `status` is
     /// `Online` or `Busy`, the status changes to it. `Some(Offline)` is treated as `None`
-    /// (an agent turns offline only when its connection closes).
+    /// (an agent turns offline only when its connection closes). O(log n): no capability is
+    /// touched.
     ///
     /// Errors as [`AgentRegistry::unregister`].
     pub(crate) fn heartbeat(
@@ -501,100 +638,121 @@ impl AgentRegistry {
         let agent = owned(&mut self.agents, agent_id, by)?;
         agent.last_seen_at = now_ms;
         if let Some(status @ (AgentStatus::Online | AgentStatus::Busy)) = status {
-            let before = agent.status;
-            agent.status = status;
-            self.index.status_changed(agent, before);
+            agent.handle.set_status(status);
         }
         Ok(agent)
     }
 
-    /// The agents matching every filter given, sorted by `agentId`: having `capability`,
-    /// of `agent_type`, and, with `online_only`, online or busy.
-    pub(crate) fn query(
-        &self,
-        capability: Option<&str>,
+    /// The agents `filter` keeps whose id comes after `after` (from the first when `None`),
+    /// sorted by `agentId`, lazily: taking k of them costs O(log n + k + the agents of that
+    /// capability, or of the registry, passed over by the filter).
+    #[allow(clippy::mutable_key_type)]
+    pub(crate) fn list<'s>(
+        &'s self,
+        filter: Filter<'s>,
+        after: Option<&str>,
+    ) -> Box<dyn Iterator<Item = &'s Agent> + 's> {
+        match filter.capability {
+            Some(name) => {
+                let Some(info) = self.index.names.get(name) else {
+                    return Box::new(std::iter::empty());
+                };
+                let after = after.map(|id| AgentRef::new(id, AgentStatus::Offline, AgentType::Pi));
+                let agents = &self.agents;
+                Box::new(
+                    self.index
+                        .pairs_after(info.id, after)
+                        .filter(move |agent| filter.keeps(agent))
+                        .filter_map(move |agent| agents.get(agent.id())),
+                )
+            }
+            None => {
+                let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+                Box::new(
+                    self.agents
+                        .range::<str, _>((from, Bound::Unbounded))
+                        .map(|(_, agent)| agent)
+                        .filter(move |agent| filter.keeps(&agent.handle)),
+                )
+            }
+        }
+    }
+
+    /// Every agent `filter` keeps, sorted by `agentId`.
+    #[cfg(test)]
+    pub(crate) fn query<'s>(
+        &'s self,
+        capability: Option<&'s str>,
         agent_type: Option<AgentType>,
         online_only: bool,
-    ) -> Vec<&Agent> {
-        let keep = |agent: &&Agent| {
-            (agent_type.is_none() || agent_type == Some(agent.agent_type))
-                && (!online_only || agent.status.is_connected())
+    ) -> Vec<&'s Agent> {
+        let filter = Filter {
+            capability,
+            agent_type,
+            online_only,
         };
-        match capability {
-            Some(name) => match self.index.capabilities.get(name) {
-                Some(entry) => entry
-                    .all
-                    .iter()
-                    .filter_map(|id| self.agents.get(id))
-                    .filter(keep)
-                    .collect(),
-                None => Vec::new(),
-            },
-            None => self.agents.values().filter(keep).collect(),
-        }
+        self.list(filter, None).collect()
     }
 
     /// The connection `owner` closed: each of its agents turns offline, with `clientId` null
     /// and `lastSeenAt` = `now_ms`, and enters a new offline epoch. Returns `(agentId, epoch)`
     /// for each, sorted by id; pass both to [`AgentRegistry::expire`] when the TTL runs out.
     /// Epochs are unique within the registry and increase with each offline transition.
+    /// Costs O(its agents · log n); no capability is touched.
     pub(crate) fn owner_disconnected(&mut self, owner: ConnId, now_ms: u64) -> Vec<(String, u64)> {
         let Some(ids) = self.index.by_owner.remove(&owner) else {
             return Vec::new();
         };
         let mut gone = Vec::with_capacity(ids.len());
         for id in ids {
-            let Some(agent) = self.agents.get_mut(&id) else {
+            let Some(agent) = self.agents.get_mut(id.id()) else {
                 continue;
             };
-            let before = agent.status;
             self.last_epoch += 1;
-            agent.status = AgentStatus::Offline;
+            self.index.connected = self.index.connected.saturating_sub(1);
+            agent.handle.set_status(AgentStatus::Offline);
             agent.client_id = None;
             agent.owner = None;
             agent.last_seen_at = now_ms;
             agent.offline_epoch = self.last_epoch;
-            self.index.status_changed(agent, before);
-            gone.push((id, self.last_epoch));
+            gone.push((id.id().to_owned(), self.last_epoch));
         }
         gone
     }
 
     /// The TTL of an offline period ran out: remove `agent_id` if it is still offline in
-    /// `epoch` (not re-registered since, nor gone offline again later). Returns whether it
-    /// was removed.
-    pub(crate) fn expire(&mut self, agent_id: &str, epoch: u64) -> bool {
+    /// `epoch` (not re-registered since, nor gone offline again later). Returns the removed
+    /// record.
+    pub(crate) fn expire(&mut self, agent_id: &str, epoch: u64) -> Option<Agent> {
         let expired = self
             .agents
             .get(agent_id)
             .is_some_and(|agent| agent.offline_epoch() == Some(epoch));
-        if !expired {
-            return false;
-        }
-        match self.agents.remove(agent_id) {
-            Some(agent) => {
-                self.index.remove(&agent);
-                true
-            }
-            None => false,
+        if expired {
+            self.remove(agent_id)
+        } else {
+            None
         }
     }
 
     /// `capability:NAME` routing: the next online, not busy agent with `capability` in
-    /// round-robin order (see the module docs). Returns its owner connection and id.
+    /// round-robin order (see the module docs). Returns its owner connection and id. Costs
+    /// O(log n + the agents with that capability passed over as busy or offline).
     pub(crate) fn pick_by_capability(&mut self, capability: &str) -> Option<(ConnId, &str)> {
-        let entry = self.index.capabilities.get_mut(capability)?;
-        let next = match &entry.last_pick {
-            Some(last) => entry
-                .ready
-                .range::<str, _>((Bound::Excluded(last.as_str()), Bound::Unbounded))
-                .next()
-                .or_else(|| entry.ready.first()),
-            None => entry.ready.first(),
-        }?;
-        entry.last_pick = Some(next.clone());
-        let agent = self.agents.get(next)?;
-        Some((agent.owner?, agent.agent_id.as_str()))
+        let info = self.index.names.get(capability)?;
+        let ready = |agent: &&AgentRef| agent.status() == AgentStatus::Online;
+        let last = info.last_pick.clone();
+        let next = self
+            .index
+            .pairs_after(info.id, last)
+            .find(ready)
+            .or_else(|| self.index.pairs_after(info.id, None).find(ready))?
+            .clone();
+        if let Some(info) = self.index.names.get_mut(capability) {
+            info.last_pick = Some(next.clone());
+        }
+        let agent = self.agents.get(next.id())?;
+        Some((agent.owner?, agent.agent_id()))
     }
 
     /// The agent stored under `agent_id`, in any status.
@@ -625,8 +783,9 @@ impl AgentRegistry {
 }
 
 /// The agent `agent_id`, if it exists and `by` owns it.
+#[allow(clippy::mutable_key_type)]
 fn owned<'a>(
-    agents: &'a mut BTreeMap<String, Agent>,
+    agents: &'a mut BTreeMap<AgentRef, Agent>,
     agent_id: &str,
     by: ConnId,
 ) -> Result<&'a mut Agent, AgentError> {
@@ -635,30 +794,6 @@ fn owned<'a>(
         Ok(agent)
     } else {
         Err(AgentError::Forbidden)
-    }
-}
-
-/// A fresh online record built from a registration (its `agent_id` already taken out).
-fn new_agent(
-    agent_id: String,
-    reg: Registration,
-    owner: ConnId,
-    owner_client_id: &str,
-    registered_at: u64,
-    now_ms: u64,
-) -> Agent {
-    Agent {
-        agent_id,
-        agent_type: reg.agent_type,
-        name: reg.name,
-        capabilities: reg.capabilities,
-        status: AgentStatus::Online,
-        client_id: Some(owner_client_id.to_owned()),
-        registered_at,
-        last_seen_at: now_ms,
-        metadata: reg.metadata,
-        owner: Some(owner),
-        offline_epoch: 0,
     }
 }
 

@@ -1,62 +1,125 @@
 //! Handlers of the agent requests (`agent_register`, `agent_unregister`, `agent_heartbeat`,
-//! `agent_query`; PROTOCOL section 6): payload validation, the registry call, the reply.
+//! `agent_query`; PROTOCOL sections 6 and 11): payload validation, the bounds, the registry
+//! call, the per-user count, the reply.
 //!
 //! Contract:
 //! - Replies: `agent_info` `{"status":"registered"|"unregistered"|"updated","agent"}` and
-//!   `agent_list` `{"agents"}` (sorted by `agentId`), each with `replyTo`.
+//!   `agent_list` `{"agents","next"?}` (sorted by `agentId`), each with `replyTo`.
 //! - `agentId` must be a non-empty string of at most 128 bytes; it defaults to the sender's
 //!   `clientId` in all three of register, unregister and heartbeat.
-//! - `type` must be one of the six agent types, `name` a non-empty string, `capabilities` an
-//!   object of the documented shape, `metadata` an object; `status` in a heartbeat `online`
-//!   or `busy`; `onlineOnly` a boolean. Anything else: `INVALID_MESSAGE` naming the field.
+//! - `type` must be one of the six agent types, `name` a non-empty string of at most
+//!   `max_name_bytes`, `capabilities` an object of the documented shape, `metadata` an object;
+//!   `status` in a heartbeat `online` or `busy`; `onlineOnly` a boolean; `limit` an integer
+//!   from 1 to `max_list_items`; `cursor` a `next` of an earlier page. Anything else:
+//!   `INVALID_MESSAGE` naming the field.
+//! - Bounds, checked before anything is stored: capabilities plus metadata as compact JSON
+//!   within `max_agent_bytes`, at most `max_capabilities` names, a reply (with the record)
+//!   within `max_message_size`, and `max_agents_per_user` (counted under the sender's `usage_key()`): else
+//!   `LIMIT_EXCEEDED`. An `agentId` that is the `clientId` of another open connection:
+//!   `AGENT_EXISTS`.
+//! - Per-user counts stay exact: one per stored agent under the key of the client that
+//!   registered it, moved on a takeover, released on unregister and TTL expiry.
 //! - Registry refusals map to `AGENT_EXISTS`, `AGENT_NOT_FOUND`, `FORBIDDEN` and
-//!   `LIMIT_EXCEEDED` (see [`AgentError`](crate::core::agents::AgentError)). Register,
-//!   unregister and heartbeat each add one to `stateVersion`.
+//!   `LIMIT_EXCEEDED` (see [`AgentError`]). Register, unregister and heartbeat each add one to
+//!   `stateVersion`.
+//! - An `agent_list` page holds at most `limit` agents and never makes the reply larger than
+//!   `max_message_size`; when more agents follow, `next` resumes after the page's last id.
 //! - When the owner closes, its agents turn offline (one `stateVersion` each) and, with a
 //!   non-zero `agent_ttl_ms`, are removed when the TTL passes unless taken over before
 //!   (one more).
 
 use std::time::Instant;
 
-use serde_json::Value;
-
 use crate::app::{Actions, ConnId};
 use crate::config::Config;
-use crate::core::agents::{Capabilities, Registration};
+use crate::core::agents::{
+    Admission, Agent, AgentError, AgentStatus, Capabilities, Filter, Limits, Owner, ReadError,
+    Registration,
+};
+use crate::core::auth::ANONYMOUS;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::state::{CoreState, Req};
 use crate::core::timers;
-use crate::core::wire::payloads::{
-    self, AgentInfoOut, AgentListOut, AgentQueryIn, AgentRefIn, AgentRegisterIn,
-};
-use crate::core::wire::Head;
-use crate::core::wire::{opt_bool, opt_ident, opt_object, opt_str, req_str, Envelope, FieldError};
+use crate::core::users::Resource;
+use crate::core::wire::compact::{self, Budget, CompactError};
+use crate::core::wire::payloads::{self, AgentQueryIn, AgentRecord, AgentRefIn, AgentRegisterIn};
+use crate::core::wire::{self, scan, Head, Loose};
+use crate::core::wire::{check_name, opt_bool, opt_ident, opt_str, req_str, Envelope, FieldError};
 
 const AGENT_TYPES: &str = "pi, cli, webchat, companion, channel, custom";
 
-fn capabilities(value: Option<Value>) -> Result<Capabilities, FieldError> {
-    match value {
-        Some(value @ Value::Object(_)) => serde_json::from_value(value)
-            .map_err(|e| FieldError::new("capabilities", format!("capabilities: {e}"))),
-        None | Some(Value::Null) => {
-            Err(FieldError::new("capabilities", "capabilities is required"))
+/// What an `agent_list` page needs after a record whose id is `agent_id`, at most:
+/// `],"next":"<the id in hex>"}`.
+fn page_tail(agent_id: &str) -> usize {
+    br#"],"next":""}"#.len() + 2 * agent_id.len()
+}
+
+/// The bytes of the message `head` + `payload`, beside the payload itself.
+fn envelope_bytes(head: &Head<'_>) -> usize {
+    let mut probe = Vec::new();
+    wire::write_envelope(&mut probe, head, |buf| {
+        buf.extend_from_slice(b"{}");
+        true
+    });
+    probe.len() - 2
+}
+
+/// The compact text of `metadata`, within `max_bytes`, for the agent `agent_id`.
+fn metadata(
+    kind: &Option<Loose<'_>>,
+    raw: Option<&[u8]>,
+    max_bytes: usize,
+    agent_id: &str,
+) -> Result<Option<Box<str>>, Reject> {
+    match (kind, raw) {
+        (None | Some(Loose::Null), _) => Ok(None),
+        (Some(Loose::Object), Some(raw)) => {
+            let mut out = Vec::new();
+            let mut budget = Budget {
+                out: &mut out,
+                max: max_bytes,
+            };
+            match compact::compact(raw, &mut budget) {
+                Ok(()) => Ok(Some(String::from_utf8_lossy(&out).into())),
+                Err(CompactError::TooLarge) => {
+                    Err(Reject::refused(&AgentError::TooLarge(max_bytes), agent_id))
+                }
+                Err(CompactError::Invalid(e)) => {
+                    Err(FieldError::new("metadata", format!("metadata: {e}")).into())
+                }
+            }
         }
-        Some(_) => Err(FieldError::new(
-            "capabilities",
-            "capabilities must be an object",
-        )),
+        _ => Err(FieldError::new("metadata", "metadata must be an object").into()),
     }
 }
 
-fn send_agent_info(
-    state: &mut CoreState,
-    req: &Req<'_>,
-    out: &mut Actions<Event>,
-    payload: &AgentInfoOut<'_>,
-) {
-    let head = Head::new("agent_info", req.ts).reply_to(req.id);
-    outbound::send_ser(out, &mut state.metrics, req.conn, &head, payload);
+/// The capabilities of the agent `agent_id`, within `limits`; `max_agent_bytes` for the
+/// message of a size refusal.
+fn capabilities(
+    kind: &Option<Loose<'_>>,
+    raw: Option<&[u8]>,
+    limits: Limits,
+    max_agent_bytes: usize,
+    agent_id: &str,
+) -> Result<Capabilities, Reject> {
+    match (kind, raw) {
+        (None | Some(Loose::Null), _) => {
+            Err(FieldError::new("capabilities", "capabilities is required").into())
+        }
+        (Some(Loose::Object), Some(raw)) => Capabilities::read(raw, limits).map_err(|e| match e {
+            ReadError::Invalid(e) => {
+                FieldError::new("capabilities", format!("capabilities: {e}")).into()
+            }
+            ReadError::TooLarge => {
+                Reject::refused(&AgentError::TooLarge(max_agent_bytes), agent_id)
+            }
+            ReadError::TooManyNames => {
+                Reject::refused(&AgentError::TooManyCapabilities(limits.max_names), agent_id)
+            }
+        }),
+        _ => Err(FieldError::new("capabilities", "capabilities must be an object").into()),
+    }
 }
 
 /// `agent_register` → `agent_info` `registered`.
@@ -69,42 +132,100 @@ pub(crate) fn register(
     let p: AgentRegisterIn<'_> = payloads::parse(env.payload)?;
     let agent_id = opt_ident(&p.agent_id, "agentId")?.map(str::to_owned);
     let type_name = req_str(&p.agent_type, "type")?;
+    check_name(type_name, "type", state.config.max_name_bytes)?;
     let agent_type = payloads::agent_type(type_name)
         .ok_or_else(|| FieldError::new("type", format!("type must be one of {AGENT_TYPES}")))?;
-    let name = req_str(&p.name, "name")?.to_owned();
-    let capabilities = capabilities(p.capabilities)?;
-    let metadata = opt_object(p.metadata, "metadata")?;
+    let name = check_name(
+        req_str(&p.name, "name")?,
+        "name",
+        state.config.max_name_bytes,
+    )?;
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
     let wanted = agent_id.clone().unwrap_or_else(|| client.client_id.clone());
+    let max_bytes = state.config.max_agent_bytes;
+    let raw = scan::member(env.payload, "metadata");
+    let metadata = metadata(&p.metadata, raw, max_bytes, &wanted)?;
+    let limits = Limits {
+        max_names: state.config.max_capabilities,
+        max_bytes: max_bytes - metadata.as_deref().map_or(0, str::len),
+    };
+    let raw = scan::member(env.payload, "capabilities");
+    let capabilities = capabilities(&p.capabilities, raw, limits, max_bytes, &wanted)?;
+    // The reply carries the record: refuse what would not fit in one message.
+    let head = Head::new("agent_info", req.ts).reply_to(req.id);
+    let mut reply = Vec::new();
+    let pending = AgentRecord {
+        agent_id: &wanted,
+        agent_type,
+        name,
+        capabilities: capabilities.json(),
+        status: AgentStatus::Online,
+        client_id: Some(&client.client_id),
+        registered_at: req.ts,
+        last_seen_at: req.ts,
+        metadata: metadata.as_deref(),
+    };
+    payloads::agent_info("registered", pending)(&mut reply);
+    if reply.len() + envelope_bytes(&head) > state.config.max_message_size {
+        return Err(Reject::refused(&AgentError::TooLarge(max_bytes), &wanted));
+    }
+    if wanted != client.client_id && state.clients.conn_of(&wanted).is_some() {
+        return Err(Reject::refused(&AgentError::Exists, &wanted));
+    }
+    let owner = Owner {
+        conn: req.conn,
+        client_id: &client.client_id,
+        user_id: client.user_id.as_deref().unwrap_or(ANONYMOUS),
+        account: client.usage_key(),
+    };
+    // Count the agent under the sender's key before storing it (a new record, or a takeover
+    // from another key), and release the key it leaves.
+    let moved_from = match state.agents.admit(&wanted, &owner) {
+        Ok(Admission::Replace) => None,
+        Ok(Admission::New) => Some(None),
+        Ok(Admission::TakeOver { from }) if from == owner.account => None,
+        Ok(Admission::TakeOver { from }) => Some(Some(from.to_owned())),
+        Err(e) => return Err(Reject::refused(&e, &wanted)),
+    };
+    if moved_from.is_some() {
+        state
+            .users
+            .try_add(owner.account, Resource::Agents)
+            .map_err(|e| Reject::refused(&e, owner.user_id))?;
+    }
     let reg = Registration {
         agent_id,
         agent_type,
-        name,
+        name: name.into(),
         capabilities,
         metadata,
     };
     // Taking over an offline agent ends its TTL: forget the pending expiry so the table
     // holds only agents that are offline now.
     let stale_epoch = state.agents.get(&wanted).and_then(|a| a.offline_epoch());
-    let agent = state
-        .agents
-        .register(req.conn, &client.client_id, reg, req.ts)
-        .map_err(|e| Reject::refused(&e, &wanted))?;
+    let agent = match state.agents.register(&owner, reg, req.ts) {
+        Ok(agent) => agent,
+        Err(e) => {
+            if moved_from.is_some() {
+                state.users.release(owner.account, Resource::Agents);
+            }
+            return Err(Reject::refused(&e, &wanted));
+        }
+    };
+    if let Some(Some(from)) = &moved_from {
+        state.users.release(from, Resource::Agents);
+    }
     if let Some(epoch) = stale_epoch {
         state.agent_ttl.remove(&epoch);
     }
     let event = Event::AgentRegistered {
-        agent_id: agent.agent_id.clone(),
+        agent_id: agent.agent_id().to_owned(),
         client_id: client.client_id.clone(),
     };
-    let head = Head::new("agent_info", req.ts).reply_to(req.id);
-    let payload = AgentInfoOut {
-        status: "registered",
-        agent,
-    };
-    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+    let payload = payloads::agent_info("registered", agent.into());
+    outbound::send(out, &mut state.metrics, req.conn, &head, payload);
     state.state_version += 1;
     log::debug!(
         "agent {} registered",
@@ -141,16 +262,15 @@ pub(crate) fn unregister(
         .agents
         .unregister(&agent_id, req.conn)
         .map_err(|e| Reject::refused(&e, &agent_id))?;
+    state.users.release(agent.account(), Resource::Agents);
     state.state_version += 1;
     log::debug!(
         "agent {} unregistered",
         crate::core::escaped::Escaped(&agent_id)
     );
-    let payload = AgentInfoOut {
-        status: "unregistered",
-        agent: &agent,
-    };
-    send_agent_info(state, req, out, &payload);
+    let head = Head::new("agent_info", req.ts).reply_to(req.id);
+    let payload = payloads::agent_info("unregistered", (&agent).into());
+    outbound::send(out, &mut state.metrics, req.conn, &head, payload);
     Ok(())
 }
 
@@ -177,13 +297,22 @@ pub(crate) fn heartbeat(
         .heartbeat(&agent_id, req.conn, status, req.ts)
         .map_err(|e| Reject::refused(&e, &agent_id))?;
     let head = Head::new("agent_info", req.ts).reply_to(req.id);
-    let payload = AgentInfoOut {
-        status: "updated",
-        agent,
-    };
-    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+    let payload = payloads::agent_info("updated", agent.into());
+    outbound::send(out, &mut state.metrics, req.conn, &head, payload);
     state.state_version += 1;
     Ok(())
+}
+
+/// `limit` of `agent_query`: 1 to `max`, `max` when absent.
+fn page_limit(value: &Option<Loose<'_>>, max: usize) -> Result<usize, FieldError> {
+    match value {
+        None | Some(Loose::Null) => Ok(max),
+        Some(Loose::UInt(n)) if (1..=max as u64).contains(n) => Ok(*n as usize),
+        Some(_) => Err(FieldError::new(
+            "limit",
+            format!("limit must be an integer from 1 to {max}"),
+        )),
+    }
 }
 
 /// `agent_query` → `agent_list`.
@@ -202,12 +331,72 @@ pub(crate) fn query(
         })?),
     };
     let online_only = opt_bool(&p.online_only, "onlineOnly")?.unwrap_or(false);
-    let payload = AgentListOut {
-        agents: state.agents.query(capability, agent_type, online_only),
+    let limit = page_limit(&p.limit, state.config.max_list_items)?;
+    let after = match opt_str(&p.cursor, "cursor")? {
+        None => None,
+        Some(text) => Some(payloads::read_cursor(text).ok_or_else(|| {
+            FieldError::new("cursor", "cursor must be the next of an agent_list")
+        })?),
+    };
+    let filter = Filter {
+        capability,
+        agent_type,
+        online_only,
     };
     let head = Head::new("agent_list", req.ts).reply_to(req.id);
-    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+    let budget = state
+        .config
+        .max_message_size
+        .saturating_sub(envelope_bytes(&head));
+    let agents = state.agents.list(filter, after.as_deref());
+    let payload = |buf: &mut Vec<u8>| {
+        write_page(buf, agents, limit, budget);
+        true
+    };
+    outbound::send(out, &mut state.metrics, req.conn, &head, payload);
     Ok(())
+}
+
+/// Write `{"agents":[..],"next"?}`: at most `limit` agents, in at most `budget` bytes. An
+/// agent that does not fit on a page of its own (only a configuration whose
+/// `max_message_size` leaves little beside `max_agent_bytes` allows one) is passed over, and
+/// the page ends there with its `next`, so that paging still moves on.
+fn write_page<'a>(
+    buf: &mut Vec<u8>,
+    agents: impl Iterator<Item = &'a Agent>,
+    limit: usize,
+    budget: usize,
+) {
+    let start = buf.len();
+    buf.extend_from_slice(b"{\"agents\":[");
+    let mut last = None;
+    let mut more = false;
+    for (count, agent) in agents.enumerate() {
+        if count == limit {
+            more = true;
+            break;
+        }
+        let mark = buf.len();
+        if count > 0 {
+            buf.push(b',');
+        }
+        payloads::write_agent(buf, &agent.into());
+        if buf.len() - start + page_tail(agent.agent_id()) > budget {
+            buf.truncate(mark);
+            if count == 0 {
+                last = Some(agent.agent_id());
+            }
+            more = true;
+            break;
+        }
+        last = Some(agent.agent_id());
+    }
+    buf.push(b']');
+    if let (true, Some(last)) = (more, last) {
+        buf.extend_from_slice(b",\"next\":");
+        wire::write_str(buf, &payloads::cursor(last));
+    }
+    buf.push(b'}');
 }
 
 /// The owner of agents closed: each of its agents turns offline, until its TTL expires.
@@ -234,7 +423,8 @@ pub(crate) fn owner_gone(
 /// taken over since.
 pub(crate) fn ttl_expired(state: &mut CoreState, epoch: u64) {
     if let Some(agent_id) = state.agent_ttl.remove(&epoch) {
-        if state.agents.expire(&agent_id, epoch) {
+        if let Some(agent) = state.agents.expire(&agent_id, epoch) {
+            state.users.release(agent.account(), Resource::Agents);
             state.state_version += 1;
             log::debug!(
                 "agent {} removed after its TTL",

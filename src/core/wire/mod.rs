@@ -2,6 +2,7 @@
 //! payload shapes ([`payloads`]), writing envelopes ([`write`](mod@write)), the member scanner
 //! ([`scan`]) and the check of forwarded payloads ([`strict`]).
 
+pub(crate) mod compact;
 pub(crate) mod envelope;
 pub(crate) mod payloads;
 pub(crate) mod scan;

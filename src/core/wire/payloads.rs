@@ -5,7 +5,8 @@
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
 //!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
 //!   payload; unknown fields are ignored. Only structured values the gateway stores
-//!   (`metadata`, `patch`, `capabilities`) are read as `serde_json::Value`.
+//!   (`metadata`, `patch`) are read as `serde_json::Value`; an agent's `capabilities` and
+//!   `metadata` are read as [`Loose`] and taken, compact, from the payload text.
 //! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
 //!   `INVALID_MESSAGE` about `payload`.
 //! - Outgoing structs borrow everything and serialize to exactly the documented fields;
@@ -17,7 +18,7 @@ use serde_json::Value;
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
 use crate::core::errors::ErrorCode;
-use crate::core::wire::{write_str, FieldError, Loose};
+use crate::core::wire::{write_str, write_u64, FieldError, Loose, MAX_ID_BYTES};
 
 /// Read a payload (the raw JSON object text of an envelope) into `T`.
 pub(crate) fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {
@@ -123,10 +124,12 @@ pub(crate) struct AgentRegisterIn<'a> {
     /// `name`
     #[serde(borrow)]
     pub name: Option<Loose<'a>>,
-    /// `capabilities`
-    pub capabilities: Option<Value>,
-    /// `metadata`
-    pub metadata: Option<Value>,
+    /// `capabilities` (its kind only: the text is read again from the payload, compact)
+    #[serde(borrow)]
+    pub capabilities: Option<Loose<'a>>,
+    /// `metadata` (its kind only, as `capabilities`)
+    #[serde(borrow)]
+    pub metadata: Option<Loose<'a>>,
 }
 
 /// `agent_unregister` `{"agentId"}` and `agent_heartbeat` `{"agentId","status"?}`.
@@ -140,7 +143,7 @@ pub(crate) struct AgentRefIn<'a> {
     pub status: Option<Loose<'a>>,
 }
 
-/// `agent_query` `{"capability"?,"type"?,"onlineOnly"?}`.
+/// `agent_query` `{"capability"?,"type"?,"onlineOnly"?,"limit"?,"cursor"?}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AgentQueryIn<'a> {
     /// `capability`
@@ -152,6 +155,12 @@ pub(crate) struct AgentQueryIn<'a> {
     /// `onlineOnly`
     #[serde(borrow, rename = "onlineOnly")]
     pub online_only: Option<Loose<'a>>,
+    /// `limit`
+    #[serde(borrow)]
+    pub limit: Option<Loose<'a>>,
+    /// `cursor`
+    #[serde(borrow)]
+    pub cursor: Option<Loose<'a>>,
 }
 
 /// The agent type named `name`.
@@ -372,20 +381,112 @@ impl<'a> ErrorOut<'a> {
     }
 }
 
-/// `agent_info` `{"status","agent"}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct AgentInfoOut<'a> {
-    /// `registered`, `unregistered` or `updated`.
-    pub status: &'static str,
-    /// The agent record.
-    pub agent: &'a Agent,
+/// The fields of an agent's wire record (PROTOCOL section 6), borrowed: from a stored
+/// [`Agent`], or from a registration about to be stored (to measure its reply first).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AgentRecord<'a> {
+    pub agent_id: &'a str,
+    pub agent_type: AgentType,
+    pub name: &'a str,
+    /// Compact JSON, written verbatim.
+    pub capabilities: &'a str,
+    pub status: AgentStatus,
+    pub client_id: Option<&'a str>,
+    pub registered_at: u64,
+    pub last_seen_at: u64,
+    /// Compact JSON, written verbatim.
+    pub metadata: Option<&'a str>,
 }
 
-/// `agent_list` `{"agents"}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct AgentListOut<'a> {
-    /// The matching agent records.
-    pub agents: Vec<&'a Agent>,
+impl<'a> From<&'a Agent> for AgentRecord<'a> {
+    fn from(agent: &'a Agent) -> Self {
+        AgentRecord {
+            agent_id: agent.agent_id(),
+            agent_type: agent.agent_type(),
+            name: &agent.name,
+            capabilities: agent.capabilities.json(),
+            status: agent.status(),
+            client_id: agent.client_id.as_deref(),
+            registered_at: agent.registered_at,
+            last_seen_at: agent.last_seen_at,
+            metadata: agent.metadata.as_deref(),
+        }
+    }
+}
+
+/// Append the wire record `{"agentId","type","name","capabilities","status","clientId",
+/// "registeredAt","lastSeenAt","metadata"?}`, capabilities and metadata verbatim.
+pub(crate) fn write_agent(buf: &mut Vec<u8>, agent: &AgentRecord<'_>) {
+    buf.extend_from_slice(b"{\"agentId\":");
+    write_str(buf, agent.agent_id);
+    buf.extend_from_slice(b",\"type\":\"");
+    buf.extend_from_slice(agent.agent_type.as_str().as_bytes());
+    buf.extend_from_slice(b"\",\"name\":");
+    write_str(buf, agent.name);
+    buf.extend_from_slice(b",\"capabilities\":");
+    buf.extend_from_slice(agent.capabilities.as_bytes());
+    buf.extend_from_slice(b",\"status\":\"");
+    buf.extend_from_slice(agent.status.as_str().as_bytes());
+    buf.extend_from_slice(b"\",\"clientId\":");
+    match agent.client_id {
+        Some(id) => write_str(buf, id),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"registeredAt\":");
+    write_u64(buf, agent.registered_at);
+    buf.extend_from_slice(b",\"lastSeenAt\":");
+    write_u64(buf, agent.last_seen_at);
+    if let Some(metadata) = agent.metadata {
+        buf.extend_from_slice(b",\"metadata\":");
+        buf.extend_from_slice(metadata.as_bytes());
+    }
+    buf.push(b'}');
+}
+
+/// The `agent_info` payload `{"status","agent"}`.
+pub(crate) fn agent_info<'a>(
+    status: &'static str,
+    agent: AgentRecord<'a>,
+) -> impl FnOnce(&mut Vec<u8>) -> bool + 'a {
+    move |buf| {
+        buf.extend_from_slice(b"{\"status\":");
+        write_str(buf, status);
+        buf.extend_from_slice(b",\"agent\":");
+        write_agent(buf, &agent);
+        buf.push(b'}');
+        true
+    }
+}
+
+/// The `next` of an `agent_list` page that ends with `agent_id`: the id's bytes in lowercase
+/// hex (opaque to clients; [`read_cursor`] reads it back).
+pub(crate) fn cursor(agent_id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(agent_id.len() * 2);
+    for b in agent_id.bytes() {
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    text
+}
+
+/// The agent id an `agent_query` `cursor` resumes after; `None` when it is not a cursor
+/// [`cursor`] could have written (empty, odd length, not hex, not UTF-8, too long).
+pub(crate) fn read_cursor(text: &str) -> Option<String> {
+    let digits = text.as_bytes();
+    if digits.is_empty() || digits.len() % 2 != 0 || digits.len() > 2 * MAX_ID_BYTES {
+        return None;
+    }
+    let nibble = |d: u8| {
+        char::from(d)
+            .to_digit(16)
+            .filter(|_| !d.is_ascii_uppercase())
+    };
+    let bytes = digits
+        .chunks(2)
+        .map(|pair| Some((nibble(pair[0])? << 4 | nibble(pair[1])?) as u8))
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
