@@ -70,11 +70,8 @@ impl Gateway {
             close_timeout: Config::duration(config.close_timeout_ms),
             max_payload: config.max_payload,
             // Raised to max_payload by the core when the connection authenticates.
-            initial_max_payload: if config.auth_mode == AuthMode::None {
-                config.max_payload
-            } else {
-                config.max_preauth_message_size
-            },
+            initial_max_payload: (config.auth_mode != AuthMode::None)
+                .then_some(config.max_preauth_message_size),
             max_pending_handshakes: config.max_pending_handshakes,
             max_inflight_bytes: config.max_inflight_bytes,
             message_timeout: Config::duration(config.message_timeout_ms),

@@ -30,8 +30,9 @@ pub struct TransportConfig {
     pub max_payload: usize,
     /// Largest frame or message, or frames of one in progress, of a connection until the app
     /// raises its limit to `max_payload` ([`Actions::raise_limit`](crate::app::Actions::raise_limit)):
-    /// 1009 beyond. The gateway sets `max_preauth_message_size` here when auth is on.
-    pub initial_max_payload: usize,
+    /// 1009 beyond. `None` (the default): `max_payload` from the start. The gateway sets
+    /// `max_preauth_message_size` here when auth is on.
+    pub initial_max_payload: Option<usize>,
     /// Sockets accepted and not yet upgraded (or refused and lingering) at most; a socket
     /// accepted beyond it is closed at once, without a response.
     pub max_pending_handshakes: usize,
@@ -64,7 +65,7 @@ impl TransportConfig {
             client_timeout: Some(Duration::from_secs(60)),
             close_timeout: Some(Duration::from_secs(5)),
             max_payload: 10 * 1024 * 1024,
-            initial_max_payload: 10 * 1024 * 1024,
+            initial_max_payload: None,
             max_pending_handshakes: 1024,
             max_inflight_bytes: 256 * 1024 * 1024,
             message_timeout: Some(Duration::from_secs(30)),

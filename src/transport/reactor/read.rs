@@ -107,8 +107,11 @@ impl<A: App> Reactor<A> {
             return false;
         };
         let id = conn.id;
-        let full_limit =
-            conn.full_limit || self.config.initial_max_payload >= self.config.max_payload;
+        let full_limit = conn.full_limit
+            || self
+                .config
+                .initial_max_payload
+                .map_or(true, |initial| initial >= self.config.max_payload);
         let (mut decoder, open) = match &mut conn.state {
             ConnState::Open { decoder } => (std::mem::take(decoder), true),
             ConnState::Closing { decoder } => (std::mem::take(decoder), false),
@@ -173,12 +176,12 @@ impl<A: App> Reactor<A> {
     }
 
     /// The largest frame or message a connection may send: `max_payload` once the app raised
-    /// its limit, else `initial_max_payload` (never more than `max_payload`).
+    /// its limit or when there is no initial limit, else `initial_max_payload` (never more
+    /// than `max_payload`).
     fn payload_limit(&self, full: bool) -> usize {
-        if full {
-            self.config.max_payload
-        } else {
-            self.config.initial_max_payload.min(self.config.max_payload)
+        match self.config.initial_max_payload {
+            Some(initial) if !full => initial.min(self.config.max_payload),
+            _ => self.config.max_payload,
         }
     }
 
