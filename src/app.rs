@@ -43,7 +43,8 @@ pub enum CloseReason {
     Peer(u16),
     /// The app asked for the close with this code.
     App(u16),
-    /// A protocol violation closed it with this close code (1002, 1007, 1009).
+    /// A protocol violation closed it with this close code (1002, 1007, 1009), or a bound of
+    /// the transport did (1008 `Server busy`, 1008 `Message timeout`).
     Protocol(u16),
     /// Nothing arrived for `client_timeout_ms` (close 1001 `Connection timeout`).
     Timeout,
@@ -117,6 +118,13 @@ pub enum Action<E> {
         code: u16,
         /// The close reason, at most 123 bytes.
         reason: &'static str,
+    },
+    /// From now on `conn` may send frames and messages up to `max_payload`; until then the
+    /// transport holds it to `initial_max_payload` (see the transport's config). An app
+    /// raises it when the connection has proved who it is, e.g. authenticated.
+    RaiseLimit {
+        /// The connection.
+        conn: ConnId,
     },
     /// Hand an event to the host program (`Gateway::next_event`).
     Emit(E),
@@ -196,6 +204,12 @@ impl<E> Actions<E> {
         self.list.push(Action::Close { conn, code, reason });
     }
 
+    /// Let `conn` send frames and messages up to `max_payload` from now on (see
+    /// [`Action::RaiseLimit`]).
+    pub fn raise_limit(&mut self, conn: ConnId) {
+        self.list.push(Action::RaiseLimit { conn });
+    }
+
     /// Hand `event` to the host program.
     pub fn emit(&mut self, event: E) {
         self.list.push(Action::Emit(event));
@@ -260,8 +274,18 @@ pub struct TransportStats {
     pub bytes_out: u64,
     /// Bytes queued for output and not yet written, over all connections.
     pub bytes_queued: u64,
-    /// Events dropped because the host's event queue was full.
+    /// Events dropped because the host's event queue was full (in count or in bytes).
     pub events_dropped: u64,
+    /// Bytes of the events in the host's queue, as the app estimates them.
+    pub events_queued_bytes: u64,
+    /// Sockets accepted and not yet upgraded, or refused and lingering.
+    pub pending_handshakes: u64,
+    /// Sockets closed as soon as they were accepted, because `max_pending_handshakes` sockets
+    /// were pending.
+    pub handshakes_shed: u64,
+    /// Bytes of partly received messages over all connections (what `max_inflight_bytes`
+    /// bounds: each one's payload so far plus what its current frame still announces).
+    pub inflight_bytes: u64,
     /// Entries in the timer wheel. Timers are cancelled lazily, so this includes entries of
     /// connections already closed, until their deadline passes.
     pub timers_pending: u64,
@@ -357,6 +381,13 @@ pub trait App {
 
     /// A timer set with [`Actions::set_timer`] fired.
     fn on_timer(&mut self, _token: u64, _now: Instant, _out: &mut Actions<Self::Event>) {}
+
+    /// The bytes `event` is counted at in the host's event queue, which is bounded in bytes
+    /// as well as in count: its inline size plus what it holds on the heap. The default
+    /// counts the inline size only.
+    fn event_bytes(&self, _event: &Self::Event) -> usize {
+        std::mem::size_of::<Self::Event>()
+    }
 
     /// Answer a plain (non-upgrade) `GET` for `path`; `None` means 404.
     fn http_get(

@@ -4,6 +4,11 @@
 //! thread of its own with [`Gateway::run`], or drives it from its own loop with
 //! [`Gateway::poll`] (the poll's descriptor is exposed through `AsRawFd`, so a host can wait
 //! for it in its own epoll set). [`GatewayHandle`] reaches the loop from any thread.
+//!
+//! Events ([`Gateway::next_event`]) are kept for a host that polls: the queue holds at most
+//! [`EVENT_QUEUE`] events and [`EVENT_QUEUE_BYTES`] bytes, and what finds it full is dropped
+//! and counted. A gateway given its thread with [`Gateway::run`] keeps no events at all, since
+//! nothing can read them while `run` blocks: `run` turns the queue off.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,8 +69,15 @@ impl Gateway {
             client_timeout: Config::duration(config.client_timeout_ms),
             close_timeout: Config::duration(config.close_timeout_ms),
             max_payload: config.max_payload,
+            // Raised to max_payload by the core when the connection authenticates.
+            initial_max_payload: (config.auth_mode != AuthMode::None)
+                .then_some(config.max_preauth_message_size),
+            max_pending_handshakes: config.max_pending_handshakes,
+            max_inflight_bytes: config.max_inflight_bytes,
+            message_timeout: Config::duration(config.message_timeout_ms),
             max_outbound_buffer: config.max_outbound_buffer,
             event_queue: EVENT_QUEUE,
+            event_queue_bytes: EVENT_QUEUE_BYTES,
         };
         let wall_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -125,7 +137,8 @@ impl Gateway {
     }
 
     /// Run the loop on this thread until the gateway has shut down (through a handle's
-    /// [`GatewayHandle::shutdown`] or a signal, see [`Gateway::shutdown_on_signals`]).
+    /// [`GatewayHandle::shutdown`] or a signal, see [`Gateway::shutdown_on_signals`]). Events
+    /// are not kept from then on (see the module docs): a host that wants them polls instead.
     pub fn run(&mut self) -> Result<(), Error> {
         self.reactor.run().map_err(Error::Io)
     }
@@ -163,8 +176,9 @@ impl Gateway {
         self.reactor.turn(timeout).map_err(Error::Io)
     }
 
-    /// The next event, if any. The queue is bounded (see [`EVENT_QUEUE`]); events that find it
-    /// full are dropped and counted in `/metrics` as `gateway_events_dropped_total`.
+    /// The next event, if any. The queue is bounded (see [`EVENT_QUEUE`] and
+    /// [`EVENT_QUEUE_BYTES`]); events that find it full are dropped and counted in `/metrics`
+    /// as `gateway_events_dropped_total`. After [`Gateway::run`], always `None`.
     pub fn next_event(&mut self) -> Option<Event> {
         self.reactor.next_event()
     }
@@ -234,8 +248,13 @@ impl Gateway {
     }
 }
 
-/// Capacity of the event queue read by [`Gateway::next_event`].
+/// Capacity of the event queue read by [`Gateway::next_event`], in events.
 pub const EVENT_QUEUE: usize = 4096;
+
+/// Capacity of the event queue read by [`Gateway::next_event`], in bytes: each event is
+/// counted at its inline size plus the bytes of its strings (an
+/// [`Event::UnhandledMessage`] holds the message as it arrived, up to `max_message_size`).
+pub const EVENT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 #[cfg(unix)]
 impl std::os::unix::io::AsRawFd for Gateway {

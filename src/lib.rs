@@ -63,6 +63,6 @@ mod testkit;
 pub use crate::config::{AuthMode, AuthToken, Config, ConfigError};
 pub use crate::core::{ErrorCode, Event, HandlerContext, Message};
 pub use crate::error::Error;
-pub use crate::gateway::{Gateway, GatewayHandle, EVENT_QUEUE};
+pub use crate::gateway::{Gateway, GatewayHandle, EVENT_QUEUE, EVENT_QUEUE_BYTES};
 pub use crate::memory::MemoryBound;
 pub use crate::transport::HandleError;

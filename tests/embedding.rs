@@ -234,6 +234,8 @@ fn next_event_reports_each_action() {
     };
     assert_eq!(client_id, &b);
     assert_eq!(msg_type, "mystery");
+    let message: serde_json::Value =
+        serde_json::from_str(message).expect("the message as it arrived");
     assert_eq!(message["id"], mystery_id.as_str());
     assert_eq!(message["payload"], json!({"k": "v"}));
 

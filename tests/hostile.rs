@@ -185,6 +185,7 @@ fn resets_and_half_closes_in_every_state_leave_nothing_behind() {
     config.heartbeat_interval_ms = 300;
     config.client_timeout_ms = 5000;
     config.close_timeout_ms = 200;
+    config.message_timeout_ms = 400;
     let gw = TestGateway::start(config);
     let mut owner = Client::authed(&gw, TOKEN);
     owner.request("session_create", json!({"sessionId": "churn"}));

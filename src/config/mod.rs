@@ -23,8 +23,6 @@ mod print;
 mod validate;
 mod values;
 
-pub(crate) use values::MAX_SECRET_BYTES;
-
 use std::fmt;
 use std::time::Duration;
 
@@ -218,6 +216,10 @@ impl fmt::Debug for Config {
         f.write_str(&self.to_file_string())
     }
 }
+
+/// The longest token or password: a client's credential longer than this fails unread
+/// (PROTOCOL section 11), so a configured one could never match.
+pub(crate) const MAX_SECRET_BYTES: usize = 4096;
 
 /// What [`Config::to_file_string`] prints in place of a secret.
 pub(crate) const SECRET_MASK: &str = "***";

@@ -9,7 +9,7 @@
 //! - The rules of one key ([`check_host`], [`check_tokens`], ...) are the ones parsing applies
 //!   and [`Config::validate`](super::Config::validate) applies again.
 
-use super::{AuthMode, AuthToken, MAX_MS, SECRET_MASK};
+use super::{AuthMode, AuthToken, MAX_MS, MAX_SECRET_BYTES, SECRET_MASK};
 
 /// `usize::MAX` as a `u64` (saturated where `usize` is wider).
 pub(crate) const USIZE_MAX: u64 = if usize::BITS > 64 {
@@ -23,9 +23,6 @@ pub(crate) const U32_MAX: u64 = u32::MAX as u64;
 
 /// Sizes are at least one byte and at most what fits in `usize`.
 pub(crate) const SIZE_MIN: u64 = 1;
-/// The longest token or password: a client's credential longer than this fails unread
-/// (PROTOCOL section 11), so a configured one could never match.
-pub(crate) const MAX_SECRET_BYTES: usize = 4096;
 
 /// The `log_level` spellings, in order of verbosity.
 pub(crate) const LOG_LEVELS: [(&str, log::LevelFilter); 5] = [

@@ -145,6 +145,10 @@ impl App for GatewayCore {
     type Command = Command;
     type Event = Event;
 
+    fn event_bytes(&self, event: &Event) -> usize {
+        event.estimated_bytes()
+    }
+
     fn on_open(&mut self, conn: ConnId, now: Instant, out: &mut Actions<Event>) {
         connection::open(&mut self.state, conn, now, out);
     }

@@ -7,7 +7,9 @@
 //!   nothing.
 //! - Events report what happened after it happened; the reactor may drop events when the
 //!   host's queue is full (counted in `gateway_events_dropped_total`), so they are
-//!   notifications, never the only record of state.
+//!   notifications, never the only record of state. The queue is bounded in bytes too, each
+//!   event counted at [`Event::estimated_bytes`].
+//! - An event holds at most the message as it arrived (its text), never a parsed copy.
 
 use serde_json::Value;
 
@@ -103,7 +105,63 @@ pub enum Event {
         client_id: String,
         /// Its `type`.
         msg_type: String,
-        /// The whole message as received.
-        message: Value,
+        /// The whole message as it arrived: its JSON text, unparsed (parse it with
+        /// `serde_json::from_str` when needed).
+        message: String,
     },
+}
+
+impl Event {
+    /// What the event costs in the host's queue: its inline size plus the bytes of its
+    /// strings.
+    pub(crate) fn estimated_bytes(&self) -> usize {
+        let strings: &[&String] = match self {
+            Event::ClientConnected { client_id } => &[client_id],
+            Event::ClientDisconnected { client_id, reason } => &[client_id, reason],
+            Event::ClientAuthenticated { client_id, user_id } => &[client_id, user_id],
+            Event::SessionCreated {
+                session_id,
+                client_id,
+            }
+            | Event::SessionJoined {
+                session_id,
+                client_id,
+            }
+            | Event::SessionLeft {
+                session_id,
+                client_id,
+            } => &[session_id, client_id],
+            Event::AgentRegistered {
+                agent_id,
+                client_id,
+            } => &[agent_id, client_id],
+            Event::AgentOffline { agent_id } => &[agent_id],
+            Event::UnhandledMessage {
+                client_id,
+                msg_type,
+                message,
+            } => &[client_id, msg_type, message],
+        };
+        std::mem::size_of::<Event>() + strings.iter().map(|s| s.capacity()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_costs_its_size_and_its_strings() {
+        let small = Event::AgentOffline {
+            agent_id: "a".into(),
+        };
+        assert!(small.estimated_bytes() > std::mem::size_of::<Event>());
+        let big = Event::UnhandledMessage {
+            client_id: "c".into(),
+            msg_type: "t".into(),
+            message: "x".repeat(100_000),
+        };
+        assert!(big.estimated_bytes() >= 100_002);
+        assert!(big.estimated_bytes() < 100_002 + 512);
+    }
 }

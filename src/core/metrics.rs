@@ -215,6 +215,24 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "gateway_handshakes_pending",
+            "Sockets accepted and not yet upgraded, or refused and lingering.",
+            stats.pending_handshakes,
+        );
+        gauge(
+            &mut out,
+            "gateway_inflight_bytes",
+            "Bytes of partly received messages over all connections.",
+            stats.inflight_bytes,
+        );
+        gauge(
+            &mut out,
+            "gateway_events_queued_bytes",
+            "Bytes of the events waiting in the host's queue.",
+            stats.events_queued_bytes,
+        );
+        gauge(
+            &mut out,
             "gateway_uptime_seconds",
             "Seconds since the gateway started.",
             core.uptime_ms / 1000,
@@ -256,6 +274,12 @@ impl Metrics {
             "gateway_handshake_timeouts_total",
             "Handshakes that timed out.",
             stats.handshake_timeouts,
+        );
+        counter(
+            &mut out,
+            "gateway_handshakes_shed_total",
+            "Sockets closed at accept because max_pending_handshakes were pending.",
+            stats.handshakes_shed,
         );
         for (name, help, counts) in [
             (

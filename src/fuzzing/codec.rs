@@ -6,6 +6,8 @@
 //! most `max_payload` plus one control payload, and nothing when idle; feeding the stream in
 //! chunks gives the same items and the same result as feeding it at once.
 
+use std::cell::Cell;
+
 use crate::ws::codec::{CloseError, CodecLimits, Decoder, Incoming};
 
 /// The largest control frame payload (RFC 6455 section 5.5).
@@ -64,7 +66,7 @@ fn decode(
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
         let mut input = chunk.to_vec();
-        let result = decoder.decode(&mut input, limits, &mut |item| {
+        let result = decoder.decode(&mut input, &Cell::new(*limits), &mut |item| {
             items.push(check_and_own(item, limits));
             true
         });
@@ -86,6 +88,7 @@ pub fn run(data: &[u8]) {
     };
     let limits = CodecLimits {
         max_payload: MAX_PAYLOADS[usize::from(pick) % MAX_PAYLOADS.len()],
+        max_held: usize::MAX,
     };
     let (size_bytes, stream) = rest.split_at(rest.len().min(3));
     let sizes: Vec<usize> = size_bytes.iter().map(|&b| usize::from(b % 32)).collect();

@@ -84,6 +84,16 @@ pub(super) struct Connection {
     pub last_rx: Instant,
     /// When the last Ping frame was queued.
     pub last_ping: Instant,
+    /// When the message in progress began (its first frame arrived), as a stamp of the
+    /// reactor's wheel (`deadlines.rs`); meaningful only while the decoder has a message in
+    /// progress.
+    pub message_since: u32,
+    /// A message-timeout entry for this connection is on the wheel (at most one is).
+    pub message_timer: bool,
+    /// The app raised its limit from `initial_max_payload` to `max_payload`.
+    pub full_limit: bool,
+    /// Counted in the reactor's pending handshakes: accepted and never upgraded.
+    pub pending_handshake: bool,
 }
 
 /// What a read pump iteration produced.
@@ -116,6 +126,28 @@ impl Connection {
             peer_eof: false,
             last_rx: now,
             last_ping: now,
+            message_since: 0,
+            message_timer: false,
+            full_limit: false,
+            pending_handshake: true,
+        }
+    }
+
+    /// Whether its decoder has a data message in progress.
+    pub(super) fn message_in_progress(&self) -> bool {
+        match &self.state {
+            ConnState::Open { decoder } | ConnState::Closing { decoder } => {
+                decoder.message_in_progress()
+            }
+            _ => false,
+        }
+    }
+
+    /// Bytes its decoder holds for a message in progress (0 outside `Open` and `Closing`).
+    pub(super) fn message_bytes(&self) -> usize {
+        match &self.state {
+            ConnState::Open { decoder } | ConnState::Closing { decoder } => decoder.message_bytes(),
+            _ => 0,
         }
     }
 

@@ -10,9 +10,14 @@
 //! - Every protocol violation is a [`CloseError`] carrying the close code to send: 1002 for
 //!   framing errors, 1007 for invalid UTF-8 (detected as soon as it is certain), 1009 for a
 //!   frame or message over [`CodecLimits::max_payload`] (checked on the header, before any
-//!   allocation). Nothing a peer sends makes this module panic.
+//!   allocation), 1008 `Server busy` for a data frame that would make the message in progress
+//!   hold more than [`CodecLimits::max_held`] (checked on the header too). Nothing a peer
+//!   sends makes this module panic.
+//! - The limits are read at every frame header, so `on` may change them for the frames that
+//!   follow in the same input (the reactor raises a connection's limit when it authenticates).
 //! - [`encode`] and [`encode_close`] append unmasked, unfragmented server frames.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::Cursor;
 
@@ -31,6 +36,10 @@ const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 pub(crate) struct CodecLimits {
     /// The largest frame payload and the largest whole message, in bytes; more is close 1009.
     pub max_payload: usize,
+    /// The most bytes the message in progress may hold ([`Decoder::message_bytes`]); a data
+    /// frame that would make it hold more is close 1008 `Server busy`. A message that arrives
+    /// whole in one input is never held, so this does not apply to it.
+    pub max_held: usize,
 }
 
 /// A reason to close the connection: the code and reason of the close frame to send.
@@ -70,6 +79,10 @@ const INVALID_UTF8: CloseError = CloseError {
 const TOO_BIG: CloseError = CloseError {
     code: 1009,
     reason: "Message too big",
+};
+const SERVER_BUSY: CloseError = CloseError {
+    code: 1008,
+    reason: "Server busy",
 };
 
 /// One complete item decoded from a client.
@@ -156,11 +169,12 @@ impl Decoder {
     ///
     /// `on` returns true to continue, false to stop (the caller is closing; the rest of input
     /// is dropped). Bytes of an incomplete frame are retained so the next call continues where
-    /// this one stopped. After an error the decoder must not be used again.
+    /// this one stopped. `limits` are read at every frame header: `on` may change them. After
+    /// an error the decoder must not be used again.
     pub(crate) fn decode(
         &mut self,
         input: &mut [u8],
-        limits: &CodecLimits,
+        limits: &Cell<CodecLimits>,
         on: &mut dyn FnMut(Incoming<'_>) -> bool,
     ) -> Result<(), CloseError> {
         let mut rest = input;
@@ -180,7 +194,7 @@ impl Decoder {
                 self.frame = Frame::Header;
             }
             let go_on = match frame {
-                Frame::Data => self.data(chunk, complete, limits, on)?,
+                Frame::Data => self.data(chunk, complete, &limits.get(), on)?,
                 _ => self.control(frame, chunk, complete, on)?,
             };
             if !go_on || !complete {
@@ -201,12 +215,28 @@ impl Decoder {
         self.buf.capacity()
     }
 
+    /// Whether a data message has begun and not yet ended.
+    pub(crate) fn message_in_progress(&self) -> bool {
+        self.message != Message::None
+    }
+
+    /// The bytes the data message in progress holds: its payload so far plus what its current
+    /// frame still announces (0 when none is in progress; control frames do not count). This
+    /// is what [`CodecLimits::max_held`] bounds.
+    pub(crate) fn message_bytes(&self) -> usize {
+        let announced = match self.frame {
+            Frame::Data => usize::try_from(self.left).unwrap_or(usize::MAX),
+            _ => 0,
+        };
+        (self.buf.len() - usize::from(self.control_len)).saturating_add(announced)
+    }
+
     /// Reads the next header from the held bytes and `rest`, advancing `rest` past it.
     /// Returns false when the header is still incomplete (all of `rest` is then held).
     fn read_header(
         &mut self,
         rest: &mut &mut [u8],
-        limits: &CodecLimits,
+        limits: &Cell<CodecLimits>,
     ) -> Result<bool, CloseError> {
         let held = usize::from(self.head_len);
         let parsed = if held == 0 {
@@ -230,15 +260,17 @@ impl Decoder {
         };
         self.head_len = 0;
         *rest = &mut std::mem::take(rest)[used..];
-        self.start_frame(&header, len, limits)?;
+        self.start_frame(&header, len, rest.len(), &limits.get())?;
         Ok(true)
     }
 
-    /// Checks a parsed header against the protocol and the limits, and sets up its payload.
+    /// Checks a parsed header against the protocol and the limits, and sets up its payload;
+    /// `available` payload bytes follow the header in this input.
     fn start_frame(
         &mut self,
         header: &FrameHeader,
         len: u64,
+        available: usize,
         limits: &CodecLimits,
     ) -> Result<(), CloseError> {
         if header.rsv1 || header.rsv2 || header.rsv3 {
@@ -276,6 +308,11 @@ impl Decoder {
                 let total = (self.buf.len() as u64).saturating_add(len);
                 if total > limits.max_payload as u64 {
                     return Err(TOO_BIG);
+                }
+                // Held unless it is a whole message lying in this input (handed out in place).
+                let whole_here = header.is_final && self.buf.is_empty() && len <= available as u64;
+                if !whole_here && total > limits.max_held as u64 {
+                    return Err(SERVER_BUSY);
                 }
                 self.fin = header.is_final;
                 Frame::Data

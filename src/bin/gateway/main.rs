@@ -1,10 +1,13 @@
-//! The `gateway` binary: reads the configuration and the command line, sets up logging, runs
-//! the gateway until SIGTERM or SIGINT, and exits 0 (2 for a bad configuration or usage, 1
-//! when it cannot listen or its loop fails).
+//! The `gateway` binary: reads the configuration and the command line, sets up logging, raises
+//! its open-file limit (`fds.rs`), runs the gateway until SIGTERM or SIGINT, and exits 0 (2
+//! for a bad configuration or usage, 1 when it cannot listen or its loop fails). `--check`
+//! warns on stderr when the configuration's sockets would not fit in the open-file limit the
+//! gateway would run with.
 
 use std::process::ExitCode;
 
 mod cli;
+mod fds;
 
 use cli::CliAction;
 use gateway::{Config, Gateway, MemoryBound};
@@ -31,6 +34,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         CliAction::Check(config) => {
+            // The limit it would run with: the hard one, which `run` raises the soft one to.
+            let hard = fds::current().ok().and_then(|limits| limits.hard);
+            if let Some(warning) = fds::shortfall(&config, hard) {
+                eprintln!("gateway: warning: {warning}");
+            }
             println!("configuration OK");
             println!("{}", MemoryBound::of(&config));
             ExitCode::SUCCESS
@@ -45,6 +53,7 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> ExitCode {
     init_logging(config.log_level);
+    raise_fd_limit(&config);
     let mut gateway = match Gateway::bind(config) {
         Ok(gateway) => gateway,
         Err(gateway::Error::Config(e)) => {
@@ -68,6 +77,29 @@ fn run(config: Config) -> ExitCode {
             eprintln!("gateway: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Raise the open-file limit to the hard limit, log the result, and warn when the sockets the
+/// configuration allows do not fit in it.
+fn raise_fd_limit(config: &Config) {
+    let limit = match fds::raise_limit() {
+        Ok((before, after)) => {
+            log::info!(
+                "open-file limit: {} (was {}, hard limit {})",
+                fds::show(after.soft),
+                fds::show(before.soft),
+                fds::show(after.hard)
+            );
+            after.soft
+        }
+        Err(e) => {
+            log::warn!("could not raise the open-file limit: {e}");
+            fds::current().ok().and_then(|limits| limits.soft)
+        }
+    };
+    if let Some(warning) = fds::shortfall(config, limit) {
+        log::warn!("{warning}");
     }
 }
 

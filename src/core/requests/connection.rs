@@ -194,6 +194,7 @@ pub(crate) fn auth(
                 .try_add(key, Resource::Connections)
                 .map_err(|e| Reject::refused(&e, &user_id))?;
             state.clients.authenticate(req.conn, user_id.clone());
+            out.raise_limit(req.conn); // max_payload from now on, not max_preauth_message_size
             send_auth_success(state, req, out);
             if let Some(client) = state.clients.get(req.conn) {
                 log::debug!(

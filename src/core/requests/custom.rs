@@ -3,7 +3,8 @@
 //!
 //! Contract:
 //! - A message of a type that is neither built in nor registered is answered
-//!   `UNKNOWN_TYPE` and reported as [`Event::UnhandledMessage`].
+//!   `UNKNOWN_TYPE` and reported as [`Event::UnhandledMessage`], which carries the message's
+//!   text as it arrived (never a parsed tree).
 //! - A handler runs for a message of its type from an authenticated connection, after the
 //!   size, parse, envelope, rate limit and auth checks; it is responsible for the reply (the
 //!   gateway sends none for it).
@@ -60,14 +61,11 @@ impl Handlers {
                 format!("Unknown message type: {}", short(&env.msg_type)),
             );
             state.reject(out, req, reject);
-            let message = serde_json::from_slice(data).unwrap_or_else(
-                |_| serde_json::json!({"type": env.msg_type.as_ref(), "id": env.id.as_ref()}),
-            );
             if let Some(client) = state.clients.get(req.conn) {
                 out.emit(Event::UnhandledMessage {
                     client_id: client.client_id.clone(),
                     msg_type: env.msg_type.clone().into_owned(),
-                    message,
+                    message: String::from_utf8_lossy(data).into_owned(),
                 });
             }
             return;

@@ -216,6 +216,7 @@ fn stats() -> TransportStats {
         bytes_queued: 64,
         events_dropped: 7,
         timers_pending: 3,
+        ..TransportStats::default()
     }
 }
 

@@ -93,6 +93,7 @@ impl Output {
                     o.events.push(event.clone());
                     o.order.push(("emit", None));
                 }
+                Action::RaiseLimit { .. } => {}
                 Action::Timer { at, token } => {
                     o.timers.push((*at, *token));
                     o.order.push(("timer", None));
@@ -422,7 +423,7 @@ fn unknown_types_get_unknown_type_and_an_event() {
         [Event::UnhandledMessage {
             client_id,
             msg_type: "frobnicate".into(),
-            message: json!({"type":"frobnicate","id":"f2","payload":{"k":1}}),
+            message: r#"{"type":"frobnicate","id":"f2","payload":{"k":1}}"#.into(),
         }]
     );
 }

@@ -2,7 +2,10 @@
 //! each once, and backing off when accepting fails.
 //!
 //! A new connection starts in `Handshaking` with its handshake deadline armed, and is pumped
-//! on the next turn, since its request may already be waiting.
+//! on the next turn, since its request may already be waiting. A socket accepted while
+//! `max_pending_handshakes` sockets are pending (accepted and not upgraded, or refused and
+//! lingering) is closed at once, without a response: it costs a descriptor for no longer than
+//! this turn, and no slot.
 
 use std::io;
 use std::net::SocketAddr;
@@ -71,6 +74,14 @@ impl<A: App> Reactor<A> {
 
     /// Register `socket` and give it a slot.
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
+        if self.pending_handshakes >= self.config.max_pending_handshakes {
+            log::debug!(
+                "{} handshakes pending; closing {peer}",
+                self.pending_handshakes
+            );
+            self.stats.handshakes_shed += 1;
+            return; // dropping the socket closes it
+        }
         let _ = socket.set_nodelay(true);
         let Some(slot) = self.conns.vacant() else {
             log::error!("too many sockets; dropping {peer}");
@@ -87,6 +98,7 @@ impl<A: App> Reactor<A> {
         }
         log::trace!("accepted {peer} as {}", id.index);
         let conn = slot.insert(Connection::new(socket, id, now));
+        self.pending_handshakes += 1;
         // The request may already be waiting: try reading on the next pump.
         queue_ready(&mut self.ready, conn);
         self.deadlines.arm_handshake(&self.config, id, now);

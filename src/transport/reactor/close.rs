@@ -135,6 +135,7 @@ impl<A: App> Reactor<A> {
             return;
         }
         let lingering = matches!(conn.state, ConnState::Closing { .. });
+        self.inflight -= conn.message_bytes(); // the decoder goes, and its bytes with it
         conn.state = ConnState::Finishing;
         self.out.mark_dirty(conn);
         if !lingering {
@@ -168,6 +169,10 @@ impl<A: App> Reactor<A> {
                 continue;
             };
             let _ = self.poll.registry().deregister(&mut conn.socket);
+            self.inflight -= conn.message_bytes();
+            if conn.pending_handshake {
+                self.pending_handshakes -= 1;
+            }
             if conn.app_open {
                 // Every path that drops an open connection goes through leave_open first.
                 log::error!("Bug: connection {key} reaped while open");

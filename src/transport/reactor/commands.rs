@@ -35,12 +35,14 @@ impl<A: App> Reactor<A> {
                             self.start_close(key_of(conn), code, reason, why, now);
                         }
                     }
-                    Action::Emit(event) => {
-                        if self.host_events.len() < self.config.event_queue {
-                            self.host_events.push_back(event);
-                        } else {
-                            self.stats.events_dropped += 1;
+                    Action::RaiseLimit { conn } => {
+                        if let Some(conn) = self.conns.get_mut(conn) {
+                            conn.full_limit = true;
                         }
+                    }
+                    Action::Emit(event) => {
+                        let size = self.app.event_bytes(&event);
+                        self.host_events.push(event, size);
                     }
                     Action::Timer { at, token } => {
                         self.deadlines.schedule(now, at, Timer::App(token))

@@ -28,10 +28,26 @@ pub struct TransportConfig {
     pub close_timeout: Option<Duration>,
     /// Largest frame or message (1009 beyond).
     pub max_payload: usize,
+    /// Largest frame or message, or frames of one in progress, of a connection until the app
+    /// raises its limit to `max_payload` ([`Actions::raise_limit`](crate::app::Actions::raise_limit)):
+    /// 1009 beyond. `None` (the default): `max_payload` from the start. The gateway sets
+    /// `max_preauth_message_size` here when auth is on.
+    pub initial_max_payload: Option<usize>,
+    /// Sockets accepted and not yet upgraded (or refused and lingering) at most; a socket
+    /// accepted beyond it is closed at once, without a response.
+    pub max_pending_handshakes: usize,
+    /// Bytes of partly received messages over all connections at most; a data frame that
+    /// would pass it closes its own connection with 1008 `Server busy`.
+    pub max_inflight_bytes: usize,
+    /// A message whose first frame arrived must be complete within this, else close 1008
+    /// `Message timeout`.
+    pub message_timeout: Option<Duration>,
     /// Unsent bytes per connection at most (1008 `Slow consumer` beyond).
     pub max_outbound_buffer: usize,
-    /// Capacity of the host's event queue.
+    /// Capacity of the host's event queue, in events.
     pub event_queue: usize,
+    /// Capacity of the host's event queue, in bytes ([`App::event_bytes`](crate::app::App::event_bytes)).
+    pub event_queue_bytes: usize,
 }
 
 impl TransportConfig {
@@ -49,8 +65,13 @@ impl TransportConfig {
             client_timeout: Some(Duration::from_secs(60)),
             close_timeout: Some(Duration::from_secs(5)),
             max_payload: 10 * 1024 * 1024,
+            initial_max_payload: None,
+            max_pending_handshakes: 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            message_timeout: Some(Duration::from_secs(30)),
             max_outbound_buffer: 4 * 1024 * 1024,
             event_queue: 4096,
+            event_queue_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Deadlines: the loop's one timer wheel and what its entries stand for; what happens when
 //! each fires (turn step 5) is `expire.rs`.
 //!
-//! The wheel holds the handshake deadline, the heartbeat (ping and idle timeout), the close
-//! linger and the app's own timers. Entries are never cancelled: each carries its
+//! The wheel holds the handshake deadline, the heartbeat (ping and idle timeout), the message
+//! timeout, the close linger and the app's own timers. Entries are never cancelled: each carries its
 //! connection's id and is ignored when the id has gone stale (see `slots.rs`).
 //!
 //! Heartbeats without churn: one entry per open connection; inbound bytes only update
@@ -10,6 +10,11 @@
 //! queues a Ping when one is due, and arms the next entry. Deadlines are coalesced
 //! ([`coalesced`]) so that thousands of connections share a few wakeups, and the first Pings
 //! of connections opened together are spread ([`first_ping_lead`]).
+//!
+//! Message timeouts the same way: a connection has at most one entry, armed when a message
+//! that did not arrive whole in one read begins and the connection has none; when it fires,
+//! the connection's current message (`message_since`) is closed if late, else the entry is
+//! armed again for it. A message that arrives whole in one read never touches the wheel.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +40,8 @@ pub(super) enum Timer {
     Handshake(ConnId),
     /// Heartbeat: decide between idle close, ping, or re-arming.
     Heartbeat(ConnId),
+    /// The message in progress may be late: close, or re-arm for a later one.
+    Message(ConnId),
     /// Closing or finishing: drop the socket now.
     Linger(ConnId),
     /// The app's own timer.
@@ -107,11 +114,34 @@ impl Deadlines {
         }
     }
 
+    /// Put `id`'s message-timeout entry on the wheel, `after` from now.
+    pub(super) fn arm_message(&mut self, id: ConnId, now: Instant, after: Duration) {
+        self.schedule(now, now + after, Timer::Message(id));
+    }
+
+    /// `now` in milliseconds since the wheel's time zero, modulo 2^32: how a connection
+    /// records when its message in progress began, in 4 bytes. Differences of two stamps
+    /// ([`since_stamp`]) are right for spans below 49 days.
+    pub(super) fn stamp(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+
     /// Drop `id` at the end of its linger time, unless it is gone by then.
     pub(super) fn arm_linger(&mut self, config: &TransportConfig, id: ConnId, now: Instant) {
         let linger = config.close_timeout.unwrap_or(DEFAULT_LINGER);
         self.schedule(now, now + linger, Timer::Linger(id));
     }
+}
+
+/// The time from `stamp` ([`Deadlines::stamp`]) to `now_stamp`.
+pub(super) fn since_stamp(stamp: u32, now_stamp: u32) -> Duration {
+    Duration::from_millis(u64::from(now_stamp.wrapping_sub(stamp)))
+}
+
+/// The message timeout as the wheel counts it: stamps wrap after 49 days, so at most 24.
+pub(super) fn message_timeout(config: &TransportConfig) -> Option<Duration> {
+    const MAX: Duration = Duration::from_millis(u32::MAX as u64 / 2);
+    config.message_timeout.map(|d| d.min(MAX))
 }
 
 /// When `conn`'s heartbeat entry must fire: the earlier of its next Ping and its idle timeout;

@@ -1,6 +1,7 @@
 //! Expiring timers (turn step 5): what happens when each kind of entry on the wheel of
 //! `deadlines.rs` fires: a handshake that is late is dropped, a lingering socket is reaped,
-//! the app's timer reaches the app, and the heartbeat closes an idle connection or pings it.
+//! the app's timer reaches the app, the heartbeat closes an idle connection or pings it, and a
+//! message that is not complete within `message_timeout` closes its connection with 1008.
 
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use crate::app::{App, CloseReason, ConnId};
 use crate::transport::connection::ConnState;
 use crate::ws::codec::OutKind;
 
-use super::deadlines::Timer;
+use super::deadlines::{message_timeout, since_stamp, Timer};
 use super::slots::key_of;
 use super::Reactor;
 
@@ -42,6 +43,7 @@ impl<A: App> Reactor<A> {
                     }
                 }
                 Timer::Heartbeat(id) => self.heartbeat(id, now),
+                Timer::Message(id) => self.message_deadline(id, now),
             }
         }
         self.deadlines.give_back(expired);
@@ -49,6 +51,30 @@ impl<A: App> Reactor<A> {
             if now >= until {
                 self.accept_paused_until = None;
             }
+        }
+    }
+
+    /// `id`'s message-timeout entry fired: close it if its message in progress is late, else
+    /// arm the entry again for when it will be.
+    fn message_deadline(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.message_timer = false;
+        let Some(timeout) = message_timeout(&self.config) else {
+            return;
+        };
+        if !conn.is_open() || !conn.message_in_progress() {
+            return; // done, or closing (the linger ends it)
+        }
+        let elapsed = since_stamp(conn.message_since, self.deadlines.stamp(now));
+        if elapsed >= timeout {
+            log::debug!("connection {}: message timed out", id.index);
+            self.fail(key_of(id), 1008, "Message timeout", now);
+            self.apply_actions(now);
+        } else {
+            self.deadlines.arm_message(id, now, timeout - elapsed);
+            conn.message_timer = true;
         }
     }
 

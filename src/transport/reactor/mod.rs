@@ -9,11 +9,16 @@
 //! 3. pump every ready connection within a byte budget; one left unfinished stays in the
 //!    ready queue with its latch set (`read.rs`, `upgrade.rs`);
 //! 4. drain handle commands within a budget (`commands.rs`);
-//! 5. expire timers: handshake deadline, heartbeat and idle timeout, close linger, app timers
-//!    (`expire.rs`, on the wheel of `deadlines.rs`);
+//! 5. expire timers: handshake deadline, heartbeat and idle timeout, message timeout, close
+//!    linger, app timers (`expire.rs`, on the wheel of `deadlines.rs`);
 //! 6. flush every connection whose outbox grew (`write.rs`);
 //! 7. accept new sockets (`accept.rs`);
 //! 8. reap connections that are done, and stop when a shutdown is over (`close.rs`).
+//!
+//! The transport's bounds: `initial_max_payload` until the app raises a connection's limit,
+//! `max_inflight_bytes` and `message_timeout` on messages in progress (`read.rs`,
+//! `expire.rs`), `max_pending_handshakes` (`accept.rs`), and the host's event queue, bounded
+//! in count and bytes and off under [`Reactor::run`] (`events.rs`).
 //!
 //! Connections live in generation-stamped slots, so that a stale event, timer, action or
 //! command never touches a newer connection in a reused slot: the rule is in `slots.rs`.
@@ -26,6 +31,7 @@ mod close;
 mod commands;
 mod config;
 mod deadlines;
+mod events;
 mod expire;
 mod listener;
 mod output;
@@ -47,12 +53,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::app::{Action, Actions, App, TransportStats};
 use crate::transport::connection::Connection;
 use crate::transport::handle::{control_channel, ControlReceiver, ReactorHandle};
-use crate::ws::codec::CodecLimits;
 use crate::ws::handshake::UpgradeRules;
 
 pub use config::TransportConfig;
 
 use deadlines::Deadlines;
+use events::HostEvents;
 use output::Output;
 use ready::{queue_ready, READ_BUF};
 use slots::Slots;
@@ -84,14 +90,13 @@ pub struct Reactor<A: App> {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     config: TransportConfig,
     rules: UpgradeRules,
-    limits: CodecLimits,
     /// The connections, in generation-stamped slots (see `slots.rs`).
     conns: Slots<Connection>,
     deadlines: Deadlines,
     app: A,
     actions: Actions<A::Event>,
     action_scratch: Vec<Action<A::Event>>,
-    host_events: VecDeque<A::Event>,
+    host_events: HostEvents<A::Event>,
     read_buf: Vec<u8>,
     /// Connections to pump, each once (`in_ready`).
     ready: VecDeque<usize>,
@@ -104,6 +109,10 @@ pub struct Reactor<A: App> {
     accept_failing: bool,
     commands_pending: bool,
     open_connections: usize,
+    /// Sockets whose `pending_handshake` is set (`max_pending_handshakes` bounds it).
+    pending_handshakes: usize,
+    /// The sum of every connection's `message_bytes` (`max_inflight_bytes` bounds it).
+    inflight: usize,
     state: RunState,
     shutdown_deadline: Option<Instant>,
     stats: TransportStats,
@@ -126,9 +135,6 @@ impl<A: App> Reactor<A> {
             max_header_bytes: config.max_header_bytes,
             origins: config.origins.clone(),
         };
-        let limits = CodecLimits {
-            max_payload: config.max_payload,
-        };
         Ok(Reactor {
             poll,
             events: Events::with_capacity(1024),
@@ -138,14 +144,13 @@ impl<A: App> Reactor<A> {
             handle,
             signals: None,
             rules,
-            limits,
+            host_events: HostEvents::new(config.event_queue, config.event_queue_bytes),
             config,
             conns: Slots::new(),
             deadlines: Deadlines::new(now),
             app,
             actions: Actions::new(),
             action_scratch: Vec::new(),
-            host_events: VecDeque::new(),
             read_buf: vec![0; READ_BUF],
             ready: VecDeque::new(),
             out: Output::default(),
@@ -155,6 +160,8 @@ impl<A: App> Reactor<A> {
             accept_failing: false,
             commands_pending: false,
             open_connections: 0,
+            pending_handshakes: 0,
+            inflight: 0,
             state: RunState::Running,
             shutdown_deadline: None,
             stats: TransportStats::default(),
@@ -198,12 +205,24 @@ impl<A: App> Reactor<A> {
             .iter()
             .map(|(_, c)| c.outbox.pending() as u64)
             .sum();
+        stats.events_dropped = self.host_events.dropped();
+        stats.events_queued_bytes = self.host_events.bytes() as u64;
+        stats.pending_handshakes = self.pending_handshakes as u64;
+        stats.inflight_bytes = self.inflight as u64;
+        debug_assert_eq!(
+            self.inflight,
+            self.conns
+                .iter()
+                .map(|(_, c)| c.message_bytes())
+                .sum::<usize>(),
+            "the in-flight count is the sum of what the decoders hold"
+        );
         stats
     }
 
     /// The next event for the host program, if any.
     pub fn next_event(&mut self) -> Option<A::Event> {
-        self.host_events.pop_front()
+        self.host_events.pop()
     }
 
     /// The poll's file descriptor, for a host that waits on it in its own epoll set.
@@ -226,8 +245,11 @@ impl<A: App> Reactor<A> {
         Ok(())
     }
 
-    /// Run turns until the loop has stopped.
+    /// Run turns until the loop has stopped. Nothing can read events while this runs, so the
+    /// event queue is turned off first: what the app emits from then on is not kept, and
+    /// [`Reactor::next_event`] returns `None`.
     pub fn run(&mut self) -> io::Result<()> {
+        self.host_events.turn_off();
         while self.state != RunState::Stopped {
             self.turn(None)?;
         }

@@ -6,12 +6,14 @@
 //! budget ran out keeps its latch and goes back to the ready queue for the next turn. A
 //! zero-byte read is a half-close: the frames already buffered are handled first.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use crate::app::{App, CloseReason, ConnId};
 use crate::transport::connection::{ConnState, ReadResult};
-use crate::ws::codec::{self, Incoming, OutKind};
+use crate::ws::codec::{self, CodecLimits, Incoming, OutKind};
 
+use super::deadlines::message_timeout;
 use super::ready::queue_ready;
 use super::Reactor;
 
@@ -93,26 +95,67 @@ impl<A: App> Reactor<A> {
     }
 
     /// Feed WebSocket bytes to the connection's decoder. Returns false when reading should stop.
+    ///
+    /// The bounds on messages in progress are kept here, with no lookup beyond the
+    /// connection's own: the decoder is given the connection's payload limit and what is left
+    /// of `max_inflight_bytes` once the other connections' bytes are counted; the in-flight
+    /// count moves by what the decoder holds after the call less what it held before; and a
+    /// message that is still in progress after the call and began in it sets `message_since`,
+    /// and gives the connection a message-timeout entry unless it has one.
     pub(super) fn decode(&mut self, key: usize, bytes: &mut [u8], now: Instant) -> bool {
         let Some(conn) = self.conns.at_mut(key) else {
             return false;
         };
         let id = conn.id;
+        let full_limit = conn.full_limit
+            || self
+                .config
+                .initial_max_payload
+                .map_or(true, |initial| initial >= self.config.max_payload);
         let (mut decoder, open) = match &mut conn.state {
             ConnState::Open { decoder } => (std::mem::take(decoder), true),
             ConnState::Closing { decoder } => (std::mem::take(decoder), false),
             _ => return false,
         };
-        let limits = self.limits;
+        let held_before = decoder.message_bytes();
+        let began_before = decoder.message_in_progress();
+        let limits = Cell::new(CodecLimits {
+            max_payload: self.payload_limit(full_limit),
+            max_held: (self.config.max_inflight_bytes)
+                .saturating_add(held_before)
+                .saturating_sub(self.inflight),
+        });
         let mut keep_reading = true;
+        let mut messages = 0usize;
         let result = decoder.decode(bytes, &limits, &mut |incoming| {
+            messages += usize::from(matches!(incoming, Incoming::Message { .. }));
             keep_reading = self.on_incoming(key, id, incoming, open, now);
+            if !full_limit && self.conns.get(id).is_some_and(|c| c.full_limit) {
+                // Raised by this message: the frames after it already get the new limit.
+                limits.set(CodecLimits {
+                    max_payload: self.payload_limit(true),
+                    ..limits.get()
+                });
+            }
             keep_reading
         });
-        // Put the decoder back if the connection is still in a decoding state.
+        // Put the decoder back if the connection is still in a decoding state; else its bytes
+        // go with it.
+        self.inflight -= held_before;
         if let Some(conn) = self.conns.at_mut(key) {
             match &mut conn.state {
                 ConnState::Open { decoder: slot } | ConnState::Closing { decoder: slot } => {
+                    self.inflight += decoder.message_bytes();
+                    let began = decoder.message_in_progress() && (!began_before || messages > 0);
+                    if began {
+                        conn.message_since = self.deadlines.stamp(now);
+                        if let (Some(timeout), false) =
+                            (message_timeout(&self.config), conn.message_timer)
+                        {
+                            self.deadlines.arm_message(id, now, timeout);
+                            conn.message_timer = true;
+                        }
+                    }
                     *slot = decoder;
                 }
                 _ => {}
@@ -129,6 +172,16 @@ impl<A: App> Reactor<A> {
                 self.fail(key, err.code, err.reason, now);
                 false
             }
+        }
+    }
+
+    /// The largest frame or message a connection may send: `max_payload` once the app raised
+    /// its limit or when there is no initial limit, else `initial_max_payload` (never more
+    /// than `max_payload`).
+    fn payload_limit(&self, full: bool) -> usize {
+        match self.config.initial_max_payload {
+            Some(initial) if !full => initial.min(self.config.max_payload),
+            _ => self.config.max_payload,
         }
     }
 

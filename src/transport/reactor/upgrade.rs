@@ -3,7 +3,9 @@
 //! refusal. Parsing and the answers' bytes are sans-IO, in `ws::handshake`.
 //!
 //! Bytes pipelined after the head already belong to the WebSocket stream and go to the
-//! decoder. An upgrade beyond `max_connections` is refused with 503.
+//! decoder. An upgrade beyond `max_connections` is refused with 503. A socket counts as a
+//! pending handshake (`max_pending_handshakes`, see `accept.rs`) from its accept until its
+//! upgrade, or until it is reaped when it is answered or refused instead.
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +98,8 @@ impl<A: App> Reactor<A> {
                     decoder: codec::Decoder::default(),
                 };
                 conn.app_open = true;
+                conn.pending_handshake = false;
+                self.pending_handshakes -= 1;
                 // As if a Ping had gone out `lead` ago: the first comes that much early.
                 conn.last_ping = now.checked_sub(lead).unwrap_or(now);
                 let id = conn.id;

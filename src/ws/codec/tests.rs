@@ -3,6 +3,7 @@ use crate::testkit::Rng;
 
 const LIMITS: CodecLimits = CodecLimits {
     max_payload: 1 << 20,
+    max_held: usize::MAX,
 };
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -76,7 +77,7 @@ fn feed(
     let mut start = 0;
     for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
         let mut piece = input[start..cut].to_vec();
-        decoder.decode(&mut piece, &limits, &mut |item| {
+        decoder.decode(&mut piece, &Cell::new(limits), &mut |item| {
             items.push(Item::from(item));
             true
         })?;
@@ -221,7 +222,10 @@ fn invalid_utf8_closes_with_1007() {
 
 #[test]
 fn too_big_closes_with_1009() {
-    let limits = CodecLimits { max_payload: 100 };
+    let limits = CodecLimits {
+        max_payload: 100,
+        max_held: usize::MAX,
+    };
     let run = |input: &[u8]| feed(&mut Decoder::default(), input, &[], limits);
     assert_eq!(
         run(&frame(true, 0x2, &[1; 100])).map(|items| items.len()),
@@ -244,13 +248,113 @@ fn too_big_closes_with_1009() {
 }
 
 #[test]
+fn what_a_message_in_progress_holds_is_bounded_by_max_held() {
+    let limits = CodecLimits {
+        max_payload: 1000,
+        max_held: 100,
+    };
+    // A whole message in one input is never held, whatever its size.
+    let big = frame(true, 0x2, &[1; 500]);
+    assert_eq!(
+        feed(&mut Decoder::default(), &big, &[], limits).map(|items| items.len()),
+        Ok(1)
+    );
+    // The same frame split: its header announces more than may be held.
+    let err = feed(&mut Decoder::default(), &big, &[10], limits).unwrap_err();
+    assert_eq!((err.code, err.reason), (1008, "Server busy"));
+    // A fragmented message counts everything so far plus the frame's announced length.
+    let within = [
+        frame(false, 0x1, &[b'a'; 60]),
+        frame(true, 0x0, &[b'b'; 40]),
+    ]
+    .concat();
+    assert_eq!(
+        feed(&mut Decoder::default(), &within, &[], limits).map(|i| i.len()),
+        Ok(1)
+    );
+    let over = [
+        frame(false, 0x1, &[b'a'; 60]),
+        frame(true, 0x0, &[b'b'; 41]),
+    ]
+    .concat();
+    assert_eq!(
+        feed(&mut Decoder::default(), &over, &[], limits)
+            .unwrap_err()
+            .code,
+        1008
+    );
+}
+
+#[test]
+fn message_bytes_follow_the_message_in_progress() {
+    let input = [
+        frame(false, 0x1, &[b'a'; 30]),
+        frame(true, 0x0, &[b'b'; 20]),
+    ]
+    .concat();
+    let mut decoder = Decoder::default();
+    assert_eq!(decoder.message_bytes(), 0);
+    // The first fragment and the header of the second with 5 of its 20 bytes.
+    let cut = input.len() - 15;
+    let mut head = input[..cut].to_vec();
+    decoder
+        .decode(&mut head, &Cell::new(LIMITS), &mut |_| true)
+        .unwrap();
+    assert!(decoder.message_in_progress());
+    assert_eq!(decoder.message_bytes(), 30 + 20);
+    // A ping in between does not count.
+    let mut rest = input[cut..].to_vec();
+    let (mut first, mut second) = (rest[..5].to_vec(), rest.split_off(5));
+    decoder
+        .decode(&mut first, &Cell::new(LIMITS), &mut |_| true)
+        .unwrap();
+    assert_eq!(decoder.message_bytes(), 50);
+    decoder
+        .decode(&mut second, &Cell::new(LIMITS), &mut |_| true)
+        .unwrap();
+    assert!(!decoder.message_in_progress());
+    assert_eq!(decoder.message_bytes(), 0);
+}
+
+#[test]
+fn limits_changed_by_the_callback_apply_to_the_next_frame() {
+    let input = [frame(true, 0x1, b"auth"), frame(true, 0x2, &[7; 200])].concat();
+    let limits = Cell::new(CodecLimits {
+        max_payload: 100,
+        max_held: usize::MAX,
+    });
+    let mut sizes = Vec::new();
+    let mut all = input.clone();
+    Decoder::default()
+        .decode(&mut all, &limits, &mut |item| {
+            if let Incoming::Message { data, .. } = item {
+                sizes.push(data.len());
+            }
+            limits.set(CodecLimits {
+                max_payload: 1000,
+                ..limits.get()
+            });
+            true
+        })
+        .unwrap();
+    assert_eq!(sizes, [4, 200]);
+    let mut again = input;
+    let strict = Cell::new(CodecLimits {
+        max_payload: 100,
+        max_held: usize::MAX,
+    });
+    let result = Decoder::default().decode(&mut again, &strict, &mut |_| true);
+    assert_eq!(result.unwrap_err().code, 1009);
+}
+
+#[test]
 fn huge_length_is_refused_before_any_allocation() {
     for len in [1u64 << 63, u64::MAX, (1 << 20) + 1] {
         let mut input = vec![0x82, 0x80 | 127];
         input.extend(len.to_be_bytes());
         input.extend(MASK);
         let mut decoder = Decoder::default();
-        let result = decoder.decode(&mut input, &LIMITS, &mut |_| true);
+        let result = decoder.decode(&mut input, &Cell::new(LIMITS), &mut |_| true);
         assert_eq!(result.unwrap_err().code, 1009, "{len}");
         assert_eq!(decoder.heap_bytes(), 0);
     }
@@ -369,7 +473,7 @@ fn whole_frames_are_handed_out_without_copy() {
     let range = input.as_ptr_range();
     let mut decoder = Decoder::default();
     let mut seen = 0;
-    let result = decoder.decode(&mut input, &LIMITS, &mut |item| {
+    let result = decoder.decode(&mut input, &Cell::new(LIMITS), &mut |item| {
         let data = match item {
             Incoming::Message { data, .. } | Incoming::Ping(data) => data,
             other => panic!("unexpected {other:?}"),
@@ -391,7 +495,9 @@ fn a_header_split_across_reads_still_gives_a_slice_of_the_input() {
     let mut decoder = Decoder::default();
     let mut head = input[..3].to_vec();
     decoder
-        .decode(&mut head, &LIMITS, &mut |_| panic!("nothing yet"))
+        .decode(&mut head, &Cell::new(LIMITS), &mut |_| {
+            panic!("nothing yet")
+        })
         .unwrap();
     assert!(!decoder.is_idle());
     assert_eq!(decoder.heap_bytes(), 0);
@@ -399,7 +505,7 @@ fn a_header_split_across_reads_still_gives_a_slice_of_the_input() {
     let range = rest.as_ptr_range();
     let mut seen = 0;
     decoder
-        .decode(&mut rest, &LIMITS, &mut |item| {
+        .decode(&mut rest, &Cell::new(LIMITS), &mut |item| {
             let Incoming::Message {
                 data,
                 binary: false,
@@ -477,7 +583,7 @@ fn heap_is_held_only_while_a_message_is_in_flight() {
     let mut last = [long[long.len() - 1]];
     let mut items = Vec::new();
     decoder
-        .decode(&mut last, &LIMITS, &mut |item| {
+        .decode(&mut last, &Cell::new(LIMITS), &mut |item| {
             items.push(Item::from(item));
             true
         })
@@ -519,11 +625,14 @@ fn invalid_utf8_is_caught_on_the_fragment_that_makes_it_certain() {
     let input = frame(true, 0x1, &payload);
     let mut decoder = Decoder::default();
     let mut head = input[..10].to_vec();
-    assert_eq!(decoder.decode(&mut head, &LIMITS, &mut |_| true), Ok(()));
+    assert_eq!(
+        decoder.decode(&mut head, &Cell::new(LIMITS), &mut |_| true),
+        Ok(())
+    );
     let mut bad = input[10..20].to_vec();
     assert_eq!(
         decoder
-            .decode(&mut bad, &LIMITS, &mut |_| true)
+            .decode(&mut bad, &Cell::new(LIMITS), &mut |_| true)
             .unwrap_err()
             .code,
         1007
@@ -534,7 +643,7 @@ fn invalid_utf8_is_caught_on_the_fragment_that_makes_it_certain() {
 fn returning_false_stops_decoding() {
     let mut input = [frame(true, 0x1, b"one"), frame(true, 0x1, b"two")].concat();
     let mut items = Vec::new();
-    let result = Decoder::default().decode(&mut input, &LIMITS, &mut |item| {
+    let result = Decoder::default().decode(&mut input, &Cell::new(LIMITS), &mut |item| {
         items.push(Item::from(item));
         false
     });
@@ -686,6 +795,7 @@ fn byte_soup_never_panics() {
         cuts.sort_unstable();
         let limits = CodecLimits {
             max_payload: [10, 1000, 1 << 20][rng.below(3)],
+            max_held: usize::MAX,
         };
         let stop_after = rng.below(10);
         let mut decoder = Decoder::default();
@@ -694,7 +804,7 @@ fn byte_soup_never_panics() {
         for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
             let mut piece = input[start..cut].to_vec();
             start = cut;
-            let result = decoder.decode(&mut piece, &limits, &mut |item| {
+            let result = decoder.decode(&mut piece, &Cell::new(limits), &mut |item| {
                 if let Incoming::Message {
                     data,
                     binary: false,

@@ -1,0 +1,460 @@
+//! The transport's bounds of PROTOCOL section 11 over real sockets: the pre-auth message
+//! limit, pending handshakes, bytes in flight, the message timeout, the event queue and the
+//! open-file limit of the binary. Every test keeps a bystander and checks it is still served.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gateway::{Event, Gateway, EVENT_QUEUE_BYTES};
+use serde_json::{json, Value};
+
+/// A `ping` of exactly `len` bytes (its payload is padding the gateway does not read).
+fn ping_of(id: &str, len: usize) -> Vec<u8> {
+    let head = format!(r#"{{"type":"ping","id":"{id}","payload":{{"pad":""#);
+    let tail = r#""}}"#;
+    let mut text = head.into_bytes();
+    text.resize(len - tail.len(), b'x');
+    text.extend_from_slice(tail.as_bytes());
+    text
+}
+
+/// A raw connection that has authenticated.
+fn raw_authed(gw: &TestGateway) -> RawWs {
+    let mut raw = RawWs::open(gw);
+    let auth = json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
+    raw.send(&frame(1, true, auth.as_bytes(), true));
+    let reply = raw.read_json().expect("auth reply");
+    assert_eq!(reply["type"], "auth_success", "{reply}");
+    raw
+}
+
+/// The bystander still gets its pong.
+fn served(bystander: &mut Client) {
+    assert_eq!(bystander.request("ping", json!({}))["type"], "pong");
+}
+
+#[test]
+fn before_auth_a_message_or_its_frames_past_the_preauth_limit_close_1009() {
+    let mut config = test_config();
+    config.max_preauth_message_size = 1024;
+    let gw = TestGateway::start(config);
+    let mut bystander = Client::authed(&gw, TOKEN);
+
+    // One frame over the limit, before auth.
+    let mut raw = RawWs::open(&gw);
+    raw.send(&frame(1, true, &ping_of("p", 1025), true));
+    assert_eq!(raw.read_close().map(|(code, _)| code), Some(1009));
+    // Frames of one message in progress, each within the limit, together past it.
+    let mut raw = RawWs::open(&gw);
+    let text = ping_of("p", 1200);
+    raw.send(&frame(1, false, &text[..600], true));
+    raw.send(&frame(0, true, &text[600..], true));
+    assert_eq!(raw.read_close().map(|(code, _)| code), Some(1009));
+    // At the limit it is served.
+    let mut raw = RawWs::open(&gw);
+    raw.send(&frame(1, true, &ping_of("p", 1024), true));
+    assert_eq!(raw.read_json().expect("pong")["type"], "pong");
+    served(&mut bystander);
+
+    // After auth the limit is max_payload: a larger message is served.
+    let mut raw = raw_authed(&gw);
+    raw.send(&frame(1, true, &ping_of("big", 50_000), true));
+    assert_eq!(raw.read_json().expect("pong")["replyTo"], "big");
+    // Also when it is pipelined right behind the auth that raised it, in one write.
+    let mut raw = RawWs::open(&gw);
+    let auth = json!({"type":"auth","id":"a","payload":{"token": TOKEN}}).to_string();
+    let mut both = frame(1, true, auth.as_bytes(), true);
+    both.extend(frame(1, true, &ping_of("next", 50_000), true));
+    raw.send(&both);
+    assert_eq!(raw.read_json().expect("auth")["type"], "auth_success");
+    assert_eq!(raw.read_json().expect("pong")["replyTo"], "next");
+    served(&mut bystander);
+}
+
+#[test]
+fn with_auth_off_the_preauth_limit_does_not_apply() {
+    let mut config = no_auth_config();
+    config.max_preauth_message_size = 1024;
+    let gw = TestGateway::start(config);
+    let mut raw = RawWs::open(&gw);
+    raw.send(&frame(1, true, &ping_of("big", 50_000), true));
+    assert_eq!(raw.read_json().expect("pong")["replyTo"], "big");
+}
+
+/// Whether the server closes `stream` without sending a byte, within a second.
+fn closed_without_response(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
+}
+
+#[test]
+fn a_socket_accepted_beyond_max_pending_handshakes_is_closed_at_once() {
+    let mut config = test_config();
+    config.max_pending_handshakes = 4;
+    config.handshake_timeout_ms = 30_000;
+    config.close_timeout_ms = 30_000;
+    let gw = TestGateway::start(config);
+    let mut bystander = Client::authed(&gw, TOKEN);
+
+    // Three silent sockets and one refused and lingering (its answer unread, never closed).
+    let mut pending: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    let mut refused = TcpStream::connect(gw.addr).unwrap();
+    std::io::Write::write_all(&mut refused, b"GET /nope HTTP/1.1\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    refused.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 404");
+    // The fifth is closed at once, without a response; so is a sixth.
+    for _ in 0..2 {
+        let mut beyond = TcpStream::connect(gw.addr).unwrap();
+        assert!(closed_without_response(&mut beyond));
+    }
+    // The pending ones are still there; upgraded connections are not counted.
+    for stream in &mut pending {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let err = stream.read(&mut [0u8; 1]).expect_err("still waiting");
+        assert!(matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ));
+    }
+    served(&mut bystander);
+    // One goes: a new connection gets its place.
+    drop(pending.pop());
+    assert!(eventually(|| {
+        let mut stream = TcpStream::connect(gw.addr).unwrap();
+        !closed_without_response(&mut stream)
+    }));
+    drop(pending);
+    drop(refused);
+    assert!(eventually(|| gw
+        .metric("gateway_handshakes_shed_total")
+        .is_some_and(|n| n >= 2.0)));
+    assert!(eventually(
+        || gw.metric("gateway_handshakes_pending") == Some(1.0) // the /metrics request itself
+    ));
+    let mut client = Client::authed(&gw, TOKEN);
+    served(&mut client);
+    served(&mut bystander);
+}
+
+#[test]
+fn bytes_in_flight_are_bounded_counted_exactly_and_given_back() {
+    let mut config = test_config();
+    config.max_inflight_bytes = 100_000;
+    let gw = TestGateway::start(config);
+    let mut bystander = Client::authed(&gw, TOKEN);
+    let inflight = || gw.metric("gateway_inflight_bytes");
+
+    // A holds 60 000 bytes: a frame's header and its first 100 bytes.
+    let mut a = raw_authed(&gw);
+    let a_frame = frame(1, true, &ping_of("a", 60_000), true);
+    let cut = 8 + 100; // 2 + 2 length + 4 mask bytes of header
+    a.send(&a_frame[..cut]);
+    assert!(
+        eventually(|| inflight() == Some(60_000.0)),
+        "{:?}",
+        inflight()
+    );
+    // B's frame would pass the bound: B is closed, A and the bystander are not.
+    let mut b = raw_authed(&gw);
+    let b_frame = frame(1, true, &ping_of("b", 50_000), true);
+    b.send(&b_frame[..cut]);
+    assert_eq!(b.read_close(), Some((1008, "Server busy".to_string())));
+    served(&mut bystander);
+    assert_eq!(inflight(), Some(60_000.0));
+    // A's message completes: it is handled and its bytes are given back.
+    a.send(&a_frame[cut..]);
+    assert_eq!(a.read_json().expect("pong")["replyTo"], "a");
+    assert!(eventually(|| inflight() == Some(0.0)), "{:?}", inflight());
+    // Now B's size fits; fragments count what is held so far plus the frame announced.
+    let mut c = raw_authed(&gw);
+    let text = ping_of("c", 90_000);
+    c.send(&frame(1, false, &text[..45_000], true));
+    assert!(
+        eventually(|| inflight() == Some(45_000.0)),
+        "{:?}",
+        inflight()
+    );
+    c.send(&frame(0, true, &text[45_000..], true));
+    assert_eq!(c.read_json().expect("pong")["replyTo"], "c");
+    // A connection that goes away mid-message gives its bytes back.
+    a.send(&a_frame[..cut]);
+    assert!(
+        eventually(|| inflight() == Some(60_000.0)),
+        "{:?}",
+        inflight()
+    );
+    drop(a);
+    assert!(eventually(|| inflight() == Some(0.0)), "{:?}", inflight());
+    served(&mut bystander);
+}
+
+#[test]
+fn a_message_not_complete_within_message_timeout_closes_1008() {
+    let mut config = test_config();
+    config.message_timeout_ms = 500;
+    let gw = TestGateway::start(config);
+    let mut bystander = Client::authed(&gw, TOKEN);
+
+    // A message that stops half way.
+    let mut stalled = raw_authed(&gw);
+    let started = Instant::now();
+    stalled.send(&frame(1, false, b"{\"type\":", true));
+    // Fragments that keep coming, each in time, the whole too late: counted from the first.
+    let mut trickle = raw_authed(&gw);
+    trickle.send(&frame(1, false, b"{", true));
+    // Messages split across writes but each complete within the timeout: never closed.
+    let mut steady = raw_authed(&gw);
+    for i in 0..8 {
+        let ping = frame(1, true, &ping_of(&format!("s{i}"), 200), true);
+        steady.send(&ping[..50]);
+        std::thread::sleep(Duration::from_millis(150));
+        steady.send(&ping[50..]);
+        assert_eq!(
+            steady.read_json().expect("pong")["replyTo"],
+            format!("s{i}").as_str()
+        );
+        if i < 5 {
+            // Closed at 500 ms, it may refuse the last of these.
+            let _ = std::io::Write::write_all(&mut trickle.stream, &frame(0, false, b" ", true));
+        }
+    }
+    assert!(started.elapsed() > Duration::from_millis(1200));
+    assert_eq!(
+        stalled.read_close(),
+        Some((1008, "Message timeout".to_string()))
+    );
+    assert_eq!(
+        trickle.read_close(),
+        Some((1008, "Message timeout".to_string()))
+    );
+    served(&mut bystander);
+}
+
+#[test]
+fn a_message_timeout_is_not_early() {
+    let mut config = test_config();
+    config.message_timeout_ms = 400;
+    let gw = TestGateway::start(config);
+    let mut raw = raw_authed(&gw);
+    let started = Instant::now();
+    raw.send(&frame(1, false, b"{", true));
+    assert_eq!(raw.read_close().map(|(code, _)| code), Some(1008));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+/// Resident memory of this process (the gateway runs in one of its threads), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A message of a type nobody handles, `len` bytes long.
+fn mystery_of(id: &str, len: usize) -> String {
+    let head = format!(r#"{{"type":"mystery","id":"{id}","payload":{{"pad":""#);
+    let tail = r#""}}"#;
+    let mut text = head;
+    text.push_str(&"y".repeat(len - text.len() - tail.len()));
+    text.push_str(tail);
+    text
+}
+
+#[test]
+fn a_gateway_under_run_keeps_no_events() {
+    let gw = TestGateway::start(test_config());
+    let mut client = Client::authed(&gw, TOKEN);
+    let mut bystander = Client::authed(&gw, TOKEN_BOB);
+    client.send_text(&mystery_of("warm", 900_000));
+    assert_error(&client.recv(), "UNKNOWN_TYPE");
+    let before = rss_kib();
+    // 64 unhandled messages of 900 kB: kept as events, they would be 57 MB.
+    for i in 0..64 {
+        client.send_text(&mystery_of(&format!("m{i}"), 900_000));
+        assert_error(&client.recv(), "UNKNOWN_TYPE");
+    }
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 24 * 1024, "RSS grew by {grown} KiB");
+    assert_eq!(gw.metric("gateway_events_queued_bytes"), Some(0.0));
+    assert_eq!(gw.metric("gateway_events_dropped_total"), Some(0.0));
+    served(&mut bystander);
+}
+
+#[test]
+fn the_event_queue_is_bounded_in_bytes_and_an_event_holds_the_message_as_it_arrived() {
+    let mut config = test_config();
+    config.port = 0;
+    let mut gw = Gateway::bind(config).expect("bind");
+    let addr = gw.local_addr();
+    let url = gw.url();
+    let sent: Vec<String> = (0..10)
+        .map(|i| mystery_of(&format!("m{i}"), 900_000))
+        .collect();
+    let to_send = sent.clone();
+    let client = std::thread::spawn(move || {
+        let mut client = Client::connect_url(&url);
+        let reply = client.request("auth", json!({ "token": TOKEN }));
+        assert_eq!(reply["type"], "auth_success");
+        for text in &to_send {
+            client.send_text(text);
+            assert_error(&client.recv(), "UNKNOWN_TYPE");
+        }
+        served(&mut client);
+        let metrics = raw_http(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let metric = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {metrics}"))
+        };
+        (
+            metric("gateway_events_queued_bytes"),
+            metric("gateway_events_dropped_total"),
+        )
+    });
+    // Poll without reading events until the client is done.
+    while !client.is_finished() {
+        gw.poll(Some(Duration::from_millis(5))).expect("poll");
+    }
+    let (queued, dropped) = client.join().expect("client");
+    assert!(queued <= EVENT_QUEUE_BYTES as f64, "{queued}");
+    assert!(
+        dropped >= 6.0,
+        "4 MiB holds at most 4 of the 10: {dropped} dropped"
+    );
+    let mut kept = Vec::new();
+    while let Some(event) = gw.next_event() {
+        if let Event::UnhandledMessage { message, .. } = event {
+            kept.push(message);
+        }
+    }
+    assert!(!kept.is_empty() && kept.len() <= 4, "{}", kept.len());
+    for message in &kept {
+        assert!(sent.contains(message), "the text as sent");
+        let parsed: Value = serde_json::from_str(message).expect("JSON");
+        assert_eq!(parsed["type"], "mystery");
+    }
+}
+
+/// Start the binary under `sh -c "PREFIX; exec gateway ARGS"`, with stderr piped.
+fn spawn_binary(prefix: &str, args: &[&str]) -> std::process::Child {
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{prefix}; exec '{bin}' {}", quoted.join(" ")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway")
+}
+
+/// The soft and hard "Max open files" of a process.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().unwrap_or_default().to_string(),
+        fields.next().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn the_binary_raises_its_soft_open_file_limit_to_the_hard_one_and_logs_it() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.conf");
+    let mut child = spawn_binary(
+        "ulimit -S -n 256",
+        &[
+            "--config",
+            conf,
+            "--set",
+            "port=0",
+            "--set",
+            "log_level=info",
+        ],
+    );
+    let stderr = child.stderr.take().expect("stderr");
+    let mut logged = None;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("open-file limit:") {
+            logged = Some(line.clone());
+        }
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let (soft, hard) = open_file_limits(child.id());
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    assert_eq!(soft, hard);
+    let logged = logged.expect("the open-file limit is logged");
+    assert!(logged.contains("(was 256"), "{logged}");
+    assert!(
+        logged.contains(&format!("open-file limit: {soft}")),
+        "{logged}"
+    );
+}
+
+#[test]
+fn check_warns_when_connections_and_handshakes_do_not_fit_in_the_limit() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.conf");
+    let run = |max_connections: &str| {
+        let child = spawn_binary(
+            "ulimit -n 512",
+            &[
+                "--config",
+                conf,
+                "--check",
+                "--set",
+                &format!("max_connections={max_connections}"),
+                "--set",
+                "max_pending_handshakes=100",
+            ],
+        );
+        let out = child.wait_with_output().expect("gateway --check");
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.starts_with("configuration OK\nmemory bound: "),
+            "{stdout}"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warning = run("1000");
+    assert!(
+        warning.contains(
+            "max_connections (1000) + max_pending_handshakes (100) + 32 reserved descriptors = 1132 do not fit in the open-file limit of 512"
+        ),
+        "{warning}"
+    );
+    assert_eq!(run("380"), "", "380 + 100 + 32 = 512 fits");
+}
