@@ -47,7 +47,7 @@ echo "== release binary: $GATEWAY, $(stat -c %s "$GATEWAY") bytes"
 
 for rep in $(seq "$REPS"); do
     start=$(date +%s%N)
-    start_server gateway "$GATEWAY" --set port=0 --set max_connections=20000 \
+    start_server gateway "$GATEWAY" --set port=0 --set max_connections=20000 --set max_connections_per_user=20000 \
         --set auth_tokens=dev:dev-token-change-me --set log_level=warn
     ready_ms=$((($(date +%s%N) - start) / 1000000))
     echo "== run $rep: gateway $URL (pid $SERVER_PID), ready in ~$ready_ms ms"

@@ -244,6 +244,8 @@ fn start_gateway(max_members: usize) -> InProcess {
                     secret: TOKEN.into(),
                 }],
                 max_connections: 20_000,
+                // One token stands for every client of the load generator.
+                max_connections_per_user: 20_000,
                 max_clients_per_session: max_members + 1,
                 ..Config::default()
             };
@@ -283,6 +285,9 @@ fn spawn_gateway_binary() -> Result<ChildGateway, String> {
             "port=0",
             "--set",
             "max_connections=20000",
+            // One token stands for every client of the load generator.
+            "--set",
+            "max_connections_per_user=20000",
             "--set",
             &format!("auth_tokens=dev:{TOKEN}"),
             "--set",

@@ -94,7 +94,7 @@ echo "== machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo 
 echo "== TCP floor: 64-byte ping-pong against loadgen's echo thread, same core"
 loadgen 0 tcp-floor --mode floor --size 64 --count "$COUNT" --reps "$REPS"
 
-start gateway "$GATEWAY" --set port=0 --set max_connections=20000 \
+start gateway "$GATEWAY" --set port=0 --set max_connections=20000 --set max_connections_per_user=20000 \
     --set max_clients_per_session=5000 --set auth_tokens=dev:dev-token-change-me --set log_level=warn
 measure gateway "$MEMBERS" "$SMALL_MEMBERS"
 stop_server
