@@ -18,7 +18,6 @@ use crate::core::errors::{ErrorCode, Refusal};
 
 /// What a user holds, each with its own bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // until every table counts what it holds
 pub(crate) enum Resource {
     /// Authenticated connections.
     Connections,

@@ -303,18 +303,6 @@ pub(crate) fn heartbeat(
     Ok(())
 }
 
-/// `limit` of `agent_query`: 1 to `max`, `max` when absent.
-fn page_limit(value: &Option<Loose<'_>>, max: usize) -> Result<usize, FieldError> {
-    match value {
-        None | Some(Loose::Null) => Ok(max),
-        Some(Loose::UInt(n)) if (1..=max as u64).contains(n) => Ok(*n as usize),
-        Some(_) => Err(FieldError::new(
-            "limit",
-            format!("limit must be an integer from 1 to {max}"),
-        )),
-    }
-}
-
 /// `agent_query` → `agent_list`.
 pub(crate) fn query(
     state: &mut CoreState,
@@ -331,7 +319,7 @@ pub(crate) fn query(
         })?),
     };
     let online_only = opt_bool(&p.online_only, "onlineOnly")?.unwrap_or(false);
-    let limit = page_limit(&p.limit, state.config.max_list_items)?;
+    let limit = wire::opt_limit(&p.limit, state.config.max_list_items)?;
     let after = match opt_str(&p.cursor, "cursor")? {
         None => None,
         Some(text) => Some(payloads::read_cursor(text).ok_or_else(|| {

@@ -117,18 +117,6 @@ fn parse_cursor(text: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// `limit`: absent or `null` is `max`; else an integer from 1 to `max`.
-fn page_limit(value: &Option<Loose<'_>>, max: usize) -> Result<usize, FieldError> {
-    match value {
-        None | Some(Loose::Null) => Ok(max),
-        Some(Loose::UInt(n)) if (1..=max as u64).contains(n) => Ok(*n as usize),
-        Some(_) => Err(FieldError::new(
-            "limit",
-            format!("limit must be an integer from 1 to {max}"),
-        )),
-    }
-}
-
 /// `cursor`: absent or `null` is the first page; else a cursor this gateway gave.
 fn page_start(value: &Option<Loose<'_>>) -> Result<u64, FieldError> {
     match wire::opt_str(value, "cursor")? {
@@ -146,7 +134,7 @@ pub(crate) fn query(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let p: PresenceQueryIn<'_> = payloads::parse(env.payload)?;
-    let limit = page_limit(&p.limit, state.config.max_list_items)?;
+    let limit = wire::opt_limit(&p.limit, state.config.max_list_items)?;
     let from = page_start(&p.cursor)?;
     let head = Head::new("presence_list", req.ts).reply_to(req.id);
     let longest = PresenceListOut {
@@ -198,17 +186,28 @@ mod tests {
 
     #[test]
     fn limits_are_checked() {
-        assert_eq!(page_limit(&None, 5), Ok(5));
-        assert_eq!(page_limit(&Some(Loose::Null), 5), Ok(5));
-        assert_eq!(page_limit(&Some(Loose::UInt(5)), 5), Ok(5));
-        assert_eq!(page_limit(&Some(Loose::UInt(1)), 5), Ok(1));
+        assert_eq!(crate::core::wire::opt_limit(&None, 5), Ok(5));
+        assert_eq!(crate::core::wire::opt_limit(&Some(Loose::Null), 5), Ok(5));
+        assert_eq!(
+            crate::core::wire::opt_limit(&Some(Loose::UInt(5)), 5),
+            Ok(5)
+        );
+        assert_eq!(
+            crate::core::wire::opt_limit(&Some(Loose::UInt(1)), 5),
+            Ok(1)
+        );
         for bad in [
             Loose::UInt(0),
             Loose::UInt(6),
             Loose::Number,
             Loose::Bool(true),
         ] {
-            assert_eq!(page_limit(&Some(bad), 5).unwrap_err().field, "limit");
+            assert_eq!(
+                crate::core::wire::opt_limit(&Some(bad), 5)
+                    .unwrap_err()
+                    .field,
+                "limit"
+            );
         }
         assert_eq!(
             page_start(&Some(Loose::UInt(1))).unwrap_err().field,

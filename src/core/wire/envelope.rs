@@ -291,6 +291,19 @@ pub(crate) fn check_name<'b>(
     }
 }
 
+/// The `limit` of a paged query (`agent_query`, `presence_query`; PROTOCOL section 11):
+/// absent or `null` is `max`; else an integer from 1 to `max`.
+pub(crate) fn opt_limit(value: &Option<Loose<'_>>, max: usize) -> Result<usize, FieldError> {
+    match value {
+        None | Some(Loose::Null) => Ok(max),
+        Some(Loose::UInt(n)) if (1..=max as u64).contains(n) => Ok(*n as usize),
+        Some(_) => Err(FieldError::new(
+            "limit",
+            format!("limit must be an integer from 1 to {max}"),
+        )),
+    }
+}
+
 /// An optional boolean field.
 pub(crate) fn opt_bool(
     value: &Option<Loose<'_>>,
