@@ -61,10 +61,12 @@ impl MemoryBound {
     pub fn of(config: &Config) -> MemoryBound {
         let c = |n: usize| n as u64;
         let name = c(config.max_name_bytes);
+        // A queue may pass `max_outbound_buffer` by one message before the connection is
+        // closed as a slow consumer, and its buffer holds up to twice its unsent bytes before
+        // it drops the written prefix (`transport/outbox.rs`).
         let connections = c(config.max_connections)
             * (PER_CONNECTION
-                + c(config.max_outbound_buffer)
-                + c(config.max_message_size)
+                + 2 * (c(config.max_outbound_buffer) + c(config.max_message_size))
                 + STORED_FACTOR * (ID_BYTES + name));
         let handshakes =
             c(config.max_pending_handshakes) * (PER_HANDSHAKE + c(config.max_header_bytes));

@@ -300,7 +300,7 @@ fn check_prints_the_memory_bound_and_its_terms() {
         "max_inflight_bytes=16 MiB",
     ]);
     assert!(small < default, "{small} MiB is below {default} MiB");
-    // 100 connections may each queue max_outbound_buffer (4 MiB) and one message (1 MiB).
+    // 100 connections may each hold twice max_outbound_buffer (4 MiB) and one message (1 MiB).
     assert!(small > 500, "{small} MiB");
 }
 

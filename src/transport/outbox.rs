@@ -144,7 +144,21 @@ impl Outbox {
         if self.buf.capacity() == 0 {
             self.buf = pool.take();
         }
+        self.compact();
         write(&mut self.buf);
+    }
+
+    /// Drop the written prefix of the buffer once it is at least as long as what is still
+    /// unsent: a connection that never drains completely (a slow reader) would otherwise
+    /// grow its buffer forever while its unsent bytes stay within `max_outbound_buffer`.
+    /// Moving the unsent bytes costs no more than the prefix they replace, so it is O(1)
+    /// per byte written, and the buffer never holds more than twice its unsent bytes before
+    /// an append.
+    fn compact(&mut self) {
+        if self.offset > 0 && self.offset >= self.buf.len() - self.offset {
+            self.buf.drain(..self.offset);
+            self.offset = 0;
+        }
     }
 
     /// Queue `frame`, a range of `arena`, after everything queued.
@@ -172,6 +186,7 @@ impl Outbox {
         if self.buf.capacity() == 0 {
             self.buf = pool.take();
         }
+        self.compact();
         self.buf.extend_from_slice(arena.get(&self.frames));
         self.frames = 0..0;
     }
@@ -432,5 +447,33 @@ mod tests {
         t.append(b"x");
         let err = t.outbox.write_to(&mut Broken, &t.arena).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    #[test]
+    fn a_reader_that_never_drains_keeps_the_buffer_within_twice_its_unsent_bytes() {
+        let mut s = Setup::default();
+        let chunk = vec![b'x'; 200_000];
+        let mut sink = trickle(150_000, usize::MAX);
+        let mut sent = 0usize;
+        for _ in 0..200 {
+            s.append(&chunk);
+            sent += chunk.len();
+            // The reader takes a little less than arrives, so the queue never empties.
+            sink.calls_left = 1;
+            s.outbox.write_to(&mut sink, &s.arena).unwrap();
+            let unsent = s.outbox.pending();
+            assert!(unsent > 0);
+            assert!(
+                s.outbox.buf.len() <= 2 * unsent + chunk.len(),
+                "{} held for {unsent} unsent",
+                s.outbox.buf.len()
+            );
+        }
+        // Order and content survive the compactions.
+        sink.calls_left = usize::MAX;
+        sink.limit = usize::MAX;
+        s.outbox.write_to(&mut sink, &s.arena).unwrap();
+        assert_eq!(sink.got.len(), sent);
+        assert!(sink.got.iter().all(|&b| b == b'x'));
     }
 }
