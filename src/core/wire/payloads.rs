@@ -6,7 +6,8 @@
 //!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
 //!   payload; unknown fields are ignored. Only structured values the gateway stores
 //!   (`metadata`, `patch`) are read as `serde_json::Value`; an agent's `capabilities` and
-//!   `metadata` are read as [`Loose`] and taken, compact, from the payload text.
+//!   `metadata` are borrowed as their raw text (`RawValue`, in the same pass) and compacted
+//!   from it.
 //! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
 //!   `INVALID_MESSAGE` about `payload`.
 //! - Outgoing structs borrow everything and serialize to exactly the documented fields;
@@ -14,6 +15,7 @@
 //!   compact JSON text and copied verbatim.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
@@ -124,12 +126,12 @@ pub(crate) struct AgentRegisterIn<'a> {
     /// `name`
     #[serde(borrow)]
     pub name: Option<Loose<'a>>,
-    /// `capabilities` (its kind only: the text is read again from the payload, compact)
+    /// `capabilities`, its text as sent (compacted when it is read)
     #[serde(borrow)]
-    pub capabilities: Option<Loose<'a>>,
-    /// `metadata` (its kind only, as `capabilities`)
+    pub capabilities: Option<&'a RawValue>,
+    /// `metadata`, as `capabilities`
     #[serde(borrow)]
-    pub metadata: Option<Loose<'a>>,
+    pub metadata: Option<&'a RawValue>,
 }
 
 /// `agent_unregister` `{"agentId"}` and `agent_heartbeat` `{"agentId","status"?}`.
