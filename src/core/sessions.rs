@@ -15,9 +15,9 @@
 //!   is called only when the operation then succeeds.
 //! - Metadata is a JSON object stored as its compact JSON text (never as a parsed tree),
 //!   whose length stays within `max_metadata_bytes`; replies copy that text verbatim. A patch
-//!   parses the stored object, merges, and stores the compact text again, so its cost is
-//!   bounded by the limit; one that would exceed it is refused and leaves the metadata
-//!   unchanged.
+//!   merges the patch's members into the stored text (`wire/merge.rs`, without a tree of the
+//!   stored values), so its cost is bounded by the limit; one that would exceed it is refused
+//!   and leaves the metadata unchanged.
 //! - Memory (64-bit): a session costs its id, name and metadata bytes once each (the id is
 //!   shared by the table's key, the record and every member's reverse-index entry) plus a
 //!   fixed overhead of at most about 320 bytes (the 72-byte record and its 16-byte key in a
@@ -36,6 +36,7 @@ use serde_json::{Map, Value};
 
 use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
+use crate::core::wire::merge;
 
 /// Largest session metadata, in bytes of JSON (PROTOCOL section 4).
 pub(crate) const MAX_METADATA_BYTES: usize = 64 * 1024;
@@ -279,13 +280,14 @@ impl SessionTable {
         Ok(LeaveOutcome::Left { removed })
     }
 
-    /// Shallow-merge `patch` into the metadata of session `id` (a `null` value removes the
-    /// key). Only members may patch; a result over the size limit is refused.
+    /// Shallow-merge `patch` (the text of an object that passed `strict::check`) into the
+    /// metadata of session `id` (a `null` value removes the key; `wire/merge.rs`). Only
+    /// members may patch; a result over the size limit is refused.
     pub(crate) fn patch(
         &mut self,
         id: &str,
         conn: ConnId,
-        patch: Map<String, Value>,
+        patch: &str,
     ) -> Result<&Session, SessionError> {
         let member = self.is_member(id, conn);
         let limit = self.limits.max_metadata_bytes;
@@ -293,17 +295,9 @@ impl SessionTable {
         if !member {
             return Err(SessionError::NotAMember);
         }
-        // The stored text is what `compact` wrote: an object within the limit.
-        let mut merged: Map<String, Value> =
-            serde_json::from_str(&session.metadata).unwrap_or_default();
-        for (key, value) in patch {
-            if value.is_null() {
-                merged.remove(&key);
-            } else {
-                merged.insert(key, value);
-            }
-        }
-        session.metadata = compact_within(&merged, limit)?;
+        // The stored text is what `compact_within` or `merge` wrote: a map's compact text.
+        session.metadata = merge::merge(&session.metadata, patch.as_bytes(), limit)
+            .ok_or(SessionError::MetadataTooLarge)?;
         Ok(session)
     }
 
@@ -508,21 +502,21 @@ mod tests {
         t.create("r", None, Some(obj(json!({"a":1,"b":2}))), conn(1), yes)
             .unwrap();
         let s = t
-            .patch("r", conn(1), obj(json!({"b":null,"c":"x"})))
+            .patch("r", conn(1), &json!({"b":null,"c":"x"}).to_string())
             .unwrap();
         assert_eq!(s.metadata(), r#"{"a":1,"c":"x"}"#);
         assert_eq!(
-            t.patch("r", conn(1), obj(json!({"d":"y".repeat(40)})))
+            t.patch("r", conn(1), &json!({"d":"y".repeat(40)}).to_string())
                 .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         assert_eq!(t.get("r").unwrap().metadata(), r#"{"a":1,"c":"x"}"#);
         assert_eq!(
-            t.patch("r", conn(2), obj(json!({}))).unwrap_err(),
+            t.patch("r", conn(2), &json!({}).to_string()).unwrap_err(),
             SessionError::NotAMember
         );
         assert_eq!(
-            t.patch("x", conn(1), obj(json!({}))).unwrap_err(),
+            t.patch("x", conn(1), &json!({}).to_string()).unwrap_err(),
             SessionError::NotFound
         );
     }
@@ -536,12 +530,16 @@ mod tests {
         let (_, s) = t.create("r", None, Some(at), conn(1), yes).unwrap();
         assert_eq!(s.metadata().len(), 40);
         assert_eq!(
-            t.patch("r", conn(1), obj(json!({"k":"x".repeat(33)})))
+            t.patch("r", conn(1), &json!({"k":"x".repeat(33)}).to_string())
                 .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         let s = t
-            .patch("r", conn(1), obj(json!({"k":null,"n":[1, {"a":true}]})))
+            .patch(
+                "r",
+                conn(1),
+                &json!({"k":null,"n":[1, {"a":true}]}).to_string(),
+            )
             .unwrap();
         assert_eq!(s.metadata(), r#"{"n":[1,{"a":true}]}"#);
     }

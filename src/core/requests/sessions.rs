@@ -329,8 +329,11 @@ pub(crate) fn patch(
 ) -> Result<(), Reject> {
     let p: SessionPatchIn<'_> = payloads::parse(env.payload)?;
     let session_id = session_ref(&p.session_key, "sessionKey", &env.session_id)?;
-    let patch = opt_object(p.patch, "patch")?
-        .ok_or_else(|| FieldError::new("patch", "patch is required"))?;
+    let patch = match p.patch.map(|raw| raw.get()) {
+        None => return Err(FieldError::new("patch", "patch is required").into()),
+        Some(text) if text.starts_with('{') => text,
+        Some(_) => return Err(FieldError::new("patch", "patch must be an object").into()),
+    };
     let session = state
         .sessions
         .patch(session_id, req.conn, patch)

@@ -1,9 +1,10 @@
 //! The JSON wire format of PROTOCOL sections 2-6: reading envelopes ([`envelope`]), the
 //! payload shapes ([`payloads`]), writing envelopes ([`write`](mod@write)), compact client
-//! JSON ([`compact`]) and the check of forwarded payloads ([`strict`]).
+//! JSON ([`compact`]), the merge of a metadata patch ([`merge`]) and the check of forwarded payloads ([`strict`]).
 
 pub(crate) mod compact;
 pub(crate) mod envelope;
+pub(crate) mod merge;
 pub(crate) mod payloads;
 pub(crate) mod strict;
 pub(crate) mod write;

@@ -4,8 +4,8 @@
 //! Contract:
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
 //!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
-//!   payload; unknown fields are ignored. Only structured values the gateway stores
-//!   (`metadata`, `patch`) are read as `serde_json::Value`; an agent's `capabilities` and
+//!   payload; unknown fields are ignored. Only `session_create`'s `metadata` is read as a
+//!   `serde_json::Value`; a `session_patch`'s `patch` is borrowed as its raw text, and an agent's `capabilities` and
 //!   `metadata` are borrowed as their raw text (`RawValue`, in the same pass) and compacted
 //!   from it.
 //! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
@@ -88,8 +88,9 @@ pub(crate) struct SessionPatchIn<'a> {
     /// `sessionKey`
     #[serde(borrow, rename = "sessionKey")]
     pub session_key: Option<Loose<'a>>,
-    /// `patch`
-    pub patch: Option<Value>,
+    /// `patch`, its text as sent (merged as text: `wire/merge.rs`)
+    #[serde(borrow)]
+    pub patch: Option<&'a RawValue>,
 }
 
 /// `presence` `{"status","sessionKey"?}`.
