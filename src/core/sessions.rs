@@ -188,13 +188,14 @@ impl SessionTable {
     }
 
     /// Create session `id` with `conn` as its first member; if `id` exists, join it
-    /// instead (`name` and `metadata` are then ignored). `admit` is asked last, only for a
-    /// new membership.
+    /// instead (`name` and `metadata` are then ignored). `metadata` is an `Err` when the
+    /// caller found it too large before reading it whole: refused at the metadata step.
+    /// `admit` is asked last, only for a new membership.
     pub(crate) fn create(
         &mut self,
         id: &str,
         name: Option<&str>,
-        metadata: Option<Map<String, Value>>,
+        metadata: Result<Option<Map<String, Value>>, SessionError>,
         conn: ConnId,
         admit: impl FnOnce() -> bool,
     ) -> Result<(JoinOutcome, &Session), SessionError> {
@@ -207,7 +208,7 @@ impl SessionTable {
         if self.sessions.len() >= self.limits.max_sessions {
             return Err(SessionError::TableFull);
         }
-        let metadata = match metadata {
+        let metadata = match metadata? {
             Some(map) => self.compact(&map)?,
             None => EMPTY_METADATA.into(),
         };
@@ -301,6 +302,11 @@ impl SessionTable {
         Ok(session)
     }
 
+    /// Largest metadata, in bytes of compact JSON.
+    pub(crate) fn max_metadata_bytes(&self) -> usize {
+        self.limits.max_metadata_bytes
+    }
+
     /// `map` as compact JSON text within the metadata limit.
     fn compact(&self, map: &Map<String, Value>) -> Result<Box<str>, SessionError> {
         compact_within(map, self.limits.max_metadata_bytes)
@@ -385,13 +391,19 @@ mod tests {
     fn create_join_and_members_in_order() {
         let mut t = SessionTable::new(limits());
         let (outcome, s) = t
-            .create("r", Some("Room"), Some(obj(json!({"a":1}))), conn(1), yes)
+            .create(
+                "r",
+                Some("Room"),
+                Ok(Some(obj(json!({"a":1})))),
+                conn(1),
+                yes,
+            )
             .unwrap();
         assert_eq!(outcome, JoinOutcome::Created);
         assert_eq!(s.name(), Some("Room"));
         let (outcome, _) = t.join("r", conn(2), yes).unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
-        let (outcome, s) = t.create("r", None, None, conn(3), yes).unwrap();
+        let (outcome, s) = t.create("r", None, Ok(None), conn(3), yes).unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
         assert_eq!(s.metadata(), r#"{"a":1}"#);
         assert_eq!(members(s), [conn(1), conn(2), conn(3)]);
@@ -410,25 +422,26 @@ mod tests {
     #[test]
     fn limits_refuse_without_changing_anything() {
         let mut t = SessionTable::new(limits());
-        t.create("a", None, None, conn(1), yes).unwrap();
-        t.create("b", None, None, conn(1), yes).unwrap();
+        t.create("a", None, Ok(None), conn(1), yes).unwrap();
+        t.create("b", None, Ok(None), conn(1), yes).unwrap();
         assert_eq!(
-            t.create("c", None, None, conn(1), yes).unwrap_err(),
+            t.create("c", None, Ok(None), conn(1), yes).unwrap_err(),
             SessionError::ClientLimit
         );
-        t.create("c", None, None, conn(2), yes).unwrap();
+        t.create("c", None, Ok(None), conn(2), yes).unwrap();
         assert_eq!(
             t.join("c", conn(1), yes).unwrap_err(),
             SessionError::ClientLimit
         );
         assert_eq!(
-            t.create("d", None, None, conn(3), yes).unwrap_err(),
+            t.create("d", None, Ok(None), conn(3), yes).unwrap_err(),
             SessionError::TableFull
         );
         let big = obj(json!({"k":"x".repeat(64)}));
         let mut t2 = SessionTable::new(limits());
         assert_eq!(
-            t2.create("m", None, Some(big), conn(1), yes).unwrap_err(),
+            t2.create("m", None, Ok(Some(big)), conn(1), yes)
+                .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         assert!(t2.is_empty());
@@ -440,7 +453,7 @@ mod tests {
     fn admit_is_asked_last_and_only_for_a_new_membership() {
         let mut t = SessionTable::new(limits());
         let mut asked = 0;
-        t.create("r", None, None, conn(1), || {
+        t.create("r", None, Ok(None), conn(1), || {
             asked += 1;
             true
         })
@@ -449,14 +462,15 @@ mod tests {
         // Joining again is no new membership; a refusal of the table comes first.
         let never = || -> bool { panic!("admit asked") };
         t.join("r", conn(1), never).unwrap();
-        t.create("r", None, None, conn(1), never).unwrap();
+        t.create("r", None, Ok(None), conn(1), never).unwrap();
         assert_eq!(
             t.join("x", conn(2), never).unwrap_err(),
             SessionError::NotFound
         );
         let big = obj(json!({"k":"x".repeat(64)}));
         assert_eq!(
-            t.create("m", None, Some(big), conn(2), never).unwrap_err(),
+            t.create("m", None, Ok(Some(big)), conn(2), never)
+                .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         // A refusal by admit changes nothing.
@@ -465,7 +479,8 @@ mod tests {
             SessionError::UserLimit
         );
         assert_eq!(
-            t.create("n", None, None, conn(2), || false).unwrap_err(),
+            t.create("n", None, Ok(None), conn(2), || false)
+                .unwrap_err(),
             SessionError::UserLimit
         );
         assert_eq!(members(t.get("r").unwrap()), [conn(1)]);
@@ -477,7 +492,7 @@ mod tests {
     #[test]
     fn leave_removes_the_last_member_and_the_session() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, Some(obj(json!({"a":1}))), conn(1), yes)
+        t.create("r", None, Ok(Some(obj(json!({"a":1})))), conn(1), yes)
             .unwrap();
         t.join("r", conn(2), yes).unwrap();
         assert_eq!(t.leave("r", conn(3)).unwrap(), LeaveOutcome::NotMember);
@@ -492,14 +507,14 @@ mod tests {
         assert!(t.get("r").is_none());
         assert_eq!(t.leave("r", conn(2)).unwrap_err(), SessionError::NotFound);
         assert!(t.sessions_of(conn(2)).is_empty());
-        t.create("r", None, None, conn(2), yes).unwrap();
+        t.create("r", None, Ok(None), conn(2), yes).unwrap();
         assert_eq!(t.get("r").unwrap().metadata(), "{}");
     }
 
     #[test]
     fn patch_merges_removes_nulls_and_respects_the_limit() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, Some(obj(json!({"a":1,"b":2}))), conn(1), yes)
+        t.create("r", None, Ok(Some(obj(json!({"a":1,"b":2})))), conn(1), yes)
             .unwrap();
         let s = t
             .patch("r", conn(1), &json!({"b":null,"c":"x"}).to_string())
@@ -527,7 +542,7 @@ mod tests {
         // Exactly at the limit is accepted, one byte over is not.
         let at = obj(json!({"k":"x".repeat(32)}));
         assert_eq!(serde_json::to_string(&at).unwrap().len(), 40);
-        let (_, s) = t.create("r", None, Some(at), conn(1), yes).unwrap();
+        let (_, s) = t.create("r", None, Ok(Some(at)), conn(1), yes).unwrap();
         assert_eq!(s.metadata().len(), 40);
         assert_eq!(
             t.patch("r", conn(1), &json!({"k":"x".repeat(33)}).to_string())
@@ -556,7 +571,7 @@ mod tests {
     #[test]
     fn of_member_names_the_refusal() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, None, conn(1), yes).unwrap();
+        t.create("r", None, Ok(None), conn(1), yes).unwrap();
         assert_eq!(t.of_member("r", conn(1)).map(Session::id), Ok("r"));
         assert_eq!(
             t.of_member("r", conn(2)).unwrap_err(),

@@ -5,7 +5,7 @@
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
 //!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
 //!   payload; unknown fields are ignored. Only `session_create`'s `metadata` is read as a
-//!   `serde_json::Value`; a `session_patch`'s `patch` is borrowed as its raw text, and an agent's `capabilities` and
+//!   `serde_json::Value`, once its compact size is known to fit; a `session_patch`'s `patch` is borrowed as its raw text, and an agent's `capabilities` and
 //!   `metadata` are borrowed as their raw text (`RawValue`, in the same pass) and compacted
 //!   from it.
 //! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
@@ -16,7 +16,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
 use crate::core::errors::ErrorCode;
@@ -61,9 +60,10 @@ pub(crate) struct ConnectIn<'a> {
     pub protocol_version: Option<Loose<'a>>,
 }
 
-/// `session_create` `{"sessionId"?,"name"?,"metadata"?}`.
+/// `session_create` `{"sessionId"?,"name"?,"metadata"?}`, `metadata` read as `M`: its raw
+/// text (`&RawValue`), to measure it first, or a `Value`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct SessionCreateIn<'a> {
+pub(crate) struct SessionCreateIn<'a, M> {
     /// `sessionId`
     #[serde(borrow, rename = "sessionId")]
     pub session_id: Option<Loose<'a>>,
@@ -71,7 +71,7 @@ pub(crate) struct SessionCreateIn<'a> {
     #[serde(borrow)]
     pub name: Option<Loose<'a>>,
     /// `metadata`
-    pub metadata: Option<Value>,
+    pub metadata: Option<M>,
 }
 
 /// `session_join` / `session_leave` `{"sessionId"}`.
@@ -496,6 +496,7 @@ pub(crate) fn read_cursor(text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use serde_json::Value;
 
     #[test]
     fn names_map_to_enums() {
