@@ -26,6 +26,11 @@
 //! - loop time of a message: median time from sending it to its reply (for a message without
 //!   a reply: to the `pong` of a `ping` written right behind it), minus the median `ping`
 //!   round trip measured just before each one on the same connection (target <= 1 ms);
+//! - the gateway's CPU per message: utime + stime of the child (`/proc/PID/stat`) over the
+//!   repetitions, each extended until they count `HOSTILE_CPU_TICKS` ticks of `getconf
+//!   CLK_TCK` (within half the time budget), per repetition, minus the same for a `ping`
+//!   alone counted once per gateway; the loop is one thread, so this is the loop time
+//!   without the client's and the loopback's share (target <= 1 ms);
 //! - a bystander's `ping` p99 (its own user and connection, a `ping` every 10 ms) during
 //!   each attack, beside its p99 with no attack (target <= 10 ms);
 //! - whether the gateway survived each phase under `prlimit --as`: the `memory bound`
@@ -39,7 +44,8 @@
 //!
 //! Environment: `HOSTILE_AGENTS` (256), `HOSTILE_SESSIONS` (256), `HOSTILE_DEVICES` (4000),
 //! `HOSTILE_REPS` (15, repetitions of a small attack message), `HOSTILE_HEAVY_REPS` (5, of
-//! one of up to `max_message_size` or with a reply that large), `HOSTILE_UNKNOWN` (16),
+//! one of up to `max_message_size` or with a reply that large; both are extended for the CPU
+//! figure), `HOSTILE_CPU_TICKS` (50), `HOSTILE_UNKNOWN` (16),
 //! `HOSTILE_AUTH_TOKEN_BYTES` (`max_preauth_message_size` minus the envelope),
 //! `HOSTILE_BUDGET_SECS` (10), `HOSTILE_ATTACK_SECS` (1: a small message is repeated at
 //! least this long, for the bystander's p99), `HOSTILE_QUIET_SECS` (2, the bystander's quiet
@@ -56,6 +62,8 @@ mod bystander;
 mod child;
 #[path = "hostile/client.rs"]
 mod client;
+#[path = "hostile/cpu.rs"]
+mod cpu;
 #[path = "hostile/drain.rs"]
 mod drain;
 #[path = "hostile/payloads.rs"]
@@ -102,6 +110,7 @@ struct Settings {
     devices: usize,
     reps: usize,
     heavy_reps: usize,
+    cpu_ticks: u64,
     unknown: usize,
     auth_token_bytes: Option<usize>,
     budget: Duration,
@@ -127,6 +136,7 @@ impl Settings {
                 devices: 10,
                 reps: 3,
                 heavy_reps: 2,
+                cpu_ticks: 0,
                 unknown: 2,
                 auth_token_bytes: None,
                 budget: Duration::from_secs(10),
@@ -143,6 +153,7 @@ impl Settings {
             devices: env_num("HOSTILE_DEVICES", 4000usize).max(1),
             reps: env_num("HOSTILE_REPS", 15usize).max(1),
             heavy_reps: env_num("HOSTILE_HEAVY_REPS", 5usize).max(1),
+            cpu_ticks: env_num("HOSTILE_CPU_TICKS", 50u64),
             unknown: env_num("HOSTILE_UNKNOWN", 16usize).max(1),
             auth_token_bytes: std::env::var("HOSTILE_AUTH_TOKEN_BYTES")
                 .ok()
@@ -236,6 +247,9 @@ fn phase_agents(bench: &mut Bench) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(50));
     let big = store::watched(&by, || store::agents(bench, &mut gw, n, true));
     let quiet = quiet_window(&by, bench.s.quiet);
+    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
+        Client::authed(&gw.url, &attacker_token(TOKENS - 3))
+    });
     rss_row(&mut bench.report, "agents_rss", "agents", &base, &big);
     storing_rows(&mut bench.report, &big, &quiet);
     let mut owners = big.held;
@@ -263,7 +277,15 @@ fn phase_agents(bench: &mut Bench) -> Result<(), String> {
         },
         |c, _, deadline| c.request(&mut frame, deadline),
     );
-    loop_rows(&mut bench.report, "agent_register", &label, &run, &quiet);
+    loop_rows(
+        &mut bench.report,
+        "agent_register",
+        &label,
+        &run,
+        &quiet,
+        &ping,
+        bench.s.cpu_ticks,
+    );
     if run.stuck {
         return Ok(());
     }
@@ -303,6 +325,8 @@ fn phase_agents(bench: &mut Bench) -> Result<(), String> {
         ),
         &run,
         &quiet,
+        &ping,
+        bench.s.cpu_ticks,
     );
     if run.stuck {
         return Ok(());
@@ -328,6 +352,8 @@ fn phase_agents(bench: &mut Bench) -> Result<(), String> {
         ),
         &run,
         &quiet,
+        &ping,
+        bench.s.cpu_ticks,
     );
     drop(owners);
     survival_row(&mut bench.report, "agents", &mut gw, bench.address_space);
@@ -346,6 +372,9 @@ fn phase_sessions(bench: &mut Bench) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(50));
     let big = store::watched(&by, || store::sessions(bench, &mut gw, n, true));
     let quiet = quiet_window(&by, bench.s.quiet);
+    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
+        Client::authed(&gw.url, &attacker_token(TOKENS - 3))
+    });
     rss_row(&mut bench.report, "sessions_rss", "sessions", &base, &big);
     storing_rows(&mut bench.report, &big, &quiet);
     let url = gw.url.clone();
@@ -397,7 +426,15 @@ fn phase_sessions(bench: &mut Bench) -> Result<(), String> {
         },
         |c, rep, deadline| c.request(&mut patches[rep % 2], deadline),
     );
-    loop_rows(&mut bench.report, "session_patch", &label, &run, &quiet);
+    loop_rows(
+        &mut bench.report,
+        "session_patch",
+        &label,
+        &run,
+        &quiet,
+        &ping,
+        bench.s.cpu_ticks,
+    );
     if run.stuck {
         return Ok(());
     }
@@ -424,7 +461,15 @@ fn phase_sessions(bench: &mut Bench) -> Result<(), String> {
         },
         |c, _, deadline| c.send_then_ping(&mut relay, deadline),
     );
-    loop_rows(&mut bench.report, "relay_nested", &label, &run, &quiet);
+    loop_rows(
+        &mut bench.report,
+        "relay_nested",
+        &label,
+        &run,
+        &quiet,
+        &ping,
+        bench.s.cpu_ticks,
+    );
     println!(
         "   (the {} draining members read {} in all)",
         bench.lim.max_clients_per_session - 1,
@@ -465,6 +510,9 @@ fn phase_devices(bench: &mut Bench) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(50));
     let big = store::watched(&by, || store::devices(bench, &mut gw, n, true));
     let quiet = quiet_window(&by, bench.s.quiet);
+    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
+        Client::authed(&gw.url, &attacker_token(TOKENS - 3))
+    });
     rss_row(&mut bench.report, "devices_rss", "devices", &base, &big);
     storing_rows(&mut bench.report, &big, &quiet);
     let url = gw.url.clone();
@@ -492,7 +540,15 @@ fn phase_devices(bench: &mut Bench) -> Result<(), String> {
         || Client::open(&url),
         |c, _, deadline| c.request(&mut auth, deadline),
     );
-    loop_rows(&mut bench.report, "auth_long_token", &label, &run, &quiet);
+    loop_rows(
+        &mut bench.report,
+        "auth_long_token",
+        &label,
+        &run,
+        &quiet,
+        &ping,
+        bench.s.cpu_ticks,
+    );
     drop(big.held);
     survival_row(&mut bench.report, "devices", &mut gw, bench.address_space);
     Ok(())
@@ -508,6 +564,9 @@ fn phase_events(bench: &mut Bench) -> Result<(), String> {
     let mut gw = bench.spawn()?;
     let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
     let quiet = quiet_window(&by, bench.s.quiet);
+    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
+        Client::authed(&gw.url, &attacker_token(0))
+    });
     let url = gw.url.clone();
     let mut unknown = Frame::new(&payloads::message(
         "x_hostile",
@@ -547,6 +606,8 @@ fn phase_events(bench: &mut Bench) -> Result<(), String> {
         &format!("unknown type {bytes} B"),
         &run,
         &quiet,
+        &ping,
+        bench.s.cpu_ticks,
     );
     survival_row(&mut bench.report, "events", &mut gw, bench.address_space);
     Ok(())

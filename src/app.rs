@@ -146,6 +146,7 @@ pub enum Action<E> {
 pub struct Actions<E> {
     arena: Vec<u8>,
     list: Vec<Action<E>>,
+    events_off: bool,
 }
 
 impl<E> Default for Actions<E> {
@@ -153,6 +154,7 @@ impl<E> Default for Actions<E> {
         Actions {
             arena: Vec::new(),
             list: Vec::new(),
+            events_off: false,
         }
     }
 }
@@ -210,9 +212,23 @@ impl<E> Actions<E> {
         self.list.push(Action::RaiseLimit { conn });
     }
 
-    /// Hand `event` to the host program.
+    /// Hand `event` to the host program (nothing, while [`Actions::wants_events`] is false).
     pub fn emit(&mut self, event: E) {
-        self.list.push(Action::Emit(event));
+        if !self.events_off {
+            self.list.push(Action::Emit(event));
+        }
+    }
+
+    /// Whether an emitted event is kept for the host: false once nothing can read events
+    /// (the transport's `run`), so that an app need not build an event only to have it
+    /// dropped.
+    pub fn wants_events(&self) -> bool {
+        !self.events_off
+    }
+
+    /// From now on, drop what is emitted ([`Actions::wants_events`] is false).
+    pub(crate) fn turn_events_off(&mut self) {
+        self.events_off = true;
     }
 
     /// Ask for [`App::on_timer`] with `token` once `at` has passed.

@@ -1,12 +1,14 @@
 //! Loop-time attacks: one message repeated on one connection, each repetition beside a
 //! `ping` on the same connection, with the bystander watching; bounded by a count, a time
-//! budget and an RSS cap.
+//! budget and an RSS cap. The count is extended until the gateway's CPU over the repetitions
+//! reaches `HOSTILE_CPU_TICKS` (within half the time budget), for its CPU per message.
 
 use std::time::{Duration, Instant};
 
 use crate::bystander::{Bystander, Window};
 use crate::child::Gateway;
 use crate::client::{Client, Outcome};
+use crate::cpu::{Clock, Cpu};
 use crate::report::{median, Notes};
 use crate::{Bench, RECOVERY};
 
@@ -17,6 +19,8 @@ pub struct LoopRun {
     pub notes: Notes,
     pub over: Option<String>,
     pub window: Window,
+    /// The gateway's CPU over the repetitions (each one the message and its `ping`).
+    pub cpu: Cpu,
     /// The gateway did not answer the bystander within [`RECOVERY`] afterwards.
     pub stuck: bool,
 }
@@ -62,6 +66,7 @@ pub fn loop_attack(
         notes: Notes::default(),
         over: None,
         window: by.window(start),
+        cpu: Cpu::default(),
         stuck: false,
     };
     let (min, max) = match reps {
@@ -69,16 +74,20 @@ pub fn loop_attack(
         Reps::AtLeast(n) => (n, n * EXTEND),
     };
     let min_end = start + bench.s.attack;
+    let cpu_end = start + bench.s.budget / 2;
+    let clock = Clock::start(gw);
     let mut conn: Option<Client> = None;
     let mut opened = 0;
-    'reps: for rep in 0..max {
-        if rep >= min && Instant::now() >= min_end {
+    'reps: for rep in 0.. {
+        let now = Instant::now();
+        let counted = rep >= min && (rep >= max || now >= min_end);
+        if counted && (clock.ticks() >= bench.s.cpu_ticks || now >= cpu_end) {
             break;
         }
         let ping = loop {
             if conn.is_none() {
                 opened += 1;
-                if opened > max + 2 {
+                if opened > rep + 3 {
                     run.over = Some("gave up reconnecting".into());
                     break 'reps;
                 }
@@ -108,6 +117,7 @@ pub fn loop_attack(
         let c = conn.as_mut().expect("connected");
         let t0 = Instant::now();
         let outcome = send(c, rep, deadline);
+        run.cpu.reps += 1;
         run.notes.outcome(&outcome);
         match outcome {
             Outcome::Reply { at, .. } => {
@@ -130,6 +140,7 @@ pub fn loop_attack(
             run.notes.add(format!("error {code}"));
         }
     }
+    run.cpu.ticks = clock.ticks();
     run.window = by.window(start);
     run.stuck = !by.wait_responsive(Instant::now(), RECOVERY);
     run

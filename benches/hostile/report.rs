@@ -9,6 +9,7 @@ use crate::attack::LoopRun;
 use crate::bystander::Window;
 use crate::child::Gateway;
 use crate::client::Outcome;
+use crate::cpu::Cpu;
 use crate::store::Stored;
 use crate::RECOVERY;
 
@@ -128,8 +129,18 @@ impl Notes {
     }
 }
 
-/// The rows of a loop-time attack: its loop time and the bystander's p99.
-pub fn loop_rows(report: &mut Report, key: &str, label: &str, run: &LoopRun, quiet: &Window) {
+/// The rows of a loop-time attack: its loop time, the gateway's CPU per message (over that of
+/// a `ping`, `ping`; a count of fewer than `min_ticks` ticks is pointed out) and the
+/// bystander's p99.
+pub fn loop_rows(
+    report: &mut Report,
+    key: &str,
+    label: &str,
+    run: &LoopRun,
+    quiet: &Window,
+    ping: &Cpu,
+    min_ticks: u64,
+) {
     let loop_ms = run.loop_ms();
     let ping_ms = median(&run.ping_us) / 1e3;
     let mut note = run.notes.line();
@@ -156,12 +167,38 @@ pub fn loop_rows(report: &mut Report, key: &str, label: &str, run: &LoopRun, qui
         "≤ 1 ms",
         note,
     );
+    let cpu_ms = run.cpu.ms_per_rep() - ping.ms_per_rep();
+    let few = |cpu: &Cpu, what: &str| {
+        (cpu.ticks < min_ticks).then(|| format!("only {} ticks for {what}", cpu.ticks))
+    };
+    let cpu_note = [few(&run.cpu, "the message"), few(ping, "the ping")]
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(format!(
+            "{} reps, {} ticks",
+            run.cpu.reps, run.cpu.ticks
+        )))
+        .collect::<Vec<_>>()
+        .join("; ");
+    report.row(
+        "  gateway CPU per message".to_owned(),
+        fmt_ms(cpu_ms),
+        format!("ping cpu {}", fmt_ms(ping.ms_per_rep())),
+        times(cpu_ms / 1.0),
+        "≤ 1 ms",
+        cpu_note,
+    );
     bystander_row(report, &run.window, quiet);
     report.json.insert(
         key.to_owned(),
         json!({
             "loop_ms": loadgen::round3(loop_ms),
             "ping_ms": loadgen::round3(ping_ms),
+            "cpu_ms": loadgen::round3(cpu_ms),
+            "cpu_ticks": run.cpu.ticks,
+            "cpu_reps": run.cpu.reps,
+            "ping_cpu_ms": loadgen::round3(ping.ms_per_rep()),
+            "ping_cpu_ticks": ping.ticks,
             "reps": run.msg_us.len(),
             "over": run.over,
             "stuck": run.stuck,

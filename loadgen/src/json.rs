@@ -1,14 +1,10 @@
-//! Reading the top-level fields of a server's JSON replies without a full parse, with the
-//! gateway's own scanner; writing numbers.
+//! Reading the top-level fields of a server's JSON replies without a full parse (the member
+//! scanner, [`scan`]); writing numbers.
 
-// The gateway's scanner, `src/core/wire/scan.rs`, compiled here from that one file: it is not
-// part of the gateway's public API, and a copy would drift from it.
-#[allow(dead_code)] // `first_byte`, which the gateway needs and this crate does not
-#[path = "../../src/core/wire/scan.rs"]
 mod scan;
 
 /// The raw text of the top-level field `key` of the JSON object `obj` (strings keep their
-/// quotes; nested objects are returned whole), found by the gateway's own scanner.
+/// quotes; nested objects are returned whole), found by the scanner.
 pub fn json_field<'a>(obj: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let key = std::str::from_utf8(key).ok()?;
     scan::member(obj, key)

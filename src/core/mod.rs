@@ -5,7 +5,8 @@
 //! comes in as `now: Instant`, and wall-clock milliseconds are derived from the base given to
 //! [`GatewayCore::new`]. Each submodule has one job:
 //!
-//! - [`wire`]: reading and writing the wire format (envelopes, payloads, the field scanner);
+//! - [`wire`]: reading and writing the wire format (envelopes, payloads, compact JSON, the
+//!   payload check);
 //! - [`clients`], [`sessions`], [`agents`], [`routes`], [`ratelimit`], [`auth`], [`timers`]:
 //!   the tables, state and decisions, each testable alone; they never import [`state`] or
 //!   [`requests`];

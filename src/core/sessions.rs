@@ -15,9 +15,9 @@
 //!   is called only when the operation then succeeds.
 //! - Metadata is a JSON object stored as its compact JSON text (never as a parsed tree),
 //!   whose length stays within `max_metadata_bytes`; replies copy that text verbatim. A patch
-//!   parses the stored object, merges, and stores the compact text again, so its cost is
-//!   bounded by the limit; one that would exceed it is refused and leaves the metadata
-//!   unchanged.
+//!   merges the patch's members into the stored text (`wire/merge.rs`, without a tree of the
+//!   stored values), so its cost is bounded by the limit; one that would exceed it is refused
+//!   and leaves the metadata unchanged.
 //! - Memory (64-bit): a session costs its id, name and metadata bytes once each (the id is
 //!   shared by the table's key, the record and every member's reverse-index entry) plus a
 //!   fixed overhead of at most about 320 bytes (the 72-byte record and its 16-byte key in a
@@ -36,6 +36,7 @@ use serde_json::{Map, Value};
 
 use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
+use crate::core::wire::merge;
 
 /// Largest session metadata, in bytes of JSON (PROTOCOL section 4).
 pub(crate) const MAX_METADATA_BYTES: usize = 64 * 1024;
@@ -187,13 +188,14 @@ impl SessionTable {
     }
 
     /// Create session `id` with `conn` as its first member; if `id` exists, join it
-    /// instead (`name` and `metadata` are then ignored). `admit` is asked last, only for a
-    /// new membership.
+    /// instead (`name` and `metadata` are then ignored). `metadata` is an `Err` when the
+    /// caller found it too large before reading it whole: refused at the metadata step.
+    /// `admit` is asked last, only for a new membership.
     pub(crate) fn create(
         &mut self,
         id: &str,
         name: Option<&str>,
-        metadata: Option<Map<String, Value>>,
+        metadata: Result<Option<Map<String, Value>>, SessionError>,
         conn: ConnId,
         admit: impl FnOnce() -> bool,
     ) -> Result<(JoinOutcome, &Session), SessionError> {
@@ -206,7 +208,7 @@ impl SessionTable {
         if self.sessions.len() >= self.limits.max_sessions {
             return Err(SessionError::TableFull);
         }
-        let metadata = match metadata {
+        let metadata = match metadata? {
             Some(map) => self.compact(&map)?,
             None => EMPTY_METADATA.into(),
         };
@@ -279,13 +281,14 @@ impl SessionTable {
         Ok(LeaveOutcome::Left { removed })
     }
 
-    /// Shallow-merge `patch` into the metadata of session `id` (a `null` value removes the
-    /// key). Only members may patch; a result over the size limit is refused.
+    /// Shallow-merge `patch` (the text of an object that passed `strict::check`) into the
+    /// metadata of session `id` (a `null` value removes the key; `wire/merge.rs`). Only
+    /// members may patch; a result over the size limit is refused.
     pub(crate) fn patch(
         &mut self,
         id: &str,
         conn: ConnId,
-        patch: Map<String, Value>,
+        patch: &str,
     ) -> Result<&Session, SessionError> {
         let member = self.is_member(id, conn);
         let limit = self.limits.max_metadata_bytes;
@@ -293,18 +296,15 @@ impl SessionTable {
         if !member {
             return Err(SessionError::NotAMember);
         }
-        // The stored text is what `compact` wrote: an object within the limit.
-        let mut merged: Map<String, Value> =
-            serde_json::from_str(&session.metadata).unwrap_or_default();
-        for (key, value) in patch {
-            if value.is_null() {
-                merged.remove(&key);
-            } else {
-                merged.insert(key, value);
-            }
-        }
-        session.metadata = compact_within(&merged, limit)?;
+        // The stored text is what `compact_within` or `merge` wrote: a map's compact text.
+        session.metadata = merge::merge(&session.metadata, patch.as_bytes(), limit)
+            .ok_or(SessionError::MetadataTooLarge)?;
         Ok(session)
+    }
+
+    /// Largest metadata, in bytes of compact JSON.
+    pub(crate) fn max_metadata_bytes(&self) -> usize {
+        self.limits.max_metadata_bytes
     }
 
     /// `map` as compact JSON text within the metadata limit.
@@ -391,13 +391,19 @@ mod tests {
     fn create_join_and_members_in_order() {
         let mut t = SessionTable::new(limits());
         let (outcome, s) = t
-            .create("r", Some("Room"), Some(obj(json!({"a":1}))), conn(1), yes)
+            .create(
+                "r",
+                Some("Room"),
+                Ok(Some(obj(json!({"a":1})))),
+                conn(1),
+                yes,
+            )
             .unwrap();
         assert_eq!(outcome, JoinOutcome::Created);
         assert_eq!(s.name(), Some("Room"));
         let (outcome, _) = t.join("r", conn(2), yes).unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
-        let (outcome, s) = t.create("r", None, None, conn(3), yes).unwrap();
+        let (outcome, s) = t.create("r", None, Ok(None), conn(3), yes).unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
         assert_eq!(s.metadata(), r#"{"a":1}"#);
         assert_eq!(members(s), [conn(1), conn(2), conn(3)]);
@@ -416,25 +422,26 @@ mod tests {
     #[test]
     fn limits_refuse_without_changing_anything() {
         let mut t = SessionTable::new(limits());
-        t.create("a", None, None, conn(1), yes).unwrap();
-        t.create("b", None, None, conn(1), yes).unwrap();
+        t.create("a", None, Ok(None), conn(1), yes).unwrap();
+        t.create("b", None, Ok(None), conn(1), yes).unwrap();
         assert_eq!(
-            t.create("c", None, None, conn(1), yes).unwrap_err(),
+            t.create("c", None, Ok(None), conn(1), yes).unwrap_err(),
             SessionError::ClientLimit
         );
-        t.create("c", None, None, conn(2), yes).unwrap();
+        t.create("c", None, Ok(None), conn(2), yes).unwrap();
         assert_eq!(
             t.join("c", conn(1), yes).unwrap_err(),
             SessionError::ClientLimit
         );
         assert_eq!(
-            t.create("d", None, None, conn(3), yes).unwrap_err(),
+            t.create("d", None, Ok(None), conn(3), yes).unwrap_err(),
             SessionError::TableFull
         );
         let big = obj(json!({"k":"x".repeat(64)}));
         let mut t2 = SessionTable::new(limits());
         assert_eq!(
-            t2.create("m", None, Some(big), conn(1), yes).unwrap_err(),
+            t2.create("m", None, Ok(Some(big)), conn(1), yes)
+                .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         assert!(t2.is_empty());
@@ -446,7 +453,7 @@ mod tests {
     fn admit_is_asked_last_and_only_for_a_new_membership() {
         let mut t = SessionTable::new(limits());
         let mut asked = 0;
-        t.create("r", None, None, conn(1), || {
+        t.create("r", None, Ok(None), conn(1), || {
             asked += 1;
             true
         })
@@ -455,14 +462,15 @@ mod tests {
         // Joining again is no new membership; a refusal of the table comes first.
         let never = || -> bool { panic!("admit asked") };
         t.join("r", conn(1), never).unwrap();
-        t.create("r", None, None, conn(1), never).unwrap();
+        t.create("r", None, Ok(None), conn(1), never).unwrap();
         assert_eq!(
             t.join("x", conn(2), never).unwrap_err(),
             SessionError::NotFound
         );
         let big = obj(json!({"k":"x".repeat(64)}));
         assert_eq!(
-            t.create("m", None, Some(big), conn(2), never).unwrap_err(),
+            t.create("m", None, Ok(Some(big)), conn(2), never)
+                .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         // A refusal by admit changes nothing.
@@ -471,7 +479,8 @@ mod tests {
             SessionError::UserLimit
         );
         assert_eq!(
-            t.create("n", None, None, conn(2), || false).unwrap_err(),
+            t.create("n", None, Ok(None), conn(2), || false)
+                .unwrap_err(),
             SessionError::UserLimit
         );
         assert_eq!(members(t.get("r").unwrap()), [conn(1)]);
@@ -483,7 +492,7 @@ mod tests {
     #[test]
     fn leave_removes_the_last_member_and_the_session() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, Some(obj(json!({"a":1}))), conn(1), yes)
+        t.create("r", None, Ok(Some(obj(json!({"a":1})))), conn(1), yes)
             .unwrap();
         t.join("r", conn(2), yes).unwrap();
         assert_eq!(t.leave("r", conn(3)).unwrap(), LeaveOutcome::NotMember);
@@ -498,31 +507,31 @@ mod tests {
         assert!(t.get("r").is_none());
         assert_eq!(t.leave("r", conn(2)).unwrap_err(), SessionError::NotFound);
         assert!(t.sessions_of(conn(2)).is_empty());
-        t.create("r", None, None, conn(2), yes).unwrap();
+        t.create("r", None, Ok(None), conn(2), yes).unwrap();
         assert_eq!(t.get("r").unwrap().metadata(), "{}");
     }
 
     #[test]
     fn patch_merges_removes_nulls_and_respects_the_limit() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, Some(obj(json!({"a":1,"b":2}))), conn(1), yes)
+        t.create("r", None, Ok(Some(obj(json!({"a":1,"b":2})))), conn(1), yes)
             .unwrap();
         let s = t
-            .patch("r", conn(1), obj(json!({"b":null,"c":"x"})))
+            .patch("r", conn(1), &json!({"b":null,"c":"x"}).to_string())
             .unwrap();
         assert_eq!(s.metadata(), r#"{"a":1,"c":"x"}"#);
         assert_eq!(
-            t.patch("r", conn(1), obj(json!({"d":"y".repeat(40)})))
+            t.patch("r", conn(1), &json!({"d":"y".repeat(40)}).to_string())
                 .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         assert_eq!(t.get("r").unwrap().metadata(), r#"{"a":1,"c":"x"}"#);
         assert_eq!(
-            t.patch("r", conn(2), obj(json!({}))).unwrap_err(),
+            t.patch("r", conn(2), &json!({}).to_string()).unwrap_err(),
             SessionError::NotAMember
         );
         assert_eq!(
-            t.patch("x", conn(1), obj(json!({}))).unwrap_err(),
+            t.patch("x", conn(1), &json!({}).to_string()).unwrap_err(),
             SessionError::NotFound
         );
     }
@@ -533,15 +542,19 @@ mod tests {
         // Exactly at the limit is accepted, one byte over is not.
         let at = obj(json!({"k":"x".repeat(32)}));
         assert_eq!(serde_json::to_string(&at).unwrap().len(), 40);
-        let (_, s) = t.create("r", None, Some(at), conn(1), yes).unwrap();
+        let (_, s) = t.create("r", None, Ok(Some(at)), conn(1), yes).unwrap();
         assert_eq!(s.metadata().len(), 40);
         assert_eq!(
-            t.patch("r", conn(1), obj(json!({"k":"x".repeat(33)})))
+            t.patch("r", conn(1), &json!({"k":"x".repeat(33)}).to_string())
                 .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         let s = t
-            .patch("r", conn(1), obj(json!({"k":null,"n":[1, {"a":true}]})))
+            .patch(
+                "r",
+                conn(1),
+                &json!({"k":null,"n":[1, {"a":true}]}).to_string(),
+            )
             .unwrap();
         assert_eq!(s.metadata(), r#"{"n":[1,{"a":true}]}"#);
     }
@@ -558,7 +571,7 @@ mod tests {
     #[test]
     fn of_member_names_the_refusal() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, None, conn(1), yes).unwrap();
+        t.create("r", None, Ok(None), conn(1), yes).unwrap();
         assert_eq!(t.of_member("r", conn(1)).map(Session::id), Ok("r"));
         assert_eq!(
             t.of_member("r", conn(2)).unwrap_err(),

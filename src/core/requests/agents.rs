@@ -30,6 +30,8 @@
 
 use std::time::Instant;
 
+use serde_json::value::RawValue;
+
 use crate::app::{Actions, ConnId};
 use crate::config::Config;
 use crate::core::agents::{
@@ -44,7 +46,7 @@ use crate::core::timers;
 use crate::core::users::Resource;
 use crate::core::wire::compact::{self, Budget, CompactError};
 use crate::core::wire::payloads::{self, AgentQueryIn, AgentRecord, AgentRefIn, AgentRegisterIn};
-use crate::core::wire::{self, scan, Head, Loose};
+use crate::core::wire::{self, Head, Loose};
 use crate::core::wire::{check_name, opt_bool, opt_ident, opt_str, req_str, Envelope, FieldError};
 
 const AGENT_TYPES: &str = "pi, cli, webchat, companion, channel, custom";
@@ -65,16 +67,24 @@ fn envelope_bytes(head: &Head<'_>) -> usize {
     probe.len() - 2
 }
 
+/// The text of a payload member, when it is an object (`Err(())` when it is another value).
+fn object(raw: Option<&RawValue>) -> Result<Option<&[u8]>, ()> {
+    match raw.map(|raw| raw.get().as_bytes()) {
+        None => Ok(None),
+        Some(text) if text.starts_with(b"{") => Ok(Some(text)),
+        Some(_) => Err(()),
+    }
+}
+
 /// The compact text of `metadata`, within `max_bytes`, for the agent `agent_id`.
 fn metadata(
-    kind: &Option<Loose<'_>>,
-    raw: Option<&[u8]>,
+    raw: Option<&RawValue>,
     max_bytes: usize,
     agent_id: &str,
 ) -> Result<Option<Box<str>>, Reject> {
-    match (kind, raw) {
-        (None | Some(Loose::Null), _) => Ok(None),
-        (Some(Loose::Object), Some(raw)) => {
+    match object(raw) {
+        Ok(None) => Ok(None),
+        Ok(Some(raw)) => {
             let mut out = Vec::new();
             let mut budget = Budget {
                 out: &mut out,
@@ -90,24 +100,21 @@ fn metadata(
                 }
             }
         }
-        _ => Err(FieldError::new("metadata", "metadata must be an object").into()),
+        Err(()) => Err(FieldError::new("metadata", "metadata must be an object").into()),
     }
 }
 
 /// The capabilities of the agent `agent_id`, within `limits`; `max_agent_bytes` for the
 /// message of a size refusal.
 fn capabilities(
-    kind: &Option<Loose<'_>>,
-    raw: Option<&[u8]>,
+    raw: Option<&RawValue>,
     limits: Limits,
     max_agent_bytes: usize,
     agent_id: &str,
 ) -> Result<Capabilities, Reject> {
-    match (kind, raw) {
-        (None | Some(Loose::Null), _) => {
-            Err(FieldError::new("capabilities", "capabilities is required").into())
-        }
-        (Some(Loose::Object), Some(raw)) => Capabilities::read(raw, limits).map_err(|e| match e {
+    match object(raw) {
+        Ok(None) => Err(FieldError::new("capabilities", "capabilities is required").into()),
+        Ok(Some(raw)) => Capabilities::read(raw, limits).map_err(|e| match e {
             ReadError::Invalid(e) => {
                 FieldError::new("capabilities", format!("capabilities: {e}")).into()
             }
@@ -118,7 +125,7 @@ fn capabilities(
                 Reject::refused(&AgentError::TooManyCapabilities(limits.max_names), agent_id)
             }
         }),
-        _ => Err(FieldError::new("capabilities", "capabilities must be an object").into()),
+        Err(()) => Err(FieldError::new("capabilities", "capabilities must be an object").into()),
     }
 }
 
@@ -145,14 +152,12 @@ pub(crate) fn register(
     };
     let wanted = agent_id.clone().unwrap_or_else(|| client.client_id.clone());
     let max_bytes = state.config.max_agent_bytes;
-    let raw = scan::member(env.payload, "metadata");
-    let metadata = metadata(&p.metadata, raw, max_bytes, &wanted)?;
+    let metadata = metadata(p.metadata, max_bytes, &wanted)?;
     let limits = Limits {
         max_names: state.config.max_capabilities,
         max_bytes: max_bytes - metadata.as_deref().map_or(0, str::len),
     };
-    let raw = scan::member(env.payload, "capabilities");
-    let capabilities = capabilities(&p.capabilities, raw, limits, max_bytes, &wanted)?;
+    let capabilities = capabilities(p.capabilities, limits, max_bytes, &wanted)?;
     // The reply carries the record: refuse what would not fit in one message.
     let head = Head::new("agent_info", req.ts).reply_to(req.id);
     let mut reply = Vec::new();

@@ -4,7 +4,7 @@
 //! Contract:
 //! - A message of a type that is neither built in nor registered is answered
 //!   `UNKNOWN_TYPE` and reported as [`Event::UnhandledMessage`], which carries the message's
-//!   text as it arrived (never a parsed tree).
+//!   text as it arrived (never a parsed tree), built only when the host keeps events.
 //! - A handler runs for a message of its type from an authenticated connection, after the
 //!   size, parse, envelope, rate limit and auth checks; it is responsible for the reply (the
 //!   gateway sends none for it).
@@ -61,7 +61,8 @@ impl Handlers {
                 format!("Unknown message type: {}", short(&env.msg_type)),
             );
             state.reject(out, req, reject);
-            if let Some(client) = state.clients.get(req.conn) {
+            let client = state.clients.get(req.conn).filter(|_| out.wants_events());
+            if let Some(client) = client {
                 out.emit(Event::UnhandledMessage {
                     client_id: client.client_id.clone(),
                     msg_type: env.msg_type.clone().into_owned(),

@@ -25,6 +25,9 @@
 //!   a relay need the session to exist (`SESSION_NOT_FOUND`) and the sender in it
 //!   (`NOT_A_MEMBER`).
 
+use serde_json::value::RawValue;
+use serde_json::Value;
+
 use crate::app::{Actions, ConnId};
 use crate::core::auth::ANONYMOUS;
 use crate::core::clients::Client;
@@ -33,6 +36,7 @@ use crate::core::outbound::{self, Reject};
 use crate::core::sessions::{JoinOutcome, LeaveOutcome, Session, SessionError};
 use crate::core::state::{CoreState, Req};
 use crate::core::users::{Resource, UserLimit};
+use crate::core::wire::compact::{compact, Budget, CompactError};
 use crate::core::wire::payloads::{
     self, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionPatchIn,
     SessionRefIn,
@@ -199,22 +203,57 @@ fn after_join(
     out.emit(event);
 }
 
+/// Whether `raw` is an object whose compact text is longer than `limit`, found without
+/// reading it into a tree (and without compacting it unless its text is that long).
+fn oversized(raw: &RawValue, limit: usize) -> bool {
+    let text = raw.get().as_bytes();
+    if text.len() <= limit || !text.starts_with(b"{") {
+        return false;
+    }
+    let mut out = Vec::new();
+    let mut budget = Budget {
+        out: &mut out,
+        max: limit,
+    };
+    matches!(compact(text, &mut budget), Err(CompactError::TooLarge))
+}
+
 /// `session_create` → `session_info` `created` (or `joined` for an existing id).
+/// Metadata whose compact text is over the limit is refused as too large at the table's
+/// metadata step without being read into a tree; any other is read as before.
 pub(crate) fn create(
     state: &mut CoreState,
     req: &Req<'_>,
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: SessionCreateIn<'_> = payloads::parse(env.payload)?;
-    let session_id = match opt_ident(&p.session_id, "sessionId")? {
+    let limit = state.sessions.max_metadata_bytes();
+    // Only a payload longer than the limit can hold metadata over it.
+    let raw: Option<SessionCreateIn<'_, &RawValue>> = match env.payload.len() > limit {
+        true => Some(payloads::parse(env.payload)?),
+        false => None,
+    };
+    // `None` for metadata too large to read.
+    let (session_id, name, metadata) = match raw {
+        Some(raw) if raw.metadata.is_some_and(|m| oversized(m, limit)) => {
+            (raw.session_id, raw.name, None)
+        }
+        _ => {
+            let p: SessionCreateIn<'_, Value> = payloads::parse(env.payload)?;
+            (p.session_id, p.name, Some(p.metadata))
+        }
+    };
+    let session_id = match opt_ident(&session_id, "sessionId")? {
         Some(id) => id.to_owned(),
         None => format!("session-{}", uuid::Uuid::new_v4()),
     };
-    let name = opt_str(&p.name, "name")?
+    let name = opt_str(&name, "name")?
         .map(|name| check_name(name, "name", state.config.max_name_bytes))
         .transpose()?;
-    let metadata = opt_object(p.metadata, "metadata")?;
+    let metadata = match metadata {
+        Some(value) => Ok(opt_object(value, "metadata")?),
+        None => Err(SessionError::MetadataTooLarge),
+    };
     let Some(who) = state.clients.get(req.conn).map(Who::of) else {
         return Ok(());
     };
@@ -329,8 +368,11 @@ pub(crate) fn patch(
 ) -> Result<(), Reject> {
     let p: SessionPatchIn<'_> = payloads::parse(env.payload)?;
     let session_id = session_ref(&p.session_key, "sessionKey", &env.session_id)?;
-    let patch = opt_object(p.patch, "patch")?
-        .ok_or_else(|| FieldError::new("patch", "patch is required"))?;
+    let patch = match p.patch.map(|raw| raw.get()) {
+        None => return Err(FieldError::new("patch", "patch is required").into()),
+        Some(text) if text.starts_with('{') => text,
+        Some(_) => return Err(FieldError::new("patch", "patch must be an object").into()),
+    };
     let session = state
         .sessions
         .patch(session_id, req.conn, patch)

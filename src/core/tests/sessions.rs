@@ -111,6 +111,15 @@ fn create_validates_fields_and_limits() {
     o.error(a, "LIMIT_EXCEEDED", Some("big"));
     assert_eq!(h.core.session_count(), 0);
     h.create(a, "one");
+    // Metadata over the limit is ignored, as any other, when the session exists.
+    let (b, _) = h.authed();
+    let o = h.req(
+        b,
+        "session_create",
+        "join",
+        json!({"sessionId":"one","metadata":{"k": big}}),
+    );
+    assert_eq!(o.to(b)[0]["payload"]["status"], "joined");
     let o = h.req(a, "session_create", "two", json!({"sessionId":"two"}));
     o.error(a, "LIMIT_EXCEEDED", Some("two"));
 }

@@ -16,9 +16,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-
-use crate::core::wire::scan;
 
 /// Longest `id` a client may send, in bytes.
 pub(crate) const MAX_ID_BYTES: usize = 128;
@@ -405,34 +404,40 @@ pub(crate) enum EnvelopeError<'a> {
     },
 }
 
-/// What the `payload` member held, its contents skipped.
-enum PayloadKind {
-    Object,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for PayloadKind {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match Loose::deserialize(deserializer)? {
-            Loose::Object => PayloadKind::Object,
-            _ => PayloadKind::Other,
-        })
-    }
-}
-
+/// The members of an envelope, with `payload` read as `P`: its raw text
+/// ([`RawValue`], whose span serde_json gives in the same pass that checks it), or, to
+/// word a parse error as a typed read of the payload would, a [`Loose`] value.
 #[derive(serde::Deserialize)]
-struct RawEnvelope<'a> {
+struct RawEnvelope<'a, P> {
     #[serde(borrow, rename = "type")]
     msg_type: Option<Loose<'a>>,
     #[serde(borrow)]
     id: Option<Loose<'a>>,
-    payload: Option<PayloadKind>,
+    payload: Option<P>,
     #[serde(borrow, rename = "sessionId")]
     session_id: Option<Loose<'a>>,
     #[serde(borrow, rename = "replyTo")]
     reply_to: Option<Loose<'a>>,
     #[serde(borrow)]
     target: Option<Loose<'a>>,
+}
+
+/// The parse error of text that is not an envelope, worded by reading its payload as a
+/// [`Loose`] value (which differs from skipping it only in the wording of an error in the
+/// payload object's own members, e.g. a trailing comma).
+fn parse_error(data: &[u8], fast: serde_json::Error) -> EnvelopeError<'_> {
+    let error = match serde_json::from_slice::<RawEnvelope<'_, Loose<'_>>>(data) {
+        Err(e) => e,
+        Ok(_) => fast,
+    };
+    EnvelopeError::Parse(error.to_string())
+}
+
+/// The first byte of `text` that is not JSON white space.
+fn first_byte(text: &[u8]) -> Option<u8> {
+    text.iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 fn invalid(error: FieldError, reply_to: Option<Cow<'_, str>>) -> EnvelopeError<'_> {
@@ -442,13 +447,13 @@ fn invalid(error: FieldError, reply_to: Option<Cow<'_, str>>) -> EnvelopeError<'
 /// Read one client message (PROTOCOL section 2). `data` need not be valid UTF-8: invalid
 /// text is a parse error.
 pub(crate) fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
-    if scan::first_byte(data) != Some(b'{') {
+    if first_byte(data) != Some(b'{') {
         return Err(EnvelopeError::Parse(
             "message must be a JSON object".to_owned(),
         ));
     }
-    let raw: RawEnvelope<'_> =
-        serde_json::from_slice(data).map_err(|e| EnvelopeError::Parse(e.to_string()))?;
+    let raw: RawEnvelope<'_, &RawValue> =
+        serde_json::from_slice(data).map_err(|e| parse_error(data, e))?;
     let id = match raw.id {
         Some(Loose::Str(id)) => match check_ident(&id, "id") {
             Ok(_) => id,
@@ -466,17 +471,10 @@ pub(crate) fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<
         None | Some(Loose::Null) => return Err(invalid(FieldError::required("type"), Some(id))),
         Some(_) => return Err(invalid(FieldError::not_string("type"), Some(id))),
     };
-    let payload: &[u8] = match raw.payload {
+    let payload: &[u8] = match raw.payload.map(|raw| raw.get().as_bytes()) {
         None => b"{}",
-        Some(PayloadKind::Object) => match scan::member(data, "payload") {
-            Some(span) => span,
-            None => {
-                return Err(EnvelopeError::Parse(
-                    "payload could not be located".to_owned(),
-                ))
-            }
-        },
-        Some(PayloadKind::Other) => {
+        Some(text) if text.starts_with(b"{") => text,
+        Some(_) => {
             let error = FieldError::new("payload", "payload must be an object");
             return Err(invalid(error, Some(id)));
         }

@@ -4,9 +4,10 @@
 //! Contract:
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
 //!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
-//!   payload; unknown fields are ignored. Only structured values the gateway stores
-//!   (`metadata`, `patch`) are read as `serde_json::Value`; an agent's `capabilities` and
-//!   `metadata` are read as [`Loose`] and taken, compact, from the payload text.
+//!   payload; unknown fields are ignored. Only `session_create`'s `metadata` is read as a
+//!   `serde_json::Value`, once its compact size is known to fit; a `session_patch`'s `patch` is borrowed as its raw text, and an agent's `capabilities` and
+//!   `metadata` are borrowed as their raw text (`RawValue`, in the same pass) and compacted
+//!   from it.
 //! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
 //!   `INVALID_MESSAGE` about `payload`.
 //! - Outgoing structs borrow everything and serialize to exactly the documented fields;
@@ -14,7 +15,7 @@
 //!   compact JSON text and copied verbatim.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
 use crate::core::errors::ErrorCode;
@@ -59,9 +60,10 @@ pub(crate) struct ConnectIn<'a> {
     pub protocol_version: Option<Loose<'a>>,
 }
 
-/// `session_create` `{"sessionId"?,"name"?,"metadata"?}`.
+/// `session_create` `{"sessionId"?,"name"?,"metadata"?}`, `metadata` read as `M`: its raw
+/// text (`&RawValue`), to measure it first, or a `Value`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct SessionCreateIn<'a> {
+pub(crate) struct SessionCreateIn<'a, M> {
     /// `sessionId`
     #[serde(borrow, rename = "sessionId")]
     pub session_id: Option<Loose<'a>>,
@@ -69,7 +71,7 @@ pub(crate) struct SessionCreateIn<'a> {
     #[serde(borrow)]
     pub name: Option<Loose<'a>>,
     /// `metadata`
-    pub metadata: Option<Value>,
+    pub metadata: Option<M>,
 }
 
 /// `session_join` / `session_leave` `{"sessionId"}`.
@@ -86,8 +88,9 @@ pub(crate) struct SessionPatchIn<'a> {
     /// `sessionKey`
     #[serde(borrow, rename = "sessionKey")]
     pub session_key: Option<Loose<'a>>,
-    /// `patch`
-    pub patch: Option<Value>,
+    /// `patch`, its text as sent (merged as text: `wire/merge.rs`)
+    #[serde(borrow)]
+    pub patch: Option<&'a RawValue>,
 }
 
 /// `presence` `{"status","sessionKey"?}`.
@@ -124,12 +127,12 @@ pub(crate) struct AgentRegisterIn<'a> {
     /// `name`
     #[serde(borrow)]
     pub name: Option<Loose<'a>>,
-    /// `capabilities` (its kind only: the text is read again from the payload, compact)
+    /// `capabilities`, its text as sent (compacted when it is read)
     #[serde(borrow)]
-    pub capabilities: Option<Loose<'a>>,
-    /// `metadata` (its kind only, as `capabilities`)
+    pub capabilities: Option<&'a RawValue>,
+    /// `metadata`, as `capabilities`
     #[serde(borrow)]
-    pub metadata: Option<Loose<'a>>,
+    pub metadata: Option<&'a RawValue>,
 }
 
 /// `agent_unregister` `{"agentId"}` and `agent_heartbeat` `{"agentId","status"?}`.
@@ -493,6 +496,7 @@ pub(crate) fn read_cursor(text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use serde_json::Value;
 
     #[test]
     fn names_map_to_enums() {

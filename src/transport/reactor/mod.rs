@@ -246,10 +246,11 @@ impl<A: App> Reactor<A> {
     }
 
     /// Run turns until the loop has stopped. Nothing can read events while this runs, so the
-    /// event queue is turned off first: what the app emits from then on is not kept, and
-    /// [`Reactor::next_event`] returns `None`.
+    /// event queue is turned off first: what the app emits from then on is not kept (the
+    /// app's [`Actions::wants_events`] says so), and [`Reactor::next_event`] returns `None`.
     pub fn run(&mut self) -> io::Result<()> {
         self.host_events.turn_off();
+        self.actions.turn_events_off();
         while self.state != RunState::Stopped {
             self.turn(None)?;
         }

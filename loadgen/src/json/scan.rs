@@ -1,16 +1,11 @@
 //! Locating a member of a JSON object as a byte span, without parsing its value.
 //!
-//! Contract: [`member`] is meant for text that `serde_json` has already accepted as an object
-//! with no duplicate member names at the top level; for such text it returns the exact bytes
+//! Contract: [`member`] is meant for text that `serde_json` accepts as an object with no
+//! duplicate member names at the top level (a server's reply); for such text it returns the exact bytes
 //! of the named member's value. On any other input it returns `None` or some span, never
 //! panics, and never recurses (nesting depth costs no stack).
 
 use std::borrow::Cow;
-
-/// The first byte that is not JSON white space.
-pub(crate) fn first_byte(text: &[u8]) -> Option<u8> {
-    text.get(skip_ws(text, 0)).copied()
-}
 
 /// The value of the top-level member `name` of the object `text`.
 pub(crate) fn member<'a>(text: &'a [u8], name: &str) -> Option<&'a [u8]> {
@@ -127,8 +122,6 @@ mod tests {
         assert_eq!(member(text, "z"), Some(&b"null"[..]));
         assert_eq!(member(text, "d"), None);
         assert_eq!(member(b"{}", "a"), None);
-        assert_eq!(first_byte(b" \n{"), Some(b'{'));
-        assert_eq!(first_byte(b"  "), None);
     }
 
     #[test]
