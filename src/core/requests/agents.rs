@@ -46,7 +46,7 @@ use crate::core::timers;
 use crate::core::users::Resource;
 use crate::core::wire::compact::{self, Budget, CompactError};
 use crate::core::wire::payloads::{self, AgentQueryIn, AgentRecord, AgentRefIn, AgentRegisterIn};
-use crate::core::wire::{self, Head, Loose};
+use crate::core::wire::{self, Head};
 use crate::core::wire::{check_name, opt_bool, opt_ident, opt_str, req_str, Envelope, FieldError};
 
 const AGENT_TYPES: &str = "pi, cli, webchat, companion, channel, custom";
