@@ -79,11 +79,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use attack::{loop_attack, quiet_window, Reps};
-use bystander::Bystander;
+use bystander::{Bystander, Window};
 use child::Gateway;
 use client::{Client, Frame};
 use drain::Drain;
 use report::{loop_rows, mib, rss_row, storing_rows, survival_row, times, Report};
+use store::Stored;
 
 /// Users with a token of their own: the attackers' 63 and the bystander.
 const TOKENS: usize = 64;
@@ -235,23 +236,58 @@ impl Bench {
     }
 }
 
+/// A gateway holding `n` records of one kind at the limits, with what the phase's attacks
+/// are measured against: its bystander, the records' connections and figures, the bystander's
+/// quiet window afterwards and a ping's CPU cost.
+struct Filled<T> {
+    gw: Gateway,
+    by: Bystander,
+    big: Stored<T>,
+    quiet: Window,
+    ping: cpu::Cpu,
+}
+
+/// The common start of a storing phase: `n` minimal records of `kind` in a baseline gateway,
+/// `n` at the limits in a fresh one watched by a bystander, and the RSS rows of both.
+fn fill<T>(
+    bench: &mut Bench,
+    kind: &str,
+    n: usize,
+    store: fn(&Bench, &mut Gateway, usize, bool) -> Stored<T>,
+) -> Result<Filled<T>, String> {
+    let base = store::baseline(bench, |b, gw| store(b, gw, n, false))?;
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    std::thread::sleep(Duration::from_millis(50));
+    let big = store::watched(&by, || store(bench, &mut gw, n, true));
+    let quiet = quiet_window(&by, bench.s.quiet);
+    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
+        Client::authed(&gw.url, &attacker_token(TOKENS - 3))
+    });
+    rss_row(&mut bench.report, &format!("{kind}_rss"), kind, &base, &big);
+    storing_rows(&mut bench.report, &big, &quiet);
+    Ok(Filled {
+        gw,
+        by,
+        big,
+        quiet,
+        ping,
+    })
+}
+
 fn phase_agents(bench: &mut Bench) -> Result<(), String> {
     let n = bench.s.agents;
     println!(
         "== agents: {n} at max_agent_bytes {} with {} capabilities, {} per user, beside {n} minimal ones",
         bench.lim.max_agent_bytes, bench.lim.max_capabilities, bench.lim.max_agents_per_user
     );
-    let base = store::baseline(bench, |b, gw| store::agents(b, gw, n, false))?;
-    let mut gw = bench.spawn()?;
-    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
-    std::thread::sleep(Duration::from_millis(50));
-    let big = store::watched(&by, || store::agents(bench, &mut gw, n, true));
-    let quiet = quiet_window(&by, bench.s.quiet);
-    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
-        Client::authed(&gw.url, &attacker_token(TOKENS - 3))
-    });
-    rss_row(&mut bench.report, "agents_rss", "agents", &base, &big);
-    storing_rows(&mut bench.report, &big, &quiet);
+    let Filled {
+        mut gw,
+        by,
+        big,
+        quiet,
+        ping,
+    } = fill(bench, "agents", n, store::agents)?;
     let mut owners = big.held;
     if owners.is_empty() {
         return Err("no agent registered".into());
@@ -366,17 +402,14 @@ fn phase_sessions(bench: &mut Bench) -> Result<(), String> {
         "== sessions: {n} with a {}-byte name and {SESSION_METADATA_LIMIT} B of metadata, beside {n} bare ones",
         bench.lim.max_name_bytes
     );
-    let base = store::baseline(bench, |b, gw| store::sessions(b, gw, n, false))?;
-    let mut gw = bench.spawn()?;
-    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
-    std::thread::sleep(Duration::from_millis(50));
-    let big = store::watched(&by, || store::sessions(bench, &mut gw, n, true));
-    let quiet = quiet_window(&by, bench.s.quiet);
-    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
-        Client::authed(&gw.url, &attacker_token(TOKENS - 3))
-    });
-    rss_row(&mut bench.report, "sessions_rss", "sessions", &base, &big);
-    storing_rows(&mut bench.report, &big, &quiet);
+    // `_members` keeps the sessions' connections, and so the sessions, open to the end.
+    let Filled {
+        mut gw,
+        by,
+        big: _members,
+        quiet,
+        ping,
+    } = fill(bench, "sessions", n, store::sessions)?;
     let url = gw.url.clone();
 
     // A full session: the attacker and max_clients_per_session - 1 members that drain.
@@ -504,17 +537,13 @@ fn phase_devices(bench: &mut Bench) -> Result<(), String> {
         "== devices: {n} connections with a 128-byte deviceId and a {}-byte deviceName, beside {n} with a short deviceId",
         bench.lim.max_name_bytes
     );
-    let base = store::baseline(bench, |b, gw| store::devices(b, gw, n, false))?;
-    let mut gw = bench.spawn()?;
-    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
-    std::thread::sleep(Duration::from_millis(50));
-    let big = store::watched(&by, || store::devices(bench, &mut gw, n, true));
-    let quiet = quiet_window(&by, bench.s.quiet);
-    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
-        Client::authed(&gw.url, &attacker_token(TOKENS - 3))
-    });
-    rss_row(&mut bench.report, "devices_rss", "devices", &base, &big);
-    storing_rows(&mut bench.report, &big, &quiet);
+    let Filled {
+        mut gw,
+        by,
+        big,
+        quiet,
+        ping,
+    } = fill(bench, "devices", n, store::devices)?;
     let url = gw.url.clone();
 
     // auth with a wrong token as long as max_preauth_message_size allows, against every
