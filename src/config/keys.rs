@@ -23,10 +23,10 @@
 use std::ops::RangeInclusive;
 
 use super::values::{
-    check_host, check_log_level, check_origins, check_password, check_path, check_tokens, fit,
-    level_name, masked_password, masked_tokens, parse_auth_mode, parse_bool, parse_log_level,
-    parse_millis, parse_number, parse_origins, parse_password, parse_size, parse_tokens, wide,
-    SIZE_MIN, U32_MAX, USIZE_MAX,
+    check_host, check_log_level, check_origins, check_password, check_path, check_tokens,
+    check_users, fit, level_name, masked_password, masked_tokens, parse_auth_mode, parse_bool,
+    parse_log_level, parse_millis, parse_number, parse_origins, parse_password, parse_size,
+    parse_tokens, parse_users, wide, SIZE_MIN, U32_MAX, USIZE_MAX,
 };
 use super::{Config, MAX_MS};
 
@@ -249,6 +249,42 @@ pub(crate) const KEY_TABLE: &[Key] = &[
             unit: Unit::Count(0..=U32_MAX),
             get: |c| wide(c.max_auth_failures),
             set: |c, n| fit(n).map(|n| c.max_auth_failures = n),
+        },
+    },
+    Key {
+        name: "allow_sessions",
+        group: "access",
+        kind: Kind::Other {
+            parse: |c, v| parse_users(v).map(|users| c.allow_sessions = users),
+            print: |c| c.allow_sessions.join(", "),
+            check: |c| check_users(&c.allow_sessions),
+        },
+    },
+    Key {
+        name: "allow_agents",
+        group: "access",
+        kind: Kind::Other {
+            parse: |c, v| parse_users(v).map(|users| c.allow_agents = users),
+            print: |c| c.allow_agents.join(", "),
+            check: |c| check_users(&c.allow_agents),
+        },
+    },
+    Key {
+        name: "allow_route",
+        group: "access",
+        kind: Kind::Other {
+            parse: |c, v| parse_users(v).map(|users| c.allow_route = users),
+            print: |c| c.allow_route.join(", "),
+            check: |c| check_users(&c.allow_route),
+        },
+    },
+    Key {
+        name: "admin_users",
+        group: "access",
+        kind: Kind::Other {
+            parse: |c, v| parse_users(v).map(|users| c.admin_users = users),
+            print: |c| c.admin_users.join(", "),
+            check: |c| check_users(&c.admin_users),
         },
     },
     Key {

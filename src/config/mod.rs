@@ -48,6 +48,10 @@ impl AuthMode {
     }
 }
 
+/// The item of a user list (`allow_sessions`, `allow_agents`, `allow_route`, `admin_users`)
+/// that names every user.
+pub(crate) const EVERY_USER: &str = "*";
+
 /// One `USER:SECRET` entry of `auth_tokens`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthToken {
@@ -90,6 +94,14 @@ pub struct Config {
     pub auth_timeout_ms: u64,
     /// Failed `auth` messages allowed before the connection is closed with 1008.
     pub max_auth_failures: u32,
+    /// Users with the `sessions` scope (PROTOCOL section 12); `*` is every user.
+    pub allow_sessions: Vec<String>,
+    /// Users with the `agents` scope; `*` is every user.
+    pub allow_agents: Vec<String>,
+    /// Users with the `route` scope; `*` is every user.
+    pub allow_route: Vec<String>,
+    /// Users with the `admin` scope; `*` is every user.
+    pub admin_users: Vec<String>,
     /// Allowed `Origin` patterns (PROTOCOL section 7).
     pub cors_origins: Vec<String>,
     /// Refuse upgrades that carry no `Origin`.
@@ -165,6 +177,10 @@ impl Default for Config {
             auth_password: None,
             auth_timeout_ms: 10_000,
             max_auth_failures: 3,
+            allow_sessions: vec![EVERY_USER.to_string()],
+            allow_agents: vec![EVERY_USER.to_string()],
+            allow_route: vec![EVERY_USER.to_string()],
+            admin_users: Vec::new(),
             cors_origins: vec![
                 "http://localhost:*".to_string(),
                 "http://127.0.0.1:*".to_string(),

@@ -183,6 +183,36 @@ pub(crate) fn parse_tokens(value: &str) -> Result<Vec<AuthToken>, String> {
     Ok(tokens)
 }
 
+/// A user list: comma-separated user ids, `*` for every user, empty for none.
+pub(crate) fn parse_users(value: &str) -> Result<Vec<String>, String> {
+    let users: Vec<String> = split_list(value)?.into_iter().map(str::to_string).collect();
+    check_users(&users)?;
+    Ok(users)
+}
+
+/// Each item is a user id as `auth_tokens` could name it (no white space, control
+/// characters, `,`, `:` or `#`, at most 128 bytes) or `*`.
+pub(crate) fn check_users(users: &[String]) -> Result<(), String> {
+    for (index, user) in users.iter().enumerate() {
+        if user.is_empty() {
+            return Err(format!("item {} of the list is empty", index + 1));
+        }
+        if user.len() > 128
+            || user
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | '#' | ':'))
+        {
+            return Err(format!(
+                "item {}: a user id has at most 128 bytes and no white space, control \
+                 characters, `,`, `:` or `#`, got {}",
+                index + 1,
+                quote(user)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An empty value is no password.
 pub(crate) fn parse_password(value: &str) -> Result<Option<String>, String> {
     if value.is_empty() {

@@ -40,11 +40,35 @@ pub(crate) struct Credentials<'a> {
     pub client_id: Option<&'a str>,
 }
 
-/// What [`check`] decided.
+/// How a connection proved who it is: what a reload checks it against (PROTOCOL section 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// `auth_mode = none`: nothing to prove.
+    Open,
+    /// The configured password.
+    Password,
+    /// A configured token, known by the keyed hash of its secret (the secret itself is not
+    /// kept per connection); with the connection's `userId` it names the `USER:SECRET` pair.
+    Token {
+        /// The keyed hash of the secret, by the verifier's key.
+        secret_hash: u64,
+    },
+}
+
+/// A successful authentication: the user id and how it was proved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// The `userId`.
+    pub user: String,
+    /// How it was proved.
+    pub via: Via,
+}
+
+/// What [`Verifier::check`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum AuthOutcome {
-    /// Authenticated as this user id.
-    Success(String),
+    /// Authenticated.
+    Success(Grant),
     /// The credential the mode needs is missing (or empty): `AUTH_REQUIRED`, not counted as
     /// a failure.
     Missing,
@@ -100,7 +124,10 @@ impl Verifier {
     /// Check `creds` against the configured mode and secrets.
     pub(crate) fn check(&self, creds: Credentials<'_>) -> AuthOutcome {
         match self.mode {
-            AuthMode::None => AuthOutcome::Success(ANONYMOUS.to_owned()),
+            AuthMode::None => AuthOutcome::Success(Grant {
+                user: ANONYMOUS.to_owned(),
+                via: Via::Open,
+            }),
             AuthMode::Token => {
                 let Some(given) = creds.token.filter(|t| !t.is_empty()) else {
                     return AuthOutcome::Missing;
@@ -118,7 +145,10 @@ impl Verifier {
                     }
                 }
                 match user {
-                    Some(user) => AuthOutcome::Success(user.to_owned()),
+                    Some(user) => AuthOutcome::Success(Grant {
+                        user: user.to_owned(),
+                        via: Via::Token { secret_hash: hash },
+                    }),
                     None => AuthOutcome::Failed,
                 }
             }
@@ -139,7 +169,10 @@ impl Verifier {
                         .client_id
                         .filter(|c| !c.is_empty())
                         .unwrap_or(ANONYMOUS);
-                    AuthOutcome::Success(user.to_owned())
+                    AuthOutcome::Success(Grant {
+                        user: user.to_owned(),
+                        via: Via::Password,
+                    })
                 } else {
                     AuthOutcome::Failed
                 }
@@ -170,6 +203,14 @@ pub(crate) fn ct_eq(given: &[u8], secret: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The user of a success, or the outcome.
+    fn user(outcome: AuthOutcome) -> Result<String, AuthOutcome> {
+        match outcome {
+            AuthOutcome::Success(grant) => Ok(grant.user),
+            other => Err(other),
+        }
+    }
 
     fn tokens() -> Vec<AuthToken> {
         vec![
@@ -207,8 +248,8 @@ mod tests {
         let t = tokens();
         let verifier = Verifier::with(AuthMode::Token, &t, None);
         let check = |c| verifier.check(c);
-        assert_eq!(check(token("hunter2")), AuthOutcome::Success("bob".into()));
-        assert_eq!(check(token("s3cret")), AuthOutcome::Success("alice".into()));
+        assert_eq!(user(check(token("hunter2"))), Ok("bob".into()));
+        assert_eq!(user(check(token("s3cret"))), Ok("alice".into()));
         assert_eq!(check(token("nope")), AuthOutcome::Failed);
         assert_eq!(check(token("")), AuthOutcome::Missing);
         assert_eq!(check(Credentials::default()), AuthOutcome::Missing);
@@ -232,18 +273,9 @@ mod tests {
         };
         let verifier = Verifier::with(AuthMode::Password, &[], Some("pw"));
         let check = |c| verifier.check(c);
-        assert_eq!(
-            check(pw("pw", Some("carol"))),
-            AuthOutcome::Success("carol".into())
-        );
-        assert_eq!(
-            check(pw("pw", None)),
-            AuthOutcome::Success(ANONYMOUS.into())
-        );
-        assert_eq!(
-            check(pw("pw", Some(""))),
-            AuthOutcome::Success(ANONYMOUS.into())
-        );
+        assert_eq!(user(check(pw("pw", Some("carol")))), Ok("carol".into()));
+        assert_eq!(user(check(pw("pw", None))), Ok(ANONYMOUS.into()));
+        assert_eq!(user(check(pw("pw", Some("")))), Ok(ANONYMOUS.into()));
         assert_eq!(check(pw("bad", None)), AuthOutcome::Failed);
         assert_eq!(check(token("pw")), AuthOutcome::Missing);
         assert_eq!(
@@ -255,8 +287,8 @@ mod tests {
     #[test]
     fn none_mode_is_anonymous() {
         assert_eq!(
-            Verifier::with(AuthMode::None, &[], None).check(Credentials::default()),
-            AuthOutcome::Success(ANONYMOUS.into())
+            user(Verifier::with(AuthMode::None, &[], None).check(Credentials::default())),
+            Ok(ANONYMOUS.into())
         );
     }
 
@@ -271,8 +303,8 @@ mod tests {
         let verifier = Verifier::with(AuthMode::Token, &configured, None);
         assert_eq!(verifier.check(token(&long)), AuthOutcome::Failed);
         assert_eq!(
-            verifier.check(token(&at_bound)),
-            AuthOutcome::Success(MAX_CREDENTIAL_BYTES.to_string())
+            user(verifier.check(token(&at_bound))),
+            Ok(MAX_CREDENTIAL_BYTES.to_string())
         );
         let password = Verifier::with(AuthMode::Password, &[], Some(&long));
         let creds = Credentials {
@@ -295,21 +327,12 @@ mod tests {
             secret: "secret-7".into(),
         });
         let verifier = Verifier::with(AuthMode::Token, &configured, None);
-        assert_eq!(
-            verifier.check(token("secret-7")),
-            AuthOutcome::Success("u7".into())
-        );
-        assert_eq!(
-            verifier.check(token("secret-63")),
-            AuthOutcome::Success("u63".into())
-        );
+        assert_eq!(user(verifier.check(token("secret-7"))), Ok("u7".into()));
+        assert_eq!(user(verifier.check(token("secret-63"))), Ok("u63".into()));
         assert_eq!(verifier.check(token("secret-64")), AuthOutcome::Failed);
         // Two verifiers draw different keys, and each is stable.
         let other = Verifier::with(AuthMode::Token, &configured, None);
-        assert_eq!(
-            other.check(token("secret-0")),
-            AuthOutcome::Success("u0".into())
-        );
+        assert_eq!(user(other.check(token("secret-0"))), Ok("u0".into()));
         assert_ne!(
             verifier.hasher.hash_one(b"x".as_slice()),
             other.hasher.hash_one(b"x".as_slice())

@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use crate::app::ConnId;
-use crate::core::auth::ANONYMOUS;
+use crate::core::auth::{Via, ANONYMOUS};
 use crate::core::ratelimit::TokenBucket;
+use crate::core::scopes::Scopes;
 
 /// What a `connect` message told about the device (PROTOCOL section 5).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +53,10 @@ pub(crate) struct Client {
     pub bucket: Option<TokenBucket>,
     /// Set by `connect`.
     pub device: Option<Device>,
+    /// What it may do (PROTOCOL section 12); none until it authenticates.
+    pub scopes: Scopes,
+    /// How it authenticated; [`Via::Open`] until then.
+    pub via: Via,
     /// A close was requested; further messages from it are ignored.
     pub closing: bool,
 }
@@ -254,6 +259,8 @@ mod tests {
             auth_deadline: None,
             bucket: None,
             device: None,
+            scopes: Scopes::NONE,
+            via: Via::Open,
             closing: false,
         }
     }

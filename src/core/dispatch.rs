@@ -6,7 +6,8 @@
 //! Contract:
 //! - An incoming message goes through, in order: size (`MESSAGE_TOO_LARGE`), UTF-8 and JSON
 //!   (`PARSE_ERROR`), envelope (`INVALID_MESSAGE`), rate limit (`RATE_LIMITED`, not handled),
-//!   auth gate (`AUTH_REQUIRED` for anything but `auth`, `connect`, `ping`), for a type whose
+//!   auth gate (`AUTH_REQUIRED` for anything but `auth`, `connect`, `ping`), scope
+//!   (`FORBIDDEN` with `details.scope`, PROTOCOL section 12), for a type whose
 //!   payload is forwarded unread the strict payload check (`INVALID_MESSAGE`, `wire/strict.rs`),
 //!   then its handler.
 //!   Messages refused before the rate limit step take no token.
@@ -27,9 +28,30 @@ use crate::core::metrics::{type_label, CoreGauges, Health, INVALID};
 use crate::core::outbound::{self, Reject};
 use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
 use crate::core::requests::{agents, connection, devices, routes, sessions};
+use crate::core::scopes::Scope;
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_TIMEOUT};
 use crate::core::timers::{self, Timer};
 use crate::core::wire::{parse_envelope, strict, Envelope, EnvelopeError, MsgKind};
+
+/// The scope a built-in kind needs (PROTOCOL section 12); `None` for `ping`, `auth` and
+/// `connect`. Types handled by a registered handler need none: the handler sees the
+/// sender's scopes in its [`HandlerContext`].
+fn scope_of(kind: MsgKind) -> Option<Scope> {
+    match kind {
+        MsgKind::Ping | MsgKind::Auth | MsgKind::Connect => None,
+        MsgKind::SessionCreate
+        | MsgKind::SessionJoin
+        | MsgKind::SessionLeave
+        | MsgKind::SessionPatch
+        | MsgKind::Presence
+        | MsgKind::Relay => Some(Scope::Sessions),
+        MsgKind::AgentRegister
+        | MsgKind::AgentUnregister
+        | MsgKind::AgentHeartbeat
+        | MsgKind::RouteResponse => Some(Scope::Agents),
+        MsgKind::RouteRequest | MsgKind::AgentQuery | MsgKind::PresenceQuery => Some(Scope::Route),
+    }
+}
 
 /// Run the handler of a built-in kind; a refusal becomes the error reply.
 fn handle_builtin(
@@ -225,6 +247,12 @@ impl App for GatewayCore {
             let reject = Reject::new(ErrorCode::AuthRequired, "Authentication required");
             state.reject(out, &req, reject);
             return;
+        }
+        if let Some(scope) = kind.and_then(scope_of) {
+            if !client.scopes.allows(scope) {
+                state.reject(out, &req, Reject::forbidden(scope));
+                return;
+            }
         }
         log::trace!("{} from {conn:?}", Escaped(&env.msg_type));
         match kind {

@@ -7,7 +7,8 @@
 //!
 //! - [`wire`]: reading and writing the wire format (envelopes, payloads, compact JSON, the
 //!   payload check);
-//! - [`clients`], [`sessions`], [`agents`], [`routes`], [`ratelimit`], [`auth`], [`timers`]:
+//! - [`clients`], [`sessions`], [`agents`], [`routes`], [`ratelimit`], [`auth`], [`scopes`],
+//!   [`timers`]:
 //!   the tables, state and decisions, each testable alone; they never import [`state`] or
 //!   [`requests`];
 //! - [`errors`]: the error codes and [`Refusal`](errors::Refusal), the one way a table
@@ -34,6 +35,7 @@ pub(crate) mod outbound;
 pub(crate) mod ratelimit;
 pub(crate) mod requests;
 pub(crate) mod routes;
+pub(crate) mod scopes;
 pub(crate) mod sessions;
 pub(crate) mod state;
 pub(crate) mod timers;

@@ -15,6 +15,7 @@ use crate::app::{Actions, ConnId, Staged};
 use crate::core::errors::{ErrorCode, Refusal};
 use crate::core::events::Event;
 use crate::core::metrics::{type_label, Metrics};
+use crate::core::scopes::Scope;
 use crate::core::wire::payloads::ErrorOut;
 use crate::core::wire::FieldError;
 use crate::core::wire::{self, Head};
@@ -98,7 +99,7 @@ pub(crate) fn send_error(
         reply_to,
         ..Head::new("error", timestamp)
     };
-    let payload = ErrorOut::new(reject.code, &reject.message, reject.field);
+    let payload = ErrorOut::new(reject.code, &reject.message, reject.field, reject.scope);
     if send_ser(out, metrics, conn, &head, &payload) {
         metrics.count_error(reject.code);
     }
@@ -113,6 +114,8 @@ pub(crate) struct Reject {
     pub message: String,
     /// The field at fault, sent as `details.field`.
     pub field: Option<&'static str>,
+    /// The scope the request lacks, sent as `details.scope` (`FORBIDDEN` only).
+    pub scope: Option<&'static str>,
 }
 
 impl Reject {
@@ -122,6 +125,17 @@ impl Reject {
             code,
             message: message.into(),
             field: None,
+            scope: None,
+        }
+    }
+
+    /// `FORBIDDEN` for a request that needs `scope`.
+    pub(crate) fn forbidden(scope: Scope) -> Self {
+        Reject {
+            code: ErrorCode::Forbidden,
+            message: format!("This request needs the {} scope", scope.name()),
+            field: None,
+            scope: Some(scope.name()),
         }
     }
 
@@ -131,6 +145,7 @@ impl Reject {
             code: refusal.code(),
             message: refusal.message(subject),
             field: refusal.field(),
+            scope: None,
         }
     }
 }
@@ -141,6 +156,7 @@ impl From<FieldError> for Reject {
             code: ErrorCode::InvalidMessage,
             message: e.message,
             field: Some(e.field),
+            scope: None,
         }
     }
 }

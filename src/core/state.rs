@@ -21,6 +21,7 @@ use crate::core::events::Event;
 use crate::core::metrics::Metrics;
 use crate::core::outbound::{self, Reject};
 use crate::core::routes::{self, RouteTable};
+use crate::core::scopes::Policy;
 use crate::core::sessions::{SessionLimits, SessionTable, MAX_METADATA_BYTES};
 use crate::core::users::{UserLimits, Users};
 
@@ -52,6 +53,8 @@ pub(crate) struct CoreState {
     pub config: Config,
     /// The configured secrets, hashed once.
     pub auth: Verifier,
+    /// Which scopes each user has.
+    pub policy: Policy,
     pub start: Instant,
     pub start_wall_ms: u64,
     pub clients: Clients,
@@ -79,6 +82,7 @@ impl CoreState {
         CoreState {
             config: config.clone(),
             auth: Verifier::new(config),
+            policy: Policy::new(config),
             start,
             start_wall_ms,
             clients: Clients::new(),

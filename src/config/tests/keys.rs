@@ -117,6 +117,6 @@ fn shipped_gateway_conf() {
         .collect();
     assert_eq!(
         sections,
-        ["listener", "auth", "origins", "timers", "limits", "bounds", "logging"]
+        ["listener", "auth", "access", "origins", "timers", "limits", "bounds", "logging"]
     );
 }

@@ -53,7 +53,7 @@ fn token(user: &str, secret: &str) -> AuthToken {
 }
 
 /// A value for every key that differs from its default.
-const NON_DEFAULTS: [(&str, &str); 40] = [
+const NON_DEFAULTS: [(&str, &str); 44] = [
     ("host", "0.0.0.0"),
     ("port", "9000"),
     ("path", "/gateway"),
@@ -64,6 +64,10 @@ const NON_DEFAULTS: [(&str, &str); 40] = [
     ("auth_password", "pw"),
     ("auth_timeout_ms", "1"),
     ("max_auth_failures", "0"),
+    ("allow_sessions", "alice, bob"),
+    ("allow_agents", ""),
+    ("allow_route", "alice"),
+    ("admin_users", "ops"),
     ("cors_origins", "*"),
     ("require_origin", "true"),
     ("handshake_timeout_ms", "0"),

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use crate::app::{Actions, CloseReason, ConnId};
 use crate::config::{AuthMode, Config};
-use crate::core::auth::{self, Credentials, ANONYMOUS};
+use crate::core::auth::{self, Credentials, Via, ANONYMOUS};
 use crate::core::clients::{Client, Device};
 use crate::core::errors::ErrorCode;
 use crate::core::escaped::Escaped;
@@ -31,6 +31,7 @@ use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::ratelimit::TokenBucket;
 use crate::core::requests::{agents, devices, routes, sessions};
+use crate::core::scopes::Scopes;
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
 use crate::core::timers;
 use crate::core::users::Resource;
@@ -70,6 +71,12 @@ pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut 
         auth_deadline: deadline,
         bucket,
         device: None,
+        scopes: if auth_required {
+            Scopes::NONE
+        } else {
+            Scopes::ALL_BUT_ADMIN
+        },
+        via: Via::Open,
         closing: false,
     };
     if !auth_required {
@@ -183,7 +190,8 @@ pub(crate) fn auth(
         .into());
     }
     match state.auth.check(creds) {
-        auth::AuthOutcome::Success(user_id) => {
+        auth::AuthOutcome::Success(grant) => {
+            let user_id = grant.user;
             let key = if user_id == ANONYMOUS {
                 client.client_id.as_str()
             } else {
@@ -194,6 +202,11 @@ pub(crate) fn auth(
                 .try_add(key, Resource::Connections)
                 .map_err(|e| Reject::refused(&e, &user_id))?;
             state.clients.authenticate(req.conn, user_id.clone());
+            let scopes = state.policy.scopes_of(&user_id);
+            if let Some(client) = state.clients.get_mut(req.conn) {
+                client.scopes = scopes;
+                client.via = grant.via;
+            }
             out.raise_limit(req.conn); // max_payload from now on, not max_preauth_message_size
             send_auth_success(state, req, out);
             if let Some(client) = state.clients.get(req.conn) {

@@ -76,6 +76,7 @@ impl Handlers {
             Err(e) => {
                 let reject = Reject {
                     field: Some("payload"),
+                    scope: None,
                     ..Reject::new(ErrorCode::InvalidMessage, format!("payload: {e}"))
                 };
                 state.reject(out, req, reject);
@@ -133,6 +134,24 @@ impl<'a> HandlerContext<'a> {
             .get(self.req.conn)
             .and_then(|c| c.user_id.as_deref())
             .unwrap_or(ANONYMOUS)
+    }
+
+    /// The sender's scopes (PROTOCOL section 12) by name: `sessions`, `agents`, `route`,
+    /// `admin`, in that order. A handler decides for itself what its type needs.
+    pub fn scopes(&self) -> Vec<&'static str> {
+        self.state
+            .clients
+            .get(self.req.conn)
+            .map(|c| c.scopes.names().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the sender has the `admin` scope.
+    pub fn is_admin(&self) -> bool {
+        self.state
+            .clients
+            .get(self.req.conn)
+            .is_some_and(|c| c.scopes.is_admin())
     }
 
     /// The `id` of the message being handled.

@@ -358,7 +358,11 @@ pub(crate) struct PresenceOut<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct ErrorDetailsOut<'a> {
     /// The payload or envelope field at fault.
-    pub field: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+    /// The scope a `FORBIDDEN` request lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'a str>,
 }
 
 /// `error` `{"code","message","details"?}`.
@@ -375,11 +379,17 @@ pub(crate) struct ErrorOut<'a> {
 
 impl<'a> ErrorOut<'a> {
     /// An error payload.
-    pub(crate) fn new(code: ErrorCode, message: &'a str, field: Option<&'a str>) -> Self {
+    pub(crate) fn new(
+        code: ErrorCode,
+        message: &'a str,
+        field: Option<&'a str>,
+        scope: Option<&'a str>,
+    ) -> Self {
         ErrorOut {
             code: code.as_str(),
             message,
-            details: field.map(|field| ErrorDetailsOut { field }),
+            details: (field.is_some() || scope.is_some())
+                .then_some(ErrorDetailsOut { field, scope }),
         }
     }
 }
@@ -518,10 +528,15 @@ mod tests {
 
     #[test]
     fn outgoing_shapes() {
-        let e = ErrorOut::new(ErrorCode::InvalidMessage, "bad", Some("sessionId"));
+        let e = ErrorOut::new(ErrorCode::InvalidMessage, "bad", Some("sessionId"), None);
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"code":"INVALID_MESSAGE","message":"bad","details":{"field":"sessionId"}})
+        );
+        let e = ErrorOut::new(ErrorCode::Forbidden, "no", None, Some("route"));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"code":"FORBIDDEN","message":"no","details":{"scope":"route"}})
         );
         let s = SessionInfoOut {
             session_id: "r",
