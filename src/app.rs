@@ -19,6 +19,7 @@
 //!   never sees frames.
 //! - Nothing here does I/O or reads the clock: time comes in as `now`.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -116,8 +117,9 @@ pub enum Action<E> {
         conn: ConnId,
         /// The close code (PROTOCOL section 8).
         code: u16,
-        /// The close reason, at most 123 bytes.
-        reason: &'static str,
+        /// The close reason, at most 123 bytes: borrowed for the fixed reasons, owned only
+        /// when it is built for one close.
+        reason: Cow<'static, str>,
     },
     /// From now on `conn` may send frames and messages up to `max_payload`; until then the
     /// transport holds it to `initial_max_payload` (see the transport's config). An app
@@ -201,8 +203,10 @@ impl<E> Actions<E> {
         self.send(conn, &msg);
     }
 
-    /// Close `conn` with `code` and `reason` after what is queued for it.
-    pub fn close(&mut self, conn: ConnId, code: u16, reason: &'static str) {
+    /// Close `conn` with `code` and `reason` (at most 123 bytes) after what is queued for it.
+    /// A `&'static str` reason is kept borrowed: closing allocates nothing.
+    pub fn close(&mut self, conn: ConnId, code: u16, reason: impl Into<Cow<'static, str>>) {
+        let reason = reason.into();
         self.list.push(Action::Close { conn, code, reason });
     }
 

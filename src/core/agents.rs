@@ -244,6 +244,12 @@ impl Agent {
         self.handle.status()
     }
 
+    /// The `userId` it belongs to: who sees its `clientId` in `agent_list` and may take it
+    /// over once it is offline.
+    pub(crate) fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
     /// The accounting key it is counted under (see `users.rs`).
     pub(crate) fn account(&self) -> &str {
         &self.account

@@ -8,10 +8,18 @@
 //!   so a lookup by `ConnId` is an array access; a lookup by `clientId` is a hash lookup.
 //! - [`Clients::authenticated`] is kept in step with every state change made through
 //!   [`Clients::authenticate`].
-//! - The device index holds exactly the authenticated connections that have a [`Device`],
-//!   keyed by [`Device::seq`], the order in which their last `connect` was handled; it is
-//!   kept in step by [`Clients::set_device`], [`Clients::authenticate`] and removal. Listing
-//!   a page from it costs O(log n + page), whatever the number of connections.
+//! - The open index holds every client, keyed by [`Client::open_seq`], the order in which
+//!   [`Clients::insert`] took them: the pages of `admin_clients`.
+//! - The device indexes hold exactly the authenticated connections that have a [`Device`],
+//!   keyed by [`Device::seq`], the order in which their last `connect` was handled: one for
+//!   every user's devices and one per `userId` (every `anonymous` connection under the one
+//!   user `anonymous`). They are kept in step by [`Clients::set_device`],
+//!   [`Clients::authenticate`] and removal; a user's index is dropped with its last device.
+//!   Listing a page from either costs O(log n + page), whatever the number of connections,
+//!   and one user's listing never walks another user's devices.
+//! - Memory per connection, beside its [`Client`]: one entry in the open index and, with a
+//!   device, one in each device index (16 bytes of key and value each, plus the B-tree's
+//!   slack); per user with a device, one map entry holding a copy of its `userId`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -59,6 +67,10 @@ pub(crate) struct Client {
     pub via: Via,
     /// A close was requested; further messages from it are ignored.
     pub closing: bool,
+    /// When the connection opened, ms since the Unix epoch.
+    pub connected_at: u64,
+    /// Its place in the order connections were opened, set by [`Clients::insert`].
+    pub open_seq: u64,
 }
 
 impl Client {
@@ -77,6 +89,17 @@ impl Client {
     }
 }
 
+/// Whose devices a listing holds ([`Clients::devices_from`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owners<'a> {
+    /// Every user's.
+    Every,
+    /// Those of the connections authenticated as this `userId`.
+    User(&'a str),
+    /// None at all.
+    Nobody,
+}
+
 /// The table of open connections.
 #[derive(Debug, Default)]
 pub(crate) struct Clients {
@@ -84,8 +107,13 @@ pub(crate) struct Clients {
     by_client_id: HashMap<String, ConnId>,
     len: usize,
     authenticated: usize,
+    /// Every client, by [`Client::open_seq`].
+    opened: BTreeMap<u64, ConnId>,
+    next_open: u64,
     /// Authenticated connections with a device, by [`Device::seq`].
     devices: BTreeMap<u64, ConnId>,
+    /// The same, per `userId`.
+    user_devices: HashMap<String, BTreeMap<u64, ConnId>>,
     next_seq: u64,
 }
 
@@ -95,8 +123,9 @@ impl Clients {
         Self::default()
     }
 
-    /// Add `client`, replacing whatever occupied its slot; returns the replaced client.
-    pub(crate) fn insert(&mut self, client: Client) -> Option<Client> {
+    /// Add `client` (its `open_seq` is assigned here), replacing whatever occupied its slot;
+    /// returns the replaced client.
+    pub(crate) fn insert(&mut self, mut client: Client) -> Option<Client> {
         let index = client.conn.index as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
@@ -106,11 +135,14 @@ impl Clients {
             self.forget(old);
         }
         self.len += 1;
+        client.open_seq = self.next_open;
+        self.next_open += 1;
+        self.opened.insert(client.open_seq, client.conn);
+        if let (Some(user), Some(device)) = (&client.user_id, &client.device) {
+            index_device(&mut self.devices, &mut self.user_devices, user, device.seq, client.conn);
+        }
         if client.is_authenticated() {
             self.authenticated += 1;
-            if let Some(device) = &client.device {
-                self.devices.insert(device.seq, client.conn);
-            }
         }
         self.by_client_id
             .insert(client.client_id.clone(), client.conn);
@@ -169,15 +201,16 @@ impl Clients {
 
     /// Mark `conn` authenticated as `user_id` (no-op when unknown or already authenticated).
     pub(crate) fn authenticate(&mut self, conn: ConnId, user_id: String) -> bool {
-        match self.get_mut(conn) {
+        let slot = self.slots.get_mut(conn.index as usize);
+        match slot.and_then(|slot| slot.as_mut()).filter(|c| c.conn == conn) {
             Some(client) if client.user_id.is_none() => {
-                client.user_id = Some(user_id);
                 client.auth_deadline = None;
-                let seq = client.device.as_ref().map(|d| d.seq);
-                self.authenticated += 1;
-                if let Some(seq) = seq {
-                    self.devices.insert(seq, conn);
+                if let Some(device) = &client.device {
+                    let (all, per_user) = (&mut self.devices, &mut self.user_devices);
+                    index_device(all, per_user, &user_id, device.seq, conn);
                 }
+                client.user_id = Some(user_id);
+                self.authenticated += 1;
                 true
             }
             _ => false,
@@ -194,33 +227,54 @@ impl Clients {
         let Some(client) = client.as_mut().filter(|c| c.conn == conn) else {
             return false;
         };
-        if let Some(old) = &client.device {
-            self.devices.remove(&old.seq);
+        let (all, per_user) = (&mut self.devices, &mut self.user_devices);
+        if let (Some(user), Some(old)) = (&client.user_id, &client.device) {
+            unindex_device(all, per_user, user, old.seq, conn);
         }
         device.seq = seq;
         self.next_seq += 1;
-        if client.is_authenticated() {
-            self.devices.insert(seq, conn);
+        if let Some(user) = &client.user_id {
+            index_device(all, per_user, user, seq, conn);
         }
         client.device = Some(device);
         true
     }
 
     fn unindex(&mut self, client: &Client) {
-        if let Some(device) = &client.device {
-            if self.devices.get(&device.seq) == Some(&client.conn) {
-                self.devices.remove(&device.seq);
-            }
+        if self.opened.get(&client.open_seq) == Some(&client.conn) {
+            self.opened.remove(&client.open_seq);
+        }
+        if let (Some(user), Some(device)) = (&client.user_id, &client.device) {
+            let (all, per_user) = (&mut self.devices, &mut self.user_devices);
+            unindex_device(all, per_user, user, device.seq, client.conn);
         }
     }
 
-    /// The devices of authenticated connections in `connect` order, starting with the first
-    /// whose `seq` is at least `from`, each with its client.
-    pub(crate) fn devices_from(&self, from: u64) -> impl Iterator<Item = (&Client, &Device)> {
-        self.devices
-            .range(from..)
+    /// The devices of `owners`, of authenticated connections only, in `connect` order,
+    /// starting with the first whose `seq` is at least `from`, each with its client.
+    pub(crate) fn devices_from(
+        &self,
+        owners: Owners<'_>,
+        from: u64,
+    ) -> impl Iterator<Item = (&Client, &Device)> {
+        let index = match owners {
+            Owners::Every => Some(&self.devices),
+            Owners::User(user) => self.user_devices.get(user),
+            Owners::Nobody => None,
+        };
+        index
+            .into_iter()
+            .flat_map(move |index| index.range(from..))
             .filter_map(|(_, &conn)| self.get(conn))
             .filter_map(|client| Some((client, client.device.as_ref()?)))
+    }
+
+    /// Every client in the order the connections opened, starting with the first whose
+    /// `open_seq` is at least `from`.
+    pub(crate) fn opened_from(&self, from: u64) -> impl Iterator<Item = &Client> {
+        self.opened
+            .range(from..)
+            .filter_map(|(_, &conn)| self.get(conn))
     }
 
     /// Every client, in slot order.
@@ -246,6 +300,47 @@ impl Clients {
     }
 }
 
+/// Put the device `seq` of `conn`, authenticated as `user`, in both device indexes.
+fn index_device(
+    all: &mut BTreeMap<u64, ConnId>,
+    per_user: &mut HashMap<String, BTreeMap<u64, ConnId>>,
+    user: &str,
+    seq: u64,
+    conn: ConnId,
+) {
+    all.insert(seq, conn);
+    match per_user.get_mut(user) {
+        Some(index) => {
+            index.insert(seq, conn);
+        }
+        None => {
+            per_user.insert(user.to_owned(), BTreeMap::from([(seq, conn)]));
+        }
+    }
+}
+
+/// Take the device `seq` of `conn`, authenticated as `user`, out of both device indexes
+/// (each only where it is `conn`'s), dropping the user's index when it is left empty.
+fn unindex_device(
+    all: &mut BTreeMap<u64, ConnId>,
+    per_user: &mut HashMap<String, BTreeMap<u64, ConnId>>,
+    user: &str,
+    seq: u64,
+    conn: ConnId,
+) {
+    if all.get(&seq) == Some(&conn) {
+        all.remove(&seq);
+    }
+    if let Some(index) = per_user.get_mut(user) {
+        if index.get(&seq) == Some(&conn) {
+            index.remove(&seq);
+        }
+        if index.is_empty() {
+            per_user.remove(user);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +357,8 @@ mod tests {
             scopes: Scopes::NONE,
             via: Via::Open,
             closing: false,
+            connected_at: 0,
+            open_seq: 0,
         }
     }
 
@@ -340,7 +437,7 @@ mod tests {
     }
 
     fn listed(t: &Clients, from: u64) -> Vec<(String, u64)> {
-        t.devices_from(from)
+        t.devices_from(Owners::Every, from)
             .map(|(_, d)| (d.device_id.clone(), d.seq))
             .collect()
     }
@@ -379,5 +476,71 @@ mod tests {
         assert!(old.is_some());
         assert_eq!(listed(&t, 0), [("two-again".into(), 3)]);
         assert_eq!(t.devices.len(), 1);
+    }
+
+    fn listed_of(t: &Clients, user: &str, from: u64) -> Vec<String> {
+        t.devices_from(Owners::User(user), from)
+            .map(|(_, d)| d.device_id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_per_user_index_holds_only_that_users_devices() {
+        use crate::testkit::conn;
+        let mut t = Clients::new();
+        for i in 0..5 {
+            t.insert(client(i, 0, &format!("c{i}")));
+        }
+        for (i, user) in [(0, "u"), (1, "v"), (2, "u"), (3, "v")] {
+            assert!(t.authenticate(conn(i), user.into()));
+        }
+        for i in 0..5 {
+            assert!(t.set_device(conn(i), device(&format!("d{i}"))));
+        }
+        assert_eq!(listed_of(&t, "u", 0), ["d0", "d2"]);
+        assert_eq!(listed_of(&t, "v", 0), ["d1", "d3"]);
+        assert_eq!(listed_of(&t, "u", 1), ["d2"]);
+        assert!(listed_of(&t, "w", 0).is_empty());
+        assert!(t.devices_from(Owners::Nobody, 0).next().is_none());
+        assert_eq!(listed(&t, 0).len(), 4);
+        // Authenticating later adds the device to its user's index.
+        assert!(t.authenticate(conn(4), "w".into()));
+        assert_eq!(listed_of(&t, "w", 0), ["d4"]);
+        // A second connect moves it to the end of its user's order too.
+        assert!(t.set_device(conn(0), device("d0-again")));
+        assert_eq!(listed_of(&t, "u", 0), ["d2", "d0-again"]);
+        // Removal and slot reuse take it out; a user's index goes with its last device.
+        t.remove(conn(2));
+        assert_eq!(listed_of(&t, "u", 0), ["d0-again"]);
+        t.insert(client(4, 1, "c4-new"));
+        assert!(listed_of(&t, "w", 0).is_empty());
+        assert!(!t.user_devices.contains_key("w"));
+        assert_eq!(t.devices.len(), 3);
+        let per_user: usize = t.user_devices.values().map(BTreeMap::len).sum();
+        assert_eq!(per_user, 3);
+    }
+
+    #[test]
+    fn the_open_index_lists_clients_in_the_order_they_opened() {
+        use crate::testkit::conn;
+        let mut t = Clients::new();
+        for i in [3, 0, 2] {
+            t.insert(client(i, 0, &format!("c{i}")));
+        }
+        let ids = |t: &Clients, from| -> Vec<(String, u64)> {
+            t.opened_from(from)
+                .map(|c| (c.client_id.clone(), c.open_seq))
+                .collect()
+        };
+        assert_eq!(
+            ids(&t, 0),
+            [("c3".into(), 0), ("c0".into(), 1), ("c2".into(), 2)]
+        );
+        assert_eq!(ids(&t, 2), [("c2".into(), 2)]);
+        t.remove(conn(0));
+        // A reused slot is a new connection: it comes last.
+        t.insert(client(3, 1, "c3-new"));
+        assert_eq!(ids(&t, 0), [("c2".into(), 2), ("c3-new".into(), 3)]);
+        assert_eq!(t.opened.len(), t.len());
     }
 }

@@ -27,7 +27,7 @@ use crate::core::events::{Command, Event};
 use crate::core::metrics::{type_label, CoreGauges, Health, INVALID};
 use crate::core::outbound::{self, Reject};
 use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
-use crate::core::requests::{agents, connection, devices, routes, sessions};
+use crate::core::requests::{admin, agents, connection, devices, routes, sessions};
 use crate::core::scopes::Scope;
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_TIMEOUT};
 use crate::core::timers::{self, Timer};
@@ -50,6 +50,7 @@ fn scope_of(kind: MsgKind) -> Option<Scope> {
         | MsgKind::AgentHeartbeat
         | MsgKind::RouteResponse => Some(Scope::Agents),
         MsgKind::RouteRequest | MsgKind::AgentQuery | MsgKind::PresenceQuery => Some(Scope::Route),
+        MsgKind::AdminKick | MsgKind::AdminClients => Some(Scope::Admin),
     }
 }
 
@@ -87,6 +88,8 @@ fn handle_builtin(
         MsgKind::AgentUnregister => agents::unregister(state, req, env, out),
         MsgKind::AgentHeartbeat => agents::heartbeat(state, req, env, out),
         MsgKind::AgentQuery => agents::query(state, req, env, out),
+        MsgKind::AdminKick => admin::kick(state, req, env, out),
+        MsgKind::AdminClients => admin::clients(state, req, env, out),
     };
     if let Err(reject) = result {
         state.reject(out, req, reject);

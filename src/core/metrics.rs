@@ -18,7 +18,7 @@ use crate::app::{CloseReason, TransportStats};
 use crate::core::errors::ErrorCode;
 
 /// Every label a message type is counted under.
-pub(crate) const TYPE_LABELS: [&str; 32] = [
+pub(crate) const TYPE_LABELS: [&str; 36] = [
     "ping",
     "pong",
     "auth",
@@ -49,6 +49,10 @@ pub(crate) const TYPE_LABELS: [&str; 32] = [
     "agent_info",
     "agent_list",
     "error",
+    "admin_kick",
+    "admin_result",
+    "admin_clients",
+    "client_list",
     "other",
     "invalid",
 ];
@@ -92,7 +96,7 @@ pub(crate) struct CoreGauges {
 }
 
 /// Counters kept by the core.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Metrics {
     messages_in: [u64; USED_LABELS],
     messages_out: [u64; USED_LABELS],
@@ -102,7 +106,11 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// New counters, all zero.
     pub(crate) fn new() -> Self {
-        Self::default()
+        Metrics {
+            messages_in: [0; USED_LABELS],
+            messages_out: [0; USED_LABELS],
+            errors: [0; ErrorCode::ALL.len()],
+        }
     }
 
     /// Count one incoming message under label index `label`.

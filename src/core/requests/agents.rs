@@ -24,6 +24,9 @@
 //!   `stateVersion`.
 //! - An `agent_list` page holds at most `limit` agents and never makes the reply larger than
 //!   `max_message_size`; when more agents follow, `next` resumes after the page's last id.
+//!   It lists every matching agent, but `clientId` is `null` in the records of another
+//!   user's agents unless the sender has the `admin` scope (PROTOCOL section 12); `status`
+//!   still tells an offline agent from a hidden one.
 //! - When the owner closes, its agents turn offline (one `stateVersion` each) and, with a
 //!   non-zero `agent_ttl_ms`, are removed when the TTL passes unless taken over before
 //!   (one more).
@@ -341,13 +344,40 @@ pub(crate) fn query(
         .config
         .max_message_size
         .saturating_sub(envelope_bytes(&head));
+    let viewer = match state.clients.get(req.conn) {
+        Some(client) if client.scopes.is_admin() => Viewer::Admin,
+        Some(client) => Viewer::User(client.user_id.as_deref().unwrap_or(ANONYMOUS)),
+        None => return Ok(()),
+    };
     let agents = state.agents.list(filter, after.as_deref());
     let payload = |buf: &mut Vec<u8>| {
-        write_page(buf, agents, limit, budget);
+        write_page(buf, agents, viewer, limit, budget);
         true
     };
     outbound::send(out, &mut state.metrics, req.conn, &head, payload);
     Ok(())
+}
+
+/// Who reads an `agent_list`: whose agents it shows the `clientId` of.
+#[derive(Clone, Copy, Debug)]
+enum Viewer<'a> {
+    /// Every agent's.
+    Admin,
+    /// Those of this user's agents.
+    User(&'a str),
+}
+
+impl Viewer<'_> {
+    /// The wire record of `agent` as this viewer sees it.
+    fn record<'a>(&self, agent: &'a Agent) -> AgentRecord<'a> {
+        let mut record = AgentRecord::from(agent);
+        if let Viewer::User(user) = self {
+            if agent.user_id() != *user {
+                record.client_id = None;
+            }
+        }
+        record
+    }
 }
 
 /// Write `{"agents":[..],"next"?}`: at most `limit` agents, in at most `budget` bytes. An
@@ -357,6 +387,7 @@ pub(crate) fn query(
 fn write_page<'a>(
     buf: &mut Vec<u8>,
     agents: impl Iterator<Item = &'a Agent>,
+    viewer: Viewer<'_>,
     limit: usize,
     budget: usize,
 ) {
@@ -373,7 +404,7 @@ fn write_page<'a>(
         if count > 0 {
             buf.push(b',');
         }
-        payloads::write_agent(buf, &agent.into());
+        payloads::write_agent(buf, &viewer.record(agent));
         if buf.len() - start + page_tail(agent.agent_id()) > budget {
             buf.truncate(mark);
             if count == 0 {

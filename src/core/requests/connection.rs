@@ -16,8 +16,8 @@
 //!   the connection is closed with 1008 right after that reply). In password mode the
 //!   `clientId` becomes the `userId` (at most 128 bytes; empty or absent: `anonymous`).
 //! - `connect` records the device and replies `hello_ok`; its `presence` is one page of the
-//!   devices the sender may see, its own first (`devices.rs`), and is empty when the sender
-//!   has not authenticated.
+//!   devices the sender may see (its own user's, every user's for `admin`), its own first
+//!   (`devices.rs`), and is empty when the sender has not authenticated.
 
 use std::time::Instant;
 
@@ -78,6 +78,8 @@ pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut 
         },
         via: Via::Open,
         closing: false,
+        connected_at: ts,
+        open_seq: 0,
     };
     if !auth_required {
         // `anonymous` connections are each their own key: this never reaches a bound.

@@ -2,10 +2,11 @@
 //! `presence_query` → `presence_list`.
 //!
 //! Contract:
-//! - What a connection may see is chosen by [`visible`] alone: the device of every
-//!   authenticated connection that sent `connect`, in the order their last `connect` was
-//!   handled (the client table's device index). A connection that has not authenticated
-//!   sees none.
+//! - What a connection may see is chosen by [`visible`] alone (PROTOCOL section 12): the
+//!   device of every authenticated connection of its own `userId` that sent `connect` (of
+//!   every user, with the `admin` scope), in the order their last `connect` was handled (the
+//!   client table's device indexes). Connections authenticated as `anonymous` are one user
+//!   here. A connection that has not authenticated sees none.
 //! - `hello_ok.presence` ([`hello_presence`]) holds the sender's own device first, then the
 //!   others in that order: at most `max_list_items` entries; the rest is read with
 //!   `presence_query`.
@@ -20,7 +21,7 @@
 //!   connections.
 
 use crate::app::{Actions, ConnId};
-use crate::core::clients::{Client, Clients, Device};
+use crate::core::clients::{Clients, Device, Owners};
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::state::{CoreState, Req};
@@ -34,10 +35,13 @@ pub(crate) fn visible(
     conn: ConnId,
     from: u64,
 ) -> impl Iterator<Item = &Device> + '_ {
-    let authenticated = clients.get(conn).is_some_and(Client::is_authenticated);
+    let owners = match clients.get(conn) {
+        Some(client) if client.scopes.is_admin() => Owners::Every,
+        Some(client) => client.user_id.as_deref().map_or(Owners::Nobody, Owners::User),
+        None => Owners::Nobody,
+    };
     clients
-        .devices_from(from)
-        .filter(move |_| authenticated)
+        .devices_from(owners, from)
         .map(|(_, device)| device)
 }
 

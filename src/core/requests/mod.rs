@@ -1,7 +1,8 @@
 //! The request handlers, one file per message family: `connection` (a connection's
 //! opening and close, `ping`, `auth`, `connect`), `sessions` (the session requests and the
-//! relays), `devices` (what `hello_ok.presence` and `presence_query` list), `agents`, `routes` and [`custom`] (the embedding program's handlers and the
-//! host's commands).
+//! relays), `devices` (what `hello_ok.presence` and `presence_query` list), `agents`,
+//! `routes`, `admin` (the admin messages) and [`custom`] (the embedding program's handlers
+//! and the host's commands).
 //!
 //! Contract:
 //! - Each handler is a free function taking `&mut CoreState` (and the `Req` and
@@ -16,6 +17,7 @@
 //!
 //! [`Envelope`]: crate::core::wire::Envelope
 
+pub(crate) mod admin;
 pub(crate) mod agents;
 pub(crate) mod connection;
 pub(crate) mod custom;

@@ -2,9 +2,13 @@
 //!
 //! Contract:
 //! - `route_request` needs a non-empty string `target`, resolved in this order: `capability:NAME`
-//!   (round-robin over online, not busy agents with the capability); a `clientId` of an open,
-//!   authenticated connection that is not closing; the `agentId` of an online or busy agent.
-//!   No match: `TARGET_NOT_FOUND`. The target receives `route_request` with the requester's
+//!   (round-robin over online, not busy agents with the capability); the `agentId` of an
+//!   online or busy agent; a `clientId` of an open, authenticated connection that is not
+//!   closing and that the sender may reach (PROTOCOL section 12): one of the same `userId`,
+//!   one that shares a session with the sender, or any when the sender has the `admin` scope.
+//!   No match, or a client the sender may not reach: `TARGET_NOT_FOUND`, with the same
+//!   message. The shared-session check costs O(a·b) comparisons of session ids for a sender
+//!   in a sessions and a target in b, each at most `max_sessions_per_client`. The target receives `route_request` with the requester's
 //!   `id` and `payload` and `source` = requester's `clientId`; the requester gets nothing on
 //!   success.
 //! - The delivery is recorded in the route table (bounded, see `routes`); a second pending
@@ -27,6 +31,7 @@ use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
 use crate::core::routes::RouteError;
+use crate::core::sessions::SessionTable;
 use crate::core::state::{CoreState, Req};
 use crate::core::users::{Resource, Users};
 use crate::core::wire::{self, Head, MsgId};
@@ -51,24 +56,42 @@ fn not_found(target: &str) -> Reject {
     )
 }
 
-/// The connection a `route_request` target names.
-fn resolve_target(state: &mut CoreState, target: &str) -> Option<ConnId> {
+/// The connection a `route_request` target names, for the sender `from`.
+fn resolve_target(state: &mut CoreState, from: ConnId, target: &str) -> Option<ConnId> {
     if let Some(name) = target.strip_prefix(CAPABILITY_PREFIX) {
         return state.agents.pick_by_capability(name).map(|(conn, _)| conn);
     }
+    let agent = state
+        .agents
+        .owner_of(target)
+        .filter(|conn| state.clients.get(*conn).is_some_and(|c| !c.closing));
+    if agent.is_some() {
+        return agent;
+    }
     let auth_required = state.auth_required();
-    let client = state
+    let sender = state.clients.get(from)?;
+    state
         .clients
         .conn_of(target)
         .and_then(|conn| state.clients.get(conn))
-        .filter(|c| !c.closing && (c.is_authenticated() || !auth_required));
-    if let Some(client) = client {
-        return Some(client.conn);
+        .filter(|c| !c.closing && (c.is_authenticated() || !auth_required))
+        .filter(|c| may_reach(&state.sessions, sender, c))
+        .map(|c| c.conn)
+}
+
+/// Whether `sender` may send a `route_request` to the client `target` by its `clientId`:
+/// same `userId`, a shared session, or the `admin` scope.
+fn may_reach(sessions: &SessionTable, sender: &Client, target: &Client) -> bool {
+    if sender.scopes.is_admin() || sender.conn == target.conn {
+        return true;
     }
-    state
-        .agents
-        .owner_of(target)
-        .filter(|conn| state.clients.get(*conn).is_some_and(|c| !c.closing))
+    if sender.user_id.is_some() && sender.user_id == target.user_id {
+        return true;
+    }
+    sessions
+        .sessions_of(sender.conn)
+        .iter()
+        .any(|id| sessions.is_member(id, target.conn))
 }
 
 /// `route_request`: deliver to the target.
@@ -79,7 +102,7 @@ pub(crate) fn request(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let target = required_str(&env.target, "target")?;
-    let responder = resolve_target(state, target).ok_or_else(|| not_found(target))?;
+    let responder = resolve_target(state, req.conn, target).ok_or_else(|| not_found(target))?;
     let evicted = state
         .routes
         .insert(req.conn, responder, req.id)

@@ -51,7 +51,7 @@ fn commands_send_broadcast_and_kick() {
     let o = h.command(Command::Kick {
         client_id: a_id.clone(),
     });
-    assert_eq!(o.closes, [(a, 1008, "Kicked")]);
+    assert_eq!(o.closes, [(a, 1008, "Kicked".to_owned())]);
     // Kicking again while it closes does nothing; its messages are ignored.
     assert!(h
         .command(Command::Kick { client_id: a_id })
@@ -146,7 +146,7 @@ fn a_handler_sees_the_message_and_acts_through_its_context() {
     assert_eq!(to_b[1]["type"], "room_news");
     assert!(o.events.is_empty());
     let o = h.req(b, "echo", "e2", json!({"kick": true}));
-    assert_eq!(o.closes, [(b, 1008, "Kicked")]);
+    assert_eq!(o.closes, [(b, 1008, "Kicked".to_owned())]);
     // A payload that is too deep for a Value is refused before the handler runs.
     let deep = format!(
         r#"{{"type":"echo","id":"e3","payload":{{"d":{}{}}}}}"#,

@@ -56,7 +56,7 @@ struct Sent {
 #[derive(Debug, Default)]
 struct Output {
     sent: Vec<Sent>,
-    closes: Vec<(ConnId, u16, &'static str)>,
+    closes: Vec<(ConnId, u16, String)>,
     events: Vec<Event>,
     timers: Vec<(Instant, u64)>,
     /// Every action in order, as a short tag: `send`, `close`, `emit`, `timer`.
@@ -86,7 +86,7 @@ impl Output {
                     o.order.push(("send", Some(*conn)));
                 }
                 Action::Close { conn, code, reason } => {
-                    o.closes.push((*conn, *code, reason));
+                    o.closes.push((*conn, *code, reason.to_string()));
                     o.order.push(("close", Some(*conn)));
                 }
                 Action::Emit(event) => {

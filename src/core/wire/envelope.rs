@@ -58,11 +58,15 @@ pub(crate) enum MsgKind {
     AgentHeartbeat,
     /// `agent_query`
     AgentQuery,
+    /// `admin_kick`
+    AdminKick,
+    /// `admin_clients`
+    AdminClients,
 }
 
 impl MsgKind {
     /// Every built-in `type` with its kind: the one list [`MsgKind::of`] reads.
-    pub(crate) const TYPES: [(&'static str, MsgKind); 22] = [
+    pub(crate) const TYPES: [(&'static str, MsgKind); 24] = [
         ("ping", MsgKind::Ping),
         ("auth", MsgKind::Auth),
         ("connect", MsgKind::Connect),
@@ -85,6 +89,8 @@ impl MsgKind {
         ("agent_unregister", MsgKind::AgentUnregister),
         ("agent_heartbeat", MsgKind::AgentHeartbeat),
         ("agent_query", MsgKind::AgentQuery),
+        ("admin_kick", MsgKind::AdminKick),
+        ("admin_clients", MsgKind::AdminClients),
     ];
 
     /// The built-in kind of a `type`, or `None` for any other type.

@@ -1,5 +1,5 @@
-//! Payload shapes of PROTOCOL sections 3-6: the typed, borrowed structs incoming payloads are
-//! read into, and the structs outgoing payloads are serialized from.
+//! Payload shapes of PROTOCOL sections 3-6 and 12: the typed, borrowed structs incoming
+//! payloads are read into, and the structs outgoing payloads are serialized from.
 //!
 //! Contract:
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
@@ -107,6 +107,28 @@ pub(crate) struct PresenceIn<'a> {
 /// `presence_query` `{"limit"?,"cursor"?}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct PresenceQueryIn<'a> {
+    /// `limit`
+    #[serde(borrow)]
+    pub limit: Option<Loose<'a>>,
+    /// `cursor`
+    #[serde(borrow)]
+    pub cursor: Option<Loose<'a>>,
+}
+
+/// `admin_kick` `{"clientId","reason"?}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AdminKickIn<'a> {
+    /// `clientId`
+    #[serde(borrow, rename = "clientId")]
+    pub client_id: Option<Loose<'a>>,
+    /// `reason`
+    #[serde(borrow)]
+    pub reason: Option<Loose<'a>>,
+}
+
+/// `admin_clients` `{"limit"?,"cursor"?}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AdminClientsIn<'a> {
     /// `limit`
     #[serde(borrow)]
     pub limit: Option<Loose<'a>>,
@@ -278,6 +300,41 @@ pub(crate) struct HelloOkOut<'a> {
 pub(crate) struct PresenceListOut<'a> {
     /// One page of devices.
     pub devices: Vec<DevicePresenceOut<'a>>,
+    /// The cursor of the following page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `admin_result` `{"status"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct AdminResultOut {
+    /// `kicked`
+    pub status: &'static str,
+}
+
+/// One entry of `client_list.clients`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClientOut<'a> {
+    /// `clientId`
+    #[serde(rename = "clientId")]
+    pub client_id: &'a str,
+    /// `userId`, `null` until it authenticates.
+    #[serde(rename = "userId")]
+    pub user_id: Option<&'a str>,
+    /// Whether it has authenticated.
+    pub authenticated: bool,
+    /// When the connection opened, ms since the Unix epoch.
+    #[serde(rename = "connectedAt")]
+    pub connected_at: u64,
+    /// The ids of the sessions it is in, in the order it entered them.
+    pub sessions: Vec<&'a str>,
+}
+
+/// `client_list` `{"clients","next"?}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClientListOut<'a> {
+    /// One page of clients.
+    pub clients: Vec<ClientOut<'a>>,
     /// The cursor of the following page, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,

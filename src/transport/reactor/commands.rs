@@ -32,7 +32,7 @@ impl<A: App> Reactor<A> {
                     Action::Close { conn, code, reason } => {
                         if self.conns.contains(conn) {
                             let why = CloseReason::App(code);
-                            self.start_close(key_of(conn), code, reason, why, now);
+                            self.start_close(key_of(conn), code, &reason, why, now);
                         }
                     }
                     Action::RaiseLimit { conn } => {

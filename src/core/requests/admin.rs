@@ -1,0 +1,227 @@
+//! Handlers of the admin messages (PROTOCOL section 12; the dispatcher lets only connections
+//! with the `admin` scope reach them): `admin_kick` and `admin_clients`.
+//!
+//! Contract:
+//! - `admin_kick {clientId, reason?}` replies `admin_result {"status":"kicked"}`, then closes
+//!   the connection whose `clientId` it is (authenticated or not, the sender's own included)
+//!   with 1008 and the reason `Kicked`, or `Kicked: REASON` cut on a character boundary to
+//!   fit the 123 bytes of a close reason (an empty `reason` is none). No open connection with
+//!   that `clientId`, or one already closing: `TARGET_NOT_FOUND`. `clientId` must be a
+//!   non-empty string and `reason` a string (`null` is absent), else `INVALID_MESSAGE`
+//!   naming the field. Only a kick with a reason allocates its close reason.
+//! - `admin_clients {limit?, cursor?}` → `client_list {clients, next?}`: every open
+//!   connection in the order they opened, each `{clientId, userId, authenticated,
+//!   connectedAt, sessions}` (`userId` null until it authenticates; `sessions` the ids of the
+//!   sessions it is in, at most `max_sessions_per_client`). `limit` is an integer from 1 to
+//!   `max_list_items` (absent: `max_list_items`); `next`, given back as `cursor`, returns the
+//!   following page; a connection opened after a page was listed comes on a later page, one
+//!   that closed is skipped. The cursor is `c` and hex digits; any other `limit` or `cursor`
+//!   is `INVALID_MESSAGE` naming the field.
+//! - No `client_list` is larger than `max_message_size`: a page stops early, with `next`,
+//!   when the following record would not fit; a record that does not fit on a page of its
+//!   own is passed over, so that paging moves on. A page costs O(log n + its length ·
+//!   sessions per client).
+
+use std::borrow::Cow;
+
+use crate::app::Actions;
+use crate::core::clients::Client;
+use crate::core::errors::ErrorCode;
+use crate::core::events::Event;
+use crate::core::escaped::Escaped;
+use crate::core::outbound::{self, short, Reject};
+use crate::core::requests::devices;
+use crate::core::sessions::SessionTable;
+use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_KICKED};
+use crate::core::wire::payloads::{
+    self, AdminClientsIn, AdminKickIn, AdminResultOut, ClientListOut, ClientOut,
+};
+use crate::core::wire::{self, opt_str, req_str, Envelope, FieldError, Head, Loose};
+
+/// The most bytes a WebSocket close reason may have (RFC 6455 section 5.5).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// `admin_kick` → `admin_result`, then the close.
+pub(crate) fn kick(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: AdminKickIn<'_> = payloads::parse(env.payload)?;
+    let client_id = req_str(&p.client_id, "clientId")?;
+    let reason = opt_str(&p.reason, "reason")?;
+    let conn = state
+        .clients
+        .conn_of(client_id)
+        .filter(|&conn| state.clients.get(conn).is_some_and(|c| !c.closing))
+        .ok_or_else(|| {
+            Reject::new(
+                ErrorCode::TargetNotFound,
+                format!("Client {} not found", short(client_id)),
+            )
+        })?;
+    let head = Head::new("admin_result", req.ts).reply_to(req.id);
+    let payload = AdminResultOut { status: "kicked" };
+    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+    log::debug!("admin kicks client {}", Escaped(client_id));
+    // As `CoreState::close`, with a reason that may be built for this close.
+    if let Some(client) = state.clients.get_mut(conn) {
+        client.closing = true;
+        out.close(conn, CLOSE_POLICY, close_reason(reason));
+    }
+    Ok(())
+}
+
+/// `Kicked`, or `Kicked: REASON` with `reason` cut on a character boundary to fit
+/// [`MAX_CLOSE_REASON`] bytes.
+fn close_reason(reason: Option<&str>) -> Cow<'static, str> {
+    let reason = match reason {
+        None | Some("") => return Cow::Borrowed(REASON_KICKED),
+        Some(reason) => reason,
+    };
+    let mut text = String::with_capacity(MAX_CLOSE_REASON);
+    text.push_str(REASON_KICKED);
+    text.push_str(": ");
+    let mut end = reason.len().min(MAX_CLOSE_REASON - text.len());
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.push_str(&reason[..end]);
+    Cow::Owned(text)
+}
+
+/// `admin_clients` → `client_list`.
+pub(crate) fn clients(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: AdminClientsIn<'_> = payloads::parse(env.payload)?;
+    let limit = wire::opt_limit(&p.limit, state.config.max_list_items)?;
+    let from = page_start(&p.cursor)?;
+    let head = Head::new("client_list", req.ts).reply_to(req.id);
+    let longest = ClientListOut {
+        clients: Vec::new(),
+        next: Some(cursor(u64::MAX)),
+    };
+    let budget = devices::room(state.config.max_message_size, &head, &longest);
+    let open = state.clients.opened_from(from);
+    let (clients, next) = page(&state.sessions, open, limit, budget);
+    let payload = ClientListOut {
+        clients,
+        next: next.map(cursor),
+    };
+    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+    Ok(())
+}
+
+/// The records of `open`, at most `limit` of them and `budget` bytes of JSON (commas
+/// included); and the place the next page starts at, when one follows.
+fn page<'c>(
+    sessions: &'c SessionTable,
+    open: impl Iterator<Item = &'c Client>,
+    limit: usize,
+    budget: usize,
+) -> (Vec<ClientOut<'c>>, Option<u64>) {
+    let mut entries = Vec::new();
+    let mut used = 0;
+    let mut scratch = Vec::new();
+    for client in open {
+        if entries.len() == limit {
+            return (entries, Some(client.open_seq));
+        }
+        let entry = record(sessions, client);
+        scratch.clear();
+        let written = wire::ser(&entry)(&mut scratch);
+        let cost = scratch.len() + usize::from(!entries.is_empty());
+        if !written || used + cost > budget {
+            // One that fits on no page is passed over; else it starts the next page.
+            let next = if entries.is_empty() {
+                client.open_seq.saturating_add(1)
+            } else {
+                client.open_seq
+            };
+            return (entries, Some(next));
+        }
+        used += cost;
+        entries.push(entry);
+    }
+    (entries, None)
+}
+
+/// The `client_list` record of `client`.
+fn record<'c>(sessions: &'c SessionTable, client: &'c Client) -> ClientOut<'c> {
+    ClientOut {
+        client_id: &client.client_id,
+        user_id: client.user_id.as_deref(),
+        authenticated: client.is_authenticated(),
+        connected_at: client.connected_at,
+        sessions: sessions
+            .sessions_of(client.conn)
+            .iter()
+            .map(|id| &**id)
+            .collect(),
+    }
+}
+
+/// The cursor of the page starting at the connection whose place is `seq`.
+fn cursor(seq: u64) -> String {
+    format!("c{seq:x}")
+}
+
+/// The place a cursor names, or `None` when it is not one [`cursor`] writes.
+fn parse_cursor(text: &str) -> Option<u64> {
+    let hex = text.strip_prefix('c')?;
+    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// `cursor`: absent or `null` is the first page; else a cursor this gateway gave.
+fn page_start(value: &Option<Loose<'_>>) -> Result<u64, FieldError> {
+    match opt_str(value, "cursor")? {
+        None => Ok(0),
+        Some(text) => parse_cursor(text)
+            .ok_or_else(|| FieldError::new("cursor", "cursor is not one this gateway gave")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(close_reason(None), "Kicked");
+        assert_eq!(close_reason(Some("")), "Kicked");
+        assert!(matches!(close_reason(None), Cow::Borrowed(_)));
+        assert_eq!(close_reason(Some("spam")), "Kicked: spam");
+        let long = "x".repeat(500);
+        let cut = close_reason(Some(&long));
+        assert_eq!(cut.len(), MAX_CLOSE_REASON);
+        assert!(cut.starts_with("Kicked: xxx"));
+        // 115 bytes of room: a 2-byte character that would straddle the end is left out.
+        let accents = "é".repeat(100);
+        let cut = close_reason(Some(&accents));
+        assert_eq!(cut.len(), MAX_CLOSE_REASON - 1);
+        assert!(cut.ends_with('é'));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_nothing_else_parses() {
+        for seq in [0, 1, 0xabc, u64::MAX] {
+            assert_eq!(parse_cursor(&cursor(seq)), Some(seq));
+        }
+        for bad in ["", "c", "p1", "c-1", "cg", "c12345678901234567", "C1"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+        assert_eq!(
+            page_start(&Some(Loose::UInt(1))).unwrap_err().field,
+            "cursor"
+        );
+        assert_eq!(page_start(&Some(Loose::Null)), Ok(0));
+    }
+}
