@@ -236,9 +236,13 @@ fn an_id_owned_by_another_online_client_is_agent_exists() {
     );
     assert_error(&reply, "AGENT_EXISTS");
 
-    let record = find(&mut b, "shared").expect("still registered");
+    let record = find(&mut a, "shared").expect("still registered");
     assert_eq!(record["clientId"], a.client_id.as_str());
     assert_eq!(record["type"], "pi");
+    assert_eq!(record["status"], "online");
+    // Another user sees the record without its clientId (PROTOCOL section 12).
+    let record = find(&mut b, "shared").expect("still registered");
+    assert_eq!(record["clientId"], json!(null));
     assert_eq!(record["status"], "online");
 }
 

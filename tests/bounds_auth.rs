@@ -182,6 +182,7 @@ fn a_route_with_a_payload_any_request_refuses_is_refused_and_not_forwarded() {
     let gw = TestGateway::start(test_config());
     let mut requester = Client::authed(&gw, TOKEN);
     let mut responder = Client::authed(&gw, TOKEN_BOB);
+    serve_routes(&mut responder);
     let to_responder = format!(r#""target":"{}","#, responder.client_id);
     for (what, payload) in bad_payloads() {
         refused_raw(
@@ -219,6 +220,17 @@ fn a_route_with_a_payload_any_request_refuses_is_refused_and_not_forwarded() {
 }
 
 /// Send a `route_request` with `id` to `target`.
+/// Register an agent under `client`'s own `clientId`, so that another user's `route_request`
+/// to that id reaches it (PROTOCOL section 12: a client is reached by its `clientId` only from
+/// its own user, a shared session or `admin`; an online agent by anyone).
+fn serve_routes(client: &mut Client) {
+    let reply = client.request(
+        "agent_register",
+        json!({"type": "pi", "name": "responder", "capabilities": {}}),
+    );
+    assert_eq!(reply["payload"]["status"], "registered", "{reply}");
+}
+
 fn route(from: &mut Client, target: &Client, id: &str) {
     from.send(
         &json!({"type": "route_request", "id": id, "target": target.client_id, "payload": {}}),
@@ -252,6 +264,9 @@ fn pending_routes_are_bounded_per_user_and_given_back_on_every_path() {
     let mut alice2 = Client::authed(&gw, TOKEN);
     let mut bob = Client::authed(&gw, TOKEN_BOB);
     let mut bob2 = Client::authed(&gw, TOKEN_BOB);
+    for target in [&mut alice, &mut bob, &mut bob2] {
+        serve_routes(target);
+    }
 
     route(&mut alice, &bob, "r1");
     delivered(&mut bob, "r1");
@@ -305,6 +320,7 @@ fn an_eviction_by_the_requesters_own_bound_gives_its_route_back() {
     let mut alice = Client::authed(&gw, TOKEN);
     let mut alice2 = Client::authed(&gw, TOKEN);
     let mut bob = Client::authed(&gw, TOKEN_BOB);
+    serve_routes(&mut bob);
     let batch: Vec<_> = (0..1025)
         .map(|i| json!({"type": "route_request", "id": format!("r{i}"), "target": bob.client_id, "payload": {}}))
         .collect();

@@ -269,8 +269,9 @@ fn hello_ok_lists_the_senders_device_first_and_at_most_max_list_items() {
         json!({"deviceId": "anon", "role": "node", "protocolVersion": 1}),
     );
     assert_eq!(hello["payload"]["presence"], json!([]), "{hello}");
+    // Another user sees only its own devices (PROTOCOL section 12).
     let (_, hello) = device(&gw, TOKEN_BOB, "d4");
-    assert_eq!(ids(&hello["payload"]["presence"]), ["d4", "d0", "d1"]);
+    assert_eq!(ids(&hello["payload"]["presence"]), ["d4"]);
 }
 
 /// Every page of `presence_query` with `limit` (none: the default), checked for `next`.
@@ -326,7 +327,7 @@ fn presence_query_pages_through_every_device_once() {
     let first = me.request("presence_query", json!({"limit": 2}));
     let next = first["payload"]["next"].as_str().unwrap().to_owned();
     drop(clients.remove(2));
-    let (_late, _) = device(&gw, TOKEN_BOB, "late");
+    let (_late, _) = device(&gw, TOKEN, "late");
     let me = &mut clients[3];
     assert!(eventually(|| {
         let reply = me.request("presence_query", json!({"cursor": next}));

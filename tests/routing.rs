@@ -79,8 +79,9 @@ fn pending(gw: &TestGateway) -> f64 {
 #[test]
 fn request_and_response_between_two_clients() {
     let gw = TestGateway::start(test_config());
+    // One user: a client is reached by its clientId from its own user (PROTOCOL section 12).
     let mut a = Client::authed(&gw, TOKEN);
-    let mut b = Client::authed(&gw, TOKEN_BOB);
+    let mut b = Client::authed(&gw, TOKEN);
 
     let payload = json!({"question": "2+2?", "nested": {"n": [1, 2]}});
     let id = next_id();
@@ -132,8 +133,8 @@ fn unknown_and_unauthenticated_targets_are_not_found() {
     let reply = a.request_envelope(json!({"type": "route_request", "target": 5}));
     assert_eq!(reply["payload"]["details"]["field"], "target", "{reply}");
 
-    // Once it has authenticated, it is a target.
-    let ok = anon.request("auth", json!({"token": TOKEN_BOB}));
+    // Once it has authenticated (as the sender's user), it is a target.
+    let ok = anon.request("auth", json!({"token": TOKEN}));
     assert_eq!(ok["type"], "auth_success");
     let id = route_request(&mut a, &anon.client_id, json!({"hi": 1}));
     expect_request(&mut anon, &id, &a, &json!({"hi": 1}));
@@ -270,9 +271,10 @@ fn capability_targets_go_round_robin_over_online_agents() {
 #[test]
 fn responses_must_match_a_delivered_request() {
     let gw = TestGateway::start(test_config());
+    // One user: a client is reached by its clientId from its own user (PROTOCOL section 12).
     let mut a = Client::authed(&gw, TOKEN);
-    let mut b = Client::authed(&gw, TOKEN_BOB);
-    let mut c = Client::authed(&gw, TOKEN_BOB);
+    let mut b = Client::authed(&gw, TOKEN);
+    let mut c = Client::authed(&gw, TOKEN);
 
     let id = route_request(&mut a, &b.client_id, json!({"n": 1}));
     expect_request(&mut b, &id, &a, &json!({"n": 1}));
@@ -314,8 +316,9 @@ fn responses_must_match_a_delivered_request() {
 #[test]
 fn pending_routes_are_dropped_when_either_side_disconnects() {
     let gw = TestGateway::start(test_config());
+    // One user: a client is reached by its clientId from its own user (PROTOCOL section 12).
     let mut a = Client::authed(&gw, TOKEN);
-    let mut b = Client::authed(&gw, TOKEN_BOB);
+    let mut b = Client::authed(&gw, TOKEN);
 
     let first = route_request(&mut a, &b.client_id, json!({"n": 1}));
     expect_request(&mut b, &first, &a, &json!({"n": 1}));

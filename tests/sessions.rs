@@ -55,7 +55,8 @@ fn connect_replies_hello_ok_listing_authenticated_devices() {
     let gw = TestGateway::start(test_config());
     let started = now_ms();
     let mut a = Client::authed(&gw, TOKEN);
-    let mut b = Client::authed(&gw, TOKEN_BOB);
+    // The same user: a connection sees the devices of its own user (PROTOCOL section 12).
+    let mut b = Client::authed(&gw, TOKEN);
     let mut unauthed = Client::connect(&gw);
     let _silent = Client::authed(&gw, TOKEN);
 
