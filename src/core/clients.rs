@@ -139,7 +139,13 @@ impl Clients {
         self.next_open += 1;
         self.opened.insert(client.open_seq, client.conn);
         if let (Some(user), Some(device)) = (&client.user_id, &client.device) {
-            index_device(&mut self.devices, &mut self.user_devices, user, device.seq, client.conn);
+            index_device(
+                &mut self.devices,
+                &mut self.user_devices,
+                user,
+                device.seq,
+                client.conn,
+            );
         }
         if client.is_authenticated() {
             self.authenticated += 1;
@@ -202,7 +208,10 @@ impl Clients {
     /// Mark `conn` authenticated as `user_id` (no-op when unknown or already authenticated).
     pub(crate) fn authenticate(&mut self, conn: ConnId, user_id: String) -> bool {
         let slot = self.slots.get_mut(conn.index as usize);
-        match slot.and_then(|slot| slot.as_mut()).filter(|c| c.conn == conn) {
+        match slot
+            .and_then(|slot| slot.as_mut())
+            .filter(|c| c.conn == conn)
+        {
             Some(client) if client.user_id.is_none() => {
                 client.auth_deadline = None;
                 if let Some(device) = &client.device {

@@ -37,12 +37,13 @@ pub(crate) fn visible(
 ) -> impl Iterator<Item = &Device> + '_ {
     let owners = match clients.get(conn) {
         Some(client) if client.scopes.is_admin() => Owners::Every,
-        Some(client) => client.user_id.as_deref().map_or(Owners::Nobody, Owners::User),
+        Some(client) => client
+            .user_id
+            .as_deref()
+            .map_or(Owners::Nobody, Owners::User),
         None => Owners::Nobody,
     };
-    clients
-        .devices_from(owners, from)
-        .map(|(_, device)| device)
+    clients.devices_from(owners, from).map(|(_, device)| device)
 }
 
 /// `hello_ok.presence` for `conn`: its own device first, then what else it may see, at most

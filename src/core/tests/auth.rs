@@ -107,7 +107,10 @@ fn the_last_failure_is_answered_then_the_connection_closes() {
     }
     let o = auth(&mut h, conn, "f2", json!({"token":"bad"}));
     o.error(conn, "AUTH_FAILED", Some("f2"));
-    assert_eq!(o.closes, [(conn, 1008, "Too many authentication failures".to_owned())]);
+    assert_eq!(
+        o.closes,
+        [(conn, 1008, "Too many authentication failures".to_owned())]
+    );
     assert_eq!(o.order, [("send", Some(conn)), ("close", Some(conn))]);
     // Anything after the close request is ignored.
     h.text(conn, r#"{"type":"ping","id":"p"}"#).silent();
@@ -197,7 +200,10 @@ fn the_auth_timer_closes_an_unauthenticated_connection() {
     assert!(h.timer(token).closes.is_empty());
     h.now = at;
     let o = h.timer(token);
-    assert_eq!(o.closes, [(conn, 1008, "Authentication timeout".to_owned())]);
+    assert_eq!(
+        o.closes,
+        [(conn, 1008, "Authentication timeout".to_owned())]
+    );
     // A second firing does nothing.
     assert!(h.timer(token).closes.is_empty());
 }
