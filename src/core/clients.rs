@@ -11,17 +11,17 @@
 //! - The open index holds every client, keyed by [`Client::open_seq`], the order in which
 //!   [`Clients::insert`] took them: the pages of `admin_clients`.
 //! - The device indexes hold exactly the authenticated connections that have a [`Device`],
-//!   keyed by [`Device::seq`], the order in which their last `connect` was handled: one for
-//!   every user's devices and one per `userId` (every `anonymous` connection under the one
-//!   user `anonymous`). They are kept in step by [`Clients::set_device`],
-//!   [`Clients::authenticate`] and removal; a user's index is dropped with its last device.
-//!   Listing a page from either costs O(log n + page), whatever the number of connections,
-//!   and one user's listing never walks another user's devices.
-//! - Memory per connection, beside its [`Client`]: one entry in the open index and, with a
-//!   device, one in each device index (16 bytes of key and value each, plus the B-tree's
-//!   slack); per user with a device, one map entry holding a copy of its `userId`.
+//!   in the order in which their last `connect` was handled ([`Device::seq`]): one keyed by
+//!   `seq`, for every user's devices, and one keyed by (`userId`, `seq`), for one user's
+//!   (every `anonymous` connection under the one user `anonymous`). They are kept in step by
+//!   [`Clients::set_device`], [`Clients::authenticate`] and removal. Listing a page from
+//!   either costs O(log n + page), whatever the number of connections, and one user's
+//!   listing never walks another user's devices.
+//! - Memory per connection, beside its [`Client`]: one entry in the open index (16 bytes of
+//!   key and value, plus the B-tree's slack) and, with a device, one in each device index
+//!   (16 and 32 bytes, plus slack, plus a copy of its `userId`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{btree_map, BTreeMap, HashMap};
 use std::time::Instant;
 
 use crate::app::ConnId;
@@ -112,8 +112,8 @@ pub(crate) struct Clients {
     next_open: u64,
     /// Authenticated connections with a device, by [`Device::seq`].
     devices: BTreeMap<u64, ConnId>,
-    /// The same, per `userId`.
-    user_devices: HashMap<String, BTreeMap<u64, ConnId>>,
+    /// The same, by `userId` and then [`Device::seq`].
+    user_devices: BTreeMap<(Box<str>, u64), ConnId>,
     next_seq: u64,
 }
 
@@ -261,20 +261,20 @@ impl Clients {
 
     /// The devices of `owners`, of authenticated connections only, in `connect` order,
     /// starting with the first whose `seq` is at least `from`, each with its client.
-    pub(crate) fn devices_from(
-        &self,
-        owners: Owners<'_>,
+    pub(crate) fn devices_from<'a>(
+        &'a self,
+        owners: Owners<'a>,
         from: u64,
-    ) -> impl Iterator<Item = (&Client, &Device)> {
-        let index = match owners {
-            Owners::Every => Some(&self.devices),
-            Owners::User(user) => self.user_devices.get(user),
-            Owners::Nobody => None,
+    ) -> impl Iterator<Item = (&'a Client, &'a Device)> + 'a {
+        let conns = match owners {
+            Owners::Every => DeviceConns::Every(self.devices.range(from..)),
+            Owners::User(user) => {
+                DeviceConns::User(user, self.user_devices.range((Box::from(user), from)..))
+            }
+            Owners::Nobody => DeviceConns::Nobody,
         };
-        index
-            .into_iter()
-            .flat_map(move |index| index.range(from..))
-            .filter_map(|(_, &conn)| self.get(conn))
+        conns
+            .filter_map(|conn| self.get(conn))
             .filter_map(|client| Some((client, client.device.as_ref()?)))
     }
 
@@ -309,30 +309,52 @@ impl Clients {
     }
 }
 
+/// The connections of one device listing, in `connect` order.
+enum DeviceConns<'a> {
+    /// Every user's.
+    Every(btree_map::Range<'a, u64, ConnId>),
+    /// From a place among this user's on; ends at the first entry of another user.
+    User(&'a str, btree_map::Range<'a, (Box<str>, u64), ConnId>),
+    /// None.
+    Nobody,
+}
+
+impl Iterator for DeviceConns<'_> {
+    type Item = ConnId;
+
+    fn next(&mut self) -> Option<ConnId> {
+        let conn = match self {
+            DeviceConns::Every(range) => range.next().map(|(_, &conn)| conn),
+            DeviceConns::User(user, range) => range
+                .next()
+                .filter(|((owner, _), _)| **owner == **user)
+                .map(|(_, &conn)| conn),
+            DeviceConns::Nobody => None,
+        };
+        if conn.is_none() {
+            *self = DeviceConns::Nobody;
+        }
+        conn
+    }
+}
+
 /// Put the device `seq` of `conn`, authenticated as `user`, in both device indexes.
 fn index_device(
     all: &mut BTreeMap<u64, ConnId>,
-    per_user: &mut HashMap<String, BTreeMap<u64, ConnId>>,
+    per_user: &mut BTreeMap<(Box<str>, u64), ConnId>,
     user: &str,
     seq: u64,
     conn: ConnId,
 ) {
     all.insert(seq, conn);
-    match per_user.get_mut(user) {
-        Some(index) => {
-            index.insert(seq, conn);
-        }
-        None => {
-            per_user.insert(user.to_owned(), BTreeMap::from([(seq, conn)]));
-        }
-    }
+    per_user.insert((Box::from(user), seq), conn);
 }
 
-/// Take the device `seq` of `conn`, authenticated as `user`, out of both device indexes
-/// (each only where it is `conn`'s), dropping the user's index when it is left empty.
+/// Take the device `seq` of `conn`, authenticated as `user`, out of both device indexes,
+/// each only where it is `conn`'s.
 fn unindex_device(
     all: &mut BTreeMap<u64, ConnId>,
-    per_user: &mut HashMap<String, BTreeMap<u64, ConnId>>,
+    per_user: &mut BTreeMap<(Box<str>, u64), ConnId>,
     user: &str,
     seq: u64,
     conn: ConnId,
@@ -340,13 +362,9 @@ fn unindex_device(
     if all.get(&seq) == Some(&conn) {
         all.remove(&seq);
     }
-    if let Some(index) = per_user.get_mut(user) {
-        if index.get(&seq) == Some(&conn) {
-            index.remove(&seq);
-        }
-        if index.is_empty() {
-            per_user.remove(user);
-        }
+    let key = (Box::from(user), seq);
+    if per_user.get(&key) == Some(&conn) {
+        per_user.remove(&key);
     }
 }
 
@@ -500,14 +518,14 @@ mod tests {
         for i in 0..5 {
             t.insert(client(i, 0, &format!("c{i}")));
         }
-        for (i, user) in [(0, "u"), (1, "v"), (2, "u"), (3, "v")] {
+        for (i, user) in [(0, "u"), (1, "uv"), (2, "u"), (3, "uv")] {
             assert!(t.authenticate(conn(i), user.into()));
         }
         for i in 0..5 {
             assert!(t.set_device(conn(i), device(&format!("d{i}"))));
         }
         assert_eq!(listed_of(&t, "u", 0), ["d0", "d2"]);
-        assert_eq!(listed_of(&t, "v", 0), ["d1", "d3"]);
+        assert_eq!(listed_of(&t, "uv", 0), ["d1", "d3"]);
         assert_eq!(listed_of(&t, "u", 1), ["d2"]);
         assert!(listed_of(&t, "w", 0).is_empty());
         assert!(t.devices_from(Owners::Nobody, 0).next().is_none());
@@ -523,10 +541,9 @@ mod tests {
         assert_eq!(listed_of(&t, "u", 0), ["d0-again"]);
         t.insert(client(4, 1, "c4-new"));
         assert!(listed_of(&t, "w", 0).is_empty());
-        assert!(!t.user_devices.contains_key("w"));
+        assert!(!t.user_devices.keys().any(|(user, _)| &**user == "w"));
         assert_eq!(t.devices.len(), 3);
-        let per_user: usize = t.user_devices.values().map(BTreeMap::len).sum();
-        assert_eq!(per_user, 3);
+        assert_eq!(t.user_devices.len(), 3);
     }
 
     #[test]
