@@ -8,8 +8,9 @@
 //!   so a lookup by `ConnId` is an array access; a lookup by `clientId` is a hash lookup.
 //! - [`Clients::authenticated`] is kept in step with every state change made through
 //!   [`Clients::authenticate`].
-//! - The open index holds every client, keyed by [`Client::open_seq`], the order in which
-//!   [`Clients::insert`] took them: the pages of `admin_clients`.
+//! - The slot index holds the slab index of every client, in order: the pages of
+//!   `admin_clients` ([`Clients::clients_from`]) cost O(log n + page), however many slots
+//!   stand empty.
 //! - The device indexes hold exactly the authenticated connections that have a [`Device`],
 //!   in the order in which their last `connect` was handled ([`Device::seq`]): one keyed by
 //!   `seq`, for every user's devices, and one keyed by (`userId`, `seq`), for one user's
@@ -17,11 +18,11 @@
 //!   [`Clients::set_device`], [`Clients::authenticate`] and removal. Listing a page from
 //!   either costs O(log n + page), whatever the number of connections, and one user's
 //!   listing never walks another user's devices.
-//! - Memory per connection, beside its [`Client`]: one entry in the open index (16 bytes of
-//!   key and value, plus the B-tree's slack) and, with a device, one in each device index
-//!   (16 and 32 bytes, plus slack, plus a copy of its `userId`).
+//! - Memory per connection, beside its [`Client`]: one entry in the slot index (4 bytes, plus
+//!   the B-tree's slack) and, with a device, one in each device index (16 and 32 bytes, plus
+//!   slack, plus a copy of its `userId`).
 
-use std::collections::{btree_map, BTreeMap, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use crate::app::ConnId;
@@ -69,8 +70,6 @@ pub(crate) struct Client {
     pub closing: bool,
     /// When the connection opened, ms since the Unix epoch.
     pub connected_at: u64,
-    /// Its place in the order connections were opened, set by [`Clients::insert`].
-    pub open_seq: u64,
 }
 
 impl Client {
@@ -107,9 +106,8 @@ pub(crate) struct Clients {
     by_client_id: HashMap<String, ConnId>,
     len: usize,
     authenticated: usize,
-    /// Every client, by [`Client::open_seq`].
-    opened: BTreeMap<u64, ConnId>,
-    next_open: u64,
+    /// The slab index of every client.
+    occupied: BTreeSet<u32>,
     /// Authenticated connections with a device, by [`Device::seq`].
     devices: BTreeMap<u64, ConnId>,
     /// The same, by `userId` and then [`Device::seq`].
@@ -123,9 +121,8 @@ impl Clients {
         Self::default()
     }
 
-    /// Add `client` (its `open_seq` is assigned here), replacing whatever occupied its slot;
-    /// returns the replaced client.
-    pub(crate) fn insert(&mut self, mut client: Client) -> Option<Client> {
+    /// Add `client`, replacing whatever occupied its slot; returns the replaced client.
+    pub(crate) fn insert(&mut self, client: Client) -> Option<Client> {
         let index = client.conn.index as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
@@ -135,9 +132,7 @@ impl Clients {
             self.forget(old);
         }
         self.len += 1;
-        client.open_seq = self.next_open;
-        self.next_open += 1;
-        self.opened.insert(client.open_seq, client.conn);
+        self.occupied.insert(client.conn.index);
         if let (Some(user), Some(device)) = (&client.user_id, &client.device) {
             index_device(
                 &mut self.devices,
@@ -250,9 +245,8 @@ impl Clients {
     }
 
     fn unindex(&mut self, client: &Client) {
-        if self.opened.get(&client.open_seq) == Some(&client.conn) {
-            self.opened.remove(&client.open_seq);
-        }
+        // Called only for the client that leaves its slot.
+        self.occupied.remove(&client.conn.index);
         if let (Some(user), Some(device)) = (&client.user_id, &client.device) {
             let (all, per_user) = (&mut self.devices, &mut self.user_devices);
             unindex_device(all, per_user, user, device.seq, client.conn);
@@ -278,12 +272,12 @@ impl Clients {
             .filter_map(|client| Some((client, client.device.as_ref()?)))
     }
 
-    /// Every client in the order the connections opened, starting with the first whose
-    /// `open_seq` is at least `from`.
-    pub(crate) fn opened_from(&self, from: u64) -> impl Iterator<Item = &Client> {
-        self.opened
+    /// Every client in slab index order, starting with the first whose index is at least
+    /// `from`.
+    pub(crate) fn clients_from(&self, from: u32) -> impl Iterator<Item = &Client> {
+        self.occupied
             .range(from..)
-            .filter_map(|(_, &conn)| self.get(conn))
+            .filter_map(|&index| self.get_by_index(index))
     }
 
     /// Every client, in slot order.
@@ -385,7 +379,6 @@ mod tests {
             via: Via::Open,
             closing: false,
             connected_at: 0,
-            open_seq: 0,
         }
     }
 
@@ -547,26 +540,27 @@ mod tests {
     }
 
     #[test]
-    fn the_open_index_lists_clients_in_the_order_they_opened() {
+    fn the_slot_index_lists_every_client_once_in_slot_order() {
         use crate::testkit::conn;
         let mut t = Clients::new();
-        for i in [3, 0, 2] {
+        for i in [3, 0, 7] {
             t.insert(client(i, 0, &format!("c{i}")));
         }
-        let ids = |t: &Clients, from| -> Vec<(String, u64)> {
-            t.opened_from(from)
-                .map(|c| (c.client_id.clone(), c.open_seq))
-                .collect()
+        let ids = |t: &Clients, from| -> Vec<String> {
+            t.clients_from(from).map(|c| c.client_id.clone()).collect()
         };
-        assert_eq!(
-            ids(&t, 0),
-            [("c3".into(), 0), ("c0".into(), 1), ("c2".into(), 2)]
-        );
-        assert_eq!(ids(&t, 2), [("c2".into(), 2)]);
+        assert_eq!(ids(&t, 0), ["c0", "c3", "c7"]);
+        assert_eq!(ids(&t, 1), ["c3", "c7"]);
+        assert_eq!(ids(&t, 8), Vec::<String>::new());
         t.remove(conn(0));
-        // A reused slot is a new connection: it comes last.
+        // A reused slot holds its new client only.
         t.insert(client(3, 1, "c3-new"));
-        assert_eq!(ids(&t, 0), [("c2".into(), 2), ("c3-new".into(), 3)]);
-        assert_eq!(t.opened.len(), t.len());
+        assert_eq!(ids(&t, 0), ["c3-new", "c7"]);
+        t.remove(ConnId {
+            index: 3,
+            generation: 0,
+        });
+        assert_eq!(ids(&t, 0), ["c3-new", "c7"]);
+        assert_eq!(t.occupied.len(), t.len());
     }
 }

@@ -10,13 +10,15 @@
 //!   non-empty string and `reason` a string (`null` is absent), else `INVALID_MESSAGE`
 //!   naming the field. Only a kick with a reason allocates its close reason.
 //! - `admin_clients {limit?, cursor?}` → `client_list {clients, next?}`: every open
-//!   connection in the order they opened, each `{clientId, userId, authenticated,
-//!   connectedAt, sessions}` (`userId` null until it authenticates; `sessions` the ids of the
-//!   sessions it is in, at most `max_sessions_per_client`). `limit` is an integer from 1 to
-//!   `max_list_items` (absent: `max_list_items`); `next`, given back as `cursor`, returns the
-//!   following page; a connection opened after a page was listed comes on a later page, one
-//!   that closed is skipped. The cursor is `c` and hex digits; any other `limit` or `cursor`
-//!   is `INVALID_MESSAGE` naming the field.
+//!   connection in the order of its slot in the client table, each `{clientId, userId,
+//!   authenticated, connectedAt, sessions}` (`userId` null until it authenticates;
+//!   `sessions` the ids of the sessions it is in, at most `max_sessions_per_client`).
+//!   `limit` is an integer from 1 to `max_list_items` (absent: `max_list_items`); `next`,
+//!   given back as `cursor`, returns the following page. A walk through the pages lists
+//!   every connection open all along exactly once; one that closes is skipped, one that opens
+//!   meanwhile may or may not be listed (as an agent registered during an `agent_query`
+//!   walk). The cursor is `c` and hex digits; any other `limit` or `cursor` is
+//!   `INVALID_MESSAGE` naming the field.
 //! - No `client_list` is larger than `max_message_size`: a page stops early, with `next`,
 //!   when the following record would not fit; a record that does not fit on a page of its
 //!   own is passed over, so that paging moves on. A page costs O(log n + its length ·
@@ -104,10 +106,10 @@ pub(crate) fn clients(
     let head = Head::new("client_list", req.ts).reply_to(req.id);
     let longest = ClientListOut {
         clients: Vec::new(),
-        next: Some(cursor(u64::MAX)),
+        next: Some(cursor(u32::MAX)),
     };
     let budget = devices::room(state.config.max_message_size, &head, &longest);
-    let open = state.clients.opened_from(from);
+    let open = state.clients.clients_from(from);
     let (clients, next) = page(&state.sessions, open, limit, budget);
     let payload = ClientListOut {
         clients,
@@ -124,13 +126,13 @@ fn page<'c>(
     open: impl Iterator<Item = &'c Client>,
     limit: usize,
     budget: usize,
-) -> (Vec<ClientOut<'c>>, Option<u64>) {
+) -> (Vec<ClientOut<'c>>, Option<u32>) {
     let mut entries = Vec::new();
     let mut used = 0;
     let mut scratch = Vec::new();
     for client in open {
         if entries.len() == limit {
-            return (entries, Some(client.open_seq));
+            return (entries, Some(client.conn.index));
         }
         let entry = record(sessions, client);
         scratch.clear();
@@ -139,9 +141,9 @@ fn page<'c>(
         if !written || used + cost > budget {
             // One that fits on no page is passed over; else it starts the next page.
             let next = if entries.is_empty() {
-                client.open_seq.saturating_add(1)
+                client.conn.index.saturating_add(1)
             } else {
-                client.open_seq
+                client.conn.index
             };
             return (entries, Some(next));
         }
@@ -166,22 +168,22 @@ fn record<'c>(sessions: &'c SessionTable, client: &'c Client) -> ClientOut<'c> {
     }
 }
 
-/// The cursor of the page starting at the connection whose place is `seq`.
-fn cursor(seq: u64) -> String {
-    format!("c{seq:x}")
+/// The cursor of the page starting at slot `index`.
+fn cursor(index: u32) -> String {
+    format!("c{index:x}")
 }
 
-/// The place a cursor names, or `None` when it is not one [`cursor`] writes.
-fn parse_cursor(text: &str) -> Option<u64> {
+/// The slot a cursor names, or `None` when it is not one [`cursor`] writes.
+fn parse_cursor(text: &str) -> Option<u32> {
     let hex = text.strip_prefix('c')?;
-    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.is_empty() || hex.len() > 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    u64::from_str_radix(hex, 16).ok()
+    u32::from_str_radix(hex, 16).ok()
 }
 
 /// `cursor`: absent or `null` is the first page; else a cursor this gateway gave.
-fn page_start(value: &Option<Loose<'_>>) -> Result<u64, FieldError> {
+fn page_start(value: &Option<Loose<'_>>) -> Result<u32, FieldError> {
     match opt_str(value, "cursor")? {
         None => Ok(0),
         Some(text) => parse_cursor(text)
@@ -212,10 +214,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_nothing_else_parses() {
-        for seq in [0, 1, 0xabc, u64::MAX] {
-            assert_eq!(parse_cursor(&cursor(seq)), Some(seq));
+        for index in [0, 1, 0xabc, u32::MAX] {
+            assert_eq!(parse_cursor(&cursor(index)), Some(index));
         }
-        for bad in ["", "c", "p1", "c-1", "cg", "c12345678901234567", "C1"] {
+        for bad in ["", "c", "p1", "c-1", "cg", "c123456789", "C1"] {
             assert_eq!(parse_cursor(bad), None, "{bad}");
         }
         assert_eq!(

@@ -79,7 +79,6 @@ pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut 
         via: Via::Open,
         closing: false,
         connected_at: ts,
-        open_seq: 0,
     };
     if !auth_required {
         // `anonymous` connections are each their own key: this never reaches a bound.
