@@ -82,10 +82,7 @@ fn resolve_target(state: &mut CoreState, from: ConnId, target: &str) -> Option<C
 /// Whether `sender` may send a `route_request` to the client `target` by its `clientId`:
 /// same `userId`, a shared session, or the `admin` scope.
 fn may_reach(sessions: &SessionTable, sender: &Client, target: &Client) -> bool {
-    if sender.scopes.is_admin() || sender.conn == target.conn {
-        return true;
-    }
-    if sender.user_id.is_some() && sender.user_id == target.user_id {
+    if sender.scopes.is_admin() || (sender.user_id.is_some() && sender.user_id == target.user_id) {
         return true;
     }
     sessions
