@@ -389,4 +389,38 @@ mod tests {
             other.hasher.hash_one(b"x".as_slice())
         );
     }
+
+    #[test]
+    fn jwt_mode_checks_the_token_at_the_given_time() {
+        let config = Config {
+            auth_mode: AuthMode::Jwt,
+            jwt_secret: Some("k".repeat(32)),
+            jwt_leeway_ms: 0,
+            ..Config::default()
+        };
+        let verifier = Verifier::new(&config);
+        let key = jsonwebtoken::EncodingKey::from_secret("k".repeat(32).as_bytes());
+        let claims = serde_json::json!({"sub": "carol", "exp": 1000, "scopes": ["route"]});
+        let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+        assert_eq!(
+            verifier.check(token(&jwt), 999_999),
+            AuthOutcome::Success(Grant {
+                user: "carol".into(),
+                via: Via::Jwt {
+                    expires_ms: 1_000_000,
+                    scopes: Some(Scopes::from_names(["route"])),
+                    check_ms: 0,
+                },
+            })
+        );
+        assert_eq!(verifier.check(token(&jwt), 1_000_000), AuthOutcome::Failed);
+        assert_eq!(verifier.check(token(""), 0), AuthOutcome::Missing);
+        let pw = Credentials {
+            password: Some("x"),
+            ..Credentials::default()
+        };
+        assert_eq!(verifier.check(pw, 0), AuthOutcome::Missing);
+        let long = format!("{jwt}{}", " ".repeat(MAX_CREDENTIAL_BYTES));
+        assert_eq!(verifier.check(token(&long), 0), AuthOutcome::Failed);
+    }
 }
