@@ -6,7 +6,8 @@
 //! - Exactly one algorithm is accepted, the configured key's: HS256 for `jwt_secret`,
 //!   RS256, ES256 or EdDSA for the type of `jwt_public_key`. A token whose header names any
 //!   other `alg` (`none` included, and HS256 against a public key) fails before any
-//!   signature is computed.
+//!   signature is computed. A header with `crit` fails too: no extension is understood
+//!   here, and RFC 7515 (4.1.11) wants the token refused then.
 //! - [`JwtVerifier::verify`] never reads the clock: the library's own time checks are off,
 //!   and `exp` / `nbf` are checked here against the caller's wall-clock milliseconds, with
 //!   `jwt_leeway_ms`. `exp` and `nbf` are NumericDates (seconds, fractions allowed): a token
@@ -18,7 +19,9 @@
 //! - The caller bounds the token's length (`MAX_CREDENTIAL_BYTES` in `auth.rs`), which
 //!   bounds every allocation here. Nothing here logs or returns the token.
 
+use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::config::{Config, KeyType};
@@ -64,6 +67,23 @@ pub(crate) enum Refused {
 enum Audience {
     One(String),
     Many(Vec<String>),
+}
+
+/// The header fields read here (the library reads `alg`).
+#[derive(Deserialize)]
+struct Head {
+    crit: Option<IgnoredAny>,
+}
+
+/// Whether the header of `token` names critical extensions (or cannot be read at all).
+fn has_crit(token: &str) -> bool {
+    let Some((header, _)) = token.split_once('.') else {
+        return true;
+    };
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        return true;
+    };
+    serde_json::from_slice::<Head>(&json).map_or(true, |head| head.crit.is_some())
 }
 
 /// The claims read; others are ignored.
@@ -123,6 +143,9 @@ impl JwtVerifier {
 
     /// Verify `token` at `now_ms` (ms since the Unix epoch).
     pub(crate) fn verify(&self, token: &str, now_ms: u64) -> Result<Verified, Refused> {
+        if has_crit(token) {
+            return Err(Refused::Invalid);
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|_| Refused::Invalid)?
             .claims;
@@ -204,6 +227,15 @@ mod tests {
     fn token(claims: &Value) -> String {
         let key = EncodingKey::from_secret(SECRET.as_bytes());
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).unwrap()
+    }
+
+    /// An HS256 token with this exact header JSON.
+    fn hs256_with_header(header: &str, claims: &Value) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!("{}.{}", b64.encode(header), b64.encode(claims.to_string()));
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256);
+        format!("{message}.{}", signature.unwrap())
     }
 
     fn check(v: &JwtVerifier, claims: Value) -> Result<Verified, Refused> {
@@ -341,6 +373,22 @@ mod tests {
         let (payload, _) = rest.split_once('.').unwrap();
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         assert_eq!(v.verify(&none, NOW_MS), Err(Refused::Invalid));
+        // A critical extension, correctly signed: refused.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        let signed = |header: &Header| {
+            jsonwebtoken::encode(
+                header,
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()
+        };
+        assert!(v.verify(&signed(&header), NOW_MS).is_ok(), "kid is fine");
+        let crit = hs256_with_header(r#"{"alg":"HS256","crit":["exp"],"exp":1}"#, &claims);
+        assert_eq!(v.verify(&crit, NOW_MS), Err(Refused::Invalid));
+        let plain = hs256_with_header(r#"{"alg":"HS256"}"#, &claims);
+        assert!(v.verify(&plain, NOW_MS).is_ok());
         for junk in [
             "",
             ".",
