@@ -35,7 +35,7 @@
 //! # The API
 //!
 //! At the root, what a host needs: [`Gateway`] and [`GatewayHandle`] to run the gateway,
-//! [`Config`] (with [`AuthMode`], [`AuthToken`], [`ConfigError`]) to configure it, [`Event`]
+//! [`Config`] (with [`AuthMode`], [`AuthToken`], [`JwtPublicKey`], [`ConfigError`]) to configure it, [`Event`]
 //! to hear what happens, [`HandlerContext`], [`Message`] and [`ErrorCode`] for custom message
 //! types, [`Error`] and [`HandleError`] for what can fail, and [`MemoryBound`] for what a
 //! configuration may cost.
@@ -60,7 +60,7 @@ mod ws;
 #[cfg(test)]
 mod testkit;
 
-pub use crate::config::{AuthMode, AuthToken, Config, ConfigError};
+pub use crate::config::{AuthMode, AuthToken, Config, ConfigError, JwtPublicKey};
 pub use crate::core::{ErrorCode, Event, HandlerContext, Message};
 pub use crate::error::Error;
 pub use crate::gateway::{Gateway, GatewayHandle, EVENT_QUEUE, EVENT_QUEUE_BYTES};

@@ -584,3 +584,58 @@ fn a_port_in_use_exits_1_with_a_clear_message() {
     );
     assert!(!done.stderr.contains("listening on"), "{}", done.stderr);
 }
+
+#[test]
+fn check_reads_the_jwt_public_key_file() {
+    let dir = TempDir::new();
+    let fixture = |name: &str| {
+        repo_root()
+            .join("tests/fixtures/jwt")
+            .join(name)
+            .to_string_lossy()
+            .into_owned()
+    };
+    for key in ["rsa.pub.pem", "ec.pub.pem", "ed.pub.pem"] {
+        let set = format!("jwt_public_key={}", fixture(key));
+        run_ok(
+            &dir.0,
+            &["--check", "--set", "auth_mode=jwt", "--set", &set],
+        );
+    }
+    let missing = dir.0.join("gone.pem").to_string_lossy().into_owned();
+    let private = fixture("ec.key.pem");
+    let not_pem = dir.file("not.pem", "hello\n");
+    for (path, says) in [
+        (missing.as_str(), "cannot read"),
+        (private.as_str(), "private key"),
+        (not_pem.as_str(), "not a PEM file"),
+    ] {
+        let conf = dir.file(
+            "jwt.conf",
+            &format!("auth_mode = jwt\njwt_public_key = {path}\n"),
+        );
+        let done = run_err(&dir.0, &["--config", &conf, "--check"]);
+        assert!(
+            done.stderr.contains(&format!("{conf}:2: jwt_public_key: ")),
+            "{}",
+            done.stderr
+        );
+        assert!(done.stderr.contains(says), "{says:?} in {}", done.stderr);
+    }
+    // jwt mode without a key, and both keys at once.
+    let done = run_err(&dir.0, &["--check", "--set", "auth_mode=jwt"]);
+    assert!(
+        done.stderr.contains("needs jwt_secret or jwt_public_key"),
+        "{}",
+        done.stderr
+    );
+    let secret = "jwt_secret=0123456789abcdef0123456789abcdef";
+    let key = format!("jwt_public_key={}", fixture("ed.pub.pem"));
+    let done = run_err(&dir.0, &["--check", "--set", secret, "--set", &key]);
+    assert!(
+        done.stderr.contains("cannot be set together"),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("0123456789abcdef"), "{}", done.stderr);
+}

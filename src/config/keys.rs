@@ -23,10 +23,12 @@
 use std::ops::RangeInclusive;
 
 use super::values::{
-    check_host, check_log_level, check_origins, check_password, check_path, check_tokens,
-    check_users, fit, level_name, masked_password, masked_tokens, parse_auth_mode, parse_bool,
-    parse_log_level, parse_millis, parse_number, parse_origins, parse_password, parse_size,
-    parse_tokens, parse_users, wide, SIZE_MIN, U32_MAX, USIZE_MAX,
+    check_claim_value, check_host, check_jwt_secret, check_log_level, check_origins,
+    check_password, check_path, check_tokens, check_users, fit, level_name, masked_password,
+    masked_tokens, parse_auth_mode, parse_bool, parse_claim_value, parse_jwt_public_key,
+    parse_jwt_secret, parse_log_level, parse_millis, parse_number, parse_origins, parse_password,
+    parse_size, parse_tokens, parse_users, print_jwt_public_key, wide, SIZE_MIN, U32_MAX,
+    USIZE_MAX,
 };
 use super::{Config, MAX_MS};
 
@@ -147,7 +149,7 @@ impl Key {
 
 impl Config {
     /// Every configuration key, grouped as in the shipped `gateway.conf`: listener, auth,
-    /// origins, timers, limits, logging.
+    /// jwt, access, origins, timers, limits, bounds, logging.
     pub const KEYS: [&'static str; KEY_TABLE.len()] = {
         let mut keys = [""; KEY_TABLE.len()];
         let mut i = 0;
@@ -249,6 +251,52 @@ pub(crate) const KEY_TABLE: &[Key] = &[
             unit: Unit::Count(0..=U32_MAX),
             get: |c| wide(c.max_auth_failures),
             set: |c, n| fit(n).map(|n| c.max_auth_failures = n),
+        },
+    },
+    Key {
+        name: "jwt_secret",
+        group: "jwt",
+        kind: Kind::Secret {
+            parse: |c, v| parse_jwt_secret(v).map(|secret| c.jwt_secret = secret),
+            mask: |c| masked_password(c.jwt_secret.as_deref()),
+            check: |c| c.jwt_secret.as_deref().map_or(Ok(()), check_jwt_secret),
+        },
+    },
+    Key {
+        name: "jwt_public_key",
+        group: "jwt",
+        kind: Kind::Other {
+            parse: |c, v| parse_jwt_public_key(v).map(|key| c.jwt_public_key = key),
+            print: |c| print_jwt_public_key(c.jwt_public_key.as_ref()),
+            // A `JwtPublicKey` is checked when it is read: it cannot hold a bad key.
+            check: |_| Ok(()),
+        },
+    },
+    Key {
+        name: "jwt_issuer",
+        group: "jwt",
+        kind: Kind::Other {
+            parse: |c, v| parse_claim_value(v).map(|iss| c.jwt_issuer = iss),
+            print: |c| c.jwt_issuer.clone().unwrap_or_default(),
+            check: |c| c.jwt_issuer.as_deref().map_or(Ok(()), check_claim_value),
+        },
+    },
+    Key {
+        name: "jwt_audience",
+        group: "jwt",
+        kind: Kind::Other {
+            parse: |c, v| parse_claim_value(v).map(|aud| c.jwt_audience = aud),
+            print: |c| c.jwt_audience.clone().unwrap_or_default(),
+            check: |c| c.jwt_audience.as_deref().map_or(Ok(()), check_claim_value),
+        },
+    },
+    Key {
+        name: "jwt_leeway_ms",
+        group: "jwt",
+        kind: Kind::Number {
+            unit: Unit::Millis,
+            get: |c| wide(c.jwt_leeway_ms),
+            set: |c, n| fit(n).map(|n| c.jwt_leeway_ms = n),
         },
     },
     Key {

@@ -13,10 +13,11 @@
 //!
 //! # Secrets
 //!
-//! Token secrets and `auth_password` never appear in `Debug` output, in error messages or in
+//! Token secrets, `auth_password` and `jwt_secret` never appear in `Debug` output, in error messages or in
 //! [`Config::to_file_string`] (which shows them as `***`). Error messages quote bad values of
 //! other keys.
 
+mod jwt;
 mod keys;
 mod parse;
 mod print;
@@ -26,6 +27,9 @@ mod values;
 use std::fmt;
 use std::time::Duration;
 
+pub use jwt::JwtPublicKey;
+pub(crate) use jwt::KeyType;
+
 /// How clients authenticate (PROTOCOL section 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMode {
@@ -33,16 +37,21 @@ pub enum AuthMode {
     Token,
     /// `auth` must carry the `password` equal to `auth_password`.
     Password,
+    /// `auth` must carry a `token` that is a JWT signed with `jwt_secret` (HS256) or the key
+    /// of `jwt_public_key` (RS256, ES256 or EdDSA), whose `sub` claim is the `userId`
+    /// (PROTOCOL section 12). A repeated `auth` refreshes the token.
+    Jwt,
     /// No authentication: every connection is authenticated when it opens.
     None,
 }
 
 impl AuthMode {
-    /// The configuration spelling: `token`, `password` or `none`.
+    /// The configuration spelling: `token`, `password`, `jwt` or `none`.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::Token => "token",
             AuthMode::Password => "password",
+            AuthMode::Jwt => "jwt",
             AuthMode::None => "none",
         }
     }
@@ -70,8 +79,8 @@ impl std::fmt::Debug for AuthToken {
 
 /// The effective configuration. `Config::default()` is the documented default of every key.
 ///
-/// Its `Debug` output is the file format of [`Config::to_file_string`], with `auth_password`
-/// and every token secret as `***`.
+/// Its `Debug` output is the file format of [`Config::to_file_string`], with `auth_password`,
+/// `jwt_secret` and every token secret as `***`.
 #[derive(Clone, PartialEq)]
 pub struct Config {
     /// Address to listen on.
@@ -94,6 +103,17 @@ pub struct Config {
     pub auth_timeout_ms: u64,
     /// Failed `auth` messages allowed before the connection is closed with 1008.
     pub max_auth_failures: u32,
+    /// The HS256 key of `auth_mode = jwt`, used as its raw bytes (at least 32 of them).
+    pub jwt_secret: Option<String>,
+    /// The public key of `auth_mode = jwt` (RS256, ES256 or EdDSA, by its type), read from
+    /// its PEM file by [`JwtPublicKey::read`]. Not together with `jwt_secret`.
+    pub jwt_public_key: Option<JwtPublicKey>,
+    /// When set, a JWT's `iss` must equal it.
+    pub jwt_issuer: Option<String>,
+    /// When set, a JWT's `aud` must be it, or an array containing it.
+    pub jwt_audience: Option<String>,
+    /// Allowance in ms for clock skew on a JWT's `exp` and `nbf`.
+    pub jwt_leeway_ms: u64,
     /// Users with the `sessions` scope (PROTOCOL section 12); `*` is every user.
     pub allow_sessions: Vec<String>,
     /// Users with the `agents` scope; `*` is every user.
@@ -177,6 +197,11 @@ impl Default for Config {
             auth_password: None,
             auth_timeout_ms: 10_000,
             max_auth_failures: 3,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_ms: 5_000,
             allow_sessions: vec![EVERY_USER.to_string()],
             allow_agents: vec![EVERY_USER.to_string()],
             allow_route: vec![EVERY_USER.to_string()],
@@ -276,6 +301,22 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl JwtPublicKey {
+    /// Read and check the PEM file at `path`: exactly one `PUBLIC KEY` block (SPKI) of an RSA
+    /// key of 2048 to 8192 bits, a P-256 key or an Ed25519 key, or an `RSA PUBLIC KEY` block
+    /// (PKCS#1). A relative path is relative to the current directory.
+    ///
+    /// The error names the key `jwt_public_key` and says what is wrong with the file.
+    pub fn read(path: impl AsRef<std::path::Path>) -> Result<JwtPublicKey, ConfigError> {
+        jwt::read(path.as_ref()).map_err(|message| ConfigError {
+            file: None,
+            line: None,
+            key: Some("jwt_public_key".to_string()),
+            message,
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests;

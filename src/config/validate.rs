@@ -26,12 +26,16 @@ impl Config {
     /// - `auth_password`, when set, is non-empty, without control characters, white space at
     ///   its ends or a `#` that would start a comment;
     /// - no secret, nor `auth_password`, is `***` (the mask that `--print-config` prints);
+    /// - `jwt_secret` has 32 to 4096 bytes, under the rules of `auth_password`;
+    ///   `jwt_issuer` and `jwt_audience`, when set, have at most 1024 bytes and no control
+    ///   characters; a [`JwtPublicKey`](super::JwtPublicKey) was checked when it was read;
     /// - `log_level` is not `off`.
     ///
     /// Rules across keys:
     /// - `max_message_size <= max_payload`;
     /// - `max_outbound_buffer >= max_message_size` (one relayed message must fit);
     /// - `auth_mode = password` needs `auth_password`;
+    /// - `jwt_secret` and `jwt_public_key` are not both set, and `auth_mode = jwt` needs one;
     /// - `rate_limit_burst >= 1` when `rate_limit_per_sec > 0`;
     /// - `heartbeat_interval_ms < client_timeout_ms` when both are on.
     ///
@@ -70,6 +74,23 @@ impl Config {
             return Err(error(
                 "auth_password",
                 "is required when auth_mode = password".to_string(),
+            ));
+        }
+        if self.jwt_secret.is_some() && self.jwt_public_key.is_some() {
+            return Err(error(
+                "jwt_public_key",
+                "cannot be set together with jwt_secret: the key decides the one algorithm \
+                 accepted"
+                    .to_string(),
+            ));
+        }
+        if self.auth_mode == AuthMode::Jwt
+            && self.jwt_secret.is_none()
+            && self.jwt_public_key.is_none()
+        {
+            return Err(error(
+                "jwt_secret",
+                "auth_mode = jwt needs jwt_secret or jwt_public_key".to_string(),
             ));
         }
         if self.rate_limit_per_sec > 0 && self.rate_limit_burst == 0 {

@@ -9,7 +9,7 @@
 //! - The rules of one key ([`check_host`], [`check_tokens`], ...) are the ones parsing applies
 //!   and [`Config::validate`](super::Config::validate) applies again.
 
-use super::{AuthMode, AuthToken, MAX_MS, MAX_SECRET_BYTES, SECRET_MASK};
+use super::{AuthMode, AuthToken, JwtPublicKey, MAX_MS, MAX_SECRET_BYTES, SECRET_MASK};
 
 /// `usize::MAX` as a `u64` (saturated where `usize` is wider).
 pub(crate) const USIZE_MAX: u64 = if usize::BITS > 64 {
@@ -117,9 +117,10 @@ pub(crate) fn parse_auth_mode(value: &str) -> Result<AuthMode, String> {
     match value {
         "token" => Ok(AuthMode::Token),
         "password" => Ok(AuthMode::Password),
+        "jwt" => Ok(AuthMode::Jwt),
         "none" => Ok(AuthMode::None),
         _ => Err(format!(
-            "expected token, password or none, got {}",
+            "expected token, password, jwt or none, got {}",
             quote(value)
         )),
     }
@@ -371,6 +372,99 @@ pub(crate) fn check_password(password: &str) -> Result<(), String> {
         return Err(
             "is `***`, the mask that --print-config prints; put the real password back".to_string(),
         );
+    }
+    Ok(())
+}
+
+/// The shortest `jwt_secret`: RFC 7518 (3.2) wants an HS256 key of at least the hash's 256
+/// bits.
+pub(crate) const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// The longest `jwt_issuer` or `jwt_audience`.
+pub(crate) const MAX_CLAIM_VALUE_BYTES: usize = 1024;
+
+/// An empty value is no secret.
+pub(crate) fn parse_jwt_secret(value: &str) -> Result<Option<String>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_jwt_secret(value)?;
+    Ok(Some(value.to_string()))
+}
+
+/// The `jwt_secret` rules; messages never quote it.
+pub(crate) fn check_jwt_secret(secret: &str) -> Result<(), String> {
+    if padded(secret) || comment_inside(secret) || secret.chars().any(char::is_control) {
+        return Err(
+            "must not contain control characters or a `#` that would start a comment, \
+             nor begin or end with white space"
+                .to_string(),
+        );
+    }
+    if secret == SECRET_MASK {
+        return Err(
+            "is `***`, the mask that --print-config prints; put the real secret back".to_string(),
+        );
+    }
+    if secret.len() < MIN_JWT_SECRET_BYTES || secret.len() > MAX_SECRET_BYTES {
+        return Err(format!(
+            "must have {MIN_JWT_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes (an HS256 key is at \
+             least 256 bits), has {}",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
+/// An empty value is no key; otherwise the PEM file is read and checked at once.
+pub(crate) fn parse_jwt_public_key(value: &str) -> Result<Option<JwtPublicKey>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_file_value(value)?;
+    super::jwt::read(std::path::Path::new(value)).map(Some)
+}
+
+/// The path as the file format prints it.
+pub(crate) fn print_jwt_public_key(key: Option<&JwtPublicKey>) -> String {
+    key.map_or(String::new(), |k| k.path().display().to_string())
+}
+
+/// A path the file format can hold as it is.
+fn check_file_value(path: &str) -> Result<(), String> {
+    if padded(path) || comment_inside(path) || path.chars().any(char::is_control) {
+        return Err(format!(
+            "a path must not contain control characters or a `#` that would start a \
+             comment, nor begin or end with white space, got {}",
+            quote(path)
+        ));
+    }
+    Ok(())
+}
+
+/// An empty value is none.
+pub(crate) fn parse_claim_value(value: &str) -> Result<Option<String>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_claim_value(value)?;
+    Ok(Some(value.to_string()))
+}
+
+/// `jwt_issuer` and `jwt_audience`: at most [`MAX_CLAIM_VALUE_BYTES`], without control
+/// characters, white space at the ends or a `#` that would start a comment.
+pub(crate) fn check_claim_value(value: &str) -> Result<(), String> {
+    if value.is_empty()
+        || value.len() > MAX_CLAIM_VALUE_BYTES
+        || padded(value)
+        || comment_inside(value)
+        || value.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "expected 1 to {MAX_CLAIM_VALUE_BYTES} bytes without control characters, white \
+             space at the ends or a `#` that would start a comment, got {}",
+            quote(value)
+        ));
     }
     Ok(())
 }

@@ -15,12 +15,16 @@
 //!   whether its credential was right (or, with probability 2^-64 per token, a collision).
 //!   Where a hash matched, the secret is compared with [`ct_eq`], whose running time depends
 //!   only on the length of the credential, never on the secret.
+//! - In `auth_mode = jwt` the token is a JWT, verified by [`jwt`](crate::core::jwt) against
+//!   the wall-clock time the caller passes; its length is bounded as above first.
 //! - Nothing here logs, formats or returns a secret.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use crate::config::{AuthMode, AuthToken, Config};
+use crate::core::jwt::JwtVerifier;
+use crate::core::scopes::Scopes;
 
 /// Longest credential (`token` or `password`) that is compared at all, in bytes.
 pub(crate) const MAX_CREDENTIAL_BYTES: usize = crate::config::MAX_SECRET_BYTES;
@@ -52,6 +56,16 @@ pub(crate) enum Via {
     Token {
         /// The keyed hash of the secret, by the verifier's key.
         secret_hash: u64,
+    },
+    /// A JWT (PROTOCOL section 12), until its expiry.
+    Jwt {
+        /// The token's `exp`, in ms since the Unix epoch.
+        expires_ms: u64,
+        /// The token's `scopes` claim, when it had one (it then decides the scopes).
+        scopes: Option<Scopes>,
+        /// When the expiry check in flight for the connection fires, in wall-clock ms; 0
+        /// before one is armed (`requests/connection.rs`).
+        check_ms: u64,
     },
 }
 
@@ -90,16 +104,23 @@ pub(crate) struct Verifier {
     /// The tokens in configuration order: the first that matches names the user.
     tokens: Vec<(Secret, String)>,
     password: Option<Secret>,
+    /// The JWT key, in `auth_mode = jwt`.
+    jwt: Option<JwtVerifier>,
 }
 
 impl Verifier {
-    /// The verifier of `config`'s auth mode and secrets.
+    /// The verifier of `config`'s auth mode and secrets (and JWT key): everything it needs
+    /// is in the configuration.
     pub(crate) fn new(config: &Config) -> Self {
-        Self::with(
+        let mut verifier = Self::with(
             config.auth_mode,
             &config.auth_tokens,
             config.auth_password.as_deref(),
-        )
+        );
+        if config.auth_mode == AuthMode::Jwt {
+            verifier.jwt = JwtVerifier::new(config);
+        }
+        verifier
     }
 
     fn with(mode: AuthMode, tokens: &[AuthToken], password: Option<&str>) -> Self {
@@ -118,11 +139,13 @@ impl Verifier {
             hasher,
             tokens,
             password,
+            jwt: None,
         }
     }
 
-    /// Check `creds` against the configured mode and secrets.
-    pub(crate) fn check(&self, creds: Credentials<'_>) -> AuthOutcome {
+    /// Check `creds` against the configured mode and secrets; `now_ms` (ms since the Unix
+    /// epoch) is the time a JWT is checked at.
+    pub(crate) fn check(&self, creds: Credentials<'_>, now_ms: u64) -> AuthOutcome {
         match self.mode {
             AuthMode::None => AuthOutcome::Success(Grant {
                 user: ANONYMOUS.to_owned(),
@@ -150,6 +173,31 @@ impl Verifier {
                         via: Via::Token { secret_hash: hash },
                     }),
                     None => AuthOutcome::Failed,
+                }
+            }
+            AuthMode::Jwt => {
+                let Some(given) = creds.token.filter(|t| !t.is_empty()) else {
+                    return AuthOutcome::Missing;
+                };
+                if given.len() > MAX_CREDENTIAL_BYTES {
+                    return AuthOutcome::Failed;
+                }
+                let Some(jwt) = &self.jwt else {
+                    return AuthOutcome::Failed;
+                };
+                match jwt.verify(given, now_ms) {
+                    Ok(token) => AuthOutcome::Success(Grant {
+                        user: token.sub,
+                        via: Via::Jwt {
+                            expires_ms: token.expires_ms,
+                            scopes: token.scopes,
+                            check_ms: 0,
+                        },
+                    }),
+                    Err(refused) => {
+                        log::debug!("JWT refused: {refused:?}");
+                        AuthOutcome::Failed
+                    }
                 }
             }
             AuthMode::Password => {
@@ -247,7 +295,7 @@ mod tests {
     fn token_mode_names_the_matching_user() {
         let t = tokens();
         let verifier = Verifier::with(AuthMode::Token, &t, None);
-        let check = |c| verifier.check(c);
+        let check = |c| verifier.check(c, 0);
         assert_eq!(user(check(token("hunter2"))), Ok("bob".into()));
         assert_eq!(user(check(token("s3cret"))), Ok("alice".into()));
         assert_eq!(check(token("nope")), AuthOutcome::Failed);
@@ -259,7 +307,7 @@ mod tests {
         };
         assert_eq!(check(pw), AuthOutcome::Missing);
         assert_eq!(
-            Verifier::with(AuthMode::Token, &[], None).check(token("x")),
+            Verifier::with(AuthMode::Token, &[], None).check(token("x"), 0),
             AuthOutcome::Failed
         );
     }
@@ -272,14 +320,14 @@ mod tests {
             token: None,
         };
         let verifier = Verifier::with(AuthMode::Password, &[], Some("pw"));
-        let check = |c| verifier.check(c);
+        let check = |c| verifier.check(c, 0);
         assert_eq!(user(check(pw("pw", Some("carol")))), Ok("carol".into()));
         assert_eq!(user(check(pw("pw", None))), Ok(ANONYMOUS.into()));
         assert_eq!(user(check(pw("pw", Some("")))), Ok(ANONYMOUS.into()));
         assert_eq!(check(pw("bad", None)), AuthOutcome::Failed);
         assert_eq!(check(token("pw")), AuthOutcome::Missing);
         assert_eq!(
-            Verifier::with(AuthMode::Password, &[], None).check(pw("pw", None)),
+            Verifier::with(AuthMode::Password, &[], None).check(pw("pw", None), 0),
             AuthOutcome::Failed
         );
     }
@@ -287,7 +335,7 @@ mod tests {
     #[test]
     fn none_mode_is_anonymous() {
         assert_eq!(
-            user(Verifier::with(AuthMode::None, &[], None).check(Credentials::default())),
+            user(Verifier::with(AuthMode::None, &[], None).check(Credentials::default(), 0)),
             Ok(ANONYMOUS.into())
         );
     }
@@ -301,9 +349,9 @@ mod tests {
             secret: secret.into(),
         });
         let verifier = Verifier::with(AuthMode::Token, &configured, None);
-        assert_eq!(verifier.check(token(&long)), AuthOutcome::Failed);
+        assert_eq!(verifier.check(token(&long), 0), AuthOutcome::Failed);
         assert_eq!(
-            user(verifier.check(token(&at_bound))),
+            user(verifier.check(token(&at_bound), 0)),
             Ok(MAX_CREDENTIAL_BYTES.to_string())
         );
         let password = Verifier::with(AuthMode::Password, &[], Some(&long));
@@ -311,7 +359,7 @@ mod tests {
             password: Some(&long),
             ..Credentials::default()
         };
-        assert_eq!(password.check(creds), AuthOutcome::Failed);
+        assert_eq!(password.check(creds, 0), AuthOutcome::Failed);
     }
 
     #[test]
@@ -327,15 +375,52 @@ mod tests {
             secret: "secret-7".into(),
         });
         let verifier = Verifier::with(AuthMode::Token, &configured, None);
-        assert_eq!(user(verifier.check(token("secret-7"))), Ok("u7".into()));
-        assert_eq!(user(verifier.check(token("secret-63"))), Ok("u63".into()));
-        assert_eq!(verifier.check(token("secret-64")), AuthOutcome::Failed);
+        assert_eq!(user(verifier.check(token("secret-7"), 0)), Ok("u7".into()));
+        assert_eq!(
+            user(verifier.check(token("secret-63"), 0)),
+            Ok("u63".into())
+        );
+        assert_eq!(verifier.check(token("secret-64"), 0), AuthOutcome::Failed);
         // Two verifiers draw different keys, and each is stable.
         let other = Verifier::with(AuthMode::Token, &configured, None);
-        assert_eq!(user(other.check(token("secret-0"))), Ok("u0".into()));
+        assert_eq!(user(other.check(token("secret-0"), 0)), Ok("u0".into()));
         assert_ne!(
             verifier.hasher.hash_one(b"x".as_slice()),
             other.hasher.hash_one(b"x".as_slice())
         );
+    }
+
+    #[test]
+    fn jwt_mode_checks_the_token_at_the_given_time() {
+        let config = Config {
+            auth_mode: AuthMode::Jwt,
+            jwt_secret: Some("k".repeat(32)),
+            jwt_leeway_ms: 0,
+            ..Config::default()
+        };
+        let verifier = Verifier::new(&config);
+        let key = jsonwebtoken::EncodingKey::from_secret("k".repeat(32).as_bytes());
+        let claims = serde_json::json!({"sub": "carol", "exp": 1000, "scopes": ["route"]});
+        let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+        assert_eq!(
+            verifier.check(token(&jwt), 999_999),
+            AuthOutcome::Success(Grant {
+                user: "carol".into(),
+                via: Via::Jwt {
+                    expires_ms: 1_000_000,
+                    scopes: Some(Scopes::from_names(["route"])),
+                    check_ms: 0,
+                },
+            })
+        );
+        assert_eq!(verifier.check(token(&jwt), 1_000_000), AuthOutcome::Failed);
+        assert_eq!(verifier.check(token(""), 0), AuthOutcome::Missing);
+        let pw = Credentials {
+            password: Some("x"),
+            ..Credentials::default()
+        };
+        assert_eq!(verifier.check(pw, 0), AuthOutcome::Missing);
+        let long = format!("{jwt}{}", " ".repeat(MAX_CREDENTIAL_BYTES));
+        assert_eq!(verifier.check(token(&long), 0), AuthOutcome::Failed);
     }
 }

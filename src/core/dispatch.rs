@@ -328,6 +328,10 @@ impl App for GatewayCore {
                 log::debug!("auth timeout for {conn:?}");
                 state.close(out, conn, CLOSE_POLICY, REASON_AUTH_TIMEOUT);
             }
+            Timer::TokenExpiry {
+                index,
+                generation_bits,
+            } => connection::expiry_check(state, index, generation_bits, now, out),
             Timer::AgentTtl { epoch } => agents::ttl_expired(state, epoch),
         }
     }

@@ -7,8 +7,8 @@
 //!
 //! - [`wire`]: reading and writing the wire format (envelopes, payloads, compact JSON, the
 //!   payload check);
-//! - [`clients`], [`sessions`], [`agents`], [`routes`], [`ratelimit`], [`auth`], [`scopes`],
-//!   [`timers`]:
+//! - [`clients`], [`sessions`], [`agents`], [`routes`], [`ratelimit`], [`auth`] (with
+//!   [`jwt`]), [`scopes`], [`timers`]:
 //!   the tables, state and decisions, each testable alone; they never import [`state`] or
 //!   [`requests`];
 //! - [`errors`]: the error codes and [`Refusal`](errors::Refusal), the one way a table
@@ -30,6 +30,7 @@ pub(crate) mod dispatch;
 pub(crate) mod errors;
 pub(crate) mod escaped;
 pub(crate) mod events;
+pub(crate) mod jwt;
 pub(crate) mod metrics;
 pub(crate) mod outbound;
 pub(crate) mod ratelimit;

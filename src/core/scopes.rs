@@ -78,7 +78,6 @@ impl Scopes {
     }
 
     /// The scopes named in `names`; unknown names are ignored.
-    #[allow(dead_code)] // read by the JWT `scopes` claim
     pub(crate) fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Scopes {
         names
             .into_iter()

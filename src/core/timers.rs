@@ -1,26 +1,35 @@
 //! The `u64` timer tokens the core hands to [`crate::app::Actions::set_timer`], and their
 //! decoding.
 //!
-//! Contract: a token with the top bit set is an auth deadline for one connection: the slab
-//! index in the low 32 bits and the low 31 bits of the slot generation above it. A token with
+//! Contract: a token with the top bit set is a deadline of one connection: the slab index in
+//! the low 32 bits, the low 30 bits of the slot generation above it, and bit 62 telling its
+//! auth deadline (clear) from its token expiry check (set, `auth_mode = jwt`). A token with
 //! the top bit clear is the TTL of an offline agent: the registry's offline epoch (epochs are
-//! unique per registry and far below 2^63). Tokens are never cancelled; the handler checks
+//! unique per registry and far below 2^62). Tokens are never cancelled; the handler checks
 //! that what a token names still holds when it fires.
 
 use crate::app::ConnId;
 
-const AUTH_BIT: u64 = 1 << 63;
-const GENERATION_MASK: u32 = 0x7fff_ffff;
+const CONN_BIT: u64 = 1 << 63;
+const EXPIRY_BIT: u64 = 1 << 62;
+const GENERATION_MASK: u32 = 0x3fff_ffff;
 
 /// What a token stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Timer {
-    /// The auth deadline of the connection in slot `index` whose generation's low 31 bits are
+    /// The auth deadline of the connection in slot `index` whose generation's low 30 bits are
     /// `generation_bits`.
     AuthTimeout {
         /// Slab index.
         index: u32,
-        /// Low 31 bits of the generation.
+        /// Low 30 bits of the generation.
+        generation_bits: u32,
+    },
+    /// The check of the JWT expiry of the connection named as in [`Timer::AuthTimeout`].
+    TokenExpiry {
+        /// Slab index.
+        index: u32,
+        /// Low 30 bits of the generation.
         generation_bits: u32,
     },
     /// The TTL of the offline period `epoch` of an agent.
@@ -30,29 +39,48 @@ pub(crate) enum Timer {
     },
 }
 
+/// The bits naming `conn` in a connection's token.
+fn conn_bits(conn: ConnId) -> u64 {
+    CONN_BIT | (u64::from(conn.generation & GENERATION_MASK) << 32) | u64::from(conn.index)
+}
+
 /// The token of `conn`'s auth deadline.
 pub(crate) fn auth_timeout(conn: ConnId) -> u64 {
-    AUTH_BIT | (u64::from(conn.generation & GENERATION_MASK) << 32) | u64::from(conn.index)
+    conn_bits(conn)
+}
+
+/// The token of `conn`'s token expiry check.
+pub(crate) fn token_expiry(conn: ConnId) -> u64 {
+    conn_bits(conn) | EXPIRY_BIT
 }
 
 /// The token of an agent's offline TTL.
 pub(crate) fn agent_ttl(epoch: u64) -> u64 {
-    epoch & !AUTH_BIT
+    epoch & !CONN_BIT
 }
 
 /// Decode a token made by this module.
 pub(crate) fn decode(token: u64) -> Timer {
-    if token & AUTH_BIT != 0 {
-        Timer::AuthTimeout {
-            index: token as u32,
-            generation_bits: ((token >> 32) as u32) & GENERATION_MASK,
+    if token & CONN_BIT == 0 {
+        return Timer::AgentTtl { epoch: token };
+    }
+    let index = token as u32;
+    let generation_bits = ((token >> 32) as u32) & GENERATION_MASK;
+    if token & EXPIRY_BIT != 0 {
+        Timer::TokenExpiry {
+            index,
+            generation_bits,
         }
     } else {
-        Timer::AgentTtl { epoch: token }
+        Timer::AuthTimeout {
+            index,
+            generation_bits,
+        }
     }
 }
 
-/// Whether `conn` is the connection an [`Timer::AuthTimeout`] with these bits names.
+/// Whether `conn` is the connection a [`Timer::AuthTimeout`] or [`Timer::TokenExpiry`] with
+/// these bits names.
 pub(crate) fn names(conn: ConnId, index: u32, generation_bits: u32) -> bool {
     conn.index == index && conn.generation & GENERATION_MASK == generation_bits
 }
@@ -84,6 +112,14 @@ mod tests {
                 } => assert!(names(conn, index, generation_bits)),
                 other => panic!("{other:?}"),
             }
+            match decode(token_expiry(conn)) {
+                Timer::TokenExpiry {
+                    index,
+                    generation_bits,
+                } => assert!(names(conn, index, generation_bits)),
+                other => panic!("{other:?}"),
+            }
+            assert_ne!(auth_timeout(conn), token_expiry(conn));
         }
         assert_eq!(decode(agent_ttl(42)), Timer::AgentTtl { epoch: 42 });
         assert_ne!(

@@ -41,6 +41,9 @@ fn keys_are_unique_and_each_sets_its_own_field() {
         assert_ne!(all, previous, "{key} changed nothing");
         previous = all.clone();
     }
+    // The two JWT keys exclude each other.
+    assert_eq!(invalid(&all), "jwt_public_key: cannot be set together with jwt_secret: the key decides the one algorithm accepted");
+    all.jwt_secret = None;
     assert_eq!(all.validate(), Ok(()));
 }
 
@@ -117,6 +120,6 @@ fn shipped_gateway_conf() {
         .collect();
     assert_eq!(
         sections,
-        ["listener", "auth", "access", "origins", "timers", "limits", "bounds", "logging"]
+        ["listener", "auth", "jwt", "access", "origins", "timers", "limits", "bounds", "logging"]
     );
 }

@@ -52,8 +52,16 @@ fn token(user: &str, secret: &str) -> AuthToken {
     }
 }
 
+/// A P-256 public key PEM shipped for the tests.
+const EC_PUBLIC_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/ec.pub.pem");
+
+/// The fixture key file `name`.
+fn fixture_key(name: &str) -> String {
+    format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// A value for every key that differs from its default.
-const NON_DEFAULTS: [(&str, &str); 44] = [
+const NON_DEFAULTS: [(&str, &str); 49] = [
     ("host", "0.0.0.0"),
     ("port", "9000"),
     ("path", "/gateway"),
@@ -64,6 +72,11 @@ const NON_DEFAULTS: [(&str, &str); 44] = [
     ("auth_password", "pw"),
     ("auth_timeout_ms", "1"),
     ("max_auth_failures", "0"),
+    ("jwt_secret", "an-hs256-key-of-thirty-two-bytes#1"),
+    ("jwt_public_key", EC_PUBLIC_KEY),
+    ("jwt_issuer", "https://issuer.example"),
+    ("jwt_audience", "gateway"),
+    ("jwt_leeway_ms", "250"),
     ("allow_sessions", "alice, bob"),
     ("allow_agents", ""),
     ("allow_route", "alice"),

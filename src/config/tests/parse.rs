@@ -21,7 +21,7 @@ fn every_key_from_a_file() {
         .iter()
         .map(|(k, v)| format!("{k} = {v}\n"))
         .collect();
-    let c = parsed(&text);
+    let mut c = parsed(&text);
     assert_eq!(c.host, "0.0.0.0");
     assert_eq!(c.port, 9000);
     assert_eq!(c.path, "/gateway");
@@ -65,6 +65,24 @@ fn every_key_from_a_file() {
     );
     assert_eq!((c.rate_limit_per_sec, c.rate_limit_burst), (20, 1));
     assert_eq!(c.log_level, log::LevelFilter::Trace);
+    assert_eq!(
+        (
+            c.jwt_issuer.as_deref(),
+            c.jwt_audience.as_deref(),
+            c.jwt_leeway_ms
+        ),
+        (Some("https://issuer.example"), Some("gateway"), 250)
+    );
+    assert_eq!(
+        c.jwt_public_key.as_ref().map(|k| k.algorithm()),
+        Some("ES256")
+    );
+    // The two JWT keys exclude each other; each alone is valid.
+    assert_eq!(
+        c.validate().unwrap_err().key.as_deref(),
+        Some("jwt_public_key")
+    );
+    c.jwt_secret = None;
     assert_eq!(c.validate(), Ok(()));
 }
 

@@ -21,6 +21,13 @@ fn defaults_print_byte_for_byte() {
         "auth_timeout_ms = 10000\n",
         "max_auth_failures = 3\n",
         "\n",
+        "# jwt\n",
+        "jwt_secret =\n",
+        "jwt_public_key =\n",
+        "jwt_issuer =\n",
+        "jwt_audience =\n",
+        "jwt_leeway_ms = 5000\n",
+        "\n",
         "# access\n",
         "allow_sessions = *\n",
         "allow_agents = *\n",
@@ -82,7 +89,7 @@ fn file_string_masks_secrets_and_round_trips() {
         .unwrap();
     c.set("auth_password", "hunter2#x").unwrap();
     let printed = c.to_file_string();
-    for secret in ["top#secret", "s:2", "third one", "hunter2"] {
+    for secret in ["top#secret", "s:2", "third one", "hunter2", "thirty-two"] {
         assert!(!printed.contains(secret), "{secret} in {printed}");
     }
     assert!(
@@ -101,7 +108,11 @@ fn file_string_masks_secrets_and_round_trips() {
         .replace("alice:***", "alice:top#secret")
         .replace("bob:***", "bob:s:2")
         .replace("carol:***", "carol:third one")
-        .replace("auth_password = ***", "auth_password = hunter2#x");
+        .replace("auth_password = ***", "auth_password = hunter2#x")
+        .replace(
+            "jwt_secret = ***",
+            "jwt_secret = an-hs256-key-of-thirty-two-bytes#1",
+        );
     assert_eq!(parsed(&restored), c);
 
     // Without secrets the output parses back as is.

@@ -115,4 +115,35 @@ fn validate_rules_across_keys() {
     // Token mode without tokens and password mode with tokens are allowed.
     assert_eq!(check("auth_mode = token\nauth_tokens ="), Ok(()));
     assert_eq!(check("auth_mode = none\nauth_password = x"), Ok(()));
+    fn jwt(edit: impl FnOnce(&mut Config)) -> Config {
+        let mut config = Config {
+            auth_mode: AuthMode::Jwt,
+            ..Config::default()
+        };
+        edit(&mut config);
+        config
+    }
+    assert_eq!(
+        invalid(&jwt(|_| {})),
+        "jwt_secret: auth_mode = jwt needs jwt_secret or jwt_public_key"
+    );
+    assert_eq!(
+        jwt(|c| c.jwt_secret = Some("s".repeat(32))).validate(),
+        Ok(())
+    );
+    let key = || JwtPublicKey::read(fixture_key("ed.pub.pem")).unwrap();
+    assert_eq!(jwt(|c| c.jwt_public_key = Some(key())).validate(), Ok(()));
+    let both = jwt(|c| {
+        c.jwt_secret = Some("s".repeat(32));
+        c.jwt_public_key = Some(key());
+    });
+    assert!(invalid(&both).starts_with("jwt_public_key: cannot be set together with jwt_secret"));
+    // Set directly, a field still meets its key's rule.
+    assert!(invalid(&jwt(|c| c.jwt_secret = Some("short".into())))
+        .starts_with("jwt_secret: must have 32"));
+    assert!(invalid(&jwt(|c| {
+        c.jwt_secret = Some("s".repeat(32));
+        c.jwt_issuer = Some(String::new());
+    }))
+    .starts_with("jwt_issuer: expected 1 to 1024 bytes"));
 }

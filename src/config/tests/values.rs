@@ -132,7 +132,12 @@ fn booleans_levels_and_modes() {
             )
         );
     }
-    for mode in [AuthMode::Token, AuthMode::Password, AuthMode::None] {
+    for mode in [
+        AuthMode::Token,
+        AuthMode::Password,
+        AuthMode::Jwt,
+        AuthMode::None,
+    ] {
         assert_eq!(
             parsed(&format!("auth_mode = {}", mode.as_str())).auth_mode,
             mode
@@ -140,7 +145,7 @@ fn booleans_levels_and_modes() {
     }
     assert_eq!(
         error("auth_mode = Token"),
-        "gateway.conf:1: auth_mode: expected token, password or none, got \"Token\""
+        "gateway.conf:1: auth_mode: expected token, password, jwt or none, got \"Token\""
     );
 }
 
@@ -302,4 +307,111 @@ fn values_the_file_format_cannot_hold_are_refused() {
     c.set("auth_tokens", "u:#s, v:s#t").unwrap();
     c.set("auth_password", "p#w").unwrap();
     assert_eq!(c.auth_tokens[0].secret, "#s");
+}
+
+#[test]
+fn jwt_public_key_reads_and_checks_the_pem_file() {
+    for (file, algorithm) in [
+        ("rsa.pub.pem", "RS256"),
+        ("rsa.pkcs1.pub.pem", "RS256"),
+        ("ec.pub.pem", "ES256"),
+        ("ed.pub.pem", "EdDSA"),
+    ] {
+        let path = fixture_key(file);
+        let config = parsed(&format!("jwt_public_key = {path}"));
+        let key = config.jwt_public_key.as_ref().expect("a key");
+        assert_eq!(key.algorithm(), algorithm, "{file}");
+        assert_eq!(key.path(), std::path::Path::new(&path));
+        assert_eq!(
+            JwtPublicKey::read(&path).as_ref(),
+            Ok(key),
+            "read gives the same key"
+        );
+        // Printed as the path; it reads back the same.
+        assert!(config
+            .to_file_string()
+            .contains(&format!("jwt_public_key = {path}\n")));
+    }
+    assert_eq!(parsed("jwt_public_key =").jwt_public_key, None);
+    let refused = |file: &str| error(&format!("jwt_public_key = {}", fixture_key(file)));
+    for (file, says) in [
+        ("p384.pub.pem", "an EC key on a curve other than P-256"),
+        (
+            "rsa1024.pub.pem",
+            "an RSA key of 1024 bits; RS256 needs 2048 to 8192",
+        ),
+        ("ec.key.pem", "holds a private key (PRIVATE KEY)"),
+        ("README.md", "not a PEM file"),
+        ("missing.pem", "cannot read"),
+    ] {
+        let e = refused(file);
+        assert!(e.starts_with("gateway.conf:1: jwt_public_key: "), "{e}");
+        assert!(e.contains(says), "{file}: {e}");
+    }
+    // Two blocks, a certificate-like tag, garbage inside a PEM block.
+    let dir = std::env::temp_dir().join(format!("gateway-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ec = std::fs::read_to_string(fixture_key("ec.pub.pem")).unwrap();
+    for (name, text, says) in [
+        (
+            "two.pem",
+            format!("{ec}{ec}"),
+            "expected one PEM block, found 2",
+        ),
+        (
+            "cert.pem",
+            ec.replace("PUBLIC KEY", "CERTIFICATE"),
+            "holds a \"CERTIFICATE\" block",
+        ),
+        (
+            "junk.pem",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_string(),
+            "not a valid SubjectPublicKeyInfo",
+        ),
+        ("empty.pem", String::new(), "not a PEM file"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let e = JwtPublicKey::read(&path).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("jwt_public_key"));
+        assert!(e.message.contains(says), "{name}: {e}");
+    }
+    let big = dir.join("big.pem");
+    std::fs::write(&big, vec![b'A'; 70_000]).unwrap();
+    assert!(JwtPublicKey::read(&big)
+        .unwrap_err()
+        .message
+        .contains("larger than 65536 bytes"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A path the file format could not hold back.
+    assert!(set_error("jwt_public_key", "a #b").contains("a path must not contain"));
+}
+
+#[test]
+fn jwt_secret_issuer_audience_and_leeway() {
+    let secret = "k".repeat(32);
+    let config = parsed(&format!(
+        "jwt_secret = {secret}\njwt_issuer = https://id.example/\njwt_audience = gw\n\
+         jwt_leeway_ms = 0"
+    ));
+    assert_eq!(config.jwt_secret.as_deref(), Some(secret.as_str()));
+    assert_eq!(config.jwt_issuer.as_deref(), Some("https://id.example/"));
+    assert_eq!(config.jwt_audience.as_deref(), Some("gw"));
+    assert_eq!(config.jwt_leeway_ms, 0);
+    assert!(config.to_file_string().contains("jwt_secret = ***\n"));
+    assert!(!format!("{config:?}").contains(&secret));
+    assert_eq!(Config::default().jwt_leeway_ms, 5000);
+    let short = "k".repeat(31);
+    let e = error(&format!("jwt_secret = {short}"));
+    assert_eq!(
+        e,
+        "gateway.conf:1: jwt_secret: must have 32 to 4096 bytes (an HS256 key is at least \
+         256 bits), has 31"
+    );
+    assert!(!set_error("jwt_secret", &format!("{short}x #y")).contains(&short));
+    assert!(set_error("jwt_secret", "***").contains("the mask"));
+    assert_eq!(parsed("jwt_secret =").jwt_secret, None);
+    assert!(error(&format!("jwt_issuer = {}", "i".repeat(1025))).contains("1 to 1024 bytes"));
+    assert!(set_error("jwt_audience", "a\u{7}b").contains("control characters"));
+    assert!(error("jwt_leeway_ms = -1").contains("expected milliseconds"));
 }

@@ -10,16 +10,22 @@
 //!   offline (arming their TTL) and drops its pending routes.
 //! - `ping` → `pong` `{"clientId"}`; the payload is not read, nothing is allocated.
 //! - `auth` after success replies `auth_success` again with the same identity, whatever it
-//!   carries. Otherwise `AUTH_REQUIRED` when the mode's credential is missing or empty (not
-//!   counted), `AUTH_FAILED` when wrong or over 4096 bytes (`auth.rs`; counted; at
-//!   `max_auth_failures`, 0 meaning no limit,
+//!   carries, except in `auth_mode = jwt`. Otherwise `AUTH_REQUIRED` when the mode's
+//!   credential is missing or empty (not counted), `AUTH_FAILED` when wrong or over 4096
+//!   bytes (`auth.rs`; counted; at `max_auth_failures`, 0 meaning no limit,
 //!   the connection is closed with 1008 right after that reply). In password mode the
 //!   `clientId` becomes the `userId` (at most 128 bytes; empty or absent: `anonymous`).
+//! - In `auth_mode = jwt` the token's `sub` is the `userId` and its `scopes` claim, when
+//!   present, the scopes; `auth_success` carries `expiresAt`. A repeated `auth` is a
+//!   refresh: a valid token for the same `sub` replaces the expiry and the scopes, one for
+//!   another `sub` is `AUTH_FAILED` (counted) and the identity stays. A connection still on
+//!   a token past `exp` + `jwt_leeway_ms` is closed with 1008 `Token expired`, by a timer
+//!   (at most one check in flight per connection, see `arm_expiry`).
 //! - `connect` records the device and replies `hello_ok`; its `presence` is one page of the
 //!   devices the sender may see (its own user's, every user's for `admin`), its own first
 //!   (`devices.rs`), and is empty when the sender has not authenticated.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::app::{Actions, CloseReason, ConnId};
 use crate::config::{AuthMode, Config};
@@ -45,6 +51,12 @@ use crate::core::wire::{
 
 /// The protocol version this gateway speaks.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// Close reason of a connection still on a JWT past its `exp` + leeway.
+pub(crate) const REASON_TOKEN_EXPIRED: &str = "Token expired";
+
+/// How far ahead a connection's JWT expiry check is armed at most, in ms.
+pub(crate) const EXPIRY_CHECK_MS: u64 = 60_000;
 
 /// A new connection: record it, send the welcome `session_info`, arm its auth deadline.
 pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut Actions<Event>) {
@@ -159,7 +171,7 @@ pub(crate) fn ping(state: &mut CoreState, req: &Req<'_>, out: &mut Actions<Event
     outbound::send(out, &mut state.metrics, req.conn, &head, payload);
 }
 
-/// `auth` → `auth_success`.
+/// `auth` → `auth_success`; in `auth_mode = jwt`, a repeated `auth` is a refresh.
 pub(crate) fn auth(
     state: &mut CoreState,
     req: &Req<'_>,
@@ -169,7 +181,8 @@ pub(crate) fn auth(
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
-    if client.is_authenticated() {
+    let refresh = client.is_authenticated();
+    if refresh && state.config.auth_mode != AuthMode::Jwt {
         send_auth_success(state, req, out);
         return Ok(());
     }
@@ -190,9 +203,24 @@ pub(crate) fn auth(
         )
         .into());
     }
-    match state.auth.check(creds) {
+    match state.auth.check(creds, req.ts) {
+        auth::AuthOutcome::Success(grant) if refresh => {
+            if client.user_id.as_deref() != Some(grant.user.as_str()) {
+                log::debug!("refresh of {:?} names another user", req.conn);
+                failed(state, req, out);
+                return Ok(());
+            }
+            let scopes = granted_scopes(state, &grant);
+            if let Some(client) = state.clients.get_mut(req.conn) {
+                client.scopes = scopes;
+                client.via = with_check(grant.via, client.via);
+            }
+            arm_expiry(state, req.conn, req.now, out);
+            send_auth_success(state, req, out);
+            Ok(())
+        }
         auth::AuthOutcome::Success(grant) => {
-            let user_id = grant.user;
+            let user_id = grant.user.clone();
             let key = if user_id == ANONYMOUS {
                 client.client_id.as_str()
             } else {
@@ -203,11 +231,12 @@ pub(crate) fn auth(
                 .try_add(key, Resource::Connections)
                 .map_err(|e| Reject::refused(&e, &user_id))?;
             state.clients.authenticate(req.conn, user_id.clone());
-            let scopes = state.policy.scopes_of(&user_id);
+            let scopes = granted_scopes(state, &grant);
             if let Some(client) = state.clients.get_mut(req.conn) {
                 client.scopes = scopes;
                 client.via = grant.via;
             }
+            arm_expiry(state, req.conn, req.now, out);
             out.raise_limit(req.conn); // max_payload from now on, not max_preauth_message_size
             send_auth_success(state, req, out);
             if let Some(client) = state.clients.get(req.conn) {
@@ -234,25 +263,132 @@ pub(crate) fn auth(
             ),
         )),
         auth::AuthOutcome::Failed => {
-            let max = state.config.max_auth_failures;
-            let failures = match state.clients.get_mut(req.conn) {
-                Some(client) => {
-                    client.auth_failures = client.auth_failures.saturating_add(1);
-                    client.auth_failures
-                }
-                None => return Ok(()),
-            };
-            log::debug!("auth failure {failures} on {:?}", req.conn);
-            state.reject(
-                out,
-                req,
-                Reject::new(ErrorCode::AuthFailed, "Authentication failed"),
-            );
-            if max > 0 && failures >= max {
-                state.close(out, req.conn, CLOSE_POLICY, REASON_AUTH_FAILURES);
-            }
+            failed(state, req, out);
             Ok(())
         }
+    }
+}
+
+/// A failed `auth`: `AUTH_FAILED`, counted; at `max_auth_failures` the connection is closed.
+fn failed(state: &mut CoreState, req: &Req<'_>, out: &mut Actions<Event>) {
+    let max = state.config.max_auth_failures;
+    let failures = match state.clients.get_mut(req.conn) {
+        Some(client) => {
+            client.auth_failures = client.auth_failures.saturating_add(1);
+            client.auth_failures
+        }
+        None => return,
+    };
+    log::debug!("auth failure {failures} on {:?}", req.conn);
+    state.reject(
+        out,
+        req,
+        Reject::new(ErrorCode::AuthFailed, "Authentication failed"),
+    );
+    if max > 0 && failures >= max {
+        state.close(out, req.conn, CLOSE_POLICY, REASON_AUTH_FAILURES);
+    }
+}
+
+/// The scopes of a grant: a JWT's `scopes` claim when it has one, else the configured lists.
+fn granted_scopes(state: &CoreState, grant: &auth::Grant) -> Scopes {
+    match grant.via {
+        Via::Jwt {
+            scopes: Some(scopes),
+            ..
+        } => scopes,
+        _ => state.policy.scopes_of(&grant.user),
+    }
+}
+
+/// `via` of a refresh, keeping the expiry check already in flight (`old`).
+fn with_check(via: Via, old: Via) -> Via {
+    match (via, old) {
+        (
+            Via::Jwt {
+                expires_ms, scopes, ..
+            },
+            Via::Jwt { check_ms, .. },
+        ) => Via::Jwt {
+            expires_ms,
+            scopes,
+            check_ms,
+        },
+        (via, _) => via,
+    }
+}
+
+/// The moment a connection on a JWT that expires at `expires_ms` is closed: `exp` + leeway.
+fn expiry_deadline(state: &CoreState, expires_ms: u64) -> u64 {
+    expires_ms.saturating_add(state.config.jwt_leeway_ms)
+}
+
+/// Arm the expiry check of `conn` when it is on a JWT and no check in flight comes at or
+/// before its deadline.
+///
+/// One check is in flight per connection: it is armed at most [`EXPIRY_CHECK_MS`] ahead
+/// (so the stale check a closed connection leaves in the timer wheel goes within that
+/// time, whatever the token's lifetime), and a check that finds the token still valid arms
+/// the next. A refresh that moves the deadline later arms nothing; one that moves it before
+/// the check in flight arms an earlier one (the later one then finds that it is not the
+/// connection's `check_ms` and ends).
+fn arm_expiry(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut Actions<Event>) {
+    let now_ms = state.wall_ms(now);
+    let Some(client) = state.clients.get(conn) else {
+        return;
+    };
+    let Via::Jwt { expires_ms, .. } = client.via else {
+        return;
+    };
+    let deadline = expiry_deadline(state, expires_ms);
+    let Some(client) = state.clients.get_mut(conn) else {
+        return;
+    };
+    let Via::Jwt { check_ms, .. } = &mut client.via else {
+        return;
+    };
+    if *check_ms != 0 && *check_ms > now_ms && *check_ms <= deadline {
+        return;
+    }
+    let at_ms = deadline.min(now_ms.saturating_add(EXPIRY_CHECK_MS));
+    *check_ms = at_ms;
+    if let Some(at) = now.checked_add(Duration::from_millis(at_ms.saturating_sub(now_ms))) {
+        out.set_timer(at, timers::token_expiry(conn));
+    }
+}
+
+/// An expiry check fired (`timers::Timer::TokenExpiry`): close the connection with 1008
+/// `Token expired` when its JWT is past `exp` + leeway; otherwise, when this is the check in
+/// flight, arm the next. Checks of closed connections, of reused slots and stale ones end.
+pub(crate) fn expiry_check(
+    state: &mut CoreState,
+    index: u32,
+    generation_bits: u32,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let now_ms = state.wall_ms(now);
+    let Some((conn, expires_ms, check_ms)) = state
+        .clients
+        .get_by_index(index)
+        .filter(|c| timers::names(c.conn, index, generation_bits))
+        .filter(|c| !c.closing)
+        .and_then(|c| match c.via {
+            Via::Jwt {
+                expires_ms,
+                check_ms,
+                ..
+            } => Some((c.conn, expires_ms, check_ms)),
+            _ => None,
+        })
+    else {
+        return;
+    };
+    if now_ms >= expiry_deadline(state, expires_ms) {
+        log::debug!("token expired for {conn:?}");
+        state.close(out, conn, CLOSE_POLICY, REASON_TOKEN_EXPIRED);
+    } else if now_ms >= check_ms {
+        arm_expiry(state, conn, now, out);
     }
 }
 
@@ -263,6 +399,10 @@ fn send_auth_success(state: &mut CoreState, req: &Req<'_>, out: &mut Actions<Eve
     let payload = AuthSuccessOut {
         client_id: &client.client_id,
         user_id: client.user_id.as_deref().unwrap_or(auth::ANONYMOUS),
+        expires_at: match client.via {
+            Via::Jwt { expires_ms, .. } => Some(expires_ms),
+            _ => None,
+        },
     };
     let head = Head::new("auth_success", req.ts).reply_to(req.id);
     outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);

@@ -4,6 +4,7 @@
 mod agents;
 mod auth;
 mod host;
+mod jwt;
 mod limits;
 mod routing;
 mod sessions;

@@ -236,7 +236,7 @@ pub(crate) struct WelcomeOut<'a> {
     pub auth_required: bool,
 }
 
-/// `auth_success` `{"clientId","userId"}`.
+/// `auth_success` `{"clientId","userId","expiresAt"?}`.
 #[derive(Debug, Serialize)]
 pub(crate) struct AuthSuccessOut<'a> {
     /// `clientId`
@@ -245,6 +245,9 @@ pub(crate) struct AuthSuccessOut<'a> {
     /// `userId`
     #[serde(rename = "userId")]
     pub user_id: &'a str,
+    /// `expiresAt`: the JWT's `exp` in ms, in `auth_mode = jwt` only.
+    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 /// One entry of `hello_ok.presence` and of `presence_list.devices`.
