@@ -713,20 +713,31 @@ mod tests {
     fn create_join_and_members_in_order() {
         let mut t = SessionTable::new(limits());
         let (outcome, s) = t
-            .create("r", new(Some("Room"), Ok(Some(obj(json!({"a":1}))))), conn(1), ALICE, yes)
+            .create(
+                "r",
+                new(Some("Room"), Ok(Some(obj(json!({"a":1}))))),
+                conn(1),
+                ALICE,
+                yes,
+            )
             .unwrap();
         assert_eq!(outcome, JoinOutcome::Created);
         assert_eq!(s.name(), Some("Room"));
         let (outcome, _) = t.join("r", conn(2), ALICE, yes).unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
-        let (outcome, s) = t.create("r", new(None, Ok(None)), conn(3), ALICE, yes).unwrap();
+        let (outcome, s) = t
+            .create("r", new(None, Ok(None)), conn(3), ALICE, yes)
+            .unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
         assert_eq!(s.metadata(), r#"{"a":1}"#);
         assert_eq!(members(s), [conn(1), conn(2), conn(3)]);
         let (outcome, s) = t.join("r", conn(2), ALICE, yes).unwrap();
         assert_eq!(outcome, JoinOutcome::AlreadyMember);
         assert_eq!(s.members().len(), 3);
-        assert_eq!(t.join("r", conn(4), ALICE, yes).unwrap_err(), SessionError::Full);
+        assert_eq!(
+            t.join("r", conn(4), ALICE, yes).unwrap_err(),
+            SessionError::Full
+        );
         assert_eq!(
             t.join("nope", conn(4), ALICE, yes).unwrap_err(),
             SessionError::NotFound
@@ -738,19 +749,24 @@ mod tests {
     #[test]
     fn limits_refuse_without_changing_anything() {
         let mut t = SessionTable::new(limits());
-        t.create("a", new(None, Ok(None)), conn(1), ALICE, yes).unwrap();
-        t.create("b", new(None, Ok(None)), conn(1), ALICE, yes).unwrap();
+        t.create("a", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
+        t.create("b", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
         assert_eq!(
-            t.create("c", new(None, Ok(None)), conn(1), ALICE, yes).unwrap_err(),
+            t.create("c", new(None, Ok(None)), conn(1), ALICE, yes)
+                .unwrap_err(),
             SessionError::ClientLimit
         );
-        t.create("c", new(None, Ok(None)), conn(2), ALICE, yes).unwrap();
+        t.create("c", new(None, Ok(None)), conn(2), ALICE, yes)
+            .unwrap();
         assert_eq!(
             t.join("c", conn(1), ALICE, yes).unwrap_err(),
             SessionError::ClientLimit
         );
         assert_eq!(
-            t.create("d", new(None, Ok(None)), conn(3), ALICE, yes).unwrap_err(),
+            t.create("d", new(None, Ok(None)), conn(3), ALICE, yes)
+                .unwrap_err(),
             SessionError::TableFull
         );
         let big = obj(json!({"k":"x".repeat(64)}));
@@ -778,7 +794,8 @@ mod tests {
         // Joining again is no new membership; a refusal of the table comes first.
         let never = || -> bool { panic!("admit asked") };
         t.join("r", conn(1), ALICE, never).unwrap();
-        t.create("r", new(None, Ok(None)), conn(1), ALICE, never).unwrap();
+        t.create("r", new(None, Ok(None)), conn(1), ALICE, never)
+            .unwrap();
         assert_eq!(
             t.join("x", conn(2), ALICE, never).unwrap_err(),
             SessionError::NotFound
@@ -808,8 +825,14 @@ mod tests {
     #[test]
     fn leave_removes_the_last_member_and_the_session() {
         let mut t = SessionTable::new(limits());
-        t.create("r", new(None, Ok(Some(obj(json!({"a":1}))))), conn(1), ALICE, yes)
-            .unwrap();
+        t.create(
+            "r",
+            new(None, Ok(Some(obj(json!({"a":1}))))),
+            conn(1),
+            ALICE,
+            yes,
+        )
+        .unwrap();
         t.join("r", conn(2), ALICE, yes).unwrap();
         assert_eq!(t.leave("r", conn(3)).unwrap(), LeaveOutcome::NotMember);
         assert_eq!(
@@ -823,30 +846,51 @@ mod tests {
         assert!(t.get("r").is_none());
         assert_eq!(t.leave("r", conn(2)).unwrap_err(), SessionError::NotFound);
         assert!(t.sessions_of(conn(2)).is_empty());
-        t.create("r", new(None, Ok(None)), conn(2), ALICE, yes).unwrap();
+        t.create("r", new(None, Ok(None)), conn(2), ALICE, yes)
+            .unwrap();
         assert_eq!(t.get("r").unwrap().metadata(), "{}");
     }
 
     #[test]
     fn patch_merges_removes_nulls_and_respects_the_limit() {
         let mut t = SessionTable::new(limits());
-        t.create("r", new(None, Ok(Some(obj(json!({"a":1,"b":2}))))), conn(1), ALICE, yes)
-            .unwrap();
-        t.patch("r", conn(1), ALICE, meta(&json!({"b":null,"c":"x"}).to_string()), none)
-            .unwrap();
+        t.create(
+            "r",
+            new(None, Ok(Some(obj(json!({"a":1,"b":2}))))),
+            conn(1),
+            ALICE,
+            yes,
+        )
+        .unwrap();
+        t.patch(
+            "r",
+            conn(1),
+            ALICE,
+            meta(&json!({"b":null,"c":"x"}).to_string()),
+            none,
+        )
+        .unwrap();
         assert_eq!(t.get("r").unwrap().metadata(), r#"{"a":1,"c":"x"}"#);
         assert_eq!(
-            t.patch("r", conn(1), ALICE, meta(&json!({"d":"y".repeat(40)}).to_string()), none)
-                .unwrap_err(),
+            t.patch(
+                "r",
+                conn(1),
+                ALICE,
+                meta(&json!({"d":"y".repeat(40)}).to_string()),
+                none
+            )
+            .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         assert_eq!(t.get("r").unwrap().metadata(), r#"{"a":1,"c":"x"}"#);
         assert_eq!(
-            t.patch("r", conn(2), ALICE, meta(&json!({}).to_string()), none).unwrap_err(),
+            t.patch("r", conn(2), ALICE, meta(&json!({}).to_string()), none)
+                .unwrap_err(),
             SessionError::NotAMember
         );
         assert_eq!(
-            t.patch("x", conn(1), ALICE, meta(&json!({}).to_string()), none).unwrap_err(),
+            t.patch("x", conn(1), ALICE, meta(&json!({}).to_string()), none)
+                .unwrap_err(),
             SessionError::NotFound
         );
     }
@@ -857,15 +901,29 @@ mod tests {
         // Exactly at the limit is accepted, one byte over is not.
         let at = obj(json!({"k":"x".repeat(32)}));
         assert_eq!(serde_json::to_string(&at).unwrap().len(), 40);
-        let (_, s) = t.create("r", new(None, Ok(Some(at))), conn(1), ALICE, yes).unwrap();
+        let (_, s) = t
+            .create("r", new(None, Ok(Some(at))), conn(1), ALICE, yes)
+            .unwrap();
         assert_eq!(s.metadata().len(), 40);
         assert_eq!(
-            t.patch("r", conn(1), ALICE, meta(&json!({"k":"x".repeat(33)}).to_string()), none)
-                .unwrap_err(),
+            t.patch(
+                "r",
+                conn(1),
+                ALICE,
+                meta(&json!({"k":"x".repeat(33)}).to_string()),
+                none
+            )
+            .unwrap_err(),
             SessionError::MetadataTooLarge
         );
-        t.patch("r", conn(1), ALICE, meta(&json!({"k":null,"n":[1, {"a":true}]}).to_string()), none)
-            .unwrap();
+        t.patch(
+            "r",
+            conn(1),
+            ALICE,
+            meta(&json!({"k":null,"n":[1, {"a":true}]}).to_string()),
+            none,
+        )
+        .unwrap();
         assert_eq!(t.get("r").unwrap().metadata(), r#"{"n":[1,{"a":true}]}"#);
     }
 
@@ -900,17 +958,26 @@ mod tests {
 
     /// Members 1 to 4 are alice, bob, carol and ops (admin).
     fn users(conn: ConnId) -> Option<Viewer<'static>> {
-        [None, Some(ALICE), Some(user("bob")), Some(user("carol")), Some(ADMIN)]
-            .get(conn.index as usize)
-            .copied()
-            .flatten()
+        [
+            None,
+            Some(ALICE),
+            Some(user("bob")),
+            Some(user("carol")),
+            Some(ADMIN),
+        ]
+        .get(conn.index as usize)
+        .copied()
+        .flatten()
     }
 
     #[test]
     fn allow_list_is_a_sorted_set_in_one_text() {
         let list = AllowList::new(["carol", "bob", "é", "bob", "al"]);
         assert_eq!(list.len(), 4);
-        assert_eq!(list.bytes(), "al".len() + "bob".len() + "carol".len() + "é".len() + 12);
+        assert_eq!(
+            list.bytes(),
+            "al".len() + "bob".len() + "carol".len() + "é".len() + 12
+        );
         let ids: Vec<&str> = (0..list.len()).map(|i| list.at(i)).collect();
         assert_eq!(ids, ["al", "bob", "carol", "é"]);
         for id in ids {
@@ -936,13 +1003,19 @@ mod tests {
         // carol: not found, the id taken, leaving is a no-op; nothing is asked or changed.
         let never = || -> bool { panic!("admit asked") };
         let carol = user("carol");
-        assert_eq!(t.join("p", conn(3), carol, never).unwrap_err(), SessionError::NotFound);
+        assert_eq!(
+            t.join("p", conn(3), carol, never).unwrap_err(),
+            SessionError::NotFound
+        );
         assert_eq!(
             t.create("p", new(None, Ok(None)), conn(3), carol, never)
                 .unwrap_err(),
             SessionError::Taken
         );
-        assert_eq!(t.of_member("p", conn(3), carol).unwrap_err(), SessionError::NotFound);
+        assert_eq!(
+            t.of_member("p", conn(3), carol).unwrap_err(),
+            SessionError::NotFound
+        );
         assert_eq!(
             t.patch("p", conn(3), carol, meta("{}"), none).unwrap_err(),
             SessionError::NotFound
@@ -951,8 +1024,13 @@ mod tests {
         assert_eq!(SessionError::Taken.code(), ErrorCode::Forbidden);
         // bob, allowed but not in it: it exists, he is not a member.
         let bob = user("bob");
-        assert_eq!(t.of_member("p", conn(2), bob).unwrap_err(), SessionError::NotAMember);
-        let (outcome, _) = t.create("p", new(None, Ok(None)), conn(2), bob, yes).unwrap();
+        assert_eq!(
+            t.of_member("p", conn(2), bob).unwrap_err(),
+            SessionError::NotAMember
+        );
+        let (outcome, _) = t
+            .create("p", new(None, Ok(None)), conn(2), bob, yes)
+            .unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
         // admin joins any session; the owner on another connection too.
         t.join("p", conn(4), ADMIN, yes).unwrap();
@@ -960,9 +1038,13 @@ mod tests {
         let mut t2 = SessionTable::new(limits());
         t2.create("q", private(&[]), conn(1), ALICE, yes).unwrap();
         t2.join("q", conn(5), ALICE, yes).unwrap();
-        assert_eq!(t2.join("q", conn(2), bob, yes).unwrap_err(), SessionError::NotFound);
+        assert_eq!(
+            t2.join("q", conn(2), bob, yes).unwrap_err(),
+            SessionError::NotFound
+        );
         // An open session keeps its list and admits everyone.
-        t2.create("o", new(None, Ok(None)), conn(1), ALICE, yes).unwrap();
+        t2.create("o", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
         assert_eq!(t2.get("o").unwrap().access(), Access::Open);
         t2.join("o", conn(3), carol, yes).unwrap();
     }
@@ -970,8 +1052,14 @@ mod tests {
     #[test]
     fn only_the_owner_or_admin_changes_access() {
         let mut t = SessionTable::new(limits());
-        t.create("r", new(None, Ok(Some(obj(json!({"a":1}))))), conn(1), ALICE, yes)
-            .unwrap();
+        t.create(
+            "r",
+            new(None, Ok(Some(obj(json!({"a":1}))))),
+            conn(1),
+            ALICE,
+            yes,
+        )
+        .unwrap();
         t.join("r", conn(2), user("bob"), yes).unwrap();
         let bob_private = Change {
             patch: Some(r#"{"b":2}"#),
@@ -979,11 +1067,13 @@ mod tests {
             ..Change::default()
         };
         assert_eq!(
-            t.patch("r", conn(2), user("bob"), bob_private, users).unwrap_err(),
+            t.patch("r", conn(2), user("bob"), bob_private, users)
+                .unwrap_err(),
             SessionError::NotOwner
         );
         assert_eq!(
-            t.patch("r", conn(2), user("bob"), allow(&["bob"]), users).unwrap_err(),
+            t.patch("r", conn(2), user("bob"), allow(&["bob"]), users)
+                .unwrap_err(),
             SessionError::NotOwner
         );
         assert_eq!(SessionError::NotOwner.code(), ErrorCode::Forbidden);
@@ -993,7 +1083,8 @@ mod tests {
         assert_eq!(s.allow().len(), 0);
         // The owner need not be a member to manage it, but to patch the metadata.
         t.leave("r", conn(1)).unwrap();
-        t.patch("r", conn(5), ALICE, allow(&["bob"]), users).unwrap();
+        t.patch("r", conn(5), ALICE, allow(&["bob"]), users)
+            .unwrap();
         assert_eq!(
             t.patch("r", conn(5), ALICE, meta("{}"), users).unwrap_err(),
             SessionError::NotAMember
@@ -1009,8 +1100,10 @@ mod tests {
             max_clients_per_session: 4,
             ..limits()
         });
-        t.create("r", new(None, Ok(None)), conn(1), ALICE, yes).unwrap();
-        t.create("x", new(None, Ok(None)), conn(3), user("carol"), yes).unwrap();
+        t.create("r", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
+        t.create("x", new(None, Ok(None)), conn(3), user("carol"), yes)
+            .unwrap();
         for (c, v) in [(2, user("bob")), (3, user("carol")), (4, ADMIN)] {
             t.join("r", conn(c), v, yes).unwrap();
         }
@@ -1057,8 +1150,14 @@ mod tests {
     #[test]
     fn removing_the_last_members_removes_the_session() {
         let mut t = SessionTable::new(limits());
-        t.create("r", new(None, Ok(Some(obj(json!({"k":"v"}))))), conn(2), user("bob"), yes)
-            .unwrap();
+        t.create(
+            "r",
+            new(None, Ok(Some(obj(json!({"k":"v"}))))),
+            conn(2),
+            user("bob"),
+            yes,
+        )
+        .unwrap();
         t.join("r", conn(3), user("carol"), yes).unwrap();
         let private = Change {
             access: Some(Access::Private),
@@ -1069,7 +1168,8 @@ mod tests {
         let done = t.patch("r", conn(4), ADMIN, private, users).unwrap();
         assert_eq!(done.removed, [conn(3)]);
         // ... then bob leaves and carol's is the only way back: removed with him, it goes.
-        t.patch("r", conn(2), user("bob"), allow(&["carol"]), users).unwrap();
+        t.patch("r", conn(2), user("bob"), allow(&["carol"]), users)
+            .unwrap();
         t.join("r", conn(3), user("carol"), yes).unwrap();
         t.leave("r", conn(2)).unwrap();
         let done = t.patch("r", conn(4), ADMIN, allow(&[]), users).unwrap();
@@ -1103,16 +1203,19 @@ mod tests {
             ..new(None, Ok(None))
         };
         assert_eq!(
-            t.create("s", too_long, conn(2), user("bob"), yes).unwrap_err(),
+            t.create("s", too_long, conn(2), user("bob"), yes)
+                .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         // A longer list, or more metadata, does not fit beside the other; nothing changes.
         assert_eq!(
-            t.patch("r", conn(1), ALICE, allow(&["bob", "c"]), users).unwrap_err(),
+            t.patch("r", conn(1), ALICE, allow(&["bob", "c"]), users)
+                .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         assert_eq!(
-            t.patch("r", conn(1), ALICE, meta(r#"{"z":1}"#), users).unwrap_err(),
+            t.patch("r", conn(1), ALICE, meta(r#"{"z":1}"#), users)
+                .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         let both = Change {
@@ -1141,7 +1244,8 @@ mod tests {
     #[test]
     fn of_member_names_the_refusal() {
         let mut t = SessionTable::new(limits());
-        t.create("r", new(None, Ok(None)), conn(1), ALICE, yes).unwrap();
+        t.create("r", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
         assert_eq!(t.of_member("r", conn(1), ALICE).map(Session::id), Ok("r"));
         assert_eq!(
             t.of_member("r", conn(2), ALICE).unwrap_err(),

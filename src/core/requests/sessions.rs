@@ -41,8 +41,7 @@ use crate::core::clients::Client;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::sessions::{
-    Access, AllowList, Change, JoinOutcome, LeaveOutcome, NewSession, Session, SessionError,
-    Viewer,
+    Access, AllowList, Change, JoinOutcome, LeaveOutcome, NewSession, Session, SessionError, Viewer,
 };
 use crate::core::state::{CoreState, Req};
 use crate::core::users::{Resource, UserLimit};
@@ -101,7 +100,9 @@ fn opt_allow(
         Some(AllowUsersIn::Ids { bytes, .. }) if bytes > MAX_ALLOW_BYTES => {
             Ok(Some(Err(SessionError::MetadataTooLarge)))
         }
-        Some(AllowUsersIn::Ids { ids, .. }) => Ok(Some(Ok(AllowList::new(ids.iter().map(|id| &**id))))),
+        Some(AllowUsersIn::Ids { ids, .. }) => {
+            Ok(Some(Ok(AllowList::new(ids.iter().map(|id| &**id)))))
+        }
     }
 }
 
@@ -292,13 +293,9 @@ pub(crate) fn create(
     };
     // `None` for metadata too large to read.
     let (session_id, name, access, allow, metadata) = match raw {
-        Some(raw) if raw.metadata.is_some_and(|m| oversized(m, limit)) => (
-            raw.session_id,
-            raw.name,
-            raw.access,
-            raw.allow_users,
-            None,
-        ),
+        Some(raw) if raw.metadata.is_some_and(|m| oversized(m, limit)) => {
+            (raw.session_id, raw.name, raw.access, raw.allow_users, None)
+        }
         _ => {
             let p: SessionCreateIn<'_, Value> = payloads::parse(env.payload)?;
             (
