@@ -133,12 +133,15 @@ impl AllowList {
     /// The set of `ids` (repeats are kept once). Ids are at most `MAX_ID_BYTES` long and
     /// there are at most `max_metadata_bytes` / 4 of them, so the offsets fit.
     pub(crate) fn new<'a>(ids: impl IntoIterator<Item = &'a str>) -> AllowList {
-        let mut ids: Vec<&str> = ids.into_iter().collect();
+        // Sorted by their first 8 bytes as a number first (padded with zeros, which keeps
+        // the order of the strings), the whole id only on a tie: several times faster than
+        // comparing strings for the short ids a long list is made of.
+        let mut ids: Vec<(u64, &str)> = ids.into_iter().map(|id| (prefix(id), id)).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut text = String::with_capacity(ids.iter().map(|id| id.len()).sum());
+        let mut text = String::with_capacity(ids.iter().map(|(_, id)| id.len()).sum());
         let mut ends = Vec::with_capacity(ids.len());
-        for id in ids {
+        for (_, id) in ids {
             text.push_str(id);
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
         }
@@ -632,6 +635,14 @@ impl SessionTable {
     pub(crate) fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
+}
+
+/// The first 8 bytes of `id` as a big-endian number, padded with zeros.
+fn prefix(id: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = id.len().min(8);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 /// Whether a session of `access`, `owner` and `allow` admits `viewer`: it is open, or the
