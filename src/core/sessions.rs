@@ -997,6 +997,25 @@ mod tests {
         for other in ["", "a", "alx", "bo", "bobb", "dave", "e"] {
             assert!(!list.contains(other), "{other}");
         }
+        // Ids that tie on their first 8 bytes, or that hold zero bytes, keep string order.
+        let tricky = [
+            "abcdefghi",
+            "abcdefgh",
+            "a\0b",
+            "abcdefgh\0",
+            "a",
+            "a\0",
+            "abcdefgha",
+            "\u{ff}",
+            "b",
+        ];
+        let list = AllowList::new(tricky);
+        let mut sorted = tricky.to_vec();
+        sorted.sort();
+        let ids: Vec<&str> = (0..list.len()).map(|i| list.at(i)).collect();
+        assert_eq!(ids, sorted);
+        assert!(tricky.iter().all(|id| list.contains(id)));
+        assert!(!list.contains("abcdefg") && !list.contains("a\0\0"));
         let empty = AllowList::default();
         assert!(!empty.contains("") && !empty.contains("a"));
         assert_eq!(empty.bytes(), 0);
