@@ -565,8 +565,10 @@ impl SessionTable {
         }
         let mut removed = Vec::new();
         session.members.retain(|m| {
-            let keep = member(m.conn)
-                .is_none_or(|v| admits(session.access, &session.owner, &session.allow, v));
+            let keep = match member(m.conn) {
+                Some(v) => admits(session.access, &session.owner, &session.allow, v),
+                None => true,
+            };
             if !keep {
                 removed.push(m.conn);
             }

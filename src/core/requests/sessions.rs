@@ -26,8 +26,9 @@
 //!   the member's usage key as [`Resource::Memberships`]: taken when the table adds it, after
 //!   the table's own checks (past `max_memberships_per_user`: `LIMIT_EXCEEDED`, `Too many
 //!   session memberships for user USER`), and given back wherever a membership ends (a
-//!   leave, a disconnect: both go through `after_leave`), so the count is exact.
-//! - Refusals are the table's [`SessionError`](crate::core::sessions::SessionError)s, as
+//!   leave, a disconnect, a removal by a change of access: all go through `after_leave`), so
+//!   the count is exact.
+//! - Refusals are the table's [`SessionError`]s, as
 //!   its [`Refusal`](crate::core::errors::Refusal) words them; `presence` naming a session and
 //!   a relay need the session to exist (`SESSION_NOT_FOUND`) and the sender in it
 //!   (`NOT_A_MEMBER`).
