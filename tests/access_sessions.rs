@@ -77,6 +77,18 @@ fn assert_looks_missing(got: &Value, session_id: &str, missing: &Value) {
     );
 }
 
+/// `stateVersion` as a fresh connection's `hello_ok` reports it.
+fn state_version(gw: &TestGateway) -> u64 {
+    let mut probe = Client::authed(gw, OPS);
+    let hello = probe.request(
+        "connect",
+        json!({"deviceId": "probe", "role": "node", "protocolVersion": 1}),
+    );
+    hello["payload"]["stateVersion"]
+        .as_u64()
+        .expect("stateVersion")
+}
+
 #[test]
 fn create_private_with_and_without_allow_users() {
     let gw = TestGateway::start(config());
@@ -190,6 +202,7 @@ fn the_owner_removes_a_member_from_allow_users() {
     alice.recv_type("presence");
     bob.recv_type("presence");
 
+    let version_before = state_version(&gw);
     // Each other member, alice included, sees bob leave, then the patch.
     let id = alice.send_msg(
         "session_patch",
@@ -215,6 +228,9 @@ fn the_owner_removes_a_member_from_allow_users() {
         assert_eq!(payload["access"], "private");
         assert_eq!(patched["replyTo"], reply_to, "{patched}");
     }
+    // The patch and bob's leaving are two changes.
+    assert_eq!(state_version(&gw), version_before + 2);
+
     // bob is out and cannot come back, nor see it.
     let missing = bob.request_error(
         "session_join",
@@ -369,6 +385,36 @@ fn an_admin_joins_and_sees_a_private_session() {
     let mut ops2 = Client::authed(&gw, OPS);
     let reply = ops2.request("session_create", json!({"sessionId": "p"}));
     assert_info(&reply, "p", "joined");
+
+    // An admin outside a session that removes its last member removes the session.
+    let mut bob = Client::authed(&gw, TOKEN_BOB);
+    bob.request(
+        "session_create",
+        json!({"sessionId": "b", "allowUsers": ["carol"], "metadata": {"x": 1}}),
+    );
+    let mut carol = Client::authed(&gw, CAROL);
+    join(&mut carol, "b");
+    bob.recv_type("presence");
+    bob.request("session_leave", json!({"sessionId": "b"}));
+    carol.recv_type("presence");
+    let mut outside = Client::authed(&gw, OPS);
+    let reply = outside.request(
+        "session_patch",
+        json!({"sessionKey": "b", "access": "private", "allowUsers": []}),
+    );
+    let patched = assert_info(&reply, "b", "patched");
+    assert_eq!(patched["owner"], "bob");
+    assert_eq!(patched["access"], "private");
+    assert_eq!(patched["metadata"], json!({"x": 1}));
+    assert_eq!(carol.recv()["payload"]["status"], "removed");
+    assert_nothing_queued(&mut carol);
+    bob.request_error(
+        "session_join",
+        json!({"sessionId": "b"}),
+        "SESSION_NOT_FOUND",
+    );
+    let reply = bob.request("session_create", json!({"sessionId": "b"}));
+    assert_info(&reply, "b", "created");
 }
 
 #[test]
