@@ -433,6 +433,8 @@ fn patch_merges_and_the_others_get_the_same_session_info() {
     let expected = json!({
         "sessionId": "room",
         "status": "patched",
+        "owner": "alice",
+        "access": "open",
         "metadata": {"a": 1, "c": {"e": 2}, "f": [1]},
     });
     assert_eq!(patched["payload"], expected);

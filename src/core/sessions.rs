@@ -1,15 +1,27 @@
 //! The session table: sessions by id, their members in join order, and the reverse index
-//! from a connection to the sessions it is in (PROTOCOL section 5).
+//! from a connection to the sessions it is in (PROTOCOL section 5), with each session's
+//! owner and access (PROTOCOL section 12).
 //!
 //! Contract:
 //! - Pure data, no I/O, no clock. No input makes it panic.
+//! - Access: a session's `owner` is the `userId` that created it. A [`Viewer`] may join it
+//!   when it is open, when the viewer is its owner or `admin`, or when its `allowUsers`
+//!   ([`AllowList`]) names the viewer's user. A private session that a viewer may not join
+//!   and is not in does not exist for that viewer: every operation answers
+//!   [`SessionError::NotFound`], except `create`, which answers [`SessionError::Taken`] (the id
+//!   is in use), and `leave`, which answers [`LeaveOutcome::NotMember`] as for any session
+//!   one is not in. A member always sees the sessions it is in.
+//! - Only the owner or `admin` may change `access` and `allowUsers`
+//!   ([`SessionError::NotOwner`]); a change removes, in the same step, the members it no
+//!   longer admits, at a cost of O(members of that session).
 //! - A session exists while it has at least one member; when its last member leaves it is
 //!   removed, its metadata with it.
 //! - Limits (checked in this order): joining an existing session as a new member checks
 //!   `max_clients_per_session` ([`SessionError::Full`]) then `max_sessions_per_client`
 //!   ([`SessionError::ClientLimit`]); creating a new session checks `max_sessions_per_client`,
 //!   `max_sessions` ([`SessionError::TableFull`]) and the metadata size
-//!   ([`SessionError::MetadataTooLarge`]). Last, for a new membership only, the caller's
+//!   ([`SessionError::MetadataTooLarge`]: the metadata text plus the allow list's
+//!   [`AllowList::bytes`]). Last, for a new membership only, the caller's
 //!   `admit` is asked (the per-user `max_memberships_per_user`, counted by the caller):
 //!   `false` is [`SessionError::UserLimit`]. A refused operation changes nothing, and `admit`
 //!   is called only when the operation then succeeds.
@@ -18,16 +30,19 @@
 //!   merges the patch's members into the stored text (`wire/merge.rs`, without a tree of the
 //!   stored values), so its cost is bounded by the limit; one that would exceed it is refused
 //!   and leaves the metadata unchanged.
-//! - Memory (64-bit): a session costs its id, name and metadata bytes once each (the id is
-//!   shared by the table's key, the record and every member's reverse-index entry) plus a
-//!   fixed overhead of at most about 320 bytes (the 72-byte record and its 16-byte key in a
-//!   table slot at most half empty, four allocations, the members' first four slots); a
+//! - The metadata text and the allow list share `max_metadata_bytes`: the text's length plus
+//!   [`AllowList::bytes`] stays within it, after a create and after every patch.
+//! - Memory (64-bit): a session costs its id, name, metadata and owner bytes once each (the
+//!   id is shared by the table's key, the record and every member's reverse-index entry), its
+//!   allow list's ids once each plus 4 bytes per id, plus a fixed overhead of at most about
+//!   450 bytes (the 128-byte record and its 16-byte key in a table slot at most half empty,
+//!   seven allocations, the members' first four slots); a
 //!   member costs a fixed 48 bytes at most (its [`ConnId`] in the session, the shared id in
 //!   the reverse index, both vectors at most half empty), plus about 150 bytes once per
 //!   connection that is in any session (its reverse-index entry and vector). A member's
 //!   `clientId` and `userId` are not copied: they are its connection's.
 //! - Membership checks and per-client lists cost O(sessions of that client); member removal
-//!   costs O(members of that session).
+//!   costs O(members of that session); an allow-list lookup O(log ids).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,7 +80,150 @@ pub(crate) struct Member {
     pub conn: ConnId,
 }
 
-/// A session: id, optional name, metadata and members in join order.
+/// Who may join a session (PROTOCOL section 12).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone with the `sessions` scope.
+    #[default]
+    Open,
+    /// Its owner, the users of its allow list, and `admin`.
+    Private,
+}
+
+impl Access {
+    /// The wire name: `open` or `private`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Access::Open => "open",
+            Access::Private => "private",
+        }
+    }
+
+    /// The access named `name`.
+    pub(crate) fn named(name: &str) -> Option<Access> {
+        match name {
+            "open" => Some(Access::Open),
+            "private" => Some(Access::Private),
+            _ => None,
+        }
+    }
+}
+
+/// The user an operation is done for: its `userId` and whether it has the `admin` scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Viewer<'a> {
+    /// The `userId` (`anonymous` for a connection that names no user).
+    pub user: &'a str,
+    /// Whether it has the `admin` scope.
+    pub admin: bool,
+}
+
+/// A session's `allowUsers`: a set of user ids kept sorted, deduplicated, in one text with
+/// the end of each id, so that it costs its ids' bytes plus 4 bytes per id and a lookup is
+/// a binary search.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AllowList {
+    /// The ids, sorted, one after the other.
+    text: Box<str>,
+    /// Where each id of `text` ends.
+    ends: Box<[u32]>,
+}
+
+impl AllowList {
+    /// The set of `ids` (repeats are kept once). Ids are at most `MAX_ID_BYTES` long and
+    /// there are at most `max_metadata_bytes` / 4 of them, so the offsets fit.
+    pub(crate) fn new<'a>(ids: impl IntoIterator<Item = &'a str>) -> AllowList {
+        // Sorted by their first 8 bytes as a number first (padded with zeros, which keeps
+        // the order of the strings), the whole id only on a tie: several times faster than
+        // comparing strings for the short ids a long list is made of.
+        let mut ids: Vec<(u64, &str)> = ids.into_iter().map(|id| (prefix(id), id)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut text = String::with_capacity(ids.iter().map(|(_, id)| id.len()).sum());
+        let mut ends = Vec::with_capacity(ids.len());
+        for (_, id) in ids {
+            text.push_str(id);
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+        AllowList {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// The `i`th id in sorted order.
+    fn at(&self, i: usize) -> &str {
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        self.text
+            .get(start..self.ends[i] as usize)
+            .unwrap_or_default()
+    }
+
+    /// Whether `user` is in the set.
+    pub(crate) fn contains(&self, user: &str) -> bool {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.at(mid).cmp(user) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+
+    /// How many ids it holds.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// What it counts toward the metadata limit: each id's bytes plus 3 (its quotes and a
+    /// comma, as in a JSON array).
+    pub(crate) fn bytes(&self) -> usize {
+        self.text.len() + 3 * self.ends.len()
+    }
+}
+
+/// What `create` needs beside the id to make a new session.
+#[derive(Debug)]
+pub(crate) struct NewSession<'a> {
+    /// `name`
+    pub name: Option<&'a str>,
+    /// `metadata`; an `Err` when the caller found it too large before reading it whole.
+    pub metadata: Result<Option<Map<String, Value>>, SessionError>,
+    /// `access`
+    pub access: Access,
+    /// `allowUsers`; an `Err` when the caller found it too large before reading it whole.
+    pub allow: Result<AllowList, SessionError>,
+}
+
+/// A `session_patch`: a metadata patch and new access settings, each optional.
+#[derive(Debug, Default)]
+pub(crate) struct Change<'a> {
+    /// The text of an object that passed `strict::check`, to merge into the metadata.
+    pub patch: Option<&'a str>,
+    /// A new `access`.
+    pub access: Option<Access>,
+    /// A new `allowUsers`; an `Err` when the caller found it too large before reading it.
+    pub allow: Option<Result<AllowList, SessionError>>,
+}
+
+/// What a successful patch did.
+#[derive(Debug)]
+pub(crate) struct Patched {
+    /// The members it removed (no longer admitted), in join order.
+    pub removed: Vec<ConnId>,
+    /// The session as it was left, when removing its members emptied it (it is then no
+    /// longer in the table).
+    pub emptied: Option<Session>,
+}
+
+/// A session: id, optional name, metadata, owner, access and members in join order.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Session {
     id: Arc<str>,
@@ -73,6 +231,11 @@ pub(crate) struct Session {
     /// Compact JSON text of an object.
     metadata: Box<str>,
     members: Vec<Member>,
+    /// The `userId` that created it.
+    owner: Box<str>,
+    access: Access,
+    /// Kept while the session is open too; it takes effect when it turns private.
+    allow: AllowList,
 }
 
 impl Session {
@@ -96,6 +259,32 @@ impl Session {
     pub(crate) fn members(&self) -> &[Member] {
         &self.members
     }
+
+    /// The `userId` that created it.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Who may join it.
+    pub(crate) fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Its `allowUsers`.
+    #[cfg(test)]
+    pub(crate) fn allow(&self) -> &AllowList {
+        &self.allow
+    }
+
+    /// Whether `viewer` may join it.
+    pub(crate) fn admits(&self, viewer: Viewer<'_>) -> bool {
+        admits(self.access, &self.owner, &self.allow, viewer)
+    }
+
+    /// Whether `viewer` may change its access: its owner or `admin`.
+    pub(crate) fn may_manage(&self, viewer: Viewer<'_>) -> bool {
+        viewer.admin || *self.owner == *viewer.user
+    }
 }
 
 /// Why a session operation was refused.
@@ -115,6 +304,10 @@ pub(crate) enum SessionError {
     MetadataTooLarge,
     /// The caller's `admit` refused a new membership (`max_memberships_per_user`).
     UserLimit,
+    /// `create` of the id of a private session the caller may not join.
+    Taken,
+    /// A change of access by someone who is neither the owner nor `admin`.
+    NotOwner,
 }
 
 impl Refusal for SessionError {
@@ -127,6 +320,7 @@ impl Refusal for SessionError {
             | SessionError::TableFull
             | SessionError::MetadataTooLarge
             | SessionError::UserLimit => ErrorCode::LimitExceeded,
+            SessionError::Taken | SessionError::NotOwner => ErrorCode::Forbidden,
         }
     }
 
@@ -138,10 +332,14 @@ impl Refusal for SessionError {
             SessionError::NotAMember => format!("Not a member of session {session_id}"),
             SessionError::ClientLimit => "Too many sessions for this client".to_owned(),
             SessionError::TableFull => "Too many sessions".to_owned(),
-            SessionError::MetadataTooLarge => {
-                format!("Metadata of session {session_id} would exceed {MAX_METADATA_BYTES} bytes")
-            }
+            SessionError::MetadataTooLarge => format!(
+                "Metadata and allowUsers of session {session_id} would exceed {MAX_METADATA_BYTES} bytes"
+            ),
             SessionError::UserLimit => "Too many session memberships for this user".to_owned(),
+            SessionError::Taken => format!("Session id {session_id} is taken"),
+            SessionError::NotOwner => {
+                format!("Only the owner of session {session_id} may change its access")
+            }
         }
     }
 }
@@ -187,20 +385,23 @@ impl SessionTable {
         }
     }
 
-    /// Create session `id` with `conn` as its first member; if `id` exists, join it
-    /// instead (`name` and `metadata` are then ignored). `metadata` is an `Err` when the
-    /// caller found it too large before reading it whole: refused at the metadata step.
-    /// `admit` is asked last, only for a new membership.
+    /// Create session `id` with `conn` as its first member and `viewer`'s user as its
+    /// owner; if `id` exists, join it instead (`new` is then ignored), or, when it is a
+    /// private session `viewer` may not join, refuse with [`SessionError::Taken`]. `admit`
+    /// is asked last, only for a new membership.
     pub(crate) fn create(
         &mut self,
         id: &str,
-        name: Option<&str>,
-        metadata: Result<Option<Map<String, Value>>, SessionError>,
+        new: NewSession<'_>,
         conn: ConnId,
+        viewer: Viewer<'_>,
         admit: impl FnOnce() -> bool,
     ) -> Result<(JoinOutcome, &Session), SessionError> {
-        if self.sessions.contains_key(id) {
-            return self.join(id, conn, admit);
+        if let Some(session) = self.sessions.get(id) {
+            if !self.sees(session, conn, viewer) {
+                return Err(SessionError::Taken);
+            }
+            return self.join(id, conn, viewer, admit);
         }
         if self.sessions_of(conn).len() >= self.limits.max_sessions_per_client {
             return Err(SessionError::ClientLimit);
@@ -208,9 +409,16 @@ impl SessionTable {
         if self.sessions.len() >= self.limits.max_sessions {
             return Err(SessionError::TableFull);
         }
-        let metadata = match metadata? {
-            Some(map) => self.compact(&map)?,
-            None => EMPTY_METADATA.into(),
+        let allow = new.allow?;
+        let room = self
+            .limits
+            .max_metadata_bytes
+            .checked_sub(allow.bytes())
+            .ok_or(SessionError::MetadataTooLarge)?;
+        let metadata = match new.metadata? {
+            Some(map) => compact_within(&map, room)?,
+            None if EMPTY_METADATA.len() <= room => EMPTY_METADATA.into(),
+            None => return Err(SessionError::MetadataTooLarge),
         };
         if !admit() {
             return Err(SessionError::UserLimit);
@@ -222,20 +430,25 @@ impl SessionTable {
             .push(Arc::clone(&id));
         let session = Session {
             id: Arc::clone(&id),
-            name: name.map(Box::from),
+            name: new.name.map(Box::from),
             metadata,
             members: vec![Member { conn }],
+            owner: viewer.user.into(),
+            access: new.access,
+            allow,
         };
         let session = self.sessions.entry(id).or_insert(session);
         Ok((JoinOutcome::Created, session))
     }
 
-    /// Add `conn` to the existing session `id`. `admit` is asked last, only for a new
+    /// Add `conn` to the existing session `id`, which `viewer` must be allowed to join
+    /// ([`SessionError::NotFound`] otherwise). `admit` is asked last, only for a new
     /// membership.
     pub(crate) fn join(
         &mut self,
         id: &str,
         conn: ConnId,
+        viewer: Viewer<'_>,
         admit: impl FnOnce() -> bool,
     ) -> Result<(JoinOutcome, &Session), SessionError> {
         let already = self.is_member(id, conn);
@@ -243,6 +456,9 @@ impl SessionTable {
         let session = self.sessions.get_mut(id).ok_or(SessionError::NotFound)?;
         if already {
             return Ok((JoinOutcome::AlreadyMember, session));
+        }
+        if !session.admits(viewer) {
+            return Err(SessionError::NotFound);
         }
         if session.members.len() >= self.limits.max_clients_per_session {
             return Err(SessionError::Full);
@@ -272,44 +488,105 @@ impl SessionTable {
         if removed {
             self.sessions.remove(id);
         }
+        self.unlist(id, conn);
+        Ok(LeaveOutcome::Left { removed })
+    }
+
+    /// Take session `id` off `conn`'s reverse-index entry.
+    fn unlist(&mut self, id: &str, conn: ConnId) {
         if let Some(list) = self.by_client.get_mut(&conn) {
             list.retain(|s| &**s != id);
             if list.is_empty() {
                 self.by_client.remove(&conn);
             }
         }
-        Ok(LeaveOutcome::Left { removed })
     }
 
-    /// Shallow-merge `patch` (the text of an object that passed `strict::check`) into the
-    /// metadata of session `id` (a `null` value removes the key; `wire/merge.rs`). Only
-    /// members may patch; a result over the size limit is refused.
-    pub(crate) fn patch(
+    /// Apply `change` to session `id` for `conn` acting as `viewer`. Checked in this
+    /// order: the session must exist for `viewer` ([`SessionError::NotFound`]); a new
+    /// `access` or allow list needs its owner or `admin` ([`SessionError::NotOwner`]); a
+    /// metadata patch needs a member ([`SessionError::NotAMember`]); the merged metadata
+    /// (shallow merge of `patch`, a `null` value removing the key: `wire/merge.rs`) and the
+    /// allow list must fit the limit together ([`SessionError::MetadataTooLarge`]). A refused
+    /// change changes nothing. Then every member that the session no longer admits, as
+    /// `member` describes it (`None`: kept), is removed; the session goes with its last one.
+    pub(crate) fn patch<'v>(
         &mut self,
         id: &str,
         conn: ConnId,
-        patch: &str,
-    ) -> Result<&Session, SessionError> {
-        let member = self.is_member(id, conn);
+        viewer: Viewer<'_>,
+        change: Change<'_>,
+        member: impl Fn(ConnId) -> Option<Viewer<'v>>,
+    ) -> Result<Patched, SessionError> {
+        let is_member = self.is_member(id, conn);
         let limit = self.limits.max_metadata_bytes;
-        let session = self.sessions.get_mut(id).ok_or(SessionError::NotFound)?;
-        if !member {
+        let session = self.sessions.get(id).ok_or(SessionError::NotFound)?;
+        if !is_member && !session.admits(viewer) {
+            return Err(SessionError::NotFound);
+        }
+        let manages = change.access.is_some() || change.allow.is_some();
+        if manages && !session.may_manage(viewer) {
+            return Err(SessionError::NotOwner);
+        }
+        if change.patch.is_some() && !is_member {
             return Err(SessionError::NotAMember);
         }
-        // The stored text is what `compact_within` or `merge` wrote: a map's compact text.
-        session.metadata = merge::merge(&session.metadata, patch.as_bytes(), limit)
+        let allow = change.allow.transpose()?;
+        let allow_bytes = allow.as_ref().unwrap_or(&session.allow).bytes();
+        let room = limit
+            .checked_sub(allow_bytes)
             .ok_or(SessionError::MetadataTooLarge)?;
-        Ok(session)
+        // The stored text is what `compact_within` or `merge` wrote: a map's compact text.
+        let metadata = match change.patch {
+            Some(patch) => Some(
+                merge::merge(&session.metadata, patch.as_bytes(), room)
+                    .ok_or(SessionError::MetadataTooLarge)?,
+            ),
+            None if session.metadata.len() <= room => None,
+            None => return Err(SessionError::MetadataTooLarge),
+        };
+        let Some(session) = self.sessions.get_mut(id) else {
+            return Err(SessionError::NotFound);
+        };
+        if let Some(metadata) = metadata {
+            session.metadata = metadata;
+        }
+        if let Some(access) = change.access {
+            session.access = access;
+        }
+        if let Some(allow) = allow {
+            session.allow = allow;
+        }
+        if !manages {
+            return Ok(Patched {
+                removed: Vec::new(),
+                emptied: None,
+            });
+        }
+        let mut removed = Vec::new();
+        session.members.retain(|m| {
+            let keep = match member(m.conn) {
+                Some(v) => admits(session.access, &session.owner, &session.allow, v),
+                None => true,
+            };
+            if !keep {
+                removed.push(m.conn);
+            }
+            keep
+        });
+        let emptied = match session.members.is_empty() {
+            true => self.sessions.remove(id),
+            false => None,
+        };
+        for conn in &removed {
+            self.unlist(id, *conn);
+        }
+        Ok(Patched { removed, emptied })
     }
 
     /// Largest metadata, in bytes of compact JSON.
     pub(crate) fn max_metadata_bytes(&self) -> usize {
         self.limits.max_metadata_bytes
-    }
-
-    /// `map` as compact JSON text within the metadata limit.
-    fn compact(&self, map: &Map<String, Value>) -> Result<Box<str>, SessionError> {
-        compact_within(map, self.limits.max_metadata_bytes)
     }
 
     /// The session `id`.
@@ -318,13 +595,26 @@ impl SessionTable {
     }
 
     /// The session `id`, for one of its members: [`SessionError::NotFound`] when it does not
-    /// exist, [`SessionError::NotAMember`] when `conn` is not in it.
-    pub(crate) fn of_member(&self, id: &str, conn: ConnId) -> Result<&Session, SessionError> {
+    /// exist for `viewer`, [`SessionError::NotAMember`] when `conn` is not in it.
+    pub(crate) fn of_member(
+        &self,
+        id: &str,
+        conn: ConnId,
+        viewer: Viewer<'_>,
+    ) -> Result<&Session, SessionError> {
         let session = self.sessions.get(id).ok_or(SessionError::NotFound)?;
         if !self.is_member(id, conn) {
-            return Err(SessionError::NotAMember);
+            return Err(match session.admits(viewer) {
+                true => SessionError::NotAMember,
+                false => SessionError::NotFound,
+            });
         }
         Ok(session)
+    }
+
+    /// Whether `session` exists for `conn` acting as `viewer`: it is in it or may join it.
+    fn sees(&self, session: &Session, conn: ConnId, viewer: Viewer<'_>) -> bool {
+        session.admits(viewer) || self.is_member(&session.id, conn)
     }
 
     /// Whether `conn` is a member of session `id`.
@@ -347,6 +637,20 @@ impl SessionTable {
     pub(crate) fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
+}
+
+/// The first 8 bytes of `id` as a big-endian number, padded with zeros.
+fn prefix(id: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = id.len().min(8);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+/// Whether a session of `access`, `owner` and `allow` admits `viewer`: it is open, or the
+/// viewer is its owner, `admin`, or on its allow list.
+fn admits(access: Access, owner: &str, allow: &AllowList, viewer: Viewer<'_>) -> bool {
+    access == Access::Open || viewer.admin || owner == viewer.user || allow.contains(viewer.user)
 }
 
 /// `map` as compact JSON text, refused when longer than `limit` bytes.
@@ -383,6 +687,37 @@ mod tests {
         true
     }
 
+    const ALICE: Viewer<'static> = Viewer {
+        user: "alice",
+        admin: false,
+    };
+
+    /// An open session with this name and metadata and no allow list.
+    fn new<'a>(
+        name: Option<&'a str>,
+        metadata: Result<Option<Map<String, Value>>, SessionError>,
+    ) -> NewSession<'a> {
+        NewSession {
+            name,
+            metadata,
+            access: Access::Open,
+            allow: Ok(AllowList::default()),
+        }
+    }
+
+    /// A metadata patch only.
+    fn meta(patch: &str) -> Change<'_> {
+        Change {
+            patch: Some(patch),
+            ..Change::default()
+        }
+    }
+
+    /// No member is described: all are kept.
+    fn none(_: ConnId) -> Option<Viewer<'static>> {
+        None
+    }
+
     fn members(s: &Session) -> Vec<ConnId> {
         s.members().iter().map(|m| m.conn).collect()
     }
@@ -393,26 +728,31 @@ mod tests {
         let (outcome, s) = t
             .create(
                 "r",
-                Some("Room"),
-                Ok(Some(obj(json!({"a":1})))),
+                new(Some("Room"), Ok(Some(obj(json!({"a":1}))))),
                 conn(1),
+                ALICE,
                 yes,
             )
             .unwrap();
         assert_eq!(outcome, JoinOutcome::Created);
         assert_eq!(s.name(), Some("Room"));
-        let (outcome, _) = t.join("r", conn(2), yes).unwrap();
+        let (outcome, _) = t.join("r", conn(2), ALICE, yes).unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
-        let (outcome, s) = t.create("r", None, Ok(None), conn(3), yes).unwrap();
+        let (outcome, s) = t
+            .create("r", new(None, Ok(None)), conn(3), ALICE, yes)
+            .unwrap();
         assert_eq!(outcome, JoinOutcome::Joined);
         assert_eq!(s.metadata(), r#"{"a":1}"#);
         assert_eq!(members(s), [conn(1), conn(2), conn(3)]);
-        let (outcome, s) = t.join("r", conn(2), yes).unwrap();
+        let (outcome, s) = t.join("r", conn(2), ALICE, yes).unwrap();
         assert_eq!(outcome, JoinOutcome::AlreadyMember);
         assert_eq!(s.members().len(), 3);
-        assert_eq!(t.join("r", conn(4), yes).unwrap_err(), SessionError::Full);
         assert_eq!(
-            t.join("nope", conn(4), yes).unwrap_err(),
+            t.join("r", conn(4), ALICE, yes).unwrap_err(),
+            SessionError::Full
+        );
+        assert_eq!(
+            t.join("nope", conn(4), ALICE, yes).unwrap_err(),
             SessionError::NotFound
         );
         assert!(t.is_member("r", conn(1)));
@@ -422,25 +762,30 @@ mod tests {
     #[test]
     fn limits_refuse_without_changing_anything() {
         let mut t = SessionTable::new(limits());
-        t.create("a", None, Ok(None), conn(1), yes).unwrap();
-        t.create("b", None, Ok(None), conn(1), yes).unwrap();
+        t.create("a", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
+        t.create("b", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
         assert_eq!(
-            t.create("c", None, Ok(None), conn(1), yes).unwrap_err(),
+            t.create("c", new(None, Ok(None)), conn(1), ALICE, yes)
+                .unwrap_err(),
             SessionError::ClientLimit
         );
-        t.create("c", None, Ok(None), conn(2), yes).unwrap();
+        t.create("c", new(None, Ok(None)), conn(2), ALICE, yes)
+            .unwrap();
         assert_eq!(
-            t.join("c", conn(1), yes).unwrap_err(),
+            t.join("c", conn(1), ALICE, yes).unwrap_err(),
             SessionError::ClientLimit
         );
         assert_eq!(
-            t.create("d", None, Ok(None), conn(3), yes).unwrap_err(),
+            t.create("d", new(None, Ok(None)), conn(3), ALICE, yes)
+                .unwrap_err(),
             SessionError::TableFull
         );
         let big = obj(json!({"k":"x".repeat(64)}));
         let mut t2 = SessionTable::new(limits());
         assert_eq!(
-            t2.create("m", None, Ok(Some(big)), conn(1), yes)
+            t2.create("m", new(None, Ok(Some(big))), conn(1), ALICE, yes)
                 .unwrap_err(),
             SessionError::MetadataTooLarge
         );
@@ -453,7 +798,7 @@ mod tests {
     fn admit_is_asked_last_and_only_for_a_new_membership() {
         let mut t = SessionTable::new(limits());
         let mut asked = 0;
-        t.create("r", None, Ok(None), conn(1), || {
+        t.create("r", new(None, Ok(None)), conn(1), ALICE, || {
             asked += 1;
             true
         })
@@ -461,25 +806,26 @@ mod tests {
         assert_eq!(asked, 1);
         // Joining again is no new membership; a refusal of the table comes first.
         let never = || -> bool { panic!("admit asked") };
-        t.join("r", conn(1), never).unwrap();
-        t.create("r", None, Ok(None), conn(1), never).unwrap();
+        t.join("r", conn(1), ALICE, never).unwrap();
+        t.create("r", new(None, Ok(None)), conn(1), ALICE, never)
+            .unwrap();
         assert_eq!(
-            t.join("x", conn(2), never).unwrap_err(),
+            t.join("x", conn(2), ALICE, never).unwrap_err(),
             SessionError::NotFound
         );
         let big = obj(json!({"k":"x".repeat(64)}));
         assert_eq!(
-            t.create("m", None, Ok(Some(big)), conn(2), never)
+            t.create("m", new(None, Ok(Some(big))), conn(2), ALICE, never)
                 .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         // A refusal by admit changes nothing.
         assert_eq!(
-            t.join("r", conn(2), || false).unwrap_err(),
+            t.join("r", conn(2), ALICE, || false).unwrap_err(),
             SessionError::UserLimit
         );
         assert_eq!(
-            t.create("n", None, Ok(None), conn(2), || false)
+            t.create("n", new(None, Ok(None)), conn(2), ALICE, || false)
                 .unwrap_err(),
             SessionError::UserLimit
         );
@@ -492,9 +838,15 @@ mod tests {
     #[test]
     fn leave_removes_the_last_member_and_the_session() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, Ok(Some(obj(json!({"a":1})))), conn(1), yes)
-            .unwrap();
-        t.join("r", conn(2), yes).unwrap();
+        t.create(
+            "r",
+            new(None, Ok(Some(obj(json!({"a":1}))))),
+            conn(1),
+            ALICE,
+            yes,
+        )
+        .unwrap();
+        t.join("r", conn(2), ALICE, yes).unwrap();
         assert_eq!(t.leave("r", conn(3)).unwrap(), LeaveOutcome::NotMember);
         assert_eq!(
             t.leave("r", conn(1)).unwrap(),
@@ -507,31 +859,51 @@ mod tests {
         assert!(t.get("r").is_none());
         assert_eq!(t.leave("r", conn(2)).unwrap_err(), SessionError::NotFound);
         assert!(t.sessions_of(conn(2)).is_empty());
-        t.create("r", None, Ok(None), conn(2), yes).unwrap();
+        t.create("r", new(None, Ok(None)), conn(2), ALICE, yes)
+            .unwrap();
         assert_eq!(t.get("r").unwrap().metadata(), "{}");
     }
 
     #[test]
     fn patch_merges_removes_nulls_and_respects_the_limit() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, Ok(Some(obj(json!({"a":1,"b":2})))), conn(1), yes)
-            .unwrap();
-        let s = t
-            .patch("r", conn(1), &json!({"b":null,"c":"x"}).to_string())
-            .unwrap();
-        assert_eq!(s.metadata(), r#"{"a":1,"c":"x"}"#);
+        t.create(
+            "r",
+            new(None, Ok(Some(obj(json!({"a":1,"b":2}))))),
+            conn(1),
+            ALICE,
+            yes,
+        )
+        .unwrap();
+        t.patch(
+            "r",
+            conn(1),
+            ALICE,
+            meta(&json!({"b":null,"c":"x"}).to_string()),
+            none,
+        )
+        .unwrap();
+        assert_eq!(t.get("r").unwrap().metadata(), r#"{"a":1,"c":"x"}"#);
         assert_eq!(
-            t.patch("r", conn(1), &json!({"d":"y".repeat(40)}).to_string())
-                .unwrap_err(),
+            t.patch(
+                "r",
+                conn(1),
+                ALICE,
+                meta(&json!({"d":"y".repeat(40)}).to_string()),
+                none
+            )
+            .unwrap_err(),
             SessionError::MetadataTooLarge
         );
         assert_eq!(t.get("r").unwrap().metadata(), r#"{"a":1,"c":"x"}"#);
         assert_eq!(
-            t.patch("r", conn(2), &json!({}).to_string()).unwrap_err(),
+            t.patch("r", conn(2), ALICE, meta(&json!({}).to_string()), none)
+                .unwrap_err(),
             SessionError::NotAMember
         );
         assert_eq!(
-            t.patch("x", conn(1), &json!({}).to_string()).unwrap_err(),
+            t.patch("x", conn(1), ALICE, meta(&json!({}).to_string()), none)
+                .unwrap_err(),
             SessionError::NotFound
         );
     }
@@ -542,28 +914,361 @@ mod tests {
         // Exactly at the limit is accepted, one byte over is not.
         let at = obj(json!({"k":"x".repeat(32)}));
         assert_eq!(serde_json::to_string(&at).unwrap().len(), 40);
-        let (_, s) = t.create("r", None, Ok(Some(at)), conn(1), yes).unwrap();
+        let (_, s) = t
+            .create("r", new(None, Ok(Some(at))), conn(1), ALICE, yes)
+            .unwrap();
         assert_eq!(s.metadata().len(), 40);
         assert_eq!(
-            t.patch("r", conn(1), &json!({"k":"x".repeat(33)}).to_string())
+            t.patch(
+                "r",
+                conn(1),
+                ALICE,
+                meta(&json!({"k":"x".repeat(33)}).to_string()),
+                none
+            )
+            .unwrap_err(),
+            SessionError::MetadataTooLarge
+        );
+        t.patch(
+            "r",
+            conn(1),
+            ALICE,
+            meta(&json!({"k":null,"n":[1, {"a":true}]}).to_string()),
+            none,
+        )
+        .unwrap();
+        assert_eq!(t.get("r").unwrap().metadata(), r#"{"n":[1,{"a":true}]}"#);
+    }
+
+    fn user(name: &'static str) -> Viewer<'static> {
+        Viewer {
+            user: name,
+            admin: false,
+        }
+    }
+
+    const ADMIN: Viewer<'static> = Viewer {
+        user: "ops",
+        admin: true,
+    };
+
+    /// A private session with this allow list.
+    fn private<'a>(allow: &[&str]) -> NewSession<'a> {
+        NewSession {
+            access: Access::Private,
+            allow: Ok(AllowList::new(allow.iter().copied())),
+            ..new(None, Ok(None))
+        }
+    }
+
+    /// A change of the allow list only.
+    fn allow<'a>(ids: &[&str]) -> Change<'a> {
+        Change {
+            allow: Some(Ok(AllowList::new(ids.iter().copied()))),
+            ..Change::default()
+        }
+    }
+
+    /// Members 1 to 4 are alice, bob, carol and ops (admin).
+    fn users(conn: ConnId) -> Option<Viewer<'static>> {
+        [
+            None,
+            Some(ALICE),
+            Some(user("bob")),
+            Some(user("carol")),
+            Some(ADMIN),
+        ]
+        .get(conn.index as usize)
+        .copied()
+        .flatten()
+    }
+
+    #[test]
+    fn allow_list_is_a_sorted_set_in_one_text() {
+        let list = AllowList::new(["carol", "bob", "é", "bob", "al"]);
+        assert_eq!(list.len(), 4);
+        assert_eq!(
+            list.bytes(),
+            "al".len() + "bob".len() + "carol".len() + "é".len() + 12
+        );
+        let ids: Vec<&str> = (0..list.len()).map(|i| list.at(i)).collect();
+        assert_eq!(ids, ["al", "bob", "carol", "é"]);
+        for id in ids {
+            assert!(list.contains(id), "{id}");
+        }
+        for other in ["", "a", "alx", "bo", "bobb", "dave", "e"] {
+            assert!(!list.contains(other), "{other}");
+        }
+        // Ids that tie on their first 8 bytes, or that hold zero bytes, keep string order.
+        let tricky = [
+            "abcdefghi",
+            "abcdefgh",
+            "a\0b",
+            "abcdefgh\0",
+            "a",
+            "a\0",
+            "abcdefgha",
+            "\u{ff}",
+            "b",
+        ];
+        let list = AllowList::new(tricky);
+        let mut sorted = tricky.to_vec();
+        sorted.sort();
+        let ids: Vec<&str> = (0..list.len()).map(|i| list.at(i)).collect();
+        assert_eq!(ids, sorted);
+        assert!(tricky.iter().all(|id| list.contains(id)));
+        assert!(!list.contains("abcdefg") && !list.contains("a\0\0"));
+        let empty = AllowList::default();
+        assert!(!empty.contains("") && !empty.contains("a"));
+        assert_eq!(empty.bytes(), 0);
+    }
+
+    #[test]
+    fn a_private_session_exists_only_for_whom_it_admits() {
+        let mut t = SessionTable::new(limits());
+        let (outcome, s) = t
+            .create("p", private(&["bob"]), conn(1), ALICE, yes)
+            .unwrap();
+        assert_eq!(outcome, JoinOutcome::Created);
+        assert_eq!((s.owner(), s.access()), ("alice", Access::Private));
+        assert!(s.allow().contains("bob"));
+        // carol: not found, the id taken, leaving is a no-op; nothing is asked or changed.
+        let never = || -> bool { panic!("admit asked") };
+        let carol = user("carol");
+        assert_eq!(
+            t.join("p", conn(3), carol, never).unwrap_err(),
+            SessionError::NotFound
+        );
+        assert_eq!(
+            t.create("p", new(None, Ok(None)), conn(3), carol, never)
+                .unwrap_err(),
+            SessionError::Taken
+        );
+        assert_eq!(
+            t.of_member("p", conn(3), carol).unwrap_err(),
+            SessionError::NotFound
+        );
+        assert_eq!(
+            t.patch("p", conn(3), carol, meta("{}"), none).unwrap_err(),
+            SessionError::NotFound
+        );
+        assert_eq!(t.leave("p", conn(3)).unwrap(), LeaveOutcome::NotMember);
+        assert_eq!(SessionError::Taken.code(), ErrorCode::Forbidden);
+        // bob, allowed but not in it: it exists, he is not a member.
+        let bob = user("bob");
+        assert_eq!(
+            t.of_member("p", conn(2), bob).unwrap_err(),
+            SessionError::NotAMember
+        );
+        let (outcome, _) = t
+            .create("p", new(None, Ok(None)), conn(2), bob, yes)
+            .unwrap();
+        assert_eq!(outcome, JoinOutcome::Joined);
+        // admin joins any session; the owner on another connection too.
+        t.join("p", conn(4), ADMIN, yes).unwrap();
+        assert_eq!(members(t.get("p").unwrap()), [conn(1), conn(2), conn(4)]);
+        let mut t2 = SessionTable::new(limits());
+        t2.create("q", private(&[]), conn(1), ALICE, yes).unwrap();
+        t2.join("q", conn(5), ALICE, yes).unwrap();
+        assert_eq!(
+            t2.join("q", conn(2), bob, yes).unwrap_err(),
+            SessionError::NotFound
+        );
+        // An open session keeps its list and admits everyone.
+        t2.create("o", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
+        assert_eq!(t2.get("o").unwrap().access(), Access::Open);
+        t2.join("o", conn(3), carol, yes).unwrap();
+    }
+
+    #[test]
+    fn only_the_owner_or_admin_changes_access() {
+        let mut t = SessionTable::new(limits());
+        t.create(
+            "r",
+            new(None, Ok(Some(obj(json!({"a":1}))))),
+            conn(1),
+            ALICE,
+            yes,
+        )
+        .unwrap();
+        t.join("r", conn(2), user("bob"), yes).unwrap();
+        let bob_private = Change {
+            patch: Some(r#"{"b":2}"#),
+            access: Some(Access::Private),
+            ..Change::default()
+        };
+        assert_eq!(
+            t.patch("r", conn(2), user("bob"), bob_private, users)
+                .unwrap_err(),
+            SessionError::NotOwner
+        );
+        assert_eq!(
+            t.patch("r", conn(2), user("bob"), allow(&["bob"]), users)
+                .unwrap_err(),
+            SessionError::NotOwner
+        );
+        assert_eq!(SessionError::NotOwner.code(), ErrorCode::Forbidden);
+        // Refused: nothing changed, the metadata patch included.
+        let s = t.get("r").unwrap();
+        assert_eq!((s.access(), s.metadata()), (Access::Open, r#"{"a":1}"#));
+        assert_eq!(s.allow().len(), 0);
+        // The owner need not be a member to manage it, but to patch the metadata.
+        t.leave("r", conn(1)).unwrap();
+        t.patch("r", conn(5), ALICE, allow(&["bob"]), users)
+            .unwrap();
+        assert_eq!(
+            t.patch("r", conn(5), ALICE, meta("{}"), users).unwrap_err(),
+            SessionError::NotAMember
+        );
+        // The session is still open: the list is kept, and anyone may join.
+        t.join("r", conn(3), user("carol"), yes).unwrap();
+        assert_eq!(members(t.get("r").unwrap()), [conn(2), conn(3)]);
+    }
+
+    #[test]
+    fn a_change_removes_the_members_no_longer_admitted() {
+        let mut t = SessionTable::new(SessionLimits {
+            max_clients_per_session: 4,
+            ..limits()
+        });
+        t.create("r", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
+        t.create("x", new(None, Ok(None)), conn(3), user("carol"), yes)
+            .unwrap();
+        for (c, v) in [(2, user("bob")), (3, user("carol")), (4, ADMIN)] {
+            t.join("r", conn(c), v, yes).unwrap();
+        }
+        // Turning private with only bob allowed removes carol; the admin stays.
+        let change = Change {
+            access: Some(Access::Private),
+            allow: Some(Ok(AllowList::new(["bob"]))),
+            ..Change::default()
+        };
+        let done = t.patch("r", conn(1), ALICE, change, users).unwrap();
+        assert_eq!(done.removed, [conn(3)]);
+        assert!(done.emptied.is_none());
+        assert_eq!(members(t.get("r").unwrap()), [conn(1), conn(2), conn(4)]);
+        assert_eq!(t.sessions_of(conn(3)), [Arc::<str>::from("x")]);
+        assert_eq!(
+            t.join("r", conn(3), user("carol"), yes).unwrap_err(),
+            SessionError::NotFound
+        );
+        // Dropping bob from the list removes him; the same list again removes nobody.
+        let done = t.patch("r", conn(4), ADMIN, allow(&[]), users).unwrap();
+        assert_eq!(done.removed, [conn(2)]);
+        assert!(t.sessions_of(conn(2)).is_empty());
+        let done = t.patch("r", conn(1), ALICE, allow(&[]), users).unwrap();
+        assert!(done.removed.is_empty());
+        // Open again: carol may come back; the list was kept.
+        let open = Change {
+            access: Some(Access::Open),
+            ..Change::default()
+        };
+        t.patch("r", conn(1), ALICE, open, users).unwrap();
+        t.join("r", conn(3), user("carol"), yes).unwrap();
+        // A metadata patch alone removes nobody, and a member never described is kept.
+        let private = Change {
+            access: Some(Access::Private),
+            ..Change::default()
+        };
+        let done = t.patch("r", conn(1), ALICE, private, |c| match c == conn(3) {
+            true => None,
+            false => users(c),
+        });
+        assert!(done.unwrap().removed.is_empty());
+    }
+
+    #[test]
+    fn removing_the_last_members_removes_the_session() {
+        let mut t = SessionTable::new(limits());
+        t.create(
+            "r",
+            new(None, Ok(Some(obj(json!({"k":"v"}))))),
+            conn(2),
+            user("bob"),
+            yes,
+        )
+        .unwrap();
+        t.join("r", conn(3), user("carol"), yes).unwrap();
+        let private = Change {
+            access: Some(Access::Private),
+            ..Change::default()
+        };
+        // Bob owns it; an admin who is not in it turns it private with nobody else allowed...
+        t.patch("r", conn(4), ADMIN, allow(&[]), users).unwrap();
+        let done = t.patch("r", conn(4), ADMIN, private, users).unwrap();
+        assert_eq!(done.removed, [conn(3)]);
+        // ... then bob leaves and carol's is the only way back: removed with him, it goes.
+        t.patch("r", conn(2), user("bob"), allow(&["carol"]), users)
+            .unwrap();
+        t.join("r", conn(3), user("carol"), yes).unwrap();
+        t.leave("r", conn(2)).unwrap();
+        let done = t.patch("r", conn(4), ADMIN, allow(&[]), users).unwrap();
+        assert_eq!(done.removed, [conn(3)]);
+        let gone = done.emptied.expect("emptied");
+        assert_eq!((gone.owner(), gone.metadata()), ("bob", r#"{"k":"v"}"#));
+        assert!(gone.members().is_empty());
+        assert!(t.get("r").is_none());
+        assert!(t.sessions_of(conn(3)).is_empty());
+    }
+
+    #[test]
+    fn the_allow_list_counts_toward_the_metadata_limit() {
+        // 40 bytes: "bob" costs 6, `{"k":"x..."}` 8 plus its value.
+        let mut t = SessionTable::new(limits());
+        let fits = NewSession {
+            metadata: Ok(Some(obj(json!({"k":"x".repeat(26)})))),
+            ..private(&["bob", "bob"])
+        };
+        t.create("r", fits, conn(1), ALICE, yes).unwrap();
+        let over = NewSession {
+            metadata: Ok(Some(obj(json!({"k":"x".repeat(27)})))),
+            ..private(&["bob"])
+        };
+        assert_eq!(
+            t.create("s", over, conn(2), user("bob"), yes).unwrap_err(),
+            SessionError::MetadataTooLarge
+        );
+        let too_long = NewSession {
+            allow: Err(SessionError::MetadataTooLarge),
+            ..new(None, Ok(None))
+        };
+        assert_eq!(
+            t.create("s", too_long, conn(2), user("bob"), yes)
                 .unwrap_err(),
             SessionError::MetadataTooLarge
         );
-        let s = t
-            .patch(
-                "r",
-                conn(1),
-                &json!({"k":null,"n":[1, {"a":true}]}).to_string(),
-            )
-            .unwrap();
-        assert_eq!(s.metadata(), r#"{"n":[1,{"a":true}]}"#);
+        // A longer list, or more metadata, does not fit beside the other; nothing changes.
+        assert_eq!(
+            t.patch("r", conn(1), ALICE, allow(&["bob", "c"]), users)
+                .unwrap_err(),
+            SessionError::MetadataTooLarge
+        );
+        assert_eq!(
+            t.patch("r", conn(1), ALICE, meta(r#"{"z":1}"#), users)
+                .unwrap_err(),
+            SessionError::MetadataTooLarge
+        );
+        let both = Change {
+            patch: Some(r#"{"k":null}"#),
+            allow: Some(Ok(AllowList::new(["bob", "carol"]))),
+            ..Change::default()
+        };
+        let s = t.get("r").unwrap();
+        assert_eq!((s.metadata().len(), s.allow().bytes()), (34, 6));
+        // Removing the metadata makes room for the longer list in the same patch.
+        t.patch("r", conn(1), ALICE, both, users).unwrap();
+        let s = t.get("r").unwrap();
+        assert_eq!((s.metadata(), s.allow().bytes()), ("{}", 14));
     }
 
     #[test]
     fn records_have_the_stated_fixed_size() {
         use std::mem::size_of;
         // The fixed overheads the header states rest on these sizes (64-bit).
-        assert!(size_of::<Session>() <= 72);
+        assert!(size_of::<Session>() <= 128);
+        assert!(size_of::<AllowList>() <= 32);
         assert!(size_of::<Member>() <= 8);
         assert!(size_of::<Arc<str>>() <= 16);
     }
@@ -571,14 +1276,15 @@ mod tests {
     #[test]
     fn of_member_names_the_refusal() {
         let mut t = SessionTable::new(limits());
-        t.create("r", None, Ok(None), conn(1), yes).unwrap();
-        assert_eq!(t.of_member("r", conn(1)).map(Session::id), Ok("r"));
+        t.create("r", new(None, Ok(None)), conn(1), ALICE, yes)
+            .unwrap();
+        assert_eq!(t.of_member("r", conn(1), ALICE).map(Session::id), Ok("r"));
         assert_eq!(
-            t.of_member("r", conn(2)).unwrap_err(),
+            t.of_member("r", conn(2), ALICE).unwrap_err(),
             SessionError::NotAMember
         );
         assert_eq!(
-            t.of_member("x", conn(1)).unwrap_err(),
+            t.of_member("x", conn(1), ALICE).unwrap_err(),
             SessionError::NotFound
         );
     }

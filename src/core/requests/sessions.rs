@@ -3,9 +3,16 @@
 //!
 //! Contract:
 //! - Replies are `session_info` with `replyTo` and the envelope's `sessionId` set to the
-//!   session. `created` and `joined` carry `members` (join order), `metadata` and, when the
-//!   session has one, `name`; `left` carries only `sessionId` and `status`; `patched` carries
-//!   the whole merged `metadata`.
+//!   session. `created` and `joined` carry `owner`, `access`, `members` (join order),
+//!   `metadata` and, when the session has one, `name`; `left` carries only `sessionId` and
+//!   `status`; `patched` carries `owner`, `access` and the whole merged `metadata`.
+//! - Access (PROTOCOL section 12): every request acts as its sender's `userId` and `admin`
+//!   scope ([`Viewer`]); the table decides who sees, joins and manages a session.
+//!   `session_create` and `session_patch` read `access` (`open` or `private`) and
+//!   `allowUsers` (an array of identifiers, `INVALID_MESSAGE` naming the field otherwise);
+//!   ids counting more than the metadata limit are refused at the table's metadata step. A
+//!   member removed by a change of access gets `session_info` `removed` (no `replyTo`) and
+//!   goes through `after_leave` like any other end of a membership.
 //! - The session is named by the payload's `sessionId` (`sessionKey` for `session_patch` and
 //!   `presence`), falling back to the envelope's `sessionId`.
 //! - Every actual change (create, a new member, a member leaving, a patch) adds one to
@@ -19,8 +26,9 @@
 //!   the member's usage key as [`Resource::Memberships`]: taken when the table adds it, after
 //!   the table's own checks (past `max_memberships_per_user`: `LIMIT_EXCEEDED`, `Too many
 //!   session memberships for user USER`), and given back wherever a membership ends (a
-//!   leave, a disconnect: both go through `after_leave`), so the count is exact.
-//! - Refusals are the table's [`SessionError`](crate::core::sessions::SessionError)s, as
+//!   leave, a disconnect, a removal by a change of access: all go through `after_leave`), so
+//!   the count is exact.
+//! - Refusals are the table's [`SessionError`]s, as
 //!   its [`Refusal`](crate::core::errors::Refusal) words them; `presence` naming a session and
 //!   a relay need the session to exist (`SESSION_NOT_FOUND`) and the sender in it
 //!   (`NOT_A_MEMBER`).
@@ -33,13 +41,15 @@ use crate::core::auth::ANONYMOUS;
 use crate::core::clients::Client;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
-use crate::core::sessions::{JoinOutcome, LeaveOutcome, Session, SessionError};
+use crate::core::sessions::{
+    Access, AllowList, Change, JoinOutcome, LeaveOutcome, NewSession, Session, SessionError, Viewer,
+};
 use crate::core::state::{CoreState, Req};
 use crate::core::users::{Resource, UserLimit};
 use crate::core::wire::compact::{compact, Budget, CompactError};
 use crate::core::wire::payloads::{
-    self, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionPatchIn,
-    SessionRefIn,
+    self, AllowUsersIn, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut,
+    SessionPatchIn, SessionRefIn, MAX_ALLOW_BYTES,
 };
 use crate::core::wire::{self, Head};
 use crate::core::wire::{
@@ -61,6 +71,42 @@ fn session_ref<'b>(
     }
 }
 
+/// The user `client` acts as in the session table: its `userId` and whether it is `admin`.
+fn viewer(client: &Client) -> Viewer<'_> {
+    Viewer {
+        user: client.user_id.as_deref().unwrap_or(ANONYMOUS),
+        admin: client.scopes.is_admin(),
+    }
+}
+
+/// `access`: absent or `null` is `None`; else `open` or `private`.
+fn opt_access(value: &Option<Loose<'_>>) -> Result<Option<Access>, FieldError> {
+    match opt_str(value, "access")? {
+        None => Ok(None),
+        Some(name) => Access::named(name)
+            .map(Some)
+            .ok_or_else(|| FieldError::new("access", "access must be open or private")),
+    }
+}
+
+/// `allowUsers`: absent or `null` is `None`; an array of identifiers is its [`AllowList`], or
+/// [`SessionError::MetadataTooLarge`] when its ids count more than the metadata limit (the
+/// table refuses that at its metadata step); anything else is a field error.
+fn opt_allow(
+    value: Option<AllowUsersIn<'_>>,
+) -> Result<Option<Result<AllowList, SessionError>>, FieldError> {
+    match value {
+        None | Some(AllowUsersIn::Null) => Ok(None),
+        Some(AllowUsersIn::Wrong(reason)) => Err(FieldError::new("allowUsers", reason)),
+        Some(AllowUsersIn::Ids { bytes, .. }) if bytes > MAX_ALLOW_BYTES => {
+            Ok(Some(Err(SessionError::MetadataTooLarge)))
+        }
+        Some(AllowUsersIn::Ids { ids, .. }) => {
+            Ok(Some(Ok(AllowList::new(ids.iter().map(|id| &**id)))))
+        }
+    }
+}
+
 /// A member as listed: the `clientId` and `userId` of its connection.
 fn member_out(client: &Client) -> MemberOut<'_> {
     MemberOut {
@@ -77,6 +123,8 @@ struct Who {
     user_id: String,
     /// Its usage key (`Client::usage_key`), which its memberships are counted under.
     key: String,
+    /// Whether it has the `admin` scope.
+    admin: bool,
 }
 
 impl Who {
@@ -86,6 +134,15 @@ impl Who {
             client_id: client.client_id.clone(),
             user_id: member_out(client).user_id.to_owned(),
             key: client.usage_key().to_owned(),
+            admin: client.scopes.is_admin(),
+        }
+    }
+
+    /// The user it acts as in the session table.
+    fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            user: &self.user_id,
+            admin: self.admin,
         }
     }
 
@@ -122,6 +179,8 @@ fn reply_info(
         session_id,
         status,
         name: session.name(),
+        owner: Some(session.owner()),
+        access: Some(session.access().name()),
         members: Some(&members),
         metadata: Some(session.metadata()),
     };
@@ -234,13 +293,19 @@ pub(crate) fn create(
         false => None,
     };
     // `None` for metadata too large to read.
-    let (session_id, name, metadata) = match raw {
+    let (session_id, name, access, allow, metadata) = match raw {
         Some(raw) if raw.metadata.is_some_and(|m| oversized(m, limit)) => {
-            (raw.session_id, raw.name, None)
+            (raw.session_id, raw.name, raw.access, raw.allow_users, None)
         }
         _ => {
             let p: SessionCreateIn<'_, Value> = payloads::parse(env.payload)?;
-            (p.session_id, p.name, Some(p.metadata))
+            (
+                p.session_id,
+                p.name,
+                p.access,
+                p.allow_users,
+                Some(p.metadata),
+            )
         }
     };
     let session_id = match opt_ident(&session_id, "sessionId")? {
@@ -254,6 +319,12 @@ pub(crate) fn create(
         Some(value) => Ok(opt_object(value, "metadata")?),
         None => Err(SessionError::MetadataTooLarge),
     };
+    let new = NewSession {
+        name,
+        metadata,
+        access: opt_access(&access)?.unwrap_or_default(),
+        allow: opt_allow(allow)?.unwrap_or_else(|| Ok(AllowList::default())),
+    };
     let Some(who) = state.clients.get(req.conn).map(Who::of) else {
         return Ok(());
     };
@@ -261,7 +332,7 @@ pub(crate) fn create(
     let admit = || users.try_add(&who.key, Resource::Memberships).is_ok();
     let outcome = state
         .sessions
-        .create(&session_id, name, metadata, req.conn, admit)
+        .create(&session_id, new, req.conn, who.viewer(), admit)
         .map_err(|e| who.refused(e, &session_id))?
         .0;
     after_join(state, req, out, &session_id, outcome, who);
@@ -284,7 +355,7 @@ pub(crate) fn join(
     let admit = || users.try_add(&who.key, Resource::Memberships).is_ok();
     let outcome = state
         .sessions
-        .join(session_id, req.conn, admit)
+        .join(session_id, req.conn, who.viewer(), admit)
         .map_err(|e| who.refused(e, session_id))?
         .0;
     after_join(state, req, out, session_id, outcome, who);
@@ -314,6 +385,8 @@ pub(crate) fn leave(
         session_id,
         status: "left",
         name: None,
+        owner: None,
+        access: None,
         members: None,
         metadata: None,
     };
@@ -359,7 +432,9 @@ pub(crate) fn leave_all(state: &mut CoreState, client: &Client, ts: u64, out: &m
     }
 }
 
-/// `session_patch` → `session_info` `patched`, the same to the other members.
+/// `session_patch` → `session_info` `patched`, the same to the other members. A change of
+/// `access` or `allowUsers` first removes the members it no longer admits: each gets
+/// `session_info` `removed`, and the others presence `left`, as for a leave.
 pub(crate) fn patch(
     state: &mut CoreState,
     req: &Req<'_>,
@@ -369,19 +444,60 @@ pub(crate) fn patch(
     let p: SessionPatchIn<'_> = payloads::parse(env.payload)?;
     let session_id = session_ref(&p.session_key, "sessionKey", &env.session_id)?;
     let patch = match p.patch.map(|raw| raw.get()) {
-        None => return Err(FieldError::new("patch", "patch is required").into()),
-        Some(text) if text.starts_with('{') => text,
+        None => None,
+        Some(text) if text.starts_with('{') => Some(text),
         Some(_) => return Err(FieldError::new("patch", "patch must be an object").into()),
     };
-    let session = state
+    let access = opt_access(&p.access)?;
+    let allow = opt_allow(p.allow_users)?;
+    if patch.is_none() && access.is_none() && allow.is_none() {
+        return Err(FieldError::new("patch", "patch is required").into());
+    }
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    let clients = &state.clients;
+    let change = Change {
+        patch,
+        access,
+        allow,
+    };
+    let patched = state
         .sessions
-        .patch(session_id, req.conn, patch)
+        .patch(session_id, req.conn, viewer(client), change, |conn| {
+            clients.get(conn).map(viewer)
+        })
         .map_err(|e| Reject::refused(&e, session_id))?;
     state.state_version += 1;
+    let emptied = patched.emptied.is_some();
+    for conn in patched.removed {
+        let Some(who) = state.clients.get(conn).map(Who::of) else {
+            continue;
+        };
+        let notice = SessionInfoOut {
+            session_id,
+            status: "removed",
+            name: None,
+            owner: None,
+            access: None,
+            members: None,
+            metadata: None,
+        };
+        let head = Head::new("session_info", req.ts).session(session_id);
+        outbound::send(out, &mut state.metrics, conn, &head, |buf| {
+            notice.write(buf)
+        });
+        after_leave(state, out, session_id, &who, emptied, req.ts);
+    }
+    let Some(session) = state.sessions.get(session_id).or(patched.emptied.as_ref()) else {
+        return Ok(());
+    };
     let payload = SessionInfoOut {
         session_id,
         status: "patched",
         name: None,
+        owner: Some(session.owner()),
+        access: Some(session.access().name()),
         members: None,
         metadata: Some(session.metadata()),
     };
@@ -436,7 +552,7 @@ pub(crate) fn presence(
         Some(key) => {
             state
                 .sessions
-                .of_member(key, req.conn)
+                .of_member(key, req.conn, viewer(client))
                 .map_err(|e| Reject::refused(&e, key))?;
             vec![key]
         }
@@ -481,13 +597,13 @@ pub(crate) fn relay(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let session_id = env.session_id.ident("sessionId")?;
-    let session = state
-        .sessions
-        .of_member(session_id, req.conn)
-        .map_err(|e| Reject::refused(&e, session_id))?;
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
+    let session = state
+        .sessions
+        .of_member(session_id, req.conn, viewer(client))
+        .map_err(|e| Reject::refused(&e, session_id))?;
     let head = Head::new(&env.msg_type, req.ts)
         .session(session_id)
         .source(&client.client_id);

@@ -29,6 +29,7 @@ fn create_generates_an_id_and_replies_created() {
     assert_eq!(
         payload,
         json!({"sessionId": session_id, "status": "created", "name": "Room",
+               "owner": "alice", "access": "open",
                "members": [{"clientId": a_id, "userId": "alice"}], "metadata": {"k":"v"}})
     );
     assert_eq!(
@@ -225,7 +226,8 @@ fn patch_merges_and_tells_the_others() {
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0]["replyTo"], "p1");
     assert_eq!(mine[0]["sessionId"], "r");
-    let expected = json!({"sessionId":"r","status":"patched","metadata":{"a":1,"c":[3]}});
+    let expected = json!({"sessionId":"r","status":"patched","owner":"alice","access":"open",
+                          "metadata":{"a":1,"c":[3]}});
     assert_eq!(mine[0]["payload"], expected);
     let theirs = o.one(b);
     assert_eq!(theirs["type"], "session_info");

@@ -4,7 +4,8 @@
 //! Contract:
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
 //!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
-//!   payload; unknown fields are ignored. Only `session_create`'s `metadata` is read as a
+//!   payload; unknown fields are ignored. `allowUsers` is read as an [`AllowUsersIn`], which
+//!   tells a list of ids from anything else in the same way. Only `session_create`'s `metadata` is read as a
 //!   `serde_json::Value`, once its compact size is known to fit; a `session_patch`'s `patch` is borrowed as its raw text, and an agent's `capabilities` and
 //!   `metadata` are borrowed as their raw text (`RawValue`, in the same pass) and compacted
 //!   from it.
@@ -14,11 +15,16 @@
 //!   [`SessionInfoOut`] is written by its own writer, since session metadata is stored as
 //!   compact JSON text and copied verbatim.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
 use crate::core::errors::ErrorCode;
+use crate::core::sessions::MAX_METADATA_BYTES;
 use crate::core::wire::{write_str, write_u64, FieldError, Loose, MAX_ID_BYTES};
 
 /// Read a payload (the raw JSON object text of an envelope) into `T`.
@@ -60,8 +66,8 @@ pub(crate) struct ConnectIn<'a> {
     pub protocol_version: Option<Loose<'a>>,
 }
 
-/// `session_create` `{"sessionId"?,"name"?,"metadata"?}`, `metadata` read as `M`: its raw
-/// text (`&RawValue`), to measure it first, or a `Value`.
+/// `session_create` `{"sessionId"?,"name"?,"metadata"?,"access"?,"allowUsers"?}`,
+/// `metadata` read as `M`: its raw text (`&RawValue`), to measure it first, or a `Value`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SessionCreateIn<'a, M> {
     /// `sessionId`
@@ -72,6 +78,115 @@ pub(crate) struct SessionCreateIn<'a, M> {
     pub name: Option<Loose<'a>>,
     /// `metadata`
     pub metadata: Option<M>,
+    /// `access`
+    #[serde(borrow)]
+    pub access: Option<Loose<'a>>,
+    /// `allowUsers`
+    #[serde(borrow, rename = "allowUsers")]
+    pub allow_users: Option<AllowUsersIn<'a>>,
+}
+
+/// Most bytes of `allowUsers` ids kept while reading (each id's bytes plus 3, repeats
+/// included): a session's metadata limit, which the ids count toward.
+pub(crate) const MAX_ALLOW_BYTES: usize = MAX_METADATA_BYTES;
+
+/// `allowUsers` (PROTOCOL section 12), read without a tree: an array of identifiers, or what
+/// is wrong with it. Ids are kept until their count (each id's bytes plus 3) passes
+/// [`MAX_ALLOW_BYTES`]; the rest is read, counted and dropped, so what is held stays bounded
+/// whatever the message holds.
+#[derive(Debug, PartialEq)]
+pub(crate) enum AllowUsersIn<'a> {
+    /// `null`: as if absent.
+    Null,
+    /// Not an array of identifiers; the reason, for the error message.
+    Wrong(&'static str),
+    /// An array of identifiers (each non-empty, at most [`MAX_ID_BYTES`] bytes).
+    Ids {
+        /// The ids, in order, while `bytes` was within [`MAX_ALLOW_BYTES`].
+        ids: Vec<Cow<'a, str>>,
+        /// Each id's bytes plus 3, over every id of the array.
+        bytes: usize,
+    },
+}
+
+const NOT_STRINGS: &str = "allowUsers must be an array of strings";
+const BAD_ID: &str = "allowUsers entries must be non-empty and at most 128 bytes";
+
+impl<'de: 'a, 'a> Deserialize<'de> for AllowUsersIn<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AllowUsersVisitor)
+    }
+}
+
+struct AllowUsersVisitor;
+
+impl<'de> Visitor<'de> for AllowUsersVisitor {
+    type Value = AllowUsersIn<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _v: bool) -> Result<Self::Value, E> {
+        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
+    }
+
+    fn visit_i64<E: de::Error>(self, _v: i64) -> Result<Self::Value, E> {
+        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
+    }
+
+    fn visit_u64<E: de::Error>(self, _v: u64) -> Result<Self::Value, E> {
+        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
+    }
+
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Self::Value, E> {
+        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
+    }
+
+    fn visit_str<E: de::Error>(self, _v: &str) -> Result<Self::Value, E> {
+        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(AllowUsersIn::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(AllowUsersIn::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(AllowUsersVisitor)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut ids = Vec::new();
+        let mut bytes = 0usize;
+        let mut wrong = None;
+        while let Some(item) = seq.next_element::<Loose<'de>>()? {
+            let Loose::Str(id) = item else {
+                wrong = Some(NOT_STRINGS);
+                continue;
+            };
+            if id.is_empty() || id.len() > MAX_ID_BYTES {
+                wrong = wrong.or(Some(BAD_ID));
+                continue;
+            }
+            bytes = bytes.saturating_add(id.len() + 3);
+            if wrong.is_none() && bytes <= MAX_ALLOW_BYTES {
+                ids.push(id);
+            }
+        }
+        Ok(match wrong {
+            Some(reason) => AllowUsersIn::Wrong(reason),
+            None => AllowUsersIn::Ids { ids, bytes },
+        })
+    }
 }
 
 /// `session_join` / `session_leave` `{"sessionId"}`.
@@ -82,7 +197,7 @@ pub(crate) struct SessionRefIn<'a> {
     pub session_id: Option<Loose<'a>>,
 }
 
-/// `session_patch` `{"sessionKey","patch"}`.
+/// `session_patch` `{"sessionKey","patch"?,"access"?,"allowUsers"?}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SessionPatchIn<'a> {
     /// `sessionKey`
@@ -91,6 +206,12 @@ pub(crate) struct SessionPatchIn<'a> {
     /// `patch`, its text as sent (merged as text: `wire/merge.rs`)
     #[serde(borrow)]
     pub patch: Option<&'a RawValue>,
+    /// `access`
+    #[serde(borrow)]
+    pub access: Option<Loose<'a>>,
+    /// `allowUsers`
+    #[serde(borrow, rename = "allowUsers")]
+    pub allow_users: Option<AllowUsersIn<'a>>,
 }
 
 /// `presence` `{"status","sessionKey"?}`.
@@ -359,10 +480,14 @@ pub(crate) struct MemberOut<'a> {
 pub(crate) struct SessionInfoOut<'a> {
     /// `sessionId`
     pub session_id: &'a str,
-    /// `created`, `joined`, `left` or `patched`.
+    /// `created`, `joined`, `left`, `patched` or `removed`.
     pub status: &'static str,
     /// The session's name, on `created` and `joined` when it has one.
     pub name: Option<&'a str>,
+    /// Its owner's `userId`, on `created`, `joined` and `patched`.
+    pub owner: Option<&'a str>,
+    /// Its access (`open` or `private`), with `owner`.
+    pub access: Option<&'static str>,
     /// Members in join order, on `created` and `joined`.
     pub members: Option<&'a [MemberOut<'a>]>,
     /// The metadata as stored (compact JSON text of an object), on `created`, `joined` and
@@ -380,6 +505,14 @@ impl SessionInfoOut<'_> {
         if let Some(name) = self.name {
             buf.extend_from_slice(b",\"name\":");
             write_str(buf, name);
+        }
+        if let Some(owner) = self.owner {
+            buf.extend_from_slice(b",\"owner\":");
+            write_str(buf, owner);
+        }
+        if let Some(access) = self.access {
+            buf.extend_from_slice(b",\"access\":");
+            write_str(buf, access);
         }
         if let Some(members) = self.members {
             buf.extend_from_slice(b",\"members\":");
@@ -586,6 +719,69 @@ mod tests {
         assert_eq!(err.field, "payload");
     }
 
+    fn allow_users(payload: &str) -> Option<AllowUsersIn<'_>> {
+        parse::<SessionPatchIn<'_>>(payload.as_bytes())
+            .unwrap()
+            .allow_users
+    }
+
+    #[test]
+    fn allow_users_reads_ids_or_names_what_is_wrong() {
+        assert_eq!(allow_users(r#"{}"#), None);
+        assert_eq!(allow_users(r#"{"allowUsers":null}"#), None);
+        let ids = |ids: &[&str], bytes| AllowUsersIn::Ids {
+            ids: ids.iter().map(|id| Cow::Owned(id.to_string())).collect(),
+            bytes,
+        };
+        assert_eq!(
+            allow_users(r#"{"allowUsers":["bob","a\u0062","bob"]}"#),
+            Some(ids(&["bob", "ab", "bob"], 6 + 5 + 6))
+        );
+        assert_eq!(allow_users(r#"{"allowUsers":[]}"#), Some(ids(&[], 0)));
+        for wrong in [
+            r#""bob""#,
+            "{}",
+            "1",
+            "true",
+            r#"["a",1]"#,
+            r#"["a",["b"]]"#,
+            r#"[{"a":1},"b"]"#,
+            "[null]",
+        ] {
+            let payload = format!(r#"{{"allowUsers":{wrong},"sessionKey":"r"}}"#);
+            assert_eq!(
+                allow_users(&payload),
+                Some(AllowUsersIn::Wrong(NOT_STRINGS)),
+                "{wrong}"
+            );
+            // The rest of the payload is still read.
+            let p: SessionPatchIn<'_> = parse(payload.as_bytes()).unwrap();
+            assert_eq!(p.session_key, Some(Loose::Str("r".into())));
+        }
+        let long = format!(r#"{{"allowUsers":["{}"]}}"#, "x".repeat(MAX_ID_BYTES + 1));
+        assert_eq!(allow_users(&long), Some(AllowUsersIn::Wrong(BAD_ID)));
+        assert_eq!(
+            allow_users(r#"{"allowUsers":["a",""]}"#),
+            Some(AllowUsersIn::Wrong(BAD_ID))
+        );
+        let at = format!(r#"{{"allowUsers":["{}"]}}"#, "x".repeat(MAX_ID_BYTES));
+        assert_eq!(
+            allow_users(&at),
+            Some(ids(&[&"x".repeat(MAX_ID_BYTES)], MAX_ID_BYTES + 3))
+        );
+    }
+
+    #[test]
+    fn allow_users_keeps_no_more_than_the_limit() {
+        // Repeats count each time: 20 000 times "a" is 80 000 bytes, past the limit.
+        let many = format!(r#"{{"allowUsers":[{}"a"]}}"#, r#""a","#.repeat(19_999));
+        let Some(AllowUsersIn::Ids { ids, bytes }) = allow_users(&many) else {
+            panic!("not ids");
+        };
+        assert_eq!(bytes, 20_000 * 4);
+        assert_eq!(ids.len(), MAX_ALLOW_BYTES / 4);
+    }
+
     #[test]
     fn outgoing_shapes() {
         let e = ErrorOut::new(ErrorCode::InvalidMessage, "bad", Some("sessionId"), None);
@@ -602,6 +798,8 @@ mod tests {
             session_id: "r",
             status: "left",
             name: None,
+            owner: None,
+            access: None,
             members: None,
             metadata: None,
         };
@@ -614,13 +812,16 @@ mod tests {
             session_id: "r\n",
             status: "joined",
             name: Some("Room \"1\""),
+            owner: Some("o\\"),
+            access: Some("private"),
             members: Some(&members),
             metadata: Some(r#"{"a":[1,{"b":null}]}"#),
         };
         assert_eq!(
             written(&s),
-            json!({"sessionId":"r\n","status":"joined","name":"Room \"1\"",
-                   "members":[{"clientId":"c","userId":"u\""}],"metadata":{"a":[1,{"b":null}]}})
+            json!({"sessionId":"r\n","status":"joined","name":"Room \"1\"","owner":"o\\",
+                   "access":"private","members":[{"clientId":"c","userId":"u\""}],
+                   "metadata":{"a":[1,{"b":null}]}})
         );
         let list = PresenceListOut {
             devices: vec![DevicePresenceOut {
