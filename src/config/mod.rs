@@ -8,8 +8,8 @@
 //!
 //! Inside: `keys.rs` is the table of keys, one row per key, which parsing (`parse.rs`),
 //! validation (`validate.rs`) and printing (`print.rs`) read; `values.rs` holds the value
-//! syntaxes and the rules of one key that the rows are made of. `keys.rs` says how to add a
-//! key.
+//! syntaxes and the rules of one key that the rows are made of; `reload.rs` what a reload
+//! changes. `keys.rs` says how to add a key.
 //!
 //! # Secrets
 //!
@@ -20,8 +20,11 @@
 mod keys;
 mod parse;
 mod print;
+mod reload;
 mod validate;
 mod values;
+
+pub(crate) use reload::Reload;
 
 use std::fmt;
 use std::time::Duration;

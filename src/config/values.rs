@@ -231,6 +231,16 @@ pub(crate) fn masked_tokens(tokens: &[AuthToken]) -> String {
     masked.join(", ")
 }
 
+/// The tokens as `auth_tokens` writes them, secrets included (for a reload's comparison
+/// only: never printed).
+pub(crate) fn revealed_tokens(tokens: &[AuthToken]) -> String {
+    let items: Vec<String> = tokens
+        .iter()
+        .map(|t| format!("{}:{}", t.user, t.secret))
+        .collect();
+    items.join(", ")
+}
+
 /// [`SECRET_MASK`] for a password, nothing for none.
 pub(crate) fn masked_password(password: Option<&str>) -> String {
     password.map_or(String::new(), |_| SECRET_MASK.to_string())
