@@ -45,7 +45,11 @@ fn live_keys_change_and_the_others_keep_their_old_value() {
 
 #[test]
 fn the_live_keys_are_the_documented_list() {
-    let live: Vec<&str> = KEY_TABLE.iter().filter(|k| k.live).map(|k| k.name).collect();
+    let live: Vec<&str> = KEY_TABLE
+        .iter()
+        .filter(|k| k.live)
+        .map(|k| k.name)
+        .collect();
     assert_eq!(
         live,
         [

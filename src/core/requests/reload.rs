@@ -105,7 +105,7 @@ pub(crate) fn reload(
 /// Log that a configuration was refused and nothing changed (the configuration error names
 /// the file, the line and the key when it has them, and never a secret).
 pub(crate) fn log_refused(error: &ConfigError) {
-    log::error!("configuration not reloaded, nothing changed: {error}");
+    log::warn!("configuration not reloaded, nothing changed: {error}");
 }
 
 /// Whether a connection that authenticated through `via` has the scopes the `allow_*` lists

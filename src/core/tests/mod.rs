@@ -5,6 +5,7 @@ mod agents;
 mod auth;
 mod host;
 mod limits;
+mod reload;
 mod routing;
 mod sessions;
 mod soup;
@@ -93,7 +94,7 @@ impl Output {
                     o.events.push(event.clone());
                     o.order.push(("emit", None));
                 }
-                Action::RaiseLimit { .. } => {}
+                Action::RaiseLimit { .. } | Action::SetLimits(_) => {}
                 Action::Timer { at, token } => {
                     o.timers.push((*at, *token));
                     o.order.push(("timer", None));

@@ -273,7 +273,10 @@ impl<A: App> Reactor<A> {
     /// Call `act` with the app now, on this loop's thread, and apply the actions it pushes
     /// (what it sends goes out in the next turn). For a host that drives the loop itself
     /// and wants to act on the app between turns.
-    pub fn with_app<R>(&mut self, act: impl FnOnce(&mut A, Instant, &mut Actions<A::Event>) -> R) -> R {
+    pub fn with_app<R>(
+        &mut self,
+        act: impl FnOnce(&mut A, Instant, &mut Actions<A::Event>) -> R,
+    ) -> R {
         let now = Instant::now();
         let result = act(&mut self.app, now, &mut self.actions);
         self.apply_actions(now);
