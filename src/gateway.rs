@@ -192,7 +192,7 @@ impl Gateway {
                         let read = started.elapsed();
                         // A refusal is logged by the core.
                         let _ = core.reload(config, now, out);
-                        log::debug!(
+                        log::info!(
                             "SIGHUP handled in {:.3} ms ({:.3} ms to get the configuration)",
                             started.elapsed().as_secs_f64() * 1e3,
                             read.as_secs_f64() * 1e3

@@ -9,6 +9,8 @@
 //! - The rules of one key ([`check_host`], [`check_tokens`], ...) are the ones parsing applies
 //!   and [`Config::validate`](super::Config::validate) applies again.
 
+use std::collections::HashMap;
+
 use super::{AuthMode, AuthToken, MAX_MS, MAX_SECRET_BYTES, SECRET_MASK};
 
 /// `usize::MAX` as a `u64` (saturated where `usize` is wider).
@@ -310,6 +312,7 @@ fn comment_inside(s: &str) -> bool {
 
 /// The token rules; messages name entries by position and never quote a secret.
 pub(crate) fn check_tokens(tokens: &[AuthToken]) -> Result<(), String> {
+    let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
     for (index, token) in tokens.iter().enumerate() {
         let n = index + 1;
         let user = &token.user;
@@ -350,10 +353,9 @@ pub(crate) fn check_tokens(tokens: &[AuthToken]) -> Result<(), String> {
                  real secret back"
             ));
         }
-        if let Some(first) = tokens
-            .get(..index)
-            .and_then(|earlier| earlier.iter().position(|t| t.secret == token.secret))
-        {
+        // A hash lookup, not a pass over the earlier tokens: 10 000 tokens are checked in
+        // a few milliseconds (a reload checks them while the loop waits).
+        if let Some(first) = first_of.insert(secret.as_str(), index) {
             return Err(format!("items {} and {n} have the same SECRET", first + 1));
         }
     }
