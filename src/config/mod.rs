@@ -20,11 +20,9 @@
 mod keys;
 mod parse;
 mod print;
-mod reload;
+pub(crate) mod reload;
 mod validate;
 mod values;
-
-pub(crate) use reload::Reload;
 
 use std::fmt;
 use std::time::Duration;

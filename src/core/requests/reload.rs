@@ -21,7 +21,8 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use crate::app::{Actions, TransportLimits};
-use crate::config::{AuthMode, Config, ConfigError, Reload};
+use crate::config::reload::Reload;
+use crate::config::{AuthMode, Config, ConfigError};
 use crate::core::auth::Via;
 use crate::core::clients::Client;
 use crate::core::events::Event;
