@@ -12,8 +12,8 @@
 //!
 //! A reload (PROTOCOL section 12) gives the running gateway a new configuration: from the
 //! loop's thread with [`Gateway::reload`], from any thread with [`GatewayHandle::reload`],
-//! or on SIGHUP with [`Gateway::reload_on_sighup`], whose source (the binary's re-reads its
-//! file) is called on the loop's thread. The core applies it; its new transport bounds reach
+//! or on SIGHUP with [`Gateway::reload_on_sighup`], whose source (the binary's reads its file
+//! again) is called on the loop's thread. The core applies it; its new transport bounds reach
 //! the reactor as an action.
 
 use std::net::{IpAddr, SocketAddr};

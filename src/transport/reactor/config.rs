@@ -82,18 +82,6 @@ impl TransportConfig {
 }
 
 impl TransportConfig {
-    /// The settings an app may change while the loop runs.
-    #[must_use]
-    pub fn limits(&self) -> TransportLimits {
-        TransportLimits {
-            origins: self.origins.clone(),
-            max_header_bytes: self.max_header_bytes,
-            max_payload: self.max_payload,
-            initial_max_payload: self.initial_max_payload,
-            max_inflight_bytes: self.max_inflight_bytes,
-        }
-    }
-
     /// Take `limits` in place of the current ones.
     pub fn set_limits(&mut self, limits: TransportLimits) {
         let TransportLimits {
