@@ -23,6 +23,8 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::time::Instant;
 
+use crate::ws::origin::OriginPolicy;
+
 /// Identifies one connection: a slab index plus the generation of that slot.
 ///
 /// Slab slots are reused; the generation makes a stale id (from an old timer, command or
@@ -138,6 +140,27 @@ pub enum Action<E> {
         /// An opaque value handed back to `on_timer`.
         token: u64,
     },
+    /// From now on the transport checks new input against these bounds (e.g. after the
+    /// app's configuration was reloaded).
+    SetLimits(Box<TransportLimits>),
+}
+
+/// The transport's bounds that an app may change while the loop runs
+/// ([`Actions::set_limits`]). Each applies from the next input it checks: an upgrade
+/// request, a frame; what was accepted already is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransportLimits {
+    /// Origin policy for upgrades (403 when refused).
+    pub origins: OriginPolicy,
+    /// Largest HTTP request head (431 beyond).
+    pub max_header_bytes: usize,
+    /// Largest frame or message (1009 beyond).
+    pub max_payload: usize,
+    /// Largest frame or message of a connection until the app raises its limit; `None`:
+    /// `max_payload` from the start.
+    pub initial_max_payload: Option<usize>,
+    /// Bytes of partly received messages over all connections at most.
+    pub max_inflight_bytes: usize,
 }
 
 /// The list of actions an app call pushes, with an arena holding the bytes they send.
@@ -238,6 +261,11 @@ impl<E> Actions<E> {
     /// Ask for [`App::on_timer`] with `token` once `at` has passed.
     pub fn set_timer(&mut self, at: Instant, token: u64) {
         self.list.push(Action::Timer { at, token });
+    }
+
+    /// Have the transport check new input against `limits` from now on.
+    pub fn set_limits(&mut self, limits: TransportLimits) {
+        self.list.push(Action::SetLimits(Box::new(limits)));
     }
 
     /// The bytes of a staged message.

@@ -9,23 +9,27 @@
 //! [`EVENT_QUEUE`] events and [`EVENT_QUEUE_BYTES`] bytes, and what finds it full is dropped
 //! and counted. A gateway given its thread with [`Gateway::run`] keeps no events at all, since
 //! nothing can read them while `run` blocks: `run` turns the queue off.
+//!
+//! A reload (PROTOCOL section 12) gives the running gateway a new configuration: from the
+//! loop's thread with [`Gateway::reload`], from any thread with [`GatewayHandle::reload`],
+//! or on SIGHUP with [`Gateway::reload_on_sighup`], whose source (the binary's reads its file
+//! again) is called on the loop's thread. The core applies it; its new transport bounds reach
+//! the reactor as an action.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::config::{AuthMode, Config};
-use crate::core::{Command, Event, GatewayCore, HandlerContext, Message};
+use crate::config::{AuthMode, Config, ConfigError};
+use crate::core::{transport_limits, Command, Event, GatewayCore, HandlerContext, Message};
 use crate::error::Error;
 use crate::transport::{Control, HandleError, ReactorHandle};
-use crate::transport::{Reactor, RunState, TransportConfig};
-use crate::ws::origin::OriginPolicy;
+use crate::transport::{Reactor, RunState, TransportConfig, TransportLimits};
 
 /// A bound gateway. See the module docs.
 pub struct Gateway {
     reactor: Reactor<GatewayCore>,
-    config: Config,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -58,22 +62,29 @@ impl Gateway {
         })?;
         let addr = SocketAddr::new(ip, config.port);
         let addr_text = addr.to_string();
+        // The bounds a reload may change come from the one function a reload uses too.
+        let TransportLimits {
+            origins,
+            max_header_bytes,
+            max_payload,
+            // Raised to max_payload by the core when the connection authenticates.
+            initial_max_payload,
+            max_inflight_bytes,
+        } = transport_limits(&config);
         let transport = TransportConfig {
             addr,
             path: config.path.clone(),
             max_connections: config.max_connections,
-            max_header_bytes: config.max_header_bytes,
-            origins: OriginPolicy::new(&config.cors_origins, config.require_origin),
+            max_header_bytes,
+            origins,
             handshake_timeout: Config::duration(config.handshake_timeout_ms),
             heartbeat_interval: Config::duration(config.heartbeat_interval_ms),
             client_timeout: Config::duration(config.client_timeout_ms),
             close_timeout: Config::duration(config.close_timeout_ms),
-            max_payload: config.max_payload,
-            // Raised to max_payload by the core when the connection authenticates.
-            initial_max_payload: (config.auth_mode != AuthMode::None)
-                .then_some(config.max_preauth_message_size),
+            max_payload,
+            initial_max_payload,
             max_pending_handshakes: config.max_pending_handshakes,
-            max_inflight_bytes: config.max_inflight_bytes,
+            max_inflight_bytes,
             message_timeout: Config::duration(config.message_timeout_ms),
             max_outbound_buffer: config.max_outbound_buffer,
             event_queue: EVENT_QUEUE,
@@ -87,13 +98,13 @@ impl Gateway {
             addr: addr_text,
             source,
         })?;
-        let gateway = Gateway { reactor, config };
+        let gateway = Gateway { reactor };
         gateway.warn_about_risky_settings();
         Ok(gateway)
     }
 
     fn warn_about_risky_settings(&self) {
-        let config = &self.config;
+        let config = self.config();
         let loopback = self.local_addr().ip().is_loopback();
         if !loopback && config.auth_mode == AuthMode::None {
             log::warn!(
@@ -120,12 +131,77 @@ impl Gateway {
 
     /// The URL clients connect to, e.g. `ws://127.0.0.1:18789/ws`.
     pub fn url(&self) -> String {
-        format!("ws://{}{}", self.local_addr(), self.config.path)
+        format!("ws://{}{}", self.local_addr(), self.config().path)
     }
 
-    /// The configuration the gateway runs with.
+    /// The configuration the gateway runs with (after a reload: its live keys as reloaded).
     pub fn config(&self) -> &Config {
-        &self.config
+        self.reactor.app().config()
+    }
+
+    /// Run with `config` from now on, as far as it can change while running (PROTOCOL
+    /// section 12): its live keys take effect, every other key keeps its old value with a
+    /// warning in the log. Connections authenticated with a token that is no longer
+    /// configured (or with a changed `auth_password`) are closed with 1008 `Token revoked`;
+    /// changed scopes apply from each connection's next message; a changed `log_level` sets
+    /// [`log::set_max_level`]. The log says `configuration reloaded` and what changed, and
+    /// [`Event::ConfigReloaded`] is emitted.
+    ///
+    /// Returns the keys that changed. When `config` is invalid, or would be once the keys
+    /// that cannot change keep their old values, nothing changes and the error is returned
+    /// (and logged).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gateway::{AuthToken, Config, Gateway};
+    ///
+    /// let mut config = Config::default();
+    /// config.port = 0;
+    /// let mut gw = Gateway::bind(config.clone())?;
+    /// config.auth_tokens = vec![AuthToken { user: "ops".into(), secret: "s3cret".into() }];
+    /// config.port = 1; // cannot change while running: kept, with a warning
+    /// assert_eq!(gw.reload(config)?, ["auth_tokens"]);
+    /// assert_ne!(gw.config().port, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reload(&mut self, config: Config) -> Result<Vec<String>, ConfigError> {
+        let changed = self
+            .reactor
+            .with_app(|core, now, out| core.reload(config, now, out))?;
+        Ok(changed.into_iter().map(str::to_owned).collect())
+    }
+
+    /// On SIGHUP, call `source` for a configuration and reload it as [`Gateway::reload`]
+    /// does; an error from `source` (a file that does not parse, say) is logged and changes
+    /// nothing. The signal is watched by this gateway's own poll and `source` runs on the
+    /// loop's thread, between two steps of a turn (no extra thread): it should be quick,
+    /// e.g. read one file. A second call replaces the source.
+    ///
+    /// The `gateway` binary's source reads its configuration file again and applies its
+    /// `--set` overrides over it.
+    pub fn reload_on_sighup<F>(&mut self, mut source: F) -> Result<(), Error>
+    where
+        F: FnMut() -> Result<Config, ConfigError> + Send + 'static,
+    {
+        self.reactor
+            .on_hangup(move |core, now, out| {
+                let started = Instant::now();
+                match source() {
+                    Ok(config) => {
+                        let read = started.elapsed();
+                        // A refusal is logged by the core.
+                        let _ = core.reload(config, now, out);
+                        log::info!(
+                            "SIGHUP handled in {:.3} ms ({:.3} ms to get the configuration)",
+                            started.elapsed().as_secs_f64() * 1e3,
+                            read.as_secs_f64() * 1e3
+                        );
+                    }
+                    Err(e) => crate::core::log_refused(&e),
+                }
+            })
+            .map_err(Error::Io)
     }
 
     /// A handle for other threads (`Clone + Send`).
@@ -311,6 +387,14 @@ impl GatewayHandle {
             msg_type: msg_type.to_string(),
             payload,
         }))
+    }
+
+    /// Reload the gateway with `config`, as [`Gateway::reload`] does, on the loop's thread;
+    /// what changed is logged and reported by [`Event::ConfigReloaded`], and a refused
+    /// configuration is logged and changes nothing.
+    pub fn reload(&self, config: Config) -> Result<(), HandleError> {
+        self.inner
+            .send(Control::App(Command::Reload(Box::new(config))))
     }
 
     /// Close the connection of `client_id` with 1008.

@@ -12,10 +12,16 @@
 //!    (the syntax and range come with it) and reads and writes its field through `wide` and
 //!    `fit`; any other value names its own `parse`, `print` and `check` (from `values.rs`),
 //!    and a value that holds a secret is a [`Kind::Secret`], printed by a `mask`.
+//! 4. Whether a reload may change it while running (`live`, PROTOCOL section 12): `true` when
+//!    the running gateway reads the field afresh for each new input it checks (a credential, a
+//!    list, a bound on new input), `false` when it was used to build something at start (the
+//!    listener, the timers, the open-file budget). `src/config/reload.rs` reads the flag; a
+//!    key that is not live keeps its old value at a reload, with a warning.
 //!
-//! Then describe it in the shipped `gateway.conf` and in PROTOCOL section 9, and give it a
-//! value other than its default in the tests' `NON_DEFAULTS`; the tests fail until the
-//! shipped file sets it and `NON_DEFAULTS` has it.
+//! Then describe it in the shipped `gateway.conf` and in PROTOCOL section 9 (and a live key in
+//! the reload list of PROTOCOL section 12), and give it a value other than its default in the
+//! tests' `NON_DEFAULTS`; the tests fail until the shipped file sets it and `NON_DEFAULTS` has
+//! it.
 //!
 //! Contract: [`Config::KEYS`] lists the rows' names in table order, which is the order of
 //! the shipped `gateway.conf`; rows of one group are adjacent.
@@ -27,8 +33,8 @@ use super::values::{
     check_password, check_path, check_tokens, check_users, fit, level_name, masked_password,
     masked_tokens, parse_auth_mode, parse_bool, parse_claim_value, parse_jwt_public_key,
     parse_jwt_secret, parse_log_level, parse_millis, parse_number, parse_origins, parse_password,
-    parse_size, parse_tokens, parse_users, print_jwt_public_key, wide, SIZE_MIN, U32_MAX,
-    USIZE_MAX,
+    parse_size, parse_tokens, parse_users, print_jwt_public_key, revealed_tokens, wide, SIZE_MIN,
+    U32_MAX, USIZE_MAX,
 };
 use super::{Config, MAX_MS};
 
@@ -38,6 +44,8 @@ pub(crate) struct Key {
     pub(crate) name: &'static str,
     /// The `# group` heading it is printed under.
     pub(crate) group: &'static str,
+    /// Whether a reload may change it while the gateway runs (see the module docs).
+    pub(crate) live: bool,
     /// How its value is read, printed and checked.
     pub(crate) kind: Kind,
 }
@@ -68,6 +76,9 @@ pub(crate) enum Kind {
         parse: fn(&mut Config, &str) -> Result<(), String>,
         mask: fn(&Config) -> String,
         check: fn(&Config) -> Result<(), String>,
+        /// The value as the file writes it, secrets included: only compared and read back
+        /// by a reload ([`Key::value`]), never printed or logged.
+        reveal: fn(&Config) -> String,
     },
 }
 
@@ -122,6 +133,16 @@ impl Key {
         }
     }
 
+    /// The value in the file's syntax, secrets unmasked, so that `apply` of it gives the
+    /// field the same value: what a reload compares and carries over. Never printed.
+    pub(crate) fn value(&self, config: &Config) -> String {
+        match &self.kind {
+            Kind::Number { get, .. } => get(config).to_string(),
+            Kind::Other { print, .. } => print(config),
+            Kind::Secret { reveal, .. } => reveal(config),
+        }
+    }
+
     /// This key's rule, for [`Config::validate`]; the error is the message only.
     pub(crate) fn check(&self, config: &Config) -> Result<(), String> {
         match &self.kind {
@@ -166,6 +187,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "host",
         group: "listener",
+        live: false,
         kind: Kind::Other {
             parse: |c, v| check_host(v).map(|()| c.host = v.to_string()),
             print: |c| c.host.clone(),
@@ -175,6 +197,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "port",
         group: "listener",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Count(0..=65535),
             get: |c| wide(c.port),
@@ -184,6 +207,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "path",
         group: "listener",
+        live: false,
         kind: Kind::Other {
             parse: |c, v| check_path(v).map(|()| c.path = v.to_string()),
             print: |c| c.path.clone(),
@@ -193,6 +217,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_connections",
         group: "listener",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_connections),
@@ -202,6 +227,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "http_endpoints",
         group: "listener",
+        live: false,
         kind: Kind::Other {
             parse: |c, v| parse_bool(v).map(|b| c.http_endpoints = b),
             print: |c| c.http_endpoints.to_string(),
@@ -211,6 +237,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "auth_mode",
         group: "auth",
+        live: false,
         kind: Kind::Other {
             parse: |c, v| parse_auth_mode(v).map(|mode| c.auth_mode = mode),
             print: |c| c.auth_mode.as_str().to_string(),
@@ -220,24 +247,29 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "auth_tokens",
         group: "auth",
+        live: true,
         kind: Kind::Secret {
             parse: |c, v| parse_tokens(v).map(|tokens| c.auth_tokens = tokens),
             mask: |c| masked_tokens(&c.auth_tokens),
             check: |c| check_tokens(&c.auth_tokens),
+            reveal: |c| revealed_tokens(&c.auth_tokens),
         },
     },
     Key {
         name: "auth_password",
         group: "auth",
+        live: true,
         kind: Kind::Secret {
             parse: |c, v| parse_password(v).map(|password| c.auth_password = password),
             mask: |c| masked_password(c.auth_password.as_deref()),
             check: |c| c.auth_password.as_deref().map_or(Ok(()), check_password),
+            reveal: |c| c.auth_password.clone().unwrap_or_default(),
         },
     },
     Key {
         name: "auth_timeout_ms",
         group: "auth",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Millis,
             get: |c| wide(c.auth_timeout_ms),
@@ -247,6 +279,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_auth_failures",
         group: "auth",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(0..=U32_MAX),
             get: |c| wide(c.max_auth_failures),
@@ -256,15 +289,18 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "jwt_secret",
         group: "jwt",
+        live: true,
         kind: Kind::Secret {
             parse: |c, v| parse_jwt_secret(v).map(|secret| c.jwt_secret = secret),
             mask: |c| masked_password(c.jwt_secret.as_deref()),
             check: |c| c.jwt_secret.as_deref().map_or(Ok(()), check_jwt_secret),
+            reveal: |c| c.jwt_secret.clone().unwrap_or_default(),
         },
     },
     Key {
         name: "jwt_public_key",
         group: "jwt",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_jwt_public_key(v).map(|key| c.jwt_public_key = key),
             print: |c| print_jwt_public_key(c.jwt_public_key.as_ref()),
@@ -275,6 +311,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "jwt_issuer",
         group: "jwt",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_claim_value(v).map(|iss| c.jwt_issuer = iss),
             print: |c| c.jwt_issuer.clone().unwrap_or_default(),
@@ -284,6 +321,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "jwt_audience",
         group: "jwt",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_claim_value(v).map(|aud| c.jwt_audience = aud),
             print: |c| c.jwt_audience.clone().unwrap_or_default(),
@@ -293,6 +331,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "jwt_leeway_ms",
         group: "jwt",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Millis,
             get: |c| wide(c.jwt_leeway_ms),
@@ -302,6 +341,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "allow_sessions",
         group: "access",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_users(v).map(|users| c.allow_sessions = users),
             print: |c| c.allow_sessions.join(", "),
@@ -311,6 +351,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "allow_agents",
         group: "access",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_users(v).map(|users| c.allow_agents = users),
             print: |c| c.allow_agents.join(", "),
@@ -320,6 +361,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "allow_route",
         group: "access",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_users(v).map(|users| c.allow_route = users),
             print: |c| c.allow_route.join(", "),
@@ -329,6 +371,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "admin_users",
         group: "access",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_users(v).map(|users| c.admin_users = users),
             print: |c| c.admin_users.join(", "),
@@ -338,6 +381,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "cors_origins",
         group: "origins",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_origins(v).map(|origins| c.cors_origins = origins),
             print: |c| c.cors_origins.join(", "),
@@ -347,6 +391,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "require_origin",
         group: "origins",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_bool(v).map(|b| c.require_origin = b),
             print: |c| c.require_origin.to_string(),
@@ -356,6 +401,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "handshake_timeout_ms",
         group: "timers",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Millis,
             get: |c| wide(c.handshake_timeout_ms),
@@ -365,6 +411,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "heartbeat_interval_ms",
         group: "timers",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Millis,
             get: |c| wide(c.heartbeat_interval_ms),
@@ -374,6 +421,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "client_timeout_ms",
         group: "timers",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Millis,
             get: |c| wide(c.client_timeout_ms),
@@ -383,6 +431,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "close_timeout_ms",
         group: "timers",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Millis,
             get: |c| wide(c.close_timeout_ms),
@@ -392,6 +441,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "agent_ttl_ms",
         group: "timers",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Millis,
             get: |c| wide(c.agent_ttl_ms),
@@ -401,6 +451,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_header_bytes",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Size,
             get: |c| wide(c.max_header_bytes),
@@ -410,6 +461,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_payload",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Size,
             get: |c| wide(c.max_payload),
@@ -419,6 +471,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_message_size",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Size,
             get: |c| wide(c.max_message_size),
@@ -428,6 +481,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_outbound_buffer",
         group: "limits",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Size,
             get: |c| wide(c.max_outbound_buffer),
@@ -437,6 +491,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_clients_per_session",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_clients_per_session),
@@ -446,6 +501,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_sessions_per_client",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_sessions_per_client),
@@ -455,6 +511,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_sessions",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_sessions),
@@ -464,6 +521,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_agents",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_agents),
@@ -473,6 +531,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "rate_limit_per_sec",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(0..=U32_MAX),
             get: |c| wide(c.rate_limit_per_sec),
@@ -482,6 +541,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "rate_limit_burst",
         group: "limits",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(0..=U32_MAX),
             get: |c| wide(c.rate_limit_burst),
@@ -491,6 +551,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_preauth_message_size",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Size,
             get: |c| wide(c.max_preauth_message_size),
@@ -500,6 +561,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_name_bytes",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Size,
             get: |c| wide(c.max_name_bytes),
@@ -509,6 +571,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_agent_bytes",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Size,
             get: |c| wide(c.max_agent_bytes),
@@ -518,6 +581,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_capabilities",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_capabilities),
@@ -527,6 +591,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_agents_per_user",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_agents_per_user),
@@ -536,6 +601,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_connections_per_user",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_connections_per_user),
@@ -545,6 +611,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_memberships_per_user",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_memberships_per_user),
@@ -554,6 +621,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_pending_routes_per_user",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_pending_routes_per_user),
@@ -563,6 +631,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_pending_handshakes",
         group: "bounds",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_pending_handshakes),
@@ -572,6 +641,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_inflight_bytes",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Size,
             get: |c| wide(c.max_inflight_bytes),
@@ -581,6 +651,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "message_timeout_ms",
         group: "bounds",
+        live: false,
         kind: Kind::Number {
             unit: Unit::Millis,
             get: |c| wide(c.message_timeout_ms),
@@ -590,6 +661,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "max_list_items",
         group: "bounds",
+        live: true,
         kind: Kind::Number {
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_list_items),
@@ -599,6 +671,7 @@ pub(crate) const KEY_TABLE: &[Key] = &[
     Key {
         name: "log_level",
         group: "logging",
+        live: true,
         kind: Kind::Other {
             parse: |c, v| parse_log_level(v).map(|level| c.log_level = level),
             print: |c| level_name(c.log_level).unwrap_or("off").to_string(),

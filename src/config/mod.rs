@@ -8,8 +8,8 @@
 //!
 //! Inside: `keys.rs` is the table of keys, one row per key, which parsing (`parse.rs`),
 //! validation (`validate.rs`) and printing (`print.rs`) read; `values.rs` holds the value
-//! syntaxes and the rules of one key that the rows are made of. `keys.rs` says how to add a
-//! key.
+//! syntaxes and the rules of one key that the rows are made of; `reload.rs` what a reload
+//! changes. `keys.rs` says how to add a key.
 //!
 //! # Secrets
 //!
@@ -21,6 +21,7 @@ mod jwt;
 mod keys;
 mod parse;
 mod print;
+pub(crate) mod reload;
 mod validate;
 mod values;
 

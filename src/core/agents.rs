@@ -511,6 +511,12 @@ pub(crate) struct AgentRegistry {
 }
 
 impl AgentRegistry {
+    /// Store at most `max_agents` agents from now on (a reload): the next new agent is
+    /// checked against it; agents already stored are kept.
+    pub(crate) fn set_max_agents(&mut self, max_agents: usize) {
+        self.max_agents = max_agents;
+    }
+
     /// An empty registry that stores at most `max_agents` agents.
     pub(crate) fn new(max_agents: usize) -> Self {
         AgentRegistry {

@@ -2,7 +2,8 @@
 //!
 //! Contract:
 //! - [`Verifier::check`] decides from the configured mode and secrets alone; it keeps no
-//!   state (failure counting is the caller's). The verifier is built once, with the core.
+//!   state (failure counting is the caller's). The verifier is built with the core, and
+//!   rebuilt at a reload with the same key ([`Verifier::rebuilt`]).
 //! - A credential (token or password) longer than [`MAX_CREDENTIAL_BYTES`] fails
 //!   ([`AuthOutcome::Failed`], counted) without being compared or hashed.
 //! - Cost per attempt: one keyed hash of the credential (at most [`MAX_CREDENTIAL_BYTES`]),
@@ -229,6 +230,33 @@ impl Verifier {
     }
 }
 
+/// What a reload needs of the verifier (PROTOCOL section 12).
+impl Verifier {
+    /// The verifier of `config`, keyed with this verifier's key, so that the `secret_hash`
+    /// of a connection authenticated before ([`Via::Token`]) compares with the new tokens.
+    pub(crate) fn rebuilt(&self, config: &Config) -> Verifier {
+        let mut next = Verifier::new(config);
+        next.hasher = self.hasher.clone();
+        let Verifier {
+            hasher,
+            tokens,
+            password,
+            ..
+        } = &mut next;
+        for secret in tokens.iter_mut().map(|(s, _)| s).chain(password.as_mut()) {
+            secret.hash = hasher.hash_one(secret.text.as_bytes());
+        }
+        next
+    }
+
+    /// Every configured token as the keyed hash of its secret and its user.
+    pub(crate) fn token_pairs(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.tokens
+            .iter()
+            .map(|(secret, user)| (secret.hash, user.as_str()))
+    }
+}
+
 impl Secret {
     /// Whether `given`, whose keyed hash is `hash`, is this secret.
     fn matches(&self, hash: u64, given: &str) -> bool {
@@ -422,5 +450,30 @@ mod tests {
         assert_eq!(verifier.check(pw, 0), AuthOutcome::Missing);
         let long = format!("{jwt}{}", " ".repeat(MAX_CREDENTIAL_BYTES));
         assert_eq!(verifier.check(token(&long), 0), AuthOutcome::Failed);
+    }
+
+    #[test]
+    fn a_rebuilt_verifier_keeps_the_key_so_old_hashes_compare() {
+        let old = Verifier::with(AuthMode::Token, &tokens(), None);
+        let Ok(AuthOutcome::Success(Grant {
+            via: Via::Token { secret_hash },
+            ..
+        })) = Ok::<_, ()>(old.check(token("hunter2"), 0))
+        else {
+            panic!("bob authenticates");
+        };
+        let mut config = Config {
+            auth_tokens: tokens(),
+            ..Config::default()
+        };
+        config.auth_tokens.remove(0);
+        let rebuilt = old.rebuilt(&config);
+        let pairs: Vec<(u64, &str)> = rebuilt.token_pairs().collect();
+        assert_eq!(pairs, [(secret_hash, "bob")]);
+        assert_eq!(user(rebuilt.check(token("hunter2"), 0)), Ok("bob".into()));
+        assert_eq!(rebuilt.check(token("s3cret"), 0), AuthOutcome::Failed);
+        // A verifier built afresh draws another key: the old hash means nothing to it.
+        let fresh = Verifier::new(&config);
+        assert!(fresh.token_pairs().all(|(hash, _)| hash != secret_hash));
     }
 }

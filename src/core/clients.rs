@@ -286,6 +286,13 @@ impl Clients {
         self.slots.iter().flatten()
     }
 
+    /// Every client, mutably, in slot order (a reload's pass over the connections). Its
+    /// `user_id` and `device` are not to be changed through it: the counts and the device
+    /// index would no longer be in step.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Client> {
+        self.slots.iter_mut().flatten()
+    }
+
     /// How many connections are open.
     pub(crate) fn len(&self) -> usize {
         self.len

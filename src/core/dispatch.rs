@@ -20,14 +20,14 @@
 use std::time::Instant;
 
 use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, TransportStats};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::core::errors::ErrorCode;
 use crate::core::escaped::Escaped;
 use crate::core::events::{Command, Event};
 use crate::core::metrics::{type_label, CoreGauges, Health, INVALID};
 use crate::core::outbound::{self, Reject};
 use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
-use crate::core::requests::{admin, agents, connection, devices, routes, sessions};
+use crate::core::requests::{admin, agents, connection, devices, reload, routes, sessions};
 use crate::core::scopes::Scope;
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_TIMEOUT};
 use crate::core::timers::{self, Timer};
@@ -124,6 +124,22 @@ impl GatewayCore {
         }
         self.handlers.insert(msg_type, Box::new(handler));
         true
+    }
+
+    /// Run with `config`'s live keys from now on (PROTOCOL section 12); the keys that
+    /// changed, or why nothing did (logged too).
+    pub(crate) fn reload(
+        &mut self,
+        config: Config,
+        now: Instant,
+        out: &mut Actions<Event>,
+    ) -> Result<Vec<&'static str>, ConfigError> {
+        reload::reload(&mut self.state, config, now, out)
+    }
+
+    /// The configuration the core runs with (the live keys as of the last reload).
+    pub(crate) fn config(&self) -> &Config {
+        &self.state.config
     }
 
     /// Open connections the core knows.
@@ -304,6 +320,10 @@ impl App for GatewayCore {
             }
             Command::Kick { client_id } => {
                 custom::kick(state, out, &client_id);
+            }
+            Command::Reload(config) => {
+                // A refusal is logged there; the host learns of a success by the event.
+                let _ = reload::reload(state, *config, now, out);
             }
         }
     }

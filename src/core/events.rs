@@ -13,6 +13,8 @@
 
 use serde_json::Value;
 
+use crate::config::Config;
+
 /// A request from the host program to the core.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Command {
@@ -39,6 +41,8 @@ pub(crate) enum Command {
         /// The client to disconnect.
         client_id: String,
     },
+    /// Run with this configuration's live keys from now on (PROTOCOL section 12).
+    Reload(Box<Config>),
 }
 
 /// Something that happened, for the host program.
@@ -98,6 +102,16 @@ pub enum Event {
         /// The agent.
         agent_id: String,
     },
+    /// The configuration was reloaded (a SIGHUP, [`Gateway::reload`] or
+    /// [`GatewayHandle::reload`]).
+    ///
+    /// [`Gateway::reload`]: crate::Gateway::reload
+    /// [`GatewayHandle::reload`]: crate::GatewayHandle::reload
+    ConfigReloaded {
+        /// The keys whose value changed, in the order of the configuration file (names
+        /// only, never a value); empty when nothing changed.
+        changed: Vec<String>,
+    },
     /// A message whose type is neither built in nor handled by a registered handler; the
     /// client got `UNKNOWN_TYPE`.
     UnhandledMessage {
@@ -116,6 +130,11 @@ impl Event {
     /// strings.
     pub(crate) fn estimated_bytes(&self) -> usize {
         let strings: &[&String] = match self {
+            Event::ConfigReloaded { changed } => {
+                let each = changed.iter().map(|s| s.capacity()).sum::<usize>();
+                let list = changed.capacity() * std::mem::size_of::<String>();
+                return std::mem::size_of::<Event>() + list + each;
+            }
             Event::ClientConnected { client_id } => &[client_id],
             Event::ClientDisconnected { client_id, reason } => &[client_id, reason],
             Event::ClientAuthenticated { client_id, user_id } => &[client_id, user_id],

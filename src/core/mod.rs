@@ -48,6 +48,7 @@ pub use errors::ErrorCode;
 pub(crate) use events::Command;
 pub use events::Event;
 pub use requests::custom::{HandlerContext, Message};
+pub(crate) use requests::reload::{log_refused, transport_limits};
 
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,14 @@ impl TokenBucket {
         }
     }
 
+    /// Refill at `per_sec` up to `max(burst, 1)` from now on (a reload): the time since the
+    /// last refill is counted at the new rate, and a level above the new capacity is cut to it.
+    pub(crate) fn set_rate(&mut self, per_sec: u32, burst: u32) {
+        self.per_sec = per_sec;
+        self.capacity = u128::from(burst.max(1)) * UNIT;
+        self.level = self.level.min(self.capacity);
+    }
+
     /// Take one token; `false` when the bucket is empty.
     pub(crate) fn try_take(&mut self, now: Instant) -> bool {
         if now > self.last {

@@ -376,6 +376,12 @@ pub(crate) struct SessionTable {
 }
 
 impl SessionTable {
+    /// Enforce `limits` from now on (a reload): they apply to the next create and join;
+    /// sessions and memberships already above them are kept.
+    pub(crate) fn set_limits(&mut self, limits: SessionLimits) {
+        self.limits = limits;
+    }
+
     /// An empty table enforcing `limits`.
     pub(crate) fn new(limits: SessionLimits) -> Self {
         SessionTable {

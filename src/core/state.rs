@@ -35,6 +35,30 @@ pub(crate) const REASON_AUTH_FAILURES: &str = "Too many authentication failures"
 /// handler's `kick`.
 pub(crate) const REASON_KICKED: &str = "Kicked";
 
+/// Close reason of a connection whose credential a reload no longer accepts (PROTOCOL
+/// section 12).
+pub(crate) const REASON_TOKEN_REVOKED: &str = "Token revoked";
+
+/// The session table's bounds in `config` (at start and at each reload).
+pub(crate) fn session_limits(config: &Config) -> SessionLimits {
+    SessionLimits {
+        max_clients_per_session: config.max_clients_per_session,
+        max_sessions_per_client: config.max_sessions_per_client,
+        max_sessions: config.max_sessions,
+        max_metadata_bytes: MAX_METADATA_BYTES,
+    }
+}
+
+/// The per-user bounds in `config` (at start and at each reload).
+pub(crate) fn user_limits(config: &Config) -> UserLimits {
+    UserLimits {
+        connections: config.max_connections_per_user,
+        memberships: config.max_memberships_per_user,
+        pending_routes: config.max_pending_routes_per_user,
+        agents: config.max_agents_per_user,
+    }
+}
+
 /// One request being handled: who sent it, its id and the time.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Req<'r> {
@@ -73,12 +97,6 @@ impl CoreState {
     /// Empty tables for `config`, started at `start`, when the wall clock read
     /// `start_wall_ms`.
     pub(crate) fn new(config: &Config, start: Instant, start_wall_ms: u64) -> Self {
-        let limits = SessionLimits {
-            max_clients_per_session: config.max_clients_per_session,
-            max_sessions_per_client: config.max_sessions_per_client,
-            max_sessions: config.max_sessions,
-            max_metadata_bytes: MAX_METADATA_BYTES,
-        };
         CoreState {
             config: config.clone(),
             auth: Verifier::new(config),
@@ -86,15 +104,10 @@ impl CoreState {
             start,
             start_wall_ms,
             clients: Clients::new(),
-            sessions: SessionTable::new(limits),
+            sessions: SessionTable::new(session_limits(config)),
             agents: AgentRegistry::new(config.max_agents),
             routes: RouteTable::new(routes::DEFAULT_PER_REQUESTER, routes::DEFAULT_TOTAL),
-            users: Users::new(UserLimits {
-                connections: config.max_connections_per_user,
-                memberships: config.max_memberships_per_user,
-                pending_routes: config.max_pending_routes_per_user,
-                agents: config.max_agents_per_user,
-            }),
+            users: Users::new(user_limits(config)),
             metrics: Metrics::new(),
             agent_ttl: HashMap::new(),
             state_version: 0,

@@ -94,6 +94,12 @@ impl Users {
         }
     }
 
+    /// Enforce `limits` from now on (a reload): they apply to the next unit taken; usage
+    /// already above them is kept.
+    pub(crate) fn set_limits(&mut self, limits: UserLimits) {
+        self.limits = limits;
+    }
+
     /// Take one unit of `resource` for `key`, unless that reaches past its bound.
     pub(crate) fn try_add(&mut self, key: &str, resource: Resource) -> Result<(), UserLimit> {
         let limit = self.limits.of(resource);

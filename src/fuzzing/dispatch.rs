@@ -267,7 +267,7 @@ impl Harness {
                     assert!(reason.len() <= 123);
                 }
                 Action::Timer { at, token } => self.timers.push((*at, *token)),
-                Action::Emit(_) | Action::RaiseLimit { .. } => {}
+                Action::Emit(_) | Action::RaiseLimit { .. } | Action::SetLimits(_) => {}
             }
         }
         if self.timers.len() > 64 {

@@ -12,7 +12,8 @@ mod reactor;
 mod timer;
 
 pub use crate::app::{
-    Action, Actions, App, CloseReason, ConnId, HttpResponse, Staged, TransportStats,
+    Action, Actions, App, CloseReason, ConnId, HttpResponse, Staged, TransportLimits,
+    TransportStats,
 };
 pub use crate::ws::origin::OriginPolicy;
 pub use handle::{Control, HandleError, ReactorHandle};

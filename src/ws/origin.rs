@@ -22,7 +22,7 @@
 //!   matches; [`OriginPolicy::is_valid_pattern`] lets the configuration reject it up front.
 
 /// Which origins may open a WebSocket connection.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OriginPolicy {
     patterns: Vec<Pattern>,
     require_origin: bool,
@@ -83,7 +83,7 @@ impl OriginPolicy {
 }
 
 /// One parsed `cors_origins` entry.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Pattern {
     /// `*`: every origin.
     Any,

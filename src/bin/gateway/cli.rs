@@ -9,7 +9,8 @@
 //!   in order, so the last one for a key wins, and one for a list key replaces the whole list.
 //!   The value is taken as is (trimmed): no comment stripping.
 //! - The configuration is then checked with [`Config::validate`]; every action that carries a
-//!   `Config` carries a valid one.
+//!   `Config` carries a valid one. `Run` also carries its [`Source`], so that a reload
+//!   (SIGHUP) reads the configuration the same way again.
 //! - `--help` (`-h`) wins over everything, then `--version` (`-V`); neither reads the
 //!   configuration, and other arguments are then not looked at.
 //! - `--print-config` with `--check` is `PrintConfig`: printing implies the check passed.
@@ -29,8 +30,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "gateway.conf";
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CliAction {
-    /// Run the gateway with this (valid) configuration.
-    Run(Config),
+    /// Run the gateway with this (valid) configuration, read from this source.
+    Run(Config, Source),
     /// `--check`: the configuration is valid; exit 0.
     Check(Config),
     /// `--print-config`: print [`Config::to_file_string`] of this (valid) configuration; exit 0.
@@ -39,6 +40,48 @@ pub enum CliAction {
     Version,
     /// `--help`: print [`usage`]; exit 0.
     Help,
+}
+
+/// Where the configuration comes from: the file and the `--set` overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    /// The file read: `--config`, or `./gateway.conf` when it existed; `None` when the
+    /// defaults applied.
+    pub path: Option<PathBuf>,
+    /// The `--set` overrides, in order.
+    pub sets: Vec<(String, String)>,
+}
+
+impl Source {
+    /// The file (or the defaults), then every `--set` in order, then [`Config::validate`].
+    pub fn read(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.path {
+            Some(path) => Config::from_path(path)?,
+            None => Config::default(),
+        };
+        for (key, value) in &self.sets {
+            config.set(key, value)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What SIGHUP reloads: the file read again with the same `--set` overrides over it;
+    /// an error that says there is nothing to reload when the gateway started without a
+    /// file.
+    pub fn reread(&self) -> Result<Config, ConfigError> {
+        if self.path.is_none() {
+            return Err(ConfigError {
+                file: None,
+                line: None,
+                key: None,
+                message: "SIGHUP has nothing to reload: the gateway was started without a \
+                          configuration file"
+                    .to_string(),
+            });
+        }
+        self.read()
+    }
 }
 
 /// Why the command line cannot be acted on; the gateway exits with status 2 for both.
@@ -124,23 +167,24 @@ pub fn parse_args_in<I: IntoIterator<Item = String>>(
     if let Some(message) = options.usage_error {
         return Err(CliError::Usage(message));
     }
-    let mut config = match &options.config {
-        Some(path) => Config::from_path(path)?,
+    let path = match options.config {
+        Some(path) => Some(path),
         None => match std::fs::metadata(default_path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
-            _ => Config::from_path(default_path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            _ => Some(default_path.to_path_buf()),
         },
     };
-    for (key, value) in &options.sets {
-        config.set(key, value)?;
-    }
-    config.validate()?;
+    let source = Source {
+        path,
+        sets: options.sets,
+    };
+    let config = source.read()?;
     Ok(if options.print_config {
         CliAction::PrintConfig(config)
     } else if options.check {
         CliAction::Check(config)
     } else {
-        CliAction::Run(config)
+        CliAction::Run(config, source)
     })
 }
 

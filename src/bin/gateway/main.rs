@@ -1,6 +1,7 @@
 //! The `gateway` binary: reads the configuration and the command line, sets up logging, raises
-//! its open-file limit (`fds.rs`), runs the gateway until SIGTERM or SIGINT, and exits 0 (2
-//! for a bad configuration or usage, 1 when it cannot listen or its loop fails). `--check`
+//! its open-file limit (`fds.rs`), runs the gateway until SIGTERM or SIGINT (SIGHUP reads the
+//! configuration file again, with the `--set` overrides over it, and reloads it), and exits
+//! 0 (2 for a bad configuration or usage, 1 when it cannot listen or its loop fails). `--check`
 //! warns on stderr when the configuration's sockets would not fit in the open-file limit the
 //! gateway would run with.
 
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 mod cli;
 mod fds;
 
-use cli::CliAction;
+use cli::{CliAction, Source};
 use gateway::{Config, Gateway, MemoryBound};
 
 fn main() -> ExitCode {
@@ -47,11 +48,11 @@ fn main() -> ExitCode {
             print!("{}", config.to_file_string());
             ExitCode::SUCCESS
         }
-        CliAction::Run(config) => run(config),
+        CliAction::Run(config, source) => run(config, source),
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, source: Source) -> ExitCode {
     init_logging(config.log_level);
     raise_fd_limit(&config);
     let mut gateway = match Gateway::bind(config) {
@@ -65,7 +66,10 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = gateway.shutdown_on_signals() {
+    let watched = gateway
+        .shutdown_on_signals()
+        .and_then(|()| gateway.reload_on_sighup(move || source.reread()));
+    if let Err(e) = watched {
         eprintln!("gateway: cannot watch for signals: {e}");
         return ExitCode::from(1);
     }
@@ -103,15 +107,18 @@ fn raise_fd_limit(config: &Config) {
     }
 }
 
+/// Log to stderr at `level`. The logger itself passes every level and `log`'s max level does
+/// the filtering, so that a reload can change it (`log::set_max_level`).
 fn init_logging(level: log::LevelFilter) {
     let config = simplelog::ConfigBuilder::new()
         .set_target_level(log::LevelFilter::Off)
         .set_thread_level(log::LevelFilter::Off)
         .build();
     let _ = simplelog::TermLogger::init(
-        level,
+        log::LevelFilter::Trace,
         config,
         simplelog::TerminalMode::Stderr,
         simplelog::ColorChoice::Never,
     );
+    log::set_max_level(level);
 }

@@ -4,6 +4,7 @@
 mod keys;
 mod parse;
 mod print;
+mod reload;
 mod validate;
 mod values;
 

@@ -1,8 +1,8 @@
 //! The request handlers, one file per message family: `connection` (a connection's
 //! opening and close, `ping`, `auth`, `connect`), `sessions` (the session requests and the
 //! relays), `devices` (what `hello_ok.presence` and `presence_query` list), `agents`,
-//! `routes`, `admin` (the admin messages) and [`custom`] (the embedding program's handlers
-//! and the host's commands).
+//! `routes`, `admin` (the admin messages), [`custom`] (the embedding program's handlers and
+//! the host's commands) and `reload` (a new configuration taken while running).
 //!
 //! Contract:
 //! - Each handler is a free function taking `&mut CoreState` (and the `Req` and
@@ -22,5 +22,6 @@ pub(crate) mod agents;
 pub(crate) mod connection;
 pub(crate) mod custom;
 pub(crate) mod devices;
+pub(crate) mod reload;
 pub(crate) mod routes;
 pub(crate) mod sessions;

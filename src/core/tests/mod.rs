@@ -6,6 +6,7 @@ mod auth;
 mod host;
 mod jwt;
 mod limits;
+mod reload;
 mod routing;
 mod sessions;
 mod soup;
@@ -94,7 +95,7 @@ impl Output {
                     o.events.push(event.clone());
                     o.order.push(("emit", None));
                 }
-                Action::RaiseLimit { .. } => {}
+                Action::RaiseLimit { .. } | Action::SetLimits(_) => {}
                 Action::Timer { at, token } => {
                     o.timers.push((*at, *token));
                     o.order.push(("timer", None));

@@ -1,11 +1,13 @@
 //! What reaches the loop other than bytes: the actions the app pushes, handle commands (turn
-//! step 4) and signals.
+//! step 4) and signals (SIGHUP to the hangup hook, the others begin the shutdown).
 //!
 //! One `mio::Waker` serves every handle. Its wake edge is spent once seen, so when the command
 //! budget runs out the loop remembers that more may be pending and polls with timeout 0.
 
 use std::sync::mpsc::TryRecvError;
 use std::time::Instant;
+
+use signal_hook::consts::SIGHUP;
 
 use crate::app::{Action, App, CloseReason};
 use crate::transport::handle::Control;
@@ -47,6 +49,12 @@ impl<A: App> Reactor<A> {
                     Action::Timer { at, token } => {
                         self.deadlines.schedule(now, at, Timer::App(token))
                     }
+                    Action::SetLimits(limits) => {
+                        // The upgrade rules are a copy of these settings: keep them in step.
+                        self.rules.max_header_bytes = limits.max_header_bytes;
+                        self.rules.origins = limits.origins.clone();
+                        self.config.set_limits(*limits);
+                    }
                 }
             }
         }
@@ -80,17 +88,30 @@ impl<A: App> Reactor<A> {
         self.commands_pending = true;
     }
 
-    /// A signal arrived: log it and begin shutting down.
+    /// Signals arrived: log each; SIGTERM or SIGINT begins shutting down, else a SIGHUP
+    /// (one call however many arrived) calls the hangup hook, whose actions are applied at
+    /// once.
     pub(super) fn drain_signals(&mut self) {
-        let mut got = false;
+        let (mut stop, mut hangup) = (false, false);
         if let Some(signals) = self.signals.as_mut() {
             for signal in signals.pending() {
                 log::info!("received signal {signal}");
-                got = true;
+                if signal == SIGHUP {
+                    hangup = true;
+                } else {
+                    stop = true;
+                }
             }
         }
-        if got {
+        if stop {
             self.begin_shutdown();
+        } else if hangup && self.state == RunState::Running {
+            if let Some(mut hook) = self.hangup.take() {
+                let now = Instant::now();
+                hook(&mut self.app, now, &mut self.actions);
+                self.hangup = Some(hook);
+                self.apply_actions(now);
+            }
         }
     }
 }

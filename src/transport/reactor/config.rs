@@ -3,9 +3,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::app::TransportLimits;
 use crate::ws::origin::OriginPolicy;
 
-/// The transport's settings (taken from [`crate::config::Config`] by `Gateway`).
+/// The transport's settings (taken from [`crate::config::Config`] by `Gateway`). Those of
+/// [`TransportLimits`] may change while the loop runs (an app's
+/// [`Actions::set_limits`](crate::app::Actions::set_limits)); the others are read at
+/// [`Reactor::bind`](super::Reactor::bind) or when the connection or timer they concern
+/// starts.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// Address to listen on.
@@ -73,5 +78,23 @@ impl TransportConfig {
             event_queue: 4096,
             event_queue_bytes: 4 * 1024 * 1024,
         }
+    }
+}
+
+impl TransportConfig {
+    /// Take `limits` in place of the current ones.
+    pub fn set_limits(&mut self, limits: TransportLimits) {
+        let TransportLimits {
+            origins,
+            max_header_bytes,
+            max_payload,
+            initial_max_payload,
+            max_inflight_bytes,
+        } = limits;
+        self.origins = origins;
+        self.max_header_bytes = max_header_bytes;
+        self.max_payload = max_payload;
+        self.initial_max_payload = initial_max_payload;
+        self.max_inflight_bytes = max_inflight_bytes;
     }
 }

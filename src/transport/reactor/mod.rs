@@ -4,8 +4,9 @@
 //! One turn of [`Reactor::turn`], each step one call there:
 //! 1. poll, with timeout 0 when work is left over (budget hit, commands pending, flush or
 //!    accept due), else until the next timer or deadline;
-//! 2. events only set latches (listener ready, waker, signals, a connection's readable /
-//!    writable); an event with a stale token is ignored;
+//! 2. events only set latches (listener ready, waker, a connection's readable / writable);
+//!    an event with a stale token is ignored; signals are acted on here: SIGTERM and SIGINT
+//!    begin the shutdown, SIGHUP calls the hangup hook (`commands.rs`);
 //! 3. pump every ready connection within a byte budget; one left unfinished stays in the
 //!    ready queue with its latch set (`read.rs`, `upgrade.rs`);
 //! 4. drain handle commands within a budget (`commands.rs`);
@@ -67,6 +68,9 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 
+/// What [`Reactor::on_hangup`] calls when SIGHUP arrives.
+type HangupHook<A> = Box<dyn FnMut(&mut A, Instant, &mut Actions<<A as App>::Event>) + Send>;
+
 /// Whether the loop runs, is shutting down, or has stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunState {
@@ -88,6 +92,8 @@ pub struct Reactor<A: App> {
     commands: Option<ControlReceiver<A::Command>>,
     handle: ReactorHandle<A::Command>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Called on SIGHUP (see [`Reactor::on_hangup`]).
+    hangup: Option<HangupHook<A>>,
     config: TransportConfig,
     rules: UpgradeRules,
     /// The connections, in generation-stamped slots (see `slots.rs`).
@@ -143,6 +149,7 @@ impl<A: App> Reactor<A> {
             commands: Some(commands),
             handle,
             signals: None,
+            hangup: None,
             rules,
             host_events: HostEvents::new(config.event_queue, config.event_queue_bytes),
             config,
@@ -234,15 +241,46 @@ impl<A: App> Reactor<A> {
 
     /// Shut down on SIGTERM and SIGINT (the signals are watched by this loop's poll).
     pub fn shutdown_on_signals(&mut self) -> io::Result<()> {
-        let mut signals = signal_hook_mio::v1_0::Signals::new([
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGINT,
-        ])?;
+        self.watch_signals(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+    }
+
+    /// Call `hook` with the app on this loop's thread whenever SIGHUP arrives (watched by
+    /// this loop's poll, like [`Reactor::shutdown_on_signals`]; several SIGHUPs that arrive
+    /// together make one call). The actions it pushes are applied right after it returns.
+    /// A second call replaces the hook.
+    pub fn on_hangup<F>(&mut self, hook: F) -> io::Result<()>
+    where
+        F: FnMut(&mut A, Instant, &mut Actions<A::Event>) + Send + 'static,
+    {
+        self.watch_signals(&[signal_hook::consts::SIGHUP])?;
+        self.hangup = Some(Box::new(hook));
+        Ok(())
+    }
+
+    /// Watch `signals` too, on the one signal source this loop's poll reads.
+    fn watch_signals(&mut self, signals: &[std::os::raw::c_int]) -> io::Result<()> {
+        if let Some(watched) = &self.signals {
+            return signals.iter().try_for_each(|&s| watched.add_signal(s));
+        }
+        let mut watched = signal_hook_mio::v1_0::Signals::new(signals)?;
         self.poll
             .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(signals);
+            .register(&mut watched, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(watched);
         Ok(())
+    }
+
+    /// Call `act` with the app now, on this loop's thread, and apply the actions it pushes
+    /// (what it sends goes out in the next turn). For a host that drives the loop itself
+    /// and wants to act on the app between turns.
+    pub fn with_app<R>(
+        &mut self,
+        act: impl FnOnce(&mut A, Instant, &mut Actions<A::Event>) -> R,
+    ) -> R {
+        let now = Instant::now();
+        let result = act(&mut self.app, now, &mut self.actions);
+        self.apply_actions(now);
+        result
     }
 
     /// Run turns until the loop has stopped. Nothing can read events while this runs, so the

@@ -41,7 +41,7 @@ fn run(dir: &Scratch, args: &[&str]) -> Result<CliAction, CliError> {
 
 fn config_of(action: Result<CliAction, CliError>) -> Config {
     match action {
-        Ok(CliAction::Run(c) | CliAction::Check(c) | CliAction::PrintConfig(c)) => c,
+        Ok(CliAction::Run(c, _) | CliAction::Check(c) | CliAction::PrintConfig(c)) => c,
         other => panic!("expected a configuration, got {other:?}"),
     }
 }
@@ -63,7 +63,10 @@ fn config_error(dir: &Scratch, args: &[&str]) -> ConfigError {
 #[test]
 fn no_arguments_and_no_file_runs_the_defaults() {
     let dir = Scratch::new();
-    assert_eq!(run(&dir, &[]), Ok(CliAction::Run(Config::default())));
+    assert_eq!(
+        run(&dir, &[]),
+        Ok(CliAction::Run(Config::default(), Source::default()))
+    );
 }
 
 #[test]
@@ -205,7 +208,16 @@ fn action_matrix() {
         ..Config::default()
     };
     let cases: [(&[&str], CliAction); 9] = [
-        (&[], CliAction::Run(c.clone())),
+        (
+            &[],
+            CliAction::Run(
+                c.clone(),
+                Source {
+                    path: Some(dir.default_path()),
+                    sets: Vec::new(),
+                },
+            ),
+        ),
         (&["--check"], CliAction::Check(c.clone())),
         (&["--print-config"], CliAction::PrintConfig(c.clone())),
         (
@@ -358,8 +370,51 @@ fn parse_args_reads_the_current_directory() {
     let path = Path::new(DEFAULT_CONFIG_PATH);
     if path.exists() {
         let expected = Config::from_path(path).unwrap();
-        assert_eq!(result, Ok(CliAction::Run(expected)));
+        let source = Source {
+            path: Some(path.to_path_buf()),
+            sets: Vec::new(),
+        };
+        assert_eq!(result, Ok(CliAction::Run(expected, source)));
     } else {
-        assert_eq!(result, Ok(CliAction::Run(Config::default())));
+        assert_eq!(
+            result,
+            Ok(CliAction::Run(Config::default(), Source::default()))
+        );
     }
+}
+
+#[test]
+fn the_source_reads_the_file_again_with_the_same_overrides() {
+    let dir = Scratch::new();
+    let file = dir.file("a.conf", "port = 5\nmax_list_items = 7\n");
+    let args = [
+        "--config",
+        file.to_str().unwrap(),
+        "--set",
+        "max_list_items=9",
+    ];
+    let Ok(CliAction::Run(config, source)) = run(&dir, &args) else {
+        panic!("runs");
+    };
+    assert_eq!((config.port, config.max_list_items), (5, 9));
+    assert_eq!(source.path.as_deref(), Some(file.as_path()));
+    dir.file(
+        "a.conf",
+        "port = 6\nmax_list_items = 8\nrequire_origin = true\n",
+    );
+    let again = source.reread().expect("the file is valid");
+    assert_eq!(
+        (again.port, again.max_list_items),
+        (6, 9),
+        "--set wins again"
+    );
+    assert!(again.require_origin);
+    dir.file("a.conf", "port = 6\nmax_list_items = lots\n");
+    let e = source.reread().expect_err("a bad value");
+    assert_eq!(e.line, Some(2));
+    assert_eq!(e.key.as_deref(), Some("max_list_items"));
+    assert!(e.to_string().contains("a.conf:2: max_list_items:"), "{e}");
+    let none = Source::default();
+    let e = none.reread().expect_err("no file");
+    assert!(e.to_string().contains("nothing to reload"), "{e}");
 }
