@@ -117,6 +117,17 @@ impl Gateway {
                 "cors_origins = * with authentication on: any web page can open connections to this gateway"
             );
         }
+        let every = |list: &[String]| list.iter().any(|u| u == "*");
+        if config.auth_mode == AuthMode::Password
+            && (!config.admin_users.is_empty()
+                || !every(&config.allow_sessions)
+                || !every(&config.allow_agents)
+                || !every(&config.allow_route))
+        {
+            log::warn!(
+                "auth_mode = password: each client names its own userId, so admin_users and the allow_* lists grant their scopes to anyone who has the password"
+            );
+        }
         if config.auth_mode == AuthMode::Token && config.auth_tokens.is_empty() {
             log::warn!(
                 "auth_mode = token and no auth_tokens are configured: nobody can authenticate"

@@ -11,7 +11,6 @@
 //! - The path is kept as given (relative paths are relative to the current directory) and
 //!   printed back by `--print-config`; it must be a value the file format can hold.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The largest key file read, in bytes (an RSA 8192 public key PEM is about 1.5 KiB).
@@ -66,15 +65,8 @@ impl std::fmt::Debug for JwtPublicKey {
 /// the error is the message only.
 pub(crate) fn read(path: &Path) -> Result<JwtPublicKey, String> {
     let shown = path.display().to_string();
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read {shown:?}: {e}"))?;
-    if bytes.len() as u64 > MAX_PEM_BYTES {
-        return Err(format!(
-            "{shown:?} is larger than {MAX_PEM_BYTES} bytes: not a public key PEM"
-        ));
-    }
+    let bytes = super::file::read_regular(path, MAX_PEM_BYTES)
+        .map_err(|e| format!("{shown:?}: {e}: not a public key PEM"))?;
     let (kind, key) = parse_pem(&bytes).map_err(|e| format!("{shown:?}: {e}"))?;
     Ok(JwtPublicKey {
         path: path.to_path_buf(),

@@ -17,6 +17,7 @@
 //! [`Config::to_file_string`] (which shows them as `***`). Error messages quote bad values of
 //! other keys.
 
+mod file;
 mod jwt;
 mod keys;
 mod parse;

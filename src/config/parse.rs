@@ -30,21 +30,24 @@
 
 use std::path::Path;
 
+use super::file::{self, MAX_CONFIG_BYTES};
 use super::keys::{Key, KEY_TABLE};
 use super::{Config, ConfigError};
 
 impl Config {
     /// Read a configuration file: the defaults, overridden by every key in the file.
     ///
-    /// An unreadable file, or one that is not UTF-8, is an error naming it. Cross-key rules
+    /// An unreadable file, one that is not a regular file (a FIFO or a device would block
+    /// or never end: the file is read on the poll loop's thread at a reload), one larger than
+    /// 4 MiB, or one that is not UTF-8, is an error naming it. Cross-key rules
     /// are not checked here; call [`Config::validate`] after any `--set`.
     pub fn from_path(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        let bytes = file::read_regular(path, MAX_CONFIG_BYTES).map_err(|message| ConfigError {
             file: Some(name.clone()),
             line: None,
             key: None,
-            message: format!("cannot read the file: {e}"),
+            message,
         })?;
         match String::from_utf8(bytes) {
             Ok(text) => Config::parse_str(&text, &name),

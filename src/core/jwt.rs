@@ -91,11 +91,26 @@ fn has_crit(token: &str) -> bool {
 struct Claims {
     sub: Option<String>,
     exp: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     nbf: Option<f64>,
     iss: Option<String>,
     aud: Option<Audience>,
+    #[serde(default, deserialize_with = "present")]
     scopes: Option<Vec<String>>,
 }
+
+/// An optional claim that, when present, must have its type: `null` is not "absent".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The latest expiry kept, in ms: 2^53 - 1, the largest integer a JSON number carries
+/// exactly to every client (`expiresAt`). A later `exp` is taken as this.
+const MAX_EXPIRY_MS: u64 = (1 << 53) - 1;
 
 /// The configured key, its one algorithm, and the claim rules.
 pub(crate) struct JwtVerifier {
@@ -194,7 +209,7 @@ fn floor_ms(seconds: f64) -> Option<u64> {
     // `as` saturates: far-future dates become u64::MAX, negative ones 0.
     seconds
         .is_finite()
-        .then(|| (seconds * 1000.0).floor() as u64)
+        .then(|| ((seconds * 1000.0).floor() as u64).min(MAX_EXPIRY_MS))
 }
 
 /// A NumericDate in ms, rounded up; `None` when not finite.
@@ -283,7 +298,10 @@ mod tests {
         assert_eq!(strict.verify(&token, NOW_MS), Err(Refused::Expired));
         assert!(strict.verify(&token, NOW_MS - 1).is_ok());
         let far = check(&v, json!({"sub": "a", "exp": 1e300})).unwrap();
-        assert_eq!(far.expires_ms, u64::MAX);
+        assert_eq!(far.expires_ms, MAX_EXPIRY_MS);
+        // An optional claim present as null is of the wrong type.
+        assert!(check(&v, json!({"sub": "a", "exp": NOW + 1, "scopes": null})).is_err());
+        assert!(check(&v, json!({"sub": "a", "exp": NOW + 1, "nbf": null})).is_err());
     }
 
     #[test]

@@ -305,6 +305,21 @@ fn from_path_names_the_file() {
             .starts_with(&format!("{}: cannot read the file: ", missing.display())),
         "{e}"
     );
+    // Not a regular file: refused without blocking (a FIFO with no writer) or reading
+    // without end (a device).
+    let fifo = path.with_file_name("fifo.conf");
+    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let e = Config::from_path(&fifo).unwrap_err();
+    assert!(e.to_string().ends_with(": not a regular file"), "{e}");
+    let e = Config::from_path(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(e.to_string().ends_with(": not a regular file"), "{e}");
+    let big = path.with_file_name("big.conf");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(crate::config::file::MAX_CONFIG_BYTES + 1)
+        .unwrap();
+    let e = Config::from_path(&big).unwrap_err();
+    assert!(e.to_string().contains("larger than 4194304 bytes"), "{e}");
     if let Some(dir) = path.parent() {
         let _ = std::fs::remove_dir_all(dir);
     }
