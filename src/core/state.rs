@@ -9,6 +9,7 @@
 //! - A connection marked `closing` stays known until the reactor reports the close; it is
 //!   asked to close once (`CoreState::close`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -141,14 +142,15 @@ impl CoreState {
         );
     }
 
-    /// Mark `conn` closing and ask the reactor to close it; false when it is unknown or
-    /// already closing.
+    /// Mark `conn` closing and ask the reactor to close it with `code` and `reason` (at most
+    /// 123 bytes; a `&'static str` is not copied); false when it is unknown or already
+    /// closing.
     pub(crate) fn close(
         &mut self,
         out: &mut Actions<Event>,
         conn: ConnId,
         code: u16,
-        reason: &'static str,
+        reason: impl Into<Cow<'static, str>>,
     ) -> bool {
         match self.clients.get_mut(conn) {
             Some(client) if !client.closing => {

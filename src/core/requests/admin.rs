@@ -67,11 +67,7 @@ pub(crate) fn kick(
     let payload = AdminResultOut { status: "kicked" };
     outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
     log::debug!("admin kicks client {}", Escaped(client_id));
-    // As `CoreState::close`, with a reason that may be built for this close.
-    if let Some(client) = state.clients.get_mut(conn) {
-        client.closing = true;
-        out.close(conn, CLOSE_POLICY, close_reason(reason));
-    }
+    state.close(out, conn, CLOSE_POLICY, close_reason(reason));
     Ok(())
 }
 
