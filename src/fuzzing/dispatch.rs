@@ -329,6 +329,7 @@ impl Harness {
                     },
                     _ => Command::Kick {
                         client_id: self.client(s),
+                        reason: None,
                     },
                 };
                 self.run(|core, now, out| core.on_command(cmd, now, out));
