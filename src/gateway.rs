@@ -408,10 +408,33 @@ impl GatewayHandle {
             .send(Control::App(Command::Reload(Box::new(config))))
     }
 
-    /// Close the connection of `client_id` with 1008.
+    /// Close the connection of `client_id` with 1008 `Kicked`. Nothing happens when no such
+    /// client is connected.
     pub fn kick(&self, client_id: &str) -> Result<(), HandleError> {
         self.inner.send(Control::App(Command::Kick {
             client_id: client_id.to_string(),
+            reason: None,
+        }))
+    }
+
+    /// Close the connection of `client_id` with 1008 `Kicked: REASON`, as `admin_kick` with
+    /// a reason does (PROTOCOL section 12): `reason` is cut on a character boundary so that
+    /// the close reason fits the 123 bytes a close frame allows, and an empty `reason`
+    /// closes with plain `Kicked`. Nothing happens when no such client is connected.
+    ///
+    /// ```no_run
+    /// # use gateway::{Config, Gateway};
+    /// let gateway = Gateway::bind(Config::default())?;
+    /// let handle = gateway.handle();
+    /// # let client_id = "";
+    /// // From any thread: the client sees close code 1008, reason `Kicked: maintenance`.
+    /// handle.kick_with_reason(client_id, "maintenance")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kick_with_reason(&self, client_id: &str, reason: &str) -> Result<(), HandleError> {
+        self.inner.send(Control::App(Command::Kick {
+            client_id: client_id.to_string(),
+            reason: Some(reason.to_string()),
         }))
     }
 

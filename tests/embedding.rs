@@ -358,6 +358,13 @@ fn gateway_with_handlers() -> TestGateway {
         ctx.reply("boot_result", json!({"kicked": kicked}));
     })
     .expect("not a built-in type");
+    gw.register_handler("boot_for", |ctx, msg| {
+        let target = msg.payload["target"].as_str().unwrap_or_default();
+        let reason = msg.payload["reason"].as_str().unwrap_or_default();
+        let kicked = ctx.kick_with_reason(target, reason);
+        ctx.reply("boot_result", json!({"kicked": kicked}));
+    })
+    .expect("not a built-in type");
     gw.register_handler("refuse", |ctx, _| {
         ctx.error(ErrorCode::Forbidden, "Not today")
     })
@@ -467,6 +474,73 @@ fn handle_kick_closes_the_client_with_1008() {
     assert!(eventually(|| gw.health()["clients"] == 1));
     let reply = b.request("ping", json!({}));
     assert_eq!(reply["type"], "pong", "others stay connected");
+}
+
+/// The close frame `client` gets, as (code, reason).
+fn close_of(client: &mut Client) -> (u16, String) {
+    let frame = client.expect_close().expect("close frame");
+    (u16::from(frame.code), frame.reason.to_string())
+}
+
+#[test]
+fn handle_kick_with_reason_closes_with_the_reason_cut_to_a_close_frame() {
+    let gw = TestGateway::start(test_config());
+    let mut a = Client::authed(&gw, TOKEN);
+    let mut b = Client::authed(&gw, TOKEN);
+    let mut c = Client::authed(&gw, TOKEN_BOB);
+    let mut d = Client::authed(&gw, TOKEN_BOB);
+    gw.handle
+        .kick_with_reason("nobody", "x")
+        .expect("unknown client: nothing happens");
+    gw.handle
+        .kick_with_reason(&a.client_id, "maintenance")
+        .expect("kick");
+    assert_eq!(close_of(&mut a), (1008, "Kicked: maintenance".to_owned()));
+    gw.handle.kick_with_reason(&b.client_id, "").expect("kick");
+    assert_eq!(close_of(&mut b), (1008, "Kicked".to_owned()));
+    // 115 bytes of room after `Kicked: `: the 2-byte character across the end is left out.
+    let long = "\u{e9}".repeat(100);
+    gw.handle
+        .kick_with_reason(&c.client_id, &long)
+        .expect("kick");
+    let (code, reason) = close_of(&mut c);
+    assert_eq!(code, 1008);
+    assert_eq!(reason, format!("Kicked: {}", "\u{e9}".repeat(57)));
+    assert_eq!(reason.len(), 122);
+    assert!(eventually(|| gw.health()["clients"] == 1));
+    let reply = d.request("ping", json!({}));
+    assert_eq!(reply["type"], "pong", "others stay connected");
+}
+
+#[test]
+fn a_handler_kicks_with_a_reason_through_the_context() {
+    let gw = gateway_with_handlers();
+    let mut a = Client::authed(&gw, TOKEN);
+    let mut b = Client::authed(&gw, TOKEN_BOB);
+    let mut c = Client::authed(&gw, TOKEN_BOB);
+    let reply = a.request(
+        "boot_for",
+        json!({"target": b.client_id, "reason": "voted out"}),
+    );
+    assert_eq!(reply["payload"]["kicked"], true, "{reply}");
+    assert_eq!(close_of(&mut b), (1008, "Kicked: voted out".to_owned()));
+    // Already closing or gone: not kicked again.
+    let reply = a.request(
+        "boot_for",
+        json!({"target": b.client_id, "reason": "again"}),
+    );
+    assert_eq!(reply["payload"]["kicked"], false, "{reply}");
+    let reply = a.request(
+        "boot_for",
+        json!({"target": c.client_id, "reason": "x".repeat(300)}),
+    );
+    assert_eq!(reply["payload"]["kicked"], true, "{reply}");
+    assert_eq!(
+        close_of(&mut c),
+        (1008, format!("Kicked: {}", "x".repeat(115)))
+    );
+    let reply = a.request("ping", json!({}));
+    assert_eq!(reply["type"], "pong", "the sender stays connected");
 }
 
 #[test]

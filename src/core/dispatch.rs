@@ -318,8 +318,8 @@ impl App for GatewayCore {
             } => {
                 custom::broadcast_to_session(state, out, &session_id, &msg_type, &payload, ts);
             }
-            Command::Kick { client_id } => {
-                custom::kick(state, out, &client_id);
+            Command::Kick { client_id, reason } => {
+                custom::kick(state, out, &client_id, reason.as_deref());
             }
             Command::Reload(config) => {
                 // A refusal is logged there; the host learns of a success by the event.

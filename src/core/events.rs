@@ -36,10 +36,13 @@ pub(crate) enum Command {
         /// The message `payload`.
         payload: Value,
     },
-    /// Close the client's connection with 1008 `Kicked`.
+    /// Close the client's connection with 1008 `Kicked`, or `Kicked: REASON` with a
+    /// non-empty reason (cut to fit a close frame).
     Kick {
         /// The client to disconnect.
         client_id: String,
+        /// The reason after `Kicked: `, if any.
+        reason: Option<String>,
     },
     /// Run with this configuration's live keys from now on (PROTOCOL section 12).
     Reload(Box<Config>),

@@ -41,8 +41,10 @@
 //!   the reverse index, both vectors at most half empty), plus about 150 bytes once per
 //!   connection that is in any session (its reverse-index entry and vector). A member's
 //!   `clientId` and `userId` are not copied: they are its connection's.
-//! - Membership checks and per-client lists cost O(sessions of that client); member removal
-//!   costs O(members of that session); an allow-list lookup O(log ids).
+//! - Membership checks and per-client lists cost O(sessions of that client); whether two
+//!   connections share a session costs O((sa + sb) · log min(sa, sb)) for connections in sa
+//!   and sb sessions; member removal costs O(members of that session); an allow-list lookup
+//!   O(log ids).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -628,6 +630,24 @@ impl SessionTable {
         self.sessions_of(conn).iter().any(|s| &**s == id)
     }
 
+    /// Whether `a` and `b` are members of one same session. The ids of the sessions of the
+    /// one in fewer are sorted (a transient list of references) and each session id of the
+    /// other is looked up in them: O((sa + sb) · log min(sa, sb)) comparisons of ids for
+    /// connections in sa and sb sessions, never sa · sb.
+    pub(crate) fn share_a_session(&self, a: ConnId, b: ConnId) -> bool {
+        let (of_a, of_b) = (self.sessions_of(a), self.sessions_of(b));
+        let (few, many) = match of_a.len() <= of_b.len() {
+            true => (of_a, of_b),
+            false => (of_b, of_a),
+        };
+        if few.is_empty() {
+            return false;
+        }
+        let mut sorted: Vec<&str> = few.iter().map(|id| &**id).collect();
+        sorted.sort_unstable();
+        many.iter().any(|id| sorted.binary_search(&&**id).is_ok())
+    }
+
     /// The ids of the sessions `conn` is in, in the order it entered them.
     pub(crate) fn sessions_of(&self, conn: ConnId) -> &[Arc<str>] {
         self.by_client.get(&conn).map_or(&[], Vec::as_slice)
@@ -726,6 +746,57 @@ mod tests {
 
     fn members(s: &Session) -> Vec<ConnId> {
         s.members().iter().map(|m| m.conn).collect()
+    }
+
+    #[test]
+    fn two_connections_share_a_session_while_both_are_in_it() {
+        let mut t = SessionTable::new(SessionLimits {
+            max_clients_per_session: 8,
+            max_sessions_per_client: 64,
+            max_sessions: 256,
+            max_metadata_bytes: 40,
+        });
+        // conn 1 is in 40 sessions, conn 2 in 3 others, conn 3 in none.
+        for i in 0..40 {
+            let id = format!("a{i:02}");
+            t.create(&id, new(None, Ok(None)), conn(1), ALICE, yes)
+                .unwrap();
+        }
+        for id in ["b0", "b1", "b2"] {
+            t.create(id, new(None, Ok(None)), conn(2), ALICE, yes)
+                .unwrap();
+        }
+        let shares = |t: &SessionTable, a, b| {
+            let (x, y) = (
+                t.share_a_session(conn(a), conn(b)),
+                t.share_a_session(conn(b), conn(a)),
+            );
+            assert_eq!(x, y, "symmetric");
+            x
+        };
+        assert!(!shares(&t, 1, 2));
+        assert!(!shares(&t, 1, 3));
+        assert!(!shares(&t, 3, 4), "two connections in no session");
+        // The last of conn 1's sessions, then the first: found whichever list is shorter.
+        t.join("a39", conn(2), ALICE, yes).unwrap();
+        assert!(shares(&t, 1, 2));
+        t.leave("a39", conn(2)).unwrap();
+        assert!(!shares(&t, 1, 2), "leaving ends it");
+        t.join("b1", conn(1), ALICE, yes).unwrap();
+        assert!(shares(&t, 1, 2));
+        assert!(!shares(&t, 1, 3));
+        // A session removed with its last member is shared by nobody; its id taken again
+        // by another connection does not make the old members share it.
+        t.leave("b1", conn(1)).unwrap();
+        t.leave("b1", conn(2)).unwrap();
+        assert!(t.get("b1").is_none());
+        t.create("b1", new(None, Ok(None)), conn(3), ALICE, yes)
+            .unwrap();
+        assert!(!shares(&t, 1, 2));
+        assert!(!shares(&t, 1, 3));
+        t.join("b1", conn(2), ALICE, yes).unwrap();
+        assert!(shares(&t, 2, 3));
+        assert!(!shares(&t, 1, 2));
     }
 
     #[test]

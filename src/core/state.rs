@@ -1,5 +1,6 @@
 //! `CoreState`, everything the request handlers work on, and what every request shares:
-//! the `Req` being handled, the clock, the error reply and closing a connection.
+//! the `Req` being handled, the clock, the error reply and closing a connection (with the
+//! close reasons, a kick's included).
 //!
 //! Contract:
 //! - Sans-IO: no sockets, no clock reads. Wall-clock milliseconds are
@@ -9,6 +10,7 @@
 //! - A connection marked `closing` stays known until the reactor reports the close; it is
 //!   asked to close once (`CoreState::close`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -31,13 +33,35 @@ pub(crate) const CLOSE_POLICY: u16 = 1008;
 pub(crate) const REASON_AUTH_TIMEOUT: &str = "Authentication timeout";
 /// Close reason after `max_auth_failures` failed `auth` messages.
 pub(crate) const REASON_AUTH_FAILURES: &str = "Too many authentication failures";
-/// Close reason of [`Command::Kick`](crate::core::events::Command::Kick) and of a custom
-/// handler's `kick`.
+/// Close reason of a kick without a reason: `admin_kick`,
+/// [`Command::Kick`](crate::core::events::Command::Kick) and a custom handler's `kick`.
 pub(crate) const REASON_KICKED: &str = "Kicked";
+
+/// The most bytes a WebSocket close reason may have (RFC 6455 section 5.5).
+pub(crate) const MAX_CLOSE_REASON: usize = 123;
 
 /// Close reason of a connection whose credential a reload no longer accepts (PROTOCOL
 /// section 12).
 pub(crate) const REASON_TOKEN_REVOKED: &str = "Token revoked";
+
+/// The close reason of a kick: `Kicked`, or `Kicked: REASON` with `reason` cut on a
+/// character boundary to fit [`MAX_CLOSE_REASON`] bytes. An empty reason is none. Only a
+/// kick with a reason allocates.
+pub(crate) fn kick_reason(reason: Option<&str>) -> Cow<'static, str> {
+    let reason = match reason {
+        None | Some("") => return Cow::Borrowed(REASON_KICKED),
+        Some(reason) => reason,
+    };
+    let mut text = String::with_capacity(MAX_CLOSE_REASON);
+    text.push_str(REASON_KICKED);
+    text.push_str(": ");
+    let mut end = reason.len().min(MAX_CLOSE_REASON - text.len());
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.push_str(&reason[..end]);
+    Cow::Owned(text)
+}
 
 /// The session table's bounds in `config` (at start and at each reload).
 pub(crate) fn session_limits(config: &Config) -> SessionLimits {
@@ -141,14 +165,15 @@ impl CoreState {
         );
     }
 
-    /// Mark `conn` closing and ask the reactor to close it; false when it is unknown or
-    /// already closing.
+    /// Mark `conn` closing and ask the reactor to close it with `code` and `reason` (at most
+    /// 123 bytes; a `&'static str` is not copied); false when it is unknown or already
+    /// closing.
     pub(crate) fn close(
         &mut self,
         out: &mut Actions<Event>,
         conn: ConnId,
         code: u16,
-        reason: &'static str,
+        reason: impl Into<Cow<'static, str>>,
     ) -> bool {
         match self.clients.get_mut(conn) {
             Some(client) if !client.closing => {
@@ -158,5 +183,27 @@ impl CoreState {
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kick_reasons_fit_a_close_frame() {
+        assert_eq!(kick_reason(None), "Kicked");
+        assert_eq!(kick_reason(Some("")), "Kicked");
+        assert!(matches!(kick_reason(None), Cow::Borrowed(_)));
+        assert_eq!(kick_reason(Some("spam")), "Kicked: spam");
+        let long = "x".repeat(500);
+        let cut = kick_reason(Some(&long));
+        assert_eq!(cut.len(), MAX_CLOSE_REASON);
+        assert!(cut.starts_with("Kicked: xxx"));
+        // 115 bytes of room: a 2-byte character that would straddle the end is left out.
+        let accents = "\u{e9}".repeat(100);
+        let cut = kick_reason(Some(&accents));
+        assert_eq!(cut.len(), MAX_CLOSE_REASON - 1);
+        assert!(cut.ends_with('\u{e9}'));
     }
 }

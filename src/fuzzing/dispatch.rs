@@ -1,10 +1,11 @@
 //! Fuzzes the protocol core, `GatewayCore`, through the `App` trait. The input is a script:
 //! each step's first byte picks an operation (open, close, message, raw message, timer,
 //! clock, command, HTTP) and the next bytes its arguments. Messages are raw bytes or
-//! envelopes built from the real message types and a small vocabulary (the configured token,
+//! envelopes built from the real message types and a small vocabulary (the configured tokens,
 //! the open clients' ids, session and agent ids, request ids), so that authenticated,
-//! session, agent and route states are reached. Auth is `token`, rate limiting is on and
-//! every limit is small.
+//! session, agent and route states are reached. Auth is `token` with three users (`alice`,
+//! `bob`, and `root` with the `admin` scope), so that private sessions, visibility and the
+//! admin messages are reached too; rate limiting is on and every limit is small.
 //!
 //! Checks: no panic; every message sent is text, a JSON object with a non-empty string
 //! `type` and `id`, an object `payload` and a numeric `timestamp` (PROTOCOL section 2), to
@@ -21,27 +22,34 @@ use serde_json::{json, Map, Value};
 /// Connection slots; a slot reopens with the next generation.
 const SLOTS: usize = 4;
 
+// New entries go at the end of these lists, so that the committed seeds keep their meaning.
 #[rustfmt::skip]
-const TYPES: [&str; 23] = [
+const TYPES: [&str; 26] = [
     "ping", "auth", "connect", "session_create", "session_join", "session_leave",
     "session_patch", "presence", "chat", "chat_stream", "chat_complete", "tool_start",
     "tool_update", "tool_result", "broadcast", "route_request", "route_response",
     "agent_register", "agent_unregister", "agent_heartbeat", "agent_query", "custom", "other",
+    "admin_kick", "admin_clients", "presence_query",
 ];
 
 #[rustfmt::skip]
-const KEYS: [&str; 22] = [
+const KEYS: [&str; 27] = [
     "token", "password", "clientId", "clientType", "deviceId", "deviceName", "role",
     "protocolVersion", "sessionId", "sessionKey", "name", "metadata", "patch", "status",
     "agentId", "type", "capabilities", "capability", "onlineOnly", "chat", "tools", "text",
+    "access", "allowUsers", "reason", "limit", "cursor",
 ];
 
 #[rustfmt::skip]
-const WORDS: [&str; 18] = [
+const WORDS: [&str; 24] = [
     "secret", "wrong", "room", "r2", "ag1", "ag2", "capability:search", "search", "chat",
     "online", "busy", "offline", "away", "node", "control", "cli", "", "\u{e9}\u{0}\"\\",
+    "root-secret", "open", "private", "alice", "root", "bob-secret",
 ];
 
+/// Values of `access` and the users of `allowUsers`.
+const ACCESS: [&str; 4] = ["open", "private", "Open", ""];
+const USERS: [&str; 5] = ["alice", "bob", "root", "anonymous", ""];
 const SESSIONS: [&str; 3] = ["room", "r2", "r3"];
 const AGENTS: [&str; 3] = ["ag1", "ag2", "ag3"];
 /// Types the host sends with; the host is trusted to send non-empty types and object payloads.
@@ -51,10 +59,20 @@ const PATHS: [&str; 4] = ["/health", "/metrics", "/health?x=1", "/nothing"];
 fn config() -> Config {
     Config {
         auth_mode: AuthMode::Token,
-        auth_tokens: vec![AuthToken {
-            user: "alice".into(),
-            secret: "secret".into(),
-        }],
+        auth_tokens: vec![
+            AuthToken {
+                user: "alice".into(),
+                secret: "secret".into(),
+            },
+            AuthToken {
+                user: "bob".into(),
+                secret: "bob-secret".into(),
+            },
+            AuthToken {
+                user: "root".into(),
+                secret: "root-secret".into(),
+            },
+        ],
         auth_timeout_ms: 1_000,
         max_auth_failures: 2,
         agent_ttl_ms: 2_000,
@@ -64,6 +82,7 @@ fn config() -> Config {
         max_sessions_per_client: 2,
         max_sessions: 4,
         max_agents: 3,
+        admin_users: vec!["root".into()],
         rate_limit_per_sec: 20,
         rate_limit_burst: 10,
         ..Config::default()
@@ -118,6 +137,9 @@ impl Harness {
             if msg.payload["status"] == "busy" {
                 ctx.kick(&target);
             }
+            if msg.payload["status"] == "away" {
+                ctx.kick_with_reason(&target, &"\u{e9}".repeat(70));
+            }
         });
         Harness {
             core,
@@ -165,6 +187,25 @@ impl Harness {
         }
     }
 
+    /// A kick reason: none, empty, short, or one longer than a close frame allows.
+    fn reason(&self, s: &mut Script) -> Option<String> {
+        match s.below(4) {
+            0 => None,
+            1 => Some(String::new()),
+            2 => Some("spam".into()),
+            _ => Some("\u{e9}".repeat(70)),
+        }
+    }
+
+    /// An `allowUsers` value: an array of users, or something that is not one.
+    fn allow_users(&self, s: &mut Script) -> Value {
+        match s.below(4) {
+            0 => Value::Null,
+            1 => json!(s.pick(&USERS)),
+            _ => Value::Array((0..s.below(4)).map(|_| json!(s.pick(&USERS))).collect()),
+        }
+    }
+
     fn value(&self, s: &mut Script, depth: usize) -> Value {
         match s.below(if depth >= 2 { 6 } else { 8 }) {
             0 => Value::Null,
@@ -193,10 +234,25 @@ impl Harness {
             "connect" => json!({"deviceId": s.pick(&WORDS), "role": s.pick(&WORDS),
                                 "protocolVersion": s.below(3)}),
             "session_create" => json!({"sessionId": s.pick(&SESSIONS),
-                                       "metadata": self.object(s, 1)}),
+                                       "metadata": self.object(s, 1),
+                                       "access": s.pick(&ACCESS),
+                                       "allowUsers": self.allow_users(s)}),
             "session_join" | "session_leave" => json!({"sessionId": s.pick(&SESSIONS)}),
-            "session_patch" => json!({"sessionKey": s.pick(&SESSIONS),
-                                      "patch": self.object(s, 1)}),
+            "session_patch" => {
+                let mut p = json!({"sessionKey": s.pick(&SESSIONS)});
+                // Bits 1, 2, 4: `patch`, `access`, `allowUsers` present.
+                let present = s.byte();
+                if present & 1 != 0 {
+                    p["patch"] = self.object(s, 1);
+                }
+                if present & 2 != 0 {
+                    p["access"] = json!(s.pick(&ACCESS));
+                }
+                if present & 4 != 0 {
+                    p["allowUsers"] = self.allow_users(s);
+                }
+                p
+            }
             "presence" => json!({"status": s.pick(&WORDS), "sessionKey": s.pick(&SESSIONS)}),
             "agent_register" => json!({"agentId": s.pick(&AGENTS), "type": s.pick(&WORDS),
                 "name": s.pick(&WORDS),
@@ -206,6 +262,15 @@ impl Harness {
             }
             "agent_query" => json!({"capability": s.pick(&WORDS), "onlineOnly": s.byte() & 1 == 1}),
             "custom" => json!({"clientId": self.client(s), "status": s.pick(&WORDS)}),
+            "admin_kick" => json!({"clientId": self.client(s), "reason": self.reason(s)}),
+            "admin_clients" | "presence_query" => {
+                let cursor = match s.below(3) {
+                    0 => Value::Null,
+                    1 => json!("c1"),
+                    _ => json!(s.pick(&WORDS)),
+                };
+                json!({"limit": s.below(4), "cursor": cursor})
+            }
             _ => self.object(s, 0),
         }
     }
@@ -329,6 +394,7 @@ impl Harness {
                     },
                     _ => Command::Kick {
                         client_id: self.client(s),
+                        reason: self.reason(s),
                     },
                 };
                 self.run(|core, now, out| core.on_command(cmd, now, out));

@@ -24,8 +24,6 @@
 //!   own is passed over, so that paging moves on. A page costs O(log n + its length ·
 //!   sessions per client).
 
-use std::borrow::Cow;
-
 use crate::app::Actions;
 use crate::core::clients::Client;
 use crate::core::errors::ErrorCode;
@@ -34,14 +32,11 @@ use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
 use crate::core::requests::devices;
 use crate::core::sessions::SessionTable;
-use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_KICKED};
+use crate::core::state::{kick_reason, CoreState, Req, CLOSE_POLICY};
 use crate::core::wire::payloads::{
     self, AdminClientsIn, AdminKickIn, AdminResultOut, ClientListOut, ClientOut,
 };
 use crate::core::wire::{self, opt_str, req_str, Envelope, FieldError, Head, Loose};
-
-/// The most bytes a WebSocket close reason may have (RFC 6455 section 5.5).
-const MAX_CLOSE_REASON: usize = 123;
 
 /// `admin_kick` → `admin_result`, then the close.
 pub(crate) fn kick(
@@ -67,30 +62,8 @@ pub(crate) fn kick(
     let payload = AdminResultOut { status: "kicked" };
     outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
     log::debug!("admin kicks client {}", Escaped(client_id));
-    // As `CoreState::close`, with a reason that may be built for this close.
-    if let Some(client) = state.clients.get_mut(conn) {
-        client.closing = true;
-        out.close(conn, CLOSE_POLICY, close_reason(reason));
-    }
+    state.close(out, conn, CLOSE_POLICY, kick_reason(reason));
     Ok(())
-}
-
-/// `Kicked`, or `Kicked: REASON` with `reason` cut on a character boundary to fit
-/// [`MAX_CLOSE_REASON`] bytes.
-fn close_reason(reason: Option<&str>) -> Cow<'static, str> {
-    let reason = match reason {
-        None | Some("") => return Cow::Borrowed(REASON_KICKED),
-        Some(reason) => reason,
-    };
-    let mut text = String::with_capacity(MAX_CLOSE_REASON);
-    text.push_str(REASON_KICKED);
-    text.push_str(": ");
-    let mut end = reason.len().min(MAX_CLOSE_REASON - text.len());
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.push_str(&reason[..end]);
-    Cow::Owned(text)
 }
 
 /// `admin_clients` → `client_list`.
@@ -194,23 +167,6 @@ fn page_start(value: &Option<Loose<'_>>) -> Result<u32, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn close_reasons_fit_a_close_frame() {
-        assert_eq!(close_reason(None), "Kicked");
-        assert_eq!(close_reason(Some("")), "Kicked");
-        assert!(matches!(close_reason(None), Cow::Borrowed(_)));
-        assert_eq!(close_reason(Some("spam")), "Kicked: spam");
-        let long = "x".repeat(500);
-        let cut = close_reason(Some(&long));
-        assert_eq!(cut.len(), MAX_CLOSE_REASON);
-        assert!(cut.starts_with("Kicked: xxx"));
-        // 115 bytes of room: a 2-byte character that would straddle the end is left out.
-        let accents = "é".repeat(100);
-        let cut = close_reason(Some(&accents));
-        assert_eq!(cut.len(), MAX_CLOSE_REASON - 1);
-        assert!(cut.ends_with('é'));
-    }
 
     #[test]
     fn cursors_round_trip_and_nothing_else_parses() {

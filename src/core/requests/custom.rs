@@ -13,8 +13,9 @@
 //! - `send_to` reaches any open connection (authenticated or not), `broadcast` every member
 //!   of the session (the sender included), staged once. A payload that does not serialize
 //!   sends nothing (`reply` then answers `INTERNAL_ERROR` instead).
-//! - `kick` closes with 1008 `Kicked`; the connection's cleanup happens when the reactor
-//!   reports the close.
+//! - `kick` closes with 1008 `Kicked`, `kick_with_reason` with `Kicked: REASON` cut to the
+//!   123 bytes of a close reason, as `admin_kick` does (`state::kick_reason`); the
+//!   connection's cleanup happens when the reactor reports the close.
 
 use std::collections::HashMap;
 
@@ -26,7 +27,7 @@ use crate::core::auth::ANONYMOUS;
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
-use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_KICKED};
+use crate::core::state::{kick_reason, CoreState, Req, CLOSE_POLICY};
 use crate::core::wire::{self, Envelope, Head};
 
 /// A registered handler.
@@ -208,9 +209,31 @@ impl<'a> HandlerContext<'a> {
         )
     }
 
-    /// Close the connection of `client_id` with 1008 `Kicked`; whether it was open.
+    /// Close the connection of `client_id` with 1008 `Kicked`; whether it was open (false
+    /// also when it was already closing).
     pub fn kick(&mut self, client_id: &str) -> bool {
-        kick(self.state, self.out, client_id)
+        kick(self.state, self.out, client_id, None)
+    }
+
+    /// Close the connection of `client_id` with 1008 `Kicked: REASON`, as `admin_kick` with a
+    /// reason does: `reason` is cut on a character boundary so that the close reason fits
+    /// the 123 bytes a close frame allows, and an empty `reason` closes with plain `Kicked`.
+    /// Whether it was open (false also when it was already closing).
+    ///
+    /// ```no_run
+    /// # use gateway::{Config, Gateway};
+    /// # let mut gateway = Gateway::bind(Config::default()).unwrap();
+    /// gateway
+    ///     .register_handler("vote_kick", |ctx, msg| {
+    ///         let target = msg.payload["clientId"].as_str().unwrap_or_default();
+    ///         // The peer sees close code 1008 with reason `Kicked: voted out`.
+    ///         let kicked = ctx.is_admin() && ctx.kick_with_reason(target, "voted out");
+    ///         ctx.reply("vote_result", serde_json::json!({ "kicked": kicked }));
+    ///     })
+    ///     .unwrap();
+    /// ```
+    pub fn kick_with_reason(&mut self, client_id: &str, reason: &str) -> bool {
+        kick(self.state, self.out, client_id, Some(reason))
     }
 
     /// Answer the sender with an `error` (`replyTo` set).
@@ -278,15 +301,21 @@ pub(crate) fn broadcast_to_session<T: Serialize + ?Sized>(
     )
 }
 
-/// Close the connection of `client_id` with 1008 `Kicked`.
-pub(crate) fn kick(state: &mut CoreState, out: &mut Actions<Event>, client_id: &str) -> bool {
+/// Close the connection of `client_id` with 1008 `Kicked`, or `Kicked: REASON` for a
+/// non-empty `reason` (cut to fit a close frame); whether it was open and not yet closing.
+pub(crate) fn kick(
+    state: &mut CoreState,
+    out: &mut Actions<Event>,
+    client_id: &str,
+    reason: Option<&str>,
+) -> bool {
     match state.clients.conn_of(client_id) {
         Some(conn) => {
             log::debug!(
                 "kicking client {}",
                 crate::core::escaped::Escaped(client_id)
             );
-            state.close(out, conn, CLOSE_POLICY, REASON_KICKED)
+            state.close(out, conn, CLOSE_POLICY, kick_reason(reason))
         }
         None => false,
     }

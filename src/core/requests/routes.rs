@@ -7,10 +7,11 @@
 //!   closing and that the sender may reach (PROTOCOL section 12): one of the same `userId`,
 //!   one that shares a session with the sender, or any when the sender has the `admin` scope.
 //!   No match, or a client the sender may not reach: `TARGET_NOT_FOUND`, with the same
-//!   message. The shared-session check costs O(a·b) comparisons of session ids for a sender
-//!   in a sessions and a target in b, each at most `max_sessions_per_client`. The target receives `route_request` with the requester's
-//!   `id` and `payload` and `source` = requester's `clientId`; the requester gets nothing on
-//!   success.
+//!   message. The shared-session check ([`SessionTable::share_a_session`]) costs
+//!   O((a + b) · log min(a, b)) comparisons of session ids for a sender in a sessions and a
+//!   target in b, each at most `max_sessions_per_client`. The target receives `route_request`
+//!   with the requester's `id` and `payload` and `source` = requester's `clientId`; the
+//!   requester gets nothing on success.
 //! - The delivery is recorded in the route table (bounded, see `routes`); a second pending
 //!   request with the same `id` from the same requester to the same target is refused with
 //!   `INVALID_MESSAGE` naming `id`; a full table refuses with `LIMIT_EXCEEDED`.
@@ -85,10 +86,7 @@ fn may_reach(sessions: &SessionTable, sender: &Client, target: &Client) -> bool 
     if sender.scopes.is_admin() || (sender.user_id.is_some() && sender.user_id == target.user_id) {
         return true;
     }
-    sessions
-        .sessions_of(sender.conn)
-        .iter()
-        .any(|id| sessions.is_member(id, target.conn))
+    sessions.share_a_session(sender.conn, target.conn)
 }
 
 /// `route_request`: deliver to the target.

@@ -50,11 +50,15 @@ fn commands_send_broadcast_and_kick() {
     .silent();
     let o = h.command(Command::Kick {
         client_id: a_id.clone(),
+        reason: None,
     });
     assert_eq!(o.closes, [(a, 1008, "Kicked".to_owned())]);
     // Kicking again while it closes does nothing; its messages are ignored.
     assert!(h
-        .command(Command::Kick { client_id: a_id })
+        .command(Command::Kick {
+            client_id: a_id,
+            reason: Some("again".into()),
+        })
         .closes
         .is_empty());
     h.text(a, r#"{"type":"ping","id":"p"}"#).silent();

@@ -282,7 +282,10 @@ impl Soup {
                         msg_type: "news".into(),
                         payload: self.value(0),
                     },
-                    _ => Command::Kick { client_id },
+                    _ => Command::Kick {
+                        client_id,
+                        reason: Some(self.rng.pick(WORDS).to_string()),
+                    },
                 };
                 self.h.command(cmd)
             }
