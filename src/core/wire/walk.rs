@@ -71,6 +71,33 @@ fn specials(word: u64) -> u64 {
     (ctrl | quote | slash) & HIGH
 }
 
+/// Whether the 8 bytes of `word` (in input order, little-endian) are whole small integers,
+/// each followed by its comma: digits and commas only, a digit first and a comma last, no
+/// two commas together, no number with a leading zero before another digit (`0,` is one,
+/// `01,` is not). Such a run, at the start of an array element, is that many plain integer
+/// elements, each written as it came: the walk passes it 8 bytes at a time.
+#[inline]
+fn small_integers(word: u64) -> bool {
+    if word & HIGH != 0 {
+        return false;
+    }
+    // Below 0x80 each byte plus up to 0x7f stays within its byte (no carry).
+    let at_least = |low: u8| word.wrapping_add(ONES * u64::from(0x80 - low)) & HIGH;
+    let equal = |byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        !x.wrapping_add(ONES * 0x7f) & HIGH
+    };
+    let digits = at_least(b'0') & !at_least(b'9' + 1);
+    let commas = equal(b',');
+    let zeros = equal(b'0');
+    let starts = (commas << 8) | 0x80;
+    (digits | commas) == HIGH
+        && commas >> 63 == 1
+        && digits & 0x80 != 0
+        && commas & (commas << 8) == 0
+        && ((zeros & starts) << 8) & digits == 0
+}
+
 /// A key of an open object: its text is `bytes[start..end]` of the input, or of
 /// `Walker::decoded` when it had escapes.
 #[derive(Clone, Copy)]
@@ -541,23 +568,6 @@ impl<'a, 'o> Walker<'a, 'o> {
         self.budget()
     }
 
-    #[inline(never)]
-    fn push_open(&mut self, depth: usize, object: bool) {
-        let (word, bit) = (depth / 64, depth % 64);
-        if self.open.len() <= word {
-            self.open.push(0);
-        }
-        if object {
-            self.open[word] |= 1 << bit;
-        } else {
-            self.open[word] &= !(1 << bit);
-        }
-    }
-
-    fn is_object(&self, depth: usize) -> bool {
-        self.open[depth / 64] & (1 << (depth % 64)) != 0
-    }
-
     /// One whole value at `pos` (white space first), read as in `mode`, with at most
     /// `max_depth` levels of objects and arrays (the value's own counted); `pos` ends
     /// right after it.
@@ -568,6 +578,13 @@ impl<'a, 'o> Walker<'a, 'o> {
     /// container closes).
     fn value(&mut self, mode: Mode, max_depth: usize) -> Step {
         let bytes = self.bytes;
+        let writing = self.out.is_some();
+        let strict = mode == Mode::Strict;
+        // Room for the bit stack of the deepest nesting this value can have.
+        let words = max_depth.min(bytes.len()) / 64 + 1;
+        if self.open.len() < words {
+            self.open.resize(words, 0);
+        }
         let mut pos = self.pos;
         // Open containers of this value, and whether the innermost is an object.
         let mut depth = 0usize;
@@ -575,118 +592,173 @@ impl<'a, 'o> Walker<'a, 'o> {
         loop {
             // A value is expected.
             let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
-            while is_ws(c) {
+            while c <= b' ' && is_ws(c) {
                 pos += 1;
                 c = *bytes.get(pos).ok_or(Stop::Unsure)?;
             }
-            let mut closed = false;
-            match c {
-                b'0'..=b'9' | b'-' => {
-                    // A plain integer (at most 18 digits, no leading zero, not `-0`) here;
-                    // anything else in `number`.
-                    let start = pos;
-                    let first = start + usize::from(c == b'-');
-                    let mut end = first;
-                    while let Some(b'0'..=b'9') = bytes.get(end) {
-                        end += 1;
+            if c.is_ascii_digit() || c == b'-' {
+                // A plain integer (digits, no leading zero, not `-0`, short enough to be
+                // exact) here; anything else in `number`.
+                let start = pos;
+                let first = start + usize::from(c == b'-');
+                let mut end = first;
+                while let Some(b'0'..=b'9') = bytes.get(end) {
+                    end += 1;
+                }
+                let digits = end - first;
+                let plain = digits != 0
+                    && digits <= if writing { 18 } else { 300 }
+                    && (bytes[first] != b'0' || end == start + 1)
+                    && !matches!(bytes.get(end), Some(b'.' | b'e' | b'E'));
+                if plain {
+                    pos = end;
+                    if writing {
+                        self.emit(&bytes[start..end]);
+                        self.budget()?;
                     }
-                    let digits = end - first;
-                    let plain = (1..=18).contains(&digits)
-                        && (bytes[first] != b'0' || (digits == 1 && first == start))
-                        && !matches!(bytes.get(end), Some(b'.' | b'e' | b'E'));
-                    if plain {
-                        pos = end;
-                        if let Some(out) = self.out.as_deref_mut() {
-                            out.extend_from_slice(&bytes[start..end]);
-                            self.budget()?;
+                } else {
+                    self.pos = start;
+                    self.number(mode)?;
+                    pos = self.pos;
+                }
+            } else if c == b'"' {
+                self.pos = pos;
+                self.string_out(mode)?;
+                pos = self.pos;
+                if writing {
+                    self.budget()?;
+                }
+            } else if c == b'[' || c == b'{' {
+                if depth >= max_depth {
+                    return Err(Stop::Unsure);
+                }
+                object = c == b'{';
+                let (word, bit) = (depth / 64, depth % 64);
+                if object {
+                    self.open[word] |= 1 << bit;
+                } else {
+                    self.open[word] &= !(1 << bit);
+                }
+                depth += 1;
+                pos += 1;
+                if writing {
+                    self.emit(&[c]);
+                }
+                if !object {
+                    // Runs of `[`, 8 at a time.
+                    while depth + 8 <= max_depth && bytes.get(pos..pos + 8) == Some(b"[[[[[[[[") {
+                        for level in depth..depth + 8 {
+                            self.open[level / 64] &= !(1 << (level % 64));
                         }
-                    } else {
-                        self.pos = start;
-                        self.number(mode)?;
+                        depth += 8;
+                        pos += 8;
+                        if writing {
+                            self.emit(b"[[[[[[[[");
+                        }
+                    }
+                }
+                if object && strict {
+                    let at = (self.keys.keys.len(), self.decoded.len());
+                    self.keys.starts.push(at);
+                }
+                let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                while c <= b' ' && is_ws(c) {
+                    pos += 1;
+                    c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                }
+                if c != if object { b'}' } else { b']' } {
+                    if object {
+                        self.pos = pos;
+                        self.key(mode)?;
                         pos = self.pos;
                     }
+                    continue;
                 }
-                b'"' => {
-                    self.pos = pos;
-                    self.string_out(mode)?;
-                    self.budget()?;
-                    pos = self.pos;
-                }
-                b'{' | b'[' => {
-                    if depth >= max_depth {
-                        return Err(Stop::Unsure);
-                    }
-                    object = c == b'{';
-                    self.push_open(depth, object);
-                    depth += 1;
-                    pos += 1;
-                    self.emit(&[c]);
-                    if object && mode == Mode::Strict {
-                        let at = (self.keys.keys.len(), self.decoded.len());
-                        self.keys.starts.push(at);
-                    }
-                    while let Some(&b) = bytes.get(pos).filter(|&&b| is_ws(b)) {
-                        let _ = b;
-                        pos += 1;
-                    }
-                    let end = if object { b'}' } else { b']' };
-                    if *bytes.get(pos).ok_or(Stop::Unsure)? == end {
-                        closed = true;
-                    } else {
-                        if object {
-                            self.pos = pos;
-                            self.key(mode)?;
-                            pos = self.pos;
-                        }
-                        continue;
-                    }
-                }
-                b't' | b'f' | b'n' => {
-                    self.pos = pos;
-                    self.literal()?;
-                    pos = self.pos;
-                }
-                _ => return Err(Stop::Unsure),
+                // Empty: closed below, at its end byte.
+            } else if c == b't' || c == b'f' || c == b'n' {
+                self.pos = pos;
+                self.literal()?;
+                pos = self.pos;
+            } else {
+                return Err(Stop::Unsure);
             }
-            // A value ended (or, when `closed`, a container is at its end byte): close
-            // what ends here, up to the next value.
+            // A value ended: close what ends here, up to the next value. An empty
+            // container arrives here at its end byte, which the check below reads.
             loop {
                 if depth == 0 {
                     self.pos = pos;
                     return Ok(());
                 }
-                if !closed {
-                    let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
-                    while is_ws(c) {
-                        pos += 1;
-                        c = *bytes.get(pos).ok_or(Stop::Unsure)?;
-                    }
-                    match c {
-                        b',' => {
-                            pos += 1;
-                            self.emit(b",");
-                            if object {
-                                self.pos = pos;
-                                self.ws();
-                                self.key(mode)?;
-                                pos = self.pos;
-                            }
-                            break;
-                        }
-                        b'}' if object => {}
-                        b']' if !object => {}
-                        _ => return Err(Stop::Unsure),
-                    }
+                let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                while c <= b' ' && is_ws(c) {
+                    pos += 1;
+                    c = *bytes.get(pos).ok_or(Stop::Unsure)?;
                 }
-                closed = false;
-                pos += 1;
-                depth -= 1;
-                self.emit(if object { b"}" } else { b"]" });
-                if object && mode == Mode::Strict && self.duplicate_keys() {
+                if c == b',' {
+                    pos += 1;
+                    if writing {
+                        self.emit(b",");
+                    }
+                    if object {
+                        self.pos = pos;
+                        self.ws();
+                        self.key(mode)?;
+                        pos = self.pos;
+                    } else {
+                        // Runs of small integers, 8 bytes at a time.
+                        let run = pos;
+                        while let Some(chunk) = bytes.get(pos..pos + 8) {
+                            let word: [u8; 8] = chunk.try_into().unwrap_or_default();
+                            if !small_integers(u64::from_le_bytes(word)) {
+                                break;
+                            }
+                            pos += 8;
+                        }
+                        if writing && pos > run {
+                            self.emit(&bytes[run..pos]);
+                            // The last comma is not a place where the budget is checked:
+                            // the next value's check sees it.
+                            if let Some(out) = &self.out {
+                                if out.len() - 1 > self.max {
+                                    return Err(Stop::TooLarge);
+                                }
+                            }
+                        }
+                    }
+                    break;
+                }
+                if c != if object { b'}' } else { b']' } {
                     return Err(Stop::Unsure);
                 }
-                self.budget()?;
-                object = depth > 0 && self.is_object(depth - 1);
+                // Runs of `]` closing 8 arrays, 8 at a time (the last close of a run is
+                // a place the budget is checked, and the output only grew).
+                if !object
+                    && depth > 8
+                    && bytes.get(pos..pos + 8) == Some(b"]]]]]]]]")
+                    && (depth - 8..depth)
+                        .all(|level| self.open[level / 64] & (1 << (level % 64)) == 0)
+                {
+                    pos += 8;
+                    depth -= 8;
+                    if writing {
+                        self.emit(b"]]]]]]]]");
+                        self.budget()?;
+                    }
+                    object = self.open[(depth - 1) / 64] & (1 << ((depth - 1) % 64)) != 0;
+                    continue;
+                }
+                pos += 1;
+                depth -= 1;
+                if writing {
+                    self.emit(&[c]);
+                }
+                if object && strict && self.duplicate_keys() {
+                    return Err(Stop::Unsure);
+                }
+                if writing {
+                    self.budget()?;
+                }
+                object = depth > 0 && self.open[(depth - 1) / 64] & (1 << ((depth - 1) % 64)) != 0;
             }
         }
     }
