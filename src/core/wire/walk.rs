@@ -98,6 +98,13 @@ fn small_integers(word: u64) -> bool {
         && ((zeros & starts) << 8) & digits == 0
 }
 
+/// The 8 bytes at `pos`, little-endian, when there are 8.
+#[inline]
+fn word_at(bytes: &[u8], pos: usize) -> Option<u64> {
+    let chunk: [u8; 8] = bytes.get(pos..pos + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(chunk))
+}
+
 /// A key of an open object: its text is `bytes[start..end]` of the input, or of
 /// `Walker::decoded` when it had escapes.
 #[derive(Clone, Copy)]
@@ -568,6 +575,27 @@ impl<'a, 'o> Walker<'a, 'o> {
         self.budget()
     }
 
+    /// Mark the 8 levels from `level` on as arrays in the bit stack.
+    #[inline]
+    fn mark_arrays(&mut self, level: usize) {
+        let (word, bit) = (level / 64, level % 64);
+        self.open[word] &= !(0xff << bit);
+        if bit > 56 {
+            self.open[word + 1] &= !(0xff >> (64 - bit));
+        }
+    }
+
+    /// Whether the 8 levels from `level` on are all arrays.
+    #[inline]
+    fn all_arrays(&self, level: usize) -> bool {
+        let (word, bit) = (level / 64, level % 64);
+        let mut bits = self.open[word] >> bit;
+        if bit > 56 {
+            bits |= self.open[word + 1] << (64 - bit);
+        }
+        bits & 0xff == 0
+    }
+
     /// One whole value at `pos` (white space first), read as in `mode`, with at most
     /// `max_depth` levels of objects and arrays (the value's own counted); `pos` ends
     /// right after it.
@@ -646,10 +674,8 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
                 if !object {
                     // Runs of `[`, 8 at a time.
-                    while depth + 8 <= max_depth && bytes.get(pos..pos + 8) == Some(b"[[[[[[[[") {
-                        for level in depth..depth + 8 {
-                            self.open[level / 64] &= !(1 << (level % 64));
-                        }
+                    while depth + 8 <= max_depth && word_at(bytes, pos) == Some(ONES * 0x5b) {
+                        self.mark_arrays(depth);
                         depth += 8;
                         pos += 8;
                         if writing {
@@ -707,9 +733,8 @@ impl<'a, 'o> Walker<'a, 'o> {
                     } else {
                         // Runs of small integers, 8 bytes at a time.
                         let run = pos;
-                        while let Some(chunk) = bytes.get(pos..pos + 8) {
-                            let word: [u8; 8] = chunk.try_into().unwrap_or_default();
-                            if !small_integers(u64::from_le_bytes(word)) {
+                        while let Some(word) = word_at(bytes, pos) {
+                            if !small_integers(word) {
                                 break;
                             }
                             pos += 8;
@@ -734,9 +759,8 @@ impl<'a, 'o> Walker<'a, 'o> {
                 // a place the budget is checked, and the output only grew).
                 if !object
                     && depth > 8
-                    && bytes.get(pos..pos + 8) == Some(b"]]]]]]]]")
-                    && (depth - 8..depth)
-                        .all(|level| self.open[level / 64] & (1 << (level % 64)) == 0)
+                    && word_at(bytes, pos) == Some(ONES * 0x5d)
+                    && self.all_arrays(depth - 8)
                 {
                     pos += 8;
                     depth -= 8;
