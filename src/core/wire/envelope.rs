@@ -503,7 +503,9 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
         ));
     }
     let walked = if walk {
-        walk::envelope(data)
+        walk::envelope(data, |msg_type| {
+            MsgKind::of(msg_type).is_some_and(MsgKind::forwards_payload)
+        })
     } else {
         Err(walk::Stop::Unsure)
     };

@@ -321,7 +321,7 @@ impl<'a, 'o> Walker<'a, 'o> {
         loop {
             // Eight bytes at a time to the first `"`, `\` or control character.
             let mut at = self.pos;
-            while let Some(chunk) = bytes.get(at..at + 8) {
+            for chunk in bytes.get(at..).unwrap_or_default().chunks_exact(8) {
                 let word: [u8; 8] = chunk.try_into().unwrap_or_default();
                 let found = specials(u64::from_le_bytes(word));
                 if found != 0 {
@@ -855,13 +855,17 @@ pub(crate) struct Scanned<'a> {
     pub members: [Option<Member<'a>>; 5],
     /// The raw text of `payload`, `None` when absent or `null`.
     pub payload: Option<&'a [u8]>,
-    /// Whether `payload`, when present, passes [`strict`] (walked in the same pass).
+    /// Whether `payload`, when present, is known to pass [`strict`] (walked in the same
+    /// pass); `false` when it does not, or was not checked.
     pub payload_strict: bool,
 }
 
 /// Read a whole message as [`parse_envelope`](super::parse_envelope) reads it with
 /// `serde_json`: `Ok` only when that read succeeds, with the same members.
-pub(crate) fn envelope(data: &[u8]) -> Step<Scanned<'_>> {
+///
+/// The payload is checked as [`strict`] checks it on the way unless a `type` before it is
+/// one for which `checked(type)` is `false` (a type whose payload is not forwarded unread).
+pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scanned<'_>> {
     std::str::from_utf8(data).map_err(|_| Stop::Unsure)?;
     let mut w = Walker::new(data);
     let mut scanned = Scanned::default();
@@ -903,7 +907,11 @@ pub(crate) fn envelope(data: &[u8]) -> Step<Scanned<'_>> {
                     w.literal()?;
                 } else {
                     let at = w.pos;
-                    scanned.payload_strict = w.value(Mode::Strict, STRICT_DEPTH).is_ok();
+                    let check = match &scanned.members[0] {
+                        Some(Member::Str(msg_type)) => checked(msg_type),
+                        _ => true,
+                    };
+                    scanned.payload_strict = check && w.value(Mode::Strict, STRICT_DEPTH).is_ok();
                     if !scanned.payload_strict {
                         w.pos = at;
                         w.keys = Keys::default();

@@ -75,7 +75,7 @@ const NUMBERS: [&str; 34] = [
 
 fn ws(rng: &mut Rng, out: &mut String) {
     if rng.one_in(4) {
-        out.push_str(*rng.pick(&[" ", "\n", "\t", "\r", "  \n "]));
+        out.push_str(rng.pick::<&str>(&[" ", "\n", "\t", "\r", "  \n "]));
     }
 }
 
@@ -107,11 +107,11 @@ fn value(rng: &mut Rng, depth: usize, out: &mut String) {
     match pick {
         0 => string(rng, out),
         1 => out.push_str(if rng.one_in(6) {
-            *rng.pick(&NUMBERS)
+            rng.pick::<&str>(&NUMBERS)
         } else {
-            *rng.pick(&NUMBERS[..7])
+            rng.pick::<&str>(&NUMBERS[..7])
         }),
-        2 => out.push_str(*rng.pick(&["true", "false", "null"])),
+        2 => out.push_str(rng.pick::<&str>(&["true", "false", "null"])),
         3 => out.push_str(&format!("{}", rng.below(1000))),
         4 | 5 => {
             out.push('{');
@@ -124,7 +124,7 @@ fn value(rng: &mut Rng, depth: usize, out: &mut String) {
                 ws(rng, out);
                 if rng.one_in(3) {
                     out.push('"');
-                    out.push_str(*rng.pick(&KEYS));
+                    out.push_str(rng.pick::<&str>(&KEYS));
                     out.push('"');
                 } else {
                     out.push_str(&format!("\"k{}\"", rng.below(1 << 20)));
@@ -310,15 +310,20 @@ fn compact_walk_writes_serde_json_text() {
 #[test]
 fn the_envelope_walk_marks_a_checked_payload() {
     let text = br#"{"type":"chat","id":"1","payload":{"a":[1,2]}}"#;
-    let walked = envelope(text).unwrap();
+    let walked = envelope(text, |_| true).unwrap();
     assert!(walked.payload_strict);
     assert_eq!(walked.payload, Some(br#"{"a":[1,2]}"#.as_slice()));
     let twice = br#"{"type":"chat","id":"1","payload":{"a":1,"a":2}}"#;
-    let walked = envelope(twice).unwrap();
+    let walked = envelope(twice, |_| true).unwrap();
     assert!(!walked.payload_strict);
     assert!(!parse_envelope(twice).unwrap().payload_strict);
     // A known member twice is serde's error to word.
-    assert!(envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#).is_err());
+    assert!(envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#, |_| true).is_err());
+    // A type whose payload is not forwarded: not checked on the way.
+    let typed = br#"{"type":"agent_register","id":"1","payload":{"a":1}}"#;
+    assert!(!parse_envelope(typed).unwrap().payload_strict);
+    let late = br#"{"id":"1","payload":{"a":1},"type":"agent_register"}"#;
+    assert!(parse_envelope(late).unwrap().payload_strict);
     let same = |t: &[u8]| assert_eq!(parse_envelope(t), parse_envelope_serde(t));
     same(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#);
 }
@@ -374,8 +379,8 @@ fn speed() {
         ("1 MiB strings", strings(1 << 20)),
     ];
     println!(
-        "{:<20} {:>28} {:>28} {:>28}",
-        "ns/byte (old / new)", "envelope", "strict check", "compact"
+        "{:<20} {:>24} {:>24} {:>24} {:>24}",
+        "ns/byte (old / new)", "envelope, chat", "strict check", "compact", "envelope, other type"
     );
     for (name, payload) in &cases {
         let message = format!(r#"{{"type":"chat","id":"1","sessionId":"s","payload":{payload}}}"#);
@@ -385,6 +390,10 @@ fn speed() {
         let env_new = time(m.len(), || {
             assert!(parse_envelope(m).unwrap().payload_strict)
         });
+        let other = message.replacen("\"chat\"", "\"other\"", 1);
+        let o = other.as_bytes();
+        let other_old = time(o.len(), || assert!(parse_envelope_serde(o).is_ok()));
+        let other_new = time(o.len(), || assert!(parse_envelope(o).is_ok()));
         let strict_old = time(p.len(), || assert!(strict_check::check_serde(p).is_ok()));
         let strict_new = time(p.len(), || assert!(strict(p).is_ok()));
         let mut out = Vec::with_capacity(p.len());
@@ -405,17 +414,19 @@ fn speed() {
         });
         let pair = |a: f64, b: f64| format!("{a:.2} / {b:.2} ({:.1}x)", a / b);
         println!(
-            "{name:<20} {:>28} {:>28} {:>28}",
+            "{name:<20} {:>24} {:>24} {:>24} {:>24}",
             pair(env_old, env_new),
             pair(strict_old, strict_new),
-            pair(compact_old, compact_new)
+            pair(compact_old, compact_new),
+            pair(other_old, other_new)
         );
     }
 }
 
 /// One read picked by `WALK_CASE` (`envelope_old`, `envelope_new`, `strict_old`,
 /// `strict_new`, `compact_old`, `compact_new`, or nothing) 4 times over a 1 MiB payload
-/// (`WALK_PAYLOAD`: `zeros`, the default, or `strings`): for instruction counts under
+/// (`WALK_PAYLOAD`: `zeros`, the default, `strings` or `nested`; the message's type is
+/// `WALK_TYPE`, `chat` by default): for instruction counts under
 /// `valgrind --tool=callgrind`, where the difference from the empty case is the read's.
 #[test]
 #[ignore]
@@ -445,7 +456,9 @@ fn profile() {
         }
     }
     payload.push_str("]}");
-    let message = format!(r#"{{"type":"chat","id":"1","sessionId":"s","payload":{payload}}}"#);
+    let msg_type = std::env::var("WALK_TYPE").unwrap_or_else(|_| "chat".into());
+    let message =
+        format!(r#"{{"type":"{msg_type}","id":"1","sessionId":"s","payload":{payload}}}"#);
     let (p, m) = (payload.as_bytes(), message.as_bytes());
     let mut out = Vec::with_capacity(p.len());
     for _ in 0..4 {
@@ -528,7 +541,7 @@ fn bracket_runs_agree_with_serde_json() {
                 closers.push(']');
             }
         }
-        text.push_str(*rng.pick(&["0", "[]", "{}", "\"s\""]));
+        text.push_str(rng.pick::<&str>(&["0", "[]", "{}", "\"s\""]));
         while let Some(c) = closers.pop() {
             text.push(c);
         }
