@@ -11,10 +11,14 @@
 //!   tests of this module hold it to that on generated and mutated JSON.
 //! - Input must be valid UTF-8 (checked once by each entry point); bytes of 0x80 and over
 //!   are then only ever string contents.
-//! - The work is linear in the input: string bodies are scanned 8 bytes at a time, nesting is
+//! - The work is linear in the input: string bodies are scanned 8 bytes at a time, and so
+//!   are runs of small integers in an array (`0,12,3,`) and of `[` and `]`; nesting is
 //!   kept on a bit stack (so a walk that allows any depth needs 1 bit per level), and the
 //!   keys of open objects, where duplicates are looked for, on one stack (see [`Keys`]).
-//! - No `unsafe`.
+//! - No `unsafe`. The steps other than the hot loop of [`Walker::value`] (strings, keys,
+//!   numbers that are not plain integers, literals, the duplicate-key check) are
+//!   `#[inline(never)]`, which keeps that loop's registers its own (measured: fewer
+//!   instructions per element).
 //!
 //! Modes, one per way `serde_json` reads a value ([`Mode`]): `Skip` is how it passes over a
 //! value it does not keep (`IgnoredAny`, `RawValue`); `Read` is how it reads a value into a

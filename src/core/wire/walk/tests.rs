@@ -194,9 +194,16 @@ fn mutate(rng: &mut Rng, text: &mut Vec<u8>) {
 /// an envelope: the whole message mutated too).
 #[test]
 fn the_walk_decides_and_writes_what_serde_json_does() {
-    let mut rng = Rng::new(0x5eed_1e55);
+    // `WALK_ROUNDS` and `WALK_SEED` run more, or other, rounds.
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mut rng = Rng::new(env("WALK_SEED", 0x5eed_1e55));
     let (mut accepted, mut refused) = (0, 0);
-    for round in 0..20_000 {
+    for round in 0..env("WALK_ROUNDS", 20_000) {
         let mut text = payload(&mut rng);
         if round % 2 == 1 {
             mutate(&mut rng, &mut text);
