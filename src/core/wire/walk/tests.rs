@@ -558,3 +558,36 @@ fn bracket_runs_agree_with_serde_json() {
         json::run(plain.as_bytes());
     }
 }
+
+/// Compaction stops at the same place for every budget inside runs passed 8 bytes at a time
+/// (small integers, brackets), with and without an error after them.
+#[test]
+fn budgets_inside_word_runs_agree_with_serde_json() {
+    for text in [
+        "[0,1,22,333,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19]",
+        "[0,1,22,333,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,]",
+        "[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]",
+        "[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]] x",
+        "{\"a\":[[[[[[[[[[0,0,0,0,0,0,0,0,0,0,0,0]]]]]]]]]]}",
+    ] {
+        for max in 0..text.len() + 2 {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            let a = crate::core::wire::compact::compact(
+                text.as_bytes(),
+                &mut Budget {
+                    out: &mut fast,
+                    max,
+                },
+            );
+            let b = compact_serde(
+                text.as_bytes(),
+                &mut Budget {
+                    out: &mut slow,
+                    max,
+                },
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text} at {max}");
+            assert_eq!(fast, slow, "{text} at {max}");
+        }
+    }
+}
