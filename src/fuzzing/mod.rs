@@ -2,12 +2,13 @@
 //! `cargo fuzz` sets) and in the crate's own tests. They live in the crate so that they can
 //! reach its internals without making those public API; `fuzz/fuzz_targets/*.rs` only hands
 //! libFuzzer's input to [`handshake::run`], [`origin::run`], [`codec::run`],
-//! [`dispatch::run`] and [`config::run`]. `fuzz/README.md` says how to run them.
+//! [`dispatch::run`], [`config::run`] and [`json::run`]. `fuzz/README.md` says how to run them.
 
 pub mod codec;
 pub mod config;
 pub mod dispatch;
 pub mod handshake;
+pub mod json;
 pub mod origin;
 
 #[cfg(test)]

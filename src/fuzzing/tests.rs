@@ -39,3 +39,16 @@ fn dispatch_seeds() {
 fn config_seeds() {
     run_seeds("config", super::config::run);
 }
+
+#[test]
+fn json_seeds() {
+    run_seeds("json", super::json::run);
+}
+
+/// The JSON walk also reads every other target's seeds.
+#[test]
+fn json_reads_every_seed() {
+    for target in ["handshake", "origin", "codec", "dispatch", "config", "json"] {
+        run_seeds(target, super::json::run);
+    }
+}

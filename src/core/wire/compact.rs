@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::core::wire::{write_str, write_u64};
+use crate::core::wire::{walk, write_str, write_u64};
 
 /// Where a compact value is written, and how much of it may be.
 #[derive(Debug)]
@@ -50,8 +50,25 @@ pub(crate) enum CompactError {
     Invalid(String),
 }
 
-/// Append the compact form of the JSON text `raw` to `budget.out`.
+/// Append the compact form of the JSON text `raw` to `budget.out`. The
+/// [`walk`](crate::core::wire::walk) writes it in one pass; only where the walk is unsure
+/// (the text would be refused, or the walk does not know) `serde_json` reads it again
+/// ([`compact_serde`]) and its error is the one returned.
 pub(crate) fn compact(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), CompactError> {
+    let start = budget.out.len();
+    match walk::compact(raw, budget.out, budget.max) {
+        Ok(()) => return Ok(()),
+        Err(walk::Stop::TooLarge) => {
+            budget.out.truncate(start);
+            return Err(CompactError::TooLarge);
+        }
+        Err(walk::Stop::Unsure) => budget.out.truncate(start),
+    }
+    compact_serde(raw, budget)
+}
+
+/// [`compact`] done by `serde_json`: the reference the walk keeps to.
+pub(crate) fn compact_serde(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), CompactError> {
     let mut de = serde_json::Deserializer::from_slice(raw);
     let start = budget.out.len();
     let result = Compact(budget).deserialize(&mut de).and_then(|()| de.end());

@@ -19,6 +19,8 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::core::wire::walk::{self, Member};
+
 /// Longest `id` a client may send, in bytes.
 pub(crate) const MAX_ID_BYTES: usize = 128;
 
@@ -388,6 +390,9 @@ pub(crate) struct Envelope<'a> {
     pub id: Cow<'a, str>,
     /// The raw JSON text of `payload`, always an object (`{}` when absent or `null`).
     pub payload: &'a [u8],
+    /// Whether `payload` is known to pass [`strict::check`](crate::core::wire::strict)
+    /// (the walk checks it on its way); when `false` it is not known either way.
+    pub payload_strict: bool,
     /// `sessionId`.
     pub session_id: Field<'a>,
     /// `replyTo`.
@@ -450,16 +455,86 @@ fn invalid(error: FieldError, reply_to: Option<Cow<'_, str>>) -> EnvelopeError<'
     EnvelopeError::Invalid { error, reply_to }
 }
 
+/// The members of an envelope as read, by the walk or by `serde_json`.
+struct Members<'a> {
+    msg_type: Option<Loose<'a>>,
+    id: Option<Loose<'a>>,
+    payload: Option<&'a [u8]>,
+    session_id: Option<Loose<'a>>,
+    reply_to: Option<Loose<'a>>,
+    target: Option<Loose<'a>>,
+}
+
+impl<'a> Members<'a> {
+    fn walked(scanned: walk::Scanned<'a>) -> Self {
+        let [msg_type, id, session_id, reply_to, target] = scanned.members.map(|member| {
+            member.map(|member| match member {
+                Member::Str(text) => Loose::Str(text),
+                Member::Bool(flag) => Loose::Bool(flag),
+                Member::UInt(n) => Loose::UInt(n),
+                Member::Number => Loose::Number,
+                Member::Object => Loose::Object,
+                Member::Array => Loose::Array,
+            })
+        });
+        Members {
+            msg_type,
+            id,
+            payload: scanned.payload,
+            session_id,
+            reply_to,
+            target,
+        }
+    }
+}
+
 /// Read one client message (PROTOCOL section 2). `data` need not be valid UTF-8: invalid
-/// text is a parse error.
+/// text is a parse error. The [`walk`] reads it in one pass (checking the payload as
+/// [`strict::check`](crate::core::wire::strict) does on the way); only a message the walk does
+/// not accept is read again with `serde_json`, whose error is the parse error's text.
 pub(crate) fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
+    parse_with(data, true)
+}
+
+/// [`parse_envelope`] done by `serde_json` alone: the reference the walk keeps to.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn parse_envelope_serde(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
+    parse_with(data, false)
+}
+
+fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>> {
     if first_byte(data) != Some(b'{') {
         return Err(EnvelopeError::Parse(
             "message must be a JSON object".to_owned(),
         ));
     }
-    let raw: RawEnvelope<'_, &RawValue> =
-        serde_json::from_slice(data).map_err(|e| parse_error(data, e))?;
+    let walked = if walk {
+        walk::envelope(data, |msg_type| {
+            MsgKind::of(msg_type).is_some_and(MsgKind::forwards_payload)
+        })
+    } else {
+        Err(walk::Stop::Unsure)
+    };
+    let (raw, payload_strict) = match walked {
+        Ok(scanned) => {
+            let strict = scanned.payload.is_none() || scanned.payload_strict;
+            (Members::walked(scanned), strict)
+        }
+        Err(_) => {
+            let raw: RawEnvelope<'_, &RawValue> =
+                serde_json::from_slice(data).map_err(|e| parse_error(data, e))?;
+            let absent = raw.payload.is_none();
+            let members = Members {
+                msg_type: raw.msg_type,
+                id: raw.id,
+                payload: raw.payload.map(|raw| raw.get().as_bytes()),
+                session_id: raw.session_id,
+                reply_to: raw.reply_to,
+                target: raw.target,
+            };
+            (members, absent)
+        }
+    };
     let id = match raw.id {
         Some(Loose::Str(id)) => match check_ident(&id, "id") {
             Ok(_) => id,
@@ -477,7 +552,7 @@ pub(crate) fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<
         None | Some(Loose::Null) => return Err(invalid(FieldError::required("type"), Some(id))),
         Some(_) => return Err(invalid(FieldError::not_string("type"), Some(id))),
     };
-    let payload: &[u8] = match raw.payload.map(|raw| raw.get().as_bytes()) {
+    let payload: &[u8] = match raw.payload {
         None => b"{}",
         Some(text) if text.starts_with(b"{") => text,
         Some(_) => {
@@ -489,6 +564,7 @@ pub(crate) fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<
         msg_type,
         id,
         payload,
+        payload_strict,
         session_id: Field::from_loose(raw.session_id),
         reply_to: Field::from_loose(raw.reply_to),
         target: Field::from_loose(raw.target),

@@ -8,8 +8,11 @@
 //!   payload with: a key twice in one object, nesting deeper than [`MAX_DEPTH`] (the payload
 //!   object itself is depth 1), a string with a lone surrogate escape (`"\ud800"`), or a number
 //!   out of the range of an `f64` (`1e999999`). Anything else that is JSON passes.
-//! - One pass over the bytes, bounded by the message size: no value is built; strings are
-//!   decoded by serde_json into its one scratch buffer. The keys of the objects being read
+//! - One pass over the bytes, bounded by the message size: no value is built. The pass is
+//!   the [`walk`](crate::core::wire::walk) (the same checks, by hand, 8 string bytes at a
+//!   time); a payload it does not pass is read once more by serde_json ([`check_serde`]),
+//!   whose error is the refusal's message, so the messages are serde_json's. In that read
+//!   strings are decoded by serde_json into its one scratch buffer. The keys of the objects being read
 //!   are kept on one stack, borrowed from the input (a key with escapes is decoded once into
 //!   one shared buffer), each with a 64-bit FNV-1a hash of its text; when an object ends
 //!   its keys are sorted in place by hash, then text (so keys made to collide only fall back
@@ -21,7 +24,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::core::wire::FieldError;
+use crate::core::wire::{walk, FieldError};
 
 /// Deepest nesting of objects and arrays a checked payload may have, the payload object
 /// counted as 1: with the envelope around it, a message nests at most 128 deep (PROTOCOL
@@ -30,8 +33,18 @@ use crate::core::wire::FieldError;
 /// recursion of the walk) does not depend on the parser.
 pub(crate) const MAX_DEPTH: usize = 127;
 
-/// Check the raw JSON object text of a payload (see the module contract).
+/// Check the raw JSON object text of a payload (see the module contract). The
+/// [`walk`](crate::core::wire::walk) passes it in one pass; only a payload the walk does not
+/// pass is read again with `serde_json` ([`check_serde`]), which words the refusal.
 pub(crate) fn check(payload: &[u8]) -> Result<(), FieldError> {
+    if walk::strict(payload).is_ok() {
+        return Ok(());
+    }
+    check_serde(payload)
+}
+
+/// The check done by `serde_json`, with its error message: the reference [`check`] keeps to.
+pub(crate) fn check_serde(payload: &[u8]) -> Result<(), FieldError> {
     let mut walk = Walk {
         keys: Vec::new(),
         decoded: String::new(),

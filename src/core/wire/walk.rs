@@ -1,0 +1,1038 @@
+//! One pass over JSON text that decides, without building anything, whether `serde_json` would
+//! accept it the way the gateway reads it: the fast path of [`strict`](super::strict),
+//! [`compact`](super::compact) and [`parse_envelope`](super::parse_envelope).
+//!
+//! Contract:
+//! - Every entry point answers "accepted" (with what it found: spans, compact text) or
+//!   [`Stop`]. "Accepted" is given only where the `serde_json` read it stands for would
+//!   succeed with the same result; [`Stop`] means "not shown to be accepted": the caller then
+//!   runs the `serde_json` read, which words the refusal exactly as before. So a walk may be
+//!   stricter than `serde_json` (it costs only time) but never more lenient; the differential
+//!   tests of this module hold it to that on generated and mutated JSON.
+//! - Input must be valid UTF-8 (checked once by each entry point); bytes of 0x80 and over
+//!   are then only ever string contents.
+//! - The work is linear in the input: string bodies are scanned 8 bytes at a time, and so
+//!   are runs of small integers in an array (`0,12,3,`) and of `[` and `]`; nesting is
+//!   kept on a bit stack (so a walk that allows any depth needs 1 bit per level), and the
+//!   keys of open objects, where duplicates are looked for, on one stack (see [`Keys`]).
+//! - No `unsafe`. The steps other than the hot loop of [`Walker::value`] (strings, keys,
+//!   numbers that are not plain integers, literals, the duplicate-key check) are
+//!   `#[inline(never)]`, which keeps that loop's registers its own (measured: fewer
+//!   instructions per element).
+//!
+//! Modes, one per way `serde_json` reads a value ([`Mode`]): `Skip` is how it passes over a
+//! value it does not keep (`IgnoredAny`, `RawValue`); `Read` is how it reads a value into a
+//! visitor (`Value`, [`Compact`](super::compact::Compact)); `Strict` is `Read` plus the
+//! duplicate-key and depth checks of [`strict::check`](super::strict::check).
+
+use std::borrow::Cow;
+
+use crate::core::wire::write_str;
+
+/// The walk did not show the text to be accepted (or, for [`compact`], the output passed
+/// its budget: [`Stop::TooLarge`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Not shown to be accepted: let `serde_json` decide and word it.
+    Unsure,
+    /// The compact text passed its budget (only from [`compact`]).
+    TooLarge,
+}
+
+type Step<T = ()> = Result<T, Stop>;
+
+/// How a value is read; see the module header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Grammar only: escapes and `\u` hex digits are checked, surrogates are not paired,
+    /// numbers are not converted, any depth.
+    Skip,
+    /// Grammar, paired surrogates, numbers that fit an `f64`, at most `max_depth` levels.
+    Read,
+    /// `Read` plus: no key twice in one object.
+    Strict,
+}
+
+/// JSON white space.
+#[inline]
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\t' | b'\r')
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` that is `"`, `\` or below 0x20. Only the lowest set
+/// bit is exact (a borrow can set bits above a match), which is all [`Walker::string`] reads:
+/// below the first match no byte borrows, so no bit is set there.
+#[inline]
+fn specials(word: u64) -> u64 {
+    let ctrl = word.wrapping_sub(ONES * 0x20) & !word;
+    let q = word ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let s = word ^ (ONES * u64::from(b'\\'));
+    let slash = s.wrapping_sub(ONES) & !s;
+    (ctrl | quote | slash) & HIGH
+}
+
+/// Whether the 8 bytes of `word` (in input order, little-endian) are whole small integers,
+/// each followed by its comma: digits and commas only, a digit first and a comma last, no
+/// two commas together, no number with a leading zero before another digit (`0,` is one,
+/// `01,` is not). Such a run, at the start of an array element, is that many plain integer
+/// elements, each written as it came: the walk passes it 8 bytes at a time.
+#[inline]
+fn small_integers(word: u64) -> bool {
+    if word & HIGH != 0 {
+        return false;
+    }
+    // Below 0x80 each byte plus up to 0x7f stays within its byte (no carry).
+    let at_least = |low: u8| word.wrapping_add(ONES * u64::from(0x80 - low)) & HIGH;
+    let equal = |byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        !x.wrapping_add(ONES * 0x7f) & HIGH
+    };
+    let digits = at_least(b'0') & !at_least(b'9' + 1);
+    let commas = equal(b',');
+    let zeros = equal(b'0');
+    let starts = (commas << 8) | 0x80;
+    (digits | commas) == HIGH
+        && commas >> 63 == 1
+        && digits & 0x80 != 0
+        && commas & (commas << 8) == 0
+        && ((zeros & starts) << 8) & digits == 0
+}
+
+/// The 8 bytes at `pos`, little-endian, when there are 8.
+#[inline]
+fn word_at(bytes: &[u8], pos: usize) -> Option<u64> {
+    let chunk: [u8; 8] = bytes.get(pos..pos + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(chunk))
+}
+
+/// A key of an open object: its text is `bytes[start..end]` of the input, or of
+/// `Walker::decoded` when it had escapes.
+#[derive(Clone, Copy)]
+struct Key {
+    hash: u64,
+    start: u32,
+    end: u32,
+    decoded: bool,
+}
+
+/// Keys of the objects open on the path to the current value (`Strict` only), outermost
+/// first; `starts` holds where each open object's keys begin. When an object ends its keys
+/// are compared (all pairs when there are at most [`PAIRWISE`], else sorted by hash, then
+/// text) and popped: O(n log n) in the payload's size, memory at most the keys of one path.
+#[derive(Default)]
+struct Keys {
+    keys: Vec<Key>,
+    /// For each open object: where its keys begin in `keys`, and in `Walker::decoded`.
+    starts: Vec<(usize, usize)>,
+}
+
+/// Objects with at most this many keys are checked for duplicates pair by pair.
+const PAIRWISE: usize = 8;
+
+/// The 64-bit FNV-1a hash of `text` (a sort key only; equal hashes are compared by text).
+fn fnv1a(text: &[u8]) -> u64 {
+    text.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A number as `serde_json` hands it to a visitor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Num {
+    U(u64),
+    I(i64),
+    F(f64),
+}
+
+struct NumVisitor;
+
+impl serde::de::Visitor<'_> for NumVisitor {
+    type Value = Num;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number")
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+        Ok(Num::U(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+        Ok(Num::I(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+        Ok(Num::F(v))
+    }
+}
+
+/// The number token `token` (a whole number by the grammar) read as `serde_json` reads it
+/// inside a larger text: its number reading looks at most one byte past the token, and only
+/// for a digit, `.`, `e` or `E`, which cannot follow a whole token.
+fn serde_number(token: &[u8]) -> Step<Num> {
+    use serde::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_slice(token);
+    (&mut de)
+        .deserialize_any(NumVisitor)
+        .map_err(|_| Stop::Unsure)
+}
+
+/// The state of one walk over `bytes`.
+struct Walker<'a, 'o> {
+    bytes: &'a [u8],
+    pos: usize,
+    keys: Keys,
+    /// Keys that had escapes, decoded one after the other (`Strict`).
+    decoded: Vec<u8>,
+    /// One decoded string (compact output, envelope fields).
+    scratch: Vec<u8>,
+    /// Kinds of the open containers, 1 bit each (1 = object).
+    open: Vec<u64>,
+    /// Compact output, when the walk writes it, and its budget.
+    out: Option<&'o mut Vec<u8>>,
+    max: usize,
+}
+
+impl<'a, 'o> Walker<'a, 'o> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Walker {
+            bytes,
+            pos: 0,
+            keys: Keys::default(),
+            decoded: Vec::new(),
+            scratch: Vec::new(),
+            open: Vec::new(),
+            out: None,
+            max: usize::MAX,
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Step<u8> {
+        self.bytes.get(self.pos).copied().ok_or(Stop::Unsure)
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn expect(&mut self, byte: u8) -> Step {
+        if self.peek()? == byte {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Stop::Unsure)
+        }
+    }
+
+    #[inline]
+    fn emit(&mut self, text: &[u8]) {
+        if let Some(out) = self.out.as_deref_mut() {
+            out.extend_from_slice(text);
+        }
+    }
+
+    /// The budget check that [`Compact`](super::compact::Compact) makes after each value and
+    /// key it writes.
+    #[inline]
+    fn budget(&self) -> Step {
+        match &self.out {
+            Some(out) if out.len() > self.max => Err(Stop::TooLarge),
+            _ => Ok(()),
+        }
+    }
+
+    /// Four hex digits at `pos`, as a code unit.
+    fn hex4(&mut self) -> Step<u16> {
+        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or(Stop::Unsure)?;
+        let mut n = 0u16;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return Err(Stop::Unsure),
+            };
+            n = (n << 4) | u16::from(v);
+        }
+        self.pos += 4;
+        Ok(n)
+    }
+
+    /// One escape after its `\` (at `pos`), checked as `serde_json` does in `mode`
+    /// (`Skip`: any `\uXXXX`; else surrogates paired), decoded into `scratch` when `decode`.
+    fn escape(&mut self, mode: Mode, decode: bool) -> Step {
+        let c = self.peek()?;
+        self.pos += 1;
+        let plain = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let n = self.hex4()?;
+                if mode == Mode::Skip {
+                    return Ok(());
+                }
+                let code = match n {
+                    0xDC00..=0xDFFF => return Err(Stop::Unsure),
+                    0xD800..=0xDBFF => {
+                        if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                            return Err(Stop::Unsure);
+                        }
+                        self.pos += 2;
+                        let n2 = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&n2) {
+                            return Err(Stop::Unsure);
+                        }
+                        (((u32::from(n) - 0xD800) << 10) | (u32::from(n2) - 0xDC00)) + 0x1_0000
+                    }
+                    _ => u32::from(n),
+                };
+                if decode {
+                    let ch = char::from_u32(code).ok_or(Stop::Unsure)?;
+                    let mut buf = [0; 4];
+                    self.scratch
+                        .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                return Ok(());
+            }
+            _ => return Err(Stop::Unsure),
+        };
+        if decode {
+            self.scratch.push(plain);
+        }
+        Ok(())
+    }
+
+    /// The string whose `"` is at `pos`; `pos` ends after its closing `"`. Returns whether it
+    /// had escapes; when `decode`, its decoded text is appended to `scratch` (only when it
+    /// had escapes: else the text is the input between the quotes).
+    #[inline]
+    fn string(&mut self, mode: Mode, decode: bool) -> Step<bool> {
+        self.pos += 1;
+        let bytes = self.bytes;
+        let mut run = self.pos;
+        let mut escaped = false;
+        loop {
+            // Eight bytes at a time to the first `"`, `\` or control character.
+            let mut at = self.pos;
+            for chunk in bytes.get(at..).unwrap_or_default().chunks_exact(8) {
+                let word: [u8; 8] = chunk.try_into().unwrap_or_default();
+                let found = specials(u64::from_le_bytes(word));
+                if found != 0 {
+                    at += (found.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                at += 8;
+            }
+            self.pos = at;
+            let b = *bytes.get(self.pos).ok_or(Stop::Unsure)?;
+            match b {
+                b'"' => {
+                    if decode && escaped {
+                        self.scratch.extend_from_slice(&bytes[run..self.pos]);
+                    }
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                b'\\' => {
+                    if decode {
+                        if !escaped {
+                            self.scratch.clear();
+                        }
+                        self.scratch.extend_from_slice(&bytes[run..self.pos]);
+                    }
+                    escaped = true;
+                    self.pos += 1;
+                    self.escape(mode, decode)?;
+                    run = self.pos;
+                }
+                0..=0x1f => return Err(Stop::Unsure),
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// A string value or key, written to the compact output when there is one.
+    #[inline(never)]
+    fn string_out(&mut self, mode: Mode) -> Step {
+        let start = self.pos;
+        let writing = self.out.is_some();
+        let escaped = self.string(mode, writing)?;
+        if let Some(out) = self.out.as_deref_mut() {
+            if escaped {
+                let text = std::str::from_utf8(&self.scratch).map_err(|_| Stop::Unsure)?;
+                write_str(out, text);
+            } else {
+                out.extend_from_slice(&self.bytes[start..self.pos]);
+            }
+        }
+        Ok(())
+    }
+
+    /// An object key at `pos` (after white space), then white space and the `:`.
+    #[inline(never)]
+    fn key(&mut self, mode: Mode) -> Step {
+        if self.peek()? != b'"' {
+            return Err(Stop::Unsure);
+        }
+        if mode == Mode::Strict {
+            let start = self.pos;
+            let escaped = self.string(mode, true)?;
+            let key = if escaped {
+                let at = self.decoded.len();
+                self.decoded.extend_from_slice(&self.scratch);
+                let text = &self.decoded[at..];
+                Key {
+                    hash: fnv1a(text),
+                    start: at as u32,
+                    end: self.decoded.len() as u32,
+                    decoded: true,
+                }
+            } else {
+                let text = &self.bytes[start + 1..self.pos - 1];
+                Key {
+                    hash: fnv1a(text),
+                    start: (start + 1) as u32,
+                    end: (self.pos - 1) as u32,
+                    decoded: false,
+                }
+            };
+            self.keys.keys.push(key);
+        } else {
+            self.string_out(mode)?;
+        }
+        self.budget()?;
+        self.ws();
+        self.expect(b':')?;
+        self.emit(b":");
+        Ok(())
+    }
+
+    fn key_text(&self, key: &Key) -> &[u8] {
+        let (start, end) = (key.start as usize, key.end as usize);
+        if key.decoded {
+            &self.decoded[start..end]
+        } else {
+            &self.bytes[start..end]
+        }
+    }
+
+    /// Whether two keys of the object that just ended are equal; pops its keys.
+    #[inline(never)]
+    fn duplicate_keys(&mut self) -> bool {
+        let (start, decoded) = self.keys.starts.pop().unwrap_or((0, 0));
+        let mut keys = std::mem::take(&mut self.keys.keys);
+        let object = &mut keys[start..];
+        let duplicate = if object.len() <= PAIRWISE {
+            (0..object.len()).any(|i| {
+                (i + 1..object.len()).any(|j| {
+                    object[i].hash == object[j].hash
+                        && self.key_text(&object[i]) == self.key_text(&object[j])
+                })
+            })
+        } else {
+            object.sort_unstable_by(|a, b| {
+                a.hash
+                    .cmp(&b.hash)
+                    .then_with(|| self.key_text(a).cmp(self.key_text(b)))
+            });
+            object
+                .windows(2)
+                .any(|p| p[0].hash == p[1].hash && self.key_text(&p[0]) == self.key_text(&p[1]))
+        };
+        keys.truncate(start);
+        self.decoded.truncate(decoded);
+        self.keys.keys = keys;
+        duplicate
+    }
+
+    /// A number at `pos`, checked (and written) as in `mode`.
+    #[inline(never)]
+    fn number(&mut self, mode: Mode) -> Step {
+        let bytes = self.bytes;
+        let start = self.pos;
+        let negative = bytes[start] == b'-';
+        if negative {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        match bytes.get(self.pos) {
+            // `serde_json` refuses a digit after a leading `0` as part of the number.
+            Some(b'0') => {
+                self.pos += 1;
+                if let Some(b'0'..=b'9') = bytes.get(self.pos) {
+                    return Err(Stop::Unsure);
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.pos += 1;
+                while let Some(b'0'..=b'9') = bytes.get(self.pos) {
+                    self.pos += 1;
+                }
+            }
+            _ => return Err(Stop::Unsure),
+        }
+        let int_digits = self.pos - int_start;
+        let mut simple = true;
+        if let Some(b'.') = bytes.get(self.pos) {
+            simple = false;
+            self.pos += 1;
+            let at = self.pos;
+            while let Some(b'0'..=b'9') = bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            if self.pos == at {
+                return Err(Stop::Unsure);
+            }
+        }
+        // The decimal exponent of the first digit's place, bounded: the value is below
+        // 10^(magnitude) (see the range check below).
+        let mut magnitude: i64 = if bytes[int_start] == b'0' {
+            0
+        } else {
+            int_digits as i64
+        };
+        if let Some(b'e' | b'E') = bytes.get(self.pos) {
+            simple = false;
+            self.pos += 1;
+            let mut exp_negative = false;
+            if let Some(&sign @ (b'+' | b'-')) = bytes.get(self.pos) {
+                exp_negative = sign == b'-';
+                self.pos += 1;
+            }
+            let at = self.pos;
+            let mut exp: i64 = 0;
+            while let Some(&d @ b'0'..=b'9') = bytes.get(self.pos) {
+                exp = (exp * 10 + i64::from(d - b'0')).min(1 << 40);
+                self.pos += 1;
+            }
+            if self.pos == at {
+                return Err(Stop::Unsure);
+            }
+            magnitude += if exp_negative { -exp } else { exp };
+        }
+        if mode == Mode::Skip {
+            return Ok(());
+        }
+        let token = &bytes[start..self.pos];
+        // At most 18 digits and not `-0`: an integer `serde_json` hands out as itself and
+        // writes as it came.
+        let plain = simple && int_digits <= 18 && !(negative && bytes[int_start] == b'0');
+        if self.out.is_none() {
+            // Below 10^308 is finite however it rounds (f64::MAX is 1.79e308); above,
+            // `serde_json` decides.
+            if plain || magnitude <= 308 {
+                return Ok(());
+            }
+            return serde_number(token).and_then(|n| match n {
+                Num::F(f) if !f.is_finite() => Err(Stop::Unsure),
+                _ => Ok(()),
+            });
+        }
+        if plain {
+            self.emit(token);
+            return self.budget();
+        }
+        let Some(out) = self.out.as_deref_mut() else {
+            return Ok(());
+        };
+        match serde_number(token)? {
+            Num::U(n) => crate::core::wire::write_u64(out, n),
+            Num::I(n) => {
+                if n < 0 {
+                    out.push(b'-');
+                }
+                crate::core::wire::write_u64(out, n.unsigned_abs());
+            }
+            Num::F(f) => {
+                if !f.is_finite() || serde_json::to_writer(&mut *out, &f).is_err() {
+                    return Err(Stop::Unsure);
+                }
+            }
+        }
+        self.budget()
+    }
+
+    /// `true`, `false` or `null` at `pos`.
+    #[inline(never)]
+    fn literal(&mut self) -> Step {
+        let word: &[u8] = match self.bytes[self.pos] {
+            b't' => b"true",
+            b'f' => b"false",
+            _ => b"null",
+        };
+        if self.bytes.get(self.pos..self.pos + word.len()) != Some(word) {
+            return Err(Stop::Unsure);
+        }
+        self.pos += word.len();
+        self.emit(word);
+        self.budget()
+    }
+
+    /// Mark the 8 levels from `level` on as arrays in the bit stack.
+    #[inline]
+    fn mark_arrays(&mut self, level: usize) {
+        let (word, bit) = (level / 64, level % 64);
+        self.open[word] &= !(0xff << bit);
+        if bit > 56 {
+            self.open[word + 1] &= !(0xff >> (64 - bit));
+        }
+    }
+
+    /// Whether the 8 levels from `level` on are all arrays.
+    #[inline]
+    fn all_arrays(&self, level: usize) -> bool {
+        let (word, bit) = (level / 64, level % 64);
+        let mut bits = self.open[word] >> bit;
+        if bit > 56 {
+            bits |= self.open[word + 1] << (64 - bit);
+        }
+        bits & 0xff == 0
+    }
+
+    /// One whole value at `pos` (white space first), read as in `mode`, with at most
+    /// `max_depth` levels of objects and arrays (the value's own counted); `pos` ends
+    /// right after it.
+    ///
+    /// The hot loop: it keeps the position in a local (written back to `self.pos` around
+    /// the out-of-line steps: strings, keys, numbers other than plain integers), and the
+    /// kind of the innermost open container in `object` (the bit stack is read only when a
+    /// container closes).
+    fn value(&mut self, mode: Mode, max_depth: usize) -> Step {
+        let bytes = self.bytes;
+        let writing = self.out.is_some();
+        let strict = mode == Mode::Strict;
+        // Room for the bit stack of the deepest nesting this value can have.
+        let words = max_depth.min(bytes.len()) / 64 + 1;
+        if self.open.len() < words {
+            self.open.resize(words, 0);
+        }
+        let mut pos = self.pos;
+        // Open containers of this value, and whether the innermost is an object.
+        let mut depth = 0usize;
+        let mut object = false;
+        loop {
+            // A value is expected.
+            let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+            while c <= b' ' && is_ws(c) {
+                pos += 1;
+                c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+            }
+            if c.is_ascii_digit() || c == b'-' {
+                // A plain integer (digits, no leading zero, not `-0`, short enough to be
+                // exact) here; anything else in `number`.
+                let start = pos;
+                let first = start + usize::from(c == b'-');
+                let mut end = first;
+                while let Some(b'0'..=b'9') = bytes.get(end) {
+                    end += 1;
+                }
+                let digits = end - first;
+                let plain = digits != 0
+                    && digits <= if writing { 18 } else { 300 }
+                    && (bytes[first] != b'0' || end == start + 1)
+                    && !matches!(bytes.get(end), Some(b'.' | b'e' | b'E'));
+                if plain {
+                    pos = end;
+                    if writing {
+                        self.emit(&bytes[start..end]);
+                        self.budget()?;
+                    }
+                } else {
+                    self.pos = start;
+                    self.number(mode)?;
+                    pos = self.pos;
+                }
+            } else if c == b'"' {
+                self.pos = pos;
+                self.string_out(mode)?;
+                pos = self.pos;
+                if writing {
+                    self.budget()?;
+                }
+            } else if c == b'[' || c == b'{' {
+                if depth >= max_depth {
+                    return Err(Stop::Unsure);
+                }
+                object = c == b'{';
+                let (word, bit) = (depth / 64, depth % 64);
+                if object {
+                    self.open[word] |= 1 << bit;
+                } else {
+                    self.open[word] &= !(1 << bit);
+                }
+                depth += 1;
+                pos += 1;
+                if writing {
+                    self.emit(&[c]);
+                }
+                if !object {
+                    // Runs of `[`, 8 at a time.
+                    while depth + 8 <= max_depth && word_at(bytes, pos) == Some(ONES * 0x5b) {
+                        self.mark_arrays(depth);
+                        depth += 8;
+                        pos += 8;
+                        if writing {
+                            self.emit(b"[[[[[[[[");
+                        }
+                    }
+                }
+                if object && strict {
+                    let at = (self.keys.keys.len(), self.decoded.len());
+                    self.keys.starts.push(at);
+                }
+                let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                while c <= b' ' && is_ws(c) {
+                    pos += 1;
+                    c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                }
+                if c != if object { b'}' } else { b']' } {
+                    if object {
+                        self.pos = pos;
+                        self.key(mode)?;
+                        pos = self.pos;
+                    }
+                    continue;
+                }
+                // Empty: closed below, at its end byte.
+            } else if c == b't' || c == b'f' || c == b'n' {
+                self.pos = pos;
+                self.literal()?;
+                pos = self.pos;
+            } else {
+                return Err(Stop::Unsure);
+            }
+            // A value ended: close what ends here, up to the next value. An empty
+            // container arrives here at its end byte, which the check below reads.
+            loop {
+                if depth == 0 {
+                    self.pos = pos;
+                    return Ok(());
+                }
+                let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                while c <= b' ' && is_ws(c) {
+                    pos += 1;
+                    c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                }
+                if c == b',' {
+                    pos += 1;
+                    if writing {
+                        self.emit(b",");
+                    }
+                    if object {
+                        self.pos = pos;
+                        self.ws();
+                        self.key(mode)?;
+                        pos = self.pos;
+                    } else {
+                        // Runs of small integers, 8 bytes at a time.
+                        let run = pos;
+                        while let Some(word) = word_at(bytes, pos) {
+                            if !small_integers(word) {
+                                break;
+                            }
+                            pos += 8;
+                        }
+                        if writing && pos > run {
+                            self.emit(&bytes[run..pos]);
+                            // The last comma is not a place where the budget is checked:
+                            // the next value's check sees it.
+                            if let Some(out) = &self.out {
+                                if out.len() - 1 > self.max {
+                                    return Err(Stop::TooLarge);
+                                }
+                            }
+                        }
+                    }
+                    break;
+                }
+                if c != if object { b'}' } else { b']' } {
+                    return Err(Stop::Unsure);
+                }
+                // Runs of `]` closing 8 arrays, 8 at a time (the last close of a run is
+                // a place the budget is checked, and the output only grew).
+                if !object
+                    && depth > 8
+                    && word_at(bytes, pos) == Some(ONES * 0x5d)
+                    && self.all_arrays(depth - 8)
+                {
+                    pos += 8;
+                    depth -= 8;
+                    if writing {
+                        self.emit(b"]]]]]]]]");
+                        self.budget()?;
+                    }
+                    object = self.open[(depth - 1) / 64] & (1 << ((depth - 1) % 64)) != 0;
+                    continue;
+                }
+                pos += 1;
+                depth -= 1;
+                if writing {
+                    self.emit(&[c]);
+                }
+                if object && strict && self.duplicate_keys() {
+                    return Err(Stop::Unsure);
+                }
+                if writing {
+                    self.budget()?;
+                }
+                object = depth > 0 && self.open[(depth - 1) / 64] & (1 << ((depth - 1) % 64)) != 0;
+            }
+        }
+    }
+
+    /// White space to the end of the input.
+    fn end(&mut self) -> Step {
+        self.ws();
+        if self.pos == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(Stop::Unsure)
+        }
+    }
+}
+
+/// Deepest nesting [`strict::check`](super::strict::check) allows, the payload object counted
+/// (its `MAX_DEPTH`; a test holds the two equal).
+const STRICT_DEPTH: usize = 127;
+
+/// `serde_json`'s own nesting limit, which a `Value` (and so [`compact`]) is read with: its
+/// recursion counter starts at 128 and refuses the container that brings it to 0.
+const SERDE_DEPTH: usize = 127;
+
+/// Whether [`strict::check`](super::strict::check) passes `payload`: `Ok` only when it does.
+pub(crate) fn strict(payload: &[u8]) -> Step {
+    std::str::from_utf8(payload).map_err(|_| Stop::Unsure)?;
+    let mut walker = Walker::new(payload);
+    walker.value(Mode::Strict, STRICT_DEPTH)?;
+    walker.end()
+}
+
+/// The compact text [`compact::compact`](super::compact::compact) appends for `raw`, appended
+/// to `out`: `Ok` only when that read succeeds with this text; [`Stop::TooLarge`] only when
+/// it fails for the budget `max`. On `Err` `out` may hold part of the text.
+pub(crate) fn compact(raw: &[u8], out: &mut Vec<u8>, max: usize) -> Step {
+    std::str::from_utf8(raw).map_err(|_| Stop::Unsure)?;
+    let mut walker = Walker::new(raw);
+    walker.out = Some(out);
+    walker.max = max;
+    walker.value(Mode::Read, SERDE_DEPTH)?;
+    walker.end()
+}
+
+/// A member of an envelope the gateway reads, as `serde_json` reads it into an
+/// `Option<Loose>`: `null` is `None`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Member<'a> {
+    /// A string, borrowed when it had no escapes.
+    Str(Cow<'a, str>),
+    /// `true` or `false`.
+    Bool(bool),
+    /// A non-negative integer that fits in a `u64`.
+    UInt(u64),
+    /// Any other number.
+    Number,
+    /// An object.
+    Object,
+    /// An array.
+    Array,
+}
+
+/// The names of the envelope members [`envelope`] reads, in the order of
+/// [`Scanned::members`].
+pub(crate) const MEMBERS: [&str; 5] = ["type", "id", "sessionId", "replyTo", "target"];
+
+/// What [`envelope`] found in a message it accepted.
+#[derive(Debug, Default)]
+pub(crate) struct Scanned<'a> {
+    /// The members named by [`MEMBERS`], `None` when absent or `null`.
+    pub members: [Option<Member<'a>>; 5],
+    /// The raw text of `payload`, `None` when absent or `null`.
+    pub payload: Option<&'a [u8]>,
+    /// Whether `payload`, when present, is known to pass [`strict`] (walked in the same
+    /// pass); `false` when it does not, or was not checked.
+    pub payload_strict: bool,
+}
+
+/// Read a whole message as [`parse_envelope`](super::parse_envelope) reads it with
+/// `serde_json`: `Ok` only when that read succeeds, with the same members.
+///
+/// The payload is checked as [`strict`] checks it on the way unless a `type` before it is
+/// one for which `checked(type)` is `false` (a type whose payload is not forwarded unread).
+pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scanned<'_>> {
+    std::str::from_utf8(data).map_err(|_| Stop::Unsure)?;
+    let mut w = Walker::new(data);
+    let mut scanned = Scanned::default();
+    let mut seen = [false; 6];
+    w.ws();
+    w.expect(b'{')?;
+    w.ws();
+    if w.peek()? == b'}' {
+        w.pos += 1;
+        w.end()?;
+        return Ok(scanned);
+    }
+    loop {
+        w.ws();
+        if w.peek()? != b'"' {
+            return Err(Stop::Unsure);
+        }
+        let start = w.pos;
+        // Keys are read as strings (paired surrogates), and matched after decoding.
+        let escaped = w.string(Mode::Read, true)?;
+        let name: &[u8] = if escaped {
+            &w.scratch
+        } else {
+            &data[start + 1..w.pos - 1]
+        };
+        let index = if name == b"payload" {
+            Some(5)
+        } else {
+            MEMBERS.iter().position(|m| m.as_bytes() == name)
+        };
+        w.ws();
+        w.expect(b':')?;
+        w.ws();
+        match index {
+            Some(i) if seen[i] => return Err(Stop::Unsure),
+            Some(5) => {
+                seen[5] = true;
+                if w.peek()? == b'n' {
+                    w.literal()?;
+                } else {
+                    let at = w.pos;
+                    let check = match &scanned.members[0] {
+                        Some(Member::Str(msg_type)) => checked(msg_type),
+                        _ => true,
+                    };
+                    scanned.payload_strict = check && w.value(Mode::Strict, STRICT_DEPTH).is_ok();
+                    if !scanned.payload_strict {
+                        w.pos = at;
+                        w.keys = Keys::default();
+                        w.decoded.clear();
+                        w.value(Mode::Skip, usize::MAX)?;
+                    }
+                    scanned.payload = Some(&data[at..w.pos]);
+                }
+            }
+            Some(i) => {
+                seen[i] = true;
+                scanned.members[i] = w.member()?;
+            }
+            None => w.value(Mode::Skip, usize::MAX)?,
+        }
+        w.ws();
+        match w.peek()? {
+            b',' => w.pos += 1,
+            b'}' => {
+                w.pos += 1;
+                break;
+            }
+            _ => return Err(Stop::Unsure),
+        }
+    }
+    w.end()?;
+    Ok(scanned)
+}
+
+impl<'a> Walker<'a, '_> {
+    /// One envelope member read as a `Loose` value (white space already passed): a string
+    /// read as a string, a number as a number, an object's keys as strings and its values
+    /// skipped, an array's elements skipped.
+    fn member(&mut self) -> Step<Option<Member<'a>>> {
+        let data = self.bytes;
+        match self.peek()? {
+            b'n' => {
+                self.literal()?;
+                Ok(None)
+            }
+            b't' | b'f' => {
+                let yes = self.peek()? == b't';
+                self.literal()?;
+                Ok(Some(Member::Bool(yes)))
+            }
+            b'"' => {
+                let start = self.pos;
+                let escaped = self.string(Mode::Read, true)?;
+                let text = if escaped {
+                    let text = std::str::from_utf8(&self.scratch).map_err(|_| Stop::Unsure)?;
+                    Cow::Owned(text.to_owned())
+                } else {
+                    let text = std::str::from_utf8(&data[start + 1..self.pos - 1])
+                        .map_err(|_| Stop::Unsure)?;
+                    Cow::Borrowed(text)
+                };
+                Ok(Some(Member::Str(text)))
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = self.pos;
+                self.number(Mode::Read)?;
+                let token = &data[start..self.pos];
+                let plain = token.len() <= 18 && token.iter().all(u8::is_ascii_digit);
+                let member = if plain {
+                    std::str::from_utf8(token)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .map_or(Member::Number, Member::UInt)
+                } else {
+                    match serde_number(token)? {
+                        Num::U(n) => Member::UInt(n),
+                        Num::I(n) => u64::try_from(n).map_or(Member::Number, Member::UInt),
+                        Num::F(_) => Member::Number,
+                    }
+                };
+                Ok(Some(member))
+            }
+            b'[' => {
+                self.pos += 1;
+                self.ws();
+                if self.peek()? != b']' {
+                    loop {
+                        self.value(Mode::Skip, usize::MAX)?;
+                        self.ws();
+                        match self.peek()? {
+                            b',' => self.pos += 1,
+                            b']' => break,
+                            _ => return Err(Stop::Unsure),
+                        }
+                    }
+                }
+                self.pos += 1;
+                Ok(Some(Member::Array))
+            }
+            b'{' => {
+                self.pos += 1;
+                self.ws();
+                if self.peek()? != b'}' {
+                    loop {
+                        self.ws();
+                        self.key(Mode::Read)?;
+                        self.value(Mode::Skip, usize::MAX)?;
+                        self.ws();
+                        match self.peek()? {
+                            b',' => self.pos += 1,
+                            b'}' => break,
+                            _ => return Err(Stop::Unsure),
+                        }
+                    }
+                }
+                self.pos += 1;
+                Ok(Some(Member::Object))
+            }
+            _ => Err(Stop::Unsure),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,593 @@
+use super::*;
+use crate::core::wire::compact::{compact_serde, Budget};
+use crate::core::wire::envelope::parse_envelope_serde;
+use crate::core::wire::{parse_envelope, strict as strict_check};
+use crate::fuzzing::json;
+use crate::testkit::Rng;
+
+const PIECES: [&str; 24] = [
+    "a",
+    "b",
+    "ab",
+    "hello world",
+    "\u{e9}",
+    "\u{1f600}",
+    "\\n",
+    "\\\"",
+    "\\\\",
+    "\\/",
+    "\\u0041",
+    "\\u00e9",
+    "\\ud83d\\ude00",
+    "\\ud800",
+    "\\udc00",
+    "\\u0000",
+    "\\ud800\\u0041",
+    "\\ud800\\n",
+    "\\x",
+    "\\u12",
+    "\u{1}",
+    "\t",
+    "12345678",
+    "\\b\\f\\r\\t",
+];
+
+const KEYS: [&str; 8] = [
+    "a", "b", "ab", "a\\u0062", "\\u0061b", "", "k\\u0000", "\\ud800",
+];
+
+const NUMBERS: [&str; 34] = [
+    "0",
+    "-0",
+    "1",
+    "-1",
+    "123456789012345678",
+    "-123456789012345678",
+    "1234567890123456789",
+    "12345678901234567890",
+    "-9223372036854775809",
+    "123456789012345678901234567890",
+    "1.5",
+    "-1.5e3",
+    "1e308",
+    "1.7976931348623157e308",
+    "1.7976931348623159e308",
+    "1e309",
+    "-1e309",
+    "2e308",
+    "0.1e310",
+    "1e-400",
+    "0e99999",
+    "1E+2",
+    "1e-2",
+    "01",
+    "1.",
+    "-",
+    "1e",
+    "1e+",
+    "00",
+    "9007199254740993",
+    "4.9e-324",
+    "0.30000000000000004",
+    "-0.0",
+    "1e99999999999999999999",
+];
+
+fn ws(rng: &mut Rng, out: &mut String) {
+    if rng.one_in(4) {
+        out.push_str(rng.pick::<&str>(&[" ", "\n", "\t", "\r", "  \n "]));
+    }
+}
+
+fn string(rng: &mut Rng, out: &mut String) {
+    out.push('"');
+    for _ in 0..rng.below(4) {
+        let piece = rng.pick(&PIECES);
+        // Mostly valid pieces: the invalid ones (raw control characters, bad escapes, lone
+        // surrogates) are the last eight.
+        if rng.one_in(3) || PIECES[..16].contains(piece) {
+            out.push_str(piece);
+        } else {
+            out.push_str("plain text");
+        }
+    }
+    if rng.one_in(8) {
+        out.push_str(&"x".repeat(rng.below(40)));
+    }
+    out.push('"');
+}
+
+fn value(rng: &mut Rng, depth: usize, out: &mut String) {
+    ws(rng, out);
+    let pick = if depth == 0 {
+        rng.below(4)
+    } else {
+        rng.below(7)
+    };
+    match pick {
+        0 => string(rng, out),
+        1 => out.push_str(if rng.one_in(6) {
+            rng.pick::<&str>(&NUMBERS)
+        } else {
+            rng.pick::<&str>(&NUMBERS[..7])
+        }),
+        2 => out.push_str(rng.pick::<&str>(&["true", "false", "null"])),
+        3 => out.push_str(&format!("{}", rng.below(1000))),
+        4 | 5 => {
+            out.push('{');
+            let wide = rng.one_in(8);
+            let n = rng.below(if wide { 20 } else { 4 });
+            for i in 0..n {
+                if i > 0 {
+                    out.push(',');
+                }
+                ws(rng, out);
+                if rng.one_in(3) {
+                    out.push('"');
+                    out.push_str(rng.pick::<&str>(&KEYS));
+                    out.push('"');
+                } else {
+                    out.push_str(&format!("\"k{}\"", rng.below(1 << 20)));
+                }
+                ws(rng, out);
+                out.push(':');
+                value(rng, depth - 1, out);
+            }
+            ws(rng, out);
+            out.push('}');
+        }
+        _ => {
+            out.push('[');
+            for i in 0..rng.below(5) {
+                if i > 0 {
+                    out.push(',');
+                }
+                value(rng, depth - 1, out);
+            }
+            ws(rng, out);
+            out.push(']');
+        }
+    }
+    ws(rng, out);
+}
+
+/// A payload object, sometimes wrapped in deep arrays near the depth limits.
+fn payload(rng: &mut Rng) -> Vec<u8> {
+    let mut out = String::from("{\"p\":");
+    if rng.one_in(10) {
+        let deep = rng.pick(&[120, 125, 126, 127, 128, 129]);
+        out.push_str(&"[".repeat(*deep));
+        value(rng, 2, &mut out);
+        out.push_str(&"]".repeat(*deep));
+    } else {
+        value(rng, 4, &mut out);
+    }
+    out.push('}');
+    out.into_bytes()
+}
+
+fn mutate(rng: &mut Rng, text: &mut Vec<u8>) {
+    const BYTES: &[u8] = b"{}[],:\"\\ 0123456789eE.+-tfnu\x01\xff\xc3";
+    for _ in 0..=rng.below(3) {
+        if text.is_empty() {
+            return;
+        }
+        let at = rng.below(text.len());
+        match rng.below(5) {
+            0 => {
+                text.remove(at);
+            }
+            1 => text.insert(at, *rng.pick(BYTES)),
+            2 => text[at] = *rng.pick(BYTES),
+            3 => text.truncate(at),
+            _ => {
+                let end = (at + rng.below(16)).min(text.len());
+                let copy = text[at..end].to_vec();
+                let to = rng.below(text.len());
+                text.splice(to..to, copy);
+            }
+        }
+    }
+}
+
+/// The walk against the `serde_json` reads, on generated JSON, valid and mutated (and as
+/// an envelope: the whole message mutated too).
+#[test]
+fn the_walk_decides_and_writes_what_serde_json_does() {
+    // `WALK_ROUNDS` and `WALK_SEED` run more, or other, rounds.
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mut rng = Rng::new(env("WALK_SEED", 0x5eed_1e55));
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..env("WALK_ROUNDS", 20_000) {
+        let mut text = payload(&mut rng);
+        if round % 2 == 1 {
+            mutate(&mut rng, &mut text);
+        }
+        if walk_strict_ok(&text) {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+        json::run(&text);
+        let mut message = [
+            br#"{"type":"chat","id":"1","#.as_slice(),
+            rng.pick(&[
+                r#""sessionId":"r\u0031","#,
+                r#""target":{"a":[1,{"\ud800":1}]},"#,
+                r#""replyTo":-5,"x":[[[{}]]],"#,
+                r#""id":"2","#,
+                "",
+            ])
+            .as_bytes(),
+            b"\"payload\":",
+            &text,
+            b"}",
+        ]
+        .concat();
+        if round % 3 == 0 {
+            mutate(&mut rng, &mut message);
+        }
+        json::run(&message);
+    }
+    // The generator reaches both sides.
+    assert!(accepted > 2_000 && refused > 2_000, "{accepted} {refused}");
+}
+
+fn walk_strict_ok(text: &[u8]) -> bool {
+    strict(text).is_ok()
+}
+
+#[test]
+fn strict_walk_agrees_on_the_edges() {
+    let nested = |depth: usize| {
+        format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        )
+    };
+    assert!(strict(nested(STRICT_DEPTH).as_bytes()).is_ok());
+    assert!(strict(nested(STRICT_DEPTH + 1).as_bytes()).is_err());
+    assert!(strict(nested(100_000).as_bytes()).is_err());
+    assert_eq!(STRICT_DEPTH, strict_check::MAX_DEPTH);
+    for ok in [
+        r#"{"a":1,"b":{"a":1},"c":[{"a":1},{"a":1}]}"#,
+        r#"{"n":[1e308,-1e308,12345678901234567890123,1e-400,0e99999]}"#,
+        r#"{"e":"\ud83d\ude00\u0000\n"}"#,
+    ] {
+        assert_eq!(strict(ok.as_bytes()), Ok(()), "{ok}");
+    }
+    for bad in [
+        r#"{"a":1,"a":2}"#,
+        r#"{"ab":1,"a\u0062":2}"#,
+        r#"{"s":"\ud800"}"#,
+        r#"{"s":"\udc00"}"#,
+        r#"{"n":1e999999}"#,
+        r#"{"n":-1e309}"#,
+        r#"{"a":1} x"#,
+        "{\"s\":\"\u{1}\"}",
+        r#"{"a":[1,]}"#,
+    ] {
+        assert_eq!(strict(bad.as_bytes()), Err(Stop::Unsure), "{bad}");
+        assert!(strict_check::check(bad.as_bytes()).is_err(), "{bad}");
+    }
+}
+
+/// An object of 100 000 keys costs a sort, not 10^10 comparisons; a duplicate at either
+/// end is found.
+#[test]
+fn many_keys_are_checked_in_n_log_n() {
+    let keys: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\":0")).collect();
+    let object = format!("{{{}}}", keys.join(","));
+    assert!(strict(object.as_bytes()).is_ok());
+    let twice = format!("{{{},\"k0\":1}}", keys.join(","));
+    assert!(strict(twice.as_bytes()).is_err());
+    let escaped = format!("{{\"k\\u0031\":1,{}}}", keys.join(","));
+    assert!(strict(escaped.as_bytes()).is_err());
+}
+
+#[test]
+fn compact_walk_writes_serde_json_text() {
+    let raw = r#" { "b" : [ 1 , -2 , 1.5e3 , true , null , "x\"\u0041\n" ] , "a" : { } , "c":[ ] , "d":-0, "e":12345678901234567890123 } "#;
+    let mut out = Vec::new();
+    compact(raw.as_bytes(), &mut out, 1 << 20).unwrap();
+    let mut reference = Vec::new();
+    compact_serde(
+        raw.as_bytes(),
+        &mut Budget {
+            out: &mut reference,
+            max: 1 << 20,
+        },
+    )
+    .unwrap();
+    assert_eq!(out, reference);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"b":[1,-2,1500.0,true,null,"x\"A\n"],"a":{},"c":[],"d":-0.0,"e":1.2345678901234568e+22}"#
+    );
+    let mut out = Vec::new();
+    assert_eq!(compact(b"[1,2,3]", &mut out, 6), Err(Stop::TooLarge));
+}
+
+#[test]
+fn the_envelope_walk_marks_a_checked_payload() {
+    let text = br#"{"type":"chat","id":"1","payload":{"a":[1,2]}}"#;
+    let walked = envelope(text, |_| true).unwrap();
+    assert!(walked.payload_strict);
+    assert_eq!(walked.payload, Some(br#"{"a":[1,2]}"#.as_slice()));
+    let twice = br#"{"type":"chat","id":"1","payload":{"a":1,"a":2}}"#;
+    let walked = envelope(twice, |_| true).unwrap();
+    assert!(!walked.payload_strict);
+    assert!(!parse_envelope(twice).unwrap().payload_strict);
+    // A known member twice is serde's error to word.
+    assert!(envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#, |_| true).is_err());
+    // A type whose payload is not forwarded: not checked on the way.
+    let typed = br#"{"type":"agent_register","id":"1","payload":{"a":1}}"#;
+    assert!(!parse_envelope(typed).unwrap().payload_strict);
+    let late = br#"{"id":"1","payload":{"a":1},"type":"agent_register"}"#;
+    assert!(parse_envelope(late).unwrap().payload_strict);
+    let same = |t: &[u8]| assert_eq!(parse_envelope(t), parse_envelope_serde(t));
+    same(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#);
+}
+
+/// ns/byte of the old and the new reads, side by side in one run (a ratio that machine
+/// noise mostly cancels). `cargo test --release --lib wire::walk::tests::speed -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn speed() {
+    use std::time::Instant;
+    fn time(bytes: usize, mut f: impl FnMut()) -> f64 {
+        let mut best = f64::MAX;
+        for _ in 0..7 {
+            let start = Instant::now();
+            let mut n = 0;
+            while n < 8 || start.elapsed().as_millis() < 50 {
+                f();
+                n += 1;
+            }
+            best = best.min(start.elapsed().as_nanos() as f64 / n as f64 / bytes as f64);
+        }
+        best
+    }
+    let zeros = |len: usize| {
+        let n = len / 2;
+        let mut s = String::from("{\"d\":[0");
+        for _ in 1..n {
+            s.push_str(",0");
+        }
+        s.push_str("]}");
+        s
+    };
+    let strings = |len: usize| {
+        let mut s = String::from("{\"d\":[");
+        let mut i = 0;
+        while s.len() < len {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!(
+                "{{\"id\":{i},\"text\":\"{}\"}}",
+                "lorem ipsum dolor ".repeat(5)
+            ));
+            i += 1;
+        }
+        s.push_str("]}");
+        s
+    };
+    let cases = [
+        ("1 MiB [0,0,...]", zeros(1 << 20)),
+        ("64 KiB [0,0,...]", zeros(1 << 16)),
+        ("1 MiB strings", strings(1 << 20)),
+    ];
+    println!(
+        "{:<20} {:>24} {:>24} {:>24} {:>24}",
+        "ns/byte (old / new)", "envelope, chat", "strict check", "compact", "envelope, other type"
+    );
+    for (name, payload) in &cases {
+        let message = format!(r#"{{"type":"chat","id":"1","sessionId":"s","payload":{payload}}}"#);
+        let p = payload.as_bytes();
+        let m = message.as_bytes();
+        let env_old = time(m.len(), || assert!(parse_envelope_serde(m).is_ok()));
+        let env_new = time(m.len(), || {
+            assert!(parse_envelope(m).unwrap().payload_strict)
+        });
+        let other = message.replacen("\"chat\"", "\"other\"", 1);
+        let o = other.as_bytes();
+        let other_old = time(o.len(), || assert!(parse_envelope_serde(o).is_ok()));
+        let other_new = time(o.len(), || assert!(parse_envelope(o).is_ok()));
+        let strict_old = time(p.len(), || assert!(strict_check::check_serde(p).is_ok()));
+        let strict_new = time(p.len(), || assert!(strict(p).is_ok()));
+        let mut out = Vec::with_capacity(p.len());
+        let compact_old = time(p.len(), || {
+            out.clear();
+            assert!(compact_serde(
+                p,
+                &mut Budget {
+                    out: &mut out,
+                    max: 1 << 21
+                }
+            )
+            .is_ok());
+        });
+        let compact_new = time(p.len(), || {
+            out.clear();
+            assert!(compact(p, &mut out, 1 << 21).is_ok());
+        });
+        let pair = |a: f64, b: f64| format!("{a:.2} / {b:.2} ({:.1}x)", a / b);
+        println!(
+            "{name:<20} {:>24} {:>24} {:>24} {:>24}",
+            pair(env_old, env_new),
+            pair(strict_old, strict_new),
+            pair(compact_old, compact_new),
+            pair(other_old, other_new)
+        );
+    }
+}
+
+/// One read picked by `WALK_CASE` (`envelope_old`, `envelope_new`, `strict_old`,
+/// `strict_new`, `compact_old`, `compact_new`, or nothing) 4 times over a 1 MiB payload
+/// (`WALK_PAYLOAD`: `zeros`, the default, `strings` or `nested`; the message's type is
+/// `WALK_TYPE`, `chat` by default): for instruction counts under
+/// `valgrind --tool=callgrind`, where the difference from the empty case is the read's.
+#[test]
+#[ignore]
+fn profile() {
+    let case = std::env::var("WALK_CASE").unwrap_or_default();
+    let kind = std::env::var("WALK_PAYLOAD").unwrap_or_default();
+    let mut payload = String::from("{\"d\":[");
+    if kind == "strings" {
+        let mut i = 0;
+        while payload.len() < 1 << 20 {
+            if i > 0 {
+                payload.push(',');
+            }
+            payload.push_str(&format!(
+                "{{\"id\":{i},\"text\":\"{}\"}}",
+                "lorem ipsum dolor ".repeat(5)
+            ));
+            i += 1;
+        }
+    } else if kind == "nested" {
+        payload.push_str(&"[".repeat(1 << 19));
+        payload.push_str(&"]".repeat(1 << 19));
+    } else {
+        payload.push('0');
+        while payload.len() < 1 << 20 {
+            payload.push_str(",0");
+        }
+    }
+    payload.push_str("]}");
+    let msg_type = std::env::var("WALK_TYPE").unwrap_or_else(|_| "chat".into());
+    let message =
+        format!(r#"{{"type":"{msg_type}","id":"1","sessionId":"s","payload":{payload}}}"#);
+    let (p, m) = (payload.as_bytes(), message.as_bytes());
+    let mut out = Vec::with_capacity(p.len());
+    for _ in 0..4 {
+        out.clear();
+        match case.as_str() {
+            "envelope_old" => assert!(parse_envelope_serde(m).is_ok()),
+            "envelope_new" => assert!(parse_envelope(m).is_ok()),
+            "strict_old" => assert_eq!(strict_check::check_serde(p).is_ok(), kind != "nested"),
+            "strict_new" => assert_eq!(strict(p).is_ok(), kind != "nested"),
+            "compact_old" => {
+                assert!(compact_serde(
+                    p,
+                    &mut Budget {
+                        out: &mut out,
+                        max: 1 << 21
+                    }
+                )
+                .is_ok())
+            }
+            "compact_new" => assert!(compact(p, &mut out, 1 << 21).is_ok()),
+            _ => {}
+        }
+    }
+    println!("{case} {} {}", p.len(), out.len());
+}
+
+#[test]
+fn small_integer_runs_are_exactly_the_plain_ones() {
+    let word = |text: &[u8; 8]| small_integers(u64::from_le_bytes(*text));
+    for yes in [b"0,0,0,0,", b"1234567,", b"0,12,34,", b"9,0,100,"] {
+        assert!(word(yes), "{}", String::from_utf8_lossy(yes));
+    }
+    for no in [
+        b"0,0,0,00",
+        b"0,0,0,01",
+        b"01,0,0,0",
+        b"0,,0,0,0",
+        b",0,0,0,0",
+        b"0,0,0,0 ",
+        b"0,0,0,-1",
+        b"0,0,0,0]",
+        b"0,0,0,0.",
+        b"00,0000,",
+        b"0,0,01,,",
+        b"0,\xc30,12,",
+    ] {
+        assert!(!word(no), "{}", String::from_utf8_lossy(no));
+    }
+    // Every byte string of digits and commas: the walk agrees with serde_json on the
+    // array it makes.
+    let alphabet = [b'0', b'1', b',', b'9'];
+    for n in 0..4usize.pow(8) {
+        let mut text = *b"00000000";
+        let mut k = n;
+        for byte in &mut text {
+            *byte = alphabet[k % 4];
+            k /= 4;
+        }
+        let array = [b"{\"a\":[0,".as_slice(), &text, b"0]}"].concat();
+        let walked = strict(&array).is_ok();
+        let read = strict_check::check_serde(&array).is_ok();
+        assert_eq!(walked, read, "{}", String::from_utf8_lossy(&array));
+    }
+}
+
+/// Runs of brackets (passed 8 at a time) around objects, across the bit stack's words and
+/// the depth limits, as payloads, stored JSON and envelopes.
+#[test]
+fn bracket_runs_agree_with_serde_json() {
+    let mut rng = Rng::new(7);
+    for depth in (1..300).chain([1000, 5000]) {
+        let mut text = String::from("{\"p\":");
+        let mut closers = Vec::new();
+        for _ in 0..depth {
+            if rng.one_in(12) {
+                text.push_str("{\"k\":");
+                closers.push('}');
+            } else {
+                text.push('[');
+                closers.push(']');
+            }
+        }
+        text.push_str(rng.pick::<&str>(&["0", "[]", "{}", "\"s\""]));
+        while let Some(c) = closers.pop() {
+            text.push(c);
+        }
+        text.push('}');
+        json::run(text.as_bytes());
+        let plain = format!("{{\"p\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        json::run(plain.as_bytes());
+    }
+}
+
+/// Compaction stops at the same place for every budget inside runs passed 8 bytes at a time
+/// (small integers, brackets), with and without an error after them.
+#[test]
+fn budgets_inside_word_runs_agree_with_serde_json() {
+    for text in [
+        "[0,1,22,333,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19]",
+        "[0,1,22,333,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,]",
+        "[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]",
+        "[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]] x",
+        "{\"a\":[[[[[[[[[[0,0,0,0,0,0,0,0,0,0,0,0]]]]]]]]]]}",
+    ] {
+        for max in 0..text.len() + 2 {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            let a = crate::core::wire::compact::compact(
+                text.as_bytes(),
+                &mut Budget {
+                    out: &mut fast,
+                    max,
+                },
+            );
+            let b = compact_serde(
+                text.as_bytes(),
+                &mut Budget {
+                    out: &mut slow,
+                    max,
+                },
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text} at {max}");
+            assert_eq!(fast, slow, "{text} at {max}");
+        }
+    }
+}
