@@ -27,7 +27,7 @@ const PER_CAPABILITY: u64 = 128;
 const PER_SESSION: u64 = 512;
 /// One membership (a member in a session and the session in the member's list).
 const PER_MEMBERSHIP: u64 = 128;
-/// One pending route beside its request id.
+/// One pending route beside its request id and the agent id its response is shown from.
 const PER_ROUTE: u64 = 256;
 /// The longest id the protocol stores (`MAX_ID_BYTES`).
 const ID_BYTES: u64 = 128;
@@ -79,7 +79,7 @@ impl MemoryBound {
         let memberships = (c(config.max_sessions) * c(config.max_clients_per_session))
             .min(c(config.max_connections) * c(config.max_sessions_per_client))
             * PER_MEMBERSHIP;
-        let routes = ROUTES_TOTAL * (PER_ROUTE + ID_BYTES);
+        let routes = ROUTES_TOTAL * (PER_ROUTE + 2 * ID_BYTES);
         let terms = vec![
             ("base", BASE),
             ("connections", connections),

@@ -279,3 +279,44 @@ fn anonymous_connections_are_one_user() {
     let listed = agents(&mut two);
     assert_eq!(listed[0].1, json!(one.client_id), "{listed:?}");
 }
+
+/// `responder` answers the route `id` it received from `requester`; returns what the
+/// requester receives.
+fn answer(responder: &mut Client, requester: &mut Client, id: &str) -> Value {
+    responder.send(&json!({
+        "type": "route_response", "id": next_id(), "target": requester.client_id,
+        "replyTo": id, "payload": {"ok": true}
+    }));
+    let got = requester.recv_type("route_response");
+    assert_eq!(got["replyTo"], id, "{got}");
+    got
+}
+
+#[test]
+fn a_response_from_another_users_agent_comes_from_the_agent_not_its_client_id() {
+    let gw = TestGateway::start(config());
+    let mut a = Client::authed(&gw, TOKEN);
+    let mut a2 = Client::authed(&gw, TOKEN);
+    let mut b = Client::authed(&gw, TOKEN_BOB);
+    let mut ops = Client::authed(&gw, OPS);
+    let reply = a.request(
+        "agent_register",
+        json!({"agentId": "bot1", "type": "pi", "name": "bot1",
+               "capabilities": {"tools": ["sum"]}}),
+    );
+    assert_eq!(reply["payload"]["status"], "registered", "{reply}");
+    // Another user, by agent id and by capability: the response names the agent.
+    for target in ["bot1", "capability:sum"] {
+        let id = route(&mut b, target);
+        delivered(&mut a, &id, &b);
+        let got = answer(&mut a, &mut b, &id);
+        assert_eq!(got["source"], "bot1", "{target}: {got}");
+    }
+    // The same user and admin see the clientId, as agent_list shows them.
+    for requester in [&mut a2, &mut ops] {
+        let id = route(requester, "bot1");
+        delivered(&mut a, &id, requester);
+        let got = answer(&mut a, requester, &id);
+        assert_eq!(got["source"], a.client_id.as_str(), "{got}");
+    }
+}

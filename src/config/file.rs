@@ -2,11 +2,12 @@
 //! key) without letting it stall or flood the caller, which at a reload is the poll loop.
 //!
 //! Contract: [`read_regular`] opens without blocking, accepts only a regular file (a FIFO
-//! with no writer would block, a device would never end), and returns at most `limit`
+//! with no writer would block, a device would never end) or the null device (read as
+//! empty), and returns at most `limit`
 //! bytes or an error; the error is the message only, without the path.
 
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The largest configuration file read, in bytes (a file of 10 000 tokens is about 300 KiB).
@@ -22,6 +23,10 @@ pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
         .map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
+        // `/dev/null` (by any name) is the empty file: `--config /dev/null` runs on the defaults.
+        if is_null_device(&meta) {
+            return Ok(Vec::new());
+        }
         return Err("not a regular file".to_string());
     }
     let too_large = || format!("the file is larger than {limit} bytes");
@@ -37,4 +42,11 @@ pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
         return Err(too_large());
     }
     Ok(bytes)
+}
+
+/// Whether `meta` is the null device's.
+fn is_null_device(meta: &std::fs::Metadata) -> bool {
+    meta.file_type().is_char_device()
+        && std::fs::metadata("/dev/null")
+            .is_ok_and(|null| null.file_type().is_char_device() && null.rdev() == meta.rdev())
 }

@@ -70,13 +70,18 @@ impl Refusal for RouteError {
     }
 }
 
+/// A pending request's sequence number and the agent id its response is shown from, if
+/// not the responder's `clientId`.
+type Pending = (u64, Option<Arc<str>>);
+
 /// The pending route requests.
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     per_requester: usize,
     total: usize,
-    /// (responder, requester) → request id → sequence number.
-    entries: HashMap<(ConnId, ConnId), HashMap<Arc<str>, u64>>,
+    /// (responder, requester) → request id → sequence number, and the id the response is
+    /// shown as coming from when it is not the responder's `clientId` (see [`Self::insert_as`]).
+    entries: HashMap<(ConnId, ConnId), HashMap<Arc<str>, Pending>>,
     /// (requester, sequence) → (responder, request id), oldest first per requester.
     by_requester: BTreeMap<(ConnId, u64), (ConnId, Arc<str>)>,
     /// (responder, sequence) → requester.
@@ -101,11 +106,24 @@ impl RouteTable {
 
     /// Record that request `id` from `requester` was delivered to `responder`; returns the
     /// requester of the entry evicted to make room (always `requester` itself), if any.
+    #[cfg(test)]
     pub(crate) fn insert(
         &mut self,
         requester: ConnId,
         responder: ConnId,
         id: &str,
+    ) -> Result<Option<ConnId>, RouteError> {
+        self.insert_as(requester, responder, id, None)
+    }
+
+    /// [`Self::insert`], keeping `shown_as` (an agent id, at most 128 bytes) for the
+    /// response's `source` when the requester may not see the responder's `clientId`.
+    pub(crate) fn insert_as(
+        &mut self,
+        requester: ConnId,
+        responder: ConnId,
+        id: &str,
+        shown_as: Option<&str>,
     ) -> Result<Option<ConnId>, RouteError> {
         if self
             .entries
@@ -134,7 +152,7 @@ impl RouteTable {
         self.entries
             .entry((responder, requester))
             .or_default()
-            .insert(id.clone(), seq);
+            .insert(id.clone(), (seq, shown_as.map(Arc::from)));
         self.by_requester.insert((requester, seq), (responder, id));
         self.by_responder.insert((responder, seq), requester);
         *self.counts.entry(requester).or_default() += 1;
@@ -143,18 +161,23 @@ impl RouteTable {
 
     /// Remove the entry for request `id` from `requester` to `responder`; whether it existed.
     pub(crate) fn take(&mut self, responder: ConnId, requester: ConnId, id: &str) -> bool {
-        let seq = self
+        self.take_shown(responder, requester, id).is_some()
+    }
+
+    /// [`Self::take`], returning the entry's `shown_as` when it existed.
+    pub(crate) fn take_shown(
+        &mut self,
+        responder: ConnId,
+        requester: ConnId,
+        id: &str,
+    ) -> Option<Option<Arc<str>>> {
+        let (seq, shown) = self
             .entries
             .get(&(responder, requester))
             .and_then(|ids| ids.get(id))
-            .copied();
-        match seq {
-            Some(seq) => {
-                self.remove(responder, requester, id, seq);
-                true
-            }
-            None => false,
-        }
+            .cloned()?;
+        self.remove(responder, requester, id, seq);
+        Some(shown)
     }
 
     /// Forget every entry in which `conn` is the requester or the responder, calling

@@ -314,6 +314,8 @@ fn from_path_names_the_file() {
     assert!(e.to_string().ends_with(": not a regular file"), "{e}");
     let e = Config::from_path(std::path::Path::new("/dev/zero")).unwrap_err();
     assert!(e.to_string().ends_with(": not a regular file"), "{e}");
+    let null = Config::from_path(std::path::Path::new("/dev/null")).unwrap();
+    assert_eq!(null, Config::default());
     let big = path.with_file_name("big.conf");
     let file = std::fs::File::create(&big).unwrap();
     file.set_len(crate::config::file::MAX_CONFIG_BYTES + 1)

@@ -22,7 +22,9 @@
 //!   its user's), or dropped with either connection ([`conn_gone`]).
 //! - `route_response` needs `target` (the requester's `clientId`) and `replyTo` (the request's
 //!   `id`), both strings (`INVALID_MESSAGE` otherwise). It is delivered, with a new `id`,
-//!   `replyTo` = the request's id and `source` = the responder's `clientId`, only if that
+//!   `replyTo` = the request's id and `source` = the responder's `clientId` (or, when the
+//!   request went to an agent of another user and the requester is not `admin`, that
+//!   agent's id: section 12 hides other users' `clientId`s), only if that
 //!   exact request was delivered to the sender from that target and not yet answered;
 //!   otherwise `TARGET_NOT_FOUND`.
 
@@ -57,17 +59,25 @@ fn not_found(target: &str) -> Reject {
     )
 }
 
-/// The connection a `route_request` target names, for the sender `from`.
-fn resolve_target(state: &mut CoreState, from: ConnId, target: &str) -> Option<ConnId> {
+/// The connection a `route_request` target names, for the sender `from`, and the id of the
+/// agent it was resolved to, if it was resolved to one.
+fn resolve_target(
+    state: &mut CoreState,
+    from: ConnId,
+    target: &str,
+) -> Option<(ConnId, Option<String>)> {
     if let Some(name) = target.strip_prefix(CAPABILITY_PREFIX) {
-        return state.agents.pick_by_capability(name).map(|(conn, _)| conn);
+        return state
+            .agents
+            .pick_by_capability(name)
+            .map(|(conn, agent_id)| (conn, Some(agent_id.to_owned())));
     }
     let agent = state
         .agents
         .owner_of(target)
         .filter(|conn| state.clients.get(*conn).is_some_and(|c| !c.closing));
-    if agent.is_some() {
-        return agent;
+    if let Some(conn) = agent {
+        return Some((conn, Some(target.to_owned())));
     }
     let auth_required = state.auth_required();
     let sender = state.clients.get(from)?;
@@ -77,7 +87,7 @@ fn resolve_target(state: &mut CoreState, from: ConnId, target: &str) -> Option<C
         .and_then(|conn| state.clients.get(conn))
         .filter(|c| !c.closing && (c.is_authenticated() || !auth_required))
         .filter(|c| may_reach(&state.sessions, sender, c))
-        .map(|c| c.conn)
+        .map(|c| (c.conn, None))
 }
 
 /// Whether `sender` may send a `route_request` to the client `target` by its `clientId`:
@@ -97,10 +107,20 @@ pub(crate) fn request(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let target = required_str(&env.target, "target")?;
-    let responder = resolve_target(state, req.conn, target).ok_or_else(|| not_found(target))?;
+    let (responder, agent_id) =
+        resolve_target(state, req.conn, target).ok_or_else(|| not_found(target))?;
+    // A requester that may not see the agent owner's `clientId` (section 12) is answered
+    // from the agent's id instead.
+    let hidden = |state: &CoreState| {
+        let sender = state.clients.get(req.conn)?;
+        let owner = state.clients.get(responder)?;
+        let same_user = sender.user_id.is_some() && sender.user_id == owner.user_id;
+        Some(!(same_user || sender.scopes.is_admin()))
+    };
+    let shown_as = agent_id.filter(|_| hidden(state).unwrap_or(true));
     let evicted = state
         .routes
-        .insert(req.conn, responder, req.id)
+        .insert_as(req.conn, responder, req.id, shown_as.as_deref())
         .map_err(|e| Reject::refused(&e, req.id))?;
     if let Some(requester) = evicted {
         release(&mut state.users, &state.clients, requester);
@@ -142,17 +162,17 @@ pub(crate) fn response(
         .clients
         .conn_of(target)
         .ok_or_else(|| not_found(target))?;
-    if !state.routes.take(req.conn, requester, reply_to) {
+    let Some(shown_as) = state.routes.take_shown(req.conn, requester, reply_to) else {
         let request = format!("{} from {}", short(reply_to), short(target));
         return Err(Reject::refused(&RouteError::NotPending, &request));
-    }
+    };
     release(&mut state.users, &state.clients, requester);
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
     let head = Head::new("route_response", req.ts)
         .reply_to(reply_to)
-        .source(&client.client_id);
+        .source(shown_as.as_deref().unwrap_or(&client.client_id));
     outbound::send(
         out,
         &mut state.metrics,
