@@ -2,13 +2,14 @@
 //! `cargo fuzz` sets) and in the crate's own tests. They live in the crate so that they can
 //! reach its internals without making those public API; `fuzz/fuzz_targets/*.rs` only hands
 //! libFuzzer's input to [`handshake::run`], [`origin::run`], [`codec::run`],
-//! [`dispatch::run`] and [`config::run`]. `fuzz/README.md` says how to run them.
+//! [`dispatch::run`], [`config::run`] and [`resp::run`]. `fuzz/README.md` says how to run them.
 
 pub mod codec;
 pub mod config;
 pub mod dispatch;
 pub mod handshake;
 pub mod origin;
+pub mod resp;
 
 #[cfg(test)]
 mod tests;

@@ -39,3 +39,8 @@ fn dispatch_seeds() {
 fn config_seeds() {
     run_seeds("config", super::config::run);
 }
+
+#[test]
+fn resp_seeds() {
+    run_seeds("resp", super::resp::run);
+}
