@@ -212,7 +212,8 @@ fn garbage(rng: &mut Rng) -> Vec<u8> {
         if rng.one_in(8) {
             stream.push(rng.next() as u8);
         } else {
-            stream.extend_from_slice(*rng.pick(&WORDS));
+            let word = WORDS[rng.below(WORDS.len())];
+            stream.extend_from_slice(word);
         }
     }
     stream
