@@ -57,7 +57,8 @@ pub(crate) struct RespLimits {
     pub(crate) max_reply: usize,
     /// The most elements of one array.
     pub(crate) max_array: usize,
-    /// The deepest nesting of arrays: 1 allows an array of scalars, 0 no array at all.
+    /// The deepest nesting of arrays: 1 allows an array of scalars, 0 no array at all. Keep
+    /// it small: dropping or comparing a reply recurses once per level.
     pub(crate) max_depth: usize,
 }
 

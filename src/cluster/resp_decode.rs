@@ -16,9 +16,10 @@
 //! when their header line arrives; a reply is refused as soon as it is known to exceed
 //! `max_reply` bytes on the wire, so the decoder never holds more than `max_reply` bytes of an
 //! incomplete reply plus the complete replies not yet taken plus the last feed. A decoded
-//! reply holds at most about 11 heap bytes per wire byte (an element takes at least 3 bytes
-//! on the wire and 32 in memory). When the buffer empties, its capacity shrinks to
-//! [`IDLE_CAPACITY`].
+//! reply holds at most about 22 heap bytes per wire byte (an element takes at least 3 bytes
+//! on the wire and 32 in memory, in a vector at most twice the size it needs; an array's
+//! vector starts at 64 elements at most, whatever its header declares). When the buffer
+//! empties, its capacity shrinks to [`IDLE_CAPACITY`].
 //!
 //! Cost: the decoder remembers how far the parse of an incomplete reply got (the elements of
 //! its open arrays, and how far the current line was searched for its end), so no byte is

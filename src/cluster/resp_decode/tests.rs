@@ -509,3 +509,37 @@ fn calls_without_new_bytes_cost_a_bounded_amount() {
     }
     assert!(decoder.work() - before <= 1000 * 23);
 }
+
+/// The heap bytes `reply` owns.
+fn heap(reply: &Reply) -> usize {
+    match reply {
+        Reply::Simple(text) | Reply::Error(text) | Reply::Bulk(Some(text)) => text.capacity(),
+        Reply::Array(Some(items)) => {
+            items.capacity() * std::mem::size_of::<Reply>() + items.iter().map(heap).sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+#[test]
+fn a_decoded_reply_costs_at_most_22_heap_bytes_per_wire_byte() {
+    assert!(std::mem::size_of::<Reply>() <= 32);
+    let limits = RespLimits {
+        max_array: 1 << 20,
+        ..LIMITS
+    };
+    // The smallest elements, in arrays of the sizes that leave most room unused.
+    for len in [1, 63, 65, 100_000, 131_073] {
+        let wire = [format!("*{len}\r\n").into_bytes(), b"+\r\n".repeat(len)].concat();
+        let (reply, _) = decode(&wire, &limits).unwrap().unwrap();
+        assert!(
+            heap(&reply) <= 22 * wire.len(),
+            "{} heap bytes for {} wire bytes",
+            heap(&reply),
+            wire.len()
+        );
+    }
+    let nested = [b"*2\r\n".repeat(4), b"*1\r\n*1\r\n*-1\r\n".repeat(16)].concat();
+    let (reply, _) = decode(&nested, &LIMITS).unwrap().unwrap();
+    assert!(heap(&reply) <= 22 * nested.len());
+}
