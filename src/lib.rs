@@ -47,6 +47,7 @@
 #![warn(unreachable_pub)]
 
 mod app;
+pub(crate) mod cluster;
 mod config;
 mod core;
 mod error;

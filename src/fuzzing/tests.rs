@@ -41,6 +41,11 @@ fn config_seeds() {
 }
 
 #[test]
+fn resp_seeds() {
+    run_seeds("resp", super::resp::run);
+}
+
+#[test]
 fn json_seeds() {
     run_seeds("json", super::json::run);
 }
@@ -48,7 +53,15 @@ fn json_seeds() {
 /// The JSON walk also reads every other target's seeds.
 #[test]
 fn json_reads_every_seed() {
-    for target in ["handshake", "origin", "codec", "dispatch", "config", "json"] {
+    for target in [
+        "handshake",
+        "origin",
+        "codec",
+        "dispatch",
+        "config",
+        "json",
+        "resp",
+    ] {
         run_seeds(target, super::json::run);
     }
 }
