@@ -74,6 +74,9 @@ pub(super) struct Connection {
     pub in_ready: bool,
     /// Queued in the reactor's dirty list (avoids duplicates).
     pub in_dirty: bool,
+    /// Queued in the reactor's reap list: it does no more I/O and is removed within a few
+    /// turns (the flag keeps it in the list once, and is how the loop knows in O(1)).
+    pub in_reap: bool,
     /// The app saw `on_open` and has not yet seen `on_close`.
     pub app_open: bool,
     /// Our write side has been shut down (in `Finishing`, after the final flush).
@@ -121,6 +124,7 @@ impl Connection {
             writable: true,
             in_ready: false,
             in_dirty: false,
+            in_reap: false,
             app_open: false,
             write_shut: false,
             peer_eof: false,

@@ -5,8 +5,12 @@
 //! connection goes: our close frame and a linger for the peer's ([`Reactor::start_close`]), a
 //! protocol error ([`Reactor::fail`]), everything queued and the write side to shut
 //! ([`Reactor::finish`]), or at once ([`Reactor::drop_now`]). A connection marked for reaping
-//! does no more I/O and is removed at the end of the turn, which bumps its slot's generation
-//! (see `slots.rs`).
+//! does no more I/O (its events are ignored, its queue is dropped) and is removed at the end
+//! of a turn, which bumps its slot's generation (see `slots.rs`). Removing a socket costs two
+//! system calls, so a turn removes at most [`REAP_BUDGET`], oldest first, and the rest in the
+//! turns after: thousands of connections ending at once (their linger timers fire together,
+//! say) do not hold up the others. When a shutdown is over, what is left to write is flushed
+//! regardless of the flush budget, and every socket goes at once.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +19,9 @@ use crate::transport::connection::ConnState;
 use crate::ws::codec;
 
 use super::{Reactor, RunState};
+
+/// Sockets removed per turn (deregistered and closed: some 10 to 20 us each on loopback).
+const REAP_BUDGET: usize = 256;
 
 impl<A: App> Reactor<A> {
     /// Begin shutting down: close 1001 to every open connection, drop the others, stop
@@ -49,14 +56,16 @@ impl<A: App> Reactor<A> {
     /// Step 8: remove the connections marked for reaping; when a shutdown is over, every
     /// connection, and stop.
     pub(super) fn reap(&mut self, now: Instant) {
-        self.reap_done();
+        self.reap_done(REAP_BUDGET);
         if self.state == RunState::ShuttingDown
             && (self.close_handshakes_done() || self.shutdown_deadline.is_some_and(|d| now >= d))
         {
+            // What the flush budget left goes out first (best effort), then every socket.
+            self.flush_within(usize::MAX);
             for key in self.conns.keys() {
                 self.mark_reap(key);
             }
-            self.reap_done();
+            self.reap_done(usize::MAX);
             self.state = RunState::Stopped;
             // Drop what nobody will handle, then the receiver itself: handles now get Stopped.
             if let Some(commands) = self.commands.take() {
@@ -67,11 +76,11 @@ impl<A: App> Reactor<A> {
     }
 
     /// Whether every remaining socket has sent all it will send, its close frame included,
-    /// and needs nothing more from its peer.
+    /// and needs nothing more from its peer (or is about to be removed anyway).
     fn close_handshakes_done(&self) -> bool {
         self.conns
             .iter()
-            .all(|(_, c)| matches!(c.state, ConnState::Finishing) && c.write_shut)
+            .all(|(_, c)| c.in_reap || (matches!(c.state, ConnState::Finishing) && c.write_shut))
     }
 
     /// Tell the app the connection left the open state (once).
@@ -149,22 +158,27 @@ impl<A: App> Reactor<A> {
         self.mark_reap(key);
     }
 
-    /// Remove `key` at the end of this turn. Nothing more is read or written: its queue goes
-    /// now, so it holds no range of the frame arena even when it is no longer in `dirty`.
+    /// Remove `key` at the end of this turn or, past the budget, of a later one. Nothing more
+    /// is read or written: its queue goes now, so it holds no range of the frame arena even
+    /// when it is no longer in `dirty`, and its events are ignored from now on.
     pub(super) fn mark_reap(&mut self, key: usize) {
         if let Some(conn) = self.conns.at_mut(key) {
             conn.readable = false;
             conn.writable = false;
             conn.outbox.discard(&mut self.out.pool);
-            if !self.reap.contains(&key) {
-                self.reap.push(key);
+            if !conn.in_reap {
+                conn.in_reap = true;
+                self.reap.push_back(key);
             }
         }
     }
 
-    /// Deregister and remove every connection marked for reaping.
-    fn reap_done(&mut self) {
-        while let Some(key) = self.reap.pop() {
+    /// Deregister and remove the `budget` connections marked for reaping longest ago.
+    fn reap_done(&mut self, budget: usize) {
+        for _ in 0..budget {
+            let Some(key) = self.reap.pop_front() else {
+                break;
+            };
             let Some(mut conn) = self.conns.remove(key) else {
                 continue;
             };

@@ -24,10 +24,9 @@ impl<A: App> Reactor<A> {
                     self.apply_actions(now);
                 }
                 Timer::Handshake(id) => {
-                    let late = self
-                        .conns
-                        .get(id)
-                        .is_some_and(|c| matches!(c.state, ConnState::Handshaking { .. }));
+                    let late = self.conns.get(id).is_some_and(|c| {
+                        matches!(c.state, ConnState::Handshaking { .. }) && !c.in_reap
+                    });
                     if late {
                         log::debug!("connection {}: handshake timed out", id.index);
                         self.stats.handshake_timeouts += 1;
@@ -39,6 +38,8 @@ impl<A: App> Reactor<A> {
                         matches!(c.state, ConnState::Closing { .. } | ConnState::Finishing)
                     });
                     if done {
+                        // A close frame still waiting for the flush budget goes out first.
+                        self.flush_before_reap(key_of(id));
                         self.mark_reap(key_of(id));
                     }
                 }

@@ -12,9 +12,15 @@
 //! 4. drain handle commands within a budget (`commands.rs`);
 //! 5. expire timers: handshake deadline, heartbeat and idle timeout, message timeout, close
 //!    linger, app timers (`expire.rs`, on the wheel of `deadlines.rs`);
-//! 6. flush every connection whose outbox grew (`write.rs`);
+//! 6. flush every connection whose outbox grew, the closing ones within a budget
+//!    (`write.rs`);
 //! 7. accept new sockets (`accept.rs`);
-//! 8. reap connections that are done, and stop when a shutdown is over (`close.rs`).
+//! 8. reap connections that are done, within a budget, and stop when a shutdown is over
+//!    (`close.rs`).
+//!
+//! A mass close (a reload revoking a token thousands of connections use, a shutdown) is
+//! spread over turns by the budgets of steps 6 and 8: every close frame is written and every
+//! socket removed, a few hundred a turn, while the open connections are served in between.
 //!
 //! The transport's bounds: `initial_max_payload` until the app raises a connection's limit,
 //! `max_inflight_bytes` and `message_timeout` on messages in progress (`read.rs`,
@@ -108,8 +114,9 @@ pub struct Reactor<A: App> {
     ready: VecDeque<usize>,
     /// The buffer pool, the turn's frame arena and the connections to flush.
     out: Output,
-    /// Connections to remove at the end of the turn.
-    reap: Vec<usize>,
+    /// Connections to remove, oldest first, each once (`in_reap`); at most `REAP_BUDGET` a
+    /// turn (`close.rs`).
+    reap: VecDeque<usize>,
     listener_ready: bool,
     accept_paused_until: Option<Instant>,
     accept_failing: bool,
@@ -161,7 +168,7 @@ impl<A: App> Reactor<A> {
             read_buf: vec![0; READ_BUF],
             ready: VecDeque::new(),
             out: Output::default(),
-            reap: Vec::new(),
+            reap: VecDeque::new(),
             listener_ready: true,
             accept_paused_until: None,
             accept_failing: false,
@@ -337,6 +344,7 @@ impl<A: App> Reactor<A> {
         let busy = !self.ready.is_empty()
             || self.commands_pending
             || !self.out.dirty.is_empty()
+            || !self.reap.is_empty()
             || (self.listener_ready
                 && self.state == RunState::Running
                 && self.accept_paused_until.is_none());
@@ -372,6 +380,9 @@ impl<A: App> Reactor<A> {
                     let Some(conn) = self.conns.by_token_mut(token) else {
                         continue; // stale: the slot was reused
                     };
+                    if conn.in_reap {
+                        continue; // no more I/O: it is about to go
+                    }
                     let read_to_block =
                         event.is_read_closed() || event.is_error() || event.is_priority();
                     if event.is_readable() || read_to_block {

@@ -37,7 +37,7 @@ impl<A: App> Reactor<A> {
             }
             self.pump_read(key, now);
             if let Some(conn) = self.conns.at_mut(key) {
-                if conn.readable && !self.reap.contains(&key) {
+                if conn.readable && !conn.in_reap {
                     // Budget hit: the latch remembers; come back next turn.
                     queue_ready(&mut self.ready, conn);
                 }
