@@ -632,3 +632,20 @@ impl RawWs {
         self.send(&frame(1, true, value.to_string().as_bytes(), true));
     }
 }
+
+/// The lines `child` writes to its piped stderr, read by a thread of their own until it
+/// closes them.
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
