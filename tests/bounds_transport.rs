@@ -154,53 +154,61 @@ fn a_socket_accepted_beyond_max_pending_handshakes_is_closed_at_once() {
 }
 
 #[test]
-fn bytes_in_flight_are_bounded_counted_exactly_and_given_back() {
+fn bytes_in_flight_are_bounded_as_they_arrive_and_given_back() {
     let mut config = test_config();
     config.max_inflight_bytes = 100_000;
     let gw = TestGateway::start(config);
     let mut bystander = Client::authed(&gw, TOKEN);
     let inflight = || gw.metric("gateway_inflight_bytes");
+    let cut = 8 + 100; // 2 + 2 length + 4 mask bytes of header, and 100 payload bytes
 
-    // A holds 60 000 bytes: a frame's header and its first 100 bytes.
+    // Headers announcing more than the bound between them reserve nothing: each connection
+    // holds the 100 bytes it sent.
     let mut a = raw_authed(&gw);
     let a_frame = frame(1, true, &ping_of("a", 60_000), true);
-    let cut = 8 + 100; // 2 + 2 length + 4 mask bytes of header
     a.send(&a_frame[..cut]);
-    assert!(
-        eventually(|| inflight() == Some(60_000.0)),
-        "{:?}",
-        inflight()
-    );
-    // B's frame would pass the bound: B is closed, A and the bystander are not.
     let mut b = raw_authed(&gw);
     let b_frame = frame(1, true, &ping_of("b", 50_000), true);
     b.send(&b_frame[..cut]);
-    assert_eq!(b.read_close(), Some((1008, "Server busy".to_string())));
+    assert!(eventually(|| inflight() == Some(200.0)), "{:?}", inflight());
     served(&mut bystander);
-    assert_eq!(inflight(), Some(60_000.0));
-    // A's message completes: it is handled and its bytes are given back.
+    // A's message arrives: it is handled and its bytes are given back.
     a.send(&a_frame[cut..]);
     assert_eq!(a.read_json().expect("pong")["replyTo"], "a");
-    assert!(eventually(|| inflight() == Some(0.0)), "{:?}", inflight());
-    // Now B's size fits; fragments count what is held so far plus the frame announced.
+    assert!(eventually(|| inflight() == Some(100.0)), "{:?}", inflight());
+    // C holds 60 000 bytes; B's bytes would then pass the bound: B is closed, C and the
+    // bystander are not.
     let mut c = raw_authed(&gw);
-    let text = ping_of("c", 90_000);
-    c.send(&frame(1, false, &text[..45_000], true));
+    let c_frame = frame(1, true, &ping_of("c", 60_000), true);
+    c.send(&c_frame[..c_frame.len() - 100]);
     assert!(
-        eventually(|| inflight() == Some(45_000.0)),
+        eventually(|| inflight().is_some_and(|n| n >= 60_000.0)),
         "{:?}",
         inflight()
     );
-    c.send(&frame(0, true, &text[45_000..], true));
+    b.send(&b_frame[cut..]);
+    assert_eq!(b.read_close(), Some((1008, "Server busy".to_string())));
+    served(&mut bystander);
+    c.send(&c_frame[c_frame.len() - 100..]);
     assert_eq!(c.read_json().expect("pong")["replyTo"], "c");
-    // A connection that goes away mid-message gives its bytes back.
-    a.send(&a_frame[..cut]);
+    assert!(eventually(|| inflight() == Some(0.0)), "{:?}", inflight());
+    // Fragments count what is held so far; a connection that goes away mid-message gives
+    // its bytes back.
+    let mut d = raw_authed(&gw);
+    let text = ping_of("d", 90_000);
+    d.send(&frame(1, false, &text[..45_000], true));
     assert!(
-        eventually(|| inflight() == Some(60_000.0)),
+        eventually(|| inflight().is_some_and(|n| n >= 45_000.0)),
         "{:?}",
         inflight()
     );
-    drop(a);
+    d.send(&frame(0, true, &text[45_000..], true));
+    assert_eq!(d.read_json().expect("pong")["replyTo"], "d");
+    assert!(eventually(|| inflight() == Some(0.0)), "{:?}", inflight());
+    let mut e = raw_authed(&gw);
+    e.send(&a_frame[..cut]);
+    assert!(eventually(|| inflight() == Some(100.0)), "{:?}", inflight());
+    drop(e);
     assert!(eventually(|| inflight() == Some(0.0)), "{:?}", inflight());
     served(&mut bystander);
 }

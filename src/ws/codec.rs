@@ -10,8 +10,9 @@
 //! - Every protocol violation is a [`CloseError`] carrying the close code to send: 1002 for
 //!   framing errors, 1007 for invalid UTF-8 (detected as soon as it is certain), 1009 for a
 //!   frame or message over [`CodecLimits::max_payload`] (checked on the header, before any
-//!   allocation), 1008 `Server busy` for a data frame that would make the message in progress
-//!   hold more than [`CodecLimits::max_held`] (checked on the header too). Nothing a peer
+//!   allocation), 1008 `Server busy` for payload bytes that would make the message in
+//!   progress hold more than [`CodecLimits::max_held`] (checked as they arrive, so a header
+//!   alone reserves nothing). Nothing a peer
 //!   sends makes this module panic.
 //! - The limits are read at every frame header, so `on` may change them for the frames that
 //!   follow in the same input (the reactor raises a connection's limit when it authenticates).
@@ -220,15 +221,16 @@ impl Decoder {
         self.message != Message::None
     }
 
-    /// The bytes the data message in progress holds: its payload so far plus what its current
-    /// frame still announces (0 when none is in progress; control frames do not count). This
-    /// is what [`CodecLimits::max_held`] bounds.
+    /// The heap bytes the data message in progress holds: its buffer's capacity (0 when none
+    /// is in progress, whatever a frame header announced). [`CodecLimits::max_held`] bounds
+    /// its payload as bytes arrive, and its buffer never grows past it (a control frame
+    /// interleaved in the message may add at most its 125 bytes).
     pub(crate) fn message_bytes(&self) -> usize {
-        let announced = match self.frame {
-            Frame::Data => usize::try_from(self.left).unwrap_or(usize::MAX),
-            _ => 0,
-        };
-        (self.buf.len() - usize::from(self.control_len)).saturating_add(announced)
+        if self.message_in_progress() {
+            self.buf.capacity()
+        } else {
+            0
+        }
     }
 
     /// Reads the next header from the held bytes and `rest`, advancing `rest` past it.
@@ -260,17 +262,15 @@ impl Decoder {
         };
         self.head_len = 0;
         *rest = &mut std::mem::take(rest)[used..];
-        self.start_frame(&header, len, rest.len(), &limits.get())?;
+        self.start_frame(&header, len, &limits.get())?;
         Ok(true)
     }
 
-    /// Checks a parsed header against the protocol and the limits, and sets up its payload;
-    /// `available` payload bytes follow the header in this input.
+    /// Checks a parsed header against the protocol and the limits, and sets up its payload.
     fn start_frame(
         &mut self,
         header: &FrameHeader,
         len: u64,
-        available: usize,
         limits: &CodecLimits,
     ) -> Result<(), CloseError> {
         if header.rsv1 || header.rsv2 || header.rsv3 {
@@ -309,11 +309,8 @@ impl Decoder {
                 if total > limits.max_payload as u64 {
                     return Err(TOO_BIG);
                 }
-                // Held unless it is a whole message lying in this input (handed out in place).
-                let whole_here = header.is_final && self.buf.is_empty() && len <= available as u64;
-                if !whole_here && total > limits.max_held as u64 {
-                    return Err(SERVER_BUSY);
-                }
+                // `max_held` is checked as bytes arrive (`data`), not against what the header
+                // announces: announcing costs the peer nothing.
                 self.fin = header.is_final;
                 Frame::Data
             }
@@ -346,12 +343,16 @@ impl Decoder {
             }));
         }
         if !chunk.is_empty() {
+            if self.buf.len().saturating_add(chunk.len()) > limits.max_held {
+                return Err(SERVER_BUSY);
+            }
             let room = if self.fin {
                 self.frame_room(chunk)
             } else {
                 limits.max_payload.saturating_sub(self.buf.len())
             };
-            self.append(chunk, room);
+            // The buffer never grows past `max_held`: what it holds is what is counted.
+            self.append(chunk, room.min(limits.max_held - self.buf.len()));
             if text {
                 self.check_utf8(chunk.len())?;
             }

@@ -259,10 +259,10 @@ fn what_a_message_in_progress_holds_is_bounded_by_max_held() {
         feed(&mut Decoder::default(), &big, &[], limits).map(|items| items.len()),
         Ok(1)
     );
-    // The same frame split: its header announces more than may be held.
+    // The same frame split: its bytes, as they arrive, pass what may be held.
     let err = feed(&mut Decoder::default(), &big, &[10], limits).unwrap_err();
     assert_eq!((err.code, err.reason), (1008, "Server busy"));
-    // A fragmented message counts everything so far plus the frame's announced length.
+    // A fragmented message counts everything it holds so far.
     let within = [
         frame(false, 0x1, &[b'a'; 60]),
         frame(true, 0x0, &[b'b'; 40]),
