@@ -34,8 +34,9 @@ const LIMITS: [RespLimits; 3] = [
     },
 ];
 
-/// `reply` in RESP2, written plainly.
-fn encode(reply: &Reply, out: &mut Vec<u8>) {
+/// `reply` in RESP2, written plainly: the reference encoder, apart from the codec, that the
+/// codec's tests also use.
+pub(crate) fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
     match reply {
         Reply::Simple(text) | Reply::Error(text) => {
             out.push(if matches!(reply, Reply::Simple(_)) {
@@ -57,7 +58,7 @@ fn encode(reply: &Reply, out: &mut Vec<u8>) {
         Reply::Array(Some(items)) => {
             out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
             for item in items {
-                encode(item, out);
+                encode_reply(item, out);
             }
         }
     }
@@ -96,7 +97,7 @@ fn whole(stream: &[u8], limits: &RespLimits) -> Decoded {
                 assert_eq!(exact.as_ref().ok(), Some(&Some((reply.clone(), used))));
                 check_limits(&reply, limits, 0);
                 let mut again = Vec::new();
-                encode(&reply, &mut again);
+                encode_reply(&reply, &mut again);
                 assert_eq!(
                     decode(&again, limits).ok(),
                     Some(Some((reply.clone(), again.len())))

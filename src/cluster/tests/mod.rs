@@ -9,6 +9,7 @@ mod soup;
 
 use super::resp::{Reply, RespError, RespLimits};
 use super::resp_decode::{decode, Decoder};
+pub(super) use crate::fuzzing::resp::encode_reply;
 use crate::testkit::Rng;
 
 /// Limits the soup stays within (its replies are far smaller).
@@ -18,36 +19,6 @@ const LIMITS: RespLimits = RespLimits {
     max_array: 64,
     max_depth: 6,
 };
-
-/// The reference encoder: RESP2 as the protocol description writes it.
-fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
-    match reply {
-        Reply::Simple(text) => {
-            out.push(b'+');
-            out.extend_from_slice(text);
-            out.extend_from_slice(b"\r\n");
-        }
-        Reply::Error(text) => {
-            out.push(b'-');
-            out.extend_from_slice(text);
-            out.extend_from_slice(b"\r\n");
-        }
-        Reply::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
-        Reply::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
-        Reply::Bulk(Some(bytes)) => {
-            out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
-            out.extend_from_slice(bytes);
-            out.extend_from_slice(b"\r\n");
-        }
-        Reply::Array(None) => out.extend_from_slice(b"*-1\r\n"),
-        Reply::Array(Some(items)) => {
-            out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
-            for item in items {
-                encode_reply(item, out);
-            }
-        }
-    }
-}
 
 /// Up to `max` bytes, any of them when `binary`, else printable ASCII.
 fn random_bytes(rng: &mut Rng, max: usize, binary: bool) -> Vec<u8> {
