@@ -6,20 +6,14 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use gateway::{AuthToken, Config};
+use gateway::Config;
 use serde_json::{json, Value};
 
-const OPS: &str = "secret-ops";
+const OPS: &str = TOKEN_OPS;
 
 /// alice and bob (defaults), and ops with the `admin` scope.
 fn config() -> Config {
-    let mut config = test_config();
-    config.auth_tokens.push(AuthToken {
-        user: "ops".into(),
-        secret: OPS.into(),
-    });
-    config.admin_users = vec!["ops".into()];
-    config
+    admin_config()
 }
 
 fn kick(ops: &mut Client, target: &Client, reason: Option<&str>) {

@@ -4,28 +4,19 @@
 mod common;
 
 use common::*;
-use gateway::{AuthToken, Config};
+use gateway::Config;
 use serde_json::{json, Value};
 
-const CAROL: &str = "secret-carol";
-const OPS: &str = "secret-ops";
+const CAROL: &str = TOKEN_CAROL;
+const OPS: &str = TOKEN_OPS;
 
 /// alice: every scope but admin (defaults); bob: sessions only; carol: agents only;
 /// ops: admin.
 fn config() -> Config {
-    let mut config = test_config();
-    config.auth_tokens.push(AuthToken {
-        user: "carol".into(),
-        secret: CAROL.into(),
-    });
-    config.auth_tokens.push(AuthToken {
-        user: "ops".into(),
-        secret: OPS.into(),
-    });
+    let mut config = with_token(admin_config(), "carol", CAROL);
     config.allow_sessions = vec!["alice".into(), "bob".into()];
     config.allow_agents = vec!["alice".into(), "carol".into()];
     config.allow_route = vec!["alice".into()];
-    config.admin_users = vec!["ops".into()];
     config
 }
 

@@ -6,25 +6,15 @@
 mod common;
 
 use common::*;
-use gateway::{AuthToken, Config};
+use gateway::Config;
 use serde_json::{json, Value};
 
-const CAROL: &str = "secret-carol";
-const OPS: &str = "secret-ops";
+const CAROL: &str = TOKEN_CAROL;
+const OPS: &str = TOKEN_OPS;
 
 /// alice, bob, carol, and ops with the `admin` scope.
 fn config() -> Config {
-    let mut config = test_config();
-    config.auth_tokens.push(AuthToken {
-        user: "carol".into(),
-        secret: CAROL.into(),
-    });
-    config.auth_tokens.push(AuthToken {
-        user: "ops".into(),
-        secret: OPS.into(),
-    });
-    config.admin_users = vec!["ops".into()];
-    config
+    with_token(admin_config(), "carol", CAROL)
 }
 
 /// The next message must be a pong for a fresh ping: nothing else was queued before it.

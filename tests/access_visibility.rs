@@ -6,21 +6,15 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gateway::{AuthToken, Config};
+use gateway::Config;
 use serde_json::{json, Value};
 
-const OPS: &str = "secret-ops";
+const OPS: &str = TOKEN_OPS;
 const QUIET: Duration = Duration::from_millis(150);
 
 /// alice and bob (defaults), and ops with the `admin` scope.
 fn config() -> Config {
-    let mut config = test_config();
-    config.auth_tokens.push(AuthToken {
-        user: "ops".into(),
-        secret: OPS.into(),
-    });
-    config.admin_users = vec!["ops".into()];
-    config
+    admin_config()
 }
 
 /// A client authenticated with `token` that sent `connect` as `device_id`, and its hello_ok.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use gateway::{AuthToken, Config};
+use gateway::Config;
 use serde_json::json;
 
 /// Connections whose token the reload revokes.
@@ -27,10 +27,7 @@ fn config(with_load: bool) -> Config {
     config.max_connections = CONNS + 64;
     config.max_connections_per_user = CONNS + 64;
     if with_load {
-        config.auth_tokens.push(AuthToken {
-            user: "load".into(),
-            secret: LOAD_TOKEN.into(),
-        });
+        config = with_token(config, "load", LOAD_TOKEN);
     }
     config
 }

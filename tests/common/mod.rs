@@ -21,6 +21,27 @@ pub const TOKEN: &str = "secret-alice";
 /// A second token (user `bob`).
 pub const TOKEN_BOB: &str = "secret-bob";
 
+/// A third token (user `carol`).
+pub const TOKEN_CAROL: &str = "secret-carol";
+/// The token of user `ops`, which [`admin_config`] makes an admin.
+pub const TOKEN_OPS: &str = "secret-ops";
+
+/// `config` with one more token, `secret` for `user`.
+pub fn with_token(mut config: Config, user: &str, secret: &str) -> Config {
+    config.auth_tokens.push(AuthToken {
+        user: user.into(),
+        secret: secret.into(),
+    });
+    config
+}
+
+/// [`test_config`] with `ops` ([`TOKEN_OPS`]) in `admin_users`.
+pub fn admin_config() -> Config {
+    let mut config = with_token(test_config(), "ops", TOKEN_OPS);
+    config.admin_users = vec!["ops".into()];
+    config
+}
+
 /// A config for tests: port 0, two tokens, everything else default.
 pub fn test_config() -> Config {
     Config {
