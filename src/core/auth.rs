@@ -70,6 +70,18 @@ pub(crate) enum Via {
     },
 }
 
+impl Via {
+    /// The scopes the credential itself carries (a JWT's `scopes` claim), which then decide
+    /// the connection's scopes; `None` when the configured lists decide them, at
+    /// authentication and again at each reload. The one place of that rule.
+    pub(crate) fn claimed_scopes(self) -> Option<Scopes> {
+        match self {
+            Via::Jwt { scopes, .. } => scopes,
+            Via::Open | Via::Password | Via::Token { .. } => None,
+        }
+    }
+}
+
 /// A successful authentication: the user id and how it was proved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Grant {

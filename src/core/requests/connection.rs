@@ -290,15 +290,12 @@ fn failed(state: &mut CoreState, req: &Req<'_>, out: &mut Actions<Event>) {
     }
 }
 
-/// The scopes of a grant: a JWT's `scopes` claim when it has one, else the configured lists.
+/// The scopes of a grant: what its credential claims, else the configured lists.
 fn granted_scopes(state: &CoreState, grant: &auth::Grant) -> Scopes {
-    match grant.via {
-        Via::Jwt {
-            scopes: Some(scopes),
-            ..
-        } => scopes,
-        _ => state.policy.scopes_of(&grant.user),
-    }
+    grant
+        .via
+        .claimed_scopes()
+        .unwrap_or_else(|| state.policy.scopes_of(&grant.user))
 }
 
 /// `via` of a refresh, keeping the expiry check already in flight (`old`).

@@ -8,7 +8,7 @@
 //!   policy and every table's bounds are replaced; every connection whose credential is no
 //!   longer configured is closed with 1008 `Token revoked` (a token: its exact `USER:SECRET`
 //!   pair is gone; the password: `auth_password` changed); every other authenticated
-//!   connection whose scopes come from the lists ([`scopes_follow_lists`]) gets the new
+//!   connection whose scopes come from the lists (`Via::claimed_scopes` is `None`) gets the new
 //!   policy's scopes, checked from its next message; rate buckets take the new rate; the
 //!   transport gets its new bounds ([`transport_limits`]).
 //! - The log warns once per key that kept its old value and then says `configuration
@@ -75,7 +75,7 @@ pub(crate) fn reload(
         };
         if !still_valid {
             revoked.push(client.conn);
-        } else if scopes_follow_lists(client.via) {
+        } else if client.via.claimed_scopes().is_none() {
             client.scopes = state.policy.scopes_of(user);
         }
     }
@@ -109,16 +109,6 @@ pub(crate) fn reload(
 /// the file, the line and the key when it has them, and never a secret).
 pub(crate) fn log_refused(error: &ConfigError) {
     log::warn!("configuration not reloaded, nothing changed: {error}");
-}
-
-/// Whether a connection that authenticated through `via` has the scopes the `allow_*` lists
-/// and `admin_users` give its user, and so gets them again at a reload. This is the one
-/// place of that rule: a credential that carries scopes of its own keeps them.
-fn scopes_follow_lists(via: Via) -> bool {
-    match via {
-        Via::Open | Via::Password | Via::Token { .. } => true,
-        Via::Jwt { scopes, .. } => scopes.is_none(),
-    }
 }
 
 /// Give `client` the bucket the configured rate asks for: none when rate limiting is off, a
