@@ -78,6 +78,12 @@ impl Client {
         self.user_id.is_some()
     }
 
+    /// Whether this connection sees the `clientId`s of `other`'s user (PROTOCOL section 12):
+    /// it has the same `userId`, or the `admin` scope.
+    pub(crate) fn sees_client_ids_of(&self, other: &Client) -> bool {
+        self.scopes.is_admin() || (self.user_id.is_some() && self.user_id == other.user_id)
+    }
+
     /// The key its usage is counted under in the per-user bounds (see `users.rs`): its
     /// `userId`, or its own `clientId` when it is `anonymous` or not authenticated.
     pub(crate) fn usage_key(&self) -> &str {

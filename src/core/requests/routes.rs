@@ -93,10 +93,7 @@ fn resolve_target(
 /// Whether `sender` may send a `route_request` to the client `target` by its `clientId`:
 /// same `userId`, a shared session, or the `admin` scope.
 fn may_reach(sessions: &SessionTable, sender: &Client, target: &Client) -> bool {
-    if sender.scopes.is_admin() || (sender.user_id.is_some() && sender.user_id == target.user_id) {
-        return true;
-    }
-    sessions.share_a_session(sender.conn, target.conn)
+    sender.sees_client_ids_of(target) || sessions.share_a_session(sender.conn, target.conn)
 }
 
 /// `route_request`: deliver to the target.
@@ -111,13 +108,11 @@ pub(crate) fn request(
         resolve_target(state, req.conn, target).ok_or_else(|| not_found(target))?;
     // A requester that may not see the agent owner's `clientId` (section 12) is answered
     // from the agent's id instead.
-    let hidden = |state: &CoreState| {
-        let sender = state.clients.get(req.conn)?;
-        let owner = state.clients.get(responder)?;
-        let same_user = sender.user_id.is_some() && sender.user_id == owner.user_id;
-        Some(!(same_user || sender.scopes.is_admin()))
+    let sees = match (state.clients.get(req.conn), state.clients.get(responder)) {
+        (Some(sender), Some(owner)) => sender.sees_client_ids_of(owner),
+        _ => false,
     };
-    let shown_as = agent_id.filter(|_| hidden(state).unwrap_or(true));
+    let shown_as = agent_id.filter(|_| !sees);
     let evicted = state
         .routes
         .insert_as(req.conn, responder, req.id, shown_as.as_deref())
