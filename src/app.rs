@@ -17,9 +17,13 @@
 //!   it in the order the app produced it.
 //! - Bytes given to `send` are one WebSocket message each. The reactor frames them; the app
 //!   never sees frames.
+//! - An app may also open outbound TCP links (e.g. to a message broker): it names each with a
+//!   [`LinkId`], writes bytes to it, and is told when it connects, when bytes arrive and when
+//!   it ends. The reactor reads the links first in every turn, before any connection.
 //! - Nothing here does I/O or reads the clock: time comes in as `now`.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -143,7 +147,35 @@ pub enum Action<E> {
     /// From now on the transport checks new input against these bounds (e.g. after the
     /// app's configuration was reloaded).
     SetLimits(Box<TransportLimits>),
+    /// Open an outbound TCP connection, `link`, to `addr` (nonblocking, in the same poll).
+    /// [`App::on_link_open`] reports it connected, [`App::on_link_closed`] that it failed or
+    /// ended. A link already open under the same id is closed first, without a report.
+    LinkConnect {
+        /// The app's name for the link.
+        link: LinkId,
+        /// Where to connect.
+        addr: SocketAddr,
+    },
+    /// Write the staged bytes to `link`, after what was written to it before. Bytes for a
+    /// link that is not open (not yet connected, or closed) are dropped; the app bounds what
+    /// it writes to a link that does not drain.
+    LinkSend {
+        /// The link.
+        link: LinkId,
+        /// The bytes, staged in the same [`Actions`].
+        msg: Staged,
+    },
+    /// Close `link` at once (unwritten bytes are dropped), without a report.
+    LinkClose {
+        /// The link.
+        link: LinkId,
+    },
 }
+
+/// The app's name for an outbound TCP link ([`Action::LinkConnect`]): a small number the
+/// app chooses, one open link per number at a time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u8);
 
 /// The transport's bounds that an app may change while the loop runs
 /// ([`Actions::set_limits`]). Each applies from the next input it checks: an upgrade
@@ -261,6 +293,22 @@ impl<E> Actions<E> {
     /// Ask for [`App::on_timer`] with `token` once `at` has passed.
     pub fn set_timer(&mut self, at: Instant, token: u64) {
         self.list.push(Action::Timer { at, token });
+    }
+
+    /// Open the outbound link `link` to `addr` ([`Action::LinkConnect`]).
+    pub fn link_connect(&mut self, link: LinkId, addr: SocketAddr) {
+        self.list.push(Action::LinkConnect { link, addr });
+    }
+
+    /// Write `bytes` to `link` ([`Action::LinkSend`]).
+    pub fn link_send(&mut self, link: LinkId, bytes: &[u8]) {
+        let msg = self.stage_bytes(bytes, true);
+        self.list.push(Action::LinkSend { link, msg });
+    }
+
+    /// Close `link` at once ([`Action::LinkClose`]).
+    pub fn link_close(&mut self, link: LinkId) {
+        self.list.push(Action::LinkClose { link });
     }
 
     /// Have the transport check new input against `limits` from now on.
@@ -435,6 +483,32 @@ pub trait App {
     /// counts the inline size only.
     fn event_bytes(&self, _event: &Self::Event) -> usize {
         std::mem::size_of::<Self::Event>()
+    }
+
+    /// The outbound link `link` ([`Action::LinkConnect`]) is connected: bytes sent to it
+    /// from now on are written.
+    fn on_link_open(&mut self, _link: LinkId, _now: Instant, _out: &mut Actions<Self::Event>) {}
+
+    /// Bytes arrived on `link`, in order; a call holds what one read returned.
+    fn on_link_data(
+        &mut self,
+        _link: LinkId,
+        _data: &[u8],
+        _now: Instant,
+        _out: &mut Actions<Self::Event>,
+    ) {
+    }
+
+    /// `link` failed to connect, or ended (end of stream, reset, I/O error: `error` says
+    /// which); it is closed, and its unwritten bytes are dropped. Not called after
+    /// [`Action::LinkClose`].
+    fn on_link_closed(
+        &mut self,
+        _link: LinkId,
+        _error: &str,
+        _now: Instant,
+        _out: &mut Actions<Self::Event>,
+    ) {
     }
 
     /// Answer a plain (non-upgrade) `GET` for `path`; `None` means 404.

@@ -28,6 +28,7 @@
 
 use std::ops::RangeInclusive;
 
+use super::cluster::{check_cluster_name, parse_node_id, parse_redis};
 use super::values::{
     check_claim_value, check_host, check_jwt_secret, check_log_level, check_origins,
     check_password, check_path, check_tokens, check_users, fit, level_name, masked_password,
@@ -666,6 +667,94 @@ pub(crate) const KEY_TABLE: &[Key] = &[
             unit: Unit::Count(1..=USIZE_MAX),
             get: |c| wide(c.max_list_items),
             set: |c, n| fit(n).map(|n| c.max_list_items = n),
+        },
+    },
+    Key {
+        name: "cluster_redis",
+        group: "cluster",
+        live: false,
+        kind: Kind::Secret {
+            parse: |c, v| parse_redis(v).map(|url| c.cluster_redis = url),
+            mask: |c| {
+                c.cluster_redis
+                    .as_ref()
+                    .map_or(String::new(), |u| u.to_string())
+            },
+            check: |_| Ok(()),
+            reveal: |c| {
+                c.cluster_redis
+                    .as_ref()
+                    .map_or(String::new(), |u| u.revealed())
+            },
+        },
+    },
+    Key {
+        name: "cluster_prefix",
+        group: "cluster",
+        live: false,
+        kind: Kind::Other {
+            parse: |c, v| check_cluster_name(v).map(|()| c.cluster_prefix = v.to_string()),
+            print: |c| c.cluster_prefix.clone(),
+            check: |c| check_cluster_name(&c.cluster_prefix),
+        },
+    },
+    Key {
+        name: "node_id",
+        group: "cluster",
+        live: false,
+        kind: Kind::Other {
+            parse: |c, v| parse_node_id(v).map(|id| c.node_id = id),
+            print: |c| c.node_id.clone().unwrap_or_default(),
+            check: |c| c.node_id.as_deref().map_or(Ok(()), check_cluster_name),
+        },
+    },
+    Key {
+        name: "reuse_port",
+        group: "cluster",
+        live: false,
+        kind: Kind::Other {
+            parse: |c, v| parse_bool(v).map(|b| c.reuse_port = b),
+            print: |c| c.reuse_port.to_string(),
+            check: |_| Ok(()),
+        },
+    },
+    Key {
+        name: "broker_timeout_ms",
+        group: "cluster",
+        live: false,
+        kind: Kind::Number {
+            unit: Unit::Count(1..=MAX_MS),
+            get: |c| c.broker_timeout_ms,
+            set: |c, n| {
+                c.broker_timeout_ms = n;
+                Ok(())
+            },
+        },
+    },
+    Key {
+        name: "node_heartbeat_ms",
+        group: "cluster",
+        live: false,
+        kind: Kind::Number {
+            unit: Unit::Count(1..=MAX_MS),
+            get: |c| c.node_heartbeat_ms,
+            set: |c, n| {
+                c.node_heartbeat_ms = n;
+                Ok(())
+            },
+        },
+    },
+    Key {
+        name: "node_dead_ms",
+        group: "cluster",
+        live: false,
+        kind: Kind::Number {
+            unit: Unit::Count(1..=MAX_MS),
+            get: |c| c.node_dead_ms,
+            set: |c, n| {
+                c.node_dead_ms = n;
+                Ok(())
+            },
         },
     },
     Key {

@@ -17,6 +17,7 @@
 //! [`Config::to_file_string`] (which shows them as `***`). Error messages quote bad values of
 //! other keys.
 
+mod cluster;
 mod file;
 mod jwt;
 mod keys;
@@ -29,6 +30,7 @@ mod values;
 use std::fmt;
 use std::time::Duration;
 
+pub use cluster::RedisUrl;
 pub use jwt::JwtPublicKey;
 pub(crate) use jwt::KeyType;
 
@@ -182,6 +184,21 @@ pub struct Config {
     pub message_timeout_ms: u64,
     /// Entries in one `agent_list` or `presence_list` page, and in `hello_ok.presence`, at most.
     pub max_list_items: usize,
+    /// The Redis server of the cluster this gateway joins (PROTOCOL section 13); `None`: a
+    /// standalone gateway, with no broker code on its paths.
+    pub cluster_redis: Option<RedisUrl>,
+    /// Prefix of every Redis key and channel of the cluster.
+    pub cluster_prefix: String,
+    /// This process's name in the cluster; `None`: a random one made at start.
+    pub node_id: Option<String>,
+    /// Bind the listener with `SO_REUSEPORT`, so that several processes share one port.
+    pub reuse_port: bool,
+    /// A cluster operation not answered within this many ms fails with `UNAVAILABLE`.
+    pub broker_timeout_ms: u64,
+    /// How often a node tells the cluster it is alive, in ms.
+    pub node_heartbeat_ms: u64,
+    /// A node silent for this many ms is dead for the cluster.
+    pub node_dead_ms: u64,
     /// Log level for stderr.
     pub log_level: log::LevelFilter,
 }
@@ -240,6 +257,13 @@ impl Default for Config {
             max_inflight_bytes: 256 * 1024 * 1024,
             message_timeout_ms: 30_000,
             max_list_items: 100,
+            cluster_redis: None,
+            cluster_prefix: "gw".to_string(),
+            node_id: None,
+            reuse_port: false,
+            broker_timeout_ms: 2_000,
+            node_heartbeat_ms: 2_000,
+            node_dead_ms: 10_000,
             log_level: log::LevelFilter::Info,
         }
     }

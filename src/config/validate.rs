@@ -37,7 +37,9 @@ impl Config {
     /// - `auth_mode = password` needs `auth_password`;
     /// - `jwt_secret` and `jwt_public_key` are not both set, and `auth_mode = jwt` needs one;
     /// - `rate_limit_burst >= 1` when `rate_limit_per_sec > 0`;
-    /// - `heartbeat_interval_ms < client_timeout_ms` when both are on.
+    /// - `heartbeat_interval_ms < client_timeout_ms` when both are on;
+    /// - `node_dead_ms >= 2 * node_heartbeat_ms`, so that one late heartbeat does not make a
+    ///   node dead.
     ///
     /// `auth_mode = token` without tokens is allowed (the gateway warns at start).
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -108,6 +110,15 @@ impl Config {
                 format!(
                     "must be less than client_timeout_ms when both are on ({} >= {})",
                     self.heartbeat_interval_ms, self.client_timeout_ms
+                ),
+            ));
+        }
+        if self.node_dead_ms < self.node_heartbeat_ms.saturating_mul(2) {
+            return Err(error(
+                "node_dead_ms",
+                format!(
+                    "must be at least twice node_heartbeat_ms ({} < 2 * {})",
+                    self.node_dead_ms, self.node_heartbeat_ms
                 ),
             ));
         }

@@ -332,7 +332,12 @@ impl Harness {
                     assert!(reason.len() <= 123);
                 }
                 Action::Timer { at, token } => self.timers.push((*at, *token)),
-                Action::Emit(_) | Action::RaiseLimit { .. } | Action::SetLimits(_) => {}
+                Action::Emit(_)
+                | Action::RaiseLimit { .. }
+                | Action::SetLimits(_)
+                | Action::LinkConnect { .. }
+                | Action::LinkSend { .. }
+                | Action::LinkClose { .. } => {}
             }
         }
         if self.timers.len() > 64 {

@@ -12,7 +12,7 @@ mod reactor;
 mod timer;
 
 pub use crate::app::{
-    Action, Actions, App, CloseReason, ConnId, HttpResponse, Staged, TransportLimits,
+    Action, Actions, App, CloseReason, ConnId, HttpResponse, LinkId, Staged, TransportLimits,
     TransportStats,
 };
 pub use crate::ws::origin::OriginPolicy;

@@ -120,6 +120,9 @@ fn shipped_gateway_conf() {
         .collect();
     assert_eq!(
         sections,
-        ["listener", "auth", "jwt", "access", "origins", "timers", "limits", "bounds", "logging"]
+        [
+            "listener", "auth", "jwt", "access", "origins", "timers", "limits", "bounds",
+            "cluster", "logging"
+        ]
     );
 }

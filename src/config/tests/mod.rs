@@ -62,7 +62,7 @@ fn fixture_key(name: &str) -> String {
 }
 
 /// A value for every key that differs from its default.
-const NON_DEFAULTS: [(&str, &str); 49] = [
+const NON_DEFAULTS: [(&str, &str); 56] = [
     ("host", "0.0.0.0"),
     ("port", "9000"),
     ("path", "/gateway"),
@@ -111,5 +111,12 @@ const NON_DEFAULTS: [(&str, &str); 49] = [
     ("max_inflight_bytes", "32 MiB"),
     ("message_timeout_ms", "11"),
     ("max_list_items", "12"),
+    ("cluster_redis", "redis://:pw-1@127.0.0.1:6390/1"),
+    ("cluster_prefix", "gw-test"),
+    ("node_id", "node-7"),
+    ("reuse_port", "true"),
+    ("broker_timeout_ms", "13"),
+    ("node_heartbeat_ms", "14"),
+    ("node_dead_ms", "4001"),
     ("log_level", "trace"),
 ];

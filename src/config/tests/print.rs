@@ -71,6 +71,15 @@ fn defaults_print_byte_for_byte() {
         "message_timeout_ms = 30000\n",
         "max_list_items = 100\n",
         "\n",
+        "# cluster\n",
+        "cluster_redis =\n",
+        "cluster_prefix = gw\n",
+        "node_id =\n",
+        "reuse_port = false\n",
+        "broker_timeout_ms = 2000\n",
+        "node_heartbeat_ms = 2000\n",
+        "node_dead_ms = 10000\n",
+        "\n",
         "# logging\n",
         "log_level = info\n",
     );
@@ -112,7 +121,8 @@ fn file_string_masks_secrets_and_round_trips() {
         .replace(
             "jwt_secret = ***",
             "jwt_secret = an-hs256-key-of-thirty-two-bytes#1",
-        );
+        )
+        .replace(":***@127.0.0.1:6390", ":pw-1@127.0.0.1:6390");
     assert_eq!(parsed(&restored), c);
 
     // Without secrets the output parses back as is.

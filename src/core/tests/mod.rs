@@ -95,7 +95,11 @@ impl Output {
                     o.events.push(event.clone());
                     o.order.push(("emit", None));
                 }
-                Action::RaiseLimit { .. } | Action::SetLimits(_) => {}
+                Action::RaiseLimit { .. }
+                | Action::SetLimits(_)
+                | Action::LinkConnect { .. }
+                | Action::LinkSend { .. }
+                | Action::LinkClose { .. } => {}
                 Action::Timer { at, token } => {
                     o.timers.push((*at, *token));
                     o.order.push(("timer", None));

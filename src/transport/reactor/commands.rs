@@ -55,6 +55,10 @@ impl<A: App> Reactor<A> {
                         self.rules.origins = limits.origins.clone();
                         self.config.set_limits(*limits);
                     }
+                    // Outbound links are not driven by this reactor yet.
+                    Action::LinkConnect { .. }
+                    | Action::LinkSend { .. }
+                    | Action::LinkClose { .. } => {}
                 }
             }
         }
