@@ -16,12 +16,13 @@
 //! again) is called on the loop's thread. The core applies it; its new transport bounds reach
 //! the reactor as an action.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::config::{AuthMode, Config, ConfigError};
+use crate::core::cluster::ClusterSetup;
 use crate::core::{transport_limits, Command, Event, GatewayCore, HandlerContext, Message};
 use crate::error::Error;
 use crate::transport::{Control, HandleError, ReactorHandle};
@@ -98,9 +99,21 @@ impl Gateway {
             addr: addr_text,
             source,
         })?;
-        let gateway = Gateway { reactor };
+        let mut gateway = Gateway { reactor };
         gateway.warn_about_risky_settings();
+        if let Some(setup) = cluster_setup(&config)? {
+            gateway
+                .reactor
+                .with_app(|core, now, out| core.join_cluster(setup, now, out));
+        }
         Ok(gateway)
+    }
+
+    /// This node's name in the cluster, when it is in one (PROTOCOL section 13): `node_id`,
+    /// or the random name it was given at start, with a suffix after each time it was
+    /// declared dead while alive.
+    pub fn node_id(&self) -> Option<&str> {
+        self.reactor.app().node_id()
     }
 
     fn warn_about_risky_settings(&self) {
@@ -443,4 +456,38 @@ impl GatewayHandle {
     pub fn shutdown(&self) -> Result<(), HandleError> {
         self.inner.shutdown()
     }
+}
+
+/// What the core needs to join the cluster of `config`, with the Redis host resolved (once,
+/// here: never in the poll loop); `None` for a standalone gateway.
+fn cluster_setup(config: &Config) -> Result<Option<ClusterSetup>, Error> {
+    let Some(url) = &config.cluster_redis else {
+        return Ok(None);
+    };
+    let addr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            Error::Config(ConfigError {
+                file: None,
+                line: None,
+                key: Some("cluster_redis".to_string()),
+                message: format!("the host {} could not be resolved", url.host),
+            })
+        })?;
+    let node_id = config.node_id.clone().unwrap_or_else(|| {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        format!("node-{}", &id[..12])
+    });
+    Ok(Some(ClusterSetup {
+        addr,
+        password: url.password.clone(),
+        db: url.db,
+        prefix: config.cluster_prefix.clone(),
+        node_id,
+        timeout: Duration::from_millis(config.broker_timeout_ms),
+        heartbeat: Duration::from_millis(config.node_heartbeat_ms),
+        dead: Duration::from_millis(config.node_dead_ms),
+    }))
 }

@@ -11,10 +11,12 @@
 // Nothing outside the tests drives the codec yet; the broker link that will is not built.
 #![cfg_attr(not(test), allow(dead_code))]
 
+pub(crate) mod broker;
 pub(crate) mod resp;
 pub(crate) mod resp_decode;
 pub(crate) mod resp_encode;
 pub(crate) mod resp_push;
+pub(crate) mod scripts;
 
 #[cfg(test)]
 mod tests;

@@ -287,7 +287,6 @@ impl Clients {
     }
 
     /// Every client, in slot order.
-    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Client> {
         self.slots.iter().flatten()
     }

@@ -19,12 +19,13 @@
 
 use std::time::Instant;
 
-use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, TransportStats};
+use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, LinkId, TransportStats};
 use crate::config::{Config, ConfigError};
+use crate::core::cluster::{self, Cluster, ClusterSetup, LinkReport};
 use crate::core::errors::ErrorCode;
 use crate::core::escaped::Escaped;
 use crate::core::events::{Command, Event};
-use crate::core::metrics::{type_label, CoreGauges, Health, INVALID};
+use crate::core::metrics::{type_label, ClusterHealth, CoreGauges, Health, INVALID};
 use crate::core::outbound::{self, Reject};
 use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
 use crate::core::requests::{admin, agents, connection, devices, reload, routes, sessions};
@@ -69,6 +70,15 @@ fn handle_builtin(
             return;
         }
     }
+    if let Some(mut cl) = state.cluster.take() {
+        let result = cluster_builtin(state, &mut cl, kind, req, env, out);
+        state.cluster = Some(cl);
+        match result {
+            Some(Err(reject)) => return state.reject(out, req, reject),
+            Some(Ok(())) => return,
+            None => {}
+        }
+    }
     let result = match kind {
         MsgKind::Ping => {
             connection::ping(state, req, out);
@@ -95,6 +105,36 @@ fn handle_builtin(
     if let Err(reject) = result {
         state.reject(out, req, reject);
     }
+}
+
+/// The handler of a built-in kind in a cluster, when it differs from a standalone gateway's
+/// (PROTOCOL section 13); `None` for the kinds served alike.
+fn cluster_builtin(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    kind: MsgKind,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Option<Result<(), Reject>> {
+    Some(match kind {
+        MsgKind::SessionCreate => cluster::sessions::join(state, cl, req, env, true, out),
+        MsgKind::SessionJoin => cluster::sessions::join(state, cl, req, env, false, out),
+        MsgKind::SessionLeave => cluster::sessions::leave(state, cl, req, env, out),
+        MsgKind::Presence => cluster::sessions::presence(state, cl, req, env, out),
+        MsgKind::Relay => cluster::sessions::relay(state, cl, req, env, out),
+        MsgKind::SessionPatch
+        | MsgKind::AgentRegister
+        | MsgKind::AgentUnregister
+        | MsgKind::AgentHeartbeat
+        | MsgKind::AgentQuery
+        | MsgKind::RouteRequest
+        | MsgKind::RouteResponse => Err(Reject::new(
+            ErrorCode::Unavailable,
+            format!("{} is not served in cluster mode", env.msg_type),
+        )),
+        _ => return None,
+    })
 }
 
 /// The gateway protocol core: implements [`App`] for the reactor.
@@ -181,21 +221,8 @@ impl GatewayCore {
     pub(crate) fn client_id_of(&self, conn: ConnId) -> Option<&str> {
         self.state.clients.get(conn).map(|c| c.client_id.as_str())
     }
-}
-
-impl App for GatewayCore {
-    type Command = Command;
-    type Event = Event;
-
-    fn event_bytes(&self, event: &Event) -> usize {
-        event.estimated_bytes()
-    }
-
-    fn on_open(&mut self, conn: ConnId, now: Instant, out: &mut Actions<Event>) {
-        connection::open(&mut self.state, conn, now, out);
-    }
-
-    fn on_message(
+    /// A message of `conn` that does not wait (see [`Cluster`]): its checks and handler.
+    fn handle_message(
         &mut self,
         conn: ConnId,
         data: &[u8],
@@ -281,6 +308,89 @@ impl App for GatewayCore {
         }
     }
 
+    /// Handle what released connections sent while they waited for the broker.
+    fn replay_released(&mut self, now: Instant, out: &mut Actions<Event>) {
+        while let Some((conn, data, binary)) =
+            self.state.cluster.as_mut().and_then(|c| c.next_released())
+        {
+            self.handle_message(conn, &data, binary, now, out);
+        }
+    }
+
+    /// This node's name in its cluster, if it is in one.
+    pub(crate) fn node_id(&self) -> Option<&str> {
+        self.state.cluster.as_ref().map(|cl| cl.node.as_str())
+    }
+
+    /// Join the cluster `setup` describes (PROTOCOL section 13).
+    pub(crate) fn join_cluster(
+        &mut self,
+        setup: ClusterSetup,
+        now: Instant,
+        out: &mut Actions<Event>,
+    ) {
+        cluster::start(&mut self.state, setup, now, out);
+    }
+}
+
+impl App for GatewayCore {
+    type Command = Command;
+    type Event = Event;
+
+    fn event_bytes(&self, event: &Event) -> usize {
+        event.estimated_bytes()
+    }
+
+    fn on_open(&mut self, conn: ConnId, now: Instant, out: &mut Actions<Event>) {
+        connection::open(&mut self.state, conn, now, out);
+    }
+
+    fn on_message(
+        &mut self,
+        conn: ConnId,
+        data: &[u8],
+        binary: bool,
+        now: Instant,
+        out: &mut Actions<Event>,
+    ) {
+        if let Some(cl) = self.state.cluster.as_mut() {
+            if cl.is_held(conn) {
+                let max = self.state.config.max_message_size;
+                if !cl.keep(conn, data, binary, max) {
+                    let ts = self.state.wall_ms(now);
+                    let reject = Reject::new(
+                        ErrorCode::LimitExceeded,
+                        "Too many messages waiting for the cluster",
+                    );
+                    outbound::send_error(out, &mut self.state.metrics, conn, None, ts, &reject);
+                }
+                return;
+            }
+        }
+        self.handle_message(conn, data, binary, now, out);
+        self.replay_released(now, out);
+    }
+
+    fn on_link_open(&mut self, link: LinkId, now: Instant, out: &mut Actions<Event>) {
+        cluster::on_link(&mut self.state, link, LinkReport::Open, now, out);
+        self.replay_released(now, out);
+    }
+
+    fn on_link_data(&mut self, link: LinkId, data: &[u8], now: Instant, out: &mut Actions<Event>) {
+        cluster::on_link(&mut self.state, link, LinkReport::Data(data), now, out);
+        self.replay_released(now, out);
+    }
+
+    fn on_link_closed(
+        &mut self,
+        link: LinkId,
+        error: &str,
+        now: Instant,
+        out: &mut Actions<Event>,
+    ) {
+        cluster::on_link(&mut self.state, link, LinkReport::Closed(error), now, out);
+        self.replay_released(now, out);
+    }
     fn on_close(
         &mut self,
         conn: ConnId,
@@ -292,6 +402,9 @@ impl App for GatewayCore {
         let Some(client) = state.clients.remove(conn) else {
             return;
         };
+        if let Some(cl) = state.cluster.as_mut() {
+            cluster::sessions::conn_gone(cl, conn, &client.client_id, client.usage_key(), now, out);
+        }
         let reason = match reason {
             CloseReason::Peer(code) | CloseReason::App(code) | CloseReason::Protocol(code) => {
                 format!("{}:{code}", reason.label())
@@ -354,6 +467,10 @@ impl App for GatewayCore {
                 generation_bits,
             } => connection::expiry_check(state, index, generation_bits, now, out),
             Timer::AgentTtl { epoch } => agents::ttl_expired(state, epoch),
+            Timer::ClusterTick => {
+                cluster::tick(state, now, out);
+                self.replay_released(now, out);
+            }
         }
     }
 
@@ -370,17 +487,24 @@ impl App for GatewayCore {
         let path = path.split('?').next().unwrap_or(path);
         match path {
             "/health" => {
+                let cluster = state.cluster.as_ref().map(|cl| ClusterHealth {
+                    node_id: cl.node.clone(),
+                    nodes: cl.nodes_alive,
+                    broker: if cl.broker.is_up() { "ok" } else { "down" },
+                });
+                let degraded = cluster.as_ref().is_some_and(|c| c.broker == "down");
                 let health = Health {
-                    status: "ok",
+                    status: if degraded { "degraded" } else { "ok" },
                     service: "gateway",
                     timestamp: state.wall_ms(now),
                     uptime: state.uptime_ms(now),
                     clients: state.clients.len(),
                     sessions: state.sessions.len(),
                     agents: state.agents.len(),
+                    cluster,
                 };
                 Some(HttpResponse {
-                    status: 200,
+                    status: if degraded { 503 } else { 200 },
                     content_type: "application/json",
                     body: serde_json::to_vec(&health).unwrap_or_default(),
                 })

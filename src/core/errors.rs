@@ -50,11 +50,14 @@ pub enum ErrorCode {
     TargetNotFound,
     /// `INTERNAL_ERROR`: the gateway (or an embedded handler) could not produce a reply.
     InternalError,
+    /// `UNAVAILABLE`: the request needs the cluster, and its broker is unreachable or did
+    /// not answer within `broker_timeout_ms` (PROTOCOL section 13).
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, in a fixed order (the order of [`ErrorCode::index`]).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::AuthRequired,
         ErrorCode::AuthFailed,
         ErrorCode::ParseError,
@@ -71,6 +74,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::TargetNotFound,
         ErrorCode::InternalError,
+        ErrorCode::Unavailable,
     ];
 
     /// The wire string, e.g. `SESSION_NOT_FOUND`.
@@ -92,6 +96,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::TargetNotFound => "TARGET_NOT_FOUND",
             ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 

@@ -350,7 +350,7 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 /// The `/health` body.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Health {
-    /// Always `ok`.
+    /// `ok`, or `degraded` when a cluster node's broker is unreachable.
     pub status: &'static str,
     /// Always `gateway`.
     pub service: &'static str,
@@ -364,6 +364,21 @@ pub(crate) struct Health {
     pub sessions: usize,
     /// Agents stored.
     pub agents: usize,
+    /// A cluster node's view of the cluster; absent for a standalone gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterHealth>,
+}
+
+/// The `cluster` object of `/health` (PROTOCOL section 13).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct ClusterHealth {
+    /// This node's name.
+    #[serde(rename = "nodeId")]
+    pub node_id: String,
+    /// Live nodes, as of the last heartbeat.
+    pub nodes: u64,
+    /// `ok` or `down`.
+    pub broker: &'static str,
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 pub(crate) mod agents;
 pub(crate) mod auth;
 pub(crate) mod clients;
+pub(crate) mod cluster;
 pub(crate) mod dispatch;
 pub(crate) mod errors;
 pub(crate) mod escaped;

@@ -115,6 +115,8 @@ pub(crate) struct CoreState {
     /// Offline epoch → agent id, for the TTL timers in flight.
     pub agent_ttl: HashMap<u64, String>,
     pub state_version: u64,
+    /// This node's part in a cluster; `None` for a standalone gateway.
+    pub cluster: Option<Box<crate::core::cluster::Cluster>>,
 }
 
 impl CoreState {
@@ -135,6 +137,7 @@ impl CoreState {
             metrics: Metrics::new(),
             agent_ttl: HashMap::new(),
             state_version: 0,
+            cluster: None,
         }
     }
 

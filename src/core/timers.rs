@@ -5,7 +5,7 @@
 //! the low 32 bits, the low 30 bits of the slot generation above it, and bit 62 telling its
 //! auth deadline (clear) from its token expiry check (set, `auth_mode = jwt`). A token with
 //! the top bit clear is the TTL of an offline agent: the registry's offline epoch (epochs are
-//! unique per registry and far below 2^62). Tokens are never cancelled; the handler checks
+//! unique per registry and far below 2^62), or, exactly 2^62, the cluster's tick. Tokens are never cancelled; the handler checks
 //! that what a token names still holds when it fires.
 
 use crate::app::ConnId;
@@ -32,6 +32,8 @@ pub(crate) enum Timer {
         /// Low 30 bits of the generation.
         generation_bits: u32,
     },
+    /// The cluster's tick (PROTOCOL section 13).
+    ClusterTick,
     /// The TTL of the offline period `epoch` of an agent.
     AgentTtl {
         /// The registry's offline epoch.
@@ -59,8 +61,14 @@ pub(crate) fn agent_ttl(epoch: u64) -> u64 {
     epoch & !CONN_BIT
 }
 
+/// The token of the cluster's tick: bit 62 alone, which no agent epoch reaches.
+pub(crate) const CLUSTER_TICK: u64 = EXPIRY_BIT;
+
 /// Decode a token made by this module.
 pub(crate) fn decode(token: u64) -> Timer {
+    if token == CLUSTER_TICK {
+        return Timer::ClusterTick;
+    }
     if token & CONN_BIT == 0 {
         return Timer::AgentTtl { epoch: token };
     }

@@ -2,6 +2,8 @@
 //! plain std sockets (with read timeouts) and tungstenite's client side.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -20,6 +20,12 @@ pub(crate) fn next_message_id() -> u64 {
     NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Make every later generated id at least `base`: a cluster node puts its number in the
+/// high bits, so that two nodes never generate the same id (PROTOCOL section 13).
+pub(crate) fn set_message_id_base(base: u64) {
+    NEXT_MESSAGE_ID.fetch_max(base, Ordering::Relaxed);
+}
+
 /// The `id` of an outgoing message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MsgId<'a> {

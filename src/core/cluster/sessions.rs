@@ -1,0 +1,1310 @@
+//! Sessions across nodes (PROTOCOL sections 5 and 13): create, join, leave, relays and
+//! presence, with members on any node, in one order for everyone: Redis's.
+//!
+//! Contract:
+//! - Membership changes are made by the `JOIN` and `LEAVE` scripts, which publish the
+//!   change on the session's channel; relays and presence are published on it directly.
+//!   Every node with a member in a session keeps a [`Mirror`] of its members, changed only by
+//!   the channel's events, so that every node sees the same members at the same point of the
+//!   channel: a relay is delivered when its sender is a member at its point, to the members
+//!   on this node at that point (never to the sender, and never to one who has left).
+//! - Deliveries come only from the channel, even to members on the sending node.
+//! - A join subscribes to the session's channel first, waits for Redis to confirm it, then
+//!   runs the script; the joiner's reply (`session_info` with the members as of its join)
+//!   goes out once both the script's reply and its own join event have arrived, and what the
+//!   channel carries after that event reaches it after the reply. A mirror that is new on
+//!   this node starts at the joiner's event: what came before it on the channel is history
+//!   the script's reply already holds.
+//! - `max_clients_per_session`, `max_sessions` and `max_memberships_per_user` are checked in
+//!   the script, so they hold cluster-wide under concurrent joins; `max_sessions_per_client`
+//!   is checked here (a connection's memberships are all on its node).
+//! - Channel events are one JSON line (`{"e":"join"|"leave"|"relay",...}`), followed for a
+//!   relay by a newline and the message as its receivers get it, written once by the sender's
+//!   node.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Cluster, Op};
+use crate::app::{Actions, ConnId};
+use crate::cluster::resp::Reply;
+use crate::cluster::scripts::{self, Refused};
+use crate::core::auth::ANONYMOUS;
+use crate::core::errors::ErrorCode;
+use crate::core::events::Event;
+use crate::core::outbound::{self, Reject};
+use crate::core::state::{CoreState, Req};
+use crate::core::wire::payloads::{
+    self, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionRefIn,
+};
+use crate::core::wire::{self, check_name, opt_ident, opt_str, Envelope, FieldError, Head};
+
+/// A member of a mirrored session.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub client_id: String,
+    pub user_id: String,
+    /// Its connection, when it is on this node and has not left.
+    pub conn: Option<ConnId>,
+    /// Whether it receives the session's messages (its join reply went out).
+    pub live: bool,
+    /// Messages for it that came after its join event and before its join reply.
+    pub waiting: Vec<Vec<u8>>,
+}
+
+/// A join of a connection on this node, from the request to its reply.
+#[derive(Debug)]
+pub(crate) struct PendingJoin {
+    pub conn: ConnId,
+    pub req_id: String,
+    pub session_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    /// The usage key its membership counts under.
+    pub usage_key: String,
+    pub create: bool,
+    pub name: String,
+    pub meta: String,
+    pub ts: u64,
+}
+
+/// A join in progress, in its session's mirror.
+#[derive(Debug)]
+struct Joining {
+    pending: PendingJoin,
+    /// The script's reply, once it came.
+    snapshot: Option<Snapshot>,
+    /// Whether its own join event came.
+    event_seen: bool,
+}
+
+/// What the join script returned.
+#[derive(Debug)]
+struct Snapshot {
+    status: &'static str,
+    name: String,
+    owner: String,
+    access: String,
+    meta: String,
+    members: Vec<(String, String)>,
+}
+
+/// A leave of a connection on this node.
+#[derive(Debug)]
+pub(crate) struct PendingLeave {
+    pub conn: ConnId,
+    pub req_id: String,
+    pub session_id: String,
+    pub client_id: String,
+    pub ts: u64,
+}
+
+/// A membership to remove from Redis when the broker is up (see `Cluster::repairs`).
+#[derive(Debug)]
+pub(crate) struct Repair {
+    session_id: String,
+    client_id: String,
+    usage_key: String,
+}
+
+/// This node's view of one session.
+#[derive(Debug, Default)]
+pub(crate) struct Mirror {
+    /// Members in join order, once known.
+    members: Vec<Member>,
+    /// Whether `members` is the session's membership at the channel's current point.
+    known: bool,
+    /// Whether Redis confirmed the channel's subscription.
+    subscribed: bool,
+    /// Joins waiting for the subscription.
+    waiting_subscribe: Vec<PendingJoin>,
+    /// Joins sent, by clientId.
+    joining: HashMap<String, Joining>,
+    /// While not known: the joiner whose event starts the mirror, and the events after it.
+    anchor: Option<String>,
+    backlog: Vec<Vec<u8>>,
+}
+
+impl Mirror {
+    fn member(&self, client_id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.client_id == client_id)
+    }
+
+    fn local_member(&self, conn: ConnId) -> Option<&Member> {
+        self.members.iter().find(|m| m.conn == Some(conn))
+    }
+
+    /// Whether the mirror is still needed: a member or a join on this node.
+    fn in_use(&self) -> bool {
+        !self.joining.is_empty()
+            || !self.waiting_subscribe.is_empty()
+            || self.members.iter().any(|m| m.conn.is_some())
+    }
+}
+
+/// A channel event's first line.
+#[derive(Deserialize)]
+struct EventHead {
+    e: String,
+    c: String,
+    #[serde(default)]
+    u: Option<String>,
+}
+
+fn session_key(cl: &Cluster, session_id: &str) -> Vec<u8> {
+    let mut key = cl.key(&[b"s"]);
+    key.push(b':');
+    key.push(b'{');
+    key.extend_from_slice(session_id.as_bytes());
+    key.push(b'}');
+    key
+}
+
+fn suffixed(base: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let mut key = base.to_vec();
+    key.extend_from_slice(suffix);
+    key
+}
+
+fn json_str(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    wire::write_str(&mut out, text);
+    out
+}
+
+fn unavailable() -> Reject {
+    Reject::new(
+        ErrorCode::Unavailable,
+        "The cluster is unavailable: its broker did not answer",
+    )
+}
+
+/// The session id of a request's payload field or envelope.
+fn named_session<'b>(
+    field: &'b Option<wire::Loose<'_>>,
+    env: &'b Envelope<'_>,
+) -> Result<&'b str, FieldError> {
+    match opt_ident(field, "sessionId")? {
+        Some(id) => Ok(id),
+        None => match &env.session_id {
+            wire::Field::Absent => Err(FieldError::new("sessionId", "sessionId is required")),
+            other => other.ident("sessionId"),
+        },
+    }
+}
+
+/// Memberships and joins of `conn` on this node.
+fn memberships_of(cl: &Cluster, conn: ConnId) -> usize {
+    cl.sessions
+        .values()
+        .filter(|m| {
+            m.local_member(conn).is_some()
+                || m.joining.values().any(|j| j.pending.conn == conn)
+                || m.waiting_subscribe.iter().any(|p| p.conn == conn)
+        })
+        .count()
+}
+
+/// `session_create` and `session_join` in a cluster.
+pub(crate) fn join(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    create: bool,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let (session_id, name, meta) = if create {
+        let p: SessionCreateIn<'_, Value> = payloads::parse(env.payload)?;
+        if opt_str(&p.access, "access")?.is_some_and(|a| a != "open") || p.allow_users.is_some() {
+            return Err(Reject::new(
+                ErrorCode::Unavailable,
+                "Private sessions are not served in cluster mode",
+            ));
+        }
+        let session_id = match opt_ident(&p.session_id, "sessionId")? {
+            Some(id) => id.to_owned(),
+            None => format!("session-{}", uuid::Uuid::new_v4()),
+        };
+        let name = opt_str(&p.name, "name")?
+            .map(|n| check_name(n, "name", state.config.max_name_bytes))
+            .transpose()?
+            .unwrap_or("")
+            .to_owned();
+        let meta = match wire::opt_object(p.metadata, "metadata")? {
+            Some(value) => serde_json::to_string(&value).unwrap_or_default(),
+            None => String::new(),
+        };
+        if meta.len() > state.sessions.max_metadata_bytes() {
+            return Err(Reject::new(
+                ErrorCode::LimitExceeded,
+                "Session metadata exceeds the limit",
+            ));
+        }
+        (session_id, name, meta)
+    } else {
+        let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+        (
+            named_session(&p.session_id, env)?.to_owned(),
+            String::new(),
+            String::new(),
+        )
+    };
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    if let Some(mirror) = cl.sessions.get(&session_id) {
+        if mirror.local_member(req.conn).is_some_and(|m| m.live) {
+            // Joining again: the session as this node sees it.
+            let members: Vec<(String, String)> = mirror
+                .members
+                .iter()
+                .map(|m| (m.client_id.clone(), m.user_id.clone()))
+                .collect();
+            let snapshot = Snapshot {
+                status: "joined",
+                name: String::new(),
+                owner: String::new(),
+                access: "open".into(),
+                meta: String::new(),
+                members,
+            };
+            reply_joined(state, req.conn, req.id, &session_id, &snapshot, req.ts, out);
+            return Ok(());
+        }
+    }
+    if memberships_of(cl, req.conn) >= state.config.max_sessions_per_client {
+        return Err(Reject::new(
+            ErrorCode::LimitExceeded,
+            format!(
+                "Client is in {} sessions, the limit",
+                state.config.max_sessions_per_client
+            ),
+        ));
+    }
+    if !cl.broker.is_up() {
+        return Err(unavailable());
+    }
+    let pending = PendingJoin {
+        conn: req.conn,
+        req_id: req.id.to_owned(),
+        session_id: session_id.clone(),
+        client_id: client.client_id.clone(),
+        user_id: client
+            .user_id
+            .clone()
+            .unwrap_or_else(|| ANONYMOUS.to_owned()),
+        usage_key: client.usage_key().to_owned(),
+        create,
+        name,
+        meta,
+        ts: req.ts,
+    };
+    cl.hold(req.conn);
+    let channel = session_key(cl, &session_id);
+    let mirror = cl.sessions.entry(session_id).or_default();
+    if mirror.subscribed {
+        send_join(state, cl, pending, req.now, out);
+    } else {
+        mirror.waiting_subscribe.push(pending);
+        cl.broker.subscribe(&channel, out);
+    }
+    Ok(())
+}
+
+/// Redis confirmed a session channel: send the joins that waited for it.
+pub(crate) fn on_subscribed(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    channel: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let Some(session_id) = session_of_channel(cl, channel) else {
+        return;
+    };
+    let Some(mirror) = cl.sessions.get_mut(&session_id) else {
+        return;
+    };
+    mirror.subscribed = true;
+    let waiting = std::mem::take(&mut mirror.waiting_subscribe);
+    for pending in waiting {
+        send_join(state, cl, pending, now, out);
+    }
+}
+
+fn session_of_channel(cl: &Cluster, channel: &[u8]) -> Option<String> {
+    let prefix = suffixed(&cl.key(&[b"s"]), b":{");
+    let rest = channel
+        .strip_prefix(prefix.as_slice())?
+        .strip_suffix(b"}")?;
+    String::from_utf8(rest.to_vec()).ok()
+}
+
+fn send_join(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    pending: PendingJoin,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let skey = session_key(cl, &pending.session_id);
+    let keys = [
+        skey.clone(),
+        suffixed(&skey, b":m"),
+        suffixed(&skey, b":u"),
+        cl.key(&[b"sessions"]),
+        cl.key(&[b"u", pending.usage_key.as_bytes()]),
+        cl.key(&[b"n", cl.node.as_bytes(), b"m"]),
+    ];
+    let uid = json_str(&pending.user_id);
+    let mut event = b"{\"e\":\"join\",\"c\":".to_vec();
+    event.extend_from_slice(&json_str(&pending.client_id));
+    event.extend_from_slice(b",\"u\":");
+    event.extend_from_slice(&uid);
+    event.push(b'}');
+    let max_clients = state.config.max_clients_per_session.to_string();
+    let max_sessions = state.config.max_sessions.to_string();
+    let max_user = state.config.max_memberships_per_user.to_string();
+    let sidj = json_str(&pending.session_id);
+    let conn = pending.conn;
+    let (session_id, client_id) = (pending.session_id.clone(), pending.client_id.clone());
+    let tag = cl.tag(Op::Join(PendingJoin {
+        conn,
+        req_id: String::new(),
+        session_id: session_id.clone(),
+        client_id: client_id.clone(),
+        user_id: String::new(),
+        usage_key: pending.usage_key.clone(),
+        create: pending.create,
+        name: String::new(),
+        meta: String::new(),
+        ts: pending.ts,
+    }));
+    let mode: &[u8] = if pending.create { b"create" } else { b"join" };
+    let args: [&[u8]; 15] = [
+        mode,
+        pending.session_id.as_bytes(),
+        pending.client_id.as_bytes(),
+        &uid,
+        cl.node.as_bytes(),
+        max_clients.as_bytes(),
+        max_sessions.as_bytes(),
+        max_user.as_bytes(),
+        pending.name.as_bytes(),
+        pending.meta.as_bytes(),
+        b"open",
+        &skey,
+        &event,
+        pending.usage_key.as_bytes(),
+        &sidj,
+    ];
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    if !cl
+        .broker
+        .eval(tag, scripts::JOIN_INDEX, &keys, &args, now, out)
+    {
+        cl.untag(tag);
+        fail_request(
+            state,
+            cl,
+            conn,
+            &pending.req_id,
+            pending.ts,
+            unavailable(),
+            out,
+        );
+        drop_if_unused(cl, &session_id, out);
+        return;
+    }
+    if let Some(mirror) = cl.sessions.get_mut(&session_id) {
+        mirror.joining.insert(
+            client_id,
+            Joining {
+                pending,
+                snapshot: None,
+                event_seen: false,
+            },
+        );
+    }
+}
+
+/// Send `reject` to `conn` in reply to `req_id` and let its later messages go on.
+fn fail_request(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    conn: ConnId,
+    req_id: &str,
+    ts: u64,
+    reject: Reject,
+    out: &mut Actions<Event>,
+) {
+    outbound::send_error(out, &mut state.metrics, conn, Some(req_id), ts, &reject);
+    cl.release(conn);
+}
+
+/// The join script answered (or never will: `None`).
+pub(crate) fn join_answered(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    op: PendingJoin,
+    reply: Option<Reply>,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let Some(mirror) = cl.sessions.get_mut(&op.session_id) else {
+        return;
+    };
+    let Some(joining) = mirror.joining.get_mut(&op.client_id) else {
+        return;
+    };
+    let refusal = match &reply {
+        None => Some(unavailable()),
+        Some(reply) => match parse_snapshot(reply) {
+            Ok(snapshot) => {
+                joining.snapshot = Some(snapshot);
+                None
+            }
+            Err(reject) => Some(reject(&op.session_id, &joining.pending.user_id)),
+        },
+    };
+    if let Some(reject) = refusal {
+        let joining = mirror
+            .joining
+            .remove(&op.client_id)
+            .expect("Bug: just found");
+        if reply.is_none() {
+            // The script may have run: remove the membership when the broker is back.
+            cl.repairs.push(Repair {
+                session_id: op.session_id.clone(),
+                client_id: op.client_id.clone(),
+                usage_key: op.usage_key.clone(),
+            });
+        }
+        let p = joining.pending;
+        fail_request(state, cl, p.conn, &p.req_id, p.ts, reject, out);
+        drop_if_unused(cl, &op.session_id, out);
+        return;
+    }
+    let already = joining
+        .snapshot
+        .as_ref()
+        .is_some_and(|s| s.status == "already");
+    if already {
+        joining.event_seen = true;
+        if !mirror.known {
+            adopt(cl, &op.session_id, &op.client_id, now, out, state);
+            return;
+        }
+    }
+    try_complete(state, cl, &op.session_id, &op.client_id, now, out);
+}
+
+type Refuser = Box<dyn Fn(&str, &str) -> Reject>;
+
+fn parse_snapshot(reply: &Reply) -> Result<Snapshot, Refuser> {
+    let Some(fields) = reply.as_array() else {
+        return Err(Box::new(|_: &str, _: &str| {
+            Reject::new(ErrorCode::InternalError, "The cluster's join script failed")
+        }));
+    };
+    let text = |i: usize| {
+        fields
+            .get(i)
+            .and_then(Reply::as_bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    if text(0) == "err" {
+        let word = fields.get(1).and_then(Reply::as_bytes).unwrap_or(b"");
+        let refused = Refused::from_word(word);
+        return Err(Box::new(move |sid: &str, user: &str| {
+            refusal(refused, sid, user)
+        }));
+    }
+    let status = match text(0).as_str() {
+        "created" => "created",
+        "already" => "already",
+        _ => "joined",
+    };
+    let from_json = |s: String| serde_json::from_str::<String>(&s).unwrap_or(s);
+    let mut members = Vec::new();
+    let mut i = 5;
+    while i + 1 < fields.len() {
+        members.push((text(i), from_json(text(i + 1))));
+        i += 2;
+    }
+    Ok(Snapshot {
+        status,
+        name: text(1),
+        owner: from_json(text(2)),
+        access: text(3),
+        meta: text(4),
+        members,
+    })
+}
+
+fn refusal(refused: Option<Refused>, session_id: &str, user: &str) -> Reject {
+    match refused {
+        Some(Refused::NotFound) => Reject::new(
+            ErrorCode::SessionNotFound,
+            format!("Session {session_id} not found"),
+        ),
+        Some(Refused::Full) => Reject::new(
+            ErrorCode::SessionFull,
+            format!("Session {session_id} is full"),
+        ),
+        Some(Refused::MaxSessions) => Reject::new(
+            ErrorCode::LimitExceeded,
+            "Maximum number of sessions reached",
+        ),
+        Some(Refused::UserLimit) => Reject::new(
+            ErrorCode::LimitExceeded,
+            format!("Too many session memberships for user {user}"),
+        ),
+        Some(Refused::NotMember) => Reject::new(
+            ErrorCode::NotAMember,
+            format!("Not a member of session {session_id}"),
+        ),
+        None => Reject::new(ErrorCode::InternalError, "The cluster's join script failed"),
+    }
+}
+
+/// Reply to a join whose script reply and own event both came; from then on the joiner
+/// gets the session's messages.
+fn try_complete(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    session_id: &str,
+    client_id: &str,
+    _now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let Some(mirror) = cl.sessions.get_mut(session_id) else {
+        return;
+    };
+    let ready = mirror
+        .joining
+        .get(client_id)
+        .is_some_and(|j| j.snapshot.is_some() && j.event_seen && mirror.known);
+    if !ready {
+        return;
+    }
+    let joining = mirror.joining.remove(client_id).expect("Bug: just found");
+    let snapshot = joining.snapshot.expect("Bug: checked");
+    let p = joining.pending;
+    reply_joined(state, p.conn, &p.req_id, session_id, &snapshot, p.ts, out);
+    let mut waiting = Vec::new();
+    if let Some(member) = mirror.members.iter_mut().find(|m| m.client_id == client_id) {
+        member.conn = Some(p.conn);
+        member.live = true;
+        waiting = std::mem::take(&mut member.waiting);
+    }
+    for bytes in waiting {
+        out.send_text(p.conn, std::str::from_utf8(&bytes).unwrap_or(""));
+    }
+    cl.release(p.conn);
+    if snapshot.status != "already" {
+        state.state_version += 1;
+        out.emit(if snapshot.status == "created" {
+            Event::SessionCreated {
+                session_id: session_id.to_owned(),
+                client_id: p.client_id,
+            }
+        } else {
+            Event::SessionJoined {
+                session_id: session_id.to_owned(),
+                client_id: p.client_id,
+            }
+        });
+    }
+}
+
+/// A new mirror starts from the script's reply of the joiner whose event came first.
+fn adopt(
+    cl: &mut Cluster,
+    session_id: &str,
+    client_id: &str,
+    now: Instant,
+    out: &mut Actions<Event>,
+    state: &mut CoreState,
+) {
+    let Some(mirror) = cl.sessions.get_mut(session_id) else {
+        return;
+    };
+    let Some(snapshot) = mirror
+        .joining
+        .get(client_id)
+        .and_then(|j| j.snapshot.as_ref())
+    else {
+        return;
+    };
+    mirror.members = snapshot
+        .members
+        .iter()
+        .map(|(cid, uid)| Member {
+            client_id: cid.clone(),
+            user_id: uid.clone(),
+            conn: None,
+            live: false,
+            waiting: Vec::new(),
+        })
+        .collect();
+    mirror.known = true;
+    mirror.anchor = None;
+    let backlog = std::mem::take(&mut mirror.backlog);
+    try_complete(state, cl, session_id, client_id, now, out);
+    for event in backlog {
+        apply(state, cl, session_id, &event, now, out);
+    }
+}
+
+fn reply_joined(
+    state: &mut CoreState,
+    conn: ConnId,
+    req_id: &str,
+    session_id: &str,
+    snapshot: &Snapshot,
+    ts: u64,
+    out: &mut Actions<Event>,
+) {
+    let members: Vec<MemberOut<'_>> = snapshot
+        .members
+        .iter()
+        .map(|(cid, uid)| MemberOut {
+            client_id: cid,
+            user_id: uid,
+        })
+        .collect();
+    let payload = SessionInfoOut {
+        session_id,
+        status: if snapshot.status == "created" {
+            "created"
+        } else {
+            "joined"
+        },
+        name: (!snapshot.name.is_empty()).then_some(snapshot.name.as_str()),
+        owner: (!snapshot.owner.is_empty()).then_some(snapshot.owner.as_str()),
+        access: Some("open"),
+        members: Some(&members),
+        metadata: Some(if snapshot.meta.is_empty() {
+            "{}"
+        } else {
+            snapshot.meta.as_str()
+        }),
+    };
+    let _ = &snapshot.access;
+    let head = Head::new("session_info", ts)
+        .reply_to(req_id)
+        .session(session_id);
+    outbound::send(out, &mut state.metrics, conn, &head, |buf| {
+        payload.write(buf)
+    });
+}
+
+/// A message on a subscribed channel.
+pub(crate) fn on_message(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    channel: &[u8],
+    payload: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    if let Some(session_id) = session_of_channel(cl, channel) {
+        apply(state, cl, &session_id, payload, now, out);
+    }
+}
+
+/// One event of a session's channel, at its point.
+fn apply(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    session_id: &str,
+    event: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let (line, body) = match event.iter().position(|&b| b == b'\n') {
+        Some(at) => (&event[..at], &event[at + 1..]),
+        None => (event, &[][..]),
+    };
+    let Ok(head) = serde_json::from_slice::<EventHead>(line) else {
+        log::warn!("cluster: an event of session {session_id} could not be read");
+        return;
+    };
+    let Some(mirror) = cl.sessions.get_mut(session_id) else {
+        return;
+    };
+    if !mirror.known {
+        if mirror.anchor.is_some() {
+            mirror.backlog.push(event.to_vec());
+        } else if head.e == "join" && mirror.joining.contains_key(&head.c) {
+            if let Some(j) = mirror.joining.get_mut(&head.c) {
+                j.event_seen = true;
+            }
+            mirror.anchor = Some(head.c.clone());
+            if mirror
+                .joining
+                .get(&head.c)
+                .is_some_and(|j| j.snapshot.is_some())
+            {
+                adopt(cl, session_id, &head.c, now, out, state);
+            }
+        }
+        return;
+    }
+    let ts = state.wall_ms(now);
+    match head.e.as_str() {
+        "join" => {
+            if mirror.member(&head.c).is_some() {
+                return; // written back after Redis lost its data: nothing new
+            }
+            let user_id = head.u.unwrap_or_default();
+            let local = mirror.joining.get(&head.c).map(|j| j.pending.conn);
+            deliver_presence(
+                state, mirror, &head.c, &user_id, "joined", session_id, ts, out,
+            );
+            mirror.members.push(Member {
+                client_id: head.c.clone(),
+                user_id,
+                conn: local,
+                live: false,
+                waiting: Vec::new(),
+            });
+            if let Some(j) = mirror.joining.get_mut(&head.c) {
+                j.event_seen = true;
+                try_complete(state, cl, session_id, &head.c, now, out);
+            }
+        }
+        "leave" => {
+            let Some(at) = mirror.members.iter().position(|m| m.client_id == head.c) else {
+                return;
+            };
+            let member = mirror.members.remove(at);
+            deliver_presence(
+                state,
+                mirror,
+                &member.client_id,
+                &member.user_id,
+                "left",
+                session_id,
+                ts,
+                out,
+            );
+            drop_if_unused(cl, session_id, out);
+        }
+        "relay" => {
+            if mirror.member(&head.c).is_none() {
+                return; // not a member at this point of the channel
+            }
+            deliver(state, mirror, &head.c, body, out);
+        }
+        _ => {}
+    }
+}
+
+/// `bytes` to every member on this node but `sender`: sent to the live ones, kept for those
+/// whose join reply has not gone out yet.
+fn deliver(
+    state: &mut CoreState,
+    mirror: &mut Mirror,
+    sender: &str,
+    bytes: &[u8],
+    out: &mut Actions<Event>,
+) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let mut staged = None;
+    let mut sent = 0u64;
+    for member in mirror.members.iter_mut() {
+        let Some(conn) = member.conn else { continue };
+        if member.client_id == sender {
+            continue;
+        }
+        if member.live {
+            let msg = staged.get_or_insert_with(|| out.stage_bytes(text.as_bytes(), false));
+            let msg = msg.clone();
+            out.send(conn, &msg);
+            sent += 1;
+        } else {
+            member.waiting.push(bytes.to_vec());
+        }
+    }
+    let _ = (state, sent);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deliver_presence(
+    state: &mut CoreState,
+    mirror: &mut Mirror,
+    client_id: &str,
+    user_id: &str,
+    status: &str,
+    session_id: &str,
+    ts: u64,
+    out: &mut Actions<Event>,
+) {
+    let payload = PresenceOut {
+        client_id,
+        user_id,
+        status,
+        session_id,
+        timestamp: ts,
+    };
+    let head = Head::new("presence", ts).session(session_id);
+    let mut bytes = Vec::new();
+    if !wire::write_envelope(&mut bytes, &head, wire::ser(&payload)) {
+        return;
+    }
+    deliver(state, mirror, client_id, &bytes, out);
+}
+
+/// Unsubscribe and forget a mirror nobody on this node needs.
+fn drop_if_unused(cl: &mut Cluster, session_id: &str, out: &mut Actions<Event>) {
+    if cl.sessions.get(session_id).is_some_and(|m| !m.in_use()) {
+        cl.sessions.remove(session_id);
+        let channel = session_key(cl, session_id);
+        cl.broker.unsubscribe(&channel, out);
+    }
+}
+
+/// `session_leave` in a cluster.
+pub(crate) fn leave(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+    let session_id = named_session(&p.session_id, env)?.to_owned();
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    if !cl.broker.is_up() {
+        return Err(unavailable());
+    }
+    // From now on it gets nothing more of the session.
+    if let Some(member) = cl
+        .sessions
+        .get_mut(&session_id)
+        .and_then(|m| m.members.iter_mut().find(|m| m.conn == Some(req.conn)))
+    {
+        member.conn = None;
+        member.live = false;
+    }
+    let pending = PendingLeave {
+        conn: req.conn,
+        req_id: req.id.to_owned(),
+        session_id: session_id.clone(),
+        client_id: client.client_id.clone(),
+        ts: req.ts,
+    };
+    let usage_key = client.usage_key().to_owned();
+    let conn = req.conn;
+    cl.hold(conn);
+    let tag = cl.tag(Op::Leave(pending));
+    if !send_leave(
+        cl,
+        tag,
+        &session_id,
+        &state_client_id(state, conn),
+        &usage_key,
+        req.now,
+        out,
+    ) {
+        cl.untag(tag);
+        cl.release(conn);
+        return Err(unavailable());
+    }
+    Ok(())
+}
+
+fn state_client_id(state: &CoreState, conn: ConnId) -> String {
+    state
+        .clients
+        .get(conn)
+        .map(|c| c.client_id.clone())
+        .unwrap_or_default()
+}
+
+fn send_leave(
+    cl: &mut Cluster,
+    tag: u64,
+    session_id: &str,
+    client_id: &str,
+    usage_key: &str,
+    now: Instant,
+    out: &mut Actions<Event>,
+) -> bool {
+    let skey = session_key(cl, session_id);
+    let keys = [
+        skey.clone(),
+        suffixed(&skey, b":m"),
+        suffixed(&skey, b":u"),
+        cl.key(&[b"sessions"]),
+        cl.key(&[b"u", usage_key.as_bytes()]),
+        cl.key(&[b"n", cl.node.as_bytes(), b"m"]),
+    ];
+    let mut event = b"{\"e\":\"leave\",\"c\":".to_vec();
+    event.extend_from_slice(&json_str(client_id));
+    event.push(b'}');
+    let args: [&[u8]; 4] = [session_id.as_bytes(), client_id.as_bytes(), &skey, &event];
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    cl.broker
+        .eval(tag, scripts::LEAVE_INDEX, &keys, &args, now, out)
+}
+
+/// The leave script answered.
+pub(crate) fn leave_answered(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    p: PendingLeave,
+    reply: Option<Reply>,
+    _now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let refused = match &reply {
+        None => Some(unavailable()),
+        Some(Reply::Array(Some(items))) => {
+            let word = items.get(1).and_then(Reply::as_bytes).unwrap_or(b"");
+            match Refused::from_word(word) {
+                // Leaving a session one is not in changes nothing.
+                Some(Refused::NotMember) => None,
+                other => Some(refusal(other, &p.session_id, "")),
+            }
+        }
+        Some(_) => None,
+    };
+    if let Some(reject) = refused {
+        fail_request(state, cl, p.conn, &p.req_id, p.ts, reject, out);
+        return;
+    }
+    let head = Head::new("session_info", p.ts)
+        .reply_to(&p.req_id)
+        .session(&p.session_id);
+    let payload = SessionInfoOut {
+        session_id: &p.session_id,
+        status: "left",
+        name: None,
+        owner: None,
+        access: None,
+        members: None,
+        metadata: None,
+    };
+    outbound::send(out, &mut state.metrics, p.conn, &head, |buf| {
+        payload.write(buf)
+    });
+    if matches!(reply, Some(Reply::Simple(_)) | Some(Reply::Bulk(_))) {
+        state.state_version += 1;
+        out.emit(Event::SessionLeft {
+            session_id: p.session_id.clone(),
+            client_id: p.client_id,
+        });
+    }
+    cl.release(p.conn);
+    drop_if_unused(cl, &p.session_id, out);
+}
+
+/// A relayed type in a cluster: published on the session's channel.
+pub(crate) fn relay(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let session_id = env.session_id.ident("sessionId")?;
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    check_member(cl, session_id, req.conn)?;
+    let head = Head::new(&env.msg_type, req.ts)
+        .session(session_id)
+        .source(&client.client_id);
+    let mut event = b"{\"e\":\"relay\",\"c\":".to_vec();
+    event.extend_from_slice(&json_str(&client.client_id));
+    event.extend_from_slice(b"}\n");
+    wire::write_envelope(&mut event, &head, wire::raw(env.payload));
+    publish(cl, session_id, &event, req.now, out)
+}
+
+fn check_member(cl: &Cluster, session_id: &str, conn: ConnId) -> Result<(), Reject> {
+    match cl.sessions.get(session_id) {
+        Some(m) if m.local_member(conn).is_some_and(|m| m.live) => Ok(()),
+        Some(_) => Err(Reject::new(
+            ErrorCode::NotAMember,
+            format!("Not a member of session {session_id}"),
+        )),
+        None => Err(Reject::new(
+            ErrorCode::NotAMember,
+            format!("Not a member of session {session_id}"),
+        )),
+    }
+}
+
+fn publish(
+    cl: &mut Cluster,
+    session_id: &str,
+    event: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let channel = session_key(cl, session_id);
+    let tag = cl.tag(Op::Ignore);
+    if cl
+        .broker
+        .call(tag, &[b"PUBLISH", &channel, event], now, out)
+    {
+        Ok(())
+    } else {
+        cl.untag(tag);
+        Err(unavailable())
+    }
+}
+
+/// `presence` in a cluster: published on the channel of the named session, or of each
+/// session the sender is in.
+pub(crate) fn presence(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: PresenceIn<'_> = payloads::parse(env.payload)?;
+    let status = opt_str(&p.status, "status")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| FieldError::new("status", "status is required"))?;
+    let status = check_name(status, "status", state.config.max_name_bytes)?;
+    if status == "joined" || status == "left" {
+        return Err(FieldError::new(
+            "status",
+            format!("status {status} is reserved for the gateway"),
+        )
+        .into());
+    }
+    let key = match opt_ident(&p.session_key, "sessionKey")? {
+        Some(key) => Some(key.to_owned()),
+        None => env.session_id.opt_ident("sessionId")?.map(str::to_owned),
+    };
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
+    let targets: Vec<String> = match key {
+        Some(key) => {
+            check_member(cl, &key, req.conn)?;
+            vec![key]
+        }
+        None => cl
+            .sessions
+            .iter()
+            .filter(|(_, m)| m.local_member(req.conn).is_some_and(|m| m.live))
+            .map(|(id, _)| id.clone())
+            .collect(),
+    };
+    let user_id = client.user_id.as_deref().unwrap_or(ANONYMOUS);
+    for session_id in targets {
+        let payload = PresenceOut {
+            client_id: &client.client_id,
+            user_id,
+            status,
+            session_id: &session_id,
+            timestamp: req.ts,
+        };
+        let head = Head::new("presence", req.ts)
+            .session(&session_id)
+            .source(&client.client_id);
+        let mut event = b"{\"e\":\"relay\",\"c\":".to_vec();
+        event.extend_from_slice(&json_str(&client.client_id));
+        event.extend_from_slice(b"}\n");
+        wire::write_envelope(&mut event, &head, wire::ser(&payload));
+        publish(cl, &session_id, &event, req.now, out)?;
+    }
+    Ok(())
+}
+
+/// `conn` closed: its memberships end (in Redis now, or when the broker is back).
+pub(crate) fn conn_gone(
+    cl: &mut Cluster,
+    conn: ConnId,
+    client_id: &str,
+    usage_key: &str,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    cl.drop_held(conn);
+    let mut ended = Vec::new();
+    for (session_id, mirror) in cl.sessions.iter_mut() {
+        mirror.waiting_subscribe.retain(|p| p.conn != conn);
+        let joined_here = mirror.joining.remove(client_id).is_some();
+        let member = mirror.members.iter_mut().find(|m| m.conn == Some(conn));
+        if let Some(member) = member {
+            member.conn = None;
+            member.live = false;
+            ended.push(session_id.clone());
+        } else if joined_here {
+            ended.push(session_id.clone());
+        }
+    }
+    for session_id in ended {
+        let tag = cl.tag(Op::Ignore);
+        if !send_leave(cl, tag, &session_id, client_id, usage_key, now, out) {
+            cl.untag(tag);
+            cl.repairs.push(Repair {
+                session_id: session_id.clone(),
+                client_id: client_id.to_owned(),
+                usage_key: usage_key.to_owned(),
+            });
+        }
+        drop_if_unused(cl, &session_id, out);
+    }
+}
+
+/// The broker is up again: remove memberships that may have outlived their connection.
+pub(crate) fn broker_up(
+    _state: &mut CoreState,
+    cl: &mut Cluster,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    for repair in std::mem::take(&mut cl.repairs) {
+        let tag = cl.tag(Op::Ignore);
+        if !send_leave(
+            cl,
+            tag,
+            &repair.session_id,
+            &repair.client_id,
+            &repair.usage_key,
+            now,
+            out,
+        ) {
+            cl.untag(tag);
+            cl.repairs.push(repair);
+        }
+    }
+}
+
+/// The broker is down: subscriptions are gone with it (they come back, confirmed again,
+/// when it is up), so joins wait for them again.
+pub(crate) fn broker_down(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    _now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let mut failed = Vec::new();
+    for mirror in cl.sessions.values_mut() {
+        mirror.subscribed = false;
+        failed.append(&mut mirror.waiting_subscribe);
+    }
+    for p in failed {
+        fail_request(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
+    }
+}
+
+/// Redis lost its data: write back the memberships of this node's connections.
+pub(crate) fn write_back(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let mut joins = Vec::new();
+    for (session_id, mirror) in &cl.sessions {
+        for member in &mirror.members {
+            let Some(conn) = member.conn.filter(|_| member.live) else {
+                continue;
+            };
+            let Some(client) = state.clients.get(conn) else {
+                continue;
+            };
+            joins.push(PendingJoin {
+                conn,
+                req_id: String::new(),
+                session_id: session_id.clone(),
+                client_id: member.client_id.clone(),
+                user_id: member.user_id.clone(),
+                usage_key: client.usage_key().to_owned(),
+                create: true,
+                name: String::new(),
+                meta: String::new(),
+                ts: state.wall_ms(now),
+            });
+        }
+    }
+    for pending in joins {
+        rejoin(state, cl, pending, now, out);
+    }
+}
+
+/// The join script for a membership this node already serves (after Redis lost its data).
+fn rejoin(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    pending: PendingJoin,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let skey = session_key(cl, &pending.session_id);
+    let keys = [
+        skey.clone(),
+        suffixed(&skey, b":m"),
+        suffixed(&skey, b":u"),
+        cl.key(&[b"sessions"]),
+        cl.key(&[b"u", pending.usage_key.as_bytes()]),
+        cl.key(&[b"n", cl.node.as_bytes(), b"m"]),
+    ];
+    let uid = json_str(&pending.user_id);
+    let mut event = b"{\"e\":\"join\",\"c\":".to_vec();
+    event.extend_from_slice(&json_str(&pending.client_id));
+    event.extend_from_slice(b",\"u\":");
+    event.extend_from_slice(&uid);
+    event.push(b'}');
+    // Written back whatever the bounds say now: these memberships were admitted already.
+    let unbounded = u32::MAX.to_string();
+    let sidj = json_str(&pending.session_id);
+    let tag = cl.tag(Op::Ignore);
+    let args: [&[u8]; 15] = [
+        b"create",
+        pending.session_id.as_bytes(),
+        pending.client_id.as_bytes(),
+        &uid,
+        cl.node.as_bytes(),
+        unbounded.as_bytes(),
+        unbounded.as_bytes(),
+        unbounded.as_bytes(),
+        b"",
+        b"",
+        b"open",
+        &skey,
+        &event,
+        pending.usage_key.as_bytes(),
+        &sidj,
+    ];
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    if !cl
+        .broker
+        .eval(tag, scripts::JOIN_INDEX, &keys, &args, now, out)
+    {
+        cl.untag(tag);
+    }
+    let _ = state;
+}
+
+/// Forget every mirror (this node is joining again under a new name).
+pub(crate) fn forget_all(cl: &mut Cluster, out: &mut Actions<Event>) {
+    let ids: Vec<String> = cl.sessions.keys().cloned().collect();
+    for session_id in ids {
+        let channel = session_key(cl, &session_id);
+        cl.broker.unsubscribe(&channel, out);
+    }
+    cl.sessions.clear();
+    cl.held.clear();
+    cl.released.clear();
+}
