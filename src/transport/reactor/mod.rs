@@ -141,11 +141,11 @@ pub struct Reactor<A: App> {
 }
 
 impl<A: App> Reactor<A> {
-    /// Bind the listener and set up the loop. Starts no thread.
+    /// Bind the listener (with `SO_REUSEPORT` when `config.reuse_port`) and set up the loop.
+    /// Starts no thread.
     pub fn bind(config: TransportConfig, app: A) -> io::Result<Reactor<A>> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.addr)?;
-        listener::widen_backlog(&listener)?;
+        let mut listener = listener::bind(config.addr, config.reuse_port)?;
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
