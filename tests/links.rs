@@ -190,6 +190,19 @@ fn a_link_to_a_closed_port_reports_a_connect_error() {
     // The id is free again: a second attempt is reported the same way.
     h.run(vec![Step::Connect(2, addr)]);
     assert!(matches!(h.next(), Told::Closed(2, e) if e.starts_with("connect: ")));
+
+    // A connect the system refuses at once (TCP to the broadcast address) is reported the
+    // same way, from the loop rather than from inside the action; closed before that, it is
+    // not reported at all.
+    let broadcast: SocketAddr = "255.255.255.255:80".parse().unwrap();
+    h.run(vec![Step::Connect(3, broadcast)]);
+    assert!(matches!(h.next(), Told::Closed(3, e) if e.starts_with("connect: ")));
+    h.run(vec![
+        Step::Connect(3, broadcast),
+        Step::Close(3),
+        Step::Connect(4, addr),
+    ]);
+    assert!(matches!(h.next(), Told::Closed(4, e) if e.starts_with("connect: ")));
 }
 
 #[test]
