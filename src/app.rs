@@ -147,9 +147,11 @@ pub enum Action<E> {
     /// From now on the transport checks new input against these bounds (e.g. after the
     /// app's configuration was reloaded).
     SetLimits(Box<TransportLimits>),
-    /// Open an outbound TCP connection, `link`, to `addr` (nonblocking, in the same poll).
-    /// [`App::on_link_open`] reports it connected, [`App::on_link_closed`] that it failed or
-    /// ended. A link already open under the same id is closed first, without a report.
+    /// Open an outbound TCP connection, `link`, to `addr` (nonblocking, in the same poll,
+    /// with `TCP_NODELAY`). [`App::on_link_open`] reports it connected,
+    /// [`App::on_link_closed`] that it failed (`connect: <error>`) or ended; either comes
+    /// from a later pump of the loop, never from inside this action. A link already open
+    /// under the same id is closed first, without a report.
     LinkConnect {
         /// The app's name for the link.
         link: LinkId,
@@ -157,8 +159,8 @@ pub enum Action<E> {
         addr: SocketAddr,
     },
     /// Write the staged bytes to `link`, after what was written to it before. Bytes for a
-    /// link that is not open (not yet connected, or closed) are dropped; the app bounds what
-    /// it writes to a link that does not drain.
+    /// link that is connecting are written once it connects; bytes for a link that is closed
+    /// are dropped. The app bounds what it writes to a link that does not drain.
     LinkSend {
         /// The link.
         link: LinkId,
@@ -485,11 +487,12 @@ pub trait App {
         std::mem::size_of::<Self::Event>()
     }
 
-    /// The outbound link `link` ([`Action::LinkConnect`]) is connected: bytes sent to it
-    /// from now on are written.
+    /// The outbound link `link` ([`Action::LinkConnect`]) is connected: the bytes sent to it
+    /// while it was connecting are written now, and those sent from now on after them.
     fn on_link_open(&mut self, _link: LinkId, _now: Instant, _out: &mut Actions<Self::Event>) {}
 
-    /// Bytes arrived on `link`, in order; a call holds what one read returned.
+    /// Bytes arrived on `link`, in order; a call holds what one read returned (a reply may be
+    /// split over calls, and a call may hold several).
     fn on_link_data(
         &mut self,
         _link: LinkId,

@@ -74,6 +74,7 @@ impl Gateway {
         } = transport_limits(&config);
         let transport = TransportConfig {
             addr,
+            reuse_port: config.reuse_port,
             path: config.path.clone(),
             max_connections: config.max_connections,
             max_header_bytes,

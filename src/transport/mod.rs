@@ -1,9 +1,10 @@
 //! The mio side, ignorant of the gateway protocol, and the "bring your own core" API: a
 //! [`Reactor`] drives any [`App`] over nonblocking sockets in one poll loop.
 //!
-//! Inside: the reactor loop (`reactor/`, its steps in `reactor/mod.rs`), one accepted socket
-//! and its state machine (`connection.rs`), what a socket is owed (`outbox.rs`), the command
-//! channel behind [`ReactorHandle`] (`handle.rs`) and the timer wheel (`timer.rs`).
+//! Inside: the reactor loop (`reactor/`, its steps in `reactor/mod.rs`, the app's outbound
+//! links in `reactor/link.rs` and `reactor/links.rs`), one accepted socket and its state
+//! machine (`connection.rs`), what a socket is owed (`outbox.rs`), the command channel behind
+//! [`ReactorHandle`] (`handle.rs`) and the timer wheel (`timer.rs`).
 
 mod connection;
 mod handle;

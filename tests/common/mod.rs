@@ -1,5 +1,6 @@
 //! Test support: a gateway on 127.0.0.1 port 0 in a thread of its own, and clients built on
-//! plain std sockets (with read timeouts) and tungstenite's client side.
+//! plain std sockets (with read timeouts) and tungstenite's client side; a `redis-server` of
+//! a test's own in `redis.rs`.
 #![allow(dead_code)]
 
 pub mod redis;

@@ -6,13 +6,15 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    /// Where it listens.
+    pub addr: SocketAddr,
 }
 
 impl RedisServer {
@@ -36,7 +38,12 @@ impl RedisServer {
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
                 .port();
-            let mut server = RedisServer { child: None, port };
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut server = RedisServer {
+                child: None,
+                port,
+                addr,
+            };
             if server.spawn() {
                 return Some(server);
             }

@@ -1,5 +1,5 @@
-//! What reaches the loop other than bytes: the actions the app pushes, handle commands (turn
-//! step 4) and signals (SIGHUP to the hangup hook, the others begin the shutdown).
+//! What reaches the loop other than bytes: the actions the app pushes (the link actions are
+//! carried out in `links.rs`), handle commands (turn step 4) and signals (SIGHUP to the hangup hook, the others begin the shutdown).
 //!
 //! One `mio::Waker` serves every handle. Its wake edge is spent once seen, so when the command
 //! budget runs out the loop remembers that more may be pending and polls with timeout 0.
@@ -55,10 +55,11 @@ impl<A: App> Reactor<A> {
                         self.rules.origins = limits.origins.clone();
                         self.config.set_limits(*limits);
                     }
-                    // Outbound links are not driven by this reactor yet.
-                    Action::LinkConnect { .. }
-                    | Action::LinkSend { .. }
-                    | Action::LinkClose { .. } => {}
+                    Action::LinkConnect { link, addr } => self.link_connect(link, addr),
+                    Action::LinkSend { link, msg } => self.link_send(link, &msg),
+                    Action::LinkClose { link } => {
+                        self.link_close(link);
+                    }
                 }
             }
         }

@@ -15,6 +15,10 @@ use crate::ws::origin::OriginPolicy;
 pub struct TransportConfig {
     /// Address to listen on.
     pub addr: SocketAddr,
+    /// Bind the listener with `SO_REUSEPORT` (Unix), so that several processes or loops
+    /// listen on the same `addr` and the kernel spreads new connections between them. Off
+    /// by default: a second bind to a port in use fails with `AddrInUse`.
+    pub reuse_port: bool,
     /// WebSocket endpoint path.
     pub path: String,
     /// Open WebSocket connections at most (503 beyond).
@@ -61,6 +65,7 @@ impl TransportConfig {
     pub fn new(addr: SocketAddr) -> TransportConfig {
         TransportConfig {
             addr,
+            reuse_port: false,
             path: "/ws".to_string(),
             max_connections: 10_000,
             max_header_bytes: 8192,

@@ -1,19 +1,21 @@
-//! The event loop: one `mio::Poll`, a listener, the slots of [`Connection`]s and one timer
-//! wheel, driving an [`App`].
+//! The event loop: one `mio::Poll`, a listener, the slots of [`Connection`]s, the app's
+//! outbound links and one timer wheel, driving an [`App`].
 //!
 //! One turn of [`Reactor::turn`], each step one call there:
 //! 1. poll, with timeout 0 when work is left over (budget hit, commands pending, flush or
-//!    accept due), else until the next timer or deadline;
-//! 2. events only set latches (listener ready, waker, a connection's readable / writable);
+//!    accept due, a link to connect, read or write), else until the next timer or deadline;
+//! 2. events only set latches (listener ready, waker, a connection's or a link's readable /
+//!    writable);
 //!    an event with a stale token is ignored; signals are acted on here: SIGTERM and SIGINT
 //!    begin the shutdown, SIGHUP calls the hangup hook (`commands.rs`);
-//! 3. pump every ready connection within a byte budget; one left unfinished stays in the
-//!    ready queue with its latch set (`read.rs`, `upgrade.rs`);
+//! 3. pump the outbound links first: end their connects, read each within a byte budget
+//!    (`links.rs`); then every ready connection within a byte budget; one left unfinished
+//!    stays in the ready queue with its latch set (`read.rs`, `upgrade.rs`);
 //! 4. drain handle commands within a budget (`commands.rs`);
 //! 5. expire timers: handshake deadline, heartbeat and idle timeout, message timeout, close
 //!    linger, app timers (`expire.rs`, on the wheel of `deadlines.rs`);
-//! 6. flush every connection whose outbox grew, the closing ones within a budget
-//!    (`write.rs`);
+//! 6. flush the links with bytes queued (`links.rs`), then every connection whose outbox
+//!    grew, the closing ones within a budget (`write.rs`);
 //! 7. accept new sockets (`accept.rs`);
 //! 8. reap connections that are done, within a budget, and stop when a shutdown is over
 //!    (`close.rs`).
@@ -28,7 +30,9 @@
 //! in count and bytes and off under [`Reactor::run`] (`events.rs`).
 //!
 //! Connections live in generation-stamped slots, so that a stale event, timer, action or
-//! command never touches a newer connection in a reused slot: the rule is in `slots.rs`.
+//! command never touches a newer connection in a reused slot: the rule is in `slots.rs`. The
+//! links keep a generation per id the same way, with tokens in a range no connection's token
+//! takes (`link.rs`).
 //!
 //! The reactor never panics on what a peer sends: bad input closes that connection with the
 //! close code or HTTP status it deserves; I/O errors on one socket end that socket only.
@@ -40,6 +44,8 @@ mod config;
 mod deadlines;
 mod events;
 mod expire;
+mod link;
+mod links;
 mod listener;
 mod output;
 mod read;
@@ -66,6 +72,7 @@ pub use config::TransportConfig;
 
 use deadlines::Deadlines;
 use events::HostEvents;
+use link::Links;
 use output::Output;
 use ready::{queue_ready, READ_BUF};
 use slots::Slots;
@@ -104,6 +111,8 @@ pub struct Reactor<A: App> {
     rules: UpgradeRules,
     /// The connections, in generation-stamped slots (see `slots.rs`).
     conns: Slots<Connection>,
+    /// The app's outbound links (`link.rs`, driven by `links.rs`).
+    links: Links,
     deadlines: Deadlines,
     app: A,
     actions: Actions<A::Event>,
@@ -132,11 +141,11 @@ pub struct Reactor<A: App> {
 }
 
 impl<A: App> Reactor<A> {
-    /// Bind the listener and set up the loop. Starts no thread.
+    /// Bind the listener (with `SO_REUSEPORT` when `config.reuse_port`) and set up the loop.
+    /// Starts no thread.
     pub fn bind(config: TransportConfig, app: A) -> io::Result<Reactor<A>> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.addr)?;
-        listener::widen_backlog(&listener)?;
+        let mut listener = listener::bind(config.addr, config.reuse_port)?;
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -161,6 +170,7 @@ impl<A: App> Reactor<A> {
             host_events: HostEvents::new(config.event_queue, config.event_queue_bytes),
             config,
             conns: Slots::new(),
+            links: Links::default(),
             deadlines: Deadlines::new(now),
             app,
             actions: Actions::new(),
@@ -345,6 +355,7 @@ impl<A: App> Reactor<A> {
             || self.commands_pending
             || !self.out.dirty.is_empty()
             || !self.reap.is_empty()
+            || self.links.busy()
             || (self.listener_ready
                 && self.state == RunState::Running
                 && self.accept_paused_until.is_none());
@@ -376,6 +387,17 @@ impl<A: App> Reactor<A> {
                 LISTENER => self.listener_ready = true,
                 WAKER => woken = true,
                 SIGNALS => signalled = true,
+                token if Links::is_link_token(token) => {
+                    let Some(link) = self.links.by_token_mut(token) else {
+                        continue; // stale: that link was closed
+                    };
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        link.readable = true;
+                    }
+                    if event.is_writable() || event.is_write_closed() || event.is_error() {
+                        link.writable = true;
+                    }
+                }
                 token => {
                     let Some(conn) = self.conns.by_token_mut(token) else {
                         continue; // stale: the slot was reused

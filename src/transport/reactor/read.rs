@@ -21,8 +21,10 @@ use super::Reactor;
 const READ_BUDGET: usize = 256 * 1024;
 
 impl<A: App> Reactor<A> {
-    /// Step 3: pump each connection in the ready queue once.
+    /// Step 3: pump the outbound links (`links.rs`), then each connection in the ready queue
+    /// once.
     pub(super) fn pump_ready(&mut self, now: Instant) {
+        self.pump_links(now);
         let rounds = self.ready.len();
         for _ in 0..rounds {
             let Some(key) = self.ready.pop_front() else {

@@ -12,6 +12,10 @@
 //! why timers and commands need no cancellation: they carry the id, and one that no longer
 //! matches is dropped when it comes up.
 //!
+//! Slot indices from [`RESERVED_INDEX`] up are never given to a connection: tokens whose low
+//! half lies there name the loop's own sources (the listener, the waker, the signals, the
+//! outbound links of `link.rs`), so no connection's token, stale or not, is ever one of them.
+//!
 //! Lookups by key (the bare slot index) serve the loop's own lists (ready, dirty, reap). A
 //! slot is emptied only when the loop reaps, so within a turn a key names one connection
 //! throughout; a key left in the ready queue past a reap finds nothing, or the newer
@@ -29,6 +33,9 @@ pub(super) struct Slots<T> {
     /// Generation of each slot that was ever used, bumped when its value is removed.
     generations: Vec<u32>,
 }
+
+/// The first slot index kept for the loop's own tokens (see the module docs).
+pub(super) const RESERVED_INDEX: u32 = 0xffff_0000;
 
 /// The token registered for the connection `id`: generation in the high half, index in the
 /// low half.
@@ -97,7 +104,7 @@ impl<T> Slots<T> {
     }
 
     /// The slot the next value will take, with its id; `None` when its index does not fit an
-    /// id. Nothing changes until [`Vacant::insert`].
+    /// id or is reserved ([`RESERVED_INDEX`]). Nothing changes until [`Vacant::insert`].
     pub(super) fn vacant(&mut self) -> Option<Vacant<'_, T>> {
         let entry = self.values.vacant_entry();
         let key = entry.key();
@@ -105,7 +112,7 @@ impl<T> Slots<T> {
             self.generations.resize(key + 1, 0);
         }
         let id = ConnId {
-            index: u32::try_from(key).ok()?,
+            index: u32::try_from(key).ok().filter(|&i| i < RESERVED_INDEX)?,
             generation: self.generations[key],
         };
         Some(Vacant { entry, id })

@@ -52,9 +52,11 @@ impl<A: App> Reactor<A> {
         }
     }
 
-    /// Step 6: flush every dirty open connection and, within the budget, the others; apply
-    /// what that made the app do, then clear the frame arena.
+    /// Step 6: flush the outbound links that have bytes queued (`links.rs`), then every dirty
+    /// open connection and, within the budget, the others; apply what that made the app do,
+    /// then clear the frame arena.
     pub(super) fn flush_dirty(&mut self) {
+        self.flush_links(Instant::now());
         self.flush_within(CLOSE_FLUSH_BUDGET);
     }
 
