@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::config::{AuthMode, Config, ConfigError};
-use crate::core::cluster::ClusterSetup;
+use crate::core::cluster::node::ClusterSetup;
 use crate::core::{transport_limits, Command, Event, GatewayCore, HandlerContext, Message};
 use crate::error::Error;
 use crate::transport::{Control, HandleError, ReactorHandle};

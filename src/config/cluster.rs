@@ -12,8 +12,8 @@
 
 use std::fmt;
 
+use super::secret::{MAX_SECRET_BYTES, SECRET_MASK};
 use super::values::quote;
-use super::{MAX_SECRET_BYTES, SECRET_MASK};
 
 /// The longest `cluster_prefix` and `node_id`, in bytes.
 pub(crate) const MAX_NAME_BYTES: usize = 64;

@@ -24,6 +24,7 @@ mod keys;
 mod parse;
 mod print;
 pub(crate) mod reload;
+mod secret;
 mod validate;
 mod values;
 
@@ -284,12 +285,7 @@ impl fmt::Debug for Config {
     }
 }
 
-/// The longest token or password: a client's credential longer than this fails unread
-/// (PROTOCOL section 11), so a configured one could never match.
-pub(crate) const MAX_SECRET_BYTES: usize = 4096;
-
-/// What [`Config::to_file_string`] prints in place of a secret.
-pub(crate) const SECRET_MASK: &str = "***";
+pub(crate) use secret::{MAX_SECRET_BYTES, SECRET_MASK};
 
 /// The largest value of a `_ms` key: 365 days in milliseconds.
 pub(crate) const MAX_MS: u64 = 365 * 24 * 60 * 60 * 1000;

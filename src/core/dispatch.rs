@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, LinkId, TransportStats};
 use crate::config::{Config, ConfigError};
-use crate::core::cluster::{self, Cluster, ClusterSetup, LinkReport};
+use crate::core::cluster::node::{Cluster, ClusterSetup};
+use crate::core::cluster::{self, LinkReport};
 use crate::core::errors::ErrorCode;
 use crate::core::escaped::Escaped;
 use crate::core::events::{Command, Event};
@@ -490,7 +491,7 @@ impl App for GatewayCore {
                 let cluster = state.cluster.as_ref().map(|cl| ClusterHealth {
                     node_id: cl.node.clone(),
                     nodes: cl.nodes_alive,
-                    broker: if cl.broker.is_up() { "ok" } else { "down" },
+                    broker: if cl.is_serving() { "ok" } else { "down" },
                 });
                 let degraded = cluster.as_ref().is_some_and(|c| c.broker == "down");
                 let health = Health {

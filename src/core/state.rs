@@ -116,7 +116,7 @@ pub(crate) struct CoreState {
     pub agent_ttl: HashMap<u64, String>,
     pub state_version: u64,
     /// This node's part in a cluster; `None` for a standalone gateway.
-    pub cluster: Option<Box<crate::core::cluster::Cluster>>,
+    pub cluster: Option<Box<crate::core::cluster::node::Cluster>>,
 }
 
 impl CoreState {

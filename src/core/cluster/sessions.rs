@@ -22,13 +22,13 @@
 //!   relay by a newline and the message as its receivers get it, written once by the sender's
 //!   node.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Cluster, Op};
+use super::mirror::{Joining, Member, Mirror, PendingJoin, PendingLeave, Repair, Snapshot};
+use super::node::{Cluster, Op};
 use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts::{self, Refused};
@@ -42,109 +42,6 @@ use crate::core::wire::payloads::{
 };
 use crate::core::wire::{self, check_name, opt_ident, opt_str, Envelope, FieldError, Head};
 
-/// A member of a mirrored session.
-#[derive(Debug)]
-pub(crate) struct Member {
-    pub client_id: String,
-    pub user_id: String,
-    /// Its connection, when it is on this node and has not left.
-    pub conn: Option<ConnId>,
-    /// Whether it receives the session's messages (its join reply went out).
-    pub live: bool,
-    /// Messages for it that came after its join event and before its join reply.
-    pub waiting: Vec<Vec<u8>>,
-}
-
-/// A join of a connection on this node, from the request to its reply.
-#[derive(Debug)]
-pub(crate) struct PendingJoin {
-    pub conn: ConnId,
-    pub req_id: String,
-    pub session_id: String,
-    pub client_id: String,
-    pub user_id: String,
-    /// The usage key its membership counts under.
-    pub usage_key: String,
-    pub create: bool,
-    pub name: String,
-    pub meta: String,
-    pub ts: u64,
-}
-
-/// A join in progress, in its session's mirror.
-#[derive(Debug)]
-struct Joining {
-    pending: PendingJoin,
-    /// The script's reply, once it came.
-    snapshot: Option<Snapshot>,
-    /// Whether its own join event came.
-    event_seen: bool,
-}
-
-/// What the join script returned.
-#[derive(Debug)]
-struct Snapshot {
-    status: &'static str,
-    name: String,
-    owner: String,
-    access: String,
-    meta: String,
-    members: Vec<(String, String)>,
-}
-
-/// A leave of a connection on this node.
-#[derive(Debug)]
-pub(crate) struct PendingLeave {
-    pub conn: ConnId,
-    pub req_id: String,
-    pub session_id: String,
-    pub client_id: String,
-    pub ts: u64,
-}
-
-/// A membership to remove from Redis when the broker is up (see `Cluster::repairs`).
-#[derive(Debug)]
-pub(crate) struct Repair {
-    session_id: String,
-    client_id: String,
-    usage_key: String,
-}
-
-/// This node's view of one session.
-#[derive(Debug, Default)]
-pub(crate) struct Mirror {
-    /// Members in join order, once known.
-    members: Vec<Member>,
-    /// Whether `members` is the session's membership at the channel's current point.
-    known: bool,
-    /// Whether Redis confirmed the channel's subscription.
-    subscribed: bool,
-    /// Joins waiting for the subscription.
-    waiting_subscribe: Vec<PendingJoin>,
-    /// Joins sent, by clientId.
-    joining: HashMap<String, Joining>,
-    /// While not known: the joiner whose event starts the mirror, and the events after it.
-    anchor: Option<String>,
-    backlog: Vec<Vec<u8>>,
-}
-
-impl Mirror {
-    fn member(&self, client_id: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.client_id == client_id)
-    }
-
-    fn local_member(&self, conn: ConnId) -> Option<&Member> {
-        self.members.iter().find(|m| m.conn == Some(conn))
-    }
-
-    /// Whether the mirror is still needed: a member or a join on this node.
-    fn in_use(&self) -> bool {
-        !self.joining.is_empty()
-            || !self.waiting_subscribe.is_empty()
-            || self.members.iter().any(|m| m.conn.is_some())
-    }
-}
-
 /// A channel event's first line.
 #[derive(Deserialize)]
 struct EventHead {
@@ -155,12 +52,7 @@ struct EventHead {
 }
 
 fn session_key(cl: &Cluster, session_id: &str) -> Vec<u8> {
-    let mut key = cl.key(&[b"s"]);
-    key.push(b':');
-    key.push(b'{');
-    key.extend_from_slice(session_id.as_bytes());
-    key.push(b'}');
-    key
+    cl.session_channel(session_id)
 }
 
 fn suffixed(base: &[u8], suffix: &[u8]) -> Vec<u8> {
@@ -285,7 +177,7 @@ pub(crate) fn join(
             ),
         ));
     }
-    if !cl.broker.is_up() {
+    if !cl.is_serving() {
         return Err(unavailable());
     }
     let pending = PendingJoin {
@@ -886,7 +778,7 @@ pub(crate) fn leave(
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
-    if !cl.broker.is_up() {
+    if !cl.is_serving() {
         return Err(unavailable());
     }
     // From now on it gets nothing more of the session.
@@ -1295,16 +1187,4 @@ fn rejoin(
         cl.untag(tag);
     }
     let _ = state;
-}
-
-/// Forget every mirror (this node is joining again under a new name).
-pub(crate) fn forget_all(cl: &mut Cluster, out: &mut Actions<Event>) {
-    let ids: Vec<String> = cl.sessions.keys().cloned().collect();
-    for session_id in ids {
-        let channel = session_key(cl, &session_id);
-        cl.broker.unsubscribe(&channel, out);
-    }
-    cl.sessions.clear();
-    cl.held.clear();
-    cl.released.clear();
 }

@@ -1,0 +1,275 @@
+//! Sessions across nodes of one cluster (PROTOCOL sections 5 and 13): several gateways
+//! sharing a real `redis-server`, clients on different nodes, over real sockets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::*;
+use gateway::Config;
+use serde_json::{json, Value};
+
+/// A node of the cluster that uses `redis`, with short intervals.
+fn node_config(redis: &RedisServer, node: &str) -> Config {
+    let mut config = with_token(test_config(), "carol", TOKEN_CAROL);
+    config.cluster_redis = Some(gateway::RedisUrl::parse(&redis.url()).expect("url"));
+    config.node_id = Some(node.to_string());
+    config.broker_timeout_ms = 500;
+    config.node_heartbeat_ms = 200;
+    config.node_dead_ms = 1000;
+    config
+}
+
+/// Start a node and wait until it serves cluster requests.
+fn node(redis: &RedisServer, name: &str, tweak: impl FnOnce(&mut Config)) -> TestGateway {
+    let mut config = node_config(redis, name);
+    tweak(&mut config);
+    let gw = TestGateway::start(config);
+    wait_broker(&gw, "ok");
+    gw
+}
+
+/// Wait until `/health` says the broker is `state` (`ok` or `down`).
+fn wait_broker(gw: &TestGateway, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = gw.http_get("/health");
+        let health: Value = serde_json::from_str(&body).expect("health JSON");
+        if health["cluster"]["broker"] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "broker not {state}: {health}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn three_nodes(redis: &RedisServer) -> [TestGateway; 3] {
+    [
+        node(redis, "n1", |_| {}),
+        node(redis, "n2", |_| {}),
+        node(redis, "n3", |_| {}),
+    ]
+}
+
+#[test]
+fn members_on_three_nodes_see_joins_relays_and_leaves() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&redis);
+    let mut alice = Client::authed(&nodes[0], TOKEN);
+    let mut bob = Client::authed(&nodes[1], TOKEN_BOB);
+    let mut carol = Client::authed(&nodes[2], TOKEN_CAROL);
+
+    let created = alice.request(
+        "session_create",
+        json!({"sessionId": "room", "name": "Room", "metadata": {"topic": [1, 2]}}),
+    );
+    assert_eq!(created["payload"]["status"], "created", "{created}");
+    assert_eq!(created["payload"]["owner"], "alice");
+
+    let joined = bob.request("session_join", json!({"sessionId": "room"}));
+    assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+    assert_eq!(joined["payload"]["name"], "Room");
+    assert_eq!(joined["payload"]["metadata"], json!({"topic": [1, 2]}));
+    let members: Vec<&str> = joined["payload"]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["clientId"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, [alice.client_id.as_str(), bob.client_id.as_str()]);
+    let presence = alice.recv_type("presence");
+    assert_eq!(presence["payload"]["status"], "joined");
+    assert_eq!(presence["payload"]["clientId"], bob.client_id.as_str());
+    assert_eq!(presence["payload"]["userId"], "bob");
+
+    carol.request("session_join", json!({"sessionId": "room"}));
+    for member in [&mut alice, &mut bob] {
+        let presence = member.recv_type("presence");
+        assert_eq!(presence["payload"]["clientId"], carol.client_id.as_str());
+    }
+
+    // A relay reaches the members on the two other nodes, with one id, never the sender.
+    alice.send_scoped("broadcast", "room", json!({"text": "hello"}));
+    let at_bob = bob.recv_type("broadcast");
+    let at_carol = carol.recv_type("broadcast");
+    assert_eq!(at_bob["payload"], json!({"text": "hello"}));
+    assert_eq!(at_bob["source"], alice.client_id.as_str());
+    assert_eq!(at_bob["sessionId"], "room");
+    assert_eq!(at_bob["id"], at_carol["id"]);
+    alice.expect_silence(Duration::from_millis(200));
+
+    // A client's own presence reaches the others.
+    bob.send_msg(
+        "presence",
+        json!({"status": "typing", "sessionKey": "room"}),
+    );
+    for member in [&mut alice, &mut carol] {
+        let typing = member.recv_type("presence");
+        assert_eq!(typing["payload"]["status"], "typing");
+        assert_eq!(typing["source"], bob.client_id.as_str());
+    }
+
+    // A leave on one node is presence `left` on the others; the leaver gets nothing more.
+    let left = carol.request("session_leave", json!({"sessionId": "room"}));
+    assert_eq!(left["payload"]["status"], "left", "{left}");
+    for member in [&mut alice, &mut bob] {
+        let presence = member.recv_type("presence");
+        assert_eq!(presence["payload"]["status"], "left");
+        assert_eq!(presence["payload"]["clientId"], carol.client_id.as_str());
+    }
+    bob.send_scoped("broadcast", "room", json!({"n": 2}));
+    assert_eq!(alice.recv_type("broadcast")["payload"], json!({"n": 2}));
+    carol.expect_silence(Duration::from_millis(200));
+    let refused = carol.request_envelope(json!({
+        "type": "broadcast", "sessionId": "room", "payload": {}
+    }));
+    assert_error(&refused, "NOT_A_MEMBER");
+
+    // A disconnect is a leave too.
+    bob.close_cleanly();
+    let presence = alice.recv_type("presence");
+    assert_eq!(presence["payload"]["status"], "left");
+}
+
+#[test]
+fn every_member_sees_the_same_order_and_each_senders_order() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&redis);
+    let mut senders = [
+        Client::authed(&nodes[0], TOKEN),
+        Client::authed(&nodes[1], TOKEN_BOB),
+    ];
+    let mut receivers = [
+        Client::authed(&nodes[1], TOKEN_CAROL),
+        Client::authed(&nodes[2], TOKEN),
+        Client::authed(&nodes[0], TOKEN_BOB),
+    ];
+    senders[0].request("session_create", json!({"sessionId": "order"}));
+    let mut everyone: Vec<&mut Client> = Vec::new();
+    let (s0, s1) = senders.split_at_mut(1);
+    everyone.push(&mut s0[0]);
+    for c in s1.iter_mut().chain(receivers.iter_mut()) {
+        let reply = c.request("session_join", json!({"sessionId": "order"}));
+        assert_eq!(reply["payload"]["status"], "joined", "{reply}");
+        for earlier in everyone.iter_mut() {
+            earlier.recv_type("presence");
+        }
+        everyone.push(c);
+    }
+    drop(everyone);
+    const N: usize = 200;
+    for i in 0..N {
+        for (s, sender) in senders.iter_mut().enumerate() {
+            sender.send_scoped("broadcast", "order", json!({"s": s, "i": i}));
+        }
+    }
+    let mut orders = Vec::new();
+    for receiver in receivers.iter_mut() {
+        let mut seen = Vec::new();
+        let mut next = [0usize; 2];
+        for _ in 0..2 * N {
+            let msg = receiver.recv_type("broadcast");
+            let (s, i) = (
+                msg["payload"]["s"].as_u64().unwrap() as usize,
+                msg["payload"]["i"].as_u64().unwrap() as usize,
+            );
+            assert_eq!(i, next[s], "sender {s}'s messages in order");
+            next[s] += 1;
+            seen.push((s, i));
+        }
+        orders.push(seen);
+    }
+    assert_eq!(orders[0], orders[1], "one order for every member");
+    assert_eq!(orders[1], orders[2], "one order for every member");
+}
+
+#[test]
+fn concurrent_joins_into_a_full_session_take_exactly_the_free_seats() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&redis);
+    let mut owner = Client::authed(&nodes[0], TOKEN);
+    owner.request("session_create", json!({"sessionId": "seats"}));
+    // max_clients_per_session is 10: nine seats are free for twenty joiners on three nodes.
+    let mut joiners: Vec<Client> = (0..20)
+        .map(|i| Client::authed(&nodes[i % 3], [TOKEN, TOKEN_BOB, TOKEN_CAROL][i % 3]))
+        .collect();
+    let ids: Vec<String> = joiners
+        .iter_mut()
+        .map(|c| c.send_msg("session_join", json!({"sessionId": "seats"})))
+        .collect();
+    let (mut joined, mut full) = (0, 0);
+    for (client, id) in joiners.iter_mut().zip(&ids) {
+        // Presence of other joins may come before the reply.
+        loop {
+            let msg = client.recv();
+            if msg["replyTo"] != id.as_str() {
+                assert_eq!(msg["type"], "presence", "{msg}");
+                continue;
+            }
+            match msg["type"].as_str() {
+                Some("session_info") => joined += 1,
+                Some("error") => {
+                    assert_error(&msg, "SESSION_FULL");
+                    full += 1;
+                }
+                _ => panic!("{msg}"),
+            }
+            break;
+        }
+    }
+    assert_eq!((joined, full), (9, 11));
+}
+
+#[test]
+fn an_unreachable_broker_fails_cluster_requests_and_keeps_connections() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let gw = node(&redis, "solo", |_| {});
+    let mut alice = Client::authed(&gw, TOKEN);
+    alice.request("session_create", json!({"sessionId": "kept"}));
+    redis.kill();
+    wait_broker(&gw, "down");
+    let (status, body) = gw.http_get("/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"status\":\"degraded\""), "{body}");
+    // What needs only this node works; what needs the cluster is UNAVAILABLE, at once.
+    let pong = alice.request("ping", json!({}));
+    assert_eq!(pong["type"], "pong");
+    let started = Instant::now();
+    alice.request_error("session_join", json!({"sessionId": "x"}), "UNAVAILABLE");
+    let refused = alice.request_envelope(json!({
+        "type": "broadcast", "sessionId": "kept", "payload": {}
+    }));
+    assert_error(&refused, "UNAVAILABLE");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // Back within 5 s of Redis (empty) coming back.
+    redis.restart();
+    let back = Instant::now();
+    wait_broker(&gw, "ok");
+    assert!(back.elapsed() < Duration::from_secs(5));
+    // The node writes back what it holds at its next heartbeat.
+    let mut bob = Client::authed(&gw, TOKEN_BOB);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = bob.request("session_join", json!({"sessionId": "kept"}));
+        if reply["payload"]["status"] == "joined" {
+            break;
+        }
+        assert_error(&reply, "SESSION_NOT_FOUND");
+        assert!(
+            Instant::now() < deadline,
+            "the session was not written back: {}",
+            redis.command(&["KEYS", "*"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(alice.recv_type("presence")["payload"]["status"], "joined");
+}
