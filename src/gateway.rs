@@ -376,7 +376,7 @@ pub struct GatewayHandle {
 impl GatewayHandle {
     /// Send a message of `msg_type` with `payload` to the client `client_id`. Ignored (and
     /// logged) when no such client is connected, `msg_type` is empty or `payload` is not a
-    /// JSON object.
+    /// JSON object. In a cluster, a client on another node is reached too.
     pub fn send_to_client(
         &self,
         client_id: &str,
@@ -390,7 +390,8 @@ impl GatewayHandle {
         }))
     }
 
-    /// Send a `broadcast` message with `payload` to every member of `session_id`.
+    /// Send a `broadcast` message with `payload` to every member of `session_id` (in a
+    /// cluster, the members on every node).
     pub fn broadcast_to_session(
         &self,
         session_id: &str,

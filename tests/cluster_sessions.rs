@@ -273,3 +273,68 @@ fn an_unreachable_broker_fails_cluster_requests_and_keeps_connections() {
     }
     assert_eq!(alice.recv_type("presence")["payload"]["status"], "joined");
 }
+
+#[test]
+fn a_host_reaches_clients_and_sessions_on_other_nodes() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&redis);
+    let mut alice = Client::authed(&nodes[1], TOKEN);
+    let mut bob = Client::authed(&nodes[2], TOKEN_BOB);
+    alice.request("session_create", json!({"sessionId": "hosted"}));
+    bob.request("session_join", json!({"sessionId": "hosted"}));
+    alice.recv_type("presence");
+
+    // The host of node 1, which has neither client, reaches both.
+    let host = &nodes[0].handle;
+    host.send_to_client(&alice.client_id, "note", json!({"for": "alice"}))
+        .expect("queued");
+    let note = alice.recv_type("note");
+    assert_eq!(note["payload"], json!({"for": "alice"}));
+    host.broadcast_to_session("hosted", json!({"news": 1}))
+        .expect("queued");
+    for member in [&mut alice, &mut bob] {
+        let news = member.recv_type("broadcast");
+        assert_eq!(news["payload"], json!({"news": 1}));
+        assert_eq!(news["sessionId"], "hosted");
+    }
+
+    // A client that left is no longer reached.
+    let gone = bob.client_id.clone();
+    bob.close_cleanly();
+    alice.recv_type("presence");
+    host.send_to_client(&gone, "note", json!({}))
+        .expect("queued");
+    host.send_to_client(&alice.client_id, "note", json!({"n": 2}))
+        .expect("queued");
+    assert_eq!(alice.recv_type("note")["payload"], json!({"n": 2}));
+}
+
+#[test]
+fn health_and_metrics_describe_the_cluster() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&redis);
+    assert!(
+        eventually(|| nodes[0].health()["cluster"]["nodes"] == 3),
+        "{}",
+        nodes[0].health()
+    );
+    let health = nodes[1].health();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["cluster"]["nodeId"], "n2");
+    assert_eq!(health["cluster"]["broker"], "ok");
+    let gw = &nodes[2];
+    assert_eq!(gw.metric("gateway_cluster_nodes"), Some(3.0));
+    assert_eq!(gw.metric("gateway_broker_up"), Some(1.0));
+    assert!(gw.metric("gateway_broker_commands_total").unwrap() > 0.0);
+    assert_eq!(gw.metric("gateway_broker_errors_total"), Some(0.0));
+    let answered = gw.metric("gateway_broker_rtt_seconds_count").unwrap();
+    assert!(answered > 0.0);
+    assert_eq!(
+        gw.metric("gateway_broker_rtt_seconds_bucket{le=\"+Inf\"}"),
+        Some(answered)
+    );
+}

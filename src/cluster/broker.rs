@@ -139,8 +139,35 @@ pub(crate) struct Broker {
     pub(crate) commands_total: u64,
     /// Link failures since start (the metric).
     pub(crate) errors_total: u64,
-    /// Round trips of replies received, for the histogram; drained by the owner.
-    pub(crate) round_trips: Vec<Duration>,
+    /// Round trips of the commands answered.
+    pub(crate) round_trips: RoundTrips,
+}
+
+/// A histogram of command round trips, for `/metrics` (`gateway_broker_rtt_seconds`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RoundTrips {
+    /// Counts of round trips at most [`RoundTrips::BOUNDS`]`[i]` seconds (cumulative when
+    /// rendered), the last one for everything longer.
+    pub(crate) counts: [u64; RoundTrips::BOUNDS.len() + 1],
+    /// The sum of every round trip, in seconds.
+    pub(crate) sum: f64,
+}
+
+impl RoundTrips {
+    /// The upper bounds of the buckets, in seconds.
+    pub(crate) const BOUNDS: [f64; 10] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+    ];
+
+    fn record(&mut self, rtt: Duration) {
+        let seconds = rtt.as_secs_f64();
+        let bucket = Self::BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(Self::BOUNDS.len());
+        self.counts[bucket] += 1;
+        self.sum += seconds;
+    }
 }
 
 impl Broker {
@@ -170,7 +197,7 @@ impl Broker {
             buf: Vec::new(),
             commands_total: 0,
             errors_total: 0,
-            round_trips: Vec::new(),
+            round_trips: RoundTrips::default(),
         }
     }
 
@@ -432,10 +459,8 @@ impl Broker {
         }
         match sent.tag {
             Some(tag) => {
-                if self.round_trips.len() < 4096 {
-                    self.round_trips
-                        .push(now.saturating_duration_since(sent.sent));
-                }
+                self.round_trips
+                    .record(now.saturating_duration_since(sent.sent));
                 events.push(BrokerEvent::Reply { tag, reply });
             }
             None if self.command == Phase::Handshake && self.in_flight.is_empty() => {

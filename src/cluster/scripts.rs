@@ -13,7 +13,8 @@
 //!   publishes. A session's channel has the name of its HASH.
 //!   the nodes `P:nodes` (ZSET nodeId by last heartbeat, Redis `TIME` in ms), the epoch
 //!   `P:epoch`, the node counter `P:nodeseq`, and the last time any node reached Redis,
-//!   `P:clock`.
+//!   `P:clock`; the client map `P:c:{cid}` (`nodeId NUL userId`) of authenticated clients
+//!   and each node's clients `P:n:{node}:c`.
 //! - No script merges JSON (Redis's cjson rewrites `[]` as `{}`): what is stored or published
 //!   was written by the gateway, and scripts only copy it.
 //! - A script that refuses returns `{"err", WORD}`; the words are [`Refused`]'s.
@@ -135,7 +136,8 @@ return {state, current, alive, number, gone[1] or ''}
 /// Remove up to `batch` memberships of a dead node, publishing `left` for each; the node is
 /// forgotten when none are left.
 ///
-/// KEYS: nodes, the dead node's set.
+/// KEYS: nodes, the dead node's memberships, the dead node's clients (their entries in the
+/// client map go once its memberships are gone).
 /// ARGV: dead node, batch, prefix, then the event's pieces: each membership's event is
 /// `ARGV[4] .. sid-json .. ARGV[5] .. cid .. ARGV[6] .. uid-json .. ARGV[7]`.
 /// Returns how many memberships are left to sweep.
@@ -165,12 +167,48 @@ for _, entry in ipairs(entries) do
   end
 end
 local left = redis.call('SCARD', KEYS[2])
+if left == 0 then
+  local clients = redis.call('SRANDMEMBER', KEYS[3], batch)
+  for _, cid in ipairs(clients) do
+    redis.call('SREM', KEYS[3], cid)
+    redis.call('DEL', p .. ':c:' .. cid)
+  end
+  left = redis.call('SCARD', KEYS[3])
+end
 if left == 0 then redis.call('ZREM', KEYS[1], dead) end
 return left
 "#;
 
+/// Record where an authenticated client is (or forget it, with an empty node).
+///
+/// KEYS: the client `P:c:{cid}`, the node's clients `P:n:{node}:c`.
+/// ARGV: cid, node (empty: forget), user id.
+pub(crate) const CLIENT: &str = r#"
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2] .. '\0' .. ARGV[3])
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
+return 1
+"#;
+
+/// Publish a message to the node of a client.
+///
+/// KEYS: the client `P:c:{cid}`.
+/// ARGV: prefix, the message.
+/// Returns 1 when the client is known, else 0.
+pub(crate) const SEND_TO: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local node = string.sub(v, 1, string.find(v, '\0', 1, true) - 1)
+redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, ARGV[2])
+return 1
+"#;
+
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 4] = [JOIN, LEAVE, HEARTBEAT, SWEEP];
+pub(crate) const ALL: [&str; 6] = [JOIN, LEAVE, HEARTBEAT, SWEEP, CLIENT, SEND_TO];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
 /// The index of [`LEAVE`] in [`ALL`].
@@ -179,6 +217,10 @@ pub(crate) const LEAVE_INDEX: usize = 1;
 pub(crate) const HEARTBEAT_INDEX: usize = 2;
 /// The index of [`SWEEP`] in [`ALL`].
 pub(crate) const SWEEP_INDEX: usize = 3;
+/// The index of [`CLIENT`] in [`ALL`].
+pub(crate) const CLIENT_INDEX: usize = 4;
+/// The index of [`SEND_TO`] in [`ALL`].
+pub(crate) const SEND_TO_INDEX: usize = 5;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use crate::core::cluster::{self, LinkReport};
 use crate::core::errors::ErrorCode;
 use crate::core::escaped::Escaped;
 use crate::core::events::{Command, Event};
-use crate::core::metrics::{type_label, ClusterHealth, CoreGauges, Health, INVALID};
+use crate::core::metrics::{type_label, ClusterGauges, ClusterHealth, CoreGauges, Health, INVALID};
 use crate::core::outbound::{self, Reject};
 use crate::core::requests::custom::{self, HandlerContext, Handlers, Message};
 use crate::core::requests::{admin, agents, connection, devices, reload, routes, sessions};
@@ -405,6 +405,9 @@ impl App for GatewayCore {
         };
         if let Some(cl) = state.cluster.as_mut() {
             cluster::sessions::conn_gone(cl, conn, &client.client_id, client.usage_key(), now, out);
+            if client.is_authenticated() {
+                cluster::clients::closed(cl, &client.client_id, now, out);
+            }
         }
         let reason = match reason {
             CloseReason::Peer(code) | CloseReason::App(code) | CloseReason::Protocol(code) => {
@@ -417,21 +420,20 @@ impl App for GatewayCore {
 
     fn on_command(&mut self, cmd: Command, now: Instant, out: &mut Actions<Event>) {
         let state = &mut self.state;
-        let ts = state.wall_ms(now);
         match cmd {
             Command::SendToClient {
                 client_id,
                 msg_type,
                 payload,
             } => {
-                custom::send_to_client(state, out, &client_id, &msg_type, &payload, ts);
+                custom::send_to_client(state, out, &client_id, &msg_type, &payload, now);
             }
             Command::BroadcastToSession {
                 session_id,
                 msg_type,
                 payload,
             } => {
-                custom::broadcast_to_session(state, out, &session_id, &msg_type, &payload, ts);
+                custom::broadcast_to_session(state, out, &session_id, &msg_type, &payload, now);
             }
             Command::Kick { client_id, reason } => {
                 custom::kick(state, out, &client_id, reason.as_deref());
@@ -520,6 +522,13 @@ impl App for GatewayCore {
                     routes_pending: state.routes.len(),
                     state_version: state.state_version,
                     uptime_ms: state.uptime_ms(now),
+                    cluster: state.cluster.as_ref().map(|cl| ClusterGauges {
+                        nodes: cl.nodes_alive,
+                        broker_up: cl.is_serving(),
+                        commands: cl.broker.commands_total,
+                        errors: cl.broker.errors_total,
+                        round_trips: cl.broker.round_trips.clone(),
+                    }),
                 };
                 Some(HttpResponse {
                     status: 200,

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::app::{CloseReason, TransportStats};
+use crate::cluster::broker::RoundTrips;
 use crate::core::errors::ErrorCode;
 
 /// Every label a message type is counted under.
@@ -75,7 +76,7 @@ pub(crate) fn type_label(msg_type: &str) -> usize {
 }
 
 /// Gauges of the core, sampled when rendering.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct CoreGauges {
     /// Connections known to the core.
     pub clients: usize,
@@ -93,6 +94,23 @@ pub(crate) struct CoreGauges {
     pub state_version: u64,
     /// Ms since the core started.
     pub uptime_ms: u64,
+    /// A cluster node's figures; `None` for a standalone gateway.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// The figures of a cluster node (PROTOCOL section 13).
+#[derive(Clone, Debug)]
+pub(crate) struct ClusterGauges {
+    /// Live nodes as of the last heartbeat.
+    pub nodes: u64,
+    /// Whether cluster requests are served.
+    pub broker_up: bool,
+    /// Commands sent to Redis.
+    pub commands: u64,
+    /// Broker links lost (errors, timeouts, failed probes).
+    pub errors: u64,
+    /// Round trips of the commands answered.
+    pub round_trips: RoundTrips,
 }
 
 /// Counters kept by the core.
@@ -209,6 +227,9 @@ impl Metrics {
             "Changes to sessions and agents since start.",
             core.state_version,
         );
+        if let Some(cluster) = &core.cluster {
+            render_cluster(&mut out, cluster);
+        }
         gauge(
             &mut out,
             "gateway_output_queued_bytes",
@@ -345,6 +366,55 @@ impl Metrics {
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The cluster's series: nodes, broker state, commands, errors and the round trips.
+fn render_cluster(out: &mut String, cluster: &ClusterGauges) {
+    header(
+        out,
+        "gateway_cluster_nodes",
+        "Live nodes of the cluster, as of the last heartbeat.",
+        "gauge",
+    );
+    let _ = writeln!(out, "gateway_cluster_nodes {}", cluster.nodes);
+    header(
+        out,
+        "gateway_broker_up",
+        "1 when cluster requests are served, else 0.",
+        "gauge",
+    );
+    let _ = writeln!(out, "gateway_broker_up {}", u8::from(cluster.broker_up));
+    header(
+        out,
+        "gateway_broker_commands_total",
+        "Commands sent to Redis.",
+        "counter",
+    );
+    let _ = writeln!(out, "gateway_broker_commands_total {}", cluster.commands);
+    header(
+        out,
+        "gateway_broker_errors_total",
+        "Broker links lost: errors, timeouts and subscriber probes that did not come back.",
+        "counter",
+    );
+    let _ = writeln!(out, "gateway_broker_errors_total {}", cluster.errors);
+    let name = "gateway_broker_rtt_seconds";
+    header(
+        out,
+        name,
+        "Round trips of the commands Redis answered.",
+        "histogram",
+    );
+    let rtt = &cluster.round_trips;
+    let mut total = 0;
+    for (bound, count) in RoundTrips::BOUNDS.iter().zip(rtt.counts) {
+        total += count;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {total}");
+    }
+    total += rtt.counts[RoundTrips::BOUNDS.len()];
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {}", rtt.sum);
+    let _ = writeln!(out, "{name}_count {total}");
 }
 
 /// The `/health` body.

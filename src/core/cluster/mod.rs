@@ -12,6 +12,7 @@
 //!   `Service restart` and joins again under a new name; one that finds Redis lost its data
 //!   writes back the memberships of its clients.
 
+pub(crate) mod clients;
 pub(crate) mod mirror;
 pub(crate) mod node;
 pub(crate) mod sessions;
@@ -110,6 +111,9 @@ fn handle_events(
                 // The heartbeat first: it tells whether Redis still holds this node's data.
                 node::heartbeat(cl, now, out);
                 sessions::broker_up(state, cl, now, out);
+                if cl.clients_unwritten || !cl.forgotten.is_empty() {
+                    clients::write_back(state, cl, now, out);
+                }
             }
             BrokerEvent::Down(why) => {
                 log::warn!("cluster: broker down: {why}");
@@ -126,7 +130,11 @@ fn handle_events(
                 }
             }
             BrokerEvent::Message { channel, payload } => {
-                sessions::on_message(state, cl, &channel, &payload, now, out);
+                if channel == node::node_channel(&cl.setup.prefix, &cl.node) {
+                    clients::on_node_message(state, &payload, out);
+                } else {
+                    sessions::on_message(state, cl, &channel, &payload, now, out);
+                }
             }
             BrokerEvent::Subscribed { channel } => {
                 sessions::on_subscribed(state, cl, &channel, now, out);
@@ -155,6 +163,7 @@ fn answered(
                             "cluster: redis lost its data; writing back what this node holds"
                         );
                         sessions::write_back(state, cl, now, out);
+                        clients::write_back(state, cl, now, out);
                     }
                     Beat::Fenced => fenced(state, cl, now, out),
                 }

@@ -25,6 +25,8 @@ use crate::core::events::Event;
 
 /// Messages held for one connection at most while it waits for the broker.
 pub(crate) const MAX_HELD: usize = 64;
+/// Closed clients remembered at most while the broker is down.
+pub(crate) const MAX_FORGOTTEN: usize = 65_536;
 /// Memberships removed by one sweep call at most.
 const SWEEP_BATCH: usize = 200;
 
@@ -102,6 +104,12 @@ pub(crate) struct Cluster {
     /// Memberships whose end may not have reached Redis (the broker was down when the
     /// connection left, or a join's reply was lost): removed again when the broker is up.
     pub(crate) repairs: Vec<Repair>,
+    /// Whether a local client could not be recorded in the client map (written again when
+    /// the broker is up).
+    pub(crate) clients_unwritten: bool,
+    /// Clients that closed while the broker was down, to forget when it is up (at most
+    /// [`MAX_FORGOTTEN`]; beyond, their records go when this node is swept).
+    pub(crate) forgotten: Vec<String>,
     pub(crate) events: Vec<BrokerEvent>,
 }
 
@@ -136,6 +144,8 @@ impl Cluster {
             heartbeat_in_flight: false,
             sweep_in_flight: false,
             repairs: Vec::new(),
+            clients_unwritten: false,
+            forgotten: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -340,7 +350,11 @@ pub(crate) fn sweep(cl: &mut Cluster, dead: Vec<u8>, now: Instant, out: &mut Act
         "cluster: sweeping dead node {}",
         String::from_utf8_lossy(&dead)
     );
-    let keys = [cl.key(&[b"nodes"]), cl.key(&[b"n", &dead, b"m"])];
+    let keys = [
+        cl.key(&[b"nodes"]),
+        cl.key(&[b"n", &dead, b"m"]),
+        cl.key(&[b"n", &dead, b"c"]),
+    ];
     let batch = SWEEP_BATCH.to_string();
     let tag = cl.tag(Op::Sweep);
     let args: [&[u8]; 7] = [

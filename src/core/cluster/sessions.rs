@@ -695,6 +695,8 @@ fn apply(
             }
             deliver(state, mirror, &head.c, body, out);
         }
+        // From a host program: to every member (no member has the empty clientId).
+        "host" => deliver(state, mirror, "", body, out),
         _ => {}
     }
 }
@@ -901,6 +903,23 @@ pub(crate) fn leave_answered(
     }
     cl.release(p.conn);
     drop_if_unused(cl, &p.session_id, out);
+}
+
+/// A message of the host program to every member of `session_id`, on every node; how many
+/// members this node knows of.
+pub(crate) fn host_broadcast(
+    cl: &mut Cluster,
+    session_id: &str,
+    message: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) -> usize {
+    let mut event = b"{\"e\":\"host\",\"c\":\"\"}\n".to_vec();
+    event.extend_from_slice(message);
+    if publish(cl, session_id, &event, now, out).is_err() {
+        return 0;
+    }
+    cl.sessions.get(session_id).map_or(0, |m| m.members.len())
 }
 
 /// A relayed type in a cluster: published on the session's channel.

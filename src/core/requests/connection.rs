@@ -31,6 +31,7 @@ use crate::app::{Actions, CloseReason, ConnId};
 use crate::config::{AuthMode, Config};
 use crate::core::auth::{self, Credentials, Via, ANONYMOUS};
 use crate::core::clients::{Client, Device};
+use crate::core::cluster;
 use crate::core::errors::ErrorCode;
 use crate::core::escaped::Escaped;
 use crate::core::events::Event;
@@ -123,6 +124,7 @@ pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut 
         client_id: client_id.clone(),
     });
     if !auth_required {
+        cluster::clients::authenticated(state, conn, now, out);
         out.emit(Event::ClientAuthenticated {
             client_id,
             user_id: ANONYMOUS.to_owned(),
@@ -237,6 +239,7 @@ pub(crate) fn auth(
                 client.via = grant.via;
             }
             arm_expiry(state, req.conn, req.now, out);
+            cluster::clients::authenticated(state, req.conn, req.now, out);
             out.raise_limit(req.conn); // max_payload from now on, not max_preauth_message_size
             send_auth_success(state, req, out);
             if let Some(client) = state.clients.get(req.conn) {

@@ -19,11 +19,14 @@
 
 use std::collections::HashMap;
 
+use std::time::Instant;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::app::Actions;
 use crate::core::auth::ANONYMOUS;
+use crate::core::cluster;
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
@@ -187,7 +190,7 @@ impl<'a> HandlerContext<'a> {
             client_id,
             msg_type,
             &payload,
-            self.req.ts,
+            self.req.now,
         )
     }
 
@@ -205,7 +208,7 @@ impl<'a> HandlerContext<'a> {
             session_id,
             msg_type,
             &payload,
-            self.req.ts,
+            self.req.now,
         )
     }
 
@@ -244,17 +247,34 @@ impl<'a> HandlerContext<'a> {
     }
 }
 
-/// Send one message to the client `client_id` (no `source`, no `replyTo`).
+/// Send one message to the client `client_id` (no `source`, no `replyTo`). In a cluster, a
+/// client on another node is reached through its node's channel: true then means the
+/// message is on its way (PROTOCOL section 13).
 pub(crate) fn send_to_client<T: Serialize + ?Sized>(
     state: &mut CoreState,
     out: &mut Actions<Event>,
     client_id: &str,
     msg_type: &str,
     payload: &T,
-    ts: u64,
+    now: Instant,
 ) -> bool {
+    let ts = state.wall_ms(now);
     let Some(conn) = state.clients.conn_of(client_id) else {
-        return false;
+        let Some(cl) = state.cluster.as_deref_mut() else {
+            return false;
+        };
+        if msg_type.is_empty() {
+            return false;
+        }
+        let mut message = Vec::new();
+        if !wire::write_envelope(
+            &mut message,
+            &Head::new(msg_type, ts),
+            wire::ser_object(payload),
+        ) {
+            return false;
+        }
+        return cluster::clients::send_remote(cl, client_id, &message, now, out);
     };
     if msg_type.is_empty() {
         log::warn!(
@@ -272,18 +292,19 @@ pub(crate) fn send_to_client<T: Serialize + ?Sized>(
     )
 }
 
-/// Send one message, staged once, to every member of `session_id`.
+/// Send one message, staged once, to every member of `session_id`; how many members it
+/// goes to. In a cluster it is published on the session's channel and reaches the members
+/// on every node; the count is then the session's members as this node knows them (0 when
+/// it has none of them).
 pub(crate) fn broadcast_to_session<T: Serialize + ?Sized>(
     state: &mut CoreState,
     out: &mut Actions<Event>,
     session_id: &str,
     msg_type: &str,
     payload: &T,
-    ts: u64,
+    now: Instant,
 ) -> usize {
-    let Some(session) = state.sessions.get(session_id) else {
-        return 0;
-    };
+    let ts = state.wall_ms(now);
     if msg_type.is_empty() {
         log::warn!(
             "not broadcasting a message with an empty type to {}",
@@ -291,6 +312,17 @@ pub(crate) fn broadcast_to_session<T: Serialize + ?Sized>(
         );
         return 0;
     }
+    if let Some(cl) = state.cluster.as_deref_mut() {
+        let head = Head::new(msg_type, ts).session(session_id);
+        let mut message = Vec::new();
+        if !wire::write_envelope(&mut message, &head, wire::ser_object(payload)) {
+            return 0;
+        }
+        return cluster::sessions::host_broadcast(cl, session_id, &message, now, out);
+    }
+    let Some(session) = state.sessions.get(session_id) else {
+        return 0;
+    };
     let head = Head::new(msg_type, ts).session(session_id);
     outbound::fan_out(
         out,
