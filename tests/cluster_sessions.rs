@@ -234,7 +234,10 @@ fn an_unreachable_broker_fails_cluster_requests_and_keeps_connections() {
     };
     let gw = node(&redis, "solo", |_| {});
     let mut alice = Client::authed(&gw, TOKEN);
-    alice.request("session_create", json!({"sessionId": "kept"}));
+    alice.request(
+        "session_create",
+        json!({"sessionId": "kept", "name": "Kept", "metadata": {"k": [1]}}),
+    );
     redis.kill();
     wait_broker(&gw, "down");
     let (status, body) = gw.http_get("/health");
@@ -261,6 +264,8 @@ fn an_unreachable_broker_fails_cluster_requests_and_keeps_connections() {
     loop {
         let reply = bob.request("session_join", json!({"sessionId": "kept"}));
         if reply["payload"]["status"] == "joined" {
+            assert_eq!(reply["payload"]["name"], "Kept", "{reply}");
+            assert_eq!(reply["payload"]["metadata"], json!({"k": [1]}), "{reply}");
             break;
         }
         assert_error(&reply, "SESSION_NOT_FOUND");

@@ -78,6 +78,10 @@ pub(crate) struct Repair {
 pub(crate) struct Mirror {
     /// Members in join order, once known.
     pub(crate) members: Vec<Member>,
+    /// The session's name and metadata (compact JSON), as its first join here saw them: what
+    /// this node writes back when Redis lost its data.
+    pub(crate) name: String,
+    pub(crate) meta: String,
     /// Whether `members` is the session's membership at the channel's current point.
     pub(crate) known: bool,
     /// Whether Redis confirmed the channel's subscription.

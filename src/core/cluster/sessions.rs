@@ -547,6 +547,8 @@ fn adopt(
         .collect();
     mirror.known = true;
     mirror.anchor = None;
+    mirror.name = snapshot.name.clone();
+    mirror.meta = snapshot.meta.clone();
     let backlog = std::mem::take(&mut mirror.backlog);
     try_complete(state, cl, session_id, client_id, now, out);
     for event in backlog {
@@ -1143,8 +1145,8 @@ pub(crate) fn write_back(
                 user_id: member.user_id.clone(),
                 usage_key: client.usage_key().to_owned(),
                 create: true,
-                name: String::new(),
-                meta: String::new(),
+                name: mirror.name.clone(),
+                meta: mirror.meta.clone(),
                 ts: state.wall_ms(now),
             });
         }
@@ -1190,8 +1192,8 @@ fn rejoin(
         unbounded.as_bytes(),
         unbounded.as_bytes(),
         unbounded.as_bytes(),
-        b"",
-        b"",
+        pending.name.as_bytes(),
+        pending.meta.as_bytes(),
         b"open",
         &skey,
         &event,
