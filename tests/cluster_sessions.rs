@@ -343,3 +343,74 @@ fn health_and_metrics_describe_the_cluster() {
         Some(answered)
     );
 }
+
+/// The id of the Redis connection named `name` (`CLIENT LIST`).
+fn connection_id(redis: &RedisServer, name: &str) -> String {
+    let list = redis.command(&["CLIENT", "LIST"]);
+    let line = list
+        .lines()
+        .find(|l| l.split(' ').any(|f| f == format!("name={name}")))
+        .unwrap_or_else(|| panic!("no connection {name} in {list}"));
+    line.split(' ')
+        .find_map(|f| f.strip_prefix("id="))
+        .expect("id")
+        .to_string()
+}
+
+#[test]
+fn a_node_whose_subscriber_was_cut_catches_up_on_what_it_missed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = [node(&redis, "n1", |_| {}), node(&redis, "n2", |_| {})];
+    let mut alice = Client::authed(&nodes[0], TOKEN);
+    let mut bob = Client::authed(&nodes[1], TOKEN_BOB);
+    let mut carol = Client::authed(&nodes[1], TOKEN_CAROL);
+    alice.request("session_create", json!({"sessionId": "gap"}));
+    bob.request("session_join", json!({"sessionId": "gap"}));
+    alice.recv_type("presence");
+
+    // Node 1 loses its subscriber; carol joins through node 2 while it is away.
+    let id = connection_id(&redis, "gw-n1-sub");
+    redis.command(&["CLIENT", "KILL", "ID", &id]);
+    let joined = carol.request("session_join", json!({"sessionId": "gap"}));
+    assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+    bob.recv_type("presence");
+    wait_broker(&nodes[0], "ok");
+
+    // Node 1 learns of carol: alice gets her presence and her relays.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut saw_joined = false;
+    loop {
+        carol.send_scoped("broadcast", "gap", json!({"from": "carol"}));
+        alice
+            .ws
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let got = match alice.ws.read() {
+            Ok(tungstenite::Message::Text(text)) => serde_json::from_str::<Value>(&text).ok(),
+            _ => None,
+        };
+        alice.ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+        match got {
+            Some(msg) if msg["type"] == "presence" => {
+                assert_eq!(
+                    msg["payload"]["clientId"],
+                    carol.client_id.as_str(),
+                    "{msg}"
+                );
+                assert_eq!(msg["payload"]["status"], "joined");
+                saw_joined = true;
+            }
+            Some(msg) if msg["type"] == "broadcast" => {
+                assert_eq!(msg["source"], carol.client_id.as_str());
+                break;
+            }
+            Some(msg) => panic!("{msg}"),
+            None => {}
+        }
+        assert!(Instant::now() < deadline, "node 1 never took carol in");
+    }
+    assert!(saw_joined, "alice was told carol joined before her relay");
+}

@@ -65,6 +65,9 @@ pub(crate) struct BrokerSettings {
     /// The channel the probe is published to (the node's own, which the subscriber always
     /// listens to).
     pub probe_channel: Vec<u8>,
+    /// The connections' names in Redis (`CLIENT SETNAME`, then `-cmd` and `-sub`), so that an
+    /// operator tells them apart in `CLIENT LIST`.
+    pub name: String,
     /// The Lua scripts, loaded at every connect; [`Broker::eval`] names one by its index.
     pub scripts: Vec<&'static str>,
 }
@@ -325,6 +328,14 @@ impl Broker {
             if let Some(password) = self.settings.password.clone() {
                 self.send_command(None, None, &[b"AUTH", password.as_bytes()], now, out);
             }
+            let name = format!("{}-cmd", self.settings.name);
+            self.send_command(
+                None,
+                None,
+                &[b"CLIENT", b"SETNAME", name.as_bytes()],
+                now,
+                out,
+            );
             if self.settings.db != 0 {
                 let db = Int::new(i64::from(self.settings.db));
                 self.send_command(None, None, &[b"SELECT", &db], now, out);
@@ -347,6 +358,9 @@ impl Broker {
                 encode(&mut self.buf, &[b"AUTH", password.as_bytes()]);
                 self.subscriber_handshake = 1;
             }
+            let name = format!("{}-sub", self.settings.name);
+            encode(&mut self.buf, &[b"CLIENT", b"SETNAME", name.as_bytes()]);
+            self.subscriber_handshake += 1;
             for channel in &self.wanted {
                 encode(&mut self.buf, &[b"SUBSCRIBE", channel]);
             }
@@ -479,7 +493,7 @@ impl Broker {
         if self.subscriber_handshake > 0 {
             self.subscriber_handshake -= 1;
             return match reply {
-                Reply::Error(_) => Err("the subscriber's AUTH was refused"),
+                Reply::Error(_) => Err("the subscriber's handshake was refused"),
                 _ => Ok(()),
             };
         }
@@ -589,6 +603,7 @@ mod tests {
             max_queue: 2,
             probe_every: Duration::from_millis(100),
             probe_channel: b"gw:n:a".to_vec(),
+            name: "gw-a".into(),
             scripts: vec!["return 1"],
         }
     }
@@ -625,10 +640,10 @@ mod tests {
         assert!(sent.contains("AUTH") && sent.contains("SELECT") && sent.contains("SCRIPT"));
         broker.on_link_open(SUBSCRIBER_LINK, now, &mut out);
         assert!(written(&out, SUBSCRIBER_LINK).contains("SUBSCRIBE"));
-        let replies = b"+OK\r\n+OK\r\n$3\r\nsha\r\n+PONG\r\n";
+        let replies = b"+OK\r\n+OK\r\n+OK\r\n$3\r\nsha\r\n+PONG\r\n";
         broker.on_link_data(COMMAND_LINK, replies, now, &mut out, &mut events);
         assert!(events.is_empty(), "not up before the subscriber is");
-        let pushes = b"+OK\r\n*3\r\n$9\r\nsubscribe\r\n$6\r\ngw:n:a\r\n:1\r\n";
+        let pushes = b"+OK\r\n+OK\r\n*3\r\n$9\r\nsubscribe\r\n$6\r\ngw:n:a\r\n:1\r\n";
         broker.on_link_data(SUBSCRIBER_LINK, pushes, now, &mut out, &mut events);
         assert_eq!(events, [BrokerEvent::Up]);
         events.clear();

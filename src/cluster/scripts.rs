@@ -25,10 +25,11 @@
 ///
 /// KEYS: session, members, users, sessions set, the user's counter, the node's set.
 /// ARGV: mode (`create` | `join`), sid, cid, uid (as JSON), node, max_clients,
-/// max_sessions, max_user_memberships, name, meta, access, channel, event, usage key, sid
-/// (as JSON).
-/// Returns `{status, name, owner, access, meta, cid1, uid1, cid2, uid2, ...}` with status
-/// `created`, `joined` or `already`, the owner and user ids as JSON.
+/// max_sessions, max_user_memberships, name, meta, access, channel, the event (without its
+/// end: the script adds the change's number and `}`), usage key, sid (as JSON).
+/// Returns `{status, name, owner, access, meta, seq, cid1, uid1, cid2, uid2, ...}` with status
+/// `created`, `joined` or `already`, the owner and user ids as JSON, and `seq` the number of
+/// the session's last membership change (every join, leave and sweep counts one).
 pub(crate) const JOIN: &str = r#"
 local mode, sid, cid, uid, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local exists = redis.call('EXISTS', KEYS[1]) == 1
@@ -55,10 +56,10 @@ else
   redis.call('HSET', KEYS[3], cid, uid .. '\0' .. node .. '\0' .. ARGV[14])
   redis.call('INCR', KEYS[5])
   redis.call('SADD', KEYS[6], cid .. '\0' .. KEYS[1])
-  redis.call('PUBLISH', ARGV[12], ARGV[13])
+  redis.call('PUBLISH', ARGV[12], ARGV[13] .. seq .. '}')
 end
-local s = redis.call('HMGET', KEYS[1], 'name', 'owner', 'access', 'meta')
-local reply = {status, s[1] or '', s[2] or '', s[3] or 'open', s[4] or ''}
+local s = redis.call('HMGET', KEYS[1], 'name', 'owner', 'access', 'meta', 'seq')
+local reply = {status, s[1] or '', s[2] or '', s[3] or 'open', s[4] or '', s[5] or '0'}
 local members = redis.call('ZRANGE', KEYS[2], 0, -1)
 for _, m in ipairs(members) do
   local info = redis.call('HGET', KEYS[3], m) or ''
@@ -72,7 +73,7 @@ return reply
 /// Leave a session; the last member out deletes it.
 ///
 /// KEYS: session, members, users, sessions set, the user's counter, the node's set.
-/// ARGV: sid, cid, channel, event.
+/// ARGV: sid, cid, channel, the event (without its end, as in [`JOIN`]).
 /// Returns `left`, or `{"err", "not_found" | "not_member"}`.
 pub(crate) const LEAVE: &str = r#"
 local sid, cid = ARGV[1], ARGV[2]
@@ -82,7 +83,8 @@ redis.call('ZREM', KEYS[2], cid)
 redis.call('HDEL', KEYS[3], cid)
 if tonumber(redis.call('DECR', KEYS[5])) <= 0 then redis.call('DEL', KEYS[5]) end
 redis.call('SREM', KEYS[6], cid .. '\0' .. KEYS[1])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. seq .. '}')
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   redis.call('SREM', KEYS[4], sid)
@@ -139,7 +141,7 @@ return {state, current, alive, number, gone[1] or ''}
 /// KEYS: nodes, the dead node's memberships, the dead node's clients (their entries in the
 /// client map go once its memberships are gone).
 /// ARGV: dead node, batch, prefix, then the event's pieces: each membership's event is
-/// `ARGV[4] .. sid-json .. ARGV[5] .. cid .. ARGV[6] .. uid-json .. ARGV[7]`.
+/// `ARGV[4] .. sid-json .. ARGV[5] .. cid .. ARGV[6] .. uid-json .. ARGV[7] .. seq .. '}'`.
 /// Returns how many memberships are left to sweep.
 pub(crate) const SWEEP: &str = r#"
 local dead, batch, p = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -159,7 +161,9 @@ for _, entry in ipairs(entries) do
     redis.call('HDEL', skey .. ':u', cid)
     local counter = p .. ':u:' .. ukey
     if tonumber(redis.call('DECR', counter)) <= 0 then redis.call('DEL', counter) end
-    redis.call('PUBLISH', skey, ARGV[4] .. sidj .. ARGV[5] .. cid .. ARGV[6] .. uidj .. ARGV[7])
+    local seq = redis.call('HINCRBY', skey, 'seq', 1)
+    redis.call('PUBLISH', skey,
+      ARGV[4] .. sidj .. ARGV[5] .. cid .. ARGV[6] .. uidj .. ARGV[7] .. seq .. '}')
     if redis.call('ZCARD', skey .. ':m') == 0 then
       redis.call('DEL', skey, skey .. ':m', skey .. ':u')
       redis.call('SREM', p .. ':sessions', sid)
@@ -207,8 +211,26 @@ redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, ARGV[2])
 return 1
 "#;
 
+/// A session's members now, with the number of its last membership change: what a node
+/// that may have missed changes (its subscriber was reconnected) sets its mirror to.
+///
+/// KEYS: session, members, users.
+/// Returns `{seq, cid1, uid1, ...}` (user ids as JSON), or `{}` when the session is gone.
+pub(crate) const MEMBERS: &str = r#"
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if not seq then return {} end
+local reply = {seq}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local info = redis.call('HGET', KEYS[3], m) or ''
+  local at = string.find(info, '\0', 1, true)
+  reply[#reply + 1] = m
+  reply[#reply + 1] = at and string.sub(info, 1, at - 1) or info
+end
+return reply
+"#;
+
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 6] = [JOIN, LEAVE, HEARTBEAT, SWEEP, CLIENT, SEND_TO];
+pub(crate) const ALL: [&str; 7] = [JOIN, LEAVE, HEARTBEAT, SWEEP, CLIENT, SEND_TO, MEMBERS];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
 /// The index of [`LEAVE`] in [`ALL`].
@@ -221,6 +243,8 @@ pub(crate) const SWEEP_INDEX: usize = 3;
 pub(crate) const CLIENT_INDEX: usize = 4;
 /// The index of [`SEND_TO`] in [`ALL`].
 pub(crate) const SEND_TO_INDEX: usize = 5;
+/// The index of [`MEMBERS`] in [`ALL`].
+pub(crate) const MEMBERS_INDEX: usize = 6;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

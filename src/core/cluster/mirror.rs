@@ -52,6 +52,8 @@ pub(crate) struct Snapshot {
     pub(crate) owner: String,
     pub(crate) access: String,
     pub(crate) meta: String,
+    /// The number of the session's last membership change.
+    pub(crate) seq: u64,
     pub(crate) members: Vec<(String, String)>,
 }
 
@@ -82,6 +84,10 @@ pub(crate) struct Mirror {
     /// this node writes back when Redis lost its data.
     pub(crate) name: String,
     pub(crate) meta: String,
+    /// The number of the last membership change the mirror holds (see the `JOIN` script).
+    pub(crate) seq: u64,
+    /// Whether a `MEMBERS` read is on its way.
+    pub(crate) refreshing: bool,
     /// Whether `members` is the session's membership at the channel's current point.
     pub(crate) known: bool,
     /// Whether Redis confirmed the channel's subscription.

@@ -183,6 +183,7 @@ fn answered(
         }
         Op::Join(pending) => sessions::join_answered(state, cl, pending, reply, now, out),
         Op::Leave(pending) => sessions::leave_answered(state, cl, pending, reply, now, out),
+        Op::Refresh(session_id) => sessions::refreshed(state, cl, &session_id, reply, now, out),
     }
 }
 

@@ -65,6 +65,8 @@ pub(crate) enum Op {
     Join(PendingJoin),
     /// A leave of a connection.
     Leave(PendingLeave),
+    /// A read of a session's members.
+    Refresh(String),
 }
 
 /// Messages of a held connection, waiting for its request at the broker.
@@ -125,6 +127,7 @@ impl Cluster {
             max_queue: 65_536,
             probe_every: setup.heartbeat,
             probe_channel: node_channel(&setup.prefix, &node),
+            name: format!("{}-{}", setup.prefix, node),
             scripts: scripts::ALL.to_vec(),
         };
         Cluster {
@@ -364,7 +367,7 @@ pub(crate) fn sweep(cl: &mut Cluster, dead: Vec<u8>, now: Instant, out: &mut Act
         b"{\"e\":\"leave\",\"s\":",
         b",\"c\":\"",
         b"\",\"u\":",
-        b"}",
+        b",\"q\":",
     ];
     let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
     if cl

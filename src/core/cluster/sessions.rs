@@ -49,6 +49,9 @@ struct EventHead {
     c: String,
     #[serde(default)]
     u: Option<String>,
+    /// The number of a membership change (joins and leaves).
+    #[serde(default)]
+    q: Option<u64>,
 }
 
 fn session_key(cl: &Cluster, session_id: &str) -> Vec<u8> {
@@ -162,6 +165,7 @@ pub(crate) fn join(
                 owner: String::new(),
                 access: "open".into(),
                 meta: String::new(),
+                seq: mirror.seq,
                 members,
             };
             reply_joined(state, req.conn, req.id, &session_id, &snapshot, req.ts, out);
@@ -257,7 +261,7 @@ fn send_join(
     event.extend_from_slice(&json_str(&pending.client_id));
     event.extend_from_slice(b",\"u\":");
     event.extend_from_slice(&uid);
-    event.push(b'}');
+    event.extend_from_slice(b",\"q\":");
     let max_clients = state.config.max_clients_per_session.to_string();
     let max_sessions = state.config.max_sessions.to_string();
     let max_user = state.config.max_memberships_per_user.to_string();
@@ -424,7 +428,7 @@ fn parse_snapshot(reply: &Reply) -> Result<Snapshot, Refuser> {
     };
     let from_json = |s: String| serde_json::from_str::<String>(&s).unwrap_or(s);
     let mut members = Vec::new();
-    let mut i = 5;
+    let mut i = 6;
     while i + 1 < fields.len() {
         members.push((text(i), from_json(text(i + 1))));
         i += 2;
@@ -435,6 +439,7 @@ fn parse_snapshot(reply: &Reply) -> Result<Snapshot, Refuser> {
         owner: from_json(text(2)),
         access: text(3),
         meta: text(4),
+        seq: text(5).parse().unwrap_or(0),
         members,
     })
 }
@@ -547,6 +552,7 @@ fn adopt(
         .collect();
     mirror.known = true;
     mirror.anchor = None;
+    mirror.seq = snapshot.seq;
     mirror.name = snapshot.name.clone();
     mirror.meta = snapshot.meta.clone();
     let backlog = std::mem::take(&mut mirror.backlog);
@@ -652,6 +658,26 @@ fn apply(
         return;
     }
     let ts = state.wall_ms(now);
+    if let Some(q) = head.q {
+        if q <= mirror.seq {
+            // Already in the mirror (a refresh took it in); an own join still counts as seen.
+            if let Some(j) = mirror.joining.get_mut(&head.c) {
+                j.event_seen = true;
+                try_complete(state, cl, session_id, &head.c, now, out);
+            }
+            return;
+        }
+        if q > mirror.seq + 1 && mirror.seq > 0 {
+            // Changes were missed (the subscriber was reconnected): read the members again.
+            refresh(cl, session_id, now, out);
+        }
+        if let Some(mirror) = cl.sessions.get_mut(session_id) {
+            mirror.seq = q;
+        }
+    }
+    let Some(mirror) = cl.sessions.get_mut(session_id) else {
+        return;
+    };
     match head.e.as_str() {
         "join" => {
             if mirror.member(&head.c).is_some() {
@@ -701,6 +727,112 @@ fn apply(
         "host" => deliver(state, mirror, "", body, out),
         _ => {}
     }
+}
+
+/// Read the members of `session_id` again (`MEMBERS`): after a reconnect of the subscriber,
+/// or when the channel shows a gap in the membership changes.
+pub(crate) fn refresh(cl: &mut Cluster, session_id: &str, now: Instant, out: &mut Actions<Event>) {
+    let Some(mirror) = cl.sessions.get_mut(session_id) else {
+        return;
+    };
+    if !mirror.known || mirror.refreshing {
+        return;
+    }
+    mirror.refreshing = true;
+    let skey = session_key(cl, session_id);
+    let keys = [skey.clone(), suffixed(&skey, b":m"), suffixed(&skey, b":u")];
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let tag = cl.tag(Op::Refresh(session_id.to_owned()));
+    if !cl
+        .broker
+        .eval(tag, scripts::MEMBERS_INDEX, &keys, &[], now, out)
+    {
+        cl.untag(tag);
+        if let Some(mirror) = cl.sessions.get_mut(session_id) {
+            mirror.refreshing = false;
+        }
+    }
+}
+
+/// The members of a session as Redis has them now: taken when newer than the mirror.
+pub(crate) fn refreshed(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    session_id: &str,
+    reply: Option<Reply>,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let Some(mirror) = cl.sessions.get_mut(session_id) else {
+        return;
+    };
+    mirror.refreshing = false;
+    let Some(fields) = reply.as_ref().and_then(Reply::as_array) else {
+        return;
+    };
+    let text = |i: usize| {
+        fields
+            .get(i)
+            .and_then(Reply::as_bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    if fields.is_empty() {
+        // The session is not in Redis: it lost its data, and the members here are written
+        // back by this node (or it was emptied, and the members here have left already).
+        return;
+    }
+    let seq: u64 = text(0).parse().unwrap_or(0);
+    if seq <= mirror.seq {
+        return; // the channel has brought the mirror this far already
+    }
+    let mut members = Vec::new();
+    let mut joined = Vec::new();
+    let mut i = 1;
+    while i + 1 < fields.len() {
+        let (cid, uid) = (text(i), text(i + 1));
+        let uid = serde_json::from_str::<String>(&uid).unwrap_or(uid);
+        match mirror.members.iter().position(|m| m.client_id == cid) {
+            Some(at) => members.push(mirror.members.swap_remove(at)),
+            None => {
+                joined.push((cid.clone(), uid.clone()));
+                members.push(Member {
+                    client_id: cid,
+                    user_id: uid,
+                    conn: None,
+                    live: false,
+                    waiting: Vec::new(),
+                });
+            }
+        }
+        i += 2;
+    }
+    // The members on this node stay (Redis may be without them only until this node writes
+    // them back); the others left had left while the changes were missed: the members here
+    // learn it now, then of those who joined meanwhile.
+    let (mut local, left): (Vec<Member>, Vec<Member>) = std::mem::take(&mut mirror.members)
+        .into_iter()
+        .partition(|m| m.conn.is_some());
+    members.append(&mut local);
+    mirror.members = members;
+    mirror.seq = seq;
+    let ts = state.wall_ms(now);
+    for gone in &left {
+        deliver_presence(
+            state,
+            mirror,
+            &gone.client_id,
+            &gone.user_id,
+            "left",
+            session_id,
+            ts,
+            out,
+        );
+    }
+    for (cid, uid) in &joined {
+        deliver_presence(state, mirror, cid, uid, "joined", session_id, ts, out);
+    }
+    drop_if_unused(cl, session_id, out);
 }
 
 /// `bytes` to every member on this node but `sender`: sent to the live ones, kept for those
@@ -849,7 +981,7 @@ fn send_leave(
     ];
     let mut event = b"{\"e\":\"leave\",\"c\":".to_vec();
     event.extend_from_slice(&json_str(client_id));
-    event.push(b'}');
+    event.extend_from_slice(b",\"q\":");
     let args: [&[u8]; 4] = [session_id.as_bytes(), client_id.as_bytes(), &skey, &event];
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     cl.broker
@@ -1086,6 +1218,21 @@ pub(crate) fn broker_up(
     now: Instant,
     out: &mut Actions<Event>,
 ) {
+    // Changes published while the subscriber was away were missed.
+    let known: Vec<String> = cl
+        .sessions
+        .iter()
+        .filter(|(_, m)| m.known)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for session_id in known {
+        if let Some(mirror) = cl.sessions.get_mut(&session_id) {
+            // Numbering starts again if Redis lost its data: the read below sets it.
+            mirror.seq = 0;
+            mirror.refreshing = false;
+        }
+        refresh(cl, &session_id, now, out);
+    }
     for repair in std::mem::take(&mut cl.repairs) {
         let tag = cl.tag(Op::Ignore);
         if !send_leave(
@@ -1129,6 +1276,9 @@ pub(crate) fn write_back(
     out: &mut Actions<Event>,
 ) {
     let mut joins = Vec::new();
+    for mirror in cl.sessions.values_mut() {
+        mirror.seq = 0; // the numbering of membership changes starts again
+    }
     for (session_id, mirror) in &cl.sessions {
         for member in &mirror.members {
             let Some(conn) = member.conn.filter(|_| member.live) else {
@@ -1178,7 +1328,7 @@ fn rejoin(
     event.extend_from_slice(&json_str(&pending.client_id));
     event.extend_from_slice(b",\"u\":");
     event.extend_from_slice(&uid);
-    event.push(b'}');
+    event.extend_from_slice(b",\"q\":");
     // Written back whatever the bounds say now: these memberships were admitted already.
     let unbounded = u32::MAX.to_string();
     let sidj = json_str(&pending.session_id);
