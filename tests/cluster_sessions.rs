@@ -414,3 +414,69 @@ fn a_node_whose_subscriber_was_cut_catches_up_on_what_it_missed() {
     }
     assert!(saw_joined, "alice was told carol joined before her relay");
 }
+
+#[test]
+fn routes_to_a_client_on_another_node_follow_the_visibility_rules() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = [node(&redis, "n1", |_| {}), node(&redis, "n2", |_| {})];
+    let mut desk = Client::authed(&nodes[0], TOKEN);
+    let mut phone = Client::authed(&nodes[1], TOKEN);
+    let mut bob = Client::authed(&nodes[1], TOKEN_BOB);
+
+    // Same user, two nodes: delivered with the requester's id and source, answered once.
+    let id = next_id();
+    desk.send(
+        &json!({"type": "route_request", "id": id, "target": phone.client_id,
+                      "payload": {"q": 1}}),
+    );
+    let delivered = phone.recv_type("route_request");
+    assert_eq!(delivered["id"], id.as_str());
+    assert_eq!(delivered["source"], desk.client_id.as_str());
+    assert_eq!(delivered["payload"], json!({"q": 1}));
+    phone.send(
+        &json!({"type": "route_response", "id": next_id(), "target": desk.client_id,
+                       "replyTo": id, "payload": {"a": 2}}),
+    );
+    let answer = desk.recv_type("route_response");
+    assert_eq!(answer["replyTo"], id.as_str());
+    assert_eq!(answer["source"], phone.client_id.as_str());
+    assert_eq!(answer["payload"], json!({"a": 2}));
+    let again = phone.request_envelope(json!({"type": "route_response",
+        "target": desk.client_id, "replyTo": id, "payload": {}}));
+    assert_error(&again, "TARGET_NOT_FOUND");
+
+    // Another user is reached only through a shared session.
+    let refused = bob.request_envelope(json!({"type": "route_request",
+        "target": desk.client_id, "payload": {}}));
+    assert_error(&refused, "TARGET_NOT_FOUND");
+    let unknown = bob.request_envelope(json!({"type": "route_request",
+        "target": "no-such-client", "payload": {}}));
+    assert_eq!(
+        refused["payload"]["message"]
+            .as_str()
+            .map(|m| m.replace(&desk.client_id, "X")),
+        unknown["payload"]["message"]
+            .as_str()
+            .map(|m| m.replace("no-such-client", "X")),
+        "an unreachable client looks like an unknown one"
+    );
+    desk.request("session_create", json!({"sessionId": "shared"}));
+    bob.request("session_join", json!({"sessionId": "shared"}));
+    desk.recv_type("presence");
+    let id = next_id();
+    bob.send(
+        &json!({"type": "route_request", "id": id, "target": desk.client_id,
+                     "payload": {}}),
+    );
+    assert_eq!(
+        desk.recv_type("route_request")["source"],
+        bob.client_id.as_str()
+    );
+
+    // Agents and capabilities are not routed in a cluster.
+    let capability = bob.request_envelope(json!({"type": "route_request",
+        "target": "capability:search", "payload": {}}));
+    assert_error(&capability, "UNAVAILABLE");
+}

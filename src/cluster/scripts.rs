@@ -211,6 +211,23 @@ redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, ARGV[2])
 return 1
 "#;
 
+/// Publish a route request on the node of its target client, when the requester may reach
+/// it: `allowed` (the requester's node found it `admin`, or sharing a session with the
+/// target), or the same user id.
+///
+/// KEYS: the target client `P:c:{cid}`.
+/// ARGV: prefix, the requester's user id, allowed (`1` | `0`), the message.
+/// Returns 1 when published, else 0.
+pub(crate) const ROUTE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local at = string.find(v, '\0', 1, true)
+local node, uid = string.sub(v, 1, at - 1), string.sub(v, at + 1)
+if ARGV[3] ~= '1' and uid ~= ARGV[2] then return 0 end
+redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, ARGV[4])
+return 1
+"#;
+
 /// A session's members now, with the number of its last membership change: what a node
 /// that may have missed changes (its subscriber was reconnected) sets its mirror to.
 ///
@@ -230,7 +247,9 @@ return reply
 "#;
 
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 7] = [JOIN, LEAVE, HEARTBEAT, SWEEP, CLIENT, SEND_TO, MEMBERS];
+pub(crate) const ALL: [&str; 8] = [
+    JOIN, LEAVE, HEARTBEAT, SWEEP, CLIENT, SEND_TO, MEMBERS, ROUTE,
+];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
 /// The index of [`LEAVE`] in [`ALL`].
@@ -245,6 +264,8 @@ pub(crate) const CLIENT_INDEX: usize = 4;
 pub(crate) const SEND_TO_INDEX: usize = 5;
 /// The index of [`MEMBERS`] in [`ALL`].
 pub(crate) const MEMBERS_INDEX: usize = 6;
+/// The index of [`ROUTE`] in [`ALL`].
+pub(crate) const ROUTE_INDEX: usize = 7;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

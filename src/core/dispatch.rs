@@ -124,13 +124,13 @@ fn cluster_builtin(
         MsgKind::SessionLeave => cluster::sessions::leave(state, cl, req, env, out),
         MsgKind::Presence => cluster::sessions::presence(state, cl, req, env, out),
         MsgKind::Relay => cluster::sessions::relay(state, cl, req, env, out),
+        MsgKind::RouteRequest => cluster::routes::request(state, cl, req, env, out),
+        MsgKind::RouteResponse => cluster::routes::response(state, cl, req, env, out),
         MsgKind::SessionPatch
         | MsgKind::AgentRegister
         | MsgKind::AgentUnregister
         | MsgKind::AgentHeartbeat
-        | MsgKind::AgentQuery
-        | MsgKind::RouteRequest
-        | MsgKind::RouteResponse => Err(Reject::new(
+        | MsgKind::AgentQuery => Err(Reject::new(
             ErrorCode::Unavailable,
             format!("{} is not served in cluster mode", env.msg_type),
         )),
@@ -408,6 +408,7 @@ impl App for GatewayCore {
             if client.is_authenticated() {
                 cluster::clients::closed(cl, &client.client_id, now, out);
             }
+            cl.routes.drop_target(conn);
         }
         let reason = match reason {
             CloseReason::Peer(code) | CloseReason::App(code) | CloseReason::Protocol(code) => {
@@ -519,7 +520,8 @@ impl App for GatewayCore {
                     sessions: state.sessions.len(),
                     agents: state.agents.len(),
                     agents_online: state.agents.online_count(),
-                    routes_pending: state.routes.len(),
+                    routes_pending: state.routes.len()
+                        + state.cluster.as_ref().map_or(0, |cl| cl.routes.len()),
                     state_version: state.state_version,
                     uptime_ms: state.uptime_ms(now),
                     cluster: state.cluster.as_ref().map(|cl| ClusterGauges {

@@ -15,6 +15,8 @@
 pub(crate) mod clients;
 pub(crate) mod mirror;
 pub(crate) mod node;
+pub(crate) mod pending;
+pub(crate) mod routes;
 pub(crate) mod sessions;
 
 use std::time::Instant;
@@ -131,7 +133,11 @@ fn handle_events(
             }
             BrokerEvent::Message { channel, payload } => {
                 if channel == node::node_channel(&cl.setup.prefix, &cl.node) {
-                    clients::on_node_message(state, &payload, out);
+                    if payload.starts_with(b"{\"e\":\"route\"") {
+                        routes::on_route(state, cl, &payload, now, out);
+                    } else {
+                        clients::on_node_message(state, &payload, out);
+                    }
                 } else {
                     sessions::on_message(state, cl, &channel, &payload, now, out);
                 }
@@ -183,6 +189,12 @@ fn answered(
         }
         Op::Join(pending) => sessions::join_answered(state, cl, pending, reply, now, out),
         Op::Leave(pending) => sessions::leave_answered(state, cl, pending, reply, now, out),
+        Op::Route {
+            conn,
+            req_id,
+            target,
+            ts,
+        } => routes::routed(state, conn, &req_id, &target, ts, reply, out),
         Op::Refresh(session_id) => sessions::refreshed(state, cl, &session_id, reply, now, out),
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use core::net::SocketAddr;
 
 use super::mirror::{Mirror, PendingJoin, PendingLeave, Repair};
+use super::pending::Pending;
 use crate::app::{Actions, ConnId};
 use crate::cluster::broker::{Broker, BrokerEvent, BrokerSettings};
 use crate::cluster::resp::Reply;
@@ -67,6 +68,13 @@ pub(crate) enum Op {
     Leave(PendingLeave),
     /// A read of a session's members.
     Refresh(String),
+    /// A route request to a client on another node.
+    Route {
+        conn: ConnId,
+        req_id: String,
+        target: String,
+        ts: u64,
+    },
 }
 
 /// Messages of a held connection, waiting for its request at the broker.
@@ -106,6 +114,8 @@ pub(crate) struct Cluster {
     /// Memberships whose end may not have reached Redis (the broker was down when the
     /// connection left, or a join's reply was lost): removed again when the broker is up.
     pub(crate) repairs: Vec<Repair>,
+    /// Route requests delivered to this node's clients, waiting for their answer.
+    pub(crate) routes: Pending,
     /// Whether a local client could not be recorded in the client map (written again when
     /// the broker is up).
     pub(crate) clients_unwritten: bool,
@@ -147,6 +157,7 @@ impl Cluster {
             heartbeat_in_flight: false,
             sweep_in_flight: false,
             repairs: Vec::new(),
+            routes: Pending::default(),
             clients_unwritten: false,
             forgotten: Vec::new(),
             events: Vec::new(),

@@ -1,0 +1,67 @@
+//! The route requests this node delivered to its clients on behalf of requesters anywhere in
+//! the cluster, waiting for their answer (`routes.rs` uses it).
+//!
+//! Contract: at most [`MAX_PENDING_PER_TARGET`] per target connection and [`MAX_PENDING`] in
+//! all; each answered once; a target's entries go with its connection.
+
+use std::collections::HashMap;
+
+use crate::app::ConnId;
+use crate::core::routes::RouteError;
+
+/// Pending deliveries of one target connection at most.
+pub(crate) const MAX_PENDING_PER_TARGET: usize = 1024;
+/// Pending deliveries of this node at most.
+pub(crate) const MAX_PENDING: usize = 65_536;
+
+/// The route requests this node delivered to its clients and that wait for their answer:
+/// (target connection, requester `clientId`, request `id`) -> the requester's node.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    entries: HashMap<(ConnId, String, String), String>,
+    per_target: HashMap<ConnId, usize>,
+}
+
+impl Pending {
+    /// Record a delivery; refused as on one node ([`RouteError`]).
+    pub(crate) fn insert(
+        &mut self,
+        key: (ConnId, String, String),
+        node: String,
+    ) -> Result<(), RouteError> {
+        if self.entries.contains_key(&key) {
+            return Err(RouteError::Duplicate);
+        }
+        let count = self.per_target.entry(key.0).or_default();
+        if *count >= MAX_PENDING_PER_TARGET || self.entries.len() >= MAX_PENDING {
+            return Err(RouteError::Full);
+        }
+        *count += 1;
+        self.entries.insert(key, node);
+        Ok(())
+    }
+
+    /// The requester's node of a delivery, which is forgotten.
+    pub(crate) fn take(&mut self, key: &(ConnId, String, String)) -> Option<String> {
+        let node = self.entries.remove(key)?;
+        if let Some(count) = self.per_target.get_mut(&key.0) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_target.remove(&key.0);
+            }
+        }
+        Some(node)
+    }
+
+    /// Forget what was delivered to `conn` (it closed).
+    pub(crate) fn drop_target(&mut self, conn: ConnId) {
+        if self.per_target.remove(&conn).is_some() {
+            self.entries.retain(|(target, _, _), _| *target != conn);
+        }
+    }
+
+    /// Deliveries waiting for an answer.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
