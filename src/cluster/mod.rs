@@ -5,10 +5,14 @@
 //! Its wire format is RESP2, spoken here by a sans-IO codec: [`resp_encode`] appends commands
 //! to an outbox, [`resp_decode`] reads replies incrementally from whatever bytes have arrived,
 //! [`resp_push`] recognizes the pub/sub pushes among them, and [`resp`] has the types they
-//! share. Nothing in this folder names a socket or a clock (`.ci/sans-io`): the connection to
-//! Redis is driven by the poll loop, which hands its bytes to this codec, as it does with
-//! WebSocket frames.
-// Nothing outside the tests drives the codec yet; the broker link that will is not built.
+//! share. [`broker`] is the Redis client built on it (two links, handshakes, timeouts,
+//! reconnects), and [`scripts`] holds every Lua script with the layout of the keys. Nothing in
+//! this folder names a socket or a clock (`.ci/sans-io`): the connections to Redis are the
+//! transport's outbound links, driven by the poll loop, which hands their bytes to this code
+//! as it does with WebSocket frames; the core (`src/core/cluster`) decides what to ask.
+
+// The codec's helpers for tests and the fuzz target (a slice decoder, pipelines, the
+// decoder's counters) are not used by the broker.
 #![cfg_attr(not(test), allow(dead_code))]
 
 pub(crate) mod broker;
