@@ -5,44 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::cluster::{node, wait_broker};
 use common::redis::RedisServer;
 use common::*;
-use gateway::Config;
 use serde_json::{json, Value};
-
-/// A node of the cluster that uses `redis`, with short intervals.
-fn node_config(redis: &RedisServer, node: &str) -> Config {
-    let mut config = with_token(test_config(), "carol", TOKEN_CAROL);
-    config.cluster_redis = Some(gateway::RedisUrl::parse(&redis.url()).expect("url"));
-    config.node_id = Some(node.to_string());
-    config.broker_timeout_ms = 500;
-    config.node_heartbeat_ms = 200;
-    config.node_dead_ms = 1000;
-    config
-}
-
-/// Start a node and wait until it serves cluster requests.
-fn node(redis: &RedisServer, name: &str, tweak: impl FnOnce(&mut Config)) -> TestGateway {
-    let mut config = node_config(redis, name);
-    tweak(&mut config);
-    let gw = TestGateway::start(config);
-    wait_broker(&gw, "ok");
-    gw
-}
-
-/// Wait until `/health` says the broker is `state` (`ok` or `down`).
-fn wait_broker(gw: &TestGateway, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = gw.http_get("/health");
-        let health: Value = serde_json::from_str(&body).expect("health JSON");
-        if health["cluster"]["broker"] == state {
-            return;
-        }
-        assert!(Instant::now() < deadline, "broker not {state}: {health}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn three_nodes(redis: &RedisServer) -> [TestGateway; 3] {
     [
@@ -475,8 +441,8 @@ fn routes_to_a_client_on_another_node_follow_the_visibility_rules() {
         bob.client_id.as_str()
     );
 
-    // Agents and capabilities are not routed in a cluster.
+    // No agent has the capability.
     let capability = bob.request_envelope(json!({"type": "route_request",
         "target": "capability:search", "payload": {}}));
-    assert_error(&capability, "UNAVAILABLE");
+    assert_error(&capability, "TARGET_NOT_FOUND");
 }

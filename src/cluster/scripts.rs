@@ -139,7 +139,8 @@ return {state, current, alive, number, gone[1] or ''}
 /// forgotten when none are left.
 ///
 /// KEYS: nodes, the dead node's memberships, the dead node's clients (their entries in the
-/// client map go once its memberships are gone).
+/// client map go once its memberships are gone), the dead node's agents (offline once its
+/// clients are gone; their TTL counts from then).
 /// ARGV: dead node, batch, prefix, then the event's pieces: each membership's event is
 /// `ARGV[4] .. sid-json .. ARGV[5] .. cid .. ARGV[6] .. uid-json .. ARGV[7] .. seq .. '}'`.
 /// Returns how many memberships are left to sweep.
@@ -178,6 +179,17 @@ if left == 0 then
     redis.call('DEL', p .. ':c:' .. cid)
   end
   left = redis.call('SCARD', KEYS[3])
+end
+if left == 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _, aid in ipairs(redis.call('SRANDMEMBER', KEYS[4], batch)) do
+    redis.call('SREM', KEYS[4], aid)
+    redis.call('HSET', p .. ':a:{' .. aid .. '}', 'status', 'offline', 'cid', '', 'node', '',
+      'seen', now)
+    redis.call('ZADD', p .. ':offline', now, aid)
+  end
+  left = redis.call('SCARD', KEYS[4])
 end
 if left == 0 then redis.call('ZREM', KEYS[1], dead) end
 return left
@@ -228,6 +240,196 @@ redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, ARGV[4])
 return 1
 "#;
 
+/// Register an agent, or take one over: the rules of PROTOCOL sections 6 and 11, counted
+/// cluster-wide.
+///
+/// KEYS: the agent `P:a:{aid}`, every agent `P:agents` (ZSET), the owner's counter
+/// `P:ua:{usage-key}`, the node's agents `P:n:{node}:a`, the client map entry of the id
+/// `P:c:{aid}`, the offline agents `P:offline` (ZSET by the time they went offline).
+/// ARGV: aid, cid, node, uid, usage key, type, name, capabilities, metadata, now (ms),
+/// max_agents, max_agents_per_user, prefix, aid as JSON, then the capability names.
+/// Returns `{"registered", registeredAt}` or `{"err", "exists" | "max_agents" |
+/// "user_limit"}`.
+pub(crate) const AGENT_REGISTER: &str = r#"
+local aid, cid, node, uid, ukey, p = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[13]
+if aid ~= cid and redis.call('EXISTS', KEYS[5]) == 1 then return {'err', 'exists'} end
+local old = redis.call('HMGET', KEYS[1], 'status', 'cid', 'uid', 'ukey', 'node', 'reg')
+local reg = ARGV[10]
+local full = function(key) return tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[12]) end
+if old[1] then
+  if old[1] ~= 'offline' and old[2] ~= cid then return {'err', 'exists'} end
+  if old[1] == 'offline' and old[3] ~= uid then return {'err', 'exists'} end
+  if old[4] ~= ukey then
+    if full(KEYS[3]) then return {'err', 'user_limit'} end
+    local from = p .. ':ua:' .. old[4]
+    if tonumber(redis.call('DECR', from)) <= 0 then redis.call('DEL', from) end
+    redis.call('INCR', KEYS[3])
+  end
+  if old[2] == cid then reg = old[6] end
+  if old[5] ~= '' then redis.call('SREM', p .. ':n:' .. old[5] .. ':a', aid) end
+  for _, n in ipairs(redis.call('SMEMBERS', KEYS[1] .. ':n')) do
+    redis.call('ZREM', p .. ':cap:' .. n, aid)
+  end
+  redis.call('DEL', KEYS[1] .. ':n')
+  redis.call('ZREM', KEYS[6], aid)
+else
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[11]) then return {'err', 'max_agents'} end
+  if full(KEYS[3]) then return {'err', 'user_limit'} end
+  redis.call('INCR', KEYS[3])
+  redis.call('ZADD', KEYS[2], 0, aid)
+end
+redis.call('HSET', KEYS[1], 'type', ARGV[6], 'name', ARGV[7], 'caps', ARGV[8], 'meta', ARGV[9],
+  'status', 'online', 'cid', cid, 'uid', uid, 'ukey', ukey, 'node', node, 'reg', reg,
+  'seen', ARGV[10], 'aidj', ARGV[14])
+for i = 15, #ARGV do
+  redis.call('SADD', KEYS[1] .. ':n', ARGV[i])
+  redis.call('ZADD', p .. ':cap:' .. ARGV[i], 0, aid)
+end
+redis.call('SADD', KEYS[4], aid)
+return {'registered', reg}
+"#;
+
+/// Remove an agent (`agent_unregister` by its owner), or the agents whose TTL ran out.
+///
+/// KEYS: every agent `P:agents`, the offline agents `P:offline`.
+/// ARGV: mode (`unregister` | `expire`), prefix, then for `unregister`: aid, cid; for
+/// `expire`: agent_ttl_ms, batch.
+/// Returns for `unregister` `{"unregistered", type, name, caps, meta, status, reg, seen}` or
+/// `{"err", "not_found" | "forbidden"}`; for `expire` how many were removed.
+pub(crate) const AGENT_REMOVE: &str = r#"
+local p = ARGV[2]
+local remove = function(aid)
+  local key = p .. ':a:{' .. aid .. '}'
+  local h = redis.call('HMGET', key, 'ukey', 'node')
+  for _, n in ipairs(redis.call('SMEMBERS', key .. ':n')) do
+    redis.call('ZREM', p .. ':cap:' .. n, aid)
+  end
+  redis.call('DEL', key, key .. ':n')
+  redis.call('ZREM', KEYS[1], aid)
+  redis.call('ZREM', KEYS[2], aid)
+  if h[2] and h[2] ~= '' then redis.call('SREM', p .. ':n:' .. h[2] .. ':a', aid) end
+  if h[1] then
+    local counter = p .. ':ua:' .. h[1]
+    if tonumber(redis.call('DECR', counter)) <= 0 then redis.call('DEL', counter) end
+  end
+end
+if ARGV[1] == 'unregister' then
+  local key = p .. ':a:{' .. ARGV[3] .. '}'
+  local h = redis.call('HMGET', key, 'type', 'name', 'caps', 'meta', 'status', 'reg', 'seen', 'cid')
+  if not h[1] then return {'err', 'not_found'} end
+  if h[5] == 'offline' or h[8] ~= ARGV[4] then return {'err', 'forbidden'} end
+  remove(ARGV[3])
+  return {'unregistered', h[1], h[2], h[3], h[4], h[5], h[6], h[7]}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0,
+  tonumber(ARGV[4]))
+for _, aid in ipairs(due) do remove(aid) end
+return #due
+"#;
+
+/// `agent_heartbeat`: the owner sets the status (`online` | `busy`, or keeps it) and
+/// `lastSeenAt`.
+///
+/// KEYS: the agent `P:a:{aid}`.
+/// ARGV: cid, status (empty: kept), now (ms).
+/// Returns `{"updated", type, name, caps, meta, status, reg, seen}` or `{"err",
+/// "not_found" | "forbidden"}`.
+pub(crate) const AGENT_STATUS: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'status', 'cid')
+if not h[1] then return {'err', 'not_found'} end
+if h[1] == 'offline' or h[2] ~= ARGV[1] then return {'err', 'forbidden'} end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'status', ARGV[2]) end
+redis.call('HSET', KEYS[1], 'seen', ARGV[3])
+local r = redis.call('HMGET', KEYS[1], 'type', 'name', 'caps', 'meta', 'status', 'reg', 'seen')
+return {'updated', r[1], r[2], r[3], r[4], r[5], r[6], r[7]}
+"#;
+
+/// The agents of a client that closed go offline (their TTL counts from now).
+///
+/// KEYS: the node's agents `P:n:{node}:a`, the offline agents `P:offline`.
+/// ARGV: cid, now (ms), prefix, then the agent ids.
+/// Returns how many went offline.
+pub(crate) const AGENT_OFFLINE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = 0
+for i = 4, #ARGV do
+  local key = ARGV[3] .. ':a:{' .. ARGV[i] .. '}'
+  if redis.call('HGET', key, 'cid') == ARGV[1] then
+    redis.call('HSET', key, 'status', 'offline', 'cid', '', 'node', '', 'seen', ARGV[2])
+    redis.call('SREM', KEYS[1], ARGV[i])
+    redis.call('ZADD', KEYS[2], now, ARGV[i])
+    gone = gone + 1
+  end
+end
+return gone
+"#;
+
+/// One page of agents, in id order, after a cursor, with the filters of `agent_query`.
+///
+/// KEYS: the index to page through: every agent `P:agents`, or one capability's
+/// `P:cap:{name}`.
+/// ARGV: after (empty: from the start), limit, online only (`1` | `0`), type (empty: any),
+/// prefix.
+/// Returns `{more, then for each agent: aid, type, name, caps, meta, status, cid, uid, reg,
+/// seen}`: at most `limit` agents; `more` is `1` when agents may follow the last one (at most
+/// 1 000 ids are looked at per page, so a page may end early, even empty, with `more`).
+pub(crate) const AGENT_QUERY: &str = r#"
+local min = (ARGV[1] == '' and '-') or ('(' .. ARGV[1])
+local limit, online, kind, p = tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4], ARGV[5]
+local reply, count, looked = {'0'}, 0, 0
+while true do
+  local ids = redis.call('ZRANGEBYLEX', KEYS[1], min, '+', 'LIMIT', 0, 100)
+  if #ids == 0 then return reply end
+  for _, aid in ipairs(ids) do
+    looked = looked + 1
+    local r = redis.call('HMGET', p .. ':a:{' .. aid .. '}', 'type', 'name', 'caps', 'meta',
+      'status', 'cid', 'uid', 'reg', 'seen')
+    if r[1] and (not online or r[5] ~= 'offline') and (kind == '' or r[1] == kind) then
+      if count == limit then reply[1] = '1' return reply end
+      count = count + 1
+      reply[#reply + 1] = aid
+      for j = 1, 9 do reply[#reply + 1] = r[j] end
+    end
+    min = '(' .. aid
+    if looked >= 1000 then reply[1] = '1' return reply end
+  end
+end
+"#;
+
+/// Publish a route request on the node of an agent's owner: the agent by id (online or
+/// busy), or the next online agent with a capability, round-robin over the cluster.
+///
+/// KEYS: for `agent`: the agent `P:a:{aid}`; for `capability`: the capability's agents
+/// `P:cap:{name}` and its round-robin counter `P:rr:{name}`.
+/// ARGV: mode (`agent` | `capability`), prefix, the event's start, its rest: the event is
+/// `start .. cid .. '","a":' .. aid-as-JSON .. rest`.
+/// Returns the agent's id when published, else 0.
+pub(crate) const ROUTE_AGENT: &str = r#"
+local p = ARGV[2]
+local publish = function(aid, h)
+  redis.call('PUBLISH', p .. ':n:' .. h[2], ARGV[3] .. h[1] .. '","a":' .. h[3] .. ARGV[4])
+  return aid
+end
+if ARGV[1] == 'agent' then
+  local h = redis.call('HMGET', KEYS[1], 'cid', 'node', 'aidj', 'status')
+  if not h[4] or h[4] == 'offline' then return 0 end
+  return publish(string.sub(KEYS[1], #p + 5, -2), h)
+end
+local online = {}
+for _, aid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('HGET', p .. ':a:{' .. aid .. '}', 'status') == 'online' then
+    online[#online + 1] = aid
+  end
+end
+if #online == 0 then return 0 end
+local n = redis.call('INCR', KEYS[2])
+local aid = online[(n - 1) % #online + 1]
+return publish(aid, redis.call('HMGET', p .. ':a:{' .. aid .. '}', 'cid', 'node', 'aidj'))
+"#;
+
 /// A session's members now, with the number of its last membership change: what a node
 /// that may have missed changes (its subscriber was reconnected) sets its mirror to.
 ///
@@ -247,8 +449,21 @@ return reply
 "#;
 
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 8] = [
-    JOIN, LEAVE, HEARTBEAT, SWEEP, CLIENT, SEND_TO, MEMBERS, ROUTE,
+pub(crate) const ALL: [&str; 14] = [
+    JOIN,
+    LEAVE,
+    HEARTBEAT,
+    SWEEP,
+    CLIENT,
+    SEND_TO,
+    MEMBERS,
+    ROUTE,
+    AGENT_REGISTER,
+    AGENT_REMOVE,
+    AGENT_STATUS,
+    AGENT_OFFLINE,
+    AGENT_QUERY,
+    ROUTE_AGENT,
 ];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
@@ -266,6 +481,18 @@ pub(crate) const SEND_TO_INDEX: usize = 5;
 pub(crate) const MEMBERS_INDEX: usize = 6;
 /// The index of [`ROUTE`] in [`ALL`].
 pub(crate) const ROUTE_INDEX: usize = 7;
+/// The index of [`AGENT_REGISTER`] in [`ALL`].
+pub(crate) const AGENT_REGISTER_INDEX: usize = 8;
+/// The index of [`AGENT_REMOVE`] in [`ALL`].
+pub(crate) const AGENT_REMOVE_INDEX: usize = 9;
+/// The index of [`AGENT_STATUS`] in [`ALL`].
+pub(crate) const AGENT_STATUS_INDEX: usize = 10;
+/// The index of [`AGENT_OFFLINE`] in [`ALL`].
+pub(crate) const AGENT_OFFLINE_INDEX: usize = 11;
+/// The index of [`AGENT_QUERY`] in [`ALL`].
+pub(crate) const AGENT_QUERY_INDEX: usize = 12;
+/// The index of [`ROUTE_AGENT`] in [`ALL`].
+pub(crate) const ROUTE_AGENT_INDEX: usize = 13;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,6 +507,12 @@ pub(crate) enum Refused {
     UserLimit,
     /// The client is not a member.
     NotMember,
+    /// The agent id is taken (PROTOCOL section 6).
+    Exists,
+    /// `max_agents` reached.
+    MaxAgents,
+    /// The agent is offline or owned by another client.
+    Forbidden,
 }
 
 impl Refused {
@@ -291,6 +524,9 @@ impl Refused {
             b"full" => Refused::Full,
             b"user_limit" => Refused::UserLimit,
             b"not_member" => Refused::NotMember,
+            b"exists" => Refused::Exists,
+            b"max_agents" => Refused::MaxAgents,
+            b"forbidden" => Refused::Forbidden,
             _ => return None,
         })
     }

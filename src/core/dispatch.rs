@@ -126,11 +126,11 @@ fn cluster_builtin(
         MsgKind::Relay => cluster::sessions::relay(state, cl, req, env, out),
         MsgKind::RouteRequest => cluster::routes::request(state, cl, req, env, out),
         MsgKind::RouteResponse => cluster::routes::response(state, cl, req, env, out),
-        MsgKind::SessionPatch
-        | MsgKind::AgentRegister
-        | MsgKind::AgentUnregister
-        | MsgKind::AgentHeartbeat
-        | MsgKind::AgentQuery => Err(Reject::new(
+        MsgKind::AgentRegister => cluster::agents::register(state, cl, req, env, out),
+        MsgKind::AgentUnregister => cluster::agents::change(state, cl, req, env, true, out),
+        MsgKind::AgentHeartbeat => cluster::agents::change(state, cl, req, env, false, out),
+        MsgKind::AgentQuery => cluster::agents::query(state, cl, req, env, out),
+        MsgKind::SessionPatch => Err(Reject::new(
             ErrorCode::Unavailable,
             format!("{} is not served in cluster mode", env.msg_type),
         )),
@@ -403,12 +403,14 @@ impl App for GatewayCore {
         let Some(client) = state.clients.remove(conn) else {
             return;
         };
+        let ts = state.wall_ms(now);
         if let Some(cl) = state.cluster.as_mut() {
             cluster::sessions::conn_gone(cl, conn, &client.client_id, client.usage_key(), now, out);
             if client.is_authenticated() {
                 cluster::clients::closed(cl, &client.client_id, now, out);
             }
             cl.routes.drop_target(conn);
+            cluster::agents::owner_gone(cl, conn, &client.client_id, ts, now, out);
         }
         let reason = match reason {
             CloseReason::Peer(code) | CloseReason::App(code) | CloseReason::Protocol(code) => {

@@ -1,9 +1,10 @@
 //! What a node keeps of the sessions it has members in, and of the requests on their way:
-//! plain data, changed by `sessions.rs` only.
+//! plain data, changed by `sessions.rs` (sessions) and `agents.rs` (agent requests) only.
 
 use std::collections::HashMap;
 
 use crate::app::ConnId;
+use crate::core::requests::agents::NewAgent;
 
 /// A member of a mirrored session.
 #[derive(Debug)]
@@ -116,4 +117,45 @@ impl Mirror {
             || !self.waiting_subscribe.is_empty()
             || self.members.iter().any(|m| m.conn.is_some())
     }
+}
+
+/// An agent request of a connection, waiting for its script.
+#[derive(Debug)]
+pub(crate) struct PendingAgent {
+    pub(crate) conn: ConnId,
+    pub(crate) req_id: String,
+    pub(crate) ts: u64,
+    pub(crate) agent_id: String,
+    /// For a registration: what the reply shows.
+    pub(crate) registered: Option<NewAgent>,
+}
+
+/// A query waiting for its page.
+#[derive(Debug)]
+pub(crate) struct PendingQuery {
+    pub(crate) conn: ConnId,
+    pub(crate) req_id: String,
+    pub(crate) ts: u64,
+    pub(crate) limit: usize,
+}
+
+/// A `route_request` at the broker.
+#[derive(Debug)]
+pub(crate) struct PendingRoute {
+    pub(crate) conn: ConnId,
+    pub(crate) req_id: String,
+    pub(crate) target: String,
+    pub(crate) ts: u64,
+    /// When the target was looked up as an agent and none has that id: the route to a
+    /// client of that id to try next (the `ROUTE` script's key and arguments).
+    pub(crate) then_client: Option<ClientRoute>,
+}
+
+/// The `ROUTE` script's key and arguments for a route to a client.
+#[derive(Debug)]
+pub(crate) struct ClientRoute {
+    pub(crate) key: Vec<u8>,
+    pub(crate) user: String,
+    pub(crate) allowed: bool,
+    pub(crate) event: Vec<u8>,
 }

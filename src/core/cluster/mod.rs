@@ -12,6 +12,7 @@
 //!   `Service restart` and joins again under a new name; one that finds Redis lost its data
 //!   writes back the memberships of its clients.
 
+pub(crate) mod agents;
 pub(crate) mod clients;
 pub(crate) mod mirror;
 pub(crate) mod node;
@@ -59,6 +60,7 @@ pub(crate) fn tick(state: &mut CoreState, now: Instant, out: &mut Actions<Event>
     handle_events(state, &mut cl, &mut events, now, out);
     if cl.broker.is_up() && !cl.heartbeat_in_flight && now >= cl.heartbeat_due {
         node::heartbeat(&mut cl, now, out);
+        agents::expire(&mut cl, state.config.agent_ttl_ms, now, out);
     }
     cl.events = events;
     state.cluster = Some(cl);
@@ -113,6 +115,7 @@ fn handle_events(
                 // The heartbeat first: it tells whether Redis still holds this node's data.
                 node::heartbeat(cl, now, out);
                 sessions::broker_up(state, cl, now, out);
+                agents::broker_up(cl, state.wall_ms(now), now, out);
                 if cl.clients_unwritten || !cl.forgotten.is_empty() {
                     clients::write_back(state, cl, now, out);
                 }
@@ -189,12 +192,9 @@ fn answered(
         }
         Op::Join(pending) => sessions::join_answered(state, cl, pending, reply, now, out),
         Op::Leave(pending) => sessions::leave_answered(state, cl, pending, reply, now, out),
-        Op::Route {
-            conn,
-            req_id,
-            target,
-            ts,
-        } => routes::routed(state, conn, &req_id, &target, ts, reply, out),
+        Op::Route(pending) => routes::routed(state, cl, pending, reply, now, out),
+        Op::Agent(pending) => agents::answered(state, cl, pending, reply, out),
+        Op::Query(pending) => agents::page(state, cl, pending, reply, out),
         Op::Refresh(session_id) => sessions::refreshed(state, cl, &session_id, reply, now, out),
     }
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use core::net::SocketAddr;
 
-use super::mirror::{Mirror, PendingJoin, PendingLeave, Repair};
+use super::mirror::{
+    Mirror, PendingAgent, PendingJoin, PendingLeave, PendingQuery, PendingRoute, Repair,
+};
 use super::pending::Pending;
 use crate::app::{Actions, ConnId};
 use crate::cluster::broker::{Broker, BrokerEvent, BrokerSettings};
@@ -68,13 +70,12 @@ pub(crate) enum Op {
     Leave(PendingLeave),
     /// A read of a session's members.
     Refresh(String),
+    /// An agent request of a connection.
+    Agent(PendingAgent),
+    /// An `agent_query` of a connection.
+    Query(PendingQuery),
     /// A route request to a client on another node.
-    Route {
-        conn: ConnId,
-        req_id: String,
-        target: String,
-        ts: u64,
-    },
+    Route(PendingRoute),
 }
 
 /// Messages of a held connection, waiting for its request at the broker.
@@ -114,6 +115,11 @@ pub(crate) struct Cluster {
     /// Memberships whose end may not have reached Redis (the broker was down when the
     /// connection left, or a join's reply was lost): removed again when the broker is up.
     pub(crate) repairs: Vec<Repair>,
+    /// The agents each connection of this node registered (they go offline with it).
+    pub(crate) agents_of: HashMap<ConnId, Vec<String>>,
+    /// Agents of connections that closed while the broker was down: set offline when it is
+    /// up (`clientId`, agent ids).
+    pub(crate) offline_repairs: Vec<(String, Vec<String>)>,
     /// Route requests delivered to this node's clients, waiting for their answer.
     pub(crate) routes: Pending,
     /// Whether a local client could not be recorded in the client map (written again when
@@ -158,6 +164,8 @@ impl Cluster {
             sweep_in_flight: false,
             repairs: Vec::new(),
             routes: Pending::default(),
+            agents_of: HashMap::new(),
+            offline_repairs: Vec::new(),
             clients_unwritten: false,
             forgotten: Vec::new(),
             events: Vec::new(),
@@ -368,6 +376,7 @@ pub(crate) fn sweep(cl: &mut Cluster, dead: Vec<u8>, now: Instant, out: &mut Act
         cl.key(&[b"nodes"]),
         cl.key(&[b"n", &dead, b"m"]),
         cl.key(&[b"n", &dead, b"c"]),
+        cl.key(&[b"n", &dead, b"a"]),
     ];
     let batch = SWEEP_BATCH.to_string();
     let tag = cl.tag(Op::Sweep);

@@ -14,11 +14,15 @@ pub(crate) const MAX_PENDING_PER_TARGET: usize = 1024;
 /// Pending deliveries of this node at most.
 pub(crate) const MAX_PENDING: usize = 65_536;
 
+/// Where a delivery's answer goes: the requester's node, and the agent id the answer is
+/// shown from when the requester may not see the responder's `clientId`.
+pub(crate) type Routed = (String, Option<String>);
+
 /// The route requests this node delivered to its clients and that wait for their answer:
 /// (target connection, requester `clientId`, request `id`) -> the requester's node.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    entries: HashMap<(ConnId, String, String), String>,
+    entries: HashMap<(ConnId, String, String), Routed>,
     per_target: HashMap<ConnId, usize>,
 }
 
@@ -27,7 +31,7 @@ impl Pending {
     pub(crate) fn insert(
         &mut self,
         key: (ConnId, String, String),
-        node: String,
+        node: Routed,
     ) -> Result<(), RouteError> {
         if self.entries.contains_key(&key) {
             return Err(RouteError::Duplicate);
@@ -42,7 +46,7 @@ impl Pending {
     }
 
     /// The requester's node of a delivery, which is forgotten.
-    pub(crate) fn take(&mut self, key: &(ConnId, String, String)) -> Option<String> {
+    pub(crate) fn take(&mut self, key: &(ConnId, String, String)) -> Option<Routed> {
         let node = self.entries.remove(key)?;
         if let Some(count) = self.per_target.get_mut(&key.0) {
             *count -= 1;

@@ -16,14 +16,19 @@
 //!   `TARGET_NOT_FOUND`, as on one node), through the requester's node when it is elsewhere.
 //! - Node channel events: `{"e":"route","c":TARGET,"r":REQUESTER,"n":NODE,"i":ID}` and a
 //!   newline before the request as the target gets it.
-//! - Agents and capabilities are not routed in a cluster (`UNAVAILABLE`).
+//! - A target is resolved as on one node: `capability:NAME` (the `ROUTE_AGENT` script picks the
+//!   next online agent with it, round-robin over the whole cluster), then an agent id (online
+//!   or busy, on any node), then a `clientId`. A route through another user's agent is
+//!   answered from the agent's id (section 12), decided by the target's node, which knows the
+//!   owner's user.
 
 use std::time::Instant;
 
 use serde::Deserialize;
 
+use super::mirror::{ClientRoute, PendingRoute};
 use super::node::{Cluster, Op};
-use crate::app::{Actions, ConnId};
+use crate::app::Actions;
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts;
 use crate::core::auth::ANONYMOUS;
@@ -58,7 +63,58 @@ fn share_a_session(cl: &Cluster, a: &str, b: &str) -> bool {
         .any(|m| m.member(a).is_some() && m.member(b).is_some())
 }
 
-/// `route_request` in a cluster.
+/// A route event in two parts: `{"e":"route","c":TARGET` (or, for the route script to
+/// complete with an agent's owner, `{"e":"route","c":"`), and the fields after it with the
+/// request's message after a newline.
+fn route_event(target: Option<&str>, rest: &RouteFrom<'_>, message: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut start = b"{\"e\":\"route\",\"c\":".to_vec();
+    match target {
+        Some(target) => wire::write_str(&mut start, target),
+        // The script writes the agent owner's clientId (a UUID) and `","a":` with the id.
+        None => start.push(b'"'),
+    }
+    let mut tail = Vec::new();
+    tail.extend_from_slice(b",\"r\":");
+    wire::write_str(&mut tail, rest.requester);
+    tail.extend_from_slice(b",\"n\":");
+    wire::write_str(&mut tail, rest.node);
+    tail.extend_from_slice(b",\"i\":");
+    wire::write_str(&mut tail, rest.id);
+    tail.extend_from_slice(b",\"u\":");
+    wire::write_str(&mut tail, rest.user);
+    tail.extend_from_slice(if rest.admin {
+        b",\"adm\":true}\n"
+    } else {
+        b",\"adm\":false}\n"
+    });
+    tail.extend_from_slice(message);
+    (start, tail)
+}
+
+/// Who a route request comes from.
+struct RouteFrom<'a> {
+    requester: &'a str,
+    node: &'a str,
+    id: &'a str,
+    user: &'a str,
+    admin: bool,
+}
+
+/// The agent id a response to a route through agent `agent_id` is shown from, when the
+/// requester (`user`, `admin`) may not see the owner's (`owner_user`) `clientId`.
+fn shown_as(
+    agent_id: Option<&str>,
+    user: &str,
+    admin: bool,
+    owner_user: Option<&str>,
+) -> Option<String> {
+    agent_id
+        .filter(|_| !admin && owner_user != Some(user))
+        .map(str::to_owned)
+}
+
+/// `route_request` in a cluster: a capability (round-robin over the cluster), an agent, or
+/// a client, in that order, as on one node.
 pub(crate) fn request(
     state: &mut CoreState,
     cl: &mut Cluster,
@@ -67,12 +123,6 @@ pub(crate) fn request(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let target = required_str(&env.target, "target")?;
-    if target.starts_with(crate::core::requests::routes::CAPABILITY_PREFIX) {
-        return Err(Reject::new(
-            ErrorCode::Unavailable,
-            "Routes to agents are not served in cluster mode",
-        ));
-    }
     let Some(sender) = state.clients.get(req.conn) else {
         return Ok(());
     };
@@ -81,26 +131,45 @@ pub(crate) fn request(
         .user_id
         .clone()
         .unwrap_or_else(|| ANONYMOUS.to_owned());
-    let allowed = sender.scopes.is_admin() || share_a_session(cl, &requester, target);
+    let admin = sender.scopes.is_admin();
+    let allowed = admin || share_a_session(cl, &requester, target);
     let head = Head {
         id: MsgId::Given(req.id),
         ..Head::new("route_request", req.ts).source(&requester)
     };
     let mut message = Vec::new();
     wire::write_envelope(&mut message, &head, wire::raw(env.payload));
-    if let Some(conn) = state.clients.conn_of(target) {
+    let capability = target.strip_prefix(crate::core::requests::routes::CAPABILITY_PREFIX);
+    // An agent of this node, or a client of this node: delivered here.
+    let local_agent = cl
+        .agents_of
+        .iter()
+        .find(|(_, agents)| agents.iter().any(|a| a == target))
+        .map(|(conn, _)| *conn);
+    let local = match (capability, local_agent) {
+        (Some(_), _) => None,
+        (None, Some(conn)) => Some((conn, true)),
+        (None, None) => state.clients.conn_of(target).map(|conn| (conn, false)),
+    };
+    if let Some((conn, agent)) = local {
         let Some(client) = state.clients.get(conn) else {
             return Err(not_found(target));
         };
         let reachable = !client.closing
             && client.is_authenticated()
-            && (allowed || client.user_id.as_deref() == Some(user.as_str()));
+            && (agent || allowed || client.user_id.as_deref() == Some(user.as_str()));
         if !reachable {
             return Err(not_found(target));
         }
+        let shown = shown_as(
+            agent.then_some(target),
+            &user,
+            admin,
+            client.user_id.as_deref(),
+        );
         let node = cl.node.clone();
         cl.routes
-            .insert((conn, requester, req.id.to_owned()), node)
+            .insert((conn, requester, req.id.to_owned()), (node, shown))
             .map_err(|e| Reject::refused(&e, req.id))?;
         out.send_text(conn, std::str::from_utf8(&message).unwrap_or(""));
         return Ok(());
@@ -111,33 +180,54 @@ pub(crate) fn request(
             "The cluster is unavailable: its broker did not answer",
         ));
     }
-    let mut event = b"{\"e\":\"route\",\"c\":".to_vec();
-    wire::write_str(&mut event, target);
-    event.extend_from_slice(b",\"r\":");
-    wire::write_str(&mut event, &requester);
-    event.extend_from_slice(b",\"n\":");
-    wire::write_str(&mut event, &cl.node);
-    event.extend_from_slice(b",\"i\":");
-    wire::write_str(&mut event, req.id);
-    event.extend_from_slice(b"}\n");
-    event.extend_from_slice(&message);
-    let key = cl.key(&[b"c", target.as_bytes()]);
+    let node = cl.node.clone();
+    let from = RouteFrom {
+        requester: &requester,
+        node: &node,
+        id: req.id,
+        user: &user,
+        admin,
+    };
+    let (agent_start, agent_tail) = route_event(None, &from, &message);
     let prefix = cl.setup.prefix.clone();
-    let flag: &[u8] = if allowed { b"1" } else { b"0" };
-    let tag = cl.tag(Op::Route {
+    let (mode, keys, then_client): (&[u8], Vec<Vec<u8>>, _) = match capability {
+        Some(name) => (
+            b"capability",
+            vec![
+                cl.key(&[b"cap", name.as_bytes()]),
+                cl.key(&[b"rr", name.as_bytes()]),
+            ],
+            None,
+        ),
+        None => {
+            let (mut event, tail) = route_event(Some(target), &from, &message);
+            event.extend_from_slice(&tail);
+            let client = ClientRoute {
+                key: cl.key(&[b"c", target.as_bytes()]),
+                user: user.clone(),
+                allowed,
+                event,
+            };
+            let mut key = cl.key(&[b"a"]);
+            key.extend_from_slice(b":{");
+            key.extend_from_slice(target.as_bytes());
+            key.push(b'}');
+            (&b"agent"[..], vec![key], Some(client))
+        }
+    };
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let args: [&[u8]; 4] = [mode, prefix.as_bytes(), &agent_start, &agent_tail];
+    let tag = cl.tag(Op::Route(PendingRoute {
         conn: req.conn,
         req_id: req.id.to_owned(),
         target: target.to_owned(),
         ts: req.ts,
-    });
-    if !cl.broker.eval(
-        tag,
-        scripts::ROUTE_INDEX,
-        &[&key],
-        &[prefix.as_bytes(), user.as_bytes(), flag, &event],
-        req.now,
-        out,
-    ) {
+        then_client,
+    }));
+    if !cl
+        .broker
+        .eval(tag, scripts::ROUTE_AGENT_INDEX, &keys, &args, req.now, out)
+    {
         cl.untag(tag);
         return Err(Reject::new(
             ErrorCode::Unavailable,
@@ -147,26 +237,68 @@ pub(crate) fn request(
     Ok(())
 }
 
-/// The `ROUTE` script answered: 1 is on its way; anything else is `TARGET_NOT_FOUND` (or
-/// `UNAVAILABLE` when no answer came).
+/// A route script answered: published (an agent's id, or 1 for a client), or not: then the
+/// route to a client of that id, when an agent was looked for first, else
+/// `TARGET_NOT_FOUND` (`UNAVAILABLE` when no answer came).
 pub(crate) fn routed(
     state: &mut CoreState,
-    conn: ConnId,
-    req_id: &str,
-    target: &str,
-    ts: u64,
+    cl: &mut Cluster,
+    mut p: PendingRoute,
     reply: Option<Reply>,
+    now: Instant,
     out: &mut Actions<Event>,
 ) {
     let reject = match reply {
-        Some(Reply::Integer(1)) => return,
-        Some(_) => not_found(target),
+        Some(Reply::Integer(0)) => match p.then_client.take() {
+            Some(client) => {
+                let prefix = cl.setup.prefix.clone();
+                let flag: &[u8] = if client.allowed { b"1" } else { b"0" };
+                let args: [&[u8]; 4] = [
+                    prefix.as_bytes(),
+                    client.user.as_bytes(),
+                    flag,
+                    &client.event,
+                ];
+                let key = client.key.clone();
+                let (conn, req_id, ts) = (p.conn, p.req_id.clone(), p.ts);
+                let tag = cl.tag(Op::Route(p));
+                if cl
+                    .broker
+                    .eval(tag, scripts::ROUTE_INDEX, &[&key], &args, now, out)
+                {
+                    return;
+                }
+                cl.untag(tag);
+                let reject = Reject::new(
+                    ErrorCode::Unavailable,
+                    "The cluster is unavailable: its broker did not answer",
+                );
+                return outbound::send_error(
+                    out,
+                    &mut state.metrics,
+                    conn,
+                    Some(&req_id),
+                    ts,
+                    &reject,
+                );
+            }
+            None => not_found(&p.target),
+        },
+        Some(Reply::Integer(_)) | Some(Reply::Bulk(Some(_))) => return,
+        Some(_) => not_found(&p.target),
         None => Reject::new(
             ErrorCode::Unavailable,
             "The cluster is unavailable: its broker did not answer",
         ),
     };
-    outbound::send_error(out, &mut state.metrics, conn, Some(req_id), ts, &reject);
+    outbound::send_error(
+        out,
+        &mut state.metrics,
+        p.conn,
+        Some(&p.req_id),
+        p.ts,
+        &reject,
+    );
 }
 
 /// A route event's first line.
@@ -176,6 +308,14 @@ struct RouteEvent {
     r: String,
     n: String,
     i: String,
+    /// The agent the request was routed through, if it was.
+    #[serde(default)]
+    a: Option<String>,
+    /// The requester's user and whether it is `admin`.
+    #[serde(default)]
+    u: String,
+    #[serde(default)]
+    adm: bool,
 }
 
 /// A `route_request` for a client of this node, from another node.
@@ -199,8 +339,13 @@ pub(crate) fn on_route(
         .filter(|&conn| state.clients.get(conn).is_some_and(|c| !c.closing))
         .ok_or_else(|| not_found(&head.c))
         .and_then(|conn| {
+            let owner = state.clients.get(conn).and_then(|c| c.user_id.as_deref());
+            let shown = shown_as(head.a.as_deref(), &head.u, head.adm, owner);
             cl.routes
-                .insert((conn, head.r.clone(), head.i.clone()), head.n.clone())
+                .insert(
+                    (conn, head.r.clone(), head.i.clone()),
+                    (head.n.clone(), shown),
+                )
                 .map(|()| conn)
                 .map_err(|e| Reject::refused(&e, &head.i))
         });
@@ -259,7 +404,7 @@ pub(crate) fn response(
     let target = required_str(&env.target, "target")?;
     let reply_to = required_str(&env.reply_to, "replyTo")?;
     let key = (req.conn, target.to_owned(), reply_to.to_owned());
-    let Some(node) = cl.routes.take(&key) else {
+    let Some((node, shown)) = cl.routes.take(&key) else {
         let request = format!("{} from {}", short(reply_to), short(target));
         return Err(Reject::refused(&RouteError::NotPending, &request));
     };
@@ -268,7 +413,7 @@ pub(crate) fn response(
     };
     let head = Head::new("route_response", req.ts)
         .reply_to(reply_to)
-        .source(&client.client_id);
+        .source(shown.as_deref().unwrap_or(&client.client_id));
     let mut message = Vec::new();
     wire::write_envelope(&mut message, &head, wire::raw(env.payload));
     if node == cl.node {

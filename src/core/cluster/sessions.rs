@@ -466,7 +466,9 @@ fn refusal(refused: Option<Refused>, session_id: &str, user: &str) -> Reject {
             ErrorCode::NotAMember,
             format!("Not a member of session {session_id}"),
         ),
-        None => Reject::new(ErrorCode::InternalError, "The cluster's join script failed"),
+        Some(Refused::Exists | Refused::MaxAgents | Refused::Forbidden) | None => {
+            Reject::new(ErrorCode::InternalError, "The cluster's join script failed")
+        }
     }
 }
 

@@ -38,8 +38,8 @@ use serde_json::value::RawValue;
 use crate::app::{Actions, ConnId};
 use crate::config::Config;
 use crate::core::agents::{
-    Admission, Agent, AgentError, AgentStatus, Capabilities, Filter, Limits, Owner, ReadError,
-    Registration,
+    Admission, Agent, AgentError, AgentStatus, AgentType, Capabilities, Filter, Limits, Owner,
+    ReadError, Registration,
 };
 use crate::core::auth::ANONYMOUS;
 use crate::core::events::Event;
@@ -52,16 +52,16 @@ use crate::core::wire::payloads::{self, AgentQueryIn, AgentRecord, AgentRefIn, A
 use crate::core::wire::{self, Head};
 use crate::core::wire::{check_name, opt_bool, opt_ident, opt_str, req_str, Envelope, FieldError};
 
-const AGENT_TYPES: &str = "pi, cli, webchat, companion, channel, custom";
+pub(crate) const AGENT_TYPES: &str = "pi, cli, webchat, companion, channel, custom";
 
 /// What an `agent_list` page needs after a record whose id is `agent_id`, at most:
 /// `],"next":"<the id in hex>"}`.
-fn page_tail(agent_id: &str) -> usize {
+pub(crate) fn page_tail(agent_id: &str) -> usize {
     br#"],"next":""}"#.len() + 2 * agent_id.len()
 }
 
 /// The bytes of the message `head` + `payload`, beside the payload itself.
-fn envelope_bytes(head: &Head<'_>) -> usize {
+pub(crate) fn envelope_bytes(head: &Head<'_>) -> usize {
     let mut probe = Vec::new();
     wire::write_envelope(&mut probe, head, |buf| {
         buf.extend_from_slice(b"{}");
@@ -132,13 +132,27 @@ fn capabilities(
     }
 }
 
-/// `agent_register` → `agent_info` `registered`.
-pub(crate) fn register(
-    state: &mut CoreState,
+/// An `agent_register` read and checked against the bounds, before anything is stored.
+#[derive(Debug)]
+pub(crate) struct NewAgent {
+    /// The `agentId` given, if one was.
+    pub agent_id: Option<String>,
+    /// The id it registers: the given one, or the sender's `clientId`.
+    pub wanted: String,
+    pub agent_type: AgentType,
+    pub name: String,
+    pub capabilities: Capabilities,
+    pub metadata: Option<Box<str>>,
+}
+
+/// Read and check an `agent_register` of `req` (PROTOCOL sections 6 and 11): its fields, the
+/// size bounds, a reply that fits in one message, and an id that is not another open
+/// connection's `clientId` here. `None` when the sender is gone.
+pub(crate) fn read_register(
+    state: &CoreState,
     req: &Req<'_>,
     env: &Envelope<'_>,
-    out: &mut Actions<Event>,
-) -> Result<(), Reject> {
+) -> Result<Option<NewAgent>, Reject> {
     let p: AgentRegisterIn<'_> = payloads::parse(env.payload)?;
     let agent_id = opt_ident(&p.agent_id, "agentId")?.map(str::to_owned);
     let type_name = req_str(&p.agent_type, "type")?;
@@ -151,7 +165,7 @@ pub(crate) fn register(
         state.config.max_name_bytes,
     )?;
     let Some(client) = state.clients.get(req.conn) else {
-        return Ok(());
+        return Ok(None);
     };
     let wanted = agent_id.clone().unwrap_or_else(|| client.client_id.clone());
     let max_bytes = state.config.max_agent_bytes;
@@ -182,6 +196,38 @@ pub(crate) fn register(
     if wanted != client.client_id && state.clients.conn_of(&wanted).is_some() {
         return Err(Reject::refused(&AgentError::Exists, &wanted));
     }
+    Ok(Some(NewAgent {
+        agent_id,
+        wanted,
+        agent_type,
+        name: name.to_owned(),
+        capabilities,
+        metadata,
+    }))
+}
+
+/// `agent_register` → `agent_info` `registered`.
+pub(crate) fn register(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let Some(NewAgent {
+        agent_id,
+        wanted,
+        agent_type,
+        name,
+        capabilities,
+        metadata,
+    }) = read_register(state, req, env)?
+    else {
+        return Ok(());
+    };
+    let head = Head::new("agent_info", req.ts).reply_to(req.id);
+    let Some(client) = state.clients.get(req.conn) else {
+        return Ok(());
+    };
     let owner = Owner {
         conn: req.conn,
         client_id: &client.client_id,
@@ -244,7 +290,7 @@ pub(crate) fn register(
 }
 
 /// The agent id a request names, defaulting to the sender's `clientId`.
-fn agent_ref(
+pub(crate) fn agent_ref(
     state: &CoreState,
     req: &Req<'_>,
     p: &AgentRefIn<'_>,
@@ -311,15 +357,20 @@ pub(crate) fn heartbeat(
     Ok(())
 }
 
-/// `agent_query` → `agent_list`.
-pub(crate) fn query(
-    state: &mut CoreState,
-    req: &Req<'_>,
-    env: &Envelope<'_>,
-    out: &mut Actions<Event>,
-) -> Result<(), Reject> {
+/// An `agent_query` read and checked.
+pub(crate) struct Query {
+    pub capability: Option<String>,
+    pub agent_type: Option<AgentType>,
+    pub online_only: bool,
+    pub limit: usize,
+    /// The id the page starts after (the `cursor`).
+    pub after: Option<String>,
+}
+
+/// Read and check an `agent_query`'s fields.
+pub(crate) fn read_query(state: &CoreState, env: &Envelope<'_>) -> Result<Query, Reject> {
     let p: AgentQueryIn<'_> = payloads::parse(env.payload)?;
-    let capability = opt_str(&p.capability, "capability")?;
+    let capability = opt_str(&p.capability, "capability")?.map(str::to_owned);
     let agent_type = match opt_str(&p.agent_type, "type")? {
         None => None,
         Some(name) => Some(payloads::agent_type(name).ok_or_else(|| {
@@ -334,8 +385,31 @@ pub(crate) fn query(
             FieldError::new("cursor", "cursor must be the next of an agent_list")
         })?),
     };
-    let filter = Filter {
+    Ok(Query {
         capability,
+        agent_type,
+        online_only,
+        limit,
+        after,
+    })
+}
+
+/// `agent_query` → `agent_list`.
+pub(crate) fn query(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let Query {
+        capability,
+        agent_type,
+        online_only,
+        limit,
+        after,
+    } = read_query(state, env)?;
+    let filter = Filter {
+        capability: capability.as_deref(),
         agent_type,
         online_only,
     };
