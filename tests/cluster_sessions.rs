@@ -446,3 +446,126 @@ fn routes_to_a_client_on_another_node_follow_the_visibility_rules() {
         "target": "capability:search", "payload": {}}));
     assert_error(&capability, "TARGET_NOT_FOUND");
 }
+
+#[test]
+fn private_sessions_and_patches_hold_across_nodes() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = [node(&redis, "n1", |_| {}), node(&redis, "n2", |_| {})];
+    let mut alice = Client::authed(&nodes[0], TOKEN);
+    let mut bob = Client::authed(&nodes[1], TOKEN_BOB);
+    let mut carol = Client::authed(&nodes[1], TOKEN_CAROL);
+    let created = alice.request(
+        "session_create",
+        json!({"sessionId": "secret", "access": "private", "allowUsers": ["carol"],
+               "metadata": {"a": 1}}),
+    );
+    assert_eq!(created["payload"]["access"], "private", "{created}");
+
+    // Invisible to bob, wherever he asks from; carol is admitted.
+    bob.request_error(
+        "session_join",
+        json!({"sessionId": "secret"}),
+        "SESSION_NOT_FOUND",
+    );
+    bob.request_error(
+        "session_create",
+        json!({"sessionId": "secret"}),
+        "FORBIDDEN",
+    );
+    let joined = carol.request("session_join", json!({"sessionId": "secret"}));
+    assert_eq!(joined["payload"]["access"], "private");
+    assert_eq!(joined["payload"]["owner"], "alice");
+    alice.recv_type("presence");
+
+    // A member's patch: merged here, seen by the other node's member.
+    let patched = carol.request(
+        "session_patch",
+        json!({"sessionKey": "secret", "patch": {"b": [2]}}),
+    );
+    assert_eq!(patched["payload"]["status"], "patched", "{patched}");
+    assert_eq!(patched["payload"]["metadata"], json!({"a": 1, "b": [2]}));
+    let seen = alice.recv_type("session_info");
+    assert_eq!(seen["payload"]["status"], "patched");
+    assert!(seen.get("replyTo").is_none());
+    assert_eq!(seen["payload"]["metadata"], json!({"a": 1, "b": [2]}));
+    bob.request_error(
+        "session_patch",
+        json!({"sessionKey": "secret", "patch": {"x": 1}}),
+        "SESSION_NOT_FOUND",
+    );
+    carol.request_error(
+        "session_patch",
+        json!({"sessionKey": "secret", "allowUsers": ["bob"]}),
+        "FORBIDDEN",
+    );
+
+    // The owner takes carol off the list: she is removed, alice sees her leave.
+    let id = alice.send_msg(
+        "session_patch",
+        json!({"sessionKey": "secret", "allowUsers": []}),
+    );
+    let removed = carol.recv_type("session_info");
+    assert_eq!(removed["payload"]["status"], "removed", "{removed}");
+    let mut got = [alice.recv(), alice.recv()];
+    got.sort_by_key(|m| m["type"].as_str().unwrap_or("").to_string());
+    assert_eq!(got[0]["type"], "presence");
+    assert_eq!(got[0]["payload"]["status"], "left");
+    assert_eq!(got[1]["replyTo"], id.as_str());
+    assert_eq!(got[1]["payload"]["status"], "patched");
+    let refused = carol.request_envelope(json!({"type": "broadcast", "sessionId": "secret",
+        "payload": {}}));
+    assert_error(&refused, "NOT_A_MEMBER");
+}
+
+#[test]
+fn concurrent_patches_on_two_nodes_lose_nothing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = [node(&redis, "n1", |_| {}), node(&redis, "n2", |_| {})];
+    let mut alice = Client::authed(&nodes[0], TOKEN);
+    let mut bob = Client::authed(&nodes[1], TOKEN_BOB);
+    alice.request("session_create", json!({"sessionId": "board"}));
+    bob.request("session_join", json!({"sessionId": "board"}));
+    alice.recv_type("presence");
+    const N: usize = 20;
+    let mut ids = Vec::new();
+    for i in 0..N {
+        ids.push(alice.send_msg(
+            "session_patch",
+            json!({"sessionKey": "board",
+            "patch": {format!("a{i}"): i}}),
+        ));
+        ids.push(bob.send_msg(
+            "session_patch",
+            json!({"sessionKey": "board",
+            "patch": {format!("b{i}"): i}}),
+        ));
+    }
+    // Each gets its N replies and the other's N notices, in some interleaving.
+    let mut last = Value::Null;
+    for client in [&mut alice, &mut bob] {
+        let mut replies = 0;
+        for _ in 0..2 * N {
+            let msg = client.recv_type("session_info");
+            assert_eq!(msg["payload"]["status"], "patched", "{msg}");
+            if msg.get("replyTo").is_some() {
+                replies += 1;
+            }
+            last = msg["payload"]["metadata"].clone();
+        }
+        assert_eq!(replies, N);
+    }
+    let reply = alice.request("session_patch", json!({"sessionKey": "board", "patch": {}}));
+    let metadata = reply["payload"]["metadata"]
+        .as_object()
+        .expect("metadata")
+        .clone();
+    assert_eq!(
+        metadata.len(),
+        2 * N,
+        "every patch kept: {metadata:?} (last seen {last})"
+    );
+}

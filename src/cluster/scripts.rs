@@ -26,7 +26,11 @@
 /// KEYS: session, members, users, sessions set, the user's counter, the node's set.
 /// ARGV: mode (`create` | `join`), sid, cid, uid (as JSON), node, max_clients,
 /// max_sessions, max_user_memberships, name, meta, access, channel, the event (without its
-/// end: the script adds the change's number and `}`), usage key, sid (as JSON).
+/// end: the script adds the change's number and `}`), usage key, sid (as JSON), admin
+/// (`1` | `0`), then for a new private session its `allowUsers` (as JSON).
+/// A private session (`access` = `private`) admits its owner, its `allowUsers` (SET
+/// `P:s:{sid}:a`) and `admin`s (kept in `P:s:{sid}:adm` while members); to anyone else it
+/// does not exist (`not_found`, or `taken` for a create).
 /// Returns `{status, name, owner, access, meta, seq, cid1, uid1, cid2, uid2, ...}` with status
 /// `created`, `joined` or `already`, the owner and user ids as JSON, and `seq` the number of
 /// the session's last membership change (every join, leave and sweep counts one).
@@ -34,6 +38,11 @@ pub(crate) const JOIN: &str = r#"
 local mode, sid, cid, uid, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 local status = 'joined'
+if exists and redis.call('HGET', KEYS[1], 'access') == 'private' and ARGV[16] ~= '1'
+    and redis.call('HGET', KEYS[1], 'owner') ~= uid
+    and redis.call('SISMEMBER', KEYS[1] .. ':a', uid) == 0 then
+  return {'err', (mode == 'create' and 'taken') or 'not_found'}
+end
 if not exists then
   if mode == 'join' then return {'err', 'not_found'} end
   if redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[7]) then return {'err', 'max_sessions'} end
@@ -50,7 +59,9 @@ else
     redis.call('HSET', KEYS[1], 'name', ARGV[9], 'meta', ARGV[10], 'owner', uid,
       'access', ARGV[11], 'seq', 0, 'sid', sid, 'sidj', ARGV[15])
     redis.call('SADD', KEYS[4], sid)
+    for i = 17, #ARGV do redis.call('SADD', KEYS[1] .. ':a', ARGV[i]) end
   end
+  if ARGV[16] == '1' then redis.call('SADD', KEYS[1] .. ':adm', cid) end
   local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   redis.call('ZADD', KEYS[2], seq, cid)
   redis.call('HSET', KEYS[3], cid, uid .. '\0' .. node .. '\0' .. ARGV[14])
@@ -81,12 +92,13 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {'err', 'not_found'} end
 if not redis.call('ZSCORE', KEYS[2], cid) then return {'err', 'not_member'} end
 redis.call('ZREM', KEYS[2], cid)
 redis.call('HDEL', KEYS[3], cid)
+redis.call('SREM', KEYS[1] .. ':adm', cid)
 if tonumber(redis.call('DECR', KEYS[5])) <= 0 then redis.call('DEL', KEYS[5]) end
 redis.call('SREM', KEYS[6], cid .. '\0' .. KEYS[1])
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. seq .. '}')
 if redis.call('ZCARD', KEYS[2]) == 0 then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[1] .. ':a', KEYS[1] .. ':adm')
   redis.call('SREM', KEYS[4], sid)
 end
 return 'left'
@@ -160,13 +172,14 @@ for _, entry in ipairs(entries) do
     local sid = redis.call('HGET', skey, 'sid') or ''
     redis.call('ZREM', skey .. ':m', cid)
     redis.call('HDEL', skey .. ':u', cid)
+    redis.call('SREM', skey .. ':adm', cid)
     local counter = p .. ':u:' .. ukey
     if tonumber(redis.call('DECR', counter)) <= 0 then redis.call('DEL', counter) end
     local seq = redis.call('HINCRBY', skey, 'seq', 1)
     redis.call('PUBLISH', skey,
       ARGV[4] .. sidj .. ARGV[5] .. cid .. ARGV[6] .. uidj .. ARGV[7] .. seq .. '}')
     if redis.call('ZCARD', skey .. ':m') == 0 then
-      redis.call('DEL', skey, skey .. ':m', skey .. ':u')
+      redis.call('DEL', skey, skey .. ':m', skey .. ':u', skey .. ':a', skey .. ':adm')
       redis.call('SREM', p .. ':sessions', sid)
     end
   end
@@ -430,6 +443,87 @@ local aid = online[(n - 1) % #online + 1]
 return publish(aid, redis.call('HMGET', p .. ':a:{' .. aid .. '}', 'cid', 'node', 'aidj'))
 "#;
 
+/// What `session_patch` reads before it merges the metadata in Rust.
+///
+/// KEYS: session.
+/// ARGV: uid (as JSON), admin (`1` | `0`).
+/// Returns `{version, meta, owner, access, allowBytes}` (`allowBytes`: what `allowUsers`
+/// counts toward the metadata limit), or `{"err", "not_found"}` (a private session is not
+/// found by those it does not admit).
+pub(crate) const SESSION_READ: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'ver', 'meta', 'owner', 'access')
+if not h[3] then return {'err', 'not_found'} end
+if h[4] == 'private' and ARGV[2] ~= '1' and h[3] ~= ARGV[1]
+    and redis.call('SISMEMBER', KEYS[1] .. ':a', ARGV[1]) == 0 then
+  return {'err', 'not_found'}
+end
+local bytes = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1] .. ':a')) do bytes = bytes + #id + 1 end
+return {h[1] or '0', h[2] or '', h[3], h[4] or 'open', tostring(bytes)}
+"#;
+
+/// `session_patch`: the merged metadata written if nobody changed it since it was read (a
+/// compare-and-set on its version), a new `access` or `allowUsers` (owner or `admin` only),
+/// the members a private session no longer admits removed, the notice published.
+///
+/// KEYS: session, members, users, sessions set.
+/// ARGV: cid, uid (as JSON), admin (`1` | `0`), the version read (empty: the metadata is not
+/// changed), the merged metadata, access (empty: kept), replace allowUsers (`1` | `0`), the
+/// patched event, prefix, the removed event's start, sid, then the new allowUsers (as JSON).
+/// Returns `{"patched"}`, `{"retry"}` (the metadata changed since it was read), or `{"err",
+/// "not_found" | "not_owner" | "not_member"}`.
+pub(crate) const SESSION_PATCH: &str = r#"
+local skey, cid, uid, admin = KEYS[1], ARGV[1], ARGV[2], ARGV[3] == '1'
+local h = redis.call('HMGET', skey, 'owner', 'access', 'ver')
+local owner, access = h[1], h[2] or 'open'
+if not owner then return {'err', 'not_found'} end
+if access == 'private' and not admin and owner ~= uid
+    and redis.call('SISMEMBER', skey .. ':a', uid) == 0 then
+  return {'err', 'not_found'}
+end
+local changes_access = ARGV[6] ~= '' or ARGV[7] == '1'
+if changes_access and not admin and owner ~= uid then return {'err', 'not_owner'} end
+if ARGV[4] ~= '' then
+  if not redis.call('ZSCORE', KEYS[2], cid) then return {'err', 'not_member'} end
+  if (h[3] or '0') ~= ARGV[4] then return {'retry'} end
+  redis.call('HSET', skey, 'meta', ARGV[5])
+end
+redis.call('HINCRBY', skey, 'ver', 1)
+if ARGV[6] ~= '' then
+  redis.call('HSET', skey, 'access', ARGV[6])
+  access = ARGV[6]
+end
+if ARGV[7] == '1' then
+  redis.call('DEL', skey .. ':a')
+  for i = 12, #ARGV do redis.call('SADD', skey .. ':a', ARGV[i]) end
+end
+if changes_access and access == 'private' then
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local info = redis.call('HGET', KEYS[3], m) or ''
+    local a = string.find(info, '\0', 1, true)
+    local b = a and string.find(info, '\0', a + 1, true)
+    local muid = a and string.sub(info, 1, a - 1) or ''
+    if muid ~= owner and redis.call('SISMEMBER', skey .. ':a', muid) == 0
+        and redis.call('SISMEMBER', skey .. ':adm', m) == 0 then
+      local node, ukey = string.sub(info, a + 1, b - 1), string.sub(info, b + 1)
+      redis.call('ZREM', KEYS[2], m)
+      redis.call('HDEL', KEYS[3], m)
+      local counter = ARGV[9] .. ':u:' .. ukey
+      if tonumber(redis.call('DECR', counter)) <= 0 then redis.call('DEL', counter) end
+      redis.call('SREM', ARGV[9] .. ':n:' .. node .. ':m', m .. '\0' .. skey)
+      local seq = redis.call('HINCRBY', skey, 'seq', 1)
+      redis.call('PUBLISH', skey, ARGV[10] .. m .. '","q":' .. seq .. '}')
+    end
+  end
+end
+redis.call('PUBLISH', skey, ARGV[8])
+if redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('DEL', skey, KEYS[2], KEYS[3], skey .. ':a', skey .. ':adm')
+  redis.call('SREM', KEYS[4], ARGV[11])
+end
+return {'patched'}
+"#;
+
 /// A session's members now, with the number of its last membership change: what a node
 /// that may have missed changes (its subscriber was reconnected) sets its mirror to.
 ///
@@ -449,7 +543,7 @@ return reply
 "#;
 
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 14] = [
+pub(crate) const ALL: [&str; 16] = [
     JOIN,
     LEAVE,
     HEARTBEAT,
@@ -464,6 +558,8 @@ pub(crate) const ALL: [&str; 14] = [
     AGENT_OFFLINE,
     AGENT_QUERY,
     ROUTE_AGENT,
+    SESSION_READ,
+    SESSION_PATCH,
 ];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
@@ -493,6 +589,10 @@ pub(crate) const AGENT_OFFLINE_INDEX: usize = 11;
 pub(crate) const AGENT_QUERY_INDEX: usize = 12;
 /// The index of [`ROUTE_AGENT`] in [`ALL`].
 pub(crate) const ROUTE_AGENT_INDEX: usize = 13;
+/// The index of [`SESSION_READ`] in [`ALL`].
+pub(crate) const SESSION_READ_INDEX: usize = 14;
+/// The index of [`SESSION_PATCH`] in [`ALL`].
+pub(crate) const SESSION_PATCH_INDEX: usize = 15;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -513,6 +613,10 @@ pub(crate) enum Refused {
     MaxAgents,
     /// The agent is offline or owned by another client.
     Forbidden,
+    /// A create of the id of a private session the caller may not join.
+    Taken,
+    /// A change of access by someone who is neither the owner nor `admin`.
+    NotOwner,
 }
 
 impl Refused {
@@ -527,6 +631,8 @@ impl Refused {
             b"exists" => Refused::Exists,
             b"max_agents" => Refused::MaxAgents,
             b"forbidden" => Refused::Forbidden,
+            b"taken" => Refused::Taken,
+            b"not_owner" => Refused::NotOwner,
             _ => return None,
         })
     }

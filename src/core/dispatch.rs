@@ -130,10 +130,7 @@ fn cluster_builtin(
         MsgKind::AgentUnregister => cluster::agents::change(state, cl, req, env, true, out),
         MsgKind::AgentHeartbeat => cluster::agents::change(state, cl, req, env, false, out),
         MsgKind::AgentQuery => cluster::agents::query(state, cl, req, env, out),
-        MsgKind::SessionPatch => Err(Reject::new(
-            ErrorCode::Unavailable,
-            format!("{} is not served in cluster mode", env.msg_type),
-        )),
+        MsgKind::SessionPatch => cluster::patch::patch(state, cl, req, env, out),
         _ => return None,
     })
 }

@@ -178,6 +178,11 @@ impl AllowList {
         false
     }
 
+    /// The ids, in sorted order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.ends.len()).map(|i| self.at(i))
+    }
+
     /// How many ids it holds.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -68,7 +68,12 @@ fn send(
     let conn = match &op {
         Op::Agent(p) => p.conn,
         Op::Query(p) => p.conn,
-        _ => return Err(Reject::new(ErrorCode::InternalError, "Not an agent request")),
+        _ => {
+            return Err(Reject::new(
+                ErrorCode::InternalError,
+                "Not an agent request",
+            ))
+        }
     };
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let tag = cl.tag(op);

@@ -33,6 +33,11 @@ pub(crate) struct PendingJoin {
     pub(crate) name: String,
     pub(crate) meta: String,
     pub(crate) ts: u64,
+    /// Whether the joiner has the `admin` scope.
+    pub(crate) admin: bool,
+    /// For a create: `open` or `private`, and the `allowUsers` (as JSON).
+    pub(crate) access: &'static str,
+    pub(crate) allow: Vec<String>,
 }
 
 /// A join in progress, in its session's mirror.
@@ -158,4 +163,27 @@ pub(crate) struct ClientRoute {
     pub(crate) user: String,
     pub(crate) allowed: bool,
     pub(crate) event: Vec<u8>,
+}
+
+/// A `session_patch` from its read to its reply (`patch.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingPatch {
+    pub(crate) conn: ConnId,
+    pub(crate) req_id: String,
+    pub(crate) ts: u64,
+    pub(crate) session_id: String,
+    pub(crate) client_id: String,
+    /// The sender's `userId`, as JSON.
+    pub(crate) user: String,
+    pub(crate) admin: bool,
+    /// The `patch` object's text.
+    pub(crate) patch: Option<String>,
+    pub(crate) access: Option<&'static str>,
+    /// The new `allowUsers`, as JSON strings, and what they count toward the limit.
+    pub(crate) allow: Option<Vec<String>>,
+    pub(crate) allow_bytes: Option<usize>,
+    /// Compare-and-sets lost so far.
+    pub(crate) tries: u32,
+    /// Once written: the owner, access and metadata the reply shows.
+    pub(crate) read: Option<(String, &'static str, String)>,
 }

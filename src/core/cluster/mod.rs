@@ -16,6 +16,7 @@ pub(crate) mod agents;
 pub(crate) mod clients;
 pub(crate) mod mirror;
 pub(crate) mod node;
+pub(crate) mod patch;
 pub(crate) mod pending;
 pub(crate) mod routes;
 pub(crate) mod sessions;
@@ -194,6 +195,8 @@ fn answered(
         Op::Leave(pending) => sessions::leave_answered(state, cl, pending, reply, now, out),
         Op::Route(pending) => routes::routed(state, cl, pending, reply, now, out),
         Op::Agent(pending) => agents::answered(state, cl, pending, reply, out),
+        Op::PatchRead(pending) => patch::read_answered(state, cl, pending, reply, now, out),
+        Op::PatchWrite(pending) => patch::write_answered(state, cl, pending, reply, now, out),
         Op::Query(pending) => agents::page(state, cl, pending, reply, out),
         Op::Refresh(session_id) => sessions::refreshed(state, cl, &session_id, reply, now, out),
     }

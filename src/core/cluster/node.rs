@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use core::net::SocketAddr;
 
 use super::mirror::{
-    Mirror, PendingAgent, PendingJoin, PendingLeave, PendingQuery, PendingRoute, Repair,
+    Mirror, PendingAgent, PendingJoin, PendingLeave, PendingPatch, PendingQuery, PendingRoute,
+    Repair,
 };
 use super::pending::Pending;
 use crate::app::{Actions, ConnId};
@@ -74,6 +75,10 @@ pub(crate) enum Op {
     Agent(PendingAgent),
     /// An `agent_query` of a connection.
     Query(PendingQuery),
+    /// The read of a `session_patch`.
+    PatchRead(PendingPatch),
+    /// The compare-and-set of a `session_patch`.
+    PatchWrite(PendingPatch),
     /// A route request to a client on another node.
     Route(PendingRoute),
 }

@@ -36,7 +36,10 @@ use crate::core::auth::ANONYMOUS;
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
+use crate::core::requests::sessions::{opt_access, opt_allow};
+use crate::core::sessions::{Access, AllowList, SessionError};
 use crate::core::state::{CoreState, Req};
+use crate::core::users::{Resource, UserLimit};
 use crate::core::wire::payloads::{
     self, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionRefIn,
 };
@@ -112,14 +115,8 @@ pub(crate) fn join(
     create: bool,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let (session_id, name, meta) = if create {
+    let (session_id, name, meta, access, allow) = if create {
         let p: SessionCreateIn<'_, Value> = payloads::parse(env.payload)?;
-        if opt_str(&p.access, "access")?.is_some_and(|a| a != "open") || p.allow_users.is_some() {
-            return Err(Reject::new(
-                ErrorCode::Unavailable,
-                "Private sessions are not served in cluster mode",
-            ));
-        }
         let session_id = match opt_ident(&p.session_id, "sessionId")? {
             Some(id) => id.to_owned(),
             None => format!("session-{}", uuid::Uuid::new_v4()),
@@ -129,23 +126,32 @@ pub(crate) fn join(
             .transpose()?
             .unwrap_or("")
             .to_owned();
+        let access = opt_access(&p.access)?.unwrap_or_default();
+        let allow = match opt_allow(p.allow_users)? {
+            None => AllowList::default(),
+            Some(Ok(allow)) => allow,
+            Some(Err(e)) => return Err(Reject::refused(&e, &session_id)),
+        };
         let meta = match wire::opt_object(p.metadata, "metadata")? {
             Some(value) => serde_json::to_string(&value).unwrap_or_default(),
             None => String::new(),
         };
-        if meta.len() > state.sessions.max_metadata_bytes() {
-            return Err(Reject::new(
-                ErrorCode::LimitExceeded,
-                "Session metadata exceeds the limit",
+        if meta.len() + allow.bytes() > state.sessions.max_metadata_bytes() {
+            return Err(Reject::refused(
+                &SessionError::MetadataTooLarge,
+                &session_id,
             ));
         }
-        (session_id, name, meta)
+        (session_id, name, meta, access, allow)
     } else {
         let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+        let session_id = named_session(&p.session_id, env)?.to_owned();
         (
-            named_session(&p.session_id, env)?.to_owned(),
+            session_id,
             String::new(),
             String::new(),
+            Access::default(),
+            AllowList::default(),
         )
     };
     let Some(client) = state.clients.get(req.conn) else {
@@ -173,13 +179,7 @@ pub(crate) fn join(
         }
     }
     if memberships_of(cl, req.conn) >= state.config.max_sessions_per_client {
-        return Err(Reject::new(
-            ErrorCode::LimitExceeded,
-            format!(
-                "Client is in {} sessions, the limit",
-                state.config.max_sessions_per_client
-            ),
-        ));
+        return Err(Reject::refused(&SessionError::ClientLimit, &session_id));
     }
     if !cl.is_serving() {
         return Err(unavailable());
@@ -198,6 +198,12 @@ pub(crate) fn join(
         name,
         meta,
         ts: req.ts,
+        admin: client.scopes.is_admin(),
+        access: access.name(),
+        allow: allow
+            .iter()
+            .map(|id| String::from_utf8(json_str(id)).unwrap_or_default())
+            .collect(),
     };
     cl.hold(req.conn);
     let channel = session_key(cl, &session_id);
@@ -279,9 +285,13 @@ fn send_join(
         name: String::new(),
         meta: String::new(),
         ts: pending.ts,
+        admin: pending.admin,
+        access: pending.access,
+        allow: Vec::new(),
     }));
     let mode: &[u8] = if pending.create { b"create" } else { b"join" };
-    let args: [&[u8]; 15] = [
+    let admin: &[u8] = if pending.admin { b"1" } else { b"0" };
+    let mut args: Vec<&[u8]> = vec![
         mode,
         pending.session_id.as_bytes(),
         pending.client_id.as_bytes(),
@@ -292,12 +302,14 @@ fn send_join(
         max_user.as_bytes(),
         pending.name.as_bytes(),
         pending.meta.as_bytes(),
-        b"open",
+        pending.access.as_bytes(),
         &skey,
         &event,
         pending.usage_key.as_bytes(),
         &sidj,
+        admin,
     ];
+    args.extend(pending.allow.iter().map(|id| id.as_bytes()));
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     if !cl
         .broker
@@ -445,31 +457,24 @@ fn parse_snapshot(reply: &Reply) -> Result<Snapshot, Refuser> {
 }
 
 fn refusal(refused: Option<Refused>, session_id: &str, user: &str) -> Reject {
-    match refused {
-        Some(Refused::NotFound) => Reject::new(
-            ErrorCode::SessionNotFound,
-            format!("Session {session_id} not found"),
-        ),
-        Some(Refused::Full) => Reject::new(
-            ErrorCode::SessionFull,
-            format!("Session {session_id} is full"),
-        ),
-        Some(Refused::MaxSessions) => Reject::new(
-            ErrorCode::LimitExceeded,
-            "Maximum number of sessions reached",
-        ),
-        Some(Refused::UserLimit) => Reject::new(
-            ErrorCode::LimitExceeded,
-            format!("Too many session memberships for user {user}"),
-        ),
-        Some(Refused::NotMember) => Reject::new(
-            ErrorCode::NotAMember,
-            format!("Not a member of session {session_id}"),
-        ),
-        Some(Refused::Exists | Refused::MaxAgents | Refused::Forbidden) | None => {
-            Reject::new(ErrorCode::InternalError, "The cluster's join script failed")
+    let error = match refused {
+        Some(Refused::NotFound) => SessionError::NotFound,
+        Some(Refused::Full) => SessionError::Full,
+        Some(Refused::MaxSessions) => SessionError::TableFull,
+        Some(Refused::UserLimit) => {
+            return Reject::refused(&UserLimit(Resource::Memberships), user)
         }
-    }
+        Some(Refused::NotMember) => SessionError::NotAMember,
+        Some(Refused::Taken) => SessionError::Taken,
+        Some(Refused::NotOwner) => SessionError::NotOwner,
+        Some(Refused::Exists | Refused::MaxAgents | Refused::Forbidden) | None => {
+            return Reject::new(
+                ErrorCode::InternalError,
+                "The cluster's session script failed",
+            )
+        }
+    };
+    Reject::refused(&error, session_id)
 }
 
 /// Reply to a join whose script reply and own event both came; from then on the joiner
@@ -590,7 +595,11 @@ fn reply_joined(
         },
         name: (!snapshot.name.is_empty()).then_some(snapshot.name.as_str()),
         owner: (!snapshot.owner.is_empty()).then_some(snapshot.owner.as_str()),
-        access: Some("open"),
+        access: Some(if snapshot.access == "private" {
+            "private"
+        } else {
+            "open"
+        }),
         members: Some(&members),
         metadata: Some(if snapshot.meta.is_empty() {
             "{}"
@@ -598,7 +607,6 @@ fn reply_joined(
             snapshot.meta.as_str()
         }),
     };
-    let _ = &snapshot.access;
     let head = Head::new("session_info", ts)
         .reply_to(req_id)
         .session(session_id);
@@ -727,6 +735,47 @@ fn apply(
         }
         // From a host program: to every member (no member has the empty clientId).
         "host" => deliver(state, mirror, "", body, out),
+        // The notice of a `session_patch`: to every member but the patcher (its reply
+        // comes from the script).
+        "patch" => deliver(state, mirror, &head.c, body, out),
+        // Removed by a change of access: it is told, the others see it leave.
+        "removed" => {
+            let Some(at) = mirror.members.iter().position(|m| m.client_id == head.c) else {
+                return;
+            };
+            let member = mirror.members.remove(at);
+            if let Some(conn) = member.conn.filter(|_| member.live) {
+                let notice = SessionInfoOut {
+                    session_id,
+                    status: "removed",
+                    name: None,
+                    owner: None,
+                    access: None,
+                    members: None,
+                    metadata: None,
+                };
+                let head_out = Head::new("session_info", ts).session(session_id);
+                outbound::send(out, &mut state.metrics, conn, &head_out, |buf| {
+                    notice.write(buf)
+                });
+                state.state_version += 1;
+                out.emit(Event::SessionLeft {
+                    session_id: session_id.to_owned(),
+                    client_id: member.client_id.clone(),
+                });
+            }
+            deliver_presence(
+                state,
+                mirror,
+                &member.client_id,
+                &member.user_id,
+                "left",
+                session_id,
+                ts,
+                out,
+            );
+            drop_if_unused(cl, session_id, out);
+        }
         _ => {}
     }
 }
@@ -1300,6 +1349,9 @@ pub(crate) fn write_back(
                 name: mirror.name.clone(),
                 meta: mirror.meta.clone(),
                 ts: state.wall_ms(now),
+                admin: client.scopes.is_admin(),
+                access: "open",
+                allow: Vec::new(),
             });
         }
     }

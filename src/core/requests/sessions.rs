@@ -57,7 +57,7 @@ use crate::core::wire::{
 };
 
 /// The session a request names: the payload field, else the envelope's `sessionId`.
-fn session_ref<'b>(
+pub(crate) fn session_ref<'b>(
     payload_field: &'b Option<Loose<'_>>,
     name: &'static str,
     envelope: &'b Field<'_>,
@@ -80,7 +80,7 @@ fn viewer(client: &Client) -> Viewer<'_> {
 }
 
 /// `access`: absent or `null` is `None`; else `open` or `private`.
-fn opt_access(value: &Option<Loose<'_>>) -> Result<Option<Access>, FieldError> {
+pub(crate) fn opt_access(value: &Option<Loose<'_>>) -> Result<Option<Access>, FieldError> {
     match opt_str(value, "access")? {
         None => Ok(None),
         Some(name) => Access::named(name)
@@ -92,7 +92,7 @@ fn opt_access(value: &Option<Loose<'_>>) -> Result<Option<Access>, FieldError> {
 /// `allowUsers`: absent or `null` is `None`; an array of identifiers is its [`AllowList`], or
 /// [`SessionError::MetadataTooLarge`] when its ids count more than the metadata limit (the
 /// table refuses that at its metadata step); anything else is a field error.
-fn opt_allow(
+pub(crate) fn opt_allow(
     value: Option<AllowUsersIn<'_>>,
 ) -> Result<Option<Result<AllowList, SessionError>>, FieldError> {
     match value {
