@@ -293,6 +293,26 @@ fn health_and_metrics_describe_the_cluster() {
         "{}",
         nodes[0].health()
     );
+    // The counts are the cluster's: a session on one node, an agent on another.
+    let mut alice = Client::authed(&nodes[0], TOKEN);
+    alice.request("session_create", json!({"sessionId": "counted"}));
+    let mut bob = Client::authed(&nodes[1], TOKEN_BOB);
+    let agent = json!({"type": "cli", "name": "b", "capabilities": {}});
+    bob.request("agent_register", agent);
+    assert!(
+        eventually(|| {
+            let h = nodes[2].health();
+            h["sessions"] == 1 && h["agents"] == 1 && h["clients"] == 2
+        }),
+        "{}",
+        nodes[2].health()
+    );
+    let mut carol = Client::authed(&nodes[2], TOKEN_CAROL);
+    let hello = carol.request(
+        "connect",
+        json!({"deviceId": "d1", "role": "node", "protocolVersion": 1}),
+    );
+    assert!(hello["payload"]["stateVersion"].as_u64().unwrap() >= 2, "{hello}");
     let health = nodes[1].health();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["cluster"]["nodeId"], "n2");

@@ -260,6 +260,12 @@ impl Broker {
         }
     }
 
+    /// Want `channel` from the first connect on (before the broker has connected: nothing is
+    /// sent now).
+    pub(crate) fn want(&mut self, channel: &[u8]) {
+        self.wanted.insert(channel.to_vec());
+    }
+
     /// Stop wanting `channel`.
     pub(crate) fn unsubscribe<E>(&mut self, channel: &[u8], out: &mut Actions<E>) {
         if channel == self.settings.probe_channel.as_slice() || !self.wanted.remove(channel) {

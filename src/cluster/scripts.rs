@@ -68,6 +68,7 @@ else
   redis.call('INCR', KEYS[5])
   redis.call('SADD', KEYS[6], cid .. '\0' .. KEYS[1])
   redis.call('PUBLISH', ARGV[12], ARGV[13] .. seq .. '}')
+  redis.call('INCR', string.sub(KEYS[4], 1, -10) .. ':version')
 end
 local s = redis.call('HMGET', KEYS[1], 'name', 'owner', 'access', 'meta', 'seq')
 local reply = {status, s[1] or '', s[2] or '', s[3] or 'open', s[4] or '', s[5] or '0'}
@@ -97,6 +98,7 @@ if tonumber(redis.call('DECR', KEYS[5])) <= 0 then redis.call('DEL', KEYS[5]) en
 redis.call('SREM', KEYS[6], cid .. '\0' .. KEYS[1])
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. seq .. '}')
+redis.call('INCR', string.sub(KEYS[4], 1, -10) .. ':version')
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[1] .. ':a', KEYS[1] .. ':adm')
   redis.call('SREM', KEYS[4], sid)
@@ -109,7 +111,9 @@ return 'left'
 /// KEYS: nodes, epoch, clock, node counter.
 /// ARGV: node, epoch (empty on the first call), registering (`1` | `0`), heartbeat_ms,
 /// dead_ms, prefix.
-/// Returns `{state, epoch, nodes_alive, node_number, dead_node_or_empty}` where state is
+/// Returns `{state, epoch, nodes_alive, node_number, dead_node_or_empty, sessions, agents,
+/// clients, version}` (the last four cluster-wide: `/health`'s counts and `stateVersion`,
+/// which every change of sessions and agents counts in `P:version`) where state is
 /// `ok`, `fenced` (this node was declared dead) or `lost` (the epoch changed: Redis lost its
 /// data). A dead node found is named so that the caller sweeps it with [`SWEEP`].
 pub(crate) const HEARTBEAT: &str = r#"
@@ -144,7 +148,11 @@ if state ~= 'fenced' then
 end
 local alive = redis.call('ZCOUNT', KEYS[1], now - dead, '+inf')
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - dead), 'LIMIT', 0, 1)
-return {state, current, alive, number, gone[1] or ''}
+local counts = {redis.call('SCARD', ARGV[6] .. ':sessions'),
+  redis.call('ZCARD', ARGV[6] .. ':agents'),
+  tonumber(redis.call('GET', ARGV[6] .. ':clients') or '0'),
+  tonumber(redis.call('GET', ARGV[6] .. ':version') or '0')}
+return {state, current, alive, number, gone[1] or '', counts[1], counts[2], counts[3], counts[4]}
 "#;
 
 /// Remove up to `batch` memberships of a dead node, publishing `left` for each; the node is
@@ -155,7 +163,9 @@ return {state, current, alive, number, gone[1] or ''}
 /// clients are gone; their TTL counts from then).
 /// ARGV: dead node, batch, prefix, then the event's pieces: each membership's event is
 /// `ARGV[4] .. sid-json .. ARGV[5] .. cid .. ARGV[6] .. uid-json .. ARGV[7] .. seq .. '}'`.
-/// Returns how many memberships are left to sweep.
+/// Once nothing is left, the node is forgotten and `{"e":"node_dead","n":NODE}` published on
+/// `P:ctl` (node ids need no escaping), so that every node answers the routes it had sent
+/// there. Returns how many entries are left to sweep.
 pub(crate) const SWEEP: &str = r#"
 local dead, batch, p = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local entries = redis.call('SRANDMEMBER', KEYS[2], batch)
@@ -178,6 +188,7 @@ for _, entry in ipairs(entries) do
     local seq = redis.call('HINCRBY', skey, 'seq', 1)
     redis.call('PUBLISH', skey,
       ARGV[4] .. sidj .. ARGV[5] .. cid .. ARGV[6] .. uidj .. ARGV[7] .. seq .. '}')
+    redis.call('INCR', p .. ':version')
     if redis.call('ZCARD', skey .. ':m') == 0 then
       redis.call('DEL', skey, skey .. ':m', skey .. ':u', skey .. ':a', skey .. ':adm')
       redis.call('SREM', p .. ':sessions', sid)
@@ -190,6 +201,7 @@ if left == 0 then
   for _, cid in ipairs(clients) do
     redis.call('SREM', KEYS[3], cid)
     redis.call('DEL', p .. ':c:' .. cid)
+    redis.call('DECR', p .. ':clients')
   end
   left = redis.call('SCARD', KEYS[3])
 end
@@ -204,21 +216,24 @@ if left == 0 then
   end
   left = redis.call('SCARD', KEYS[4])
 end
-if left == 0 then redis.call('ZREM', KEYS[1], dead) end
+if left == 0 and redis.call('ZREM', KEYS[1], dead) == 1 then
+  redis.call('PUBLISH', p .. ':ctl', '{"e":"node_dead","n":"' .. dead .. '"}')
+end
 return left
 "#;
 
 /// Record where an authenticated client is (or forget it, with an empty node).
 ///
-/// KEYS: the client `P:c:{cid}`, the node's clients `P:n:{node}:c`.
+/// KEYS: the client `P:c:{cid}`, the node's clients `P:n:{node}:c`, the count of clients
+/// `P:clients`.
 /// ARGV: cid, node (empty: forget), user id.
 pub(crate) const CLIENT: &str = r#"
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[1])
+  if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then redis.call('DECR', KEYS[3]) end
 else
   redis.call('SET', KEYS[1], ARGV[2] .. '\0' .. ARGV[3])
-  redis.call('SADD', KEYS[2], ARGV[1])
+  if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then redis.call('INCR', KEYS[3]) end
 end
 return 1
 "#;
@@ -242,7 +257,7 @@ return 1
 ///
 /// KEYS: the target client `P:c:{cid}`.
 /// ARGV: prefix, the requester's user id, allowed (`1` | `0`), the message.
-/// Returns 1 when published, else 0.
+/// Returns the target's node when published, else 0.
 pub(crate) const ROUTE: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
@@ -250,7 +265,7 @@ local at = string.find(v, '\0', 1, true)
 local node, uid = string.sub(v, 1, at - 1), string.sub(v, at + 1)
 if ARGV[3] ~= '1' and uid ~= ARGV[2] then return 0 end
 redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, ARGV[4])
-return 1
+return node
 "#;
 
 /// Register an agent, or take one over: the rules of PROTOCOL sections 6 and 11, counted
@@ -299,6 +314,7 @@ for i = 15, #ARGV do
   redis.call('ZADD', p .. ':cap:' .. ARGV[i], 0, aid)
 end
 redis.call('SADD', KEYS[4], aid)
+redis.call('INCR', p .. ':version')
 return {'registered', reg}
 "#;
 
@@ -325,6 +341,7 @@ local remove = function(aid)
     local counter = p .. ':ua:' .. h[1]
     if tonumber(redis.call('DECR', counter)) <= 0 then redis.call('DEL', counter) end
   end
+  redis.call('INCR', p .. ':version')
 end
 if ARGV[1] == 'unregister' then
   local key = p .. ':a:{' .. ARGV[3] .. '}'
@@ -346,7 +363,7 @@ return #due
 /// `lastSeenAt`.
 ///
 /// KEYS: the agent `P:a:{aid}`.
-/// ARGV: cid, status (empty: kept), now (ms).
+/// ARGV: cid, status (empty: kept), now (ms), prefix.
 /// Returns `{"updated", type, name, caps, meta, status, reg, seen}` or `{"err",
 /// "not_found" | "forbidden"}`.
 pub(crate) const AGENT_STATUS: &str = r#"
@@ -355,6 +372,7 @@ if not h[1] then return {'err', 'not_found'} end
 if h[1] == 'offline' or h[2] ~= ARGV[1] then return {'err', 'forbidden'} end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'status', ARGV[2]) end
 redis.call('HSET', KEYS[1], 'seen', ARGV[3])
+redis.call('INCR', ARGV[4] .. ':version')
 local r = redis.call('HMGET', KEYS[1], 'type', 'name', 'caps', 'meta', 'status', 'reg', 'seen')
 return {'updated', r[1], r[2], r[3], r[4], r[5], r[6], r[7]}
 "#;
@@ -374,6 +392,7 @@ for i = 4, #ARGV do
     redis.call('HSET', key, 'status', 'offline', 'cid', '', 'node', '', 'seen', ARGV[2])
     redis.call('SREM', KEYS[1], ARGV[i])
     redis.call('ZADD', KEYS[2], now, ARGV[i])
+    redis.call('INCR', ARGV[3] .. ':version')
     gone = gone + 1
   end
 end
@@ -419,12 +438,12 @@ end
 /// `P:cap:{name}` and its round-robin counter `P:rr:{name}`.
 /// ARGV: mode (`agent` | `capability`), prefix, the event's start, its rest: the event is
 /// `start .. cid .. '","a":' .. aid-as-JSON .. rest`.
-/// Returns the agent's id when published, else 0.
+/// Returns `{agent id, node}` when published, else 0.
 pub(crate) const ROUTE_AGENT: &str = r#"
 local p = ARGV[2]
 local publish = function(aid, h)
   redis.call('PUBLISH', p .. ':n:' .. h[2], ARGV[3] .. h[1] .. '","a":' .. h[3] .. ARGV[4])
-  return aid
+  return {aid, h[2]}
 end
 if ARGV[1] == 'agent' then
   local h = redis.call('HMGET', KEYS[1], 'cid', 'node', 'aidj', 'status')
@@ -517,6 +536,7 @@ if changes_access and access == 'private' then
   end
 end
 redis.call('PUBLISH', skey, ARGV[8])
+redis.call('INCR', ARGV[9] .. ':version')
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', skey, KEYS[2], KEYS[3], skey .. ':a', skey .. ':adm')
   redis.call('SREM', KEYS[4], ARGV[11])

@@ -407,6 +407,7 @@ impl App for GatewayCore {
                 cluster::clients::closed(cl, &client.client_id, now, out);
             }
             cl.routes.drop_target(conn);
+            cl.outstanding.retain(|(requester, _), _| *requester != conn);
             cluster::agents::owner_gone(cl, conn, &client.client_id, ts, now, out);
         }
         let reason = match reason {
@@ -501,9 +502,16 @@ impl App for GatewayCore {
                     service: "gateway",
                     timestamp: state.wall_ms(now),
                     uptime: state.uptime_ms(now),
-                    clients: state.clients.len(),
-                    sessions: state.sessions.len(),
-                    agents: state.agents.len(),
+                    // In a cluster, the cluster's counts (as of the last heartbeat).
+                    clients: state.cluster.as_ref().map_or(state.clients.len(), |cl| {
+                        usize::try_from(cl.counts.clients).unwrap_or(usize::MAX)
+                    }),
+                    sessions: state.cluster.as_ref().map_or(state.sessions.len(), |cl| {
+                        usize::try_from(cl.counts.sessions).unwrap_or(usize::MAX)
+                    }),
+                    agents: state.cluster.as_ref().map_or(state.agents.len(), |cl| {
+                        usize::try_from(cl.counts.agents).unwrap_or(usize::MAX)
+                    }),
                     cluster,
                 };
                 Some(HttpResponse {
@@ -521,7 +529,7 @@ impl App for GatewayCore {
                     agents_online: state.agents.online_count(),
                     routes_pending: state.routes.len()
                         + state.cluster.as_ref().map_or(0, |cl| cl.routes.len()),
-                    state_version: state.state_version,
+                    state_version: state.shown_state_version(),
                     uptime_ms: state.uptime_ms(now),
                     cluster: state.cluster.as_ref().map(|cl| ClusterGauges {
                         nodes: cl.nodes_alive,

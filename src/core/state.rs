@@ -141,6 +141,14 @@ impl CoreState {
         }
     }
 
+    /// `stateVersion` as clients see it: this node's count of changes, or in a cluster the
+    /// cluster's, as of this node's last heartbeat.
+    pub(crate) fn shown_state_version(&self) -> u64 {
+        self.cluster
+            .as_ref()
+            .map_or(self.state_version, |cl| cl.counts.version)
+    }
+
     /// `now` in ms since the Unix epoch.
     pub(crate) fn wall_ms(&self, now: Instant) -> u64 {
         self.start_wall_ms.saturating_add(self.uptime_ms(now))

@@ -216,7 +216,12 @@ pub(crate) fn change(
         )
     } else {
         let keys = [agent_key(cl, &agent_id)];
-        let args: [&[u8]; 3] = [cid.as_bytes(), status.as_bytes(), ts.as_bytes()];
+        let args: [&[u8]; 4] = [
+            cid.as_bytes(),
+            status.as_bytes(),
+            ts.as_bytes(),
+            prefix.as_bytes(),
+        ];
         send(
             cl,
             scripts::AGENT_STATUS_INDEX,

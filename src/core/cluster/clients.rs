@@ -36,6 +36,7 @@ fn write(
     let keys = [
         cl.key(&[b"c", client_id.as_bytes()]),
         cl.key(&[b"n", cl.node.as_bytes(), b"c"]),
+        cl.key(&[b"clients"]),
     ];
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let args: [&[u8]; 3] = [client_id.as_bytes(), node.as_bytes(), user_id.as_bytes()];
@@ -133,10 +134,18 @@ pub(crate) fn send_remote(
 struct NodeEvent {
     e: String,
     c: String,
+    /// For a route's answer: the request's id (it is answered, so no longer outstanding).
+    #[serde(default)]
+    i: Option<String>,
 }
 
 /// A message on this node's channel: deliver it to its client, if that is still here.
-pub(crate) fn on_node_message(state: &mut CoreState, payload: &[u8], out: &mut Actions<Event>) {
+pub(crate) fn on_node_message(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    payload: &[u8],
+    out: &mut Actions<Event>,
+) {
     let Some(at) = payload.iter().position(|&b| b == b'\n') else {
         return;
     };
@@ -150,6 +159,9 @@ pub(crate) fn on_node_message(state: &mut CoreState, payload: &[u8], out: &mut A
     let Some(conn) = state.clients.conn_of(&head.c) else {
         return;
     };
+    if let Some(id) = head.i {
+        cl.outstanding.remove(&(conn, id));
+    }
     if let Ok(text) = std::str::from_utf8(&payload[at + 1..]) {
         out.send_text(conn, text);
     }

@@ -136,11 +136,13 @@ fn handle_events(
                 }
             }
             BrokerEvent::Message { channel, payload } => {
-                if channel == node::node_channel(&cl.setup.prefix, &cl.node) {
+                if channel == node::control_channel(&cl.setup.prefix) {
+                    routes::on_control(state, cl, &payload, now, out);
+                } else if channel == node::node_channel(&cl.setup.prefix, &cl.node) {
                     if payload.starts_with(b"{\"e\":\"route\"") {
                         routes::on_route(state, cl, &payload, now, out);
                     } else {
-                        clients::on_node_message(state, &payload, out);
+                        clients::on_node_message(state, cl, &payload, out);
                     }
                 } else {
                     sessions::on_message(state, cl, &channel, &payload, now, out);
@@ -179,9 +181,12 @@ fn answered(
                 }
             }
         }
-        Op::Sweep => {
+        Op::Sweep(dead) => {
             cl.sweep_in_flight = false;
-            // More to sweep: the next heartbeat names the node again.
+            // More to sweep: the next batch at once, so that a large node is gone in time.
+            if matches!(reply, Some(Reply::Integer(left)) if left > 0) {
+                node::sweep(cl, dead, now, out);
+            }
         }
         Op::Ignore => {
             if let Some(Reply::Error(text)) = &reply {

@@ -29,6 +29,8 @@ use crate::core::events::Event;
 
 /// Messages held for one connection at most while it waits for the broker.
 pub(crate) const MAX_HELD: usize = 64;
+/// Route requests sent to other nodes remembered at most.
+pub(crate) const MAX_OUTSTANDING: usize = 65_536;
 /// Closed clients remembered at most while the broker is down.
 pub(crate) const MAX_FORGOTTEN: usize = 65_536;
 /// Memberships removed by one sweep call at most.
@@ -61,8 +63,8 @@ pub(crate) struct ClusterSetup {
 pub(crate) enum Op {
     /// The heartbeat script.
     Heartbeat,
-    /// A sweep of a dead node.
-    Sweep,
+    /// A sweep of a dead node (its name).
+    Sweep(Vec<u8>),
     /// A reply nobody waits for (a publish, a leave on disconnect, a repair).
     Ignore,
     /// A join or create of a connection.
@@ -106,6 +108,8 @@ pub(crate) struct Cluster {
     pub(crate) registered: bool,
     /// Live nodes as of the last heartbeat.
     pub(crate) nodes_alive: u64,
+    /// The cluster's counts as of the last heartbeat.
+    pub(crate) counts: ClusterCounts,
     pub(crate) next_tag: u64,
     pub(crate) ops: HashMap<u64, Op>,
     /// Sessions with a member on this node, or a join on its way.
@@ -125,6 +129,10 @@ pub(crate) struct Cluster {
     /// Agents of connections that closed while the broker was down: set offline when it is
     /// up (`clientId`, agent ids).
     pub(crate) offline_repairs: Vec<(String, Vec<String>)>,
+    /// Route requests this node's clients sent to other nodes, not answered yet: (requester,
+    /// request id) -> the target's node, so that a dead node's are answered
+    /// `TARGET_NOT_FOUND` (at most [`MAX_OUTSTANDING`]).
+    pub(crate) outstanding: HashMap<(ConnId, String), String>,
     /// Route requests delivered to this node's clients, waiting for their answer.
     pub(crate) routes: Pending,
     /// Whether a local client could not be recorded in the client map (written again when
@@ -151,14 +159,17 @@ impl Cluster {
             name: format!("{}-{}", setup.prefix, node),
             scripts: scripts::ALL.to_vec(),
         };
+        let mut broker = Broker::new(settings, now);
+        broker.want(&control_channel(&setup.prefix));
         Cluster {
-            broker: Broker::new(settings, now),
+            broker,
             setup,
             node,
             fenced_times: 0,
             epoch: String::new(),
             registered: false,
             nodes_alive: 0,
+            counts: ClusterCounts::default(),
             next_tag: 1,
             ops: HashMap::new(),
             sessions: HashMap::new(),
@@ -169,6 +180,7 @@ impl Cluster {
             sweep_in_flight: false,
             repairs: Vec::new(),
             routes: Pending::default(),
+            outstanding: HashMap::new(),
             agents_of: HashMap::new(),
             offline_repairs: Vec::new(),
             clients_unwritten: false,
@@ -284,9 +296,25 @@ impl Cluster {
     }
 }
 
+/// The channel every node listens to: node events (`node_dead`).
+pub(crate) fn control_channel(prefix: &str) -> Vec<u8> {
+    format!("{prefix}:ctl").into_bytes()
+}
+
 /// The channel of a node: probes, and later what is addressed to its clients.
 pub(crate) fn node_channel(prefix: &str, node: &str) -> Vec<u8> {
     format!("{prefix}:n:{node}").into_bytes()
+}
+
+/// What the cluster holds, as its last heartbeat read it (`/health`, `stateVersion`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClusterCounts {
+    pub(crate) sessions: u64,
+    pub(crate) agents: u64,
+    /// Authenticated clients.
+    pub(crate) clients: u64,
+    /// Changes of sessions and agents since the data began.
+    pub(crate) version: u64,
 }
 
 /// What a heartbeat's answer says of this node.
@@ -361,6 +389,13 @@ pub(crate) fn heartbeat_reply(
         crate::core::wire::set_message_id_base(number << 40);
     }
     cl.epoch = epoch;
+    let count = |i: usize| u64::try_from(int(i)).unwrap_or(0);
+    cl.counts = ClusterCounts {
+        sessions: count(5),
+        agents: count(6),
+        clients: count(7),
+        version: count(8),
+    };
     let dead = text(4);
     if !dead.is_empty() && !cl.sweep_in_flight {
         sweep(cl, dead.to_vec(), now, out);
@@ -384,7 +419,7 @@ pub(crate) fn sweep(cl: &mut Cluster, dead: Vec<u8>, now: Instant, out: &mut Act
         cl.key(&[b"n", &dead, b"a"]),
     ];
     let batch = SWEEP_BATCH.to_string();
-    let tag = cl.tag(Op::Sweep);
+    let tag = cl.tag(Op::Sweep(dead.clone()));
     let args: [&[u8]; 7] = [
         &dead,
         batch.as_bytes(),

@@ -64,6 +64,19 @@ impl Pending {
         }
     }
 
+    /// Forget what requesters on `node` asked (the node is gone: nobody waits for it).
+    pub(crate) fn drop_requester_node(&mut self, node: &str) {
+        let gone: Vec<(ConnId, String, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, (n, _))| n == node)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            self.take(&key);
+        }
+    }
+
     /// Deliveries waiting for an answer.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()

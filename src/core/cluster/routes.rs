@@ -27,8 +27,8 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::mirror::{ClientRoute, PendingRoute};
-use super::node::{Cluster, Op};
-use crate::app::Actions;
+use super::node::{Cluster, Op, MAX_OUTSTANDING};
+use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts;
 use crate::core::auth::ANONYMOUS;
@@ -284,7 +284,13 @@ pub(crate) fn routed(
             }
             None => not_found(&p.target),
         },
-        Some(Reply::Integer(_)) | Some(Reply::Bulk(Some(_))) => return,
+        Some(Reply::Bulk(Some(node))) => return sent_to(cl, &p, &node),
+        Some(Reply::Array(Some(items))) => {
+            if let Some(node) = items.get(1).and_then(Reply::as_bytes) {
+                sent_to(cl, &p, node);
+            }
+            return;
+        }
         Some(_) => not_found(&p.target),
         None => Reject::new(
             ErrorCode::Unavailable,
@@ -299,6 +305,54 @@ pub(crate) fn routed(
         p.ts,
         &reject,
     );
+}
+
+/// A route request of `p` is on its way to `node`: remember it until it is answered, or the
+/// node is declared dead.
+fn sent_to(cl: &mut Cluster, p: &PendingRoute, node: &[u8]) {
+    if cl.outstanding.len() < MAX_OUTSTANDING {
+        let node = String::from_utf8_lossy(node).into_owned();
+        cl.outstanding.insert((p.conn, p.req_id.clone()), node);
+    }
+}
+
+/// A control event: a dead node's routes are answered `TARGET_NOT_FOUND`, and what it had
+/// asked of this node's clients is forgotten.
+pub(crate) fn on_control(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    payload: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    #[derive(Deserialize)]
+    struct Control {
+        e: String,
+        n: String,
+    }
+    let Ok(event) = serde_json::from_slice::<Control>(payload) else {
+        return;
+    };
+    if event.e != "node_dead" {
+        return;
+    }
+    log::info!("cluster: node {} is gone", crate::core::escaped::Escaped(&event.n));
+    let ts = state.wall_ms(now);
+    let lost: Vec<(ConnId, String)> = cl
+        .outstanding
+        .iter()
+        .filter(|(_, node)| **node == event.n)
+        .map(|(key, _)| key.clone())
+        .collect();
+    for (conn, id) in lost {
+        cl.outstanding.remove(&(conn, id.clone()));
+        let reject = Reject::new(
+            ErrorCode::TargetNotFound,
+            format!("Target of route_request {} not found: its node is gone", short(&id)),
+        );
+        outbound::send_error(out, &mut state.metrics, conn, Some(&id), ts, &reject);
+    }
+    cl.routes.drop_requester_node(&event.n);
 }
 
 /// A route event's first line.
@@ -363,7 +417,7 @@ pub(crate) fn on_route(
             let error = ErrorOut::new(reject.code, &reject.message, reject.field, None);
             let mut message = Vec::new();
             if wire::write_envelope(&mut message, &head_out, wire::ser(&error)) {
-                send_to_node(cl, &head.n, &head.r, &message, now, out);
+                send_to_node(cl, &head.n, &head.r, Some(&head.i), &message, now, out);
             }
         }
     }
@@ -374,12 +428,17 @@ fn send_to_node(
     cl: &mut Cluster,
     node: &str,
     client_id: &str,
+    answers: Option<&str>,
     message: &[u8],
     now: Instant,
     out: &mut Actions<Event>,
 ) -> bool {
     let mut event = b"{\"e\":\"send\",\"c\":".to_vec();
     wire::write_str(&mut event, client_id);
+    if let Some(id) = answers {
+        event.extend_from_slice(b",\"i\":");
+        wire::write_str(&mut event, id);
+    }
     event.extend_from_slice(b"}\n");
     event.extend_from_slice(message);
     let channel = super::node::node_channel(&cl.setup.prefix, node);
@@ -422,7 +481,7 @@ pub(crate) fn response(
         }
         return Ok(());
     }
-    if !send_to_node(cl, &node, target, &message, req.now, out) {
+    if !send_to_node(cl, &node, target, Some(reply_to), &message, req.now, out) {
         return Err(Reject::new(
             ErrorCode::Unavailable,
             "The cluster is unavailable: its broker did not answer",

@@ -452,7 +452,7 @@ pub(crate) fn connect(
         client_id: &client.client_id,
         paired: true,
         uptime: state.uptime_ms(req.now),
-        state_version: state.state_version,
+        state_version: state.shown_state_version(),
         protocol_version: PROTOCOL_VERSION,
         presence: Vec::new(),
         health: HealthOut {
