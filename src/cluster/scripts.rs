@@ -105,7 +105,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = 'ok'
 local current = redis.call('GET', KEYS[2])
 if not current then
-  current = (epoch ~= '' and epoch) or (node .. '-' .. now)
+  -- A new epoch, even for a node that knew one: every other node then finds it changed
+  -- and writes back too.
+  current = node .. '-' .. now
   redis.call('SET', KEYS[2], current)
   if epoch ~= '' then state = 'lost' end
 elseif epoch ~= '' and current ~= epoch then
