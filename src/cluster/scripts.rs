@@ -121,8 +121,11 @@ if last > 0 and now - last > 2 * beat then
   for _, n in ipairs(all) do redis.call('ZADD', KEYS[1], now, n) end
 end
 redis.call('SET', KEYS[3], now)
-if state == 'ok' and not registering and not redis.call('ZSCORE', KEYS[1], node) then
-  state = 'fenced'
+if state == 'ok' and not registering then
+  -- Dead once silent for `dead`, whether or not a sweep has begun (or ended): a node back
+  -- from a pause of its own never takes up again memberships a sweep may be removing.
+  local score = redis.call('ZSCORE', KEYS[1], node)
+  if not score or tonumber(score) < now - dead then state = 'fenced' end
 end
 local number = 0
 if state ~= 'fenced' then
