@@ -57,12 +57,22 @@ pub(crate) enum Op {
     Heartbeat,
     /// A sweep of a dead node.
     Sweep,
-    /// A reply nobody waits for (a publish, a leave on disconnect, a repair).
+    /// A reply nobody waits for (a leave on disconnect, a repair).
     Ignore,
+    /// A client's relay or presence: refused with `UNAVAILABLE` when no reply comes.
+    Publish(PendingPublish),
     /// A join or create of a connection.
     Join(PendingJoin),
     /// A leave of a connection.
     Leave(PendingLeave),
+}
+
+/// The sender of a message published on a session's channel.
+#[derive(Debug)]
+pub(crate) struct PendingPublish {
+    pub(crate) conn: ConnId,
+    pub(crate) req_id: String,
+    pub(crate) ts: u64,
 }
 
 /// Messages of a held connection, waiting for its request at the broker.

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::mirror::{Joining, Member, Mirror, PendingJoin, PendingLeave, Repair, Snapshot};
-use super::node::{Cluster, Op};
+use super::node::{Cluster, Op, PendingPublish};
 use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts::{self, Refused};
@@ -923,7 +923,7 @@ pub(crate) fn relay(
     event.extend_from_slice(&json_str(&client.client_id));
     event.extend_from_slice(b"}\n");
     wire::write_envelope(&mut event, &head, wire::raw(env.payload));
-    publish(cl, session_id, &event, req.now, out)
+    publish(cl, req, session_id, &event, out)
 }
 
 fn check_member(cl: &Cluster, session_id: &str, conn: ConnId) -> Result<(), Reject> {
@@ -940,23 +940,44 @@ fn check_member(cl: &Cluster, session_id: &str, conn: ConnId) -> Result<(), Reje
     }
 }
 
+/// Publish `req`'s message on the channel of `session_id`; refused at once when the broker
+/// is down, and later (see [`publish_failed`]) when its link breaks before Redis answered.
 fn publish(
     cl: &mut Cluster,
+    req: &Req<'_>,
     session_id: &str,
     event: &[u8],
-    now: Instant,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let channel = session_key(cl, session_id);
-    let tag = cl.tag(Op::Ignore);
+    let tag = cl.tag(Op::Publish(PendingPublish {
+        conn: req.conn,
+        req_id: req.id.to_owned(),
+        ts: req.ts,
+    }));
     if cl
         .broker
-        .call(tag, &[b"PUBLISH", &channel, event], now, out)
+        .call(tag, &[b"PUBLISH", &channel, event], req.now, out)
     {
         Ok(())
     } else {
         cl.untag(tag);
         Err(unavailable())
+    }
+}
+
+/// A published message got no answer (the broker's link broke first, or Redis stalled past
+/// `broker_timeout_ms`): its sender learns it may not have been delivered.
+pub(crate) fn publish_failed(state: &mut CoreState, p: PendingPublish, out: &mut Actions<Event>) {
+    if state.clients.get(p.conn).is_some() {
+        outbound::send_error(
+            out,
+            &mut state.metrics,
+            p.conn,
+            Some(&p.req_id),
+            p.ts,
+            &unavailable(),
+        );
     }
 }
 
@@ -1016,7 +1037,7 @@ pub(crate) fn presence(
         event.extend_from_slice(&json_str(&client.client_id));
         event.extend_from_slice(b"}\n");
         wire::write_envelope(&mut event, &head, wire::ser(&payload));
-        publish(cl, &session_id, &event, req.now, out)?;
+        publish(cl, req, &session_id, &event, out)?;
     }
     Ok(())
 }
