@@ -25,7 +25,7 @@
 /// KEYS: session, members, users, sessions set, the user's counter, the node's set.
 /// ARGV: mode (`create` | `join`), sid, cid, uid (as JSON), node, max_clients,
 /// max_sessions, max_user_memberships, name, meta, access, channel, event, usage key, sid
-/// (as JSON).
+/// (as JSON), owner (as JSON; empty: the joiner, who creates it).
 /// Returns `{status, name, owner, access, meta, cid1, uid1, cid2, uid2, ...}` with status
 /// `created`, `joined` or `already`, the owner and user ids as JSON.
 pub(crate) const JOIN: &str = r#"
@@ -45,7 +45,8 @@ else
     return {'err', 'user_limit'}
   end
   if not exists then
-    redis.call('HSET', KEYS[1], 'name', ARGV[9], 'meta', ARGV[10], 'owner', uid,
+    local owner = (ARGV[16] ~= '' and ARGV[16]) or uid
+    redis.call('HSET', KEYS[1], 'name', ARGV[9], 'meta', ARGV[10], 'owner', owner,
       'access', ARGV[11], 'seq', 0, 'sid', sid, 'sidj', ARGV[15])
     redis.call('SADD', KEYS[4], sid)
   end

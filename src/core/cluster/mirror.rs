@@ -80,6 +80,11 @@ pub(crate) struct Mirror {
     pub(crate) members: Vec<Member>,
     /// Whether `members` is the session's membership at the channel's current point.
     pub(crate) known: bool,
+    /// The session's name, owner and metadata (JSON) as the first join here found them,
+    /// written back when Redis lost its data.
+    pub(crate) name: String,
+    pub(crate) owner: String,
+    pub(crate) meta: String,
     /// Whether Redis confirmed the channel's subscription.
     pub(crate) subscribed: bool,
     /// Joins waiting for the subscription.

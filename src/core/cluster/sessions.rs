@@ -277,7 +277,7 @@ fn send_join(
         ts: pending.ts,
     }));
     let mode: &[u8] = if pending.create { b"create" } else { b"join" };
-    let args: [&[u8]; 15] = [
+    let args: [&[u8]; 16] = [
         mode,
         pending.session_id.as_bytes(),
         pending.client_id.as_bytes(),
@@ -293,6 +293,7 @@ fn send_join(
         &event,
         pending.usage_key.as_bytes(),
         &sidj,
+        b"",
     ];
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     if !cl
@@ -546,6 +547,9 @@ fn adopt(
         })
         .collect();
     mirror.known = true;
+    mirror.name = snapshot.name.clone();
+    mirror.owner = snapshot.owner.clone();
+    mirror.meta = snapshot.meta.clone();
     mirror.anchor = None;
     let backlog = std::mem::take(&mut mirror.backlog);
     try_complete(state, cl, session_id, client_id, now, out);
@@ -1130,6 +1134,7 @@ pub(crate) fn write_back(
 ) {
     let mut joins = Vec::new();
     for (session_id, mirror) in &cl.sessions {
+        let owner = json_str(&mirror.owner);
         for member in &mirror.members {
             let Some(conn) = member.conn.filter(|_| member.live) else {
                 continue;
@@ -1137,7 +1142,7 @@ pub(crate) fn write_back(
             let Some(client) = state.clients.get(conn) else {
                 continue;
             };
-            joins.push(PendingJoin {
+            let pending = PendingJoin {
                 conn,
                 req_id: String::new(),
                 session_id: session_id.clone(),
@@ -1145,22 +1150,26 @@ pub(crate) fn write_back(
                 user_id: member.user_id.clone(),
                 usage_key: client.usage_key().to_owned(),
                 create: true,
-                name: String::new(),
-                meta: String::new(),
+                name: mirror.name.clone(),
+                meta: mirror.meta.clone(),
                 ts: state.wall_ms(now),
-            });
+            };
+            joins.push((pending, owner.clone()));
         }
     }
-    for pending in joins {
-        rejoin(state, cl, pending, now, out);
+    for (pending, owner) in joins {
+        rejoin(state, cl, pending, &owner, now, out);
     }
 }
 
-/// The join script for a membership this node already serves (after Redis lost its data).
+/// The join script for a membership this node already serves (after Redis lost its data),
+/// creating the session again, when it is the first back, with its name, metadata and owner
+/// (as JSON).
 fn rejoin(
     state: &mut CoreState,
     cl: &mut Cluster,
     pending: PendingJoin,
+    owner: &[u8],
     now: Instant,
     out: &mut Actions<Event>,
 ) {
@@ -1183,7 +1192,7 @@ fn rejoin(
     let unbounded = u32::MAX.to_string();
     let sidj = json_str(&pending.session_id);
     let tag = cl.tag(Op::Ignore);
-    let args: [&[u8]; 15] = [
+    let args: [&[u8]; 16] = [
         b"create",
         pending.session_id.as_bytes(),
         pending.client_id.as_bytes(),
@@ -1192,13 +1201,14 @@ fn rejoin(
         unbounded.as_bytes(),
         unbounded.as_bytes(),
         unbounded.as_bytes(),
-        b"",
-        b"",
+        pending.name.as_bytes(),
+        pending.meta.as_bytes(),
         b"open",
         &skey,
         &event,
         pending.usage_key.as_bytes(),
         &sidj,
+        owner,
     ];
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     if !cl
