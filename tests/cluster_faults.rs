@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -240,6 +241,32 @@ fn relay_gets_through(
     }
 }
 
+/// Wait until `redis` is busy (a `PING` on a connection of its own goes unanswered for a
+/// while).
+fn wait_asleep(redis: &RedisServer) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "redis never got busy");
+        let mut stream = TcpStream::connect(redis.addr).expect("connect to redis");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(40)))
+            .unwrap();
+        stream.write_all(b"PING\r\n").expect("write to redis");
+        let mut buf = [0u8; 16];
+        match stream.read(&mut buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return
+            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
 /// Members of `session` in Redis (clientIds).
 fn members_in_redis(redis: &RedisServer, session: &str) -> String {
     redis.command(&["ZRANGE", &format!("gw:s:{{{session}}}:m"), "0", "-1"])
@@ -251,7 +278,7 @@ fn pair(a: &Node, b: &Node, session: &str) -> (Client, Client) {
     let mut bob = b.client(TOKEN_BOB);
     let created = alice.request(
         "session_create",
-        json!({ "sessionId": session, "name": "Room" }),
+        json!({ "sessionId": session, "name": "Room", "metadata": { "topic": [1, 2] } }),
     );
     assert_eq!(created["payload"]["status"], "created", "{created}");
     let joined = bob.request("session_join", json!({ "sessionId": session }));
@@ -463,7 +490,7 @@ fn a_slow_redis_is_waited_for_and_a_stalled_one_is_survived() {
     for _ in 0..3 {
         std::thread::scope(|s| {
             let sleeping = s.spawn(|| redis.command(&["DEBUG", "SLEEP", "0.2"]));
-            std::thread::sleep(Duration::from_millis(30));
+            wait_asleep(&redis);
             let asked = Instant::now();
             let joined = carol.request("session_join", json!({ "sessionId": "room" }));
             assert_eq!(joined["payload"]["status"], "joined", "{joined}");
@@ -485,7 +512,7 @@ fn a_slow_redis_is_waited_for_and_a_stalled_one_is_survived() {
     // Stalled beyond broker_timeout_ms: refused, then served again.
     std::thread::scope(|s| {
         let sleeping = s.spawn(|| redis.command(&["DEBUG", "SLEEP", "0.8"]));
-        std::thread::sleep(Duration::from_millis(30));
+        wait_asleep(&redis);
         let asked = Instant::now();
         let refused = bob.request("session_join", json!({ "sessionId": "elsewhere" }));
         assert_error(&refused, "UNAVAILABLE");
@@ -540,6 +567,9 @@ fn a_restarted_empty_redis_gets_both_nodes_state_back() {
     let mut carol = n2.client(TOKEN_CAROL);
     let joined = carol.request("session_join", json!({ "sessionId": "room" }));
     assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+    assert_eq!(joined["payload"]["name"], "Room", "{joined}");
+    assert_eq!(joined["payload"]["owner"], "alice", "{joined}");
+    assert_eq!(joined["payload"]["metadata"], json!({ "topic": [1, 2] }));
     let members: Vec<&str> = joined["payload"]["members"]
         .as_array()
         .expect("members")
