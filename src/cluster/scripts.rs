@@ -108,7 +108,8 @@ local current = redis.call('GET', KEYS[2])
 if not current then
   -- A new epoch, even for a node that knew one: every other node then finds it changed
   -- and writes back too.
-  current = node .. '-' .. now
+  current = string.format('%s-%s.%06d', node, t[1], tonumber(t[2]))
+  if current == epoch then current = current .. '+' end
   redis.call('SET', KEYS[2], current)
   if epoch ~= '' then state = 'lost' end
 elseif epoch ~= '' and current ~= epoch then
