@@ -176,8 +176,26 @@ if left == 0 then redis.call('ZREM', KEYS[1], dead) end
 return left
 "#;
 
+/// Read a session's members and mark that point on its channel, so that a node which may
+/// have missed some of the channel's events (its subscription was lost a while) takes up the
+/// membership exactly there.
+///
+/// KEYS: members, users. ARGV: channel, event.
+/// Returns `{cid1, uid1, cid2, uid2, ...}` in join order, the user ids as JSON.
+pub(crate) const SYNC: &str = r#"
+local reply = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local info = redis.call('HGET', KEYS[2], m) or ''
+  local at = string.find(info, '\0', 1, true)
+  reply[#reply + 1] = m
+  reply[#reply + 1] = at and string.sub(info, 1, at - 1) or info
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return reply
+"#;
+
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 4] = [JOIN, LEAVE, HEARTBEAT, SWEEP];
+pub(crate) const ALL: [&str; 5] = [JOIN, LEAVE, HEARTBEAT, SWEEP, SYNC];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
 /// The index of [`LEAVE`] in [`ALL`].
@@ -186,6 +204,8 @@ pub(crate) const LEAVE_INDEX: usize = 1;
 pub(crate) const HEARTBEAT_INDEX: usize = 2;
 /// The index of [`SWEEP`] in [`ALL`].
 pub(crate) const SWEEP_INDEX: usize = 3;
+/// The index of [`SYNC`] in [`ALL`].
+pub(crate) const SYNC_INDEX: usize = 4;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

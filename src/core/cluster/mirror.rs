@@ -73,6 +73,20 @@ pub(crate) struct Repair {
     pub(crate) usage_key: String,
 }
 
+/// A catch-up of a mirror with Redis after its channel's subscription was lost a while (see
+/// the `SYNC` script): the members as of the script's mark on the channel.
+#[derive(Debug)]
+pub(crate) struct Catchup {
+    /// The mark's token.
+    pub(crate) token: String,
+    /// The script's reply: the members (clientId, userId) at the mark.
+    pub(crate) members: Option<Vec<(String, String)>>,
+    /// Whether the mark came on the channel.
+    pub(crate) seen: bool,
+    /// Events after the mark, while the reply is awaited.
+    pub(crate) backlog: Vec<Vec<u8>>,
+}
+
 /// This node's view of one session.
 #[derive(Debug, Default)]
 pub(crate) struct Mirror {
@@ -94,6 +108,11 @@ pub(crate) struct Mirror {
     /// While not known: the joiner whose event starts the mirror, and the events after it.
     pub(crate) anchor: Option<String>,
     pub(crate) backlog: Vec<Vec<u8>>,
+    /// The channel was subscribed again while known: events may have been missed, so the
+    /// members are read again once the broker's data is known to be intact.
+    pub(crate) stale: bool,
+    /// The catch-up in progress.
+    pub(crate) catchup: Option<Catchup>,
 }
 
 impl Mirror {

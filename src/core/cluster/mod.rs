@@ -149,7 +149,7 @@ fn answered(
             cl.heartbeat_in_flight = false;
             if let Some(reply) = reply {
                 match node::heartbeat_reply(cl, &reply, now, out) {
-                    Beat::Ok => {}
+                    Beat::Ok => sessions::catch_up(cl, now, out),
                     Beat::Lost => {
                         log::warn!(
                             "cluster: redis lost its data; writing back what this node holds"
@@ -183,6 +183,7 @@ fn answered(
             }
             Some(_) => {}
         },
+        Op::Sync(session_id) => sessions::sync_answered(state, cl, &session_id, reply, now, out),
         Op::Join(pending) => sessions::join_answered(state, cl, pending, reply, now, out),
         Op::Leave(pending) => sessions::leave_answered(state, cl, pending, reply, now, out),
     }

@@ -65,6 +65,8 @@ pub(crate) enum Op {
     Join(PendingJoin),
     /// A leave of a connection.
     Leave(PendingLeave),
+    /// A catch-up of the mirror of this session.
+    Sync(String),
 }
 
 /// The sender of a message published on a session's channel.

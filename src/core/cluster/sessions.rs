@@ -15,6 +15,12 @@
 //!   channel carries after that event reaches it after the reply. A mirror that is new on
 //!   this node starts at the joiner's event: what came before it on the channel is history
 //!   the script's reply already holds.
+//! - A mirror whose channel was subscribed again (the broker's link was lost, and what the
+//!   channel carried meanwhile with it) reads its members again once a heartbeat shows Redis
+//!   kept its data, with the `SYNC` script, which marks that point on the channel: the
+//!   mirror takes up the members there, and each difference reaches the members here as
+//!   presence. A join still waiting for its event when the broker goes down fails with
+//!   `UNAVAILABLE`, its membership removed when the broker is back.
 //! - `max_clients_per_session`, `max_sessions` and `max_memberships_per_user` are checked in
 //!   the script, so they hold cluster-wide under concurrent joins; `max_sessions_per_client`
 //!   is checked here (a connection's memberships are all on its node).
@@ -27,7 +33,9 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::mirror::{Joining, Member, Mirror, PendingJoin, PendingLeave, Repair, Snapshot};
+use super::mirror::{
+    Catchup, Joining, Member, Mirror, PendingJoin, PendingLeave, Repair, Snapshot,
+};
 use super::node::{Cluster, Op, PendingPublish};
 use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
@@ -221,6 +229,10 @@ pub(crate) fn on_subscribed(
     let Some(mirror) = cl.sessions.get_mut(&session_id) else {
         return;
     };
+    if mirror.known {
+        // Subscribed again: what the channel carried meanwhile is lost to this node.
+        mirror.stale = true;
+    }
     mirror.subscribed = true;
     let waiting = std::mem::take(&mut mirror.waiting_subscribe);
     for pending in waiting {
@@ -652,6 +664,19 @@ fn apply(
             }
         }
         return;
+    }
+    if let Some(catchup) = mirror.catchup.as_mut() {
+        if catchup.seen {
+            catchup.backlog.push(event.to_vec());
+            return;
+        }
+        if head.e == "sync" && head.c == catchup.token {
+            catchup.seen = true;
+            if catchup.members.is_some() {
+                caught_up(state, cl, session_id, now, out);
+            }
+            return;
+        }
     }
     let ts = state.wall_ms(now);
     match head.e.as_str() {
@@ -1116,13 +1141,183 @@ pub(crate) fn broker_down(
     out: &mut Actions<Event>,
 ) {
     let mut failed = Vec::new();
-    for mirror in cl.sessions.values_mut() {
+    let mut touched = Vec::new();
+    for (session_id, mirror) in cl.sessions.iter_mut() {
         mirror.subscribed = false;
         failed.append(&mut mirror.waiting_subscribe);
+        // Joins whose script answered but whose event (or the mirror's first) has not come:
+        // it may never come now. Their membership is removed when the broker is back.
+        for (_, joining) in mirror.joining.drain() {
+            cl.repairs.push(Repair {
+                session_id: session_id.clone(),
+                client_id: joining.pending.client_id.clone(),
+                usage_key: joining.pending.usage_key.clone(),
+            });
+            failed.push(joining.pending);
+        }
+        if !mirror.known {
+            mirror.anchor = None;
+            mirror.backlog.clear();
+        }
+        // A catch-up whose reply is lost with the link: the mirror is read again once the
+        // channel is subscribed again (what it held back is lost with the subscription).
+        if mirror.catchup.take().is_some() {
+            mirror.stale = true;
+        }
+        touched.push(session_id.clone());
     }
     for p in failed {
         fail_request(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
     }
+    for session_id in touched {
+        drop_if_unused(cl, &session_id, out);
+    }
+}
+
+/// The broker's data is intact: read again the members of each mirror whose channel was
+/// subscribed again, marking the point on its channel (the `SYNC` script).
+pub(crate) fn catch_up(cl: &mut Cluster, now: Instant, out: &mut Actions<Event>) {
+    let stale: Vec<String> = cl
+        .sessions
+        .iter()
+        .filter(|(_, m)| m.stale && m.catchup.is_none())
+        .map(|(id, _)| id.clone())
+        .collect();
+    for session_id in stale {
+        let skey = session_key(cl, &session_id);
+        let tag = cl.tag(Op::Sync(session_id.clone()));
+        let token = format!("{}:{tag}", cl.node);
+        let mut event = b"{\"e\":\"sync\",\"c\":".to_vec();
+        event.extend_from_slice(&json_str(&token));
+        event.push(b'}');
+        let keys = [suffixed(&skey, b":m"), suffixed(&skey, b":u")];
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let args: [&[u8]; 2] = [&skey, &event];
+        if !cl
+            .broker
+            .eval(tag, scripts::SYNC_INDEX, &keys, &args, now, out)
+        {
+            cl.untag(tag);
+            continue;
+        }
+        if let Some(mirror) = cl.sessions.get_mut(&session_id) {
+            mirror.stale = false;
+            mirror.catchup = Some(Catchup {
+                token,
+                members: None,
+                seen: false,
+                backlog: Vec::new(),
+            });
+        }
+    }
+}
+
+/// The `SYNC` script answered (or never will: `None`).
+pub(crate) fn sync_answered(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    session_id: &str,
+    reply: Option<Reply>,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let Some(mirror) = cl.sessions.get_mut(session_id) else {
+        return;
+    };
+    let Some(catchup) = mirror.catchup.as_mut() else {
+        return;
+    };
+    let Some(fields) = reply.as_ref().and_then(Reply::as_array) else {
+        log::warn!("cluster: the members of session {session_id} could not be read again");
+        let catchup = mirror.catchup.take().expect("Bug: just found");
+        mirror.stale = true;
+        for event in catchup.backlog {
+            apply(state, cl, session_id, &event, now, out);
+        }
+        return;
+    };
+    let text = |i: usize| {
+        fields
+            .get(i)
+            .and_then(Reply::as_bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    let members = (0..fields.len() / 2)
+        .map(|i| {
+            let uid = text(2 * i + 1);
+            (
+                text(2 * i),
+                serde_json::from_str::<String>(&uid).unwrap_or(uid),
+            )
+        })
+        .collect();
+    catchup.members = Some(members);
+    if catchup.seen {
+        caught_up(state, cl, session_id, now, out);
+    }
+}
+
+/// Both the `SYNC` reply and its mark came: the mirror takes up the members at the mark
+/// (presence for each difference, to the members here), then the events after it.
+fn caught_up(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    session_id: &str,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let Some(mirror) = cl.sessions.get_mut(session_id) else {
+        return;
+    };
+    let Some(catchup) = mirror.catchup.take() else {
+        return;
+    };
+    let members = catchup.members.unwrap_or_default();
+    let ts = state.wall_ms(now);
+    let mut i = 0;
+    while i < mirror.members.len() {
+        if members
+            .iter()
+            .any(|(c, _)| *c == mirror.members[i].client_id)
+        {
+            i += 1;
+            continue;
+        }
+        let member = mirror.members.remove(i);
+        deliver_presence(
+            state,
+            mirror,
+            &member.client_id,
+            &member.user_id,
+            "left",
+            session_id,
+            ts,
+            out,
+        );
+    }
+    for (client_id, user_id) in &members {
+        if mirror.member(client_id).is_some() {
+            continue;
+        }
+        deliver_presence(
+            state, mirror, client_id, user_id, "joined", session_id, ts, out,
+        );
+        mirror.members.push(Member {
+            client_id: client_id.clone(),
+            user_id: user_id.clone(),
+            conn: None,
+            live: false,
+            waiting: Vec::new(),
+        });
+    }
+    mirror
+        .members
+        .sort_by_key(|m| members.iter().position(|(c, _)| *c == m.client_id));
+    for event in catchup.backlog {
+        apply(state, cl, session_id, &event, now, out);
+    }
+    drop_if_unused(cl, session_id, out);
 }
 
 /// Redis lost its data: write back the memberships of this node's connections.
@@ -1133,6 +1328,10 @@ pub(crate) fn write_back(
     out: &mut Actions<Event>,
 ) {
     let mut joins = Vec::new();
+    for mirror in cl.sessions.values_mut() {
+        // Nothing to catch up with: what this node holds is what Redis gets back.
+        mirror.stale = false;
+    }
     for (session_id, mirror) in &cl.sessions {
         let owner = json_str(&mirror.owner);
         for member in &mirror.members {
