@@ -473,6 +473,77 @@ fn dropped_subscriptions_are_restored_and_the_session_goes_on() {
     n2.line_with("broker up");
     let subscribers = redis.command(&["PUBSUB", "NUMSUB", "gw:s:{room}"]);
     assert!(subscribers.ends_with(":2\r\n"), "{subscribers}");
+
+    // A join and a leave published while one node's subscription is gone: that node catches
+    // up once it is back, and its members see them as presence.
+    let mut carol = n2.client(TOKEN_CAROL);
+    kill_subscriber(&redis, &n1);
+    let joined = carol.request("session_join", json!({ "sessionId": "room" }));
+    assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+    assert_eq!(bob.recv_type("presence")["payload"]["status"], "joined");
+    let presence = alice.recv_type("presence");
+    assert_eq!(presence["payload"]["status"], "joined", "{presence}");
+    assert_eq!(presence["payload"]["clientId"], carol.client_id.as_str());
+    relay_gets_through(&mut carol, &mut alice, "room", Duration::from_secs(3));
+    kill_subscriber(&redis, &n1);
+    let asked = bob.send_msg("session_leave", json!({ "sessionId": "room" }));
+    let left = loop {
+        let msg = bob.recv();
+        if msg["replyTo"] == asked.as_str() {
+            break msg;
+        }
+        assert_eq!(msg["type"], "broadcast", "{msg}");
+    };
+    assert_eq!(left["payload"]["status"], "left", "{left}");
+    let presence = loop {
+        let msg = alice.recv();
+        if msg["type"] != "broadcast" {
+            break msg;
+        }
+    };
+    assert_eq!(presence["payload"]["status"], "left", "{presence}");
+    assert_eq!(presence["payload"]["clientId"], bob.client_id.as_str());
+}
+
+/// Kill the subscriber link of `node` (found by its local port) in `redis`.
+fn kill_subscriber(redis: &RedisServer, node: &Node) {
+    let pid = node.child.id();
+    let mut inodes = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the node's fds") {
+        let target = std::fs::read_link(fd.expect("an fd").path()).unwrap_or_default();
+        let target = target.to_string_lossy().into_owned();
+        if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.push(inode.to_string());
+        }
+    }
+    let tcp = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("tcp table");
+    let redis_port = format!(":{:04X}", redis.port);
+    let ports: Vec<u16> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, inode) = (fields[1], fields[2], fields[9]);
+            (remote.ends_with(&redis_port) && inodes.iter().any(|i| i == inode))
+                .then(|| u16::from_str_radix(&local[local.len() - 4..], 16).expect("a port"))
+        })
+        .collect();
+    let list = redis.command(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+    let id = list
+        .lines()
+        .find(|line| {
+            ports
+                .iter()
+                .any(|p| line.contains(&format!("addr=127.0.0.1:{p} ")))
+        })
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|id| id.strip_prefix("id="))
+        .unwrap_or_else(|| panic!("no subscriber of the node among {list} (ports {ports:?})"))
+        .to_string();
+    assert_eq!(redis.command(&["CLIENT", "KILL", "ID", &id]), ":1\r\n");
 }
 
 #[test]
