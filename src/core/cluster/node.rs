@@ -18,7 +18,7 @@ use core::net::SocketAddr;
 
 use super::mirror::{Mirror, PendingJoin, PendingLeave, Repair};
 use crate::app::{Actions, ConnId};
-use crate::cluster::broker::{Broker, BrokerEvent, BrokerSettings};
+use crate::cluster::broker::{Broker, BrokerEvent, BrokerSettings, MAX_BACKOFF};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts;
 use crate::core::events::Event;
@@ -128,6 +128,10 @@ impl Cluster {
             timeout: setup.timeout,
             max_queue: 65_536,
             probe_every: setup.heartbeat,
+            // Back within a quarter of node_dead_ms of Redis: a pause of Redis (after which
+            // every node has node_dead_ms to beat again) makes no node dead that was merely
+            // waiting to retry.
+            max_backoff: MAX_BACKOFF.min(setup.dead / 4),
             probe_channel: node_channel(&setup.prefix, &node),
             scripts: scripts::ALL.to_vec(),
         };
