@@ -325,11 +325,15 @@ fn a_killed_node_s_members_leave_and_the_session_goes_on() {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let nodes = redis.command(&["ZRANGE", "gw:nodes", "0", "-1"]);
-        if !nodes.contains("n3") {
+        let counted = n1.health().1["cluster"]["nodes"].clone();
+        if !nodes.contains("n3") && counted == 2 {
             assert!(nodes.contains("n1") && nodes.contains("n2"), "{nodes}");
             break;
         }
-        assert!(Instant::now() < deadline, "n3 still listed: {nodes}");
+        assert!(
+            Instant::now() < deadline,
+            "n3 still listed: {nodes}, or counted: {counted}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(redis.command(&["EXISTS", "gw:n:n3:m"]), ":0\r\n");
@@ -343,6 +347,10 @@ fn a_frozen_redis_fails_requests_keeps_connections_and_sweeps_nobody() {
     let mut n1 = Node::start(&redis, "n1");
     let mut n2 = Node::start(&redis, "n2");
     let (mut alice, mut bob) = pair(&n1, &n2, "room");
+    let mut carol = n2.client(TOKEN_CAROL);
+    carol.request("session_join", json!({ "sessionId": "room" }));
+    alice.recv_type("presence");
+    bob.recv_type("presence");
 
     redis.signal("STOP");
     let stopped = Instant::now();
@@ -376,6 +384,9 @@ fn a_frozen_redis_fails_requests_keeps_connections_and_sweeps_nobody() {
     }));
     assert_error(&refused, "UNAVAILABLE");
     assert!(asked.elapsed() < Duration::from_millis(TIMEOUT_MS + 600));
+    // A client that goes meanwhile leaves once Redis is back.
+    let carol_id = carol.client_id.clone();
+    carol.close_cleanly();
     // Frozen for longer than node_dead_ms.
     while stopped.elapsed() < Duration::from_millis(DEAD_MS + 500) {
         assert_eq!(bob.request("ping", json!({}))["type"], "pong");
@@ -386,8 +397,18 @@ fn a_frozen_redis_fails_requests_keeps_connections_and_sweeps_nobody() {
     n1.wait_broker("ok", Duration::from_secs(5));
     n2.wait_broker("ok", Duration::from_secs(5));
     assert!(back.elapsed() < Duration::from_secs(5));
+    for member in [&mut alice, &mut bob] {
+        let presence = loop {
+            let msg = member.recv();
+            if msg["type"] != "broadcast" {
+                break msg;
+            }
+        };
+        assert_eq!(presence["payload"]["status"], "left", "{presence}");
+        assert_eq!(presence["payload"]["clientId"], carol_id.as_str());
+    }
     // Nobody was swept for the pause: both still members, each sees the other's relays,
-    // and nobody is told anyone left, even once node_dead_ms has passed again.
+    // and nobody else is told anyone left, even once node_dead_ms has passed again.
     relay_gets_through(&mut alice, &mut bob, "room", Duration::from_secs(3));
     relay_gets_through(&mut bob, &mut alice, "room", Duration::from_secs(3));
     let settled = Instant::now() + Duration::from_millis(DEAD_MS + 500);
