@@ -155,7 +155,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.signal_quietly("CONT");
+        // Only while it is ours: the id of a reaped child may be another process's by now.
+        if let Ok(None) = self.child.try_wait() {
+            self.signal_quietly("CONT");
+        }
         self.kill();
     }
 }
@@ -184,6 +187,9 @@ fn try_recv(client: &mut Client, within: Duration) -> Option<Value> {
             Ok(Message::Text(text)) => return Some(serde_json::from_str(text.as_str()).unwrap()),
             Ok(Message::Close(frame)) => panic!("connection closed: {frame:?}"),
             Ok(_) => continue,
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                continue
+            }
             Err(tungstenite::Error::Io(e))
                 if matches!(
                     e.kind(),
