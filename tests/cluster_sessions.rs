@@ -312,7 +312,10 @@ fn health_and_metrics_describe_the_cluster() {
         "connect",
         json!({"deviceId": "d1", "role": "node", "protocolVersion": 1}),
     );
-    assert!(hello["payload"]["stateVersion"].as_u64().unwrap() >= 2, "{hello}");
+    assert!(
+        hello["payload"]["stateVersion"].as_u64().unwrap() >= 2,
+        "{hello}"
+    );
     let health = nodes[1].health();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["cluster"]["nodeId"], "n2");

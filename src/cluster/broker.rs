@@ -10,7 +10,7 @@
 //!   and every wanted channel is subscribed again; [`BrokerEvent::Down`] when either link is
 //!   lost, a command goes unanswered for `timeout`, or the subscriber's probe does not come
 //!   back within `timeout`. Then both links are closed and reconnected, at most
-//!   [`MAX_BACKOFF`] apart.
+//!   `max_backoff` (itself at most [`MAX_BACKOFF`]) apart.
 //! - Commands are accepted only while up ([`Broker::call`] returns false otherwise, and when
 //!   the queue toward Redis holds `max_queue` commands): the caller fails the request at once.
 //!   Every accepted command gets exactly one [`BrokerEvent::Reply`] (Redis's reply, an error
@@ -62,6 +62,8 @@ pub(crate) struct BrokerSettings {
     pub max_queue: usize,
     /// How often the subscriber is probed.
     pub probe_every: Duration,
+    /// The longest wait between two connection attempts (at most [`MAX_BACKOFF`]).
+    pub max_backoff: Duration,
     /// The channel the probe is published to (the node's own, which the subscriber always
     /// listens to).
     pub probe_channel: Vec<u8>,
@@ -581,7 +583,9 @@ impl Broker {
         self.digests.iter_mut().for_each(|d| *d = None);
         self.probe = None;
         self.retry_at = now + self.backoff;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.backoff = (self.backoff * 2)
+            .min(self.settings.max_backoff)
+            .min(MAX_BACKOFF);
         let was_up = std::mem::replace(&mut self.up, false);
         if was_up {
             events.push(BrokerEvent::Down(why.to_string()));
@@ -608,6 +612,7 @@ mod tests {
             timeout: Duration::from_millis(500),
             max_queue: 2,
             probe_every: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(300),
             probe_channel: b"gw:n:a".to_vec(),
             name: "gw-a".into(),
             scripts: vec!["return 1"],
@@ -717,6 +722,46 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn attempts_while_redis_does_not_answer_are_at_most_max_backoff_apart() {
+        let now = Instant::now();
+        let (mut broker, mut events) = up(now);
+        let mut out: Actions<()> = Actions::new();
+        broker.on_link_closed(COMMAND_LINK, "reset", now, &mut out, &mut events);
+        let mut at = now;
+        let mut gaps = Vec::new();
+        for _ in 0..8 {
+            // The next attempt: the first tick at which a connect goes out.
+            let failed = at;
+            loop {
+                out.clear();
+                at += Duration::from_millis(10);
+                broker.on_tick(at, &mut out, &mut events);
+                if out
+                    .list()
+                    .iter()
+                    .any(|a| matches!(a, Action::LinkConnect { .. }))
+                {
+                    break;
+                }
+            }
+            gaps.push(at - failed);
+            // Connected, but the handshake is never answered.
+            broker.on_link_open(COMMAND_LINK, at, &mut out);
+            broker.on_link_open(SUBSCRIBER_LINK, at, &mut out);
+            at += Duration::from_millis(500);
+            broker.on_tick(at, &mut out, &mut events);
+            assert!(!broker.is_up());
+        }
+        assert!(gaps[0] <= Duration::from_millis(60), "{gaps:?}");
+        assert!(gaps[1] > gaps[0], "it backs off: {gaps:?}");
+        assert!(
+            gaps.iter().all(|g| *g <= Duration::from_millis(310)),
+            "{gaps:?}"
+        );
+        assert!(gaps[7] >= Duration::from_millis(300), "{gaps:?}");
     }
 
     #[test]

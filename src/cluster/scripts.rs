@@ -27,7 +27,8 @@
 /// ARGV: mode (`create` | `join`), sid, cid, uid (as JSON), node, max_clients,
 /// max_sessions, max_user_memberships, name, meta, access, channel, the event (without its
 /// end: the script adds the change's number and `}`), usage key, sid (as JSON), admin
-/// (`1` | `0`), then for a new private session its `allowUsers` (as JSON).
+/// (`1` | `0`), owner (as JSON; empty: the joiner, who creates it), then for a new private
+/// session its `allowUsers` (as JSON).
 /// A private session (`access` = `private`) admits its owner, its `allowUsers` (SET
 /// `P:s:{sid}:a`) and `admin`s (kept in `P:s:{sid}:adm` while members); to anyone else it
 /// does not exist (`not_found`, or `taken` for a create).
@@ -56,10 +57,11 @@ else
     return {'err', 'user_limit'}
   end
   if not exists then
-    redis.call('HSET', KEYS[1], 'name', ARGV[9], 'meta', ARGV[10], 'owner', uid,
+    local owner = (ARGV[17] ~= '' and ARGV[17]) or uid
+    redis.call('HSET', KEYS[1], 'name', ARGV[9], 'meta', ARGV[10], 'owner', owner,
       'access', ARGV[11], 'seq', 0, 'sid', sid, 'sidj', ARGV[15])
     redis.call('SADD', KEYS[4], sid)
-    for i = 17, #ARGV do redis.call('SADD', KEYS[1] .. ':a', ARGV[i]) end
+    for i = 18, #ARGV do redis.call('SADD', KEYS[1] .. ':a', ARGV[i]) end
   end
   if ARGV[16] == '1' then redis.call('SADD', KEYS[1] .. ':adm', cid) end
   local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
@@ -124,7 +126,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = 'ok'
 local current = redis.call('GET', KEYS[2])
 if not current then
-  current = (epoch ~= '' and epoch) or (node .. '-' .. now)
+  -- A new epoch, even for a node that knew one: every other node then finds it changed
+  -- and writes back too.
+  current = string.format('%s-%s.%06d', node, t[1], tonumber(t[2]))
+  if current == epoch then current = current .. '+' end
   redis.call('SET', KEYS[2], current)
   if epoch ~= '' then state = 'lost' end
 elseif epoch ~= '' and current ~= epoch then
@@ -138,8 +143,11 @@ if last > 0 and now - last > 2 * beat then
   for _, n in ipairs(all) do redis.call('ZADD', KEYS[1], now, n) end
 end
 redis.call('SET', KEYS[3], now)
-if state == 'ok' and not registering and not redis.call('ZSCORE', KEYS[1], node) then
-  state = 'fenced'
+if state == 'ok' and not registering then
+  -- Dead once silent for `dead`, whether or not a sweep has begun (or ended): a node back
+  -- from a pause of its own never takes up again memberships a sweep may be removing.
+  local score = redis.call('ZSCORE', KEYS[1], node)
+  if not score or tonumber(score) < now - dead then state = 'fenced' end
 end
 local number = 0
 if state ~= 'fenced' then

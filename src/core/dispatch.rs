@@ -407,7 +407,8 @@ impl App for GatewayCore {
                 cluster::clients::closed(cl, &client.client_id, now, out);
             }
             cl.routes.drop_target(conn);
-            cl.outstanding.retain(|(requester, _), _| *requester != conn);
+            cl.outstanding
+                .retain(|(requester, _), _| *requester != conn);
             cluster::agents::owner_gone(cl, conn, &client.client_id, ts, now, out);
         }
         let reason = match reason {

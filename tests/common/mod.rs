@@ -265,6 +265,10 @@ impl Client {
                 Ok(Message::Binary(_)) => panic!("unexpected binary message"),
                 Ok(Message::Close(frame)) => panic!("connection closed: {frame:?}"),
                 Ok(_) => continue,
+                // A signal (a stop and continue of the process, say) interrupted the read.
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    continue
+                }
                 Err(tungstenite::Error::Io(e))
                     if matches!(
                         e.kind(),

@@ -66,7 +66,13 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if self.try_command(&["PING"]).is_some() {
+            // Answered by this process, not by another test's server that took the port
+            // first (this one then exits).
+            let pid = format!("process_id:{}\r\n", child.id());
+            if self
+                .try_command(&["INFO", "server"])
+                .is_some_and(|info| info.contains(&pid))
+            {
                 self.child = Some(child);
                 return true;
             }

@@ -1,10 +1,12 @@
 //! Tests of the RESP2 codec as a whole: the byte soup (random replies split at random points,
-//! random garbage), a differential run against `redis-protocol`, and a real `redis-server`.
+//! random garbage), a differential run against `redis-protocol`, and a real `redis-server`;
+//! and of the node scripts on one.
 //! What they share: a reference encoder written apart from the codec, random replies, and
 //! the decoding of a whole stream at once and in pieces.
 
 mod oracle;
 mod redis_server;
+mod scripts;
 mod soup;
 
 use super::resp::{Reply, RespError, RespLimits};

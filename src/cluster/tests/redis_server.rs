@@ -12,14 +12,14 @@ use super::super::resp_push::{push, Push};
 use super::*;
 
 /// A `redis-server` of this test's own, killed when dropped.
-struct Server {
+pub(super) struct Server {
     child: Child,
     port: u16,
 }
 
 impl Server {
     /// Starts one, or `None` when `redis-server` cannot be run.
-    fn start() -> Option<Server> {
+    pub(super) fn start() -> Option<Server> {
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -59,7 +59,7 @@ impl Server {
         panic!("redis-server did not start");
     }
 
-    fn connect(&self, limits: RespLimits) -> Conn {
+    pub(super) fn connect(&self, limits: RespLimits) -> Conn {
         let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -79,7 +79,7 @@ impl Drop for Server {
 }
 
 /// One connection, its replies decoded as they arrive, in whatever pieces the socket gives.
-struct Conn {
+pub(super) struct Conn {
     stream: TcpStream,
     decoder: Decoder,
 }
@@ -104,7 +104,7 @@ impl Conn {
         }
     }
 
-    fn call(&mut self, args: &[&[u8]]) -> Reply {
+    pub(super) fn call(&mut self, args: &[&[u8]]) -> Reply {
         let mut out = Vec::new();
         encode(&mut out, args);
         self.send(&out);

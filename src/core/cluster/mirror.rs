@@ -86,16 +86,19 @@ pub(crate) struct Repair {
 pub(crate) struct Mirror {
     /// Members in join order, once known.
     pub(crate) members: Vec<Member>,
-    /// The session's name and metadata (compact JSON), as its first join here saw them: what
-    /// this node writes back when Redis lost its data.
-    pub(crate) name: String,
-    pub(crate) meta: String,
     /// The number of the last membership change the mirror holds (see the `JOIN` script).
     pub(crate) seq: u64,
     /// Whether a `MEMBERS` read is on its way.
     pub(crate) refreshing: bool,
     /// Whether `members` is the session's membership at the channel's current point.
     pub(crate) known: bool,
+    /// The session's name, owner and metadata (JSON) as the first join here found them,
+    /// written back when Redis lost its data.
+    pub(crate) name: String,
+    pub(crate) owner: String,
+    pub(crate) meta: String,
+    /// `open` or `private`, as the channel last said.
+    pub(crate) access: String,
     /// Whether Redis confirmed the channel's subscription.
     pub(crate) subscribed: bool,
     /// Joins waiting for the subscription.

@@ -196,6 +196,17 @@ fn answered(
                 );
             }
         }
+        Op::Publish(pending) => match &reply {
+            None => sessions::publish_failed(state, pending, out),
+            Some(Reply::Error(text)) => {
+                log::warn!(
+                    "cluster: redis refused a publish: {}",
+                    String::from_utf8_lossy(text)
+                );
+                sessions::publish_failed(state, pending, out);
+            }
+            Some(_) => {}
+        },
         Op::Join(pending) => sessions::join_answered(state, cl, pending, reply, now, out),
         Op::Leave(pending) => sessions::leave_answered(state, cl, pending, reply, now, out),
         Op::Route(pending) => routes::routed(state, cl, pending, reply, now, out),

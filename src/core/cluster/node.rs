@@ -22,7 +22,7 @@ use super::mirror::{
 };
 use super::pending::Pending;
 use crate::app::{Actions, ConnId};
-use crate::cluster::broker::{Broker, BrokerEvent, BrokerSettings};
+use crate::cluster::broker::{Broker, BrokerEvent, BrokerSettings, MAX_BACKOFF};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts;
 use crate::core::events::Event;
@@ -65,8 +65,10 @@ pub(crate) enum Op {
     Heartbeat,
     /// A sweep of a dead node (its name).
     Sweep(Vec<u8>),
-    /// A reply nobody waits for (a publish, a leave on disconnect, a repair).
+    /// A reply nobody waits for (a leave on disconnect, a repair).
     Ignore,
+    /// A client's relay or presence: refused with `UNAVAILABLE` when no reply comes.
+    Publish(PendingPublish),
     /// A join or create of a connection.
     Join(PendingJoin),
     /// A leave of a connection.
@@ -83,6 +85,14 @@ pub(crate) enum Op {
     PatchWrite(PendingPatch),
     /// A route request to a client on another node.
     Route(PendingRoute),
+}
+
+/// The sender of a message published on a session's channel.
+#[derive(Debug)]
+pub(crate) struct PendingPublish {
+    pub(crate) conn: ConnId,
+    pub(crate) req_id: String,
+    pub(crate) ts: u64,
 }
 
 /// Messages of a held connection, waiting for its request at the broker.
@@ -155,6 +165,10 @@ impl Cluster {
             timeout: setup.timeout,
             max_queue: 65_536,
             probe_every: setup.heartbeat,
+            // Back within a quarter of node_dead_ms of Redis: a pause of Redis (after which
+            // every node has node_dead_ms to beat again) makes no node dead that was merely
+            // waiting to retry.
+            max_backoff: MAX_BACKOFF.min(setup.dead / 4),
             probe_channel: node_channel(&setup.prefix, &node),
             name: format!("{}-{}", setup.prefix, node),
             scripts: scripts::ALL.to_vec(),

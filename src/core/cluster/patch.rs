@@ -234,6 +234,8 @@ pub(crate) fn read_answered(
     };
     let mut event = b"{\"e\":\"patch\",\"c\":".to_vec();
     wire::write_str(&mut event, &p.client_id);
+    event.extend_from_slice(b",\"a\":");
+    wire::write_str(&mut event, new_access);
     event.extend_from_slice(b"}\n");
     let head = Head::new("session_info", p.ts).session(&p.session_id);
     wire::write_envelope(&mut event, &head, |buf| notice.write(buf));

@@ -336,7 +336,10 @@ pub(crate) fn on_control(
     if event.e != "node_dead" {
         return;
     }
-    log::info!("cluster: node {} is gone", crate::core::escaped::Escaped(&event.n));
+    log::info!(
+        "cluster: node {} is gone",
+        crate::core::escaped::Escaped(&event.n)
+    );
     let ts = state.wall_ms(now);
     let lost: Vec<(ConnId, String)> = cl
         .outstanding
@@ -348,7 +351,10 @@ pub(crate) fn on_control(
         cl.outstanding.remove(&(conn, id.clone()));
         let reject = Reject::new(
             ErrorCode::TargetNotFound,
-            format!("Target of route_request {} not found: its node is gone", short(&id)),
+            format!(
+                "Target of route_request {} not found: its node is gone",
+                short(&id)
+            ),
         );
         outbound::send_error(out, &mut state.metrics, conn, Some(&id), ts, &reject);
     }

@@ -15,6 +15,13 @@
 //!   channel carries after that event reaches it after the reply. A mirror that is new on
 //!   this node starts at the joiner's event: what came before it on the channel is history
 //!   the script's reply already holds.
+//! - Every membership change has a number (in its event). A mirror whose channel was
+//!   subscribed again (the broker's link was lost, and what the channel carried meanwhile
+//!   with it), or whose numbers show a gap, reads its members again (`MEMBERS`, with the
+//!   number of the last change): the mirror takes them when they are newer than what it
+//!   holds, each difference reaching the members here as presence, and skips the events the
+//!   read already holds. A join still waiting for its event when the broker goes down fails
+//!   with `UNAVAILABLE`, its membership removed when the broker is back.
 //! - `max_clients_per_session`, `max_sessions` and `max_memberships_per_user` are checked in
 //!   the script, so they hold cluster-wide under concurrent joins; `max_sessions_per_client`
 //!   is checked here (a connection's memberships are all on its node).
@@ -28,7 +35,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::mirror::{Joining, Member, Mirror, PendingJoin, PendingLeave, Repair, Snapshot};
-use super::node::{Cluster, Op};
+use super::node::{Cluster, Op, PendingPublish};
 use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts::{self, Refused};
@@ -55,6 +62,9 @@ struct EventHead {
     /// The number of a membership change (joins and leaves).
     #[serde(default)]
     q: Option<u64>,
+    /// A patch's access (`open` or `private`).
+    #[serde(default)]
+    a: Option<String>,
 }
 
 fn session_key(cl: &Cluster, session_id: &str) -> Vec<u8> {
@@ -308,6 +318,7 @@ fn send_join(
         pending.usage_key.as_bytes(),
         &sidj,
         admin,
+        b"",
     ];
     args.extend(pending.allow.iter().map(|id| id.as_bytes()));
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
@@ -558,10 +569,12 @@ fn adopt(
         })
         .collect();
     mirror.known = true;
+    mirror.name = snapshot.name.clone();
+    mirror.owner = snapshot.owner.clone();
+    mirror.meta = snapshot.meta.clone();
     mirror.anchor = None;
     mirror.seq = snapshot.seq;
-    mirror.name = snapshot.name.clone();
-    mirror.meta = snapshot.meta.clone();
+    mirror.access = snapshot.access.clone();
     let backlog = std::mem::take(&mut mirror.backlog);
     try_complete(state, cl, session_id, client_id, now, out);
     for event in backlog {
@@ -737,7 +750,12 @@ fn apply(
         "host" => deliver(state, mirror, "", body, out),
         // The notice of a `session_patch`: to every member but the patcher (its reply
         // comes from the script).
-        "patch" => deliver(state, mirror, &head.c, body, out),
+        "patch" => {
+            if let Some(access) = head.a {
+                mirror.access = access;
+            }
+            deliver(state, mirror, &head.c, body, out)
+        }
         // Removed by a change of access: it is told, the others see it leave.
         "removed" => {
             let Some(at) = mirror.members.iter().position(|m| m.client_id == head.c) else {
@@ -1101,7 +1119,13 @@ pub(crate) fn host_broadcast(
 ) -> usize {
     let mut event = b"{\"e\":\"host\",\"c\":\"\"}\n".to_vec();
     event.extend_from_slice(message);
-    if publish(cl, session_id, &event, now, out).is_err() {
+    let channel = session_key(cl, session_id);
+    let tag = cl.tag(Op::Ignore);
+    if !cl
+        .broker
+        .call(tag, &[b"PUBLISH", &channel, &event], now, out)
+    {
+        cl.untag(tag);
         return 0;
     }
     cl.sessions.get(session_id).map_or(0, |m| m.members.len())
@@ -1127,7 +1151,7 @@ pub(crate) fn relay(
     event.extend_from_slice(&json_str(&client.client_id));
     event.extend_from_slice(b"}\n");
     wire::write_envelope(&mut event, &head, wire::raw(env.payload));
-    publish(cl, session_id, &event, req.now, out)
+    publish(cl, req, session_id, &event, out)
 }
 
 fn check_member(cl: &Cluster, session_id: &str, conn: ConnId) -> Result<(), Reject> {
@@ -1144,23 +1168,44 @@ fn check_member(cl: &Cluster, session_id: &str, conn: ConnId) -> Result<(), Reje
     }
 }
 
+/// Publish `req`'s message on the channel of `session_id`; refused at once when the broker
+/// is down, and later (see [`publish_failed`]) when its link breaks before Redis answered.
 fn publish(
     cl: &mut Cluster,
+    req: &Req<'_>,
     session_id: &str,
     event: &[u8],
-    now: Instant,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let channel = session_key(cl, session_id);
-    let tag = cl.tag(Op::Ignore);
+    let tag = cl.tag(Op::Publish(PendingPublish {
+        conn: req.conn,
+        req_id: req.id.to_owned(),
+        ts: req.ts,
+    }));
     if cl
         .broker
-        .call(tag, &[b"PUBLISH", &channel, event], now, out)
+        .call(tag, &[b"PUBLISH", &channel, event], req.now, out)
     {
         Ok(())
     } else {
         cl.untag(tag);
         Err(unavailable())
+    }
+}
+
+/// A published message got no answer (the broker's link broke first, or Redis stalled past
+/// `broker_timeout_ms`): its sender learns it may not have been delivered.
+pub(crate) fn publish_failed(state: &mut CoreState, p: PendingPublish, out: &mut Actions<Event>) {
+    if state.clients.get(p.conn).is_some() {
+        outbound::send_error(
+            out,
+            &mut state.metrics,
+            p.conn,
+            Some(&p.req_id),
+            p.ts,
+            &unavailable(),
+        );
     }
 }
 
@@ -1220,7 +1265,7 @@ pub(crate) fn presence(
         event.extend_from_slice(&json_str(&client.client_id));
         event.extend_from_slice(b"}\n");
         wire::write_envelope(&mut event, &head, wire::ser(&payload));
-        publish(cl, &session_id, &event, req.now, out)?;
+        publish(cl, req, &session_id, &event, out)?;
     }
     Ok(())
 }
@@ -1310,12 +1355,31 @@ pub(crate) fn broker_down(
     out: &mut Actions<Event>,
 ) {
     let mut failed = Vec::new();
-    for mirror in cl.sessions.values_mut() {
+    let mut touched = Vec::new();
+    for (session_id, mirror) in cl.sessions.iter_mut() {
         mirror.subscribed = false;
         failed.append(&mut mirror.waiting_subscribe);
+        // Joins whose script answered but whose event (or the mirror's first) has not come:
+        // it may never come now. Their membership is removed when the broker is back.
+        for (_, joining) in mirror.joining.drain() {
+            cl.repairs.push(Repair {
+                session_id: session_id.clone(),
+                client_id: joining.pending.client_id.clone(),
+                usage_key: joining.pending.usage_key.clone(),
+            });
+            failed.push(joining.pending);
+        }
+        if !mirror.known {
+            mirror.anchor = None;
+            mirror.backlog.clear();
+        }
+        touched.push(session_id.clone());
     }
     for p in failed {
         fail_request(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
+    }
+    for session_id in touched {
+        drop_if_unused(cl, &session_id, out);
     }
 }
 
@@ -1331,6 +1395,7 @@ pub(crate) fn write_back(
         mirror.seq = 0; // the numbering of membership changes starts again
     }
     for (session_id, mirror) in &cl.sessions {
+        let owner = json_str(&mirror.owner);
         for member in &mirror.members {
             let Some(conn) = member.conn.filter(|_| member.live) else {
                 continue;
@@ -1338,7 +1403,7 @@ pub(crate) fn write_back(
             let Some(client) = state.clients.get(conn) else {
                 continue;
             };
-            joins.push(PendingJoin {
+            let pending = PendingJoin {
                 conn,
                 req_id: String::new(),
                 session_id: session_id.clone(),
@@ -1350,21 +1415,31 @@ pub(crate) fn write_back(
                 meta: mirror.meta.clone(),
                 ts: state.wall_ms(now),
                 admin: client.scopes.is_admin(),
-                access: "open",
+                // A private session comes back private, admitting its owner and admins (its
+                // allowUsers were lost with the data).
+                access: if mirror.access == "private" {
+                    "private"
+                } else {
+                    "open"
+                },
                 allow: Vec::new(),
-            });
+            };
+            joins.push((pending, owner.clone()));
         }
     }
-    for pending in joins {
-        rejoin(state, cl, pending, now, out);
+    for (pending, owner) in joins {
+        rejoin(state, cl, pending, &owner, now, out);
     }
 }
 
-/// The join script for a membership this node already serves (after Redis lost its data).
+/// The join script for a membership this node already serves (after Redis lost its data),
+/// creating the session again, when it is the first back, with its name, metadata and owner
+/// (as JSON).
 fn rejoin(
     state: &mut CoreState,
     cl: &mut Cluster,
     pending: PendingJoin,
+    owner: &[u8],
     now: Instant,
     out: &mut Actions<Event>,
 ) {
@@ -1387,7 +1462,8 @@ fn rejoin(
     let unbounded = u32::MAX.to_string();
     let sidj = json_str(&pending.session_id);
     let tag = cl.tag(Op::Ignore);
-    let args: [&[u8]; 15] = [
+    let admin: &[u8] = if pending.admin { b"1" } else { b"0" };
+    let args: [&[u8]; 17] = [
         b"create",
         pending.session_id.as_bytes(),
         pending.client_id.as_bytes(),
@@ -1398,11 +1474,13 @@ fn rejoin(
         unbounded.as_bytes(),
         pending.name.as_bytes(),
         pending.meta.as_bytes(),
-        b"open",
+        pending.access.as_bytes(),
         &skey,
         &event,
         pending.usage_key.as_bytes(),
         &sidj,
+        admin,
+        owner,
     ];
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     if !cl
