@@ -681,3 +681,43 @@ fn a_restarted_empty_redis_gets_both_nodes_state_back() {
     }
     relay_gets_through(&mut carol, &mut alice, "room", Duration::from_secs(2));
 }
+
+#[test]
+fn a_killed_node_s_routes_are_answered_and_its_agents_go_offline() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let n1 = Node::start(&redis, "n1");
+    let mut n2 = Node::start(&redis, "n2");
+    let mut alice = n1.client(TOKEN);
+    let mut worker = n2.client(TOKEN_BOB);
+    let registered = worker.request(
+        "agent_register",
+        json!({"agentId": "w", "type": "cli", "name": "W", "capabilities": {"tools": ["x"]}}),
+    );
+    assert_eq!(
+        registered["payload"]["status"], "registered",
+        "{registered}"
+    );
+    // A request delivered to the worker, not answered when its node dies.
+    let id = next_id();
+    alice.send(&json!({"type": "route_request", "id": id, "target": "w", "payload": {}}));
+    assert_eq!(worker.recv_type("route_request")["id"], id.as_str());
+
+    n2.kill();
+    let killed = Instant::now();
+    let answer = try_recv(&mut alice, Duration::from_millis(DEAD_MS + 2000))
+        .expect("the pending route is answered");
+    assert_eq!(answer["replyTo"], id.as_str(), "{answer}");
+    assert_error(&answer, "TARGET_NOT_FOUND");
+    assert!(killed.elapsed() < Duration::from_millis(DEAD_MS + 2000));
+    // Its agent is offline for everyone.
+    let agents = alice.request("agent_query", json!({}));
+    assert_eq!(
+        agents["payload"]["agents"][0]["status"], "offline",
+        "{agents}"
+    );
+    let refused = alice.request_envelope(json!({"type": "route_request", "target": "w",
+        "payload": {}}));
+    assert_error(&refused, "TARGET_NOT_FOUND");
+}
