@@ -12,7 +12,8 @@
 //!   back within `timeout`. Then both links are closed and reconnected, at most
 //!   `max_backoff` (itself at most [`MAX_BACKOFF`]) apart.
 //! - Commands are accepted only while up ([`Broker::call`] returns false otherwise, and when
-//!   the queue toward Redis holds `max_queue` commands): the caller fails the request at once.
+//!   the queue toward Redis holds `max_queue` commands or `max_queue_bytes`): the caller
+//!   fails the request at once.
 //!   Every accepted command gets exactly one [`BrokerEvent::Reply`] (Redis's reply, an error
 //!   reply included) or one [`BrokerEvent::Failed`] (the link went down first), in the order
 //!   the commands were accepted.
@@ -60,6 +61,8 @@ pub(crate) struct BrokerSettings {
     pub timeout: Duration,
     /// Commands in flight at most.
     pub max_queue: usize,
+    /// Bytes of commands in flight at most (one more command is taken while below it).
+    pub max_queue_bytes: usize,
     /// How often the subscriber is probed.
     pub probe_every: Duration,
     /// The longest wait between two connection attempts (at most [`MAX_BACKOFF`]).
@@ -112,6 +115,8 @@ struct InFlight {
     sent: Instant,
     /// A `SCRIPT LOAD` of the script with this index.
     loads: Option<usize>,
+    /// Its bytes on the wire (counted against `max_queue_bytes`).
+    bytes: usize,
 }
 
 /// The Redis client (see the module docs).
@@ -122,6 +127,8 @@ pub(crate) struct Broker {
     command_in: Decoder,
     subscriber_in: Decoder,
     in_flight: VecDeque<InFlight>,
+    /// The bytes of the commands in flight.
+    in_flight_bytes: usize,
     /// Handshake replies the subscriber still awaits (AUTH).
     subscriber_handshake: usize,
     /// The digest of each script, once loaded on this connection.
@@ -189,6 +196,7 @@ impl Broker {
             command_in: Decoder::new(limits),
             subscriber_in: Decoder::new(limits),
             in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             subscriber_handshake: 0,
             wanted,
             confirmed: BTreeSet::new(),
@@ -220,7 +228,9 @@ impl Broker {
         now: Instant,
         out: &mut Actions<E>,
     ) -> bool {
-        if !self.up || self.in_flight.len() >= self.settings.max_queue {
+        let full = self.in_flight.len() >= self.settings.max_queue
+            || self.in_flight_bytes >= self.settings.max_queue_bytes;
+        if !self.up || full {
             return false;
         }
         self.send_command(Some(tag), None, args, now, out);
@@ -356,6 +366,7 @@ impl Broker {
                     tag: None,
                     sent: now,
                     loads: Some(index),
+                    bytes: 0,
                 });
             }
             self.send_command(None, None, &[b"PING"], now, out);
@@ -448,10 +459,12 @@ impl Broker {
         encode(&mut self.buf, args);
         out.link_send(COMMAND_LINK, &self.buf);
         self.commands_total += 1;
+        self.in_flight_bytes += self.buf.len();
         self.in_flight.push_back(InFlight {
             tag,
             sent: now,
             loads,
+            bytes: self.buf.len(),
         });
     }
 
@@ -464,6 +477,7 @@ impl Broker {
         let Some(sent) = self.in_flight.pop_front() else {
             return Err("a reply to no command");
         };
+        self.in_flight_bytes -= sent.bytes;
         if let Some(index) = sent.loads {
             match reply.as_bytes() {
                 Some(digest) => self.digests[index] = Some(digest.to_vec()),
@@ -571,6 +585,7 @@ impl Broker {
                 events.push(BrokerEvent::Failed { tag });
             }
         }
+        self.in_flight_bytes = 0;
         out.link_close(COMMAND_LINK);
         out.link_close(SUBSCRIBER_LINK);
         self.command = Phase::Idle;
@@ -611,6 +626,7 @@ mod tests {
             db: 2,
             timeout: Duration::from_millis(500),
             max_queue: 2,
+            max_queue_bytes: 1 << 20,
             probe_every: Duration::from_millis(100),
             max_backoff: Duration::from_millis(300),
             probe_channel: b"gw:n:a".to_vec(),
@@ -688,6 +704,24 @@ mod tests {
                     reply: Reply::Integer(42)
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn the_queue_toward_redis_is_bounded_in_bytes_too() {
+        let now = Instant::now();
+        let (mut broker, mut events) = up(now);
+        let mut out: Actions<()> = Actions::new();
+        let big = vec![b'x'; 1 << 20];
+        assert!(broker.call(1, &[b"SET", b"k", &big], now, &mut out));
+        assert!(
+            !broker.call(2, &[b"PING"], now, &mut out),
+            "1 MiB in flight: full"
+        );
+        broker.on_link_data(COMMAND_LINK, b"+OK\r\n", now, &mut out, &mut events);
+        assert!(
+            broker.call(3, &[b"PING"], now, &mut out),
+            "answered: room again"
         );
     }
 

@@ -29,6 +29,10 @@ use crate::core::events::Event;
 
 /// Messages held for one connection at most while it waits for the broker.
 pub(crate) const MAX_HELD: usize = 64;
+/// Bytes of commands on their way to Redis at most: beyond, cluster requests get
+/// `UNAVAILABLE` until Redis has answered some (a Redis that cannot keep up does not make the
+/// node hold unbounded memory).
+pub(crate) const MAX_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Route requests sent to other nodes remembered at most.
 pub(crate) const MAX_OUTSTANDING: usize = 65_536;
 /// Closed clients remembered at most while the broker is down.
@@ -164,6 +168,7 @@ impl Cluster {
             db: setup.db,
             timeout: setup.timeout,
             max_queue: 65_536,
+            max_queue_bytes: MAX_QUEUE_BYTES,
             probe_every: setup.heartbeat,
             // Back within a quarter of node_dead_ms of Redis: a pause of Redis (after which
             // every node has node_dead_ms to beat again) makes no node dead that was merely
