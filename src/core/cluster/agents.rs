@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use super::mirror::{PendingAgent, PendingQuery};
 use super::node::{Cluster, Op};
+use super::reply::{self, unavailable};
 use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts::{self, Refused};
@@ -39,13 +40,6 @@ use crate::core::wire::{self, opt_str, Envelope, FieldError, Head};
 
 /// Offline agents removed by one expiry call at most.
 const EXPIRE_BATCH: usize = 100;
-
-fn unavailable() -> Reject {
-    Reject::new(
-        ErrorCode::Unavailable,
-        "The cluster is unavailable: its broker did not answer",
-    )
-}
 
 fn agent_key(cl: &Cluster, agent_id: &str) -> Vec<u8> {
     let mut key = cl.key(&[b"a"]);
@@ -255,13 +249,7 @@ pub(crate) fn answered(
         );
     };
     let fields = reply.as_array().unwrap_or(&[]);
-    let text = |i: usize| {
-        fields
-            .get(i)
-            .and_then(Reply::as_bytes)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
-    };
+    let text = |i: usize| reply::text(fields, i);
     let status = text(0);
     if status == "err" || fields.is_empty() {
         let word = fields.get(1).and_then(Reply::as_bytes).unwrap_or(b"");
@@ -454,13 +442,7 @@ pub(crate) fn page(
         .user_id
         .clone()
         .unwrap_or_else(|| ANONYMOUS.to_owned());
-    let text = |i: usize| {
-        fields
-            .get(i)
-            .and_then(Reply::as_bytes)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
-    };
+    let text = |i: usize| reply::text(fields, i);
     let head = Head::new("agent_list", p.ts).reply_to(&p.req_id);
     let budget = state
         .config

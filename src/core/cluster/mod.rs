@@ -18,6 +18,7 @@ pub(crate) mod mirror;
 pub(crate) mod node;
 pub(crate) mod patch;
 pub(crate) mod pending;
+pub(crate) mod reply;
 pub(crate) mod routes;
 pub(crate) mod sessions;
 

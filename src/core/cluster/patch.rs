@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use super::mirror::PendingPatch;
 use super::node::{Cluster, Op};
+use super::reply::{self, unavailable};
 use crate::app::Actions;
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts::{self, Refused};
@@ -35,17 +36,8 @@ use crate::core::wire::{self, Envelope, FieldError, Head};
 /// Reads and compare-and-sets of one patch at most.
 const MAX_TRIES: u32 = 8;
 
-fn unavailable() -> Reject {
-    Reject::new(
-        ErrorCode::Unavailable,
-        "The cluster is unavailable: its broker did not answer",
-    )
-}
-
 fn json_str(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len() + 2);
-    wire::write_str(&mut out, text);
-    String::from_utf8(out).unwrap_or_default()
+    String::from_utf8(reply::json_str(text)).unwrap_or_default()
 }
 
 /// `session_patch` in a cluster.
@@ -179,13 +171,7 @@ pub(crate) fn read_answered(
         return fail(state, cl, &p, reject, out);
     }
     let fields = reply.as_array().unwrap_or(&[]);
-    let text = |i: usize| {
-        fields
-            .get(i)
-            .and_then(Reply::as_bytes)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
-    };
+    let text = |i: usize| reply::text(fields, i);
     let (version, stored, owner, access) = (text(0), text(1), text(2), text(3));
     let owner = serde_json::from_str::<String>(&owner).unwrap_or(owner);
     let limit = state.sessions.max_metadata_bytes();

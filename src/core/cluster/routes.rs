@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 use super::mirror::{ClientRoute, PendingRoute};
 use super::node::{Cluster, Op, MAX_OUTSTANDING};
+use super::reply::unavailable;
 use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts;
@@ -175,10 +176,7 @@ pub(crate) fn request(
         return Ok(());
     }
     if !cl.is_serving() {
-        return Err(Reject::new(
-            ErrorCode::Unavailable,
-            "The cluster is unavailable: its broker did not answer",
-        ));
+        return Err(unavailable());
     }
     let node = cl.node.clone();
     let from = RouteFrom {
@@ -229,10 +227,7 @@ pub(crate) fn request(
         .eval(tag, scripts::ROUTE_AGENT_INDEX, &keys, &args, req.now, out)
     {
         cl.untag(tag);
-        return Err(Reject::new(
-            ErrorCode::Unavailable,
-            "The cluster is unavailable: its broker did not answer",
-        ));
+        return Err(unavailable());
     }
     Ok(())
 }
@@ -269,10 +264,7 @@ pub(crate) fn routed(
                     return;
                 }
                 cl.untag(tag);
-                let reject = Reject::new(
-                    ErrorCode::Unavailable,
-                    "The cluster is unavailable: its broker did not answer",
-                );
+                let reject = unavailable();
                 return outbound::send_error(
                     out,
                     &mut state.metrics,
@@ -292,10 +284,7 @@ pub(crate) fn routed(
             return;
         }
         Some(_) => not_found(&p.target),
-        None => Reject::new(
-            ErrorCode::Unavailable,
-            "The cluster is unavailable: its broker did not answer",
-        ),
+        None => unavailable(),
     };
     outbound::send_error(
         out,
@@ -488,10 +477,7 @@ pub(crate) fn response(
         return Ok(());
     }
     if !send_to_node(cl, &node, target, Some(reply_to), &message, req.now, out) {
-        return Err(Reject::new(
-            ErrorCode::Unavailable,
-            "The cluster is unavailable: its broker did not answer",
-        ));
+        return Err(unavailable());
     }
     Ok(())
 }

@@ -36,6 +36,7 @@ use serde_json::Value;
 
 use super::mirror::{Joining, Member, Mirror, PendingJoin, PendingLeave, Repair, Snapshot};
 use super::node::{Cluster, Op, PendingPublish};
+use super::reply::{self, json_str, unavailable};
 use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts::{self, Refused};
@@ -75,19 +76,6 @@ fn suffixed(base: &[u8], suffix: &[u8]) -> Vec<u8> {
     let mut key = base.to_vec();
     key.extend_from_slice(suffix);
     key
-}
-
-fn json_str(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 2);
-    wire::write_str(&mut out, text);
-    out
-}
-
-fn unavailable() -> Reject {
-    Reject::new(
-        ErrorCode::Unavailable,
-        "The cluster is unavailable: its broker did not answer",
-    )
 }
 
 /// The session id of a request's payload field or envelope.
@@ -256,13 +244,21 @@ fn session_of_channel(cl: &Cluster, channel: &[u8]) -> Option<String> {
     String::from_utf8(rest.to_vec()).ok()
 }
 
-fn send_join(
-    state: &mut CoreState,
+/// The bounds a join is checked against in the script: `max_clients_per_session`,
+/// `max_sessions`, `max_memberships_per_user`.
+type JoinBounds = [String; 3];
+
+/// Run the `JOIN` script for `pending` under `tag`, within `bounds`, the session owned by
+/// `owner` (as JSON; empty: the joiner) when it creates it; false when the broker refused it.
+fn eval_join(
     cl: &mut Cluster,
-    pending: PendingJoin,
+    tag: u64,
+    pending: &PendingJoin,
+    bounds: &JoinBounds,
+    owner: &[u8],
     now: Instant,
     out: &mut Actions<Event>,
-) {
+) -> bool {
     let skey = session_key(cl, &pending.session_id);
     let keys = [
         skey.clone(),
@@ -278,10 +274,47 @@ fn send_join(
     event.extend_from_slice(b",\"u\":");
     event.extend_from_slice(&uid);
     event.extend_from_slice(b",\"q\":");
-    let max_clients = state.config.max_clients_per_session.to_string();
-    let max_sessions = state.config.max_sessions.to_string();
-    let max_user = state.config.max_memberships_per_user.to_string();
     let sidj = json_str(&pending.session_id);
+    let mode: &[u8] = if pending.create { b"create" } else { b"join" };
+    let admin: &[u8] = if pending.admin { b"1" } else { b"0" };
+    let node = cl.node.clone();
+    let mut args: Vec<&[u8]> = vec![
+        mode,
+        pending.session_id.as_bytes(),
+        pending.client_id.as_bytes(),
+        &uid,
+        node.as_bytes(),
+        bounds[0].as_bytes(),
+        bounds[1].as_bytes(),
+        bounds[2].as_bytes(),
+        pending.name.as_bytes(),
+        pending.meta.as_bytes(),
+        pending.access.as_bytes(),
+        &skey,
+        &event,
+        pending.usage_key.as_bytes(),
+        &sidj,
+        admin,
+        owner,
+    ];
+    args.extend(pending.allow.iter().map(|id| id.as_bytes()));
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    cl.broker
+        .eval(tag, scripts::JOIN_INDEX, &keys, &args, now, out)
+}
+
+fn send_join(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    pending: PendingJoin,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let bounds = [
+        state.config.max_clients_per_session.to_string(),
+        state.config.max_sessions.to_string(),
+        state.config.max_memberships_per_user.to_string(),
+    ];
     let conn = pending.conn;
     let (session_id, client_id) = (pending.session_id.clone(), pending.client_id.clone());
     let tag = cl.tag(Op::Join(PendingJoin {
@@ -299,33 +332,7 @@ fn send_join(
         access: pending.access,
         allow: Vec::new(),
     }));
-    let mode: &[u8] = if pending.create { b"create" } else { b"join" };
-    let admin: &[u8] = if pending.admin { b"1" } else { b"0" };
-    let mut args: Vec<&[u8]> = vec![
-        mode,
-        pending.session_id.as_bytes(),
-        pending.client_id.as_bytes(),
-        &uid,
-        cl.node.as_bytes(),
-        max_clients.as_bytes(),
-        max_sessions.as_bytes(),
-        max_user.as_bytes(),
-        pending.name.as_bytes(),
-        pending.meta.as_bytes(),
-        pending.access.as_bytes(),
-        &skey,
-        &event,
-        pending.usage_key.as_bytes(),
-        &sidj,
-        admin,
-        b"",
-    ];
-    args.extend(pending.allow.iter().map(|id| id.as_bytes()));
-    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-    if !cl
-        .broker
-        .eval(tag, scripts::JOIN_INDEX, &keys, &args, now, out)
-    {
+    if !eval_join(cl, tag, &pending, &bounds, b"", now, out) {
         cl.untag(tag);
         fail_request(
             state,
@@ -430,13 +437,7 @@ fn parse_snapshot(reply: &Reply) -> Result<Snapshot, Refuser> {
             Reject::new(ErrorCode::InternalError, "The cluster's join script failed")
         }));
     };
-    let text = |i: usize| {
-        fields
-            .get(i)
-            .and_then(Reply::as_bytes)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
-    };
+    let text = |i: usize| reply::text(fields, i);
     if text(0) == "err" {
         let word = fields.get(1).and_then(Reply::as_bytes).unwrap_or(b"");
         let refused = Refused::from_word(word);
@@ -839,13 +840,7 @@ pub(crate) fn refreshed(
     let Some(fields) = reply.as_ref().and_then(Reply::as_array) else {
         return;
     };
-    let text = |i: usize| {
-        fields
-            .get(i)
-            .and_then(Reply::as_bytes)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
-    };
+    let text = |i: usize| reply::text(fields, i);
     if fields.is_empty() {
         // The session is not in Redis: it lost its data, and the members here are written
         // back by this node (or it was emptied, and the members here have left already).
@@ -1428,7 +1423,7 @@ pub(crate) fn write_back(
         }
     }
     for (pending, owner) in joins {
-        rejoin(state, cl, pending, &owner, now, out);
+        rejoin(cl, pending, &owner, now, out);
     }
 }
 
@@ -1436,58 +1431,17 @@ pub(crate) fn write_back(
 /// creating the session again, when it is the first back, with its name, metadata and owner
 /// (as JSON).
 fn rejoin(
-    state: &mut CoreState,
     cl: &mut Cluster,
     pending: PendingJoin,
     owner: &[u8],
     now: Instant,
     out: &mut Actions<Event>,
 ) {
-    let skey = session_key(cl, &pending.session_id);
-    let keys = [
-        skey.clone(),
-        suffixed(&skey, b":m"),
-        suffixed(&skey, b":u"),
-        cl.key(&[b"sessions"]),
-        cl.key(&[b"u", pending.usage_key.as_bytes()]),
-        cl.key(&[b"n", cl.node.as_bytes(), b"m"]),
-    ];
-    let uid = json_str(&pending.user_id);
-    let mut event = b"{\"e\":\"join\",\"c\":".to_vec();
-    event.extend_from_slice(&json_str(&pending.client_id));
-    event.extend_from_slice(b",\"u\":");
-    event.extend_from_slice(&uid);
-    event.extend_from_slice(b",\"q\":");
     // Written back whatever the bounds say now: these memberships were admitted already.
     let unbounded = u32::MAX.to_string();
-    let sidj = json_str(&pending.session_id);
+    let bounds = [unbounded.clone(), unbounded.clone(), unbounded];
     let tag = cl.tag(Op::Ignore);
-    let admin: &[u8] = if pending.admin { b"1" } else { b"0" };
-    let args: [&[u8]; 17] = [
-        b"create",
-        pending.session_id.as_bytes(),
-        pending.client_id.as_bytes(),
-        &uid,
-        cl.node.as_bytes(),
-        unbounded.as_bytes(),
-        unbounded.as_bytes(),
-        unbounded.as_bytes(),
-        pending.name.as_bytes(),
-        pending.meta.as_bytes(),
-        pending.access.as_bytes(),
-        &skey,
-        &event,
-        pending.usage_key.as_bytes(),
-        &sidj,
-        admin,
-        owner,
-    ];
-    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-    if !cl
-        .broker
-        .eval(tag, scripts::JOIN_INDEX, &keys, &args, now, out)
-    {
+    if !eval_join(cl, tag, &pending, &bounds, owner, now, out) {
         cl.untag(tag);
     }
-    let _ = state;
 }

@@ -1,0 +1,32 @@
+//! What the cluster's request handlers share: the `UNAVAILABLE` refusal, a text field of a
+//! script's reply, and a string written as JSON for a script to store or publish as it is.
+
+use crate::cluster::resp::Reply;
+use crate::core::errors::ErrorCode;
+use crate::core::outbound::Reject;
+use crate::core::wire;
+
+/// The refusal of a request that needs the cluster when its broker is down, its queue is
+/// full, or no answer came within `broker_timeout_ms`.
+pub(crate) fn unavailable() -> Reject {
+    Reject::new(
+        ErrorCode::Unavailable,
+        "The cluster is unavailable: its broker did not answer",
+    )
+}
+
+/// Field `i` of a script's array reply, as text (empty when absent or not a string).
+pub(crate) fn text(fields: &[Reply], i: usize) -> String {
+    fields
+        .get(i)
+        .and_then(Reply::as_bytes)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+/// `text` as a JSON string literal.
+pub(crate) fn json_str(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    wire::write_str(&mut out, text);
+    out
+}
