@@ -1,5 +1,6 @@
 //! Nodes of a cluster for tests: in-process gateways on one test's own `redis-server`, with
-//! short intervals.
+//! a short heartbeat (so that a node serves soon after it starts) and the default broker
+//! timeout, with a long node_dead_ms, so that a loaded machine makes no node dead.
 
 use std::time::{Duration, Instant};
 
@@ -9,14 +10,14 @@ use serde_json::Value;
 use super::redis::RedisServer;
 use super::*;
 
-/// A node of the cluster that uses `redis`, with short intervals.
+/// A node of the cluster that uses `redis` (see the module docs for its timers).
 pub fn node_config(redis: &RedisServer, node: &str) -> Config {
     let mut config = with_token(test_config(), "carol", TOKEN_CAROL);
     config.cluster_redis = Some(gateway::RedisUrl::parse(&redis.url()).expect("url"));
     config.node_id = Some(node.to_string());
-    config.broker_timeout_ms = 500;
+    config.broker_timeout_ms = 2000;
     config.node_heartbeat_ms = 200;
-    config.node_dead_ms = 1000;
+    config.node_dead_ms = 10_000;
     config
 }
 

@@ -34,7 +34,7 @@ use crate::core::wire::payloads::{self, SessionInfoOut, SessionPatchIn};
 use crate::core::wire::{self, Envelope, FieldError, Head};
 
 /// Reads and compare-and-sets of one patch at most.
-const MAX_TRIES: u32 = 8;
+const MAX_TRIES: u32 = 32;
 
 fn json_str(text: &str) -> String {
     String::from_utf8(reply::json_str(text)).unwrap_or_default()
