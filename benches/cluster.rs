@@ -196,8 +196,11 @@ fn fmt(x: f64, decimals: usize) -> String {
     }
 }
 
-fn met(ok: bool) -> &'static str {
-    if ok {
+/// Whether `value` is within `goal`, in words.
+fn met(value: f64, goal: f64) -> &'static str {
+    if !value.is_finite() {
+        "n/a"
+    } else if value <= goal {
         "met"
     } else {
         "NOT met"
@@ -378,23 +381,39 @@ impl Drop for Redis {
     }
 }
 
-/// The raw hop: `SUBSCRIBE` on one connection, `PUBLISH` of `size` bytes on another, one
-/// message at a time, each timed from the write of the `PUBLISH` to the read of the whole
-/// push, with the WebSocket clients' I/O pattern (nonblocking write, read, poll).
-fn run_hop(
-    addr: SocketAddr,
-    size: usize,
-    warmup: usize,
-    count: usize,
-) -> Result<LatencyResult, String> {
-    use mio::{Events, Interest, Poll, Token};
-    let channel = format!("bench-hop-{}", std::process::id());
+/// A connection subscribed to `channel` (the confirmation read).
+fn redis_subscriber(addr: SocketAddr, channel: &str) -> Result<TcpStream, String> {
     let mut sub = redis_connect(addr)?;
     let mut buf = Vec::new();
     resp_command(&mut buf, &[b"SUBSCRIBE", channel.as_bytes()]);
     sub.write_all(&buf).map_err(|e| e.to_string())?;
     buf.clear();
-    resp_read(&mut sub, &mut buf)?; // the confirmation
+    resp_read(&mut sub, &mut buf)?;
+    Ok(sub)
+}
+
+/// The raw hop: `SUBSCRIBE` on one connection, `PUBLISH` of `size` bytes on another, one
+/// message at a time, each timed from the write of the `PUBLISH` to the read of the whole
+/// push, with the WebSocket clients' I/O pattern (nonblocking write, read, poll). With
+/// `second`, another connection subscribed before the timed one gets every message too (read
+/// off the clock), as a session channel has the sender's node for a subscriber as well.
+fn run_hop(
+    addr: SocketAddr,
+    size: usize,
+    warmup: usize,
+    count: usize,
+    second: bool,
+) -> Result<LatencyResult, String> {
+    use mio::{Events, Interest, Poll, Token};
+    let channel = format!("bench-hop-{}", std::process::id());
+    let mut first = if second {
+        let early = redis_subscriber(addr, &channel)?;
+        early.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Some(early)
+    } else {
+        None
+    };
+    let sub = redis_subscriber(addr, &channel)?;
     let publisher = redis_connect(addr)?;
     for s in [&sub, &publisher] {
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -457,12 +476,17 @@ fn run_hop(
         if i >= warmup {
             samples.push(t0.elapsed().as_nanos() as u64);
         }
-        // The PUBLISH replies (`:1`), off the clock.
+        // The PUBLISH replies, and the other subscriber's copy, off the clock.
         loop {
             match publisher.read(&mut chunk) {
                 Ok(0) => return Err("redis closed the publisher".into()),
                 Ok(_) => {}
                 Err(_) => break,
+            }
+        }
+        while let Some(Ok(n)) = first.as_mut().map(|s| s.read(&mut chunk)) {
+            if n == 0 {
+                return Err("redis closed the other subscriber".into());
             }
         }
     }
@@ -897,6 +921,33 @@ fn timed<T>(
 
 // ---------------------------------------------------------------------------------------
 
+fn print_idle(idle: &IdleFigures) {
+    if let Some(why) = &idle.why_short {
+        println!("   note: {why}");
+    }
+    println!(
+        "   {} of {} connections authenticated in {:.2} s ({:.0}/s), per node {:?}; {} lost, {} server Pings answered during the hold",
+        idle.reached,
+        idle.asked,
+        idle.setup_s,
+        idle.reached as f64 / idle.setup_s,
+        idle.per_node,
+        idle.lost,
+        idle.pings
+    );
+    println!(
+        "   gateway VmRSS, KiB per node: before {:?}, after {:?}, after the hold {:?}",
+        idle.rss_before_kib, idle.rss_after_kib, idle.rss_end_kib
+    );
+    println!(
+        "   redis used_memory {} → {} B; redis VmRSS {} → {} KiB",
+        idle.redis_before.map_or("n/a".into(), |v| v.to_string()),
+        idle.redis_after.map_or("n/a".into(), |v| v.to_string()),
+        idle.redis_rss.0.map_or("n/a".into(), |v| v.to_string()),
+        idle.redis_rss.1.map_or("n/a".into(), |v| v.to_string()),
+    );
+}
+
 fn med(runs: &[LatencyResult], q: f64) -> f64 {
     median(&runs.iter().map(|r| r.quantile_us(q)).collect::<Vec<_>>())
 }
@@ -968,7 +1019,7 @@ fn main() {
     // 1 and 2 share the nodes.
     let fan_extra = [format!("max_clients_per_session={}", s.members + 2)];
     let nodes = spawn_nodes(&redis, s.nodes, &fan_extra).expect("start the nodes");
-    let standalone = spawn_gateway(&[]).expect("start the standalone gateway");
+    let standalone = spawn_gateway(&fan_extra).expect("start the standalone gateway");
     let targets: Vec<Target> = nodes.iter().map(Node::target).collect();
     let alone = standalone.target();
     if s.pin {
@@ -989,19 +1040,25 @@ fn main() {
     } else {
         0
     };
-    println!(
-        "== relay latency, {} recorded messages per run (after {} unrecorded), one at a time; the runs alternate",
-        s.count,
-        s.count / 10
-    );
-    println!(
-        "   hop: PUBLISH → subscriber of {event_size} B (what a node publishes for a {MSG_SIZE} B broadcast); cross-node: n1 → Redis → n2; same node: n1 → Redis → n1; standalone: one gateway, no Redis"
-    );
-    println!(
-        "   after each run: each server's time on a CPU and waiting for one per message (/proc/PID/schedstat), µs"
-    );
-    let (mut hop, mut cross, mut local, mut solo) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if reps > 0 {
+        println!(
+            "== relay latency, {} recorded messages per run (after {} unrecorded), one at a time; the runs alternate",
+            s.count,
+            s.count / 10
+        );
+        println!(
+            "   hop: PUBLISH → subscriber of {event_size} B (what a node publishes for a {MSG_SIZE} B broadcast); cross-node: n1 → Redis → n2; same node: n1 → Redis → n1; standalone: one gateway, no Redis"
+        );
+        println!(
+            "   pids: n1 {}, n2 {}, redis {}, standalone {}; after each run, each server's time on a CPU and waiting for one, per message (/proc/PID/schedstat), µs",
+            nodes[0].pid(),
+            nodes[1].pid(),
+            redis.pid(),
+            standalone.pid()
+        );
+    }
+    let (mut hop, mut hop2, mut cross, mut local, mut solo) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (warm, count) = (s.count / 10, s.count);
     let n1n2redis = [
         ("n1", nodes[0].pid()),
@@ -1011,10 +1068,15 @@ fn main() {
     let n1redis = [("n1", nodes[0].pid()), ("redis", redis.pid())];
     for i in 0..reps {
         let h = timed(&[("redis", redis.pid())], warm + count, || {
-            run_hop(redis.addr, event_size, warm, count)
+            run_hop(redis.addr, event_size, warm, count, false)
         })
         .expect("hop run");
         println!("   run {} hop:        {}", i + 1, h.line());
+        let h2 = timed(&[("redis", redis.pid())], warm + count, || {
+            run_hop(redis.addr, event_size, warm, count, true)
+        })
+        .expect("hop run, two subscribers");
+        println!("   run {} hop, 2 subs: {}", i + 1, h2.line());
         let c = timed(&n1n2redis, warm + count, || {
             loadgen::run_relay_latency(&targets[0], &targets[1], MSG_SIZE, warm, count)
         })
@@ -1031,22 +1093,27 @@ fn main() {
         .expect("standalone relay run");
         println!("   run {} standalone: {}", i + 1, a.line());
         hop.push(h);
+        hop2.push(h2);
         cross.push(c);
         local.push(l);
         solo.push(a);
     }
-    drop(standalone);
-
-    // 2. Fan-out across the nodes.
+    // 2. Fan-out across the nodes, beside the same fan-out in the standalone gateway.
     let mut probes: Vec<Probe> = nodes.iter().map(|n| Probe::Process(n.pid())).collect();
     probes.push(Probe::Process(redis.pid()));
     if s.pin {
-        for pid in nodes.iter().map(Node::pid).chain([redis.pid()]) {
+        for pid in nodes
+            .iter()
+            .map(Node::pid)
+            .chain([redis.pid(), standalone.pid()])
+        {
             pin(pid, 0, &mut warned);
         }
         pin(me.unwrap_or(0), 1, &mut warned);
     }
+    let solo_probe = Probe::Process(standalone.pid());
     let mut fans: Vec<Vec<FanoutResult>> = Vec::new();
+    let mut solo_fans: Vec<Vec<FanoutResult>> = Vec::new();
     let windows = if s.runs("fanout") {
         s.fan_windows.clone()
     } else {
@@ -1054,10 +1121,11 @@ fn main() {
     };
     for &window in &windows {
         println!(
-            "== fan-out: 1 sender (on n1) → {} members spread over {} nodes, {MSG_SIZE} B payloads, ≤{window} ahead of the slowest, {:.1} s measured; CPU: {} nodes + redis-server",
+            "== fan-out: 1 sender (on n1) → {} members spread over {} nodes, {MSG_SIZE} B payloads, ≤{window} ahead of the slowest, {:.1} s measured; CPU: {} nodes + redis-server; alternating with the same in the standalone gateway",
             s.members, s.nodes, s.secs, s.nodes
         );
         let mut fan = Vec::new();
+        let mut solo_fan = Vec::new();
         for i in 0..s.reps {
             let r = loadgen::run_fanout_across(
                 &targets,
@@ -1095,60 +1163,67 @@ fn main() {
             for p in &probes {
                 p.wait_quiet(Duration::from_secs(5));
             }
+            let r = loadgen::run_fanout(
+                &alone,
+                s.members,
+                MSG_SIZE,
+                window,
+                Duration::from_secs_f64(s.warmup_secs),
+                Duration::from_secs_f64(s.secs),
+                solo_probe,
+            )
+            .expect("standalone fan-out run");
+            println!("   run {} standalone: {}", i + 1, r.line());
+            if !r.ok() {
+                println!(
+                    "   !! run {} standalone: messages lost, out of order or refused",
+                    i + 1
+                );
+            }
+            solo_fan.push(r);
+            solo_probe.wait_quiet(Duration::from_secs(5));
         }
         fans.push(fan);
+        solo_fans.push(solo_fan);
     }
     drop(nodes);
+    drop(standalone);
 
     // 3. Idle connections on fresh nodes.
-    println!(
-        "== idle: {} connections over {} fresh nodes (each on a port of its own), from child processes of this bench, held {:.0} s; not pinned",
-        s.conns, s.nodes, s.idle_secs
-    );
     let idle = if s.runs("idle") {
-        run_idle_phase(&redis, &s).expect("idle phase")
+        println!(
+            "== idle: {} connections over {} fresh nodes (each on a port of its own), from child processes of this bench, held {:.0} s; not pinned",
+            s.conns, s.nodes, s.idle_secs
+        );
+        let idle = run_idle_phase(&redis, &s).expect("idle phase");
+        print_idle(&idle);
+        idle
     } else {
         IdleFigures::default()
     };
-    if let Some(why) = &idle.why_short {
-        println!("   note: {why}");
-    }
-    println!(
-        "   {} of {} connections authenticated in {:.2} s ({:.0}/s), per node {:?}; {} lost, {} server Pings answered during the hold",
-        idle.reached,
-        idle.asked,
-        idle.setup_s,
-        idle.reached as f64 / idle.setup_s,
-        idle.per_node,
-        idle.lost,
-        idle.pings
-    );
-    println!(
-        "   gateway VmRSS, KiB per node: before {:?}, after {:?}, after the hold {:?}",
-        idle.rss_before_kib, idle.rss_after_kib, idle.rss_end_kib
-    );
-    println!(
-        "   redis used_memory {} → {} B; redis VmRSS {} → {} KiB",
-        idle.redis_before.map_or("n/a".into(), |v| v.to_string()),
-        idle.redis_after.map_or("n/a".into(), |v| v.to_string()),
-        idle.redis_rss.0.map_or("n/a".into(), |v| v.to_string()),
-        idle.redis_rss.1.map_or("n/a".into(), |v| v.to_string()),
-    );
-
     // Summary.
     let (h50, h99) = (med(&hop, 0.5), med(&hop, 0.99));
     let (c50, c99) = (med(&cross, 0.5), med(&cross, 0.99));
     let (d50, d99) = (med_diff(&cross, &hop, 0.5), med_diff(&cross, &hop, 0.99));
-    let fan_figures: Vec<(usize, f64, f64, f64)> = windows
+    let cpu_of = |runs: &[FanoutResult]| {
+        median(
+            &runs
+                .iter()
+                .map(|r| r.cpu_us_per_delivery().unwrap_or(f64::NAN))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let rate_of =
+        |runs: &[FanoutResult]| median(&runs.iter().map(FanoutResult::rate).collect::<Vec<_>>());
+    // (window, CPU µs per delivery, deliveries/s, Redis's share %, and the same CPU and rate
+    // of the standalone gateway).
+    type FanFigures = (usize, f64, f64, f64, f64, f64);
+    let fan_figures: Vec<FanFigures> = windows
         .iter()
-        .zip(&fans)
-        .map(|(&window, fan)| {
-            let cpu = median(
-                &fan.iter()
-                    .map(|r| r.cpu_us_per_delivery().unwrap_or(f64::NAN))
-                    .collect::<Vec<_>>(),
-            );
-            let rate = median(&fan.iter().map(FanoutResult::rate).collect::<Vec<_>>());
+        .zip(fans.iter().zip(&solo_fans))
+        .map(|(&window, (fan, solo))| {
+            let cpu = cpu_of(fan);
+            let rate = rate_of(fan);
             let share = median(
                 &fan.iter()
                     .map(|r| {
@@ -1161,11 +1236,12 @@ fn main() {
                     })
                     .collect::<Vec<_>>(),
             );
-            (window, cpu, rate, share)
+            (window, cpu, rate, share, cpu_of(solo), rate_of(solo))
         })
         .collect();
     let fan_lost: u64 = fans
         .iter()
+        .chain(&solo_fans)
         .flatten()
         .map(|r| r.lost + r.disorder + r.bad_source + r.errors)
         .sum();
@@ -1195,7 +1271,7 @@ fn main() {
         format!("hop {} → +{} µs", fmt(h50, 1), fmt(d50, 1)),
         format!(
             "≤ hop + {GOAL_P50_EXTRA_US}: {}",
-            met(d50 <= GOAL_P50_EXTRA_US)
+            met(d50, GOAL_P50_EXTRA_US)
         ),
     );
     row(
@@ -1204,13 +1280,39 @@ fn main() {
         format!("hop {} → +{} µs", fmt(h99, 1), fmt(d99, 1)),
         format!(
             "≤ hop + {GOAL_P99_EXTRA_US}: {}",
-            met(d99 <= GOAL_P99_EXTRA_US)
+            met(d99, GOAL_P99_EXTRA_US)
         ),
     );
     row(
         "cross-node relay p99.9, µs",
         fmt(med(&cross, 0.999), 1),
         format!("hop {}", fmt(med(&hop, 0.999), 1)),
+        String::new(),
+    );
+    row(
+        "  hop with a second subscriber p50 / p99, µs",
+        format!("{} / {}", fmt(med(&hop2, 0.5), 1), fmt(med(&hop2, 0.99), 1)),
+        format!(
+            "hop + {} / + {}",
+            fmt(med_diff(&hop2, &hop, 0.5), 1),
+            fmt(med_diff(&hop2, &hop, 0.99), 1)
+        ),
+        "(the session channel has two)".into(),
+    );
+    // A cross-node relay passes two more processes than the hop; the standalone relay is
+    // what one gateway between two clients costs. The rest is the cluster's own.
+    let extra50 = median(
+        &cross
+            .iter()
+            .zip(&hop)
+            .zip(&solo)
+            .map(|((c, h), a)| c.quantile_us(0.5) - h.quantile_us(0.5) - a.quantile_us(0.5))
+            .collect::<Vec<_>>(),
+    );
+    row(
+        "  cross-node p50 − hop p50 − standalone relay p50",
+        fmt(extra50, 1),
+        "what the cluster adds beyond a gateway".into(),
         String::new(),
     );
     for (name, runs) in [
@@ -1228,20 +1330,25 @@ fn main() {
             String::new(),
         );
     }
-    for &(window, cpu, rate, share) in &fan_figures {
+    for &(window, cpu, rate, share, solo_cpu, solo_rate) in &fan_figures {
         row(
             &format!(
                 "fan-out 1 → {} over {} nodes, ≤{window}: deliveries/s",
                 s.members, s.nodes
             ),
             fmt(rate, 0),
-            String::new(),
+            format!("standalone {}", fmt(solo_rate, 0)),
             String::new(),
         );
         row(
             "  server CPU per delivery (nodes + redis), µs",
             fmt(cpu, 3),
-            format!("redis's share {}%", fmt(share, 0)),
+            format!(
+                "standalone {} ({}×); redis's share {}%",
+                fmt(solo_cpu, 3),
+                fmt(cpu / solo_cpu, 2),
+                fmt(share, 0)
+            ),
             String::new(),
         );
     }
@@ -1263,7 +1370,7 @@ fn main() {
         format!("after the hold {}", fmt(rss_conn_end, 0)),
         format!(
             "≤ {GOAL_RSS_PER_CONN}: {}",
-            met(rss_conn <= GOAL_RSS_PER_CONN && rss_conn_end <= GOAL_RSS_PER_CONN)
+            met(rss_conn.max(rss_conn_end), GOAL_RSS_PER_CONN)
         ),
     );
     row(
@@ -1284,6 +1391,9 @@ fn main() {
         "cross_p99_us": loadgen::round3(c99),
         "cross_minus_hop_p50_us": loadgen::round3(d50),
         "cross_minus_hop_p99_us": loadgen::round3(d99),
+        "hop_two_subscribers_p50_us": loadgen::round3(med(&hop2, 0.5)),
+        "hop_two_subscribers_p99_us": loadgen::round3(med(&hop2, 0.99)),
+        "cross_minus_hop_minus_standalone_p50_us": loadgen::round3(extra50),
         "same_node_p50_us": loadgen::round3(med(&local, 0.5)),
         "same_node_p99_us": loadgen::round3(med(&local, 0.99)),
         "standalone_p50_us": loadgen::round3(med(&solo, 0.5)),
@@ -1291,11 +1401,13 @@ fn main() {
         "fanout_members": s.members,
         "fanout": fan_figures
             .iter()
-            .map(|&(window, cpu, rate, share)| json!({
+            .map(|&(window, cpu, rate, share, solo_cpu, solo_rate)| json!({
                 "window": window,
                 "deliveries_per_s": loadgen::round3(rate),
                 "cpu_us_per_delivery": loadgen::round3(cpu),
                 "redis_share_pct": loadgen::round3(share),
+                "standalone_deliveries_per_s": loadgen::round3(solo_rate),
+                "standalone_cpu_us_per_delivery": loadgen::round3(solo_cpu),
             }))
             .collect::<Vec<_>>(),
         "fanout_lost": fan_lost,
