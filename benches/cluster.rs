@@ -637,6 +637,16 @@ fn pin(pid: u32, cpu: usize, warned: &mut bool) {
     }
 }
 
+/// Let thread `tid` run on every CPU again (children inherit the spawning thread's mask).
+fn unpin(tid: u32) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = Command::new("taskset")
+        .args(["-p", "-c", &format!("0-{}", cpus - 1), &tid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 // ---------------------------------------------------------------------------------------
 // Idle clients in child processes.
 
@@ -1023,11 +1033,11 @@ fn main() {
     let targets: Vec<Target> = nodes.iter().map(Node::target).collect();
     let alone = standalone.target();
     if s.pin {
-        for pid in
-            nodes
-                .iter()
-                .map(Node::pid)
-                .chain([standalone.pid(), redis.pid(), me.unwrap_or(0)])
+        for pid in nodes
+            .iter()
+            .map(Node::pid)
+            .chain([standalone.pid(), redis.pid()])
+            .chain(me)
         {
             pin(pid, 0, &mut warned);
         }
@@ -1109,7 +1119,9 @@ fn main() {
         {
             pin(pid, 0, &mut warned);
         }
-        pin(me.unwrap_or(0), 1, &mut warned);
+        if let Some(me) = me {
+            pin(me, 1, &mut warned);
+        }
     }
     let solo_probe = Probe::Process(standalone.pid());
     let mut fans: Vec<Vec<FanoutResult>> = Vec::new();
@@ -1191,6 +1203,12 @@ fn main() {
 
     // 3. Idle connections on fresh nodes.
     let idle = if s.runs("idle") {
+        if s.pin {
+            // The nodes and the clients are children of this thread: none pinned.
+            if let Some(me) = me {
+                unpin(me);
+            }
+        }
         println!(
             "== idle: {} connections over {} fresh nodes (each on a port of its own), from child processes of this bench, held {:.0} s; not pinned",
             s.conns, s.nodes, s.idle_secs
