@@ -45,6 +45,8 @@ pub struct Conn {
     pub phase: Phase,
     /// The `clientId` from the welcome.
     pub client_id: String,
+    /// Which of the engine's targets it goes to.
+    target: usize,
     key: String,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -90,8 +92,8 @@ impl Inbox {
 pub struct Engine {
     poll: Poll,
     events: Events,
-    target: Target,
-    auth_frame: Vec<u8>,
+    /// Where connections go ([`Engine::add_target`]), each with its `auth` frame.
+    targets: Vec<(Target, Vec<u8>)>,
     /// The connections, by index (= mio token).
     pub conns: Vec<Conn>,
     readbuf: Vec<u8>,
@@ -112,17 +114,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for `target`, with no connection yet.
+    /// An engine for `target` (its target 0), with no connection yet.
     pub fn new(target: &Target) -> Result<Engine, String> {
-        let token = serde_json::to_string(&target.token).map_err(|e| e.to_string())?;
-        let auth_frame =
-            format!("{{\"type\":\"auth\",\"id\":\"auth\",\"payload\":{{\"token\":{token}}}}}")
-                .into_bytes();
-        Ok(Engine {
+        let mut engine = Engine {
             poll: Poll::new().map_err(|e| format!("poll: {e}"))?,
             events: Events::with_capacity(4096),
-            target: target.clone(),
-            auth_frame,
+            targets: Vec::new(),
             conns: Vec::new(),
             readbuf: vec![0; READ_CHUNK],
             inbox: Inbox::default(),
@@ -134,16 +131,34 @@ impl Engine {
             n_lost: 0,
             first_error: None,
             pings_answered: 0,
-        })
+        };
+        engine.add_target(target)?;
+        Ok(engine)
     }
 
-    /// Start one connection; returns its index.
+    /// Another place connections may go (a node of a cluster, say); returns its number for
+    /// [`Engine::connect_to`] and [`Engine::open_ready_to`].
+    pub fn add_target(&mut self, target: &Target) -> Result<usize, String> {
+        let token = serde_json::to_string(&target.token).map_err(|e| e.to_string())?;
+        let auth_frame =
+            format!("{{\"type\":\"auth\",\"id\":\"auth\",\"payload\":{{\"token\":{token}}}}}")
+                .into_bytes();
+        self.targets.push((target.clone(), auth_frame));
+        Ok(self.targets.len() - 1)
+    }
+
+    /// Start one connection to the first target; returns its index.
     pub fn connect(&mut self) -> Result<usize, String> {
+        self.connect_to(0)
+    }
+
+    /// Start one connection to target number `target`; returns its index.
+    pub fn connect_to(&mut self, target: usize) -> Result<usize, String> {
         let idx = self.conns.len();
-        let mut stream = self
-            .target
+        let to = &self.targets[target].0;
+        let mut stream = to
             .connect(idx)
-            .map_err(|e| format!("connect {}: {e}", self.target.url.addr))?;
+            .map_err(|e| format!("connect {}: {e}", to.url.addr))?;
         self.poll
             .registry()
             .register(
@@ -160,6 +175,7 @@ impl Engine {
             stream,
             phase: Phase::Connecting,
             client_id: String::new(),
+            target,
             key: base64(&key),
             rbuf: Vec::new(),
             wbuf: Vec::new(),
@@ -172,9 +188,19 @@ impl Engine {
         Ok(idx)
     }
 
-    /// Open `n` connections, at most `concurrency` in their opening at once, and wait until
-    /// every one is authenticated. Returns their indices (consecutive).
+    /// Open `n` connections to the first target, at most `concurrency` in their opening at
+    /// once, and wait until every one is authenticated. Returns their indices (consecutive).
     pub fn open_ready(&mut self, n: usize, concurrency: usize) -> Result<Vec<usize>, String> {
+        self.open_ready_to(0, n, concurrency)
+    }
+
+    /// [`Engine::open_ready`] to target number `target`.
+    pub fn open_ready_to(
+        &mut self,
+        target: usize,
+        n: usize,
+        concurrency: usize,
+    ) -> Result<Vec<usize>, String> {
         let first = self.conns.len();
         let ready0 = self.n_ready;
         let failed0 = self.n_failed;
@@ -193,7 +219,7 @@ impl Engine {
                 break;
             }
             while started < n && started - ready < concurrency.max(1) {
-                self.connect()?;
+                self.connect_to(target)?;
                 started += 1;
             }
             self.poll_once(Some(Duration::from_millis(50)))?;
@@ -303,7 +329,7 @@ impl Engine {
             return self.fail(idx, format!("connect: {e}"));
         }
         let _ = conn.stream.set_nodelay(true);
-        let url = &self.target.url;
+        let url = &self.targets[conn.target].0.url;
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -392,12 +418,13 @@ impl Engine {
             inbox,
             dirty,
             rng,
-            auth_frame,
+            targets,
             n_ready,
             pings_answered,
             ..
         } = self;
         let conn = &mut conns[idx];
+        let auth_frame = &targets[conn.target].1;
         if conn.phase == Phase::Upgrading {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut response = httparse::Response::new(&mut headers);

@@ -30,8 +30,10 @@ pub struct FanoutResult {
     pub messages: u64,
     /// Deliveries (message × member) in the window.
     pub deliveries: u64,
-    /// Server CPU in the window, s.
+    /// Server CPU in the window, s: the sum over every server process given.
     pub server_cpu_s: Option<f64>,
+    /// Each server process's CPU in the window, s, in the order they were given.
+    pub server_cpu_each: Vec<Option<f64>>,
     /// This client thread's CPU in the window, s.
     pub client_cpu_s: Option<f64>,
     /// Broadcasts sent in all.
@@ -111,8 +113,13 @@ impl FanoutResult {
     }
 }
 
-/// (when, sent, delivered, server CPU s, client CPU s) at one edge of the measured window.
-type Snapshot = (Instant, u64, u64, Option<f64>, Option<f64>);
+/// (when, sent, delivered, each server's CPU s, client CPU s) at one edge of the measured
+/// window.
+type Snapshot = (Instant, u64, u64, Vec<Option<f64>>, Option<f64>);
+
+fn cpu_each(servers: &[Probe]) -> Vec<Option<f64>> {
+    servers.iter().map(Probe::cpu_seconds).collect()
+}
 
 /// How many members have received exactly `base + i` messages, to find the slowest in O(1).
 struct SlowestTracker {
@@ -160,12 +167,54 @@ pub fn run_fanout(
     duration: Duration,
     server: Probe,
 ) -> Result<FanoutResult, String> {
+    run_fanout_across(
+        std::slice::from_ref(target),
+        members,
+        size,
+        pipeline,
+        warmup,
+        duration,
+        &[server],
+    )
+}
+
+/// [`run_fanout`] with the members spread over `targets` (the nodes of a cluster, say): the
+/// sender on the first, member `i` on target `i % targets.len()`. Server CPU is the sum over
+/// `servers` (every process that does the work), each also reported on its own.
+pub fn run_fanout_across(
+    targets: &[Target],
+    members: usize,
+    size: usize,
+    pipeline: usize,
+    warmup: Duration,
+    duration: Duration,
+    servers: &[Probe],
+) -> Result<FanoutResult, String> {
     let me = Probe::this_thread();
     let setup_start = Instant::now();
-    let mut e = Engine::new(target)?;
-    let ids = e.open_ready(members + 1, 64)?;
-    let sender = ids[0];
-    let first_member = ids[1];
+    let first = targets.first().ok_or("no target")?;
+    let mut e = Engine::new(first)?;
+    for target in &targets[1..] {
+        e.add_target(target)?;
+    }
+    let sender = e.open_ready(1, 1)?[0];
+    let first_member = sender + 1;
+    let mut ids = vec![sender];
+    for t in 0..targets.len() {
+        // Members t, t + n, t + 2n, ... go to target t.
+        let here = (t..members).step_by(targets.len()).count();
+        ids.extend(e.open_ready_to(t, here, 64)?);
+    }
+    // The connections were opened target by target: `slot` maps a connection's index
+    // (minus the first member's) to its member number.
+    let mut slot = vec![0usize; members];
+    let mut next = 1;
+    for t in 0..targets.len() {
+        for m in (t..members).step_by(targets.len()) {
+            slot[ids[next] - first_member] = m;
+            next += 1;
+        }
+    }
     let session = format!(
         "fanout-{}-{}",
         std::process::id(),
@@ -256,7 +305,7 @@ pub fn run_fanout(
                 }
             }
         } else if last.is_none() {
-            last = Some((now, sent, delivered, server.cpu_seconds(), me.cpu_seconds()));
+            last = Some((now, sent, delivered, cpu_each(servers), me.cpu_seconds()));
         }
         if !flooding && tracker.min() >= sent {
             break;
@@ -274,7 +323,7 @@ pub fn run_fanout(
             if c == sender || kind != Some(b"broadcast") {
                 continue; // presence and the like
             }
-            let member = c - first_member;
+            let member = slot[c - first_member];
             let Some(seq) = json_field(m, b"payload").and_then(|p| json_u64(p, b"seq")) else {
                 disorder += 1;
                 continue;
@@ -302,12 +351,19 @@ pub fn run_fanout(
             break; // nothing arrives any more: count what is missing as lost
         }
         if first.is_none() && now >= measure_at {
-            first = Some((now, sent, delivered, server.cpu_seconds(), me.cpu_seconds()));
+            first = Some((now, sent, delivered, cpu_each(servers), me.cpu_seconds()));
         }
     }
-    let (t0, s0, d0, sc0, cc0) = first.unwrap_or((start, 0, 0, None, None));
-    let (t1, s1, d1, sc1, cc1) = last.unwrap_or((Instant::now(), sent, delivered, None, None));
+    let none = || vec![None; servers.len()];
+    let (t0, s0, d0, sc0, cc0) = first.unwrap_or_else(|| (start, 0, 0, none(), None));
+    let (t1, s1, d1, sc1, cc1) =
+        last.unwrap_or_else(|| (Instant::now(), sent, delivered, none(), None));
     let received: u64 = expected.iter().sum();
+    let server_cpu_each: Vec<Option<f64>> =
+        sc0.iter().zip(&sc1).map(|(a, b)| delta(*a, *b)).collect();
+    let server_cpu_s = server_cpu_each
+        .iter()
+        .try_fold(0.0, |sum, cpu| cpu.map(|c| sum + c));
     Ok(FanoutResult {
         members,
         size,
@@ -316,7 +372,8 @@ pub fn run_fanout(
         seconds: (t1 - t0).as_secs_f64(),
         messages: s1 - s0,
         deliveries: d1 - d0,
-        server_cpu_s: delta(sc0, sc1),
+        server_cpu_s,
+        server_cpu_each,
         client_cpu_s: delta(cc0, cc1),
         sent_total: sent,
         lost: (sent * members as u64).saturating_sub(received),

@@ -8,7 +8,8 @@
 //!
 //! Every connection goes through the protocol's opening: HTTP upgrade (the `Sec-WebSocket-Accept`
 //! is checked), the welcome `session_info`, `auth` with the token, `auth_success` ([`Engine`]).
-//! Then the modes ([`run_latency`], [`run_throughput`], [`run_fanout`], [`run_idle`]) drive it;
+//! Then the modes ([`run_latency`], [`run_relay_latency`], [`run_throughput`], [`run_fanout`],
+//! [`run_fanout_across`], [`run_idle`]) drive it;
 //! [`run_floor`] with [`spawn_echo`] is the raw TCP ping-pong floor the latency is compared to.
 //!
 //! The hot paths read JSON with a small top-level field scanner ([`json_field`]), not a full
@@ -27,17 +28,19 @@ mod idle;
 mod json;
 mod latency;
 mod probe;
+mod relay;
 mod results;
 mod throughput;
 mod url;
 
 pub use engine::{Conn, Engine, Inbox, Phase};
-pub use fanout::{run_fanout, FanoutResult};
+pub use fanout::{run_fanout, run_fanout_across, FanoutResult};
 pub use floor::{run_floor, spawn_echo};
 pub use idle::{run_idle, IdleResult};
 pub use json::{json_field, json_str, json_u64, push_u64};
 pub use latency::run_latency;
 pub use probe::{clock_ticks, current_tid, pin, rss_kib, Probe};
+pub use relay::run_relay_latency;
 pub use results::{median, round3, LatencyResult};
 pub use throughput::{run_throughput, ThroughputResult};
 pub use url::{Target, WsUrl};

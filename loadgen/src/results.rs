@@ -11,7 +11,8 @@ pub struct LatencyResult {
 }
 
 impl LatencyResult {
-    pub(crate) fn new(mut samples_ns: Vec<u64>) -> LatencyResult {
+    /// Samples in ns, in any order.
+    pub fn new(mut samples_ns: Vec<u64>) -> LatencyResult {
         samples_ns.sort_unstable();
         LatencyResult { samples_ns }
     }
