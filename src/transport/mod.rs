@@ -10,6 +10,7 @@ mod handle;
 mod outbox;
 mod reactor;
 mod timer;
+pub(crate) mod tls;
 
 pub use crate::app::{
     Action, Actions, App, CloseReason, ConnId, HttpResponse, Staged, TransportLimits,
@@ -18,3 +19,4 @@ pub use crate::app::{
 pub use crate::ws::origin::OriginPolicy;
 pub use handle::{Control, HandleError, ReactorHandle};
 pub use reactor::{Reactor, RunState, TransportConfig};
+pub use tls::{TlsKeyFormat, TlsServer, CIPHERTEXT_LIMIT};

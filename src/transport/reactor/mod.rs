@@ -45,6 +45,7 @@ mod output;
 mod read;
 mod ready;
 mod slots;
+mod tls;
 mod upgrade;
 mod write;
 
@@ -67,7 +68,7 @@ pub use config::TransportConfig;
 use deadlines::Deadlines;
 use events::HostEvents;
 use output::Output;
-use ready::{queue_ready, READ_BUF};
+use ready::{queue_ready, READ_BUF, TLS_READ_BUF};
 use slots::Slots;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -110,6 +111,8 @@ pub struct Reactor<A: App> {
     action_scratch: Vec<Action<A::Event>>,
     host_events: HostEvents<A::Event>,
     read_buf: Vec<u8>,
+    /// Ciphertext read from a TLS socket before the session takes it (empty without TLS).
+    tls_buf: Vec<u8>,
     /// Connections to pump, each once (`in_ready`).
     ready: VecDeque<usize>,
     /// The buffer pool, the turn's frame arena and the connections to flush.
@@ -148,6 +151,11 @@ impl<A: App> Reactor<A> {
             max_header_bytes: config.max_header_bytes,
             origins: config.origins.clone(),
         };
+        let tls_buf = if config.tls.is_some() {
+            vec![0; TLS_READ_BUF]
+        } else {
+            Vec::new()
+        };
         Ok(Reactor {
             poll,
             events: Events::with_capacity(1024),
@@ -166,6 +174,7 @@ impl<A: App> Reactor<A> {
             actions: Actions::new(),
             action_scratch: Vec::new(),
             read_buf: vec![0; READ_BUF],
+            tls_buf,
             ready: VecDeque::new(),
             out: Output::default(),
             reap: VecDeque::new(),
@@ -185,6 +194,11 @@ impl<A: App> Reactor<A> {
     /// The address the listener is bound to (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Whether the listener speaks TLS (`wss://`, `https://`).
+    pub fn is_tls(&self) -> bool {
+        self.config.tls.is_some()
     }
 
     /// A handle for other threads.
@@ -392,7 +406,7 @@ impl<A: App> Reactor<A> {
                     }
                     if event.is_writable() || event.is_write_closed() {
                         conn.writable = true;
-                        if conn.outbox.pending() > 0 {
+                        if conn.owes_bytes() {
                             self.out.mark_dirty(conn);
                         }
                     }

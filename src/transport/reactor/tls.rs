@@ -1,0 +1,107 @@
+//! Reading a TLS connection (turn step 3, on a TLS listener): ciphertext from the socket into
+//! the connection's session, the plaintext out of it into the same path a plain connection's
+//! bytes take (`read.rs`: the request head, then frames).
+//!
+//! The readable latch and the read budget work as for a plain connection, on ciphertext. What
+//! the session has to say back (its handshake, an alert) puts the connection on the list to
+//! flush. A session that fails (bytes that are not TLS, a refused handshake, a bad record)
+//! gets no HTTP answer: its alert, if any, is written and the connection finishes. Once a
+//! connection is `Finishing`, what arrives is discarded without decryption. A close_notify
+//! from the peer ends its stream as a zero-byte read does.
+
+use std::time::Instant;
+
+use crate::app::App;
+use crate::transport::connection::{ConnState, ReadResult};
+use crate::transport::tls::{Fed, Plain};
+
+use super::read::READ_BUDGET;
+use super::Reactor;
+
+/// What to do after one step of a TLS read.
+enum Next {
+    Go,
+    Stop,
+}
+
+impl<A: App> Reactor<A> {
+    /// Read from one TLS connection until its readable latch clears, end of stream, the
+    /// budget, or the connection stops reading.
+    pub(super) fn pump_read_tls(&mut self, key: usize, now: Instant) {
+        let mut budget = READ_BUDGET;
+        let mut cipher = std::mem::take(&mut self.tls_buf);
+        let mut plain = std::mem::take(&mut self.read_buf);
+        while budget > 0 {
+            let Some(conn) = self.conns.at_mut(key) else {
+                break;
+            };
+            if !conn.readable {
+                break;
+            }
+            let n = match conn.read_into(&mut cipher) {
+                ReadResult::Data(n) => n,
+                ReadResult::WouldBlock => break,
+                ReadResult::Eof => {
+                    self.on_eof(key, now);
+                    break;
+                }
+                ReadResult::Failed(e) => {
+                    log::debug!("connection {key}: read failed: {e}");
+                    self.drop_now(key, now);
+                    break;
+                }
+            };
+            budget = budget.saturating_sub(n);
+            self.stats.bytes_in += n as u64;
+            conn.last_rx = now;
+            if matches!(conn.state, ConnState::Finishing) {
+                continue; // drained and discarded
+            }
+            if let Next::Stop = self.decrypt(key, &cipher[..n], &mut plain, now) {
+                break;
+            }
+        }
+        self.tls_buf = cipher;
+        self.read_buf = plain;
+        self.apply_actions(now);
+    }
+
+    /// Feed `input` to the session of `key` and hand on the plaintext it yields.
+    fn decrypt(&mut self, key: usize, mut input: &[u8], plain: &mut [u8], now: Instant) -> Next {
+        while !input.is_empty() {
+            let Some(conn) = self.conns.at_mut(key) else {
+                return Next::Stop;
+            };
+            let Some(tls) = conn.tls.as_deref_mut() else {
+                return Next::Stop;
+            };
+            let fed = tls.feed(&mut input);
+            if tls.wants_write() {
+                self.out.mark_dirty(conn); // a handshake message or an alert to send
+            }
+            if let Fed::Failed(reason) = fed {
+                log::debug!("connection {key}: TLS failed: {reason}");
+                self.finish(key, now);
+                return Next::Stop;
+            }
+            loop {
+                let Some(tls) = self.conns.at_mut(key).and_then(|c| c.tls.as_deref_mut()) else {
+                    return Next::Stop;
+                };
+                match tls.read_plain(plain) {
+                    Plain::Data(m) => {
+                        if !self.on_bytes(key, &mut plain[..m], now) {
+                            return Next::Stop;
+                        }
+                    }
+                    Plain::Empty => break,
+                    Plain::Closed => {
+                        self.on_eof(key, now);
+                        return Next::Stop;
+                    }
+                }
+            }
+        }
+        Next::Go
+    }
+}
