@@ -113,6 +113,8 @@ pub struct Reactor<A: App> {
     read_buf: Vec<u8>,
     /// Ciphertext read from a TLS socket before the session takes it (empty without TLS).
     tls_buf: Vec<u8>,
+    /// Plaintext a TLS session yielded, on its way to the request head or the decoder.
+    tls_plain: Vec<u8>,
     /// Connections to pump, each once (`in_ready`).
     ready: VecDeque<usize>,
     /// The buffer pool, the turn's frame arena and the connections to flush.
@@ -175,6 +177,7 @@ impl<A: App> Reactor<A> {
             action_scratch: Vec::new(),
             read_buf: vec![0; READ_BUF],
             tls_buf,
+            tls_plain: Vec::new(),
             ready: VecDeque::new(),
             out: Output::default(),
             reap: VecDeque::new(),

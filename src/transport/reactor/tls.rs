@@ -2,6 +2,10 @@
 //! the connection's session, the plaintext out of it into the same path a plain connection's
 //! bytes take (`read.rs`: the request head, then frames).
 //!
+//! The session decrypts in place, in the reactor's ciphertext buffer; what it keeps between
+//! two reads is the start of a record at most. The plaintext goes through one buffer of the
+//! reactor's (`tls_plain`) to `read.rs`.
+//!
 //! The readable latch and the read budget work as for a plain connection, on ciphertext. What
 //! the session has to say back (its handshake, an alert) puts the connection on the list to
 //! flush. A session that fails (bytes that are not TLS, a refused handshake, a bad record)
@@ -13,9 +17,10 @@ use std::time::Instant;
 
 use crate::app::App;
 use crate::transport::connection::{ConnState, ReadResult};
-use crate::transport::tls::{Fed, Plain};
+use crate::transport::tls::Fed;
 
 use super::read::READ_BUDGET;
+use super::ready::TLS_PLAIN_KEEP;
 use super::Reactor;
 
 /// What to do after one step of a TLS read.
@@ -30,7 +35,6 @@ impl<A: App> Reactor<A> {
     pub(super) fn pump_read_tls(&mut self, key: usize, now: Instant) {
         let mut budget = READ_BUDGET;
         let mut cipher = std::mem::take(&mut self.tls_buf);
-        let mut plain = std::mem::take(&mut self.read_buf);
         while budget > 0 {
             let Some(conn) = self.conns.at_mut(key) else {
                 break;
@@ -57,51 +61,50 @@ impl<A: App> Reactor<A> {
             if matches!(conn.state, ConnState::Finishing) {
                 continue; // drained and discarded
             }
-            if let Next::Stop = self.decrypt(key, &cipher[..n], &mut plain, now) {
+            if let Next::Stop = self.decrypt(key, &mut cipher[..n], now) {
                 break;
             }
         }
         self.tls_buf = cipher;
-        self.read_buf = plain;
         self.apply_actions(now);
     }
 
-    /// Feed `input` to the session of `key` and hand on the plaintext it yields.
-    fn decrypt(&mut self, key: usize, mut input: &[u8], plain: &mut [u8], now: Instant) -> Next {
-        while !input.is_empty() {
-            let Some(conn) = self.conns.at_mut(key) else {
-                return Next::Stop;
-            };
-            let Some(tls) = conn.tls.as_deref_mut() else {
-                return Next::Stop;
-            };
-            let fed = tls.feed(&mut input);
-            if tls.wants_write() {
-                self.out.mark_dirty(conn); // a handshake message or an alert to send
-            }
-            if let Fed::Failed(reason) = fed {
+    /// Feed `input` to the session of `key` (it decrypts in place) and hand on the plaintext
+    /// it yields.
+    fn decrypt(&mut self, key: usize, input: &mut [u8], now: Instant) -> Next {
+        let Some(conn) = self.conns.at_mut(key) else {
+            return Next::Stop;
+        };
+        let Some(tls) = conn.tls.as_deref_mut() else {
+            return Next::Stop;
+        };
+        let mut plain = std::mem::take(&mut self.tls_plain);
+        let fed = tls.feed(input, &mut plain);
+        if tls.wants_write() {
+            self.out.mark_dirty(conn); // a handshake message or an alert to send
+        }
+        let next = match fed {
+            Fed::Failed(reason) => {
                 log::debug!("connection {key}: TLS failed: {reason}");
                 self.finish(key, now);
-                return Next::Stop;
+                Next::Stop
             }
-            loop {
-                let Some(tls) = self.conns.at_mut(key).and_then(|c| c.tls.as_deref_mut()) else {
-                    return Next::Stop;
-                };
-                match tls.read_plain(plain) {
-                    Plain::Data(m) => {
-                        if !self.on_bytes(key, &mut plain[..m], now) {
-                            return Next::Stop;
-                        }
-                    }
-                    Plain::Empty => break,
-                    Plain::Closed => {
-                        self.on_eof(key, now);
-                        return Next::Stop;
-                    }
+            Fed::Ok | Fed::Closed => {
+                if !plain.is_empty() && !self.on_bytes(key, &mut plain, now) {
+                    Next::Stop
+                } else if matches!(fed, Fed::Closed) {
+                    self.on_eof(key, now);
+                    Next::Stop
+                } else {
+                    Next::Go
                 }
             }
+        };
+        plain.clear();
+        if plain.capacity() > TLS_PLAIN_KEEP {
+            plain = Vec::new();
         }
-        Next::Go
+        self.tls_plain = plain;
+        next
     }
 }
