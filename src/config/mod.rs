@@ -26,7 +26,7 @@ pub(crate) mod reload;
 mod tls;
 mod validate;
 mod values;
-mod x509;
+pub(crate) mod x509;
 
 use std::fmt;
 use std::time::Duration;
