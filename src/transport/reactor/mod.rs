@@ -8,7 +8,8 @@
 //!    an event with a stale token is ignored; signals are acted on here: SIGTERM and SIGINT
 //!    begin the shutdown, SIGHUP calls the hangup hook (`commands.rs`);
 //! 3. pump every ready connection within a byte budget; one left unfinished stays in the
-//!    ready queue with its latch set (`read.rs`, `upgrade.rs`);
+//!    ready queue with its latch set (`read.rs`, `upgrade.rs`; on a TLS listener the
+//!    ciphertext goes through the connection's session first, `tls.rs`);
 //! 4. drain handle commands within a budget (`commands.rs`);
 //! 5. expire timers: handshake deadline, heartbeat and idle timeout, message timeout, close
 //!    linger, app timers (`expire.rs`, on the wheel of `deadlines.rs`);
