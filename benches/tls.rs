@@ -15,7 +15,8 @@
 //! 4. memory: the release `gateway` binary in a child process, `IDLE` authenticated idle
 //!    connections opened against it, over wss and then (another child) over ws; resident
 //!    memory per connection is the growth of the child's RSS over the connections, after a
-//!    warm-up of 100;
+//!    warm-up of 100. The same for the Node `ws` peer of `benches/peers/node_gateway.js` over
+//!    `https`, when node and `target/node-ws/node_modules/ws` are there;
 //! 5. the size of the release binary this bench runs (with TLS), and of
 //!    `target/notls/release/gateway` when it exists
 //!    (`cargo build --release --no-default-features --target-dir target/notls`).
@@ -432,12 +433,17 @@ fn spawn_binary(certs: Option<&Certs>) -> (Child, SocketAddr) {
             .arg("--set")
             .arg(format!("tls_key={}", certs.path("key.pem").display()));
     }
+    listening(cmd)
+}
+
+/// Spawn `cmd` and wait for its `listening on URL` line; the child and the URL's address.
+fn listening(mut cmd: Command) -> (Child, SocketAddr) {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the gateway binary");
+        .expect("spawn the server");
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -456,13 +462,30 @@ fn spawn_binary(certs: Option<&Certs>) -> (Child, SocketAddr) {
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(10))
-        .expect("the binary's address");
+        .expect("the server's address");
     (child, addr)
 }
 
-/// Bytes of resident memory per idle authenticated connection of a child gateway.
-fn rss_per_conn(certs: &Certs, tls: bool, n: usize) -> Option<f64> {
-    let (mut child, addr) = spawn_binary(tls.then_some(certs));
+/// The Node `ws` peer of `benches/peers/node_gateway.js` over `https`, when node and the ws
+/// module (`target/node-ws`, as `.ci/run` installs it) are there.
+fn spawn_node(certs: &Certs) -> Option<(Child, SocketAddr)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = root.join("target/node-ws/node_modules");
+    if !modules.join("ws").exists() || Command::new("node").arg("--version").output().is_err() {
+        return None;
+    }
+    let mut cmd = Command::new("node");
+    cmd.arg(root.join("benches/peers/node_gateway.js"))
+        .env("NODE_PATH", modules)
+        .env("GATEWAY_TOKEN", TOKEN)
+        .env("TLS_CERT", certs.path("cert.pem"))
+        .env("TLS_KEY", certs.path("key.pem"));
+    Some(listening(cmd))
+}
+
+/// Bytes of resident memory per idle authenticated connection of a child server.
+fn rss_per_conn(server: (Child, SocketAddr), certs: &Certs, tls: bool, n: usize) -> Option<f64> {
+    let (mut child, addr) = server;
     let client = certs.client();
     let tls = tls.then_some(&client);
     let mut held: Vec<WebSocket<Stream>> = (0..100).map(|_| open(addr, tls)).collect();
@@ -565,8 +588,8 @@ fn main() {
     drop(secure);
 
     // 4. Memory per idle authenticated connection, child processes.
-    let tls_rss = rss_per_conn(&certs, true, s.idle);
-    let ws_rss = rss_per_conn(&certs, false, s.idle);
+    let tls_rss = rss_per_conn(spawn_binary(Some(&certs)), &certs, true, s.idle);
+    let ws_rss = rss_per_conn(spawn_binary(None), &certs, false, s.idle);
     let kib = |b: Option<f64>| b.map_or("n/a".into(), |b| format!("{:.2} KiB", b / 1024.0));
     println!(
         "memory, {} idle authenticated connections (release binary): ws {}, wss {} per connection",
@@ -574,6 +597,13 @@ fn main() {
         kib(ws_rss),
         kib(tls_rss)
     );
+    match spawn_node(&certs) {
+        Some(node) => println!(
+            "   Node ws over https (benches/peers/node_gateway.js), the same probe: {} per connection",
+            kib(rss_per_conn(node, &certs, true, s.idle))
+        ),
+        None => println!("   (Node ws over https not measured: node or target/node-ws is missing)"),
+    }
 
     // 5. Binary sizes.
     let size = |path: &Path| std::fs::metadata(path).ok().map(|m| m.len());
