@@ -25,6 +25,8 @@
 //!   stays in the caller's outbox, where `max_outbound_buffer` counts it;
 //! - a session never reads a socket or writes one itself except in [`TlsSession::write_tls`],
 //!   which writes to the writer it is given;
+//! - a session keeps at most 81 KiB of received ciphertext (a handshake message of 64 KiB
+//!   joined across records, and the start of a record); beyond, it fails;
 //! - a failed session processes nothing more: its alert, if any, is what is left to write.
 //!
 //! Built without the `tls` feature, [`TlsServer::new`] refuses and both types are empty enums:
@@ -217,6 +219,11 @@ mod on {
     /// Room for one handshake record.
     const RECORD_ROOM: usize = 16 * 1024 + 512;
 
+    /// Received ciphertext a session keeps at most: a handshake message rustls joins across
+    /// records (it refuses one above 64 KiB) and the start of the next record. A peer that
+    /// splits a message into tiny records to make it take more fails the session instead.
+    const MAX_KEPT: usize = 64 * 1024 + 17 * 1024;
+
     impl TlsSession {
         /// Process the ciphertext `input` (decrypted in place) with what was left from
         /// before, appending the plaintext it yields to `plain` and the handshake messages
@@ -239,6 +246,11 @@ mod on {
             self.incoming.drain(..used);
             if self.incoming.is_empty() && self.incoming.capacity() > KEEP_CAPACITY {
                 self.incoming = Vec::new();
+            }
+            if self.incoming.len() > MAX_KEPT {
+                self.failed = true;
+                self.incoming = Vec::new();
+                return Fed::Failed(format!("more than {MAX_KEPT} bytes of unfinished records"));
             }
             fed
         }
@@ -699,6 +711,26 @@ mod tests {
                 ));
                 assert!(session.held().0 <= crate::transport::tls::on::KEEP_CAPACITY);
             }
+        }
+
+        #[test]
+        fn a_handshake_message_in_tiny_records_cannot_make_a_session_keep_much() {
+            let mut session = server().session().unwrap();
+            // A ClientHello announcing 60 000 bytes, sent one byte per record.
+            let mut body = vec![1u8, 0x00, 0xea, 0x60];
+            body.resize(4 + 60_000, 0);
+            let mut failed = None;
+            for (i, byte) in body.iter().enumerate() {
+                let mut record = vec![0x16, 0x03, 0x01, 0x00, 0x01, *byte];
+                if let Fed::Failed(e) = session.feed(&mut record, &mut Vec::new()) {
+                    failed = Some((i, e));
+                    break;
+                }
+                assert!(session.held().0 <= 128 * 1024, "{}", session.held().0);
+            }
+            let (at, e) = failed.expect("the session fails");
+            assert!(e.contains("bytes of unfinished records"), "{e}");
+            assert!((10_000..20_000).contains(&at), "failed after {at} records");
         }
 
         #[test]
