@@ -195,6 +195,9 @@ pub struct TransportLimits {
     pub initial_max_payload: Option<usize>,
     /// Bytes of partly received messages over all connections at most.
     pub max_inflight_bytes: usize,
+    /// The TLS certificate and key new connections are served with, on a TLS listener
+    /// (ignored when it would turn TLS on or off: that is decided at bind).
+    pub tls: Option<crate::transport::tls::TlsServer>,
 }
 
 /// The list of actions an app call pushes, with an arena holding the bytes they send.

@@ -71,6 +71,7 @@ impl Gateway {
             // Raised to max_payload by the core when the connection authenticates.
             initial_max_payload,
             max_inflight_bytes,
+            tls,
         } = transport_limits(&config);
         let transport = TransportConfig {
             addr,
@@ -91,6 +92,7 @@ impl Gateway {
             max_outbound_buffer: config.max_outbound_buffer,
             event_queue: EVENT_QUEUE,
             event_queue_bytes: EVENT_QUEUE_BYTES,
+            tls,
         };
         let wall_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -154,9 +156,10 @@ impl Gateway {
         self.reactor.local_addr()
     }
 
-    /// The URL clients connect to, e.g. `ws://127.0.0.1:18789/ws`.
+    /// The URL clients connect to, e.g. `ws://127.0.0.1:18789/ws` (`wss://` with TLS).
     pub fn url(&self) -> String {
-        format!("ws://{}{}", self.local_addr(), self.config().path)
+        let scheme = if self.reactor.is_tls() { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.local_addr(), self.config().path)
     }
 
     /// The configuration the gateway runs with (after a reload: its live keys as reloaded).

@@ -61,7 +61,10 @@ mod ws;
 #[cfg(test)]
 mod testkit;
 
-pub use crate::config::{AuthMode, AuthToken, Config, ConfigError, JwtPublicKey, RedisUrl};
+pub use crate::config::{
+    AuthMode, AuthToken, Config, ConfigError, JwtPublicKey, RedisUrl, TlsCertificates,
+    TlsPrivateKey,
+};
 pub use crate::core::{ErrorCode, Event, HandlerContext, Message};
 pub use crate::error::Error;
 pub use crate::gateway::{Gateway, GatewayHandle, EVENT_QUEUE, EVENT_QUEUE_BYTES};

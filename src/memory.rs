@@ -37,6 +37,12 @@ const METADATA_BYTES: u64 = 64 << 10;
 const ROUTES_TOTAL: u64 = 65_536;
 /// Stored client JSON costs at most this many times its size (section 11).
 const STORED_FACTOR: u64 = 3;
+/// What one TLS socket can hold beside the rest (PROTOCOL section 14): rustls's state (about
+/// 4 KiB measured, counted at 8), the ciphertext to write (`CIPHERTEXT_LIMIT` and one
+/// record), and the ciphertext received and kept: a handshake message rustls joins (at most
+/// 64 KiB) and the start of a record (at most 16 KiB and its header).
+const PER_TLS_SOCKET: u64 =
+    (8 << 10) + crate::transport::CIPHERTEXT_LIMIT as u64 + (1 << 10) + (64 << 10) + (17 << 10);
 
 /// The memory bound of a configuration, term by term. See the module docs.
 ///
@@ -80,7 +86,7 @@ impl MemoryBound {
             .min(c(config.max_connections) * c(config.max_sessions_per_client))
             * PER_MEMBERSHIP;
         let routes = ROUTES_TOTAL * (PER_ROUTE + 2 * ID_BYTES);
-        let terms = vec![
+        let mut terms = vec![
             ("base", BASE),
             ("connections", connections),
             ("handshakes", handshakes),
@@ -90,6 +96,10 @@ impl MemoryBound {
             ("memberships", memberships),
             ("routes", routes),
         ];
+        if config.tls_cert.is_some() {
+            let sockets = c(config.max_connections) + c(config.max_pending_handshakes);
+            terms.push(("tls", sockets * PER_TLS_SOCKET));
+        }
         let sum: u64 = terms.iter().map(|(_, n)| n).sum();
         let mut bound = MemoryBound { terms };
         bound.terms.push(("allocator slack", sum / 4));

@@ -95,7 +95,7 @@ fn origins_are_checked() {
     for origin in [
         "http://localhost:8080.evil.com",
         "http://localhost.evil.com:3000",
-        "https://localhost:3000",
+        "https://localhost",
         "http://evil.com",
     ] {
         let (status, body, _) = refusal(
@@ -107,6 +107,9 @@ fn origins_are_checked() {
     }
     assert!(open_ws(&gw.url(), Some("http://localhost:3000")).is_ok());
     assert!(open_ws(&gw.url(), Some("http://127.0.0.1:5173")).is_ok());
+    // An https page on localhost too (PROTOCOL section 14).
+    assert!(open_ws(&gw.url(), Some("https://localhost:3000")).is_ok());
+    assert!(open_ws(&gw.url(), Some("https://127.0.0.1:8443")).is_ok());
     assert!(
         open_ws(&gw.url(), None).is_ok(),
         "no Origin: a program, allowed"

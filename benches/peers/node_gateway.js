@@ -5,7 +5,8 @@
 //   NODE_PATH=DIR/node_modules node benches/peers/node_gateway.js [PORT]
 //
 // Logs `node_gateway: listening on ws://127.0.0.1:PORT/ws` to stderr. Token: GATEWAY_TOKEN
-// (default dev-token-change-me). Stops on SIGTERM / SIGINT.
+// (default dev-token-change-me). Stops on SIGTERM / SIGINT. With TLS_CERT and TLS_KEY (PEM
+// files) it serves wss:// through Node's `https` server instead (benches/tls.rs).
 'use strict';
 
 const crypto = require('crypto');
@@ -116,9 +117,20 @@ function onMessage(ws, data) {
 }
 
 const port = Number(process.argv[2] || 0);
-const wss = new WebSocketServer({
-  host: '127.0.0.1', port, path: '/ws', perMessageDeflate: false, maxPayload: 10 * 1024 * 1024,
-});
+const options = { path: '/ws', perMessageDeflate: false, maxPayload: 10 * 1024 * 1024 };
+let scheme = 'ws';
+let https = null;
+if (process.env.TLS_CERT && process.env.TLS_KEY) {
+  const fs = require('fs');
+  https = require('https').createServer({
+    cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY),
+  });
+  options.server = https;
+  scheme = 'wss';
+} else {
+  Object.assign(options, { host: '127.0.0.1', port });
+}
+const wss = new WebSocketServer(options);
 
 wss.on('connection', (ws) => {
   ws.clientId = crypto.randomUUID();
@@ -142,9 +154,14 @@ const heartbeat = setInterval(() => {
   }
 }, HEARTBEAT_MS);
 
-wss.on('listening', () => {
-  process.stderr.write(`node_gateway: listening on ws://127.0.0.1:${wss.address().port}/ws\n`);
-});
+const listening = (address) => {
+  process.stderr.write(`node_gateway: listening on ${scheme}://127.0.0.1:${address.port}/ws\n`);
+};
+if (https) {
+  https.listen(port, '127.0.0.1', () => listening(https.address()));
+} else {
+  wss.on('listening', () => listening(wss.address()));
+}
 
 function stop() {
   clearInterval(heartbeat);

@@ -29,6 +29,7 @@
 use std::ops::RangeInclusive;
 
 use super::cluster::{check_cluster_name, parse_node_id, parse_redis};
+use super::tls::parse_file;
 use super::values::{
     check_claim_value, check_host, check_jwt_secret, check_log_level, check_origins,
     check_password, check_path, check_tokens, check_users, fit, level_name, masked_password,
@@ -37,7 +38,12 @@ use super::values::{
     parse_size, parse_tokens, parse_users, print_jwt_public_key, revealed_tokens, wide, SIZE_MIN,
     U32_MAX, USIZE_MAX,
 };
-use super::{Config, MAX_MS};
+use super::{Config, TlsCertificates, TlsPrivateKey, MAX_MS};
+
+/// A file's path as the file format prints it (empty for none).
+fn print_path(path: Option<&std::path::Path>) -> String {
+    path.map_or(String::new(), |p| p.display().to_string())
+}
 
 /// One configuration key.
 pub(crate) struct Key {
@@ -232,6 +238,39 @@ pub(crate) const KEY_TABLE: &[Key] = &[
         kind: Kind::Other {
             parse: |c, v| parse_bool(v).map(|b| c.http_endpoints = b),
             print: |c| c.http_endpoints.to_string(),
+            check: |_| Ok(()),
+        },
+    },
+    // The TLS files are read when set, so a reload reads them again: new connections get the
+    // new pair. Turning TLS on or off is not live (`reload.rs`).
+    Key {
+        name: "tls_cert",
+        group: "tls",
+        live: true,
+        kind: Kind::Other {
+            parse: |c, v| parse_file(v, |p| TlsCertificates::read(p)).map(|f| c.tls_cert = f),
+            print: |c| print_path(c.tls_cert.as_ref().map(TlsCertificates::path)),
+            // Checked when read; the pair is checked across keys.
+            check: |_| Ok(()),
+        },
+    },
+    Key {
+        name: "tls_key",
+        group: "tls",
+        live: true,
+        kind: Kind::Other {
+            parse: |c, v| parse_file(v, |p| TlsPrivateKey::read(p)).map(|f| c.tls_key = f),
+            print: |c| print_path(c.tls_key.as_ref().map(TlsPrivateKey::path)),
+            check: |_| Ok(()),
+        },
+    },
+    Key {
+        name: "tls_client_ca",
+        group: "tls",
+        live: true,
+        kind: Kind::Other {
+            parse: |c, v| parse_file(v, |p| TlsCertificates::read(p)).map(|f| c.tls_client_ca = f),
+            print: |c| print_path(c.tls_client_ca.as_ref().map(TlsCertificates::path)),
             check: |_| Ok(()),
         },
     },

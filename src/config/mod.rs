@@ -25,8 +25,10 @@ mod parse;
 mod print;
 pub(crate) mod reload;
 mod secret;
+mod tls;
 mod validate;
 mod values;
+pub(crate) mod x509;
 
 use std::fmt;
 use std::time::Duration;
@@ -34,6 +36,7 @@ use std::time::Duration;
 pub use cluster::RedisUrl;
 pub use jwt::JwtPublicKey;
 pub(crate) use jwt::KeyType;
+pub use tls::{TlsCertificates, TlsPrivateKey};
 
 /// How clients authenticate (PROTOCOL section 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +101,14 @@ pub struct Config {
     pub max_connections: usize,
     /// Serve `GET /health` and `GET /metrics`.
     pub http_endpoints: bool,
+    /// The listener's certificate chain (PROTOCOL section 14); with `tls_key`, the listener
+    /// speaks TLS only (`wss://`, `https://`).
+    pub tls_cert: Option<TlsCertificates>,
+    /// The private key of `tls_cert`.
+    pub tls_key: Option<TlsPrivateKey>,
+    /// CAs of client certificates: when set, a client must present a certificate signed by
+    /// one of them in the TLS handshake.
+    pub tls_client_ca: Option<TlsCertificates>,
     /// How clients authenticate.
     pub auth_mode: AuthMode,
     /// Accepted tokens, for `auth_mode = token`.
@@ -212,6 +223,9 @@ impl Default for Config {
             path: "/ws".to_string(),
             max_connections: 10_000,
             http_endpoints: true,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             auth_mode: AuthMode::Token,
             auth_tokens: Vec::new(),
             auth_password: None,
@@ -229,6 +243,8 @@ impl Default for Config {
             cors_origins: vec![
                 "http://localhost:*".to_string(),
                 "http://127.0.0.1:*".to_string(),
+                "https://localhost:*".to_string(),
+                "https://127.0.0.1:*".to_string(),
             ],
             require_origin: false,
             handshake_timeout_ms: 5_000,

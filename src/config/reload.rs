@@ -2,6 +2,10 @@
 //! afresh is compared with the running one key by key; a key whose row is `live` takes its
 //! new value, any other keeps its old one and is reported, so that the caller can warn.
 //!
+//! The TLS files are live (new connections get the pair read at the reload), but whether the
+//! listener speaks TLS is not: a reload that would set `tls_cert` where it was empty, or empty
+//! it, keeps the three TLS keys as they were and reports them as kept.
+//!
 //! Contract: [`Config::reload`] returns an error, and the running configuration stays as it
 //! is, when the new configuration is invalid or when carrying the old values over makes it
 //! invalid (a rule across a live key and one that is not). What it reports are key names,
@@ -46,6 +50,25 @@ impl Config {
                         message,
                     })?;
                 kept.push(key.name);
+            }
+        }
+        if self.tls_cert.is_some() != config.tls_cert.is_some() {
+            // Whether the listener speaks TLS was decided when it was bound.
+            for key in ["tls_cert", "tls_key", "tls_client_ca"] {
+                let row = KEY_TABLE.iter().find(|row| row.name == key);
+                let row = row.expect("Bug: the TLS keys are in the table");
+                let old = row.value(self);
+                if row.value(&config) != old {
+                    row.apply(&mut config, &old)
+                        .map_err(|message| ConfigError {
+                            file: None,
+                            line: None,
+                            key: Some(key.to_string()),
+                            message,
+                        })?;
+                    changed.retain(|name| *name != key);
+                    kept.push(key);
+                }
             }
         }
         config.validate()?;

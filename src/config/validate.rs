@@ -39,7 +39,10 @@ impl Config {
     /// - `rate_limit_burst >= 1` when `rate_limit_per_sec > 0`;
     /// - `heartbeat_interval_ms < client_timeout_ms` when both are on;
     /// - `node_dead_ms >= 2 * node_heartbeat_ms`, so that one late heartbeat does not make a
-    ///   node dead.
+    ///   node dead;
+    /// - `tls_cert` and `tls_key` are both set or neither, `tls_client_ca` only with them, the
+    ///   key is the certificate's and the TLS library can use both (PROTOCOL section 14; a
+    ///   build without the `tls` feature refuses any of them).
     ///
     /// `auth_mode = token` without tokens is allowed (the gateway warns at start).
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -122,6 +125,22 @@ impl Config {
                 ),
             ));
         }
+        if let Err((key, message)) = self.tls_server() {
+            return Err(error(key, message));
+        }
         Ok(())
+    }
+
+    /// The TLS server of `tls_cert`, `tls_key` and `tls_client_ca`: `None` when TLS is off.
+    /// The error names the key at fault: one of the pair without the other, a client CA
+    /// without a certificate, a key that is not the certificate's, a build without TLS.
+    pub(crate) fn tls_server(
+        &self,
+    ) -> Result<Option<crate::transport::tls::TlsServer>, (&'static str, String)> {
+        super::tls::server(
+            self.tls_cert.as_ref(),
+            self.tls_key.as_ref(),
+            self.tls_client_ca.as_ref(),
+        )
     }
 }

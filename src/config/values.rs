@@ -443,7 +443,7 @@ pub(crate) fn print_jwt_public_key(key: Option<&JwtPublicKey>) -> String {
 }
 
 /// A path the file format can hold as it is.
-fn check_file_value(path: &str) -> Result<(), String> {
+pub(crate) fn check_file_value(path: &str) -> Result<(), String> {
     if padded(path) || comment_inside(path) || path.chars().any(char::is_control) {
         return Err(format!(
             "a path must not contain control characters or a `#` that would start a \

@@ -2,7 +2,8 @@
 //! `cargo fuzz` sets) and in the crate's own tests. They live in the crate so that they can
 //! reach its internals without making those public API; `fuzz/fuzz_targets/*.rs` only hands
 //! libFuzzer's input to [`handshake::run`], [`origin::run`], [`codec::run`],
-//! [`dispatch::run`], [`config::run`], [`json::run`] and [`resp::run`]. `fuzz/README.md` says how
+//! [`dispatch::run`], [`config::run`], [`json::run`], [`resp::run`] and `tls::run` (with the
+//! `tls` feature). `fuzz/README.md` says how
 //! to run them.
 
 pub mod codec;
@@ -12,6 +13,8 @@ pub mod handshake;
 pub mod json;
 pub mod origin;
 pub mod resp;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(test)]
 mod tests;

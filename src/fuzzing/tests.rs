@@ -45,6 +45,12 @@ fn resp_seeds() {
     run_seeds("resp", super::resp::run);
 }
 
+#[cfg(feature = "tls")]
+#[test]
+fn tls_seeds() {
+    run_seeds("tls", super::tls::run);
+}
+
 #[test]
 fn json_seeds() {
     run_seeds("json", super::json::run);

@@ -20,6 +20,15 @@
 //!
 //! The [`Outbox`] holds what is not yet written (see `outbox.rs`); an idle connection's
 //! outbox holds no heap memory.
+//!
+//! # TLS
+//!
+//! On a TLS listener a connection also has a [`TlsSession`]: the reactor reads ciphertext and
+//! feeds it to the session (`reactor/tls.rs`), and [`Connection::write_outbox`] encrypts the
+//! outbox into the session and writes the session's ciphertext, partial writes included. The
+//! state machine above runs on the plaintext unchanged; `Handshaking` covers the TLS
+//! handshake and the HTTP request head together. A plain connection has no session (`None`,
+//! no allocation).
 
 use std::io::{self, Read};
 use std::time::Instant;
@@ -28,6 +37,7 @@ use mio::net::TcpStream;
 
 use crate::app::ConnId;
 use crate::transport::outbox::{FrameArena, Outbox};
+use crate::transport::tls::TlsSession;
 use crate::ws::codec::Decoder;
 
 /// Where a connection is in its life.
@@ -97,6 +107,8 @@ pub(super) struct Connection {
     pub full_limit: bool,
     /// Counted in the reactor's pending handshakes: accepted and never upgraded.
     pub pending_handshake: bool,
+    /// The TLS session, on a TLS listener (see the module docs).
+    pub tls: Option<Box<TlsSession>>,
 }
 
 /// What a read pump iteration produced.
@@ -113,7 +125,12 @@ pub(super) enum ReadResult {
 
 impl Connection {
     /// A freshly accepted socket, in `Handshaking`.
-    pub(super) fn new(socket: TcpStream, id: ConnId, now: Instant) -> Connection {
+    pub(super) fn new(
+        socket: TcpStream,
+        id: ConnId,
+        now: Instant,
+        tls: Option<Box<TlsSession>>,
+    ) -> Connection {
         Connection {
             socket,
             id,
@@ -134,7 +151,26 @@ impl Connection {
             message_timer: false,
             full_limit: false,
             pending_handshake: true,
+            tls,
         }
+    }
+
+    /// Whether anything is waiting to be written: the outbox, or a TLS session's ciphertext.
+    pub(super) fn owes_bytes(&self) -> bool {
+        self.outbox.pending() > 0 || self.tls_owes_bytes()
+    }
+
+    /// Whether a TLS session holds ciphertext not yet written.
+    pub(super) fn tls_owes_bytes(&self) -> bool {
+        self.tls.as_deref().is_some_and(TlsSession::wants_write)
+    }
+
+    /// Queue a TLS close_notify (once, and only after the handshake). Returns whether one was
+    /// queued now; a plain connection has none.
+    pub(super) fn queue_close_notify(&mut self) -> bool {
+        self.tls
+            .as_deref_mut()
+            .is_some_and(TlsSession::close_notify)
     }
 
     /// Whether its decoder has a data message in progress.
@@ -186,11 +222,39 @@ impl Connection {
 
     /// Write as much of the outbox as the socket takes. Returns the bytes written, or the
     /// error that ends the connection. Clears the writable latch on `WouldBlock`.
+    ///
+    /// With TLS: the session's ciphertext first, then the outbox encrypted into the session
+    /// (as much as its ciphertext limit takes) and written, until the socket blocks or nothing
+    /// is left; the bytes counted are ciphertext. No write ever waits for the socket.
     pub(super) fn write_outbox(&mut self, arena: &FrameArena) -> io::Result<usize> {
-        let written = self.outbox.write_to(&mut self.socket, arena)?;
-        if written.blocked {
-            self.writable = false;
+        let Some(tls) = self.tls.as_deref_mut() else {
+            let written = self.outbox.write_to(&mut self.socket, arena)?;
+            if written.blocked {
+                self.writable = false;
+            }
+            return Ok(written.bytes);
+        };
+        let mut sent = 0;
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.socket) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.writable = false;
+                        return Ok(sent);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.outbox.pending() == 0 {
+                return Ok(sent);
+            }
+            // `blocked` here means the session's ciphertext limit, not the socket.
+            if self.outbox.write_to(&mut tls.encrypting(), arena)?.bytes == 0 {
+                return Ok(sent);
+            }
         }
-        Ok(written.bytes)
     }
 }

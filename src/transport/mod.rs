@@ -11,6 +11,7 @@ mod handle;
 mod outbox;
 mod reactor;
 mod timer;
+pub(crate) mod tls;
 
 pub use crate::app::{
     Action, Actions, App, CloseReason, ConnId, HttpResponse, LinkId, Staged, TransportLimits,
@@ -19,3 +20,4 @@ pub use crate::app::{
 pub use crate::ws::origin::OriginPolicy;
 pub use handle::{Control, HandleError, ReactorHandle};
 pub use reactor::{Reactor, RunState, TransportConfig};
+pub use tls::{TlsKeyFormat, TlsServer, CIPHERTEXT_LIMIT};

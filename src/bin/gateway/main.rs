@@ -42,6 +42,13 @@ fn main() -> ExitCode {
             }
             println!("configuration OK");
             println!("{}", MemoryBound::of(&config));
+            let now = std::time::SystemTime::now();
+            if let Some(cert) = &config.tls_cert {
+                println!("tls_cert: {}", cert.summary(now));
+            }
+            if let Some(ca) = &config.tls_client_ca {
+                println!("tls_client_ca: {}", ca.summary(now));
+            }
             ExitCode::SUCCESS
         }
         CliAction::PrintConfig(config) => {

@@ -44,6 +44,14 @@ fn keys_are_unique_and_each_sets_its_own_field() {
     // The two JWT keys exclude each other.
     assert_eq!(invalid(&all), "jwt_public_key: cannot be set together with jwt_secret: the key decides the one algorithm accepted");
     all.jwt_secret = None;
+    if cfg!(not(feature = "tls")) {
+        assert!(
+            invalid(&all).contains("built without TLS"),
+            "{}",
+            invalid(&all)
+        );
+        (all.tls_cert, all.tls_key, all.tls_client_ca) = (None, None, None);
+    }
     assert_eq!(all.validate(), Ok(()));
 }
 
@@ -121,7 +129,7 @@ fn shipped_gateway_conf() {
     assert_eq!(
         sections,
         [
-            "listener", "auth", "jwt", "access", "origins", "timers", "limits", "bounds",
+            "listener", "tls", "auth", "jwt", "access", "origins", "timers", "limits", "bounds",
             "cluster", "logging"
         ]
     );

@@ -54,6 +54,9 @@ fn token(user: &str, secret: &str) -> AuthToken {
 }
 
 /// A P-256 public key PEM shipped for the tests.
+const TLS_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/cert.pem");
+const TLS_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/key.pem");
+const TLS_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
 const EC_PUBLIC_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/ec.pub.pem");
 
 /// The fixture key file `name`.
@@ -62,12 +65,15 @@ fn fixture_key(name: &str) -> String {
 }
 
 /// A value for every key that differs from its default.
-const NON_DEFAULTS: [(&str, &str); 56] = [
+const NON_DEFAULTS: [(&str, &str); 59] = [
     ("host", "0.0.0.0"),
     ("port", "9000"),
     ("path", "/gateway"),
     ("max_connections", "5"),
     ("http_endpoints", "false"),
+    ("tls_cert", TLS_CERT),
+    ("tls_key", TLS_KEY),
+    ("tls_client_ca", TLS_CA),
     ("auth_mode", "password"),
     ("auth_tokens", "alice:s1, bob:s2"),
     ("auth_password", "pw"),

@@ -20,6 +20,9 @@ fn every_key_value_reads_back_as_the_same_field() {
 fn live_keys_change_and_the_others_keep_their_old_value() {
     let old = Config::default();
     for (key, (name, value)) in KEY_TABLE.iter().zip(NON_DEFAULTS) {
+        if name.starts_with("tls_") {
+            continue; // one alone is not valid: `tls_files_change_but_tls_stays_on_or_off`
+        }
         let mut new = Config::default();
         new.set(name, value).unwrap_or_else(|e| panic!("{e}"));
         if name == "auth_mode" {
@@ -53,6 +56,9 @@ fn the_live_keys_are_the_documented_list() {
     assert_eq!(
         live,
         [
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
             "auth_tokens",
             "auth_password",
             "max_auth_failures",
@@ -131,4 +137,34 @@ fn an_invalid_result_is_an_error() {
     assert_eq!(new.validate(), Ok(()));
     let e = old.reload(new).expect_err("invalid with the old value");
     assert_eq!(e.key.as_deref(), Some("max_outbound_buffer"));
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn tls_files_change_but_tls_stays_on_or_off() {
+    let with_tls = |keys: &[(&str, &str)]| {
+        let mut config = Config::default();
+        for (key, value) in keys {
+            config.set(key, value).unwrap_or_else(|e| panic!("{e}"));
+        }
+        config
+    };
+    let pair = [("tls_cert", TLS_CERT), ("tls_key", TLS_KEY)];
+    let on = with_tls(&pair);
+    // A client CA added while TLS is on: live.
+    let with_ca = with_tls(&[pair[0], pair[1], ("tls_client_ca", TLS_CA)]);
+    let reload = on.reload(with_ca.clone()).unwrap();
+    assert_eq!(reload.changed, ["tls_client_ca"]);
+    assert!(reload.kept.is_empty());
+    assert_eq!(reload.config, with_ca);
+    // TLS turned on or off: the three keys keep their values.
+    let reload = Config::default().reload(on.clone()).unwrap();
+    assert_eq!(
+        (reload.changed.len(), reload.kept.clone()),
+        (0, vec!["tls_cert", "tls_key"])
+    );
+    assert_eq!(reload.config, Config::default());
+    let reload = with_ca.reload(Config::default()).unwrap();
+    assert_eq!(reload.kept, ["tls_cert", "tls_key", "tls_client_ca"]);
+    assert_eq!(reload.config, with_ca);
 }

@@ -147,3 +147,95 @@ fn validate_rules_across_keys() {
     }))
     .starts_with("jwt_issuer: expected 1 to 1024 bytes"));
 }
+
+#[test]
+fn tls_files_are_read_when_set_and_refused_when_they_are_not_the_pem_they_should_be() {
+    let fixture = |name: &str| format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+    let config = parsed(&format!("tls_cert = {TLS_CERT}\ntls_key = {TLS_KEY}\n"));
+    assert_eq!(config.tls_cert.as_ref().map(|c| c.ders().len()), Some(1));
+    assert_eq!(
+        config.tls_key.as_ref().map(TlsPrivateKey::format),
+        Some(crate::transport::TlsKeyFormat::Pkcs8)
+    );
+    assert!(
+        !format!("{config:?}").contains("MIG"),
+        "no key bytes in Debug"
+    );
+    let summary = config
+        .tls_cert
+        .as_ref()
+        .unwrap()
+        .summary(std::time::SystemTime::now());
+    assert!(
+        summary.starts_with(
+            "subject CN=localhost, O=gateway tests; names localhost, 127.0.0.1; expires 2126-"
+        ),
+        "{summary}"
+    );
+    // A key file holding a certificate, a certificate file holding a key, no PEM at all, no
+    // file: errors that name the key and the file.
+    let e = set_error("tls_key", TLS_CERT);
+    assert!(
+        e.contains("expected PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY, found CERTIFICATE"),
+        "{e}"
+    );
+    let e = set_error("tls_cert", TLS_KEY);
+    assert!(
+        e.contains("expected CERTIFICATE blocks, found PRIVATE KEY"),
+        "{e}"
+    );
+    let e = set_error("tls_client_ca", "/dev/null");
+    assert!(e.contains("no PEM block"), "{e}");
+    let e = set_error("tls_cert", &fixture("missing.pem"));
+    assert!(e.contains("cannot read the file"), "{e}");
+    let e = error(&format!("tls_cert = {}", fixture("README.md")));
+    assert!(e.starts_with("gateway.conf:1: tls_cert: "), "{e}");
+}
+
+#[test]
+fn tls_rules_across_keys() {
+    let config = |keys: &[(&str, &str)]| {
+        let mut c = Config::default();
+        for (key, value) in keys {
+            c.set(key, value).unwrap_or_else(|e| panic!("{e}"));
+        }
+        c
+    };
+    assert_eq!(
+        invalid(&config(&[("tls_cert", TLS_CERT)])),
+        "tls_key: tls_cert needs tls_key"
+    );
+    assert_eq!(
+        invalid(&config(&[("tls_key", TLS_KEY)])),
+        "tls_cert: tls_key needs tls_cert"
+    );
+    assert!(
+        invalid(&config(&[("tls_client_ca", TLS_CA)])).starts_with("tls_client_ca: needs tls_cert")
+    );
+    let other_key = format!(
+        "{}/tests/fixtures/tls/other.key.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mismatched = config(&[("tls_cert", TLS_CERT), ("tls_key", &other_key)]);
+    let pair = config(&[("tls_cert", TLS_CERT), ("tls_key", TLS_KEY)]);
+    if cfg!(feature = "tls") {
+        assert_eq!(
+            invalid(&mismatched),
+            "tls_key: the key is not the certificate's (tls_key does not match tls_cert)"
+        );
+        assert_eq!(pair.validate(), Ok(()));
+        // A CA that is a certificate but not a CA still loads; one that is no X.509 does not.
+        let with_ca = config(&[
+            ("tls_cert", TLS_CERT),
+            ("tls_key", TLS_KEY),
+            ("tls_client_ca", TLS_CA),
+        ]);
+        assert_eq!(with_ca.validate(), Ok(()));
+    } else {
+        assert!(
+            invalid(&pair).contains("built without TLS"),
+            "{}",
+            invalid(&pair)
+        );
+    }
+}

@@ -132,5 +132,9 @@ pub(crate) fn transport_limits(config: &Config) -> TransportLimits {
         initial_max_payload: (config.auth_mode != AuthMode::None)
             .then_some(config.max_preauth_message_size),
         max_inflight_bytes: config.max_inflight_bytes,
+        // Valid configurations only come here: their TLS server was built once already.
+        tls: config
+            .tls_server()
+            .expect("Bug: a validated configuration has a TLS server"),
     }
 }

@@ -1,7 +1,9 @@
 //! Accepting (turn step 7): taking new sockets off the listener within a budget, registering
 //! each once, and backing off when accepting fails.
 //!
-//! A new connection starts in `Handshaking` with its handshake deadline armed, and is pumped
+//! A new connection starts in `Handshaking` with its handshake deadline armed (on a TLS
+//! listener, with its TLS session: the one deadline covers the TLS handshake and the HTTP
+//! upgrade, and it counts as pending through both), and is pumped
 //! on the next turn, since its request may already be waiting. A socket accepted while
 //! `max_pending_handshakes` sockets are pending (accepted and not upgraded, or refused and
 //! lingering) is closed at once, without a response: it costs a descriptor for no longer than
@@ -16,6 +18,7 @@ use mio::Interest;
 
 use crate::app::App;
 use crate::transport::connection::Connection;
+use crate::transport::tls::TlsServer;
 
 use super::ready::queue_ready;
 use super::slots::token_of;
@@ -88,6 +91,14 @@ impl<A: App> Reactor<A> {
             return;
         };
         let id = slot.id();
+        let tls = match self.config.tls.as_ref().map(TlsServer::session) {
+            None => None,
+            Some(Ok(session)) => Some(Box::new(session)),
+            Some(Err(e)) => {
+                log::warn!("no TLS session for {peer}: {e}");
+                return;
+            }
+        };
         if let Err(e) = self
             .poll
             .registry()
@@ -97,7 +108,7 @@ impl<A: App> Reactor<A> {
             return;
         }
         log::trace!("accepted {peer} as {}", id.index);
-        let conn = slot.insert(Connection::new(socket, id, now));
+        let conn = slot.insert(Connection::new(socket, id, now, tls));
         self.pending_handshakes += 1;
         // The request may already be waiting: try reading on the next pump.
         queue_ready(&mut self.ready, conn);

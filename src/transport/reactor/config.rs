@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::app::TransportLimits;
+use crate::transport::tls::TlsServer;
 use crate::ws::origin::OriginPolicy;
 
 /// The transport's settings (taken from [`crate::config::Config`] by `Gateway`). Those of
@@ -57,6 +58,10 @@ pub struct TransportConfig {
     pub event_queue: usize,
     /// Capacity of the host's event queue, in bytes ([`App::event_bytes`](crate::app::App::event_bytes)).
     pub event_queue_bytes: usize,
+    /// TLS on the listener: every accepted socket speaks TLS with this server's certificate
+    /// (`None`, the default: plain). Whether the listener speaks TLS is decided at bind; a
+    /// new server given through [`TransportLimits`] serves the connections accepted after it.
+    pub tls: Option<TlsServer>,
 }
 
 impl TransportConfig {
@@ -82,6 +87,7 @@ impl TransportConfig {
             max_outbound_buffer: 4 * 1024 * 1024,
             event_queue: 4096,
             event_queue_bytes: 4 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -95,11 +101,17 @@ impl TransportConfig {
             max_payload,
             initial_max_payload,
             max_inflight_bytes,
+            tls,
         } = limits;
         self.origins = origins;
         self.max_header_bytes = max_header_bytes;
         self.max_payload = max_payload;
         self.initial_max_payload = initial_max_payload;
         self.max_inflight_bytes = max_inflight_bytes;
+        if tls.is_some() == self.tls.is_some() {
+            self.tls = tls;
+        } else {
+            log::warn!("TLS cannot be turned on or off while running: the listener stays as it is");
+        }
     }
 }

@@ -10,7 +10,8 @@
 //!    begin the shutdown, SIGHUP calls the hangup hook (`commands.rs`);
 //! 3. pump the outbound links first: end their connects, read each within a byte budget
 //!    (`links.rs`); then every ready connection within a byte budget; one left unfinished
-//!    stays in the ready queue with its latch set (`read.rs`, `upgrade.rs`);
+//!    stays in the ready queue with its latch set (`read.rs`, `upgrade.rs`; on a TLS
+//!    listener the ciphertext goes through the connection's session first, `tls.rs`);
 //! 4. drain handle commands within a budget (`commands.rs`);
 //! 5. expire timers: handshake deadline, heartbeat and idle timeout, message timeout, close
 //!    linger, app timers (`expire.rs`, on the wheel of `deadlines.rs`);
@@ -51,6 +52,7 @@ mod output;
 mod read;
 mod ready;
 mod slots;
+mod tls;
 mod upgrade;
 mod write;
 
@@ -74,7 +76,7 @@ use deadlines::Deadlines;
 use events::HostEvents;
 use link::Links;
 use output::Output;
-use ready::{queue_ready, READ_BUF};
+use ready::{queue_ready, READ_BUF, TLS_READ_BUF};
 use slots::Slots;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -119,6 +121,10 @@ pub struct Reactor<A: App> {
     action_scratch: Vec<Action<A::Event>>,
     host_events: HostEvents<A::Event>,
     read_buf: Vec<u8>,
+    /// Ciphertext read from a TLS socket before the session takes it (empty without TLS).
+    tls_buf: Vec<u8>,
+    /// Plaintext a TLS session yielded, on its way to the request head or the decoder.
+    tls_plain: Vec<u8>,
     /// Connections to pump, each once (`in_ready`).
     ready: VecDeque<usize>,
     /// The buffer pool, the turn's frame arena and the connections to flush.
@@ -157,6 +163,11 @@ impl<A: App> Reactor<A> {
             max_header_bytes: config.max_header_bytes,
             origins: config.origins.clone(),
         };
+        let tls_buf = if config.tls.is_some() {
+            vec![0; TLS_READ_BUF]
+        } else {
+            Vec::new()
+        };
         Ok(Reactor {
             poll,
             events: Events::with_capacity(1024),
@@ -176,6 +187,8 @@ impl<A: App> Reactor<A> {
             actions: Actions::new(),
             action_scratch: Vec::new(),
             read_buf: vec![0; READ_BUF],
+            tls_buf,
+            tls_plain: Vec::new(),
             ready: VecDeque::new(),
             out: Output::default(),
             reap: VecDeque::new(),
@@ -195,6 +208,11 @@ impl<A: App> Reactor<A> {
     /// The address the listener is bound to (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Whether the listener speaks TLS (`wss://`, `https://`).
+    pub fn is_tls(&self) -> bool {
+        self.config.tls.is_some()
     }
 
     /// A handle for other threads.
@@ -414,7 +432,7 @@ impl<A: App> Reactor<A> {
                     }
                     if event.is_writable() || event.is_write_closed() {
                         conn.writable = true;
-                        if conn.outbox.pending() > 0 {
+                        if conn.owes_bytes() {
                             self.out.mark_dirty(conn);
                         }
                     }

@@ -65,7 +65,7 @@ impl Output {
         stats: &mut TransportStats,
         max_outbound_buffer: usize,
     ) -> Flushed {
-        if conn.writable && conn.outbox.pending() > 0 {
+        if conn.writable && conn.owes_bytes() {
             match conn.write_outbox(&self.frames) {
                 Ok(n) => stats.bytes_out += n as u64,
                 Err(e) => return Flushed::Failed(e),
@@ -76,6 +76,17 @@ impl Output {
         let pending = conn.outbox.pending();
         if pending == 0 {
             if matches!(conn.state, ConnState::Finishing) && !conn.write_shut {
+                // TLS: close_notify goes after everything else, and the write side is shut
+                // once the session's last ciphertext is out.
+                if conn.queue_close_notify() && conn.writable {
+                    match conn.write_outbox(&self.frames) {
+                        Ok(n) => stats.bytes_out += n as u64,
+                        Err(e) => return Flushed::Failed(e),
+                    }
+                }
+                if conn.tls_owes_bytes() {
+                    return Flushed::Done; // the writable latch brings it back
+                }
                 conn.write_shut = true;
                 let _ = conn.socket.shutdown(Shutdown::Write);
                 if conn.peer_eof {

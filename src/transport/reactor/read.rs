@@ -18,7 +18,7 @@ use super::ready::queue_ready;
 use super::Reactor;
 
 /// Bytes read from one connection per turn before the others get their turn.
-const READ_BUDGET: usize = 256 * 1024;
+pub(super) const READ_BUDGET: usize = 256 * 1024;
 
 impl<A: App> Reactor<A> {
     /// Step 3: pump the outbound links (`links.rs`), then each connection in the ready queue
@@ -37,7 +37,11 @@ impl<A: App> Reactor<A> {
             if !conn.readable {
                 continue;
             }
-            self.pump_read(key, now);
+            if conn.tls.is_some() {
+                self.pump_read_tls(key, now);
+            } else {
+                self.pump_read(key, now);
+            }
             if let Some(conn) = self.conns.at_mut(key) {
                 if conn.readable && !conn.in_reap {
                     // Budget hit: the latch remembers; come back next turn.
@@ -85,7 +89,7 @@ impl<A: App> Reactor<A> {
     }
 
     /// Handle bytes just read. Returns false when reading should stop.
-    fn on_bytes(&mut self, key: usize, bytes: &mut [u8], now: Instant) -> bool {
+    pub(super) fn on_bytes(&mut self, key: usize, bytes: &mut [u8], now: Instant) -> bool {
         let Some(conn) = self.conns.at_mut(key) else {
             return false;
         };
@@ -234,7 +238,7 @@ impl<A: App> Reactor<A> {
     }
 
     /// The peer shut down its write side (a zero-byte read).
-    fn on_eof(&mut self, key: usize, now: Instant) {
+    pub(super) fn on_eof(&mut self, key: usize, now: Instant) {
         let Some(conn) = self.conns.at_mut(key) else {
             return;
         };

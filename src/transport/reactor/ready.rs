@@ -10,6 +10,11 @@ use super::slots::key_of;
 
 /// Size of the read buffer shared by every connection.
 pub(super) const READ_BUF: usize = 64 * 1024;
+/// Ciphertext read from a TLS socket at once (`tls.rs`): one TLS record at most, and its
+/// header.
+pub(super) const TLS_READ_BUF: usize = 16 * 1024 + 512;
+/// The plaintext buffer of TLS reads gives back its memory above this.
+pub(super) const TLS_PLAIN_KEEP: usize = 256 * 1024;
 /// Put `conn` in the ready queue to be pumped (once).
 pub(super) fn queue_ready(ready: &mut VecDeque<usize>, conn: &mut Connection) {
     if !conn.in_ready {

@@ -114,7 +114,7 @@ impl<A: App> Reactor<A> {
     /// it is about to be reaped (its linger expired while its close frame waited).
     pub(super) fn flush_before_reap(&mut self, key: usize) {
         if let Some(conn) = self.conns.at_mut(key) {
-            if conn.outbox.pending() > 0 && !conn.in_reap {
+            if conn.owes_bytes() && !conn.in_reap {
                 let max = self.config.max_outbound_buffer;
                 let _ = self.out.flush(conn, &mut self.stats, max);
             }
