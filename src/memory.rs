@@ -129,3 +129,32 @@ impl fmt::Display for MemoryBound {
         f.write_str(")")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_term_counts_every_socket_only_with_tls_on() {
+        let mut config = Config {
+            max_connections: 100,
+            max_pending_handshakes: 10,
+            ..Config::default()
+        };
+        assert!(MemoryBound::of(&config)
+            .terms()
+            .iter()
+            .all(|(n, _)| *n != "tls"));
+        let fixture =
+            |name: &str| format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+        config.tls_cert = Some(crate::config::TlsCertificates::read(fixture("cert.pem")).unwrap());
+        let bound = MemoryBound::of(&config);
+        let tls = bound
+            .terms()
+            .iter()
+            .find(|(n, _)| *n == "tls")
+            .map(|(_, b)| *b);
+        assert_eq!(tls, Some(110 * PER_TLS_SOCKET));
+        assert_eq!(PER_TLS_SOCKET, 106 << 10, "the README's figure");
+    }
+}

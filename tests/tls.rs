@@ -748,6 +748,7 @@ fn sighup_loads_a_new_certificate_for_new_connections_and_keeps_the_old_on_a_bad
     let mut old = Wss::authed(addr, certs.client(false), TOKEN);
     assert_eq!(old.server_cert(), certs.der("server.pem"));
     let hup = || {
+        // SAFETY: kill(2) with a pid this test spawned and still owns.
         let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
         assert_eq!(rc, 0);
     };
@@ -781,6 +782,7 @@ fn sighup_loads_a_new_certificate_for_new_connections_and_keeps_the_old_on_a_bad
     for wss in [old, new, third] {
         drop(wss); // no close handshake to wait for at the shutdown
     }
+    // SAFETY: as above.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + WAIT;
     while child.try_wait().unwrap().is_none() {

@@ -3,7 +3,7 @@
 //! bytes take (`read.rs`: the request head, then frames).
 //!
 //! The session decrypts in place, in the reactor's ciphertext buffer; what it keeps between
-//! two reads is the start of a record at most. The plaintext goes through one buffer of the
+//! two reads is the start of a record (or of a handshake message) at most. The plaintext goes through one buffer of the
 //! reactor's (`tls_plain`) to `read.rs`.
 //!
 //! The readable latch and the read budget work as for a plain connection, on ciphertext. What
