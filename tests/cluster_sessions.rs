@@ -592,3 +592,51 @@ fn concurrent_patches_on_two_nodes_lose_nothing() {
         "every patch kept: {metadata:?} (last seen {last})"
     );
 }
+
+/// Authenticate with `token` on `gw` and send `connect` as `device`; the client and its
+/// `hello_ok`.
+fn device(gw: &TestGateway, token: &str, device: &str) -> (Client, Value) {
+    let mut client = Client::authed(gw, token);
+    let hello = client.request(
+        "connect",
+        json!({"deviceId": device, "role": "node", "protocolVersion": 1}),
+    );
+    assert_eq!(hello["type"], "hello_ok", "{hello}");
+    (client, hello)
+}
+
+fn device_ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| d["deviceId"].as_str().expect("deviceId"))
+        .collect()
+}
+
+#[test]
+fn a_user_sees_its_devices_on_every_node_and_no_one_else_s() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = [node(&redis, "n1", |_| {}), node(&redis, "n2", |_| {})];
+    let (mut desk, hello) = device(&nodes[0], TOKEN, "desk");
+    assert_eq!(device_ids(&hello["payload"]["presence"]), ["desk"]);
+    let (_bob, _) = device(&nodes[1], TOKEN_BOB, "bob-phone");
+    let (phone, hello) = device(&nodes[1], TOKEN, "phone");
+    // Its own device first, then the user's others, wherever they are; not bob's.
+    assert_eq!(device_ids(&hello["payload"]["presence"]), ["phone", "desk"]);
+
+    let page = desk.request("presence_query", json!({"limit": 1}));
+    assert_eq!(device_ids(&page["payload"]["devices"]), ["desk"]);
+    let next = page["payload"]["next"].as_str().expect("next").to_string();
+    let page = desk.request("presence_query", json!({"limit": 1, "cursor": next}));
+    assert_eq!(device_ids(&page["payload"]["devices"]), ["phone"]);
+    assert!(page["payload"].get("next").is_none(), "{page}");
+
+    // A device goes with its connection.
+    phone.close_cleanly();
+    assert!(eventually(|| {
+        let page = desk.request("presence_query", json!({}));
+        device_ids(&page["payload"]["devices"]) == ["desk"]
+    }));
+}

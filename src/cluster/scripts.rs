@@ -224,6 +224,18 @@ if left == 0 then
   end
   left = redis.call('SCARD', KEYS[4])
 end
+if left == 0 then
+  local devices = p .. ':n:' .. dead .. ':d'
+  for _, cid in ipairs(redis.call('SRANDMEMBER', devices, batch)) do
+    redis.call('SREM', devices, cid)
+    local z = redis.call('HGET', p .. ':dev:z', cid)
+    if z then redis.call('ZREM', z, cid) end
+    redis.call('ZREM', p .. ':dev:all', cid)
+    redis.call('HDEL', p .. ':dev:r', cid)
+    redis.call('HDEL', p .. ':dev:z', cid)
+  end
+  left = redis.call('SCARD', devices)
+end
 if left == 0 and redis.call('ZREM', KEYS[1], dead) == 1 then
   redis.call('PUBLISH', p .. ':ctl', '{"e":"node_dead","n":"' .. dead .. '"}')
 end
@@ -552,6 +564,55 @@ end
 return {'patched'}
 "#;
 
+/// The devices of `connect` (`hello_ok.presence`, `presence_query`), cluster-wide: each in
+/// its user's ZSET `P:dev:u:{user}` and in `P:dev:all` (for `admin`) by a cluster-wide
+/// `connect` order (`P:dev:seq`), its entry `deviceId NUL role NUL connectedAt` in the HASH
+/// `P:dev:r`, its user's ZSET's key in `P:dev:z`, and in its node's SET `P:n:{node}:d`.
+///
+/// KEYS: the ZSET to page (the viewer's user's, or `P:dev:all`), the entries `P:dev:r`.
+/// ARGV: mode (`set` | `page` | `del`), prefix, cid, then for `set`: the device's user's ZSET
+/// key, its entry, its node, the page's limit; for `page`: from (a place, inclusive), limit;
+/// for `del`: nothing more.
+/// Returns for `set` and `page` `{place1, entry1, cid1, ...}` in `connect` order: at most
+/// `limit` + 1 devices (`set` leaves out the device it set); for `del` 1.
+pub(crate) const DEVICES: &str = r#"
+local mode, p, cid = ARGV[1], ARGV[2], ARGV[3]
+local forget = function()
+  local z = redis.call('HGET', p .. ':dev:z', cid)
+  if z then redis.call('ZREM', z, cid) end
+  redis.call('ZREM', p .. ':dev:all', cid)
+  redis.call('HDEL', p .. ':dev:r', cid)
+  redis.call('HDEL', p .. ':dev:z', cid)
+end
+if mode == 'del' then
+  forget()
+  return 1
+end
+local from, limit = '-inf', 0
+if mode == 'set' then
+  forget()
+  local seq = redis.call('INCR', p .. ':dev:seq')
+  redis.call('ZADD', ARGV[4], seq, cid)
+  redis.call('ZADD', p .. ':dev:all', seq, cid)
+  redis.call('HSET', p .. ':dev:r', cid, ARGV[5])
+  redis.call('HSET', p .. ':dev:z', cid, ARGV[4])
+  redis.call('SADD', p .. ':n:' .. ARGV[6] .. ':d', cid)
+  limit = tonumber(ARGV[7]) + 2
+else
+  from, limit = ARGV[4], tonumber(ARGV[5]) + 1
+end
+local reply = {}
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], from, '+inf', 'WITHSCORES', 'LIMIT', 0, limit)
+for i = 1, #found, 2 do
+  if not (mode == 'set' and found[i] == cid) then
+    reply[#reply + 1] = found[i + 1]
+    reply[#reply + 1] = redis.call('HGET', KEYS[2], found[i]) or ''
+    reply[#reply + 1] = found[i]
+  end
+end
+return reply
+"#;
+
 /// A session's members now, with the number of its last membership change: what a node
 /// that may have missed changes (its subscriber was reconnected) sets its mirror to.
 ///
@@ -571,7 +632,7 @@ return reply
 "#;
 
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 16] = [
+pub(crate) const ALL: [&str; 17] = [
     JOIN,
     LEAVE,
     HEARTBEAT,
@@ -588,6 +649,7 @@ pub(crate) const ALL: [&str; 16] = [
     ROUTE_AGENT,
     SESSION_READ,
     SESSION_PATCH,
+    DEVICES,
 ];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
@@ -621,6 +683,8 @@ pub(crate) const ROUTE_AGENT_INDEX: usize = 13;
 pub(crate) const SESSION_READ_INDEX: usize = 14;
 /// The index of [`SESSION_PATCH`] in [`ALL`].
 pub(crate) const SESSION_PATCH_INDEX: usize = 15;
+/// The index of [`DEVICES`] in [`ALL`].
+pub(crate) const DEVICES_INDEX: usize = 16;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

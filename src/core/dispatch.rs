@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, LinkId, TransportStats};
 use crate::config::{Config, ConfigError};
+use crate::core::cluster::mirror::PendingDevices;
 use crate::core::cluster::node::{Cluster, ClusterSetup};
 use crate::core::cluster::{self, LinkReport};
 use crate::core::errors::ErrorCode;
@@ -33,6 +34,7 @@ use crate::core::requests::{admin, agents, connection, devices, reload, routes, 
 use crate::core::scopes::Scope;
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_TIMEOUT};
 use crate::core::timers::{self, Timer};
+use crate::core::wire::payloads::PresenceQueryIn;
 use crate::core::wire::{parse_envelope, strict, Envelope, EnvelopeError, MsgKind};
 
 /// The scope a built-in kind needs (PROTOCOL section 12); `None` for `ping`, `auth` and
@@ -125,6 +127,7 @@ fn cluster_builtin(
         MsgKind::Presence => cluster::sessions::presence(state, cl, req, env, out),
         MsgKind::Relay => cluster::sessions::relay(state, cl, req, env, out),
         MsgKind::RouteRequest => cluster::routes::request(state, cl, req, env, out),
+        MsgKind::PresenceQuery => presence_query(state, cl, req, env, out),
         MsgKind::RouteResponse => cluster::routes::response(state, cl, req, env, out),
         MsgKind::AgentRegister => cluster::agents::register(state, cl, req, env, out),
         MsgKind::AgentUnregister => cluster::agents::change(state, cl, req, env, true, out),
@@ -133,6 +136,29 @@ fn cluster_builtin(
         MsgKind::SessionPatch => cluster::patch::patch(state, cl, req, env, out),
         _ => return None,
     })
+}
+
+/// `presence_query` in a cluster: its fields read as on one node, the page from the
+/// cluster's devices.
+fn presence_query(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: PresenceQueryIn<'_> = crate::core::wire::payloads::parse(env.payload)?;
+    let limit = crate::core::wire::opt_limit(&p.limit, state.config.max_list_items)?;
+    let from = devices::page_start(&p.cursor)?;
+    let pending = PendingDevices {
+        conn: req.conn,
+        req_id: req.id.to_owned(),
+        ts: req.ts,
+        now: req.now,
+        limit,
+        hello: false,
+    };
+    cluster::devices::query(state, cl, pending, from, req.now, out)
 }
 
 /// The gateway protocol core: implements [`App`] for the reactor.
@@ -405,6 +431,9 @@ impl App for GatewayCore {
             cluster::sessions::conn_gone(cl, conn, &client.client_id, client.usage_key(), now, out);
             if client.is_authenticated() {
                 cluster::clients::closed(cl, &client.client_id, now, out);
+                if client.device.is_some() {
+                    cluster::devices::forget(cl, &client.client_id, now, out);
+                }
             }
             cl.routes.drop_target(conn);
             cl.outstanding

@@ -57,14 +57,21 @@ pub(crate) fn authenticated(
     now: Instant,
     out: &mut Actions<Event>,
 ) {
-    let (Some(cl), Some(client)) = (state.cluster.as_deref_mut(), state.clients.get(conn)) else {
+    let Some(mut cl) = state.cluster.take() else {
         return;
     };
-    let node = cl.node.clone();
-    let user = client.user_id.as_deref().unwrap_or(ANONYMOUS);
-    if !write(cl, &client.client_id, &node, user, now, out) {
-        cl.clients_unwritten = true;
+    if let Some(client) = state.clients.get(conn) {
+        let node = cl.node.clone();
+        let user = client.user_id.as_deref().unwrap_or(ANONYMOUS);
+        if !write(&mut cl, &client.client_id, &node, user, now, out) {
+            cl.clients_unwritten = true;
+        }
+        // A device it declared before it authenticated is listed from now on.
+        if client.device.is_some() {
+            super::devices::record(state, &mut cl, conn, None, now, out);
+        }
     }
+    state.cluster = Some(cl);
 }
 
 /// `client_id` closed: forget it.

@@ -190,3 +190,16 @@ pub(crate) struct PendingPatch {
     /// Once written: the owner, access and metadata the reply shows.
     pub(crate) read: Option<(String, &'static str, String)>,
 }
+
+/// A `hello_ok` or a `presence_list` waiting for a page of the cluster's devices.
+#[derive(Debug)]
+pub(crate) struct PendingDevices {
+    pub(crate) conn: ConnId,
+    pub(crate) req_id: String,
+    pub(crate) ts: u64,
+    /// When the request was handled (`hello_ok.uptime`).
+    pub(crate) now: std::time::Instant,
+    pub(crate) limit: usize,
+    /// A `hello_ok` (else a `presence_list`).
+    pub(crate) hello: bool,
+}

@@ -14,6 +14,7 @@
 
 pub(crate) mod agents;
 pub(crate) mod clients;
+pub(crate) mod devices;
 pub(crate) mod mirror;
 pub(crate) mod node;
 pub(crate) mod patch;
@@ -210,6 +211,7 @@ fn answered(
         },
         Op::Join(pending) => sessions::join_answered(state, cl, pending, reply, now, out),
         Op::Leave(pending) => sessions::leave_answered(state, cl, pending, reply, now, out),
+        Op::Devices(pending) => devices::answer(state, cl, pending, reply, out),
         Op::Route(pending) => routes::routed(state, cl, pending, reply, now, out),
         Op::Agent(pending) => agents::answered(state, cl, pending, reply, out),
         Op::PatchRead(pending) => patch::read_answered(state, cl, pending, reply, now, out),

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use core::net::SocketAddr;
 
 use super::mirror::{
-    Mirror, PendingAgent, PendingJoin, PendingLeave, PendingPatch, PendingQuery, PendingRoute,
-    Repair,
+    Mirror, PendingAgent, PendingDevices, PendingJoin, PendingLeave, PendingPatch, PendingQuery,
+    PendingRoute, Repair,
 };
 use super::pending::Pending;
 use crate::app::{Actions, ConnId};
@@ -89,6 +89,8 @@ pub(crate) enum Op {
     PatchWrite(PendingPatch),
     /// A route request to a client on another node.
     Route(PendingRoute),
+    /// A page of the cluster's devices.
+    Devices(PendingDevices),
 }
 
 /// The sender of a message published on a session's channel.

@@ -32,6 +32,7 @@ use crate::config::{AuthMode, Config};
 use crate::core::auth::{self, Credentials, Via, ANONYMOUS};
 use crate::core::clients::{Client, Device};
 use crate::core::cluster;
+use crate::core::cluster::mirror::PendingDevices;
 use crate::core::errors::ErrorCode;
 use crate::core::escaped::Escaped;
 use crate::core::events::Event;
@@ -49,9 +50,6 @@ use crate::core::wire::{self, Head};
 use crate::core::wire::{
     check_ident, check_name, opt_str, req_str, Envelope, FieldError, Loose, MAX_ID_BYTES,
 };
-
-/// The protocol version this gateway speaks.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// Close reason of a connection still on a JWT past its `exp` + leeway.
 pub(crate) const REASON_TOKEN_EXPIRED: &str = "Token expired";
@@ -445,6 +443,23 @@ pub(crate) fn connect(
     if !state.clients.set_device(req.conn, device) {
         return Ok(());
     }
+    // In a cluster the device is recorded there, and `hello_ok` lists the cluster's devices
+    // when the page comes (on this node's alone while the broker is down).
+    if let Some(mut cl) = state.cluster.take() {
+        let pending = PendingDevices {
+            conn: req.conn,
+            req_id: req.id.to_owned(),
+            ts: req.ts,
+            now: req.now,
+            limit: state.config.max_list_items,
+            hello: true,
+        };
+        let waits = cluster::devices::record(state, &mut cl, req.conn, Some(pending), req.now, out);
+        state.cluster = Some(cl);
+        if waits {
+            return Ok(());
+        }
+    }
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
@@ -453,7 +468,7 @@ pub(crate) fn connect(
         paired: true,
         uptime: state.uptime_ms(req.now),
         state_version: state.shown_state_version(),
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: payloads::PROTOCOL_VERSION,
         presence: Vec::new(),
         health: HealthOut {
             status: "ok",

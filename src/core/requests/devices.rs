@@ -75,25 +75,39 @@ fn page<'d>(
     limit: usize,
     budget: usize,
 ) -> (Vec<DevicePresenceOut<'d>>, Option<u64>) {
-    let mut entries = Vec::new();
+    let entry = |device: &&'d Device| DevicePresenceOut {
+        device_id: &device.device_id,
+        role: device.role,
+        connected_at: device.connected_at,
+    };
+    let (entries, left_out) = fit(devices, entry, limit, budget);
+    (entries, left_out.map(|d| d.seq))
+}
+
+/// The entries of the first `items`, at most `limit` of them and `budget` bytes of JSON
+/// (commas included); and the first item left out, when one was. The one rule of a page's
+/// size, for this node's devices and for a cluster's.
+pub(crate) fn fit<'d, T: 'd>(
+    items: impl Iterator<Item = T>,
+    entry: impl Fn(&T) -> DevicePresenceOut<'d>,
+    limit: usize,
+    budget: usize,
+) -> (Vec<DevicePresenceOut<'d>>, Option<T>) {
+    let mut kept = Vec::new();
     let mut used = 0;
     let mut scratch = Vec::new();
-    for device in devices {
-        let entry = DevicePresenceOut {
-            device_id: &device.device_id,
-            role: device.role,
-            connected_at: device.connected_at,
-        };
+    for item in items {
+        let out = entry(&item);
         scratch.clear();
-        let written = wire::ser(&entry)(&mut scratch);
-        let cost = scratch.len() + usize::from(!entries.is_empty());
-        if !written || entries.len() == limit || used + cost > budget {
-            return (entries, Some(device.seq));
+        let written = wire::ser(&out)(&mut scratch);
+        let cost = scratch.len() + usize::from(!kept.is_empty());
+        if !written || kept.len() == limit || used + cost > budget {
+            return (kept, Some(item));
         }
         used += cost;
-        entries.push(entry);
+        kept.push(out);
     }
-    (entries, None)
+    (kept, None)
 }
 
 /// The room the reply `head` with the payload `empty` (its list empty) leaves within
@@ -109,7 +123,7 @@ pub(crate) fn room<T: serde::Serialize>(
 }
 
 /// The cursor of the page starting at the device whose place is `seq`.
-fn cursor(seq: u64) -> String {
+pub(crate) fn cursor(seq: u64) -> String {
     format!("p{seq:x}")
 }
 
@@ -123,7 +137,7 @@ fn parse_cursor(text: &str) -> Option<u64> {
 }
 
 /// `cursor`: absent or `null` is the first page; else a cursor this gateway gave.
-fn page_start(value: &Option<Loose<'_>>) -> Result<u64, FieldError> {
+pub(crate) fn page_start(value: &Option<Loose<'_>>) -> Result<u64, FieldError> {
     match wire::opt_str(value, "cursor")? {
         None => Ok(0),
         Some(text) => parse_cursor(text)

@@ -394,6 +394,9 @@ pub(crate) struct HealthOut {
     pub checked_at: u64,
 }
 
+/// The protocol version this gateway speaks, in `hello_ok`.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
 /// `hello_ok`.
 #[derive(Debug, Serialize)]
 pub(crate) struct HelloOkOut<'a> {
