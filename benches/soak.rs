@@ -356,14 +356,12 @@ fn check_chats(members: &[Member], totals: &Totals) {
         let mut last: HashMap<usize, u64> = HashMap::new();
         let mut order = Vec::new();
         for (source, i) in &member.chats {
-            let from = sender(source);
-            if from.is_none_or(|f| f == to || (*i as usize) % MEMBERS != f)
-                || *i as usize >= CHATS_PER_CYCLE
-            {
+            let Some(from) = sender(source).filter(|&f| {
+                f != to && (*i as usize) % MEMBERS == f && (*i as usize) < CHATS_PER_CYCLE
+            }) else {
                 totals.foreign.fetch_add(1, Ordering::Relaxed);
                 continue;
-            }
-            let from = from.unwrap_or_default();
+            };
             let seen = count.entry(*i).or_default();
             *seen += 1;
             if *seen > 1 {
