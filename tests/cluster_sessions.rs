@@ -640,3 +640,51 @@ fn a_user_sees_its_devices_on_every_node_and_no_one_else_s() {
         device_ids(&page["payload"]["devices"]) == ["desk"]
     }));
 }
+
+#[test]
+fn a_join_whose_event_comes_before_the_scripts_reply_is_answered() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proxy = common::cluster::SlowCommandsProxy::start(&redis, Duration::from_millis(150));
+    let slow = node(&redis, "slow", |config| {
+        let url = format!("redis://127.0.0.1:{}", proxy.port);
+        config.cluster_redis = Some(gateway::RedisUrl::parse(&url).expect("url"));
+    });
+    let quick = node(&redis, "quick", |_| {});
+    let mut alice = Client::authed(&slow, TOKEN);
+    let mut bob = Client::authed(&quick, TOKEN_BOB);
+    let mut carol = Client::authed(&slow, TOKEN_CAROL);
+
+    // A create on the slow node: its join event is there 150 ms before the script's reply.
+    let created = alice.request("session_create", json!({"sessionId": "early"}));
+    assert_eq!(created["payload"]["status"], "created", "{created}");
+    // The first join of the slow node into a session made elsewhere, then a second one.
+    bob.request("session_create", json!({"sessionId": "elsewhere"}));
+    let joined = carol.request("session_join", json!({"sessionId": "elsewhere"}));
+    assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+    assert_eq!(
+        bob.recv_type("presence")["payload"]["clientId"],
+        carol.client_id.as_str()
+    );
+    let joined = alice.request("session_join", json!({"sessionId": "elsewhere"}));
+    assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+    assert_eq!(
+        carol.recv_type("presence")["payload"]["clientId"],
+        alice.client_id.as_str()
+    );
+    bob.recv_type("presence");
+
+    // The mirrors so started are whole: relays reach the members on both nodes.
+    bob.send_scoped("broadcast", "elsewhere", json!({"n": 1}));
+    assert_eq!(alice.recv_type("broadcast")["payload"], json!({"n": 1}));
+    assert_eq!(carol.recv_type("broadcast")["payload"], json!({"n": 1}));
+    let joined = bob.request("session_join", json!({"sessionId": "early"}));
+    assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+    assert_eq!(
+        alice.recv_type("presence")["payload"]["clientId"],
+        bob.client_id.as_str()
+    );
+    alice.send_scoped("broadcast", "early", json!({"n": 2}));
+    assert_eq!(bob.recv_type("broadcast")["payload"], json!({"n": 2}));
+}

@@ -43,3 +43,81 @@ pub fn wait_broker(gw: &TestGateway, state: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A TCP proxy in front of `redis` that passes everything at once but what Redis sends to a
+/// node's command connection (the one named `...-cmd`), which it holds back for `delay`: so
+/// a script's reply reaches the node after the events the script published. Its threads end
+/// with the test process.
+pub struct SlowCommandsProxy {
+    pub port: u16,
+}
+
+impl SlowCommandsProxy {
+    pub fn start(redis: &RedisServer, delay: Duration) -> SlowCommandsProxy {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let upstream = redis.addr;
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let is_command = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                // Node to Redis: at once, noting which connection this is.
+                let (mut from, mut to) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let flag = std::sync::Arc::clone(&is_command);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    let mut seen = Vec::new();
+                    while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+                        if n == 0 || std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                            break;
+                        }
+                        if seen.len() < 4096 {
+                            seen.extend_from_slice(&buf[..n]);
+                            if seen.windows(4).any(|w| w == b"-cmd") {
+                                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+                // Redis to node: each chunk written `delay` after it came, in order, on the
+                // command connection; at once on the others.
+                let (mut from, mut to) = (server, client);
+                let (chunks, due) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let at = if is_command.load(std::sync::atomic::Ordering::SeqCst) {
+                            Instant::now() + delay
+                        } else {
+                            Instant::now()
+                        };
+                        if chunks.send((at, buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    for (at, bytes) in due {
+                        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                        if std::io::Write::write_all(&mut to, &bytes).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        SlowCommandsProxy { port }
+    }
+}

@@ -421,10 +421,11 @@ pub(crate) fn join_answered(
         .is_some_and(|s| s.status == "already");
     if already {
         joining.event_seen = true;
-        if !mirror.known {
-            adopt(cl, &op.session_id, &op.client_id, now, out, state);
-            return;
-        }
+    }
+    // A new mirror starts here when this join's event came first (or there is none).
+    if !mirror.known && (already || mirror.anchor.as_deref() == Some(op.client_id.as_str())) {
+        adopt(cl, &op.session_id, &op.client_id, now, out, state);
+        return;
     }
     try_complete(state, cl, &op.session_id, &op.client_id, now, out);
 }
