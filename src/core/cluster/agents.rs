@@ -239,14 +239,7 @@ pub(crate) fn answered(
     cl.release(p.conn);
     let Some(reply) = reply else {
         let reject = unavailable();
-        return outbound::send_error(
-            out,
-            &mut state.metrics,
-            p.conn,
-            Some(&p.req_id),
-            p.ts,
-            &reject,
-        );
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
     };
     let fields = reply.as_array().unwrap_or(&[]);
     let text = |i: usize| reply::text(fields, i);
@@ -269,14 +262,7 @@ pub(crate) fn answered(
                 "The cluster's agent script failed",
             ),
         };
-        return outbound::send_error(
-            out,
-            &mut state.metrics,
-            p.conn,
-            Some(&p.req_id),
-            p.ts,
-            &reject,
-        );
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
     }
     let Some(client) = state.clients.get(p.conn) else {
         return;
@@ -354,14 +340,7 @@ pub(crate) fn answered(
                 ErrorCode::InternalError,
                 "The cluster's agent script failed",
             );
-            outbound::send_error(
-                out,
-                &mut state.metrics,
-                p.conn,
-                Some(&p.req_id),
-                p.ts,
-                &reject,
-            );
+            reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
         }
     }
 }
@@ -425,14 +404,7 @@ pub(crate) fn page(
     cl.release(p.conn);
     let Some(fields) = reply.as_ref().and_then(Reply::as_array) else {
         let reject = unavailable();
-        return outbound::send_error(
-            out,
-            &mut state.metrics,
-            p.conn,
-            Some(&p.req_id),
-            p.ts,
-            &reject,
-        );
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
     };
     let Some(client) = state.clients.get(p.conn) else {
         return;

@@ -179,14 +179,7 @@ pub(crate) fn answer(
     cl.release(p.conn);
     let Some(fields) = reply.as_ref().and_then(Reply::as_array) else {
         let reject = unavailable();
-        return outbound::send_error(
-            out,
-            &mut state.metrics,
-            p.conn,
-            Some(&p.req_id),
-            p.ts,
-            &reject,
-        );
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
     };
     // (place, deviceId, role, connectedAt) of each device, in `connect` order.
     let found: Vec<Found> = (0..fields.len() / 3)

@@ -114,24 +114,6 @@ fn read(
     Ok(())
 }
 
-fn fail(
-    state: &mut CoreState,
-    cl: &mut Cluster,
-    p: &PendingPatch,
-    reject: Reject,
-    out: &mut Actions<Event>,
-) {
-    outbound::send_error(
-        out,
-        &mut state.metrics,
-        p.conn,
-        Some(&p.req_id),
-        p.ts,
-        &reject,
-    );
-    cl.release(p.conn);
-}
-
 fn refused(reply: &Reply, session_id: &str) -> Option<Reject> {
     let fields = reply.as_array()?;
     if fields.first().and_then(Reply::as_bytes) != Some(b"err") {
@@ -165,10 +147,10 @@ pub(crate) fn read_answered(
     out: &mut Actions<Event>,
 ) {
     let Some(reply) = reply else {
-        return fail(state, cl, &p, unavailable(), out);
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
     };
     if let Some(reject) = refused(&reply, &p.session_id) {
-        return fail(state, cl, &p, reject, out);
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
     }
     let fields = reply.as_array().unwrap_or(&[]);
     let text = |i: usize| reply::text(fields, i);
@@ -186,7 +168,7 @@ pub(crate) fn read_answered(
                 Some(merged) => merged.into_string(),
                 None => {
                     let reject = Reject::refused(&SessionError::MetadataTooLarge, &p.session_id);
-                    return fail(state, cl, &p, reject, out);
+                    return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
                 }
             }
         }
@@ -197,7 +179,7 @@ pub(crate) fn read_answered(
         .unwrap_or_else(|| text(4).parse().unwrap_or(0));
     if merged.len() + allow_bytes > limit {
         let reject = Reject::refused(&SessionError::MetadataTooLarge, &p.session_id);
-        return fail(state, cl, &p, reject, out);
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
     }
     let new_access = p.access.unwrap_or(if access == "private" {
         "private"
@@ -264,7 +246,7 @@ pub(crate) fn read_answered(
         .eval(tag, scripts::SESSION_PATCH_INDEX, &keys, &args, now, out)
     {
         cl.untag(tag);
-        return fail(state, cl, &p, unavailable(), out);
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
     }
     p.read = Some(written);
     cl.ops.insert(tag, Op::PatchWrite(p));
@@ -280,10 +262,10 @@ pub(crate) fn write_answered(
     out: &mut Actions<Event>,
 ) {
     let Some(reply) = reply else {
-        return fail(state, cl, &p, unavailable(), out);
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
     };
     if let Some(reject) = refused(&reply, &p.session_id) {
-        return fail(state, cl, &p, reject, out);
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
     }
     let status = reply
         .as_array()
@@ -297,16 +279,16 @@ pub(crate) fn write_answered(
                 ErrorCode::InternalError,
                 "The session's metadata changed too often to be patched",
             );
-            return fail(state, cl, &p, reject, out);
+            return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
         }
         p.read = None;
         if let Err(reject) = read(cl, p.clone(), now, out) {
-            return fail(state, cl, &p, reject, out);
+            return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
         }
         return;
     }
     let Some((owner, access, metadata)) = &p.read else {
-        return fail(state, cl, &p, unavailable(), out);
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
     };
     let payload = SessionInfoOut {
         session_id: &p.session_id,

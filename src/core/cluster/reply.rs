@@ -1,10 +1,30 @@
-//! What the cluster's request handlers share: the `UNAVAILABLE` refusal, a text field of a
-//! script's reply, and a string written as JSON for a script to store or publish as it is.
+//! What the cluster's request handlers share: the `UNAVAILABLE` refusal, the refusal of a
+//! held request, a text field of a script's reply, and a string written as JSON for a script
+//! to store or publish as it is.
 
+use super::node::Cluster;
+use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::core::errors::ErrorCode;
-use crate::core::outbound::Reject;
+use crate::core::events::Event;
+use crate::core::outbound::{self, Reject};
+use crate::core::state::CoreState;
 use crate::core::wire;
+
+/// Send `reject` to `conn` in reply to `req_id` and let its later messages go on (the
+/// connection was held while its request was at the broker).
+pub(crate) fn fail(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    conn: ConnId,
+    req_id: &str,
+    ts: u64,
+    reject: Reject,
+    out: &mut Actions<Event>,
+) {
+    outbound::send_error(out, &mut state.metrics, conn, Some(req_id), ts, &reject);
+    cl.release(conn);
+}
 
 /// The refusal of a request that needs the cluster when its broker is down, its queue is
 /// full, or no answer came within `broker_timeout_ms`.

@@ -334,7 +334,7 @@ fn send_join(
     }));
     if !eval_join(cl, tag, &pending, &bounds, b"", now, out) {
         cl.untag(tag);
-        fail_request(
+        reply::fail(
             state,
             cl,
             conn,
@@ -356,20 +356,6 @@ fn send_join(
             },
         );
     }
-}
-
-/// Send `reject` to `conn` in reply to `req_id` and let its later messages go on.
-fn fail_request(
-    state: &mut CoreState,
-    cl: &mut Cluster,
-    conn: ConnId,
-    req_id: &str,
-    ts: u64,
-    reject: Reject,
-    out: &mut Actions<Event>,
-) {
-    outbound::send_error(out, &mut state.metrics, conn, Some(req_id), ts, &reject);
-    cl.release(conn);
 }
 
 /// The join script answered (or never will: `None`).
@@ -411,7 +397,7 @@ pub(crate) fn join_answered(
             });
         }
         let p = joining.pending;
-        fail_request(state, cl, p.conn, &p.req_id, p.ts, reject, out);
+        reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
         drop_if_unused(cl, &op.session_id, out);
         return;
     }
@@ -1075,7 +1061,7 @@ pub(crate) fn leave_answered(
         Some(_) => None,
     };
     if let Some(reject) = refused {
-        fail_request(state, cl, p.conn, &p.req_id, p.ts, reject, out);
+        reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
         return;
     }
     let head = Head::new("session_info", p.ts)
@@ -1372,7 +1358,7 @@ pub(crate) fn broker_down(
         touched.push(session_id.clone());
     }
     for p in failed {
-        fail_request(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
+        reply::fail(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
     }
     for session_id in touched {
         drop_if_unused(cl, &session_id, out);
