@@ -44,7 +44,7 @@ use crate::core::auth::ANONYMOUS;
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
-use crate::core::requests::sessions::{opt_access, opt_allow};
+use crate::core::requests::sessions::{opt_access, opt_allow, read_presence};
 use crate::core::sessions::{Access, AllowList, SessionError};
 use crate::core::state::{CoreState, Req};
 use crate::core::users::{Resource, UserLimit};
@@ -1201,21 +1201,8 @@ pub(crate) fn presence(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let p: PresenceIn<'_> = payloads::parse(env.payload)?;
-    let status = opt_str(&p.status, "status")?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| FieldError::new("status", "status is required"))?;
-    let status = check_name(status, "status", state.config.max_name_bytes)?;
-    if status == "joined" || status == "left" {
-        return Err(FieldError::new(
-            "status",
-            format!("status {status} is reserved for the gateway"),
-        )
-        .into());
-    }
-    let key = match opt_ident(&p.session_key, "sessionKey")? {
-        Some(key) => Some(key.to_owned()),
-        None => env.session_id.opt_ident("sessionId")?.map(str::to_owned),
-    };
+    let (status, key) = read_presence(state, &p, env)?;
+    let key = key.map(str::to_owned);
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };

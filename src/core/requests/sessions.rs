@@ -520,15 +520,14 @@ pub(crate) fn patch(
     Ok(())
 }
 
-/// `presence`: fanned out to the other members of one session or of every session the
-/// sender is in.
-pub(crate) fn presence(
-    state: &mut CoreState,
-    req: &Req<'_>,
-    env: &Envelope<'_>,
-    out: &mut Actions<Event>,
-) -> Result<(), Reject> {
-    let p: PresenceIn<'_> = payloads::parse(env.payload)?;
+/// A `presence`'s `status` (non-empty, within `max_name_bytes`, not one of the gateway's
+/// own) and the session it names, if it names one: `sessionKey`, else the envelope's
+/// `sessionId`.
+pub(crate) fn read_presence<'p>(
+    state: &CoreState,
+    p: &'p PresenceIn<'_>,
+    env: &'p Envelope<'_>,
+) -> Result<(&'p str, Option<&'p str>), Reject> {
     let status = opt_str(&p.status, "status")?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| FieldError::new("status", "status is required"))?;
@@ -544,6 +543,19 @@ pub(crate) fn presence(
         Some(key) => Some(key),
         None => env.session_id.opt_ident("sessionId")?,
     };
+    Ok((status, key))
+}
+
+/// `presence`: fanned out to the other members of one session or of every session the
+/// sender is in.
+pub(crate) fn presence(
+    state: &mut CoreState,
+    req: &Req<'_>,
+    env: &Envelope<'_>,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let p: PresenceIn<'_> = payloads::parse(env.payload)?;
+    let (status, key) = read_presence(state, &p, env)?;
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
     };
