@@ -688,3 +688,36 @@ fn a_join_whose_event_comes_before_the_scripts_reply_is_answered() {
     alice.send_scoped("broadcast", "early", json!({"n": 2}));
     assert_eq!(bob.recv_type("broadcast")["payload"], json!({"n": 2}));
 }
+
+#[test]
+fn what_waits_for_a_slow_join_reply_is_bounded_by_max_outbound_buffer() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // The slow node hears the channel at once but its script replies 400 ms late, so what
+    // the session carries meanwhile waits for the joiner's reply.
+    let proxy = common::cluster::SlowCommandsProxy::start(&redis, Duration::from_millis(400));
+    let slow = node(&redis, "slow", |config| {
+        let url = format!("redis://127.0.0.1:{}", proxy.port);
+        config.cluster_redis = Some(gateway::RedisUrl::parse(&url).expect("url"));
+        config.max_message_size = 16 * 1024;
+        config.max_outbound_buffer = 64 * 1024;
+    });
+    let quick = node(&redis, "quick", |_| {});
+    let mut bob = Client::authed(&quick, TOKEN_BOB);
+    bob.request("session_create", json!({"sessionId": "flood"}));
+    let mut alice = Client::authed(&slow, TOKEN);
+    alice.send_msg("session_join", json!({"sessionId": "flood"}));
+    // Bob's presence of alice's join is the point from which she is owed every relay.
+    assert_eq!(bob.recv_type("presence")["payload"]["status"], "joined");
+    let text = "x".repeat(8 * 1024);
+    for i in 0..20 {
+        bob.send_scoped("broadcast", "flood", json!({"i": i, "text": text}));
+    }
+    // 160 KiB owed before her reply: more than one connection may queue.
+    let frame = alice.expect_close().expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+    assert_eq!(frame.reason.as_str(), "Slow consumer");
+    // The session goes on without her, and her membership is gone.
+    assert_eq!(bob.recv_type("presence")["payload"]["status"], "left");
+}

@@ -40,6 +40,10 @@ pub(crate) const REASON_KICKED: &str = "Kicked";
 /// The most bytes a WebSocket close reason may have (RFC 6455 section 5.5).
 pub(crate) const MAX_CLOSE_REASON: usize = 123;
 
+/// Close reason of a connection that would hold more than `max_outbound_buffer` of queued
+/// output (the transport's own slow-consumer close says the same).
+pub(crate) const REASON_SLOW_CONSUMER: &str = "Slow consumer";
+
 /// Close reason of a connection whose credential a reload no longer accepts (PROTOCOL
 /// section 12).
 pub(crate) const REASON_TOKEN_REVOKED: &str = "Token revoked";

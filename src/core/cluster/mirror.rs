@@ -15,8 +15,11 @@ pub(crate) struct Member {
     pub(crate) conn: Option<ConnId>,
     /// Whether it receives the session's messages (its join reply went out).
     pub(crate) live: bool,
-    /// Messages for it that came after its join event and before its join reply.
+    /// Messages for it that came after its join event and before its join reply, and their
+    /// bytes (at most `max_outbound_buffer`: beyond, its connection is closed as a slow
+    /// consumer, and this is `usize::MAX`).
     pub(crate) waiting: Vec<Vec<u8>>,
+    pub(crate) waiting_bytes: usize,
 }
 
 /// A join of a connection on this node, from the request to its reply.
@@ -108,6 +111,9 @@ pub(crate) struct Mirror {
     /// While not known: the joiner whose event starts the mirror, and the events after it.
     pub(crate) anchor: Option<String>,
     pub(crate) backlog: Vec<Vec<u8>>,
+    /// The bytes of `backlog`, at most `max_outbound_buffer`: beyond, the joins waiting for it
+    /// are closed as slow consumers, and this is `usize::MAX`.
+    pub(crate) backlog_bytes: usize,
 }
 
 impl Mirror {

@@ -46,7 +46,7 @@ use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
 use crate::core::requests::sessions::{opt_access, opt_allow, read_presence};
 use crate::core::sessions::{Access, AllowList, SessionError};
-use crate::core::state::{CoreState, Req};
+use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_SLOW_CONSUMER};
 use crate::core::users::{Resource, UserLimit};
 use crate::core::wire::payloads::{
     self, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionRefIn,
@@ -505,6 +505,7 @@ fn try_complete(
         member.conn = Some(p.conn);
         member.live = true;
         waiting = std::mem::take(&mut member.waiting);
+        member.waiting_bytes = 0;
     }
     for bytes in waiting {
         out.send_text(p.conn, std::str::from_utf8(&bytes).unwrap_or(""));
@@ -554,6 +555,7 @@ fn adopt(
             conn: None,
             live: false,
             waiting: Vec::new(),
+            waiting_bytes: 0,
         })
         .collect();
     mirror.known = true;
@@ -652,6 +654,22 @@ fn apply(
     };
     if !mirror.known {
         if mirror.anchor.is_some() {
+            let max = state.config.max_outbound_buffer;
+            if mirror.backlog_bytes == usize::MAX {
+                return; // its joins were closed: nothing waits for these events
+            }
+            if mirror.backlog_bytes + event.len() > max {
+                // What the joins here would get before their replies passes what one
+                // connection may have queued: they are slow consumers.
+                mirror.backlog.clear();
+                mirror.backlog_bytes = usize::MAX;
+                let conns: Vec<ConnId> = mirror.joining.values().map(|j| j.pending.conn).collect();
+                for conn in conns {
+                    state.close(out, conn, CLOSE_POLICY, REASON_SLOW_CONSUMER);
+                }
+                return;
+            }
+            mirror.backlog_bytes += event.len();
             mirror.backlog.push(event.to_vec());
         } else if head.e == "join" && mirror.joining.contains_key(&head.c) {
             if let Some(j) = mirror.joining.get_mut(&head.c) {
@@ -705,6 +723,7 @@ fn apply(
                 conn: local,
                 live: false,
                 waiting: Vec::new(),
+                waiting_bytes: 0,
             });
             if let Some(j) = mirror.joining.get_mut(&head.c) {
                 j.event_seen = true;
@@ -853,6 +872,7 @@ pub(crate) fn refreshed(
                     conn: None,
                     live: false,
                     waiting: Vec::new(),
+                    waiting_bytes: 0,
                 });
             }
         }
@@ -910,11 +930,19 @@ fn deliver(
             let msg = msg.clone();
             out.send(conn, &msg);
             sent += 1;
-        } else {
-            member.waiting.push(bytes.to_vec());
+        } else if member.waiting_bytes != usize::MAX {
+            if member.waiting_bytes + bytes.len() > state.config.max_outbound_buffer {
+                // As for a connection whose queue passes the bound.
+                member.waiting.clear();
+                member.waiting_bytes = usize::MAX;
+                state.close(out, conn, CLOSE_POLICY, REASON_SLOW_CONSUMER);
+            } else {
+                member.waiting_bytes += bytes.len();
+                member.waiting.push(bytes.to_vec());
+            }
         }
     }
-    let _ = (state, sent);
+    let _ = sent;
 }
 
 #[allow(clippy::too_many_arguments)]
