@@ -510,7 +510,7 @@ pub(crate) fn owner_gone(
         });
     }
     if !offline(cl, client_id, &agents, ts, now, out) {
-        cl.offline_repairs.push((client_id.to_owned(), agents));
+        cl.offline_later(client_id.to_owned(), agents);
     }
 }
 
@@ -545,7 +545,7 @@ fn offline(
 pub(crate) fn broker_up(cl: &mut Cluster, ts: u64, now: Instant, out: &mut Actions<Event>) {
     for (client_id, agents) in std::mem::take(&mut cl.offline_repairs) {
         if !offline(cl, &client_id, &agents, ts, now, out) {
-            cl.offline_repairs.push((client_id, agents));
+            cl.offline_later(client_id, agents);
         }
     }
 }

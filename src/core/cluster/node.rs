@@ -35,7 +35,8 @@ pub(crate) const MAX_HELD: usize = 64;
 pub(crate) const MAX_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Route requests sent to other nodes remembered at most.
 pub(crate) const MAX_OUTSTANDING: usize = 65_536;
-/// Closed clients remembered at most while the broker is down.
+/// Closed clients (and their memberships, and their agents) remembered at most while the
+/// broker is down.
 pub(crate) const MAX_FORGOTTEN: usize = 65_536;
 /// Memberships removed by one sweep call at most.
 const SWEEP_BATCH: usize = 200;
@@ -309,6 +310,30 @@ impl Cluster {
             }
         }
         None
+    }
+
+    /// Remember a membership to remove when the broker is up, at most [`MAX_FORGOTTEN`]
+    /// (beyond, it stays in Redis until this node is swept or Redis restarts).
+    pub(crate) fn repair_later(&mut self, repair: Repair) {
+        if self.repairs.len() < MAX_FORGOTTEN {
+            self.repairs.push(repair);
+        } else {
+            log::warn!(
+                "cluster: too many memberships to remove once the broker is back; one is left"
+            );
+        }
+    }
+
+    /// Remember agents to set offline when the broker is up, at most [`MAX_FORGOTTEN`]
+    /// connections' (beyond, they stay online in Redis until this node is swept).
+    pub(crate) fn offline_later(&mut self, client_id: String, agents: Vec<String>) {
+        if self.offline_repairs.len() < MAX_FORGOTTEN {
+            self.offline_repairs.push((client_id, agents));
+        } else {
+            log::warn!(
+                "cluster: too many agents to set offline once the broker is back; some are left"
+            );
+        }
     }
 
     /// `conn` is gone: forget what it had waiting.

@@ -390,7 +390,7 @@ pub(crate) fn join_answered(
             .expect("Bug: just found");
         if reply.is_none() {
             // The script may have run: remove the membership when the broker is back.
-            cl.repairs.push(Repair {
+            cl.repair_later(Repair {
                 session_id: op.session_id.clone(),
                 client_id: op.client_id.clone(),
                 usage_key: op.usage_key.clone(),
@@ -1294,7 +1294,7 @@ pub(crate) fn conn_gone(
         let tag = cl.tag(Op::Ignore);
         if !send_leave(cl, tag, &session_id, client_id, usage_key, now, out) {
             cl.untag(tag);
-            cl.repairs.push(Repair {
+            cl.repair_later(Repair {
                 session_id: session_id.clone(),
                 client_id: client_id.to_owned(),
                 usage_key: usage_key.to_owned(),
@@ -1338,7 +1338,7 @@ pub(crate) fn broker_up(
             out,
         ) {
             cl.untag(tag);
-            cl.repairs.push(repair);
+            cl.repair_later(repair);
         }
     }
 }
@@ -1353,13 +1353,14 @@ pub(crate) fn broker_down(
 ) {
     let mut failed = Vec::new();
     let mut touched = Vec::new();
+    let mut repairs = Vec::new();
     for (session_id, mirror) in cl.sessions.iter_mut() {
         mirror.subscribed = false;
         failed.append(&mut mirror.waiting_subscribe);
         // Joins whose script answered but whose event (or the mirror's first) has not come:
         // it may never come now. Their membership is removed when the broker is back.
         for (_, joining) in mirror.joining.drain() {
-            cl.repairs.push(Repair {
+            repairs.push(Repair {
                 session_id: session_id.clone(),
                 client_id: joining.pending.client_id.clone(),
                 usage_key: joining.pending.usage_key.clone(),
@@ -1369,8 +1370,12 @@ pub(crate) fn broker_down(
         if !mirror.known {
             mirror.anchor = None;
             mirror.backlog.clear();
+            mirror.backlog_bytes = 0;
         }
         touched.push(session_id.clone());
+    }
+    for repair in repairs {
+        cl.repair_later(repair);
     }
     for p in failed {
         reply::fail(state, cl, p.conn, &p.req_id, p.ts, unavailable(), out);
