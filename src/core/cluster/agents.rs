@@ -294,6 +294,7 @@ pub(crate) fn answered(
             if !owned.contains(&p.agent_id) {
                 owned.push(p.agent_id.clone());
             }
+            cl.agent_conns.insert(p.agent_id.clone(), p.conn);
             state.state_version += 1;
             out.emit(Event::AgentRegistered {
                 agent_id: p.agent_id,
@@ -332,6 +333,7 @@ pub(crate) fn answered(
                 if let Some(owned) = cl.agents_of.get_mut(&p.conn) {
                     owned.retain(|a| *a != p.agent_id);
                 }
+                cl.agent_conns.remove(&p.agent_id);
             }
             state.state_version += 1;
         }
@@ -501,6 +503,9 @@ pub(crate) fn owner_gone(
     let Some(agents) = cl.agents_of.remove(&conn) else {
         return;
     };
+    for agent_id in &agents {
+        cl.agent_conns.remove(agent_id);
+    }
     if agents.is_empty() {
         return;
     }

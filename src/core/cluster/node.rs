@@ -143,6 +143,8 @@ pub(crate) struct Cluster {
     pub(crate) repairs: Vec<Repair>,
     /// The agents each connection of this node registered (they go offline with it).
     pub(crate) agents_of: HashMap<ConnId, Vec<String>>,
+    /// The same, by agent id: the connection of each agent registered on this node.
+    pub(crate) agent_conns: HashMap<String, ConnId>,
     /// Agents of connections that closed while the broker was down: set offline when it is
     /// up (`clientId`, agent ids).
     pub(crate) offline_repairs: Vec<(String, Vec<String>)>,
@@ -204,6 +206,7 @@ impl Cluster {
             routes: Pending::default(),
             outstanding: HashMap::new(),
             agents_of: HashMap::new(),
+            agent_conns: HashMap::new(),
             offline_repairs: Vec::new(),
             clients_unwritten: false,
             forgotten: Vec::new(),

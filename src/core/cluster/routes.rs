@@ -142,11 +142,7 @@ pub(crate) fn request(
     wire::write_envelope(&mut message, &head, wire::raw(env.payload));
     let capability = target.strip_prefix(crate::core::requests::routes::CAPABILITY_PREFIX);
     // An agent of this node, or a client of this node: delivered here.
-    let local_agent = cl
-        .agents_of
-        .iter()
-        .find(|(_, agents)| agents.iter().any(|a| a == target))
-        .map(|(conn, _)| *conn);
+    let local_agent = cl.agent_conns.get(target).copied();
     let local = match (capability, local_agent) {
         (Some(_), _) => None,
         (None, Some(conn)) => Some((conn, true)),
