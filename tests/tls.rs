@@ -815,8 +815,12 @@ fn check_reports_the_certificate_and_refuses_a_key_that_is_not_its() {
         stdout.contains("tls_cert: subject CN=localhost; names localhost, 127.0.0.1; expires "),
         "{stdout}"
     );
-    let days = ["(in 1 days); 1 certificate", "(in 2 days); 1 certificate"];
+    let days = [
+        "(in 1 days); key ECDSA; 1 certificate",
+        "(in 2 days); key ECDSA; 1 certificate",
+    ];
     assert!(days.iter().any(|d| stdout.contains(d)), "{stdout}");
+    assert!(!String::from_utf8_lossy(&ok.stderr).contains("warning"));
     let bad = check("client.key");
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
@@ -827,4 +831,49 @@ fn check_reports_the_certificate_and_refuses_a_key_that_is_not_its() {
     let bad = check("ca.pem");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("found CERTIFICATE"));
+}
+
+#[test]
+fn check_warns_of_an_rsa_key_that_makes_handshakes_costly() {
+    let certs = Certs::new();
+    openssl(
+        &certs.dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:3072",
+            "-nodes",
+            "-keyout",
+            "rsa.key",
+            "-out",
+            "rsa.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--config", "/dev/null", "--check"])
+        .arg("--set")
+        .arg(format!("tls_cert={}", certs.arg("rsa.pem")))
+        .arg("--set")
+        .arg(format!("tls_key={}", certs.arg("rsa.key")))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("key RSA 3072 bits; 1 certificate"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("gateway: warning: tls_cert ")
+            && stderr.contains("an RSA key of 3072 bits makes each TLS handshake cost"),
+        "{stderr}"
+    );
 }

@@ -24,6 +24,9 @@ use super::x509;
 /// few KiB; a bundle of CAs can be larger).
 pub(crate) const MAX_TLS_FILE_BYTES: u64 = 1024 * 1024;
 
+/// RSA keys larger than this get [`TlsCertificates::handshake_warning`].
+const RSA_BITS_WARNED: usize = 2048;
+
 /// The certificates of a PEM file: `tls_cert` (the chain, the server's own certificate
 /// first) or `tls_client_ca` (the CAs client certificates must be signed by).
 #[derive(Clone, PartialEq, Eq)]
@@ -129,10 +132,28 @@ impl TlsCertificates {
             Some(at) => format!(" (in {} days)", (at - now) / 86_400),
             None => String::new(),
         };
+        let key = first
+            .key
+            .map_or_else(|| "not known".to_string(), |k| k.to_string());
         format!(
-            "subject {}; names {names}; expires {}{left}; {count}",
+            "subject {}; names {names}; expires {}{left}; key {key}; {count}",
             first.subject, first.not_after
         )
+    }
+
+    /// A warning when the first certificate's key makes every TLS handshake costly for the
+    /// loop: an RSA key over 2048 bits (PROTOCOL section 14's decisions give the figures).
+    pub fn handshake_warning(&self) -> Option<String> {
+        let first = self.ders.first().and_then(|der| x509::summarize(der))?;
+        match first.key? {
+            x509::KeyKind::Rsa(bits) if bits > RSA_BITS_WARNED => Some(format!(
+                "tls_cert {}: an RSA key of {bits} bits makes each TLS handshake cost the loop \
+                 several milliseconds (about 5 ms at 4096 bits on the development machine, 1 ms \
+                 at 2048, 0.35 ms for ECDSA P-256): prefer an ECDSA P-256 or a 2048-bit RSA key",
+                self.path.display()
+            )),
+            _ => None,
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! cannot follow gives `None` (the TLS library, not this, decides whether a certificate is
 //! usable). Only the fields it reports are looked at: the subject's common name,
 //! organisation and organisational unit, the `dNSName` and `iPAddress` entries of the
-//! subject alternative name extension, and `notAfter` (UTCTime or GeneralizedTime).
+//! subject alternative name extension, `notAfter` (UTCTime or GeneralizedTime), and the
+//! public key's algorithm (with an RSA modulus's size in bits).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -20,6 +21,28 @@ pub(crate) struct Summary {
     pub not_after: String,
     /// `notAfter` in seconds since 1970, when its digits make a date.
     pub not_after_unix: Option<i64>,
+    /// The public key's algorithm, when it is one it knows.
+    pub key: Option<KeyKind>,
+}
+
+/// The algorithm of a certificate's public key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    /// RSA, with its modulus's size in bits.
+    Rsa(usize),
+    /// An elliptic-curve key (ECDSA).
+    Ec,
+    Ed25519,
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyKind::Rsa(bits) => write!(f, "RSA {bits} bits"),
+            KeyKind::Ec => f.write_str("ECDSA"),
+            KeyKind::Ed25519 => f.write_str("Ed25519"),
+        }
+    }
 }
 
 /// One DER item: its tag, its contents, and what follows it.
@@ -56,6 +79,8 @@ const OID: u8 = 0x06;
 const OCTET_STRING: u8 = 0x04;
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
+const INTEGER: u8 = 0x02;
+const BIT_STRING: u8 = 0x03;
 /// `[0]` of the version, `[3]` of the extensions (explicit, constructed).
 const VERSION: u8 = 0xa0;
 const EXTENSIONS: u8 = 0xa3;
@@ -64,6 +89,10 @@ const DNS_NAME: u8 = 0x82;
 const IP_ADDRESS: u8 = 0x87;
 /// 2.5.29.17, subjectAltName.
 const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+/// 1.2.840.113549.1.1.1 rsaEncryption, 1.2.840.10045.2.1 id-ecPublicKey, 1.3.101.112 Ed25519.
+const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 
 /// Subject, names and expiry of the X.509 certificate `der` (see the module docs).
 pub(crate) fn summarize(der: &[u8]) -> Option<Summary> {
@@ -77,7 +106,8 @@ pub(crate) fn summarize(der: &[u8]) -> Option<Summary> {
     let (_signature, rest) = expect(rest, SEQUENCE)?;
     let (_issuer, rest) = expect(rest, SEQUENCE)?;
     let (validity, rest) = expect(rest, SEQUENCE)?;
-    let (subject, mut rest) = expect(rest, SEQUENCE)?;
+    let (subject, rest) = expect(rest, SEQUENCE)?;
+    let (key_info, mut rest) = expect(rest, SEQUENCE)?;
     let (_not_before_tag, _, validity) = item(validity)?;
     let (tag, not_after, _) = item(validity)?;
     let (not_after, not_after_unix) = time(tag, not_after)?;
@@ -93,7 +123,32 @@ pub(crate) fn summarize(der: &[u8]) -> Option<Summary> {
         names,
         not_after,
         not_after_unix,
+        key: key_kind(key_info),
     })
+}
+
+/// The algorithm of a SubjectPublicKeyInfo's contents, and an RSA key's modulus size.
+fn key_kind(key_info: &[u8]) -> Option<KeyKind> {
+    let (algorithm, rest) = expect(key_info, SEQUENCE)?;
+    let (oid, _) = expect(algorithm, OID)?;
+    match oid {
+        EC => Some(KeyKind::Ec),
+        ED25519 => Some(KeyKind::Ed25519),
+        RSA => {
+            // A BIT STRING (its first byte counts unused bits) holding RSAPublicKey, a
+            // SEQUENCE whose first INTEGER is the modulus.
+            let (bits, _) = expect(rest, BIT_STRING)?;
+            let (_unused, public_key) = bits.split_first()?;
+            let (public_key, _) = expect(public_key, SEQUENCE)?;
+            let (modulus, _) = expect(public_key, INTEGER)?;
+            let start = modulus.iter().position(|&b| b != 0)?;
+            let top = modulus[start];
+            Some(KeyKind::Rsa(
+                (modulus.len() - start) * 8 - top.leading_zeros() as usize,
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The attributes of a Name it knows, as `CN=..., O=..., OU=...`.
@@ -212,6 +267,7 @@ mod tests {
         assert_eq!(summary.subject, "CN=localhost, O=gateway tests");
         assert_eq!(summary.names, ["localhost", "127.0.0.1"]);
         assert!(summary.not_after.starts_with("2126-"), "{summary:?}");
+        assert_eq!(summary.key, Some(KeyKind::Ec));
         let ca = summarize(&fixture("ca.pem")).expect("a summary");
         assert_eq!(ca.subject, "CN=gateway test CA");
         assert!(ca.names.is_empty());

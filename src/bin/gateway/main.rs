@@ -40,6 +40,9 @@ fn main() -> ExitCode {
             if let Some(warning) = fds::shortfall(&config, hard) {
                 eprintln!("gateway: warning: {warning}");
             }
+            if let Some(warning) = config.tls_cert.as_ref().and_then(|c| c.handshake_warning()) {
+                eprintln!("gateway: warning: {warning}");
+            }
             println!("configuration OK");
             println!("{}", MemoryBound::of(&config));
             let now = std::time::SystemTime::now();
@@ -62,6 +65,9 @@ fn main() -> ExitCode {
 fn run(config: Config, source: Source) -> ExitCode {
     init_logging(config.log_level);
     raise_fd_limit(&config);
+    if let Some(warning) = config.tls_cert.as_ref().and_then(|c| c.handshake_warning()) {
+        log::warn!("{warning}");
+    }
     let mut gateway = match Gateway::bind(config) {
         Ok(gateway) => gateway,
         Err(gateway::Error::Config(e)) => {
