@@ -1,7 +1,7 @@
 //! The core's side of the cluster (PROTOCOL section 13): the broker's reports routed to
 //! what waits for them. `node.rs` is this node (its name, requests, held connections and
 //! heartbeat), `mirror.rs` the sessions it has members in, `sessions.rs` the session
-//! requests and channel events.
+//! requests and channel events, `admin.rs` the admin messages asked of other nodes.
 //!
 //! Contract:
 //! - Exists only when `cluster_redis` is set; a standalone core has no `Cluster` and takes
