@@ -415,6 +415,10 @@ fn finish(
     let Some(ask) = cl.admin.waiting.remove(&id) else {
         return;
     };
+    if state.clients.get(ask.conn).is_none() {
+        // The admin has gone meanwhile.
+        return;
+    }
     match result {
         Err(reject) => {
             return reply::fail(state, cl, ask.conn, &ask.req_id, ask.ts, reject, out);
