@@ -16,12 +16,21 @@ use serde_json::{json, Value};
 
 /// A node on which `ops` ([`TOKEN_OPS`]) is an admin.
 fn admin_node(redis: &RedisServer, name: &str) -> TestGateway {
+    admin_node_with(redis, name, |_| {})
+}
+
+fn admin_node_with(
+    redis: &RedisServer,
+    name: &str,
+    tweak: impl FnOnce(&mut gateway::Config),
+) -> TestGateway {
     node(redis, name, |config| {
         config.auth_tokens.push(gateway::AuthToken {
             user: "ops".into(),
             secret: TOKEN_OPS.into(),
         });
         config.admin_users = vec!["ops".into()];
+        tweak(config);
     })
 }
 
@@ -96,11 +105,17 @@ fn an_admin_kicks_clients_of_other_nodes_authenticated_or_not() {
 
 /// Every page of an `admin_clients` walk with `limit`, from the first.
 fn walk(ops: &mut Client, limit: usize) -> Vec<Vec<Value>> {
+    walk_within(ops, limit, usize::MAX)
+}
+
+/// The same, each reply at most `max` bytes.
+fn walk_within(ops: &mut Client, limit: usize, max: usize) -> Vec<Vec<Value>> {
     let mut pages = Vec::new();
     let mut cursor = Value::Null;
     for _ in 0..64 {
         let reply = ops.request("admin_clients", json!({"limit": limit, "cursor": cursor}));
         assert_eq!(reply["type"], "client_list", "{reply}");
+        assert!(reply.to_string().len() <= max, "{reply}");
         let clients = reply["payload"]["clients"].as_array().expect("clients");
         assert!(clients.len() <= limit, "{reply}");
         pages.push(clients.clone());
@@ -175,6 +190,42 @@ fn admin_clients_pages_through_every_client_of_every_node_once() {
         let error = assert_error(&reply, "INVALID_MESSAGE");
         assert_eq!(error["payload"]["details"]["field"], "cursor", "{reply}");
     }
+}
+
+#[test]
+fn no_client_list_is_larger_than_max_message_size() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    const MAX: usize = 700;
+    let small = |config: &mut gateway::Config| config.max_message_size = MAX;
+    let nodes = [
+        admin_node_with(&redis, "n1", small),
+        admin_node_with(&redis, "n2", small),
+        admin_node_with(&redis, "n3", small),
+    ];
+    let mut ops = Client::authed(&nodes[0], TOKEN_OPS);
+    let mut expected = vec![ops.client_id.clone()];
+    let mut members = Vec::new();
+    for (i, gw) in nodes.iter().cycle().take(9).enumerate() {
+        let mut client = Client::authed(gw, [TOKEN, TOKEN_BOB, TOKEN_CAROL][i % 3]);
+        // Long session ids make records of some 200 bytes: two or three to a reply.
+        let session = format!("{i}-{}", "s".repeat(60));
+        client.request("session_create", json!({"sessionId": session}));
+        expected.push(client.client_id.clone());
+        members.push(client);
+    }
+    let pages = walk_within(&mut ops, 100, MAX);
+    let mut listed: Vec<String> = pages
+        .iter()
+        .flatten()
+        .map(|r| r["clientId"].as_str().expect("clientId").to_owned())
+        .collect();
+    listed.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "{pages:?}");
+    // A node's clients take more than one page.
+    assert!(pages.len() > 3, "{pages:?}");
 }
 
 #[test]
