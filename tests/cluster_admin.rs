@@ -229,6 +229,66 @@ fn no_client_list_is_larger_than_max_message_size() {
 }
 
 #[test]
+fn a_node_gone_mid_walk_is_passed_over() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut nodes = [
+        admin_node(&redis, "n1"),
+        admin_node(&redis, "n2"),
+        admin_node(&redis, "n3"),
+    ];
+    let mut ops = Client::authed(&nodes[0], TOKEN_OPS);
+    let on_2 = [
+        Client::authed(&nodes[1], TOKEN),
+        Client::authed(&nodes[1], TOKEN_BOB),
+    ];
+    let on_3 = [
+        Client::authed(&nodes[2], TOKEN),
+        Client::authed(&nodes[2], TOKEN_BOB),
+    ];
+    let of_2: Vec<String> = on_2.iter().map(|c| c.client_id.clone()).collect();
+    let mut listed = Vec::new();
+    let mut cursor = Value::Null;
+    // One record a page, until the first of n2's.
+    loop {
+        let reply = ops.request("admin_clients", json!({"limit": 1, "cursor": cursor}));
+        let record = &reply["payload"]["clients"][0];
+        listed.push(record["clientId"].as_str().expect("a record").to_owned());
+        cursor = reply["payload"]["next"].clone();
+        assert!(!cursor.is_null(), "{reply}");
+        if of_2.contains(listed.last().unwrap()) {
+            break;
+        }
+    }
+    // Its clients' sockets go first, so that its shutdown waits for no close handshake.
+    drop(on_2);
+    nodes[1].stop();
+    assert!(eventually(|| redis
+        .command(&["PUBSUB", "NUMSUB", "gw:n:n2"])
+        .ends_with(":0\r\n")));
+    // The walk goes on at n3, though n2 is not dead yet for the cluster.
+    loop {
+        let reply = ops.request("admin_clients", json!({"limit": 1, "cursor": cursor}));
+        assert_eq!(reply["type"], "client_list", "{reply}");
+        for record in reply["payload"]["clients"].as_array().expect("clients") {
+            listed.push(record["clientId"].as_str().expect("clientId").to_owned());
+        }
+        cursor = reply["payload"]["next"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(listed[0], ops.client_id);
+    let mut rest = listed[2..].to_vec();
+    rest.sort_unstable();
+    let mut of_3: Vec<String> = on_3.iter().map(|c| c.client_id.clone()).collect();
+    of_3.sort_unstable();
+    assert_eq!(rest, of_3, "{listed:?}");
+}
+
+#[test]
 fn with_the_broker_down_a_client_elsewhere_is_unavailable() {
     let Some(mut redis) = RedisServer::start() else {
         return;
