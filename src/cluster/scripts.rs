@@ -631,8 +631,70 @@ end
 return reply
 "#;
 
+/// Ask for an `admin_kick` of a client on another node: on the node the client map names,
+/// or, for a client not in it (an unauthenticated one), on every live node but the asker.
+///
+/// KEYS: the client `P:c:{cid}`, the nodes `P:nodes`.
+/// ARGV: prefix, the asking node, node_dead_ms, the request event.
+/// Returns how many nodes got the request (PUBLISH counts the subscribers that did, so a
+/// node whose process is gone is not waited for): 0 when none will answer.
+pub(crate) const ADMIN_KICK: &str = r#"
+local p, me = ARGV[1], ARGV[2]
+local v = redis.call('GET', KEYS[1])
+if v then
+  local node = string.sub(v, 1, string.find(v, '\0', 1, true) - 1)
+  if node == me then return 0 end
+  return redis.call('PUBLISH', p .. ':n:' .. node, ARGV[4])
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local asked = 0
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now - tonumber(ARGV[3]), '+inf')) do
+  if n ~= me then asked = asked + redis.call('PUBLISH', p .. ':n:' .. n, ARGV[4]) end
+end
+return asked
+"#;
+
+/// Ask the node whose page of `admin_clients` comes next: the live nodes in byte order of
+/// their ids, from the cursor's node (at its slot) or, with `after`, the first one past it;
+/// a node that gets no request (its process is gone) is passed over. The asking node's own
+/// page is not asked for: the caller makes it.
+///
+/// KEYS: the nodes `P:nodes`.
+/// ARGV: prefix, the asking node, node_dead_ms, the cursor's node (empty: the first),
+/// after (`1` | `0`), the cursor's slot, the request event without its end (the script adds
+/// the slot and `}`).
+/// Returns `{node, slot, more}` (`more` = `1` when a live node follows it), or `{}` when no
+/// node is left.
+pub(crate) const ADMIN_PAGE: &str = r#"
+local p, me, from, after = ARGV[1], ARGV[2], ARGV[4], ARGV[5] == '1'
+local before = function(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[3]), '+inf')
+table.sort(live, before)
+local chosen = nil
+for _, n in ipairs(live) do
+  if chosen then return {chosen[1], chosen[2], '1'} end
+  if before(from, n) or (n == from and not after) then
+    local slot = (n == from and ARGV[6]) or '0'
+    if n == me or redis.call('PUBLISH', p .. ':n:' .. n, ARGV[7] .. slot .. '}') > 0 then
+      chosen = {n, slot}
+    end
+  end
+end
+if chosen then return {chosen[1], chosen[2], '0'} end
+return {}
+"#;
+
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 17] = [
+pub(crate) const ALL: [&str; 19] = [
     JOIN,
     LEAVE,
     HEARTBEAT,
@@ -650,6 +712,8 @@ pub(crate) const ALL: [&str; 17] = [
     SESSION_READ,
     SESSION_PATCH,
     DEVICES,
+    ADMIN_KICK,
+    ADMIN_PAGE,
 ];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
@@ -685,6 +749,10 @@ pub(crate) const SESSION_READ_INDEX: usize = 14;
 pub(crate) const SESSION_PATCH_INDEX: usize = 15;
 /// The index of [`DEVICES`] in [`ALL`].
 pub(crate) const DEVICES_INDEX: usize = 16;
+/// The index of [`ADMIN_KICK`] in [`ALL`].
+pub(crate) const ADMIN_KICK_INDEX: usize = 17;
+/// The index of [`ADMIN_PAGE`] in [`ALL`].
+pub(crate) const ADMIN_PAGE_INDEX: usize = 18;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

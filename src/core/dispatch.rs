@@ -134,6 +134,8 @@ fn cluster_builtin(
         MsgKind::AgentHeartbeat => cluster::agents::change(state, cl, req, env, false, out),
         MsgKind::AgentQuery => cluster::agents::query(state, cl, req, env, out),
         MsgKind::SessionPatch => cluster::patch::patch(state, cl, req, env, out),
+        MsgKind::AdminKick => cluster::admin::kick(state, cl, req, env, out),
+        MsgKind::AdminClients => cluster::admin::clients(state, cl, req, env, out),
         _ => return None,
     })
 }

@@ -4,6 +4,7 @@
 //! What they share: a reference encoder written apart from the codec, random replies, and
 //! the decoding of a whole stream at once and in pieces.
 
+mod admin_scripts;
 mod oracle;
 mod redis_server;
 mod scripts;

@@ -89,7 +89,7 @@ impl Conn {
         self.stream.write_all(bytes).expect("write");
     }
 
-    fn reply(&mut self) -> Result<Reply, RespError> {
+    pub(super) fn reply(&mut self) -> Result<Reply, RespError> {
         let mut buf = [0u8; 4096];
         loop {
             if let Some(reply) = self.decoder.next()? {

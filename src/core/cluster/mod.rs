@@ -1,7 +1,7 @@
 //! The core's side of the cluster (PROTOCOL section 13): the broker's reports routed to
 //! what waits for them. `node.rs` is this node (its name, requests, held connections and
 //! heartbeat), `mirror.rs` the sessions it has members in, `sessions.rs` the session
-//! requests and channel events.
+//! requests and channel events, `admin.rs` the admin messages asked of other nodes.
 //!
 //! Contract:
 //! - Exists only when `cluster_redis` is set; a standalone core has no `Cluster` and takes
@@ -12,7 +12,9 @@
 //!   `Service restart` and joins again under a new name; one that finds Redis lost its data
 //!   writes back the memberships of its clients.
 
+pub(crate) mod admin;
 pub(crate) mod agents;
+pub(crate) mod asks;
 pub(crate) mod clients;
 pub(crate) mod devices;
 pub(crate) mod mirror;
@@ -61,6 +63,7 @@ pub(crate) fn tick(state: &mut CoreState, now: Instant, out: &mut Actions<Event>
     let mut events = std::mem::take(&mut cl.events);
     cl.broker.on_tick(now, out, &mut events);
     handle_events(state, &mut cl, &mut events, now, out);
+    admin::expire(state, &mut cl, now, out);
     if cl.broker.is_up() && !cl.heartbeat_in_flight && now >= cl.heartbeat_due {
         node::heartbeat(&mut cl, now, out);
         agents::expire(&mut cl, state.config.agent_ttl_ms, now, out);
@@ -126,6 +129,7 @@ fn handle_events(
             BrokerEvent::Down(why) => {
                 log::warn!("cluster: broker down: {why}");
                 sessions::broker_down(state, cl, now, out);
+                admin::broker_down(state, cl, out);
             }
             BrokerEvent::Reply { tag, reply } => {
                 if let Some(op) = cl.ops.remove(&tag) {
@@ -143,6 +147,8 @@ fn handle_events(
                 } else if channel == node::node_channel(&cl.setup.prefix, &cl.node) {
                     if payload.starts_with(b"{\"e\":\"route\"") {
                         routes::on_route(state, cl, &payload, now, out);
+                    } else if payload.starts_with(b"{\"e\":\"admin_") {
+                        admin::on_node_message(state, cl, &payload, now, out);
                     } else {
                         clients::on_node_message(state, cl, &payload, out);
                     }
@@ -217,6 +223,7 @@ fn answered(
         Op::PatchRead(pending) => patch::read_answered(state, cl, pending, reply, now, out),
         Op::PatchWrite(pending) => patch::write_answered(state, cl, pending, reply, now, out),
         Op::Query(pending) => agents::page(state, cl, pending, reply, out),
+        Op::Admin(id) => admin::answered(state, cl, id, reply, out),
         Op::Refresh(session_id) => sessions::refreshed(state, cl, &session_id, reply, now, out),
     }
 }

@@ -92,6 +92,8 @@ pub(crate) enum Op {
     Route(PendingRoute),
     /// A page of the cluster's devices.
     Devices(PendingDevices),
+    /// An admin request asked of other nodes (its number in `Cluster::admin`).
+    Admin(u64),
 }
 
 /// The sender of a message published on a session's channel.
@@ -160,6 +162,8 @@ pub(crate) struct Cluster {
     /// Clients that closed while the broker was down, to forget when it is up (at most
     /// [`MAX_FORGOTTEN`]; beyond, their records go when this node is swept).
     pub(crate) forgotten: Vec<String>,
+    /// Admin requests asked of other nodes, waiting for their answers.
+    pub(crate) admin: super::asks::Asks,
     pub(crate) events: Vec<BrokerEvent>,
 }
 
@@ -210,6 +214,7 @@ impl Cluster {
             offline_repairs: Vec::new(),
             clients_unwritten: false,
             forgotten: Vec::new(),
+            admin: super::asks::Asks::default(),
             events: Vec::new(),
         }
     }

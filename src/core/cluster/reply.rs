@@ -1,8 +1,10 @@
 //! What the cluster's request handlers share: the `UNAVAILABLE` refusal, the refusal of a
-//! held request, a text field of a script's reply, and a string written as JSON for a script
-//! to store or publish as it is.
+//! held request, a text field of a script's reply, a string written as JSON for a script
+//! to store or publish as it is, and an event published on another node's channel.
 
-use super::node::Cluster;
+use std::time::Instant;
+
+use super::node::{self, Cluster, Op};
 use crate::app::{Actions, ConnId};
 use crate::cluster::resp::Reply;
 use crate::core::errors::ErrorCode;
@@ -49,4 +51,24 @@ pub(crate) fn json_str(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 2);
     wire::write_str(&mut out, text);
     out
+}
+
+/// Publish `event` on the channel of `node` (its answer is not waited for); false when the
+/// broker refused it.
+pub(crate) fn publish_on_node(
+    cl: &mut Cluster,
+    node: &str,
+    event: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) -> bool {
+    let channel = node::node_channel(&cl.setup.prefix, node);
+    let tag = cl.tag(Op::Ignore);
+    let sent = cl
+        .broker
+        .call(tag, &[b"PUBLISH", &channel, event], now, out);
+    if !sent {
+        cl.untag(tag);
+    }
+    sent
 }

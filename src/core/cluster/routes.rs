@@ -432,15 +432,7 @@ fn send_to_node(
     }
     event.extend_from_slice(b"}\n");
     event.extend_from_slice(message);
-    let channel = super::node::node_channel(&cl.setup.prefix, node);
-    let tag = cl.tag(Op::Ignore);
-    let sent = cl
-        .broker
-        .call(tag, &[b"PUBLISH", &channel, &event], now, out);
-    if !sent {
-        cl.untag(tag);
-    }
-    sent
+    super::reply::publish_on_node(cl, node, &event, now, out)
 }
 
 /// `route_response` in a cluster.

@@ -31,7 +31,6 @@ use crate::core::escaped::Escaped;
 use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
 use crate::core::requests::devices;
-use crate::core::sessions::SessionTable;
 use crate::core::state::{kick_reason, CoreState, Req, CLOSE_POLICY};
 use crate::core::wire::payloads::{
     self, AdminClientsIn, AdminKickIn, AdminResultOut, ClientListOut, ClientOut,
@@ -83,7 +82,14 @@ pub(crate) fn clients(
     };
     let budget = devices::room(state.config.max_message_size, &head, &longest);
     let open = state.clients.clients_from(from);
-    let (clients, next) = page(&state.sessions, open, limit, budget);
+    let sessions = &state.sessions;
+    let (clients, next) = page(open, limit, budget, |client| {
+        sessions
+            .sessions_of(client.conn)
+            .iter()
+            .map(|id| &**id)
+            .collect()
+    });
     let payload = ClientListOut {
         clients,
         next: next.map(cursor),
@@ -93,12 +99,14 @@ pub(crate) fn clients(
 }
 
 /// The records of `open`, at most `limit` of them and `budget` bytes of JSON (commas
-/// included); and the place the next page starts at, when one follows.
-fn page<'c>(
-    sessions: &'c SessionTable,
+/// included), each with the ids of the sessions `sessions` says it is in; and the place the
+/// next page starts at, when one follows. In a cluster, the page a node gives of its own
+/// clients (`core/cluster/admin.rs`).
+pub(crate) fn page<'c>(
     open: impl Iterator<Item = &'c Client>,
     limit: usize,
     budget: usize,
+    sessions: impl Fn(&'c Client) -> Vec<&'c str>,
 ) -> (Vec<ClientOut<'c>>, Option<u32>) {
     let mut entries = Vec::new();
     let mut used = 0;
@@ -107,7 +115,7 @@ fn page<'c>(
         if entries.len() == limit {
             return (entries, Some(client.conn.index));
         }
-        let entry = record(sessions, client);
+        let entry = record(client, sessions(client));
         scratch.clear();
         let written = wire::ser(&entry)(&mut scratch);
         let cost = scratch.len() + usize::from(!entries.is_empty());
@@ -126,18 +134,14 @@ fn page<'c>(
     (entries, None)
 }
 
-/// The `client_list` record of `client`.
-fn record<'c>(sessions: &'c SessionTable, client: &'c Client) -> ClientOut<'c> {
+/// The `client_list` record of `client`, in the sessions `sessions`.
+fn record<'c>(client: &'c Client, sessions: Vec<&'c str>) -> ClientOut<'c> {
     ClientOut {
         client_id: &client.client_id,
         user_id: client.user_id.as_deref(),
         authenticated: client.is_authenticated(),
         connected_at: client.connected_at,
-        sessions: sessions
-            .sessions_of(client.conn)
-            .iter()
-            .map(|id| &**id)
-            .collect(),
+        sessions,
     }
 }
 
