@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -269,16 +269,6 @@ fn a_message_timeout_is_not_early() {
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
-/// Resident memory of this process (the gateway runs in one of its threads), in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// A message of a type nobody handles, `len` bytes long.
 fn mystery_of(id: &str, len: usize) -> String {
     let head = format!(r#"{{"type":"mystery","id":"{id}","payload":{{"pad":""#);
@@ -291,22 +281,80 @@ fn mystery_of(id: &str, len: usize) -> String {
 
 #[test]
 fn a_gateway_under_run_keeps_no_events() {
-    let gw = TestGateway::start(test_config());
-    let mut client = Client::authed(&gw, TOKEN);
-    let mut bystander = Client::authed(&gw, TOKEN_BOB);
+    // The binary is a gateway under `run()` with no host reading events; its memory is its
+    // own (in this process it would share its RSS with the tests running beside it).
+    let mut child = spawn_binary(
+        "true",
+        &[
+            "--config",
+            "/dev/null",
+            "--set",
+            "port=0",
+            "--set",
+            &format!("auth_tokens=alice:{TOKEN},bob:{TOKEN_BOB}"),
+        ],
+    );
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    let url = lines
+        .find_map(|line| {
+            line.split("listening on ")
+                .nth(1)
+                .map(|rest| rest.trim().to_string())
+        })
+        .expect("the listening line");
+    std::thread::spawn(move || lines.for_each(drop));
+    let addr: SocketAddr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .expect("an address");
+    let rss = || rss_kib_of(child.id());
+    let metric = |series: &str| {
+        let (_, body) = split_response(&raw_http(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ));
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+    };
+    let authed = |token: &str| {
+        let mut client = Client::connect_url(&url);
+        let reply = client.request("auth", json!({ "token": token }));
+        assert_eq!(reply["type"], "auth_success", "{reply}");
+        client
+    };
+    let mut client = authed(TOKEN);
+    let mut bystander = authed(TOKEN_BOB);
     client.send_text(&mystery_of("warm", 900_000));
     assert_error(&client.recv(), "UNKNOWN_TYPE");
-    let before = rss_kib();
+    let before = rss();
     // 64 unhandled messages of 900 kB: kept as events, they would be 57 MB.
     for i in 0..64 {
         client.send_text(&mystery_of(&format!("m{i}"), 900_000));
         assert_error(&client.recv(), "UNKNOWN_TYPE");
     }
-    let grown = rss_kib().saturating_sub(before);
-    assert!(grown < 24 * 1024, "RSS grew by {grown} KiB");
-    assert_eq!(gw.metric("gateway_events_queued_bytes"), Some(0.0));
-    assert_eq!(gw.metric("gateway_events_dropped_total"), Some(0.0));
+    let grown = rss().saturating_sub(before);
+    let (queued, dropped) = (
+        metric("gateway_events_queued_bytes"),
+        metric("gateway_events_dropped_total"),
+    );
     served(&mut bystander);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(grown < 24 * 1024, "RSS grew by {grown} KiB");
+    assert_eq!(queued, Some(0.0));
+    assert_eq!(dropped, Some(0.0));
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS")
 }
 
 #[test]
