@@ -37,6 +37,12 @@ const METADATA_BYTES: u64 = 64 << 10;
 const ROUTES_TOTAL: u64 = 65_536;
 /// Stored client JSON costs at most this many times its size (section 11).
 const STORED_FACTOR: u64 = 3;
+/// What one configured token costs beside its text: its entry in the core's token table,
+/// its keyed hash and the user's record (about 300 bytes measured with 100 000 tokens).
+const PER_TOKEN: u64 = 384;
+/// What one entry of a configured list (`allow_*`, `admin_users`, `cors_origins`) costs
+/// beside its text.
+const PER_LIST_ENTRY: u64 = 64;
 /// What one TLS socket can hold beside the rest (PROTOCOL section 14): rustls's state (about
 /// 4 KiB measured, counted at 8), the ciphertext to write (`CIPHERTEXT_LIMIT` and one
 /// record), and the ciphertext received and kept: a handshake message rustls joins (at most
@@ -86,6 +92,24 @@ impl MemoryBound {
             .min(c(config.max_connections) * c(config.max_sessions_per_client))
             * PER_MEMBERSHIP;
         let routes = ROUTES_TOTAL * (PER_ROUTE + 2 * ID_BYTES);
+        // The configuration itself, twice: a reload builds the new one beside the old.
+        let tokens: u64 = config
+            .auth_tokens
+            .iter()
+            .map(|t| PER_TOKEN + STORED_FACTOR * c(t.user.len() + t.secret.len()))
+            .sum();
+        let lists: u64 = [
+            &config.allow_sessions,
+            &config.allow_agents,
+            &config.allow_route,
+            &config.admin_users,
+            &config.cors_origins,
+        ]
+        .iter()
+        .flat_map(|list| list.iter())
+        .map(|entry| PER_LIST_ENTRY + STORED_FACTOR * c(entry.len()))
+        .sum();
+        let configuration = 2 * (tokens + lists);
         let mut terms = vec![
             ("base", BASE),
             ("connections", connections),
@@ -95,6 +119,7 @@ impl MemoryBound {
             ("sessions", sessions),
             ("memberships", memberships),
             ("routes", routes),
+            ("configuration", configuration),
         ];
         if config.tls_cert.is_some() {
             let sockets = c(config.max_connections) + c(config.max_pending_handshakes);
@@ -156,5 +181,26 @@ mod tests {
             .map(|(_, b)| *b);
         assert_eq!(tls, Some(110 * PER_TLS_SOCKET));
         assert_eq!(PER_TLS_SOCKET, 106 << 10, "the README's figure");
+    }
+
+    #[test]
+    fn the_configuration_term_counts_tokens_twice_for_a_reload() {
+        let term = |config: &Config| {
+            MemoryBound::of(config)
+                .terms()
+                .iter()
+                .find(|(n, _)| *n == "configuration")
+                .map(|(_, b)| *b)
+        };
+        let mut config = Config::default();
+        let before = term(&config).expect("a configuration term");
+        config.auth_tokens = (0..1000)
+            .map(|i| crate::config::AuthToken {
+                user: format!("user-{i:05}"),
+                secret: "s".repeat(30),
+            })
+            .collect();
+        let grown = term(&config).unwrap() - before;
+        assert_eq!(grown, 2 * 1000 * (PER_TOKEN + STORED_FACTOR * 40));
     }
 }
