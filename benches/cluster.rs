@@ -16,7 +16,10 @@
 //!    as what a node publishes for one of these relays (read off the session's channel
 //!    first), timed from the write of the `PUBLISH` to the read of the whole push. The runs
 //!    alternate (hop, cross-node, same node, standalone), and the differences to the hop are
-//!    the medians of the per-run differences;
+//!    the medians of the per-run differences. A second baseline, the relay floor, is the
+//!    same path with two child processes that only move bytes in place of the nodes (this
+//!    thread → A → Redis → B → this thread; A subscribed too, as the sender's node is): what
+//!    any two processes between the clients and Redis cost on this machine;
 //! 2. fan-out across nodes: one sender and `CLUSTER_BENCH_MEMBERS` members (100) spread over
 //!    the nodes, the sender flooding `broadcast` messages at most a window ahead of the
 //!    slowest member (`CLUSTER_BENCH_FAN_WINDOWS`); deliveries per second, and server CPU
@@ -58,6 +61,8 @@ use serde_json::json;
 const TOKEN: &str = loadgen::DEFAULT_TOKEN;
 /// The environment variable that makes this executable an idle client (phase 3).
 const CHILD_ENV: &str = "CLUSTER_BENCH_IDLE_CHILD";
+/// The environment variable that makes this executable a forwarder of the relay floor.
+const FORWARD_ENV: &str = "CLUSTER_BENCH_FORWARD_CHILD";
 /// Loopback source addresses each idle client connects from.
 const IDLE_SOURCES: u8 = 4;
 /// Payload bytes of a relayed or fanned-out `broadcast`.
@@ -648,6 +653,240 @@ fn unpin(tid: u32) {
 }
 
 // ---------------------------------------------------------------------------------------
+// The relay floor: two processes that only move bytes.
+
+/// The forwarder's side (`in ADDR CHANNEL SIZE` or `out ADDR CHANNEL SIZE`): listen on a
+/// free port and say `port N`, take one client, then move bytes with nothing else done, as
+/// a node would with no parsing, no checks and no framing: `in` publishes every `SIZE`
+/// bytes its client sends on `CHANNEL` (and, as a sender's node does, is subscribed to that
+/// channel too, reading and dropping its own copies and the replies); `out` is subscribed
+/// and writes each message's bytes to its client. Clients are served one after another.
+fn forward_child(spec: &str) -> i32 {
+    use mio::{Interest, Poll, Token};
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    let [role, addr, channel, size] = words[..] else {
+        println!("error bad spec {spec:?}");
+        return 2;
+    };
+    let (Ok(addr), Ok(size)) = (addr.parse::<SocketAddr>(), size.parse::<usize>()) else {
+        println!("error bad spec {spec:?}");
+        return 2;
+    };
+    let run = || -> Result<(), String> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let sub = redis_subscriber(addr, channel)?;
+        let cmd = if role == "in" {
+            Some(redis_connect(addr)?)
+        } else {
+            None
+        };
+        println!("port {port}");
+        let _ = std::io::stdout().flush();
+        let mut streams = vec![sub];
+        streams.extend(cmd);
+        let mut streams: Vec<mio::net::TcpStream> = streams
+            .into_iter()
+            .map(|s| {
+                s.set_nonblocking(true).expect("nonblocking");
+                mio::net::TcpStream::from_std(s)
+            })
+            .collect();
+        let mut poll = Poll::new().map_err(|e| e.to_string())?;
+        for (i, s) in streams.iter_mut().enumerate() {
+            poll.registry()
+                .register(s, Token(i + 1), Interest::READABLE)
+                .map_err(|e| e.to_string())?;
+        }
+        // Token 0 is the client of the moment: one run after another, each on its own.
+        loop {
+            let (client, _) = listener.accept().map_err(|e| e.to_string())?;
+            client.set_nodelay(true).map_err(|e| e.to_string())?;
+            client.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let mut client = mio::net::TcpStream::from_std(client);
+            poll.registry()
+                .register(&mut client, Token(0), Interest::READABLE)
+                .map_err(|e| e.to_string())?;
+            streams.insert(0, client);
+            forward_serve(role, channel, size, &mut poll, &mut streams)?;
+            let mut gone = streams.remove(0);
+            let _ = poll.registry().deregister(&mut gone);
+        }
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("error {e}");
+            1
+        }
+    }
+}
+
+/// One client of a forwarder (see [`forward_child`]), until it closes: stream 0 is the
+/// client, 1 the subscriber, 2 (for `in`) the command connection.
+fn forward_serve(
+    role: &str,
+    channel: &str,
+    size: usize,
+    poll: &mut mio::Poll,
+    streams: &mut [mio::net::TcpStream],
+) -> Result<(), String> {
+    use mio::Events;
+    let mut push_head = Vec::new();
+    resp_command(
+        &mut push_head,
+        &[b"message", channel.as_bytes(), &vec![b'x'; size]],
+    );
+    let push_len = push_head.len();
+    let mut events = Events::with_capacity(16);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut pending = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        poll.poll(&mut events, None).map_err(|e| e.to_string())?;
+        for event in &events {
+            let i = event.token().0;
+            loop {
+                match streams[i].read(&mut chunk) {
+                    Ok(0) if i == 0 => return Ok(()),
+                    Ok(0) => return Err("redis closed".into()),
+                    Ok(n) if role == "in" && i == 0 => pending.extend_from_slice(&chunk[..n]),
+                    Ok(n) if role == "out" && i == 1 => pending.extend_from_slice(&chunk[..n]),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            out.clear();
+            let (unit, target) = if role == "in" {
+                (size, 2)
+            } else {
+                (push_len, 0)
+            };
+            while pending.len() >= unit {
+                let message: Vec<u8> = pending.drain(..unit).collect();
+                if role == "in" {
+                    resp_command(&mut out, &[b"PUBLISH", channel.as_bytes(), &message]);
+                } else {
+                    out.extend_from_slice(&message[unit - size..]);
+                }
+            }
+            let mut written = 0;
+            while written < out.len() {
+                match streams[target].write(&out[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// A forwarder child and the port it listens on.
+struct Forwarder {
+    child: Child,
+    port: u16,
+}
+
+impl Forwarder {
+    fn spawn(
+        role: &str,
+        redis: SocketAddr,
+        channel: &str,
+        size: usize,
+    ) -> Result<Forwarder, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .env(FORWARD_ENV, format!("{role} {redis} {channel} {size}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("spawn a forwarder: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let port = line
+            .strip_prefix("port ")
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| format!("forwarder said {line:?}"))?;
+        Ok(Forwarder { child, port })
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The relay floor: `size` bytes at a time from this thread to forwarder `a`, through Redis,
+/// to forwarder `b` and back to this thread, timed like [`run_hop`].
+fn run_floor(
+    a: &Forwarder,
+    b: &Forwarder,
+    size: usize,
+    warmup: usize,
+    count: usize,
+) -> Result<LatencyResult, String> {
+    use mio::{Events, Interest, Poll, Token};
+    let connect = |port: u16| -> Result<mio::net::TcpStream, String> {
+        let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(mio::net::TcpStream::from_std(s))
+    };
+    let mut to_a = connect(a.port)?;
+    let mut from_b = connect(b.port)?;
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    poll.registry()
+        .register(&mut from_b, Token(0), Interest::READABLE)
+        .map_err(|e| e.to_string())?;
+    // Let both forwarders take their clients before the first message.
+    std::thread::sleep(Duration::from_millis(100));
+    let payload = vec![b'x'; size];
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut events = Events::with_capacity(4);
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..warmup + count {
+        let t0 = Instant::now();
+        let mut written = 0;
+        let mut got = 0;
+        while got < size {
+            if written < size {
+                match to_a.write(&payload[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(format!("write to the forwarder: {e}")),
+                }
+            }
+            match from_b.read(&mut chunk) {
+                Ok(0) => return Err("the forwarder closed".into()),
+                Ok(n) => {
+                    got += n;
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("read from the forwarder: {e}")),
+            }
+            poll.poll(&mut events, Some(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            if events.is_empty() {
+                return Err("the floor did not deliver within 5 s".into());
+            }
+        }
+        if i >= warmup {
+            samples.push(t0.elapsed().as_nanos() as u64);
+        }
+    }
+    Ok(LatencyResult::new(samples))
+}
+
+// ---------------------------------------------------------------------------------------
 // Idle clients in child processes.
 
 /// The child's side: open `conns` connections to `url`, say `ready CONNS SECONDS` on
@@ -977,6 +1216,9 @@ fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         std::process::exit(idle_child(&spec));
     }
+    if let Ok(spec) = std::env::var(FORWARD_ENV) {
+        std::process::exit(forward_child(&spec));
+    }
     let smoke = !std::env::args().any(|a| a == "--bench");
     let s = Settings::from_env(smoke);
     let load_start = loadavg();
@@ -1069,6 +1311,19 @@ fn main() {
     }
     let (mut hop, mut hop2, mut cross, mut local, mut solo) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut floor = Vec::new();
+    let forwarders = if reps > 0 {
+        let channel = format!("bench-floor-{}", std::process::id());
+        let a = Forwarder::spawn("in", redis.addr, &channel, event_size).expect("forwarder a");
+        let b = Forwarder::spawn("out", redis.addr, &channel, event_size).expect("forwarder b");
+        if s.pin {
+            pin(a.child.id(), 0, &mut warned);
+            pin(b.child.id(), 0, &mut warned);
+        }
+        Some((a, b))
+    } else {
+        None
+    };
     let (warm, count) = (s.count / 10, s.count);
     let n1n2redis = [
         ("n1", nodes[0].pid()),
@@ -1087,6 +1342,10 @@ fn main() {
         })
         .expect("hop run, two subscribers");
         println!("   run {} hop, 2 subs: {}", i + 1, h2.line());
+        let (a, b) = forwarders.as_ref().expect("forwarders when reps > 0");
+        let f = run_floor(a, b, event_size, warm, count).expect("floor run");
+        println!("   run {} floor:      {}", i + 1, f.line());
+        floor.push(f);
         let c = timed(&n1n2redis, warm + count, || {
             loadgen::run_relay_latency(&targets[0], &targets[1], MSG_SIZE, warm, count)
         })
@@ -1317,6 +1576,20 @@ fn main() {
         ),
         "(the session channel has two)".into(),
     );
+    row(
+        "  relay floor p50 / p99, µs",
+        format!(
+            "{} / {}",
+            fmt(med(&floor, 0.5), 1),
+            fmt(med(&floor, 0.99), 1)
+        ),
+        format!(
+            "hop + {} / + {}",
+            fmt(med_diff(&floor, &hop, 0.5), 1),
+            fmt(med_diff(&floor, &hop, 0.99), 1)
+        ),
+        "(two processes that only move bytes)".into(),
+    );
     // A cross-node relay passes two more processes than the hop; the standalone relay is
     // what one gateway between two clients costs. The rest is the cluster's own.
     let extra50 = median(
@@ -1411,6 +1684,8 @@ fn main() {
         "cross_minus_hop_p99_us": loadgen::round3(d99),
         "hop_two_subscribers_p50_us": loadgen::round3(med(&hop2, 0.5)),
         "hop_two_subscribers_p99_us": loadgen::round3(med(&hop2, 0.99)),
+        "floor_p50_us": loadgen::round3(med(&floor, 0.5)),
+        "floor_p99_us": loadgen::round3(med(&floor, 0.99)),
         "cross_minus_hop_minus_standalone_p50_us": loadgen::round3(extra50),
         "same_node_p50_us": loadgen::round3(med(&local, 0.5)),
         "same_node_p99_us": loadgen::round3(med(&local, 0.99)),
