@@ -223,10 +223,12 @@ pub(crate) fn smallest_max_message_size(max_name_bytes: usize) -> usize {
     let mut buf = Vec::new();
     payload.write(&mut buf);
     let head = Head {
+        msg_type: "session_info",
         id: MsgId::Generated(u64::MAX),
-        ..Head::new("session_info", u64::MAX)
-            .reply_to(&id)
-            .session(&id)
+        timestamp: u64::MAX,
+        reply_to: Some(&id),
+        session_id: Some(&id),
+        source: None,
     };
     wire::envelope_len(&head, buf.len()).saturating_add(max_name_bytes)
 }
@@ -494,10 +496,12 @@ fn patched_room(state: &CoreState, req: &Req<'_>, session_id: &str) -> usize {
     let mut buf = Vec::new();
     payload.write(&mut buf);
     let head = Head {
+        msg_type: "session_info",
         id: MsgId::Generated(u64::MAX),
-        ..Head::new("session_info", req.ts)
-            .reply_to(req.id)
-            .session(session_id)
+        timestamp: req.ts,
+        reply_to: Some(req.id),
+        session_id: Some(session_id),
+        source: None,
     };
     let beside = wire::envelope_len(&head, buf.len());
     state.config.max_message_size.saturating_sub(beside)
