@@ -472,11 +472,13 @@ fn phase_sessions(bench: &mut Bench) -> Result<(), String> {
         return Ok(());
     }
 
-    // A relay of a payload nested as deep as max_message_size allows, to the full session.
+    // A relay of a payload nested as deep as max_message_size allows, to the full session:
+    // its delivery (with the gateway's `id`, `timestamp` and `source`, some 128 bytes more
+    // than the message) must fit too.
     let depth = bench
         .lim
         .max_message_size
-        .saturating_sub(payloads::ENVELOPE + 16)
+        .saturating_sub(payloads::ENVELOPE + 16 + 128)
         / 2;
     let mut relay = Frame::new(&format!(
         r#"{{"type":"chat","id":"@","sessionId":"arena","payload":{{"d":{}}}}}"#,

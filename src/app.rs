@@ -249,6 +249,14 @@ impl<E> Actions<E> {
         }
     }
 
+    /// Take back `msg` before it is sent: when it is the last message staged, its bytes
+    /// leave the arena (else they stay, unsent, until [`Actions::clear`]).
+    pub(crate) fn unstage(&mut self, msg: Staged) {
+        if msg.range.end == self.arena.len() {
+            self.arena.truncate(msg.range.start);
+        }
+    }
+
     /// Send a staged message to `conn`.
     pub fn send(&mut self, conn: ConnId, msg: &Staged) {
         self.list.push(Action::Send {

@@ -384,6 +384,24 @@ fn bad_set_values_exit_2() {
         ],
     );
     assert!(done.stderr.contains("max_message_size"), "{}", done.stderr);
+    // A max_message_size in which a session_info could not fit names the least it may be.
+    let done = run_err(&dir.0, &["--check", "--set", "max_message_size=1000"]);
+    assert!(
+        done.stderr
+            .contains("max_message_size: must be at least 1274 with max_name_bytes = 256"),
+        "{}",
+        done.stderr
+    );
+    run_ok(
+        &dir.0,
+        &[
+            "--check",
+            "--set",
+            "max_message_size=1100",
+            "--set",
+            "max_name_bytes=4",
+        ],
+    );
     // The last --set for a key wins.
     let done = run_ok(
         &dir.0,

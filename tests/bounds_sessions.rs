@@ -402,3 +402,129 @@ fn no_device_list_is_larger_than_max_message_size() {
     assert_eq!(seen, names);
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), names.len());
 }
+
+/// The next message `client` gets, which must be at most `max` bytes as written.
+fn recv_within(client: &mut Client, max: usize) -> Value {
+    let text = client.recv_text();
+    assert!(text.len() <= max, "{} bytes: {}", text.len(), &text[..200]);
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// Send a request and read its reply, which must be at most `max` bytes.
+fn request_within(client: &mut Client, msg_type: &str, payload: Value, max: usize) -> Value {
+    let id = client.send_msg(msg_type, payload);
+    let reply = recv_within(client, max);
+    assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
+    reply
+}
+
+#[test]
+fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
+    const MAX: usize = 4096;
+    let mut config = test_config();
+    config.max_message_size = MAX;
+    config.max_clients_per_session = 1000;
+    let gw = TestGateway::start(config);
+    let mut a = Client::authed(&gw, TOKEN);
+
+    // Metadata within 64 KiB whose reply would not fit: refused, and nothing created.
+    let too_big = json!({"sessionId": "big", "metadata": {"k": "x".repeat(MAX - 100)}});
+    let reply = request_within(&mut a, "session_create", too_big, MAX);
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    assert!(
+        reply["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_message_size"),
+        "{reply}"
+    );
+    let reply = request_within(&mut a, "session_join", json!({"sessionId": "big"}), MAX);
+    assert_error(&reply, "SESSION_NOT_FOUND");
+
+    // A session whose joined replies grow with every member, until one would not fit: that
+    // join is refused and undone, and the others hear nothing of it.
+    let meta = json!({"k": "x".repeat(MAX / 2)});
+    let reply = request_within(
+        &mut a,
+        "session_create",
+        json!({"sessionId": "room", "metadata": meta}),
+        MAX,
+    );
+    assert_eq!(reply["payload"]["status"], "created", "{reply}");
+    let mut members = vec![a];
+    let refused = loop {
+        assert!(members.len() < 100, "every join fitted");
+        let mut c = Client::authed(&gw, TOKEN_BOB);
+        let reply = request_within(&mut c, "session_join", json!({"sessionId": "room"}), MAX);
+        if reply["type"] == "error" {
+            assert_error(&reply, "LIMIT_EXCEEDED");
+            break c;
+        }
+        assert_eq!(reply["payload"]["status"], "joined", "{reply}");
+        for m in members.iter_mut() {
+            let joined = recv_within(m, MAX);
+            assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+        }
+        members.push(c);
+    };
+    assert!(members.len() > 2, "{} members", members.len());
+    let mut refused = refused;
+    let reply = request_within(
+        &mut refused,
+        "session_leave",
+        json!({"sessionId": "room"}),
+        MAX,
+    );
+    assert_eq!(reply["type"], "session_info", "{reply}");
+    let id = refused.send_scoped("chat", "room", json!({"text": "in?"}));
+    let reply = recv_within(&mut refused, MAX);
+    assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
+    assert_error(&reply, "NOT_A_MEMBER");
+
+    // A relay that fits as sent but not as delivered (the gateway adds `source` and
+    // `sessionId` and its own `id`): refused, delivered to no one.
+    let (sender, rest) = members.split_first_mut().unwrap();
+    let envelope = |text: &str| json!({"type": "chat", "id": "c", "sessionId": "room", "payload": {"text": text}});
+    let bare = envelope("").to_string().len();
+    let text = "y".repeat(MAX - bare);
+    assert_eq!(envelope(&text).to_string().len(), MAX);
+    sender.send(&envelope(&text));
+    let reply = recv_within(sender, MAX);
+    assert_eq!(reply["replyTo"], "c", "{reply}");
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    // The first message the others get is the next relay, which fits.
+    sender.send(&envelope(&text[..MAX / 2]));
+    for m in rest.iter_mut() {
+        let chat = recv_within(m, MAX);
+        assert_eq!(chat["type"], "chat", "{chat}");
+        assert_eq!(chat["payload"]["text"].as_str().unwrap().len(), MAX / 2);
+    }
+
+    // A patch whose merged metadata would not fit in the `patched` reply: refused, the
+    // metadata unchanged; one that fits reaches every member.
+    let patch = json!({"sessionKey": "room", "patch": {"more": "z".repeat(MAX / 2)}});
+    let reply = request_within(sender, "session_patch", patch, MAX);
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    let patch = json!({"sessionKey": "room", "patch": {"more": "z"}});
+    let reply = request_within(sender, "session_patch", patch, MAX);
+    assert_eq!(reply["payload"]["status"], "patched", "{reply}");
+    let merged = json!({"k": "x".repeat(MAX / 2), "more": "z"});
+    assert_eq!(reply["payload"]["metadata"], merged, "{reply}");
+    for m in rest.iter_mut() {
+        let patched = recv_within(m, MAX);
+        assert_eq!(patched["payload"]["metadata"], merged, "{patched}");
+    }
+
+    // A route_request that would not fit as delivered is refused and not recorded.
+    let target = rest[0].client_id.clone();
+    let route = |payload: Value| json!({"type": "route_request", "id": "r", "target": target, "payload": payload});
+    let bare = route(json!({"q": ""})).to_string().len();
+    let q = "q".repeat(MAX - bare);
+    sender.send(&route(json!({ "q": q })));
+    let reply = recv_within(sender, MAX);
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    sender.send(&route(json!({"q": "small"})));
+    let delivered = recv_within(&mut rest[0], MAX);
+    assert_eq!(delivered["type"], "route_request", "{delivered}");
+    assert_eq!(delivered["payload"]["q"], "small", "{delivered}");
+}

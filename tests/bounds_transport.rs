@@ -100,7 +100,7 @@ fn closed_without_response(stream: &mut TcpStream) -> bool {
 }
 
 #[test]
-fn a_socket_accepted_beyond_max_pending_handshakes_is_closed_at_once() {
+fn a_socket_accepted_beyond_max_pending_handshakes_takes_the_place_of_the_oldest() {
     let mut config = test_config();
     config.max_pending_handshakes = 4;
     config.handshake_timeout_ms = 30_000;
@@ -108,7 +108,8 @@ fn a_socket_accepted_beyond_max_pending_handshakes_is_closed_at_once() {
     let gw = TestGateway::start(config);
     let mut bystander = Client::authed(&gw, TOKEN);
 
-    // Three silent sockets and one refused and lingering (its answer unread, never closed).
+    // Three silent sockets and one refused and lingering (its answer unread, never closed),
+    // accepted in the order they connect (the listener's queue is first in, first out).
     let mut pending: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(gw.addr).unwrap())
         .collect();
@@ -117,13 +118,14 @@ fn a_socket_accepted_beyond_max_pending_handshakes_is_closed_at_once() {
     let mut head = [0u8; 12];
     refused.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 404");
-    // The fifth is closed at once, without a response; so is a sixth.
-    for _ in 0..2 {
-        let mut beyond = TcpStream::connect(gw.addr).unwrap();
-        assert!(closed_without_response(&mut beyond));
-    }
-    // The pending ones are still there; upgraded connections are not counted.
-    for stream in &mut pending {
+    // A fifth socket takes the place of the oldest, which is closed without a response; a
+    // sixth, of the next oldest.
+    let mut fifth = TcpStream::connect(gw.addr).unwrap();
+    assert!(closed_without_response(&mut pending[0]));
+    let mut sixth = TcpStream::connect(gw.addr).unwrap();
+    assert!(closed_without_response(&mut pending[1]));
+    // The newer ones are still there.
+    for stream in [&mut pending[2], &mut fifth, &mut sixth] {
         stream
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -134,23 +136,61 @@ fn a_socket_accepted_beyond_max_pending_handshakes_is_closed_at_once() {
         ));
     }
     served(&mut bystander);
-    // One goes: a new connection gets its place.
-    drop(pending.pop());
-    assert!(eventually(|| {
-        let mut stream = TcpStream::connect(gw.addr).unwrap();
-        !closed_without_response(&mut stream)
-    }));
-    drop(pending);
-    drop(refused);
+    // A request is answered while the slots are full: it takes the place of the oldest.
+    let (status, _) = gw.http_get("/health");
+    assert_eq!(status, 200);
     assert!(eventually(|| gw
         .metric("gateway_handshakes_shed_total")
-        .is_some_and(|n| n >= 2.0)));
+        .is_some_and(|n| n >= 3.0)));
+    // Upgraded connections are not counted.
+    let mut client = Client::authed(&gw, TOKEN);
+    served(&mut client);
+    drop((pending, fifth, sixth, refused));
     assert!(eventually(
         || gw.metric("gateway_handshakes_pending") == Some(1.0) // the /metrics request itself
     ));
-    let mut client = Client::authed(&gw, TOKEN);
-    served(&mut client);
     served(&mut bystander);
+}
+
+#[test]
+fn a_flood_of_idle_sockets_does_not_shut_out_health_nor_clients() {
+    let mut config = test_config();
+    config.max_pending_handshakes = 32;
+    // Longer than the test: only the bound can close the flood's sockets.
+    config.handshake_timeout_ms = 60_000;
+    let gw = TestGateway::start(config);
+    let mut bystander = Client::authed(&gw, TOKEN);
+    // 200 sockets that send nothing, held open until the end.
+    let flood: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    assert!(eventually(|| gw
+        .metric("gateway_handshakes_shed_total")
+        .is_some_and(|n| n >= 168.0)));
+    // /health answers, and a WebSocket client upgrades and authenticates.
+    assert!(eventually(|| gw.http_get("/health").0 == 200));
+    let mut authed = None;
+    assert!(eventually(|| {
+        let Ok(ws) = open_ws(&gw.url(), None) else {
+            return false;
+        };
+        let mut client = Client {
+            ws,
+            client_id: String::new(),
+            welcome: Value::Null,
+        };
+        let welcome = client.recv();
+        assert_eq!(welcome["payload"]["status"], "connected", "{welcome}");
+        let reply = client.request("auth", json!({ "token": TOKEN }));
+        assert_eq!(reply["type"], "auth_success", "{reply}");
+        authed = Some(client);
+        true
+    }));
+    served(authed.as_mut().unwrap());
+    let pending = gw.metric("gateway_handshakes_pending").unwrap();
+    assert!(pending <= 32.0, "{pending}");
+    served(&mut bystander);
+    drop(flood);
 }
 
 #[test]

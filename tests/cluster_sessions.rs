@@ -721,3 +721,41 @@ fn what_waits_for_a_slow_join_reply_is_bounded_by_max_outbound_buffer() {
     // The session goes on without her, and her membership is gone.
     assert_eq!(bob.recv_type("presence")["payload"]["status"], "left");
 }
+
+#[test]
+fn a_relay_or_route_too_large_as_delivered_is_refused_on_a_cluster_node() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    const MAX: usize = 4096;
+    let a = node(&redis, "a", |config| config.max_message_size = MAX);
+    let b = node(&redis, "b", |config| config.max_message_size = MAX);
+    let mut alice = Client::authed(&a, TOKEN);
+    alice.request("session_create", json!({"sessionId": "room"}));
+    let mut bob = Client::authed(&b, TOKEN_BOB);
+    bob.request("session_join", json!({"sessionId": "room"}));
+    assert_eq!(alice.recv_type("presence")["payload"]["status"], "joined");
+
+    // A chat of exactly MAX bytes as sent: its delivery adds the gateway's id, timestamp
+    // and source, so it is refused and reaches no one; the next, smaller one is delivered.
+    let envelope = |text: &str| json!({"type": "chat", "id": "c", "sessionId": "room", "payload": {"text": text}});
+    let text = "y".repeat(MAX - envelope("").to_string().len());
+    alice.send(&envelope(&text));
+    let reply = alice.recv();
+    assert_eq!(reply["replyTo"], "c", "{reply}");
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    alice.send(&envelope("small"));
+    let chat = bob.recv_type("chat");
+    assert_eq!(chat["payload"]["text"], "small", "{chat}");
+
+    // The same for a route_request to a client on the other node.
+    let route = |q: &str| json!({"type": "route_request", "id": "r", "target": bob.client_id, "payload": {"q": q}});
+    let q = "q".repeat(MAX - route("").to_string().len());
+    alice.send(&route(&q));
+    let reply = alice.recv();
+    assert_eq!(reply["replyTo"], "r", "{reply}");
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    alice.send(&route("small"));
+    let delivered = bob.recv_type("route_request");
+    assert_eq!(delivered["payload"]["q"], "small", "{delivered}");
+}

@@ -1,5 +1,6 @@
-//! Faults around the process: SIGTERM with output still queued, and running out of file
-//! descriptors. These run the real `gateway` binary.
+//! Faults around the process: SIGTERM with output still queued, running out of file
+//! descriptors, and the memory of slow readers (one closed at the bound, one that never
+//! drains kept within it). These run the real `gateway` binary.
 
 mod common;
 
@@ -260,6 +261,110 @@ fn a_slow_consumer_is_closed_and_its_memory_returned() {
     );
     eprintln!("gateway RSS: {before} KiB before the flood, {after} KiB after");
     drop(sender);
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, WAIT).and_then(|s| s.code()), Some(0));
+}
+
+/// Pin `stream`'s receive buffer to 64 KiB, so that what the kernel holds for a slow reader
+/// stays small and does not grow as it reads.
+fn small_receive_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 64 * 1024;
+    // SAFETY: a valid socket, an option of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF");
+}
+
+/// `gateway_output_queued_bytes` of the gateway at `addr`: what its outboxes hold unsent.
+fn queued_bytes(addr: SocketAddr) -> u64 {
+    let response = raw_http(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let (_, body) = split_response(&response);
+    body.lines()
+        .find_map(|l| l.strip_prefix("gateway_output_queued_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("gateway_output_queued_bytes")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_reader_that_never_drains_does_not_grow_the_gateways_memory() {
+    const LIMIT: u64 = 8 << 20;
+    const BATCH: usize = 4;
+    let (mut child, addr) = spawn_gateway(
+        None,
+        &["max_outbound_buffer=8MiB", "max_message_size=128KiB"],
+    );
+    let url = format!("ws://{addr}/ws");
+    let mut sender = Client::connect_url(&url);
+    sender.request("auth", json!({"token": TOKEN}));
+    sender.request("session_create", json!({"sessionId": "stream"}));
+    let mut reader = Client::connect_url(&url);
+    small_receive_buffer(reader.ws.get_ref());
+    reader.request("auth", json!({"token": TOKEN}));
+    reader.request("session_join", json!({"sessionId": "stream"}));
+    sender.recv(); // presence: reader joined
+
+    let pad = "s".repeat(120 * 1024);
+    let chat = |i: usize| json!({"type": "chat", "id": format!("m{i}"), "sessionId": "stream", "payload": {"i": i, "pad": pad}});
+    // Warm up the same paths, so that the baseline holds what steady traffic allocates.
+    for i in 0..20 {
+        sender.send(&chat(i));
+        assert_eq!(reader.recv()["payload"]["i"], i);
+    }
+    let before = rss_kib(child.id());
+
+    // 64 MiB streamed through the reader's queue while it never empties: the reader takes
+    // messages only while more than 3 MiB waits in the gateway, and the sender sends only
+    // while less than 6 MiB does (the kernel's socket buffers fill first, and take at most
+    // some 1.3 MiB at a time when the socket is writable again). Without compaction the
+    // queue's buffer would keep every byte since it last emptied.
+    let total = 544;
+    let (mut sent, mut read) = (20, 20);
+    let mut peak = before;
+    let mut waiting = 0;
+    while read < 20 + total {
+        let queued = queued_bytes(addr);
+        if queued < 6 << 20 && sent < 20 + total {
+            for _ in 0..BATCH {
+                sender.send(&chat(sent));
+                sent += 1;
+            }
+        }
+        if queued > 3 << 20 || sent == 20 + total {
+            for _ in 0..BATCH.min(sent - read) {
+                let msg = reader.recv();
+                assert_eq!(msg["payload"]["i"], read, "every message, in order");
+                read += 1;
+            }
+            waiting += usize::from(queued > 0);
+            peak = peak.max(rss_kib(child.id()));
+        }
+    }
+    peak = peak.max(rss_kib(child.id()));
+    // Most reads happened with bytes waiting behind them (the last ones drain the queue).
+    assert!(
+        waiting > total / BATCH / 2,
+        "{waiting} of {} reads",
+        total / BATCH
+    );
+    let grown = peak.saturating_sub(before);
+    eprintln!("gateway RSS: {before} KiB before, peak {peak} KiB while streaming 64 MiB");
+    // The queue's buffer holds at most twice its unsent bytes (under 6 MiB and a batch) and
+    // one message: 13 MiB; allow as much again for the allocator.
+    assert!(
+        grown * 1024 <= 4 * LIMIT,
+        "RSS grew by {grown} KiB with max_outbound_buffer = {} KiB",
+        LIMIT >> 10
+    );
+    drop((sender, reader));
     signal(&child, "TERM");
     assert_eq!(wait_exit(&mut child, WAIT).and_then(|s| s.code()), Some(0));
 }

@@ -352,7 +352,7 @@ fn messages_refused_before_the_rate_limit_take_no_token() {
     let mut config = test_config();
     config.rate_limit_per_sec = 1;
     config.rate_limit_burst = 2;
-    config.max_message_size = 1024;
+    config.max_message_size = 1500;
     let gw = TestGateway::start(config);
     let mut client = Client::connect(&gw);
     let too_large = ping_of_len("large", 2000);

@@ -540,21 +540,34 @@ fn node_ws_over_wss() {
 }
 
 #[test]
+fn a_tls_request_while_the_pending_handshakes_are_full_takes_the_place_of_the_oldest() {
+    let certs = Certs::new();
+    let mut config = certs.config();
+    config.handshake_timeout_ms = 60_000;
+    config.max_pending_handshakes = 2;
+    let gw = TestGateway::start(config);
+    // A TLS handshake begun and left, then a socket that sends nothing: both count.
+    let mut slow = TcpStream::connect(gw.addr).unwrap();
+    slow.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    let _silent = TcpStream::connect(gw.addr).unwrap();
+    // /health over TLS is answered, and the oldest (the TLS one) is closed long before its
+    // deadline.
+    assert!(eventually(|| gw.health_https(&certs).is_some()));
+    assert!(read_to_close(&mut slow).is_empty());
+}
+
+#[test]
 fn a_tls_handshake_that_never_ends_is_closed_at_the_handshake_deadline() {
     let certs = Certs::new();
     let mut config = certs.config();
     config.handshake_timeout_ms = 300;
-    config.max_pending_handshakes = 2;
     let gw = TestGateway::start(config);
     // A ClientHello's first bytes, then nothing; and a socket that sends nothing at all.
     let mut slow = TcpStream::connect(gw.addr).unwrap();
     slow.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
         .unwrap();
     let mut silent = TcpStream::connect(gw.addr).unwrap();
-    assert!(
-        eventually(|| gw.health_https(&certs).is_none()),
-        "both count as pending"
-    );
     let started = Instant::now();
     assert!(read_to_close(&mut slow).is_empty());
     assert!(read_to_close(&mut silent).is_empty());
@@ -569,7 +582,11 @@ fn a_tls_handshake_that_never_ends_is_closed_at_the_handshake_deadline() {
     assert!(started.elapsed() < Duration::from_secs(3));
     let (_, metrics) = https_get(gw.addr, certs.client(false), "/metrics");
     assert!(
-        metrics.contains("\ngateway_handshakes_shed_total 1\n"),
+        metrics.contains("\ngateway_handshake_timeouts_total 3\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ngateway_handshakes_shed_total 0\n"),
         "{metrics}"
     );
 }

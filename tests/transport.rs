@@ -248,7 +248,7 @@ fn unmasked_frame_closes_1002() {
 fn frame_over_max_payload_closes_1009_and_too_large_message_is_an_error() {
     let mut config = test_config();
     config.max_payload = 64 * 1024;
-    config.max_message_size = 1024;
+    config.max_message_size = 1500;
     let gw = TestGateway::start(config);
 
     let mut raw = RawWs::open(&gw);

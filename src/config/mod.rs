@@ -157,6 +157,7 @@ pub struct Config {
     /// Largest frame or message, in bytes; beyond it the connection is closed with 1009.
     pub max_payload: usize,
     /// Largest message handled, in bytes; beyond it `MESSAGE_TOO_LARGE`, connection kept.
+    /// No reply or delivery is larger (PROTOCOL section 11).
     pub max_message_size: usize,
     /// Unsent bytes queued for one connection at most; beyond it close 1008 `Slow consumer`.
     pub max_outbound_buffer: usize,

@@ -8,6 +8,7 @@
 
 use super::keys::KEY_TABLE;
 use super::{AuthMode, Config, ConfigError};
+use crate::core::requests::sessions::smallest_max_message_size;
 
 impl Config {
     /// Check the whole configuration, after the file and every `--set`.
@@ -33,6 +34,9 @@ impl Config {
     ///
     /// Rules across keys:
     /// - `max_message_size <= max_payload`;
+    /// - `max_message_size` is at least the `session_info` reply to a `session_create`
+    ///   without metadata whose identifiers are all 128 bytes and whose name is
+    ///   `max_name_bytes` (PROTOCOL section 11);
     /// - `max_outbound_buffer >= max_message_size` (one relayed message must fit);
     /// - `auth_mode = password` needs `auth_password`;
     /// - `jwt_secret` and `jwt_public_key` are not both set, and `auth_mode = jwt` needs one;
@@ -63,6 +67,18 @@ impl Config {
                 format!(
                     "must not exceed max_payload ({} > {})",
                     self.max_message_size, self.max_payload
+                ),
+            ));
+        }
+        let least = smallest_max_message_size(self.max_name_bytes);
+        if self.max_message_size < least {
+            return Err(error(
+                "max_message_size",
+                format!(
+                    "must be at least {least} with max_name_bytes = {}: the session_info \
+                     reply to a session_create without metadata, with 128-byte ids, must fit \
+                     (is {})",
+                    self.max_name_bytes, self.max_message_size
                 ),
             ));
         }

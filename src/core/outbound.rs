@@ -49,6 +49,50 @@ pub(crate) fn send(
     }
 }
 
+/// [`send`], when the message is at most `max` bytes; else nothing is sent and the result
+/// is [`TooLarge`] (a payload that fails to serialize is `Ok(false)`).
+pub(crate) fn send_within(
+    out: &mut Actions<Event>,
+    metrics: &mut Metrics,
+    conn: ConnId,
+    head: &Head<'_>,
+    max: usize,
+    payload: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> Result<bool, TooLarge> {
+    let Some(msg) = stage(out, head, payload) else {
+        return Ok(false);
+    };
+    if out.bytes(&msg).len() > max {
+        out.unstage(msg);
+        return Err(TooLarge);
+    }
+    out.send(conn, &msg);
+    metrics.count_out(type_label(head.msg_type), 1);
+    Ok(true)
+}
+
+/// A message that would be larger than `max_message_size` (PROTOCOL section 11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TooLarge;
+
+/// Whether a relayed or routed payload of `payload_len` bytes, delivered under `head`, fits
+/// in `max` bytes (`max_message_size`); else `LIMIT_EXCEEDED` naming both sizes. Counted
+/// without writing anything.
+pub(crate) fn check_delivery(
+    head: &Head<'_>,
+    payload_len: usize,
+    max: usize,
+) -> Result<(), Reject> {
+    let len = wire::envelope_len(head, payload_len);
+    if len <= max {
+        return Ok(());
+    }
+    Err(Reject::new(
+        ErrorCode::LimitExceeded,
+        format!("The message as delivered would be {len} bytes, over max_message_size ({max})"),
+    ))
+}
+
 /// Send `payload` serialized with serde to `conn`.
 pub(crate) fn send_ser<T: Serialize + ?Sized>(
     out: &mut Actions<Event>,

@@ -164,6 +164,18 @@ impl RouteTable {
         self.take_shown(responder, requester, id).is_some()
     }
 
+    /// The `shown_as` of the entry for request `id` from `requester` to `responder`, when
+    /// it exists; nothing is removed.
+    pub(crate) fn shown(
+        &self,
+        responder: ConnId,
+        requester: ConnId,
+        id: &str,
+    ) -> Option<Option<&str>> {
+        let (_, shown) = self.entries.get(&(responder, requester))?.get(id)?;
+        Some(shown.as_deref())
+    }
+
     /// [`Self::take`], returning the entry's `shown_as` when it existed.
     pub(crate) fn take_shown(
         &mut self,

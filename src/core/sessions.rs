@@ -59,7 +59,7 @@ use crate::core::wire::merge;
 pub(crate) const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 /// The metadata of a session created without any: the empty object.
-const EMPTY_METADATA: &str = "{}";
+pub(crate) const EMPTY_METADATA: &str = "{}";
 
 /// The limits a [`SessionTable`] enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,6 +315,8 @@ pub(crate) enum SessionError {
     Taken,
     /// A change of access by someone who is neither the owner nor `admin`.
     NotOwner,
+    /// The `session_info` reply would be larger than `max_message_size`.
+    ReplyTooLarge,
 }
 
 impl Refusal for SessionError {
@@ -326,7 +328,8 @@ impl Refusal for SessionError {
             SessionError::ClientLimit
             | SessionError::TableFull
             | SessionError::MetadataTooLarge
-            | SessionError::UserLimit => ErrorCode::LimitExceeded,
+            | SessionError::UserLimit
+            | SessionError::ReplyTooLarge => ErrorCode::LimitExceeded,
             SessionError::Taken | SessionError::NotOwner => ErrorCode::Forbidden,
         }
     }
@@ -347,6 +350,9 @@ impl Refusal for SessionError {
             SessionError::NotOwner => {
                 format!("Only the owner of session {session_id} may change its access")
             }
+            SessionError::ReplyTooLarge => format!(
+                "The session_info of session {session_id} would exceed max_message_size"
+            ),
         }
     }
 }
@@ -523,6 +529,7 @@ impl SessionTable {
     /// allow list must fit the limit together ([`SessionError::MetadataTooLarge`]). A refused
     /// change changes nothing. Then every member that the session no longer admits, as
     /// `member` describes it (`None`: kept), is removed; the session goes with its last one.
+    #[cfg(test)]
     pub(crate) fn patch<'v>(
         &mut self,
         id: &str,
@@ -530,6 +537,21 @@ impl SessionTable {
         viewer: Viewer<'_>,
         change: Change<'_>,
         member: impl Fn(ConnId) -> Option<Viewer<'v>>,
+    ) -> Result<Patched, SessionError> {
+        self.patch_within(id, conn, viewer, change, member, usize::MAX)
+    }
+
+    /// [`SessionTable::patch`], where the metadata after the change must also be at most
+    /// `reply_room` bytes (what the reply that carries it leaves for it), else
+    /// [`SessionError::ReplyTooLarge`], checked after the metadata limit.
+    pub(crate) fn patch_within<'v>(
+        &mut self,
+        id: &str,
+        conn: ConnId,
+        viewer: Viewer<'_>,
+        change: Change<'_>,
+        member: impl Fn(ConnId) -> Option<Viewer<'v>>,
+        reply_room: usize,
     ) -> Result<Patched, SessionError> {
         let is_member = self.is_member(id, conn);
         let limit = self.limits.max_metadata_bytes;
@@ -558,6 +580,10 @@ impl SessionTable {
             None if session.metadata.len() <= room => None,
             None => return Err(SessionError::MetadataTooLarge),
         };
+        let after = metadata.as_ref().unwrap_or(&session.metadata);
+        if after.len() > reply_room {
+            return Err(SessionError::ReplyTooLarge);
+        }
         let Some(session) = self.sessions.get_mut(id) else {
             return Err(SessionError::NotFound);
         };

@@ -255,13 +255,16 @@ impl Client {
 
     /// The next text message as JSON (protocol pings are answered by tungstenite).
     pub fn recv(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text()).expect("JSON from gateway")
+    }
+
+    /// The next text message as the gateway wrote it.
+    pub fn recv_text(&mut self) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             assert!(Instant::now() < deadline, "no message within {WAIT:?}");
             match self.ws.read() {
-                Ok(Message::Text(text)) => {
-                    return serde_json::from_str(text.as_str()).expect("JSON from gateway")
-                }
+                Ok(Message::Text(text)) => return text.as_str().to_owned(),
                 Ok(Message::Binary(_)) => panic!("unexpected binary message"),
                 Ok(Message::Close(frame)) => panic!("connection closed: {frame:?}"),
                 Ok(_) => continue,

@@ -82,10 +82,23 @@ fn validate_rules_across_keys() {
         Ok(())
     );
     assert_eq!(
-        message("max_outbound_buffer = 1000\nmax_message_size = 1001"),
-        "max_outbound_buffer: must be at least max_message_size (1000 < 1001)"
+        message("max_outbound_buffer = 2000\nmax_message_size = 2001"),
+        "max_outbound_buffer: must be at least max_message_size (2000 < 2001)"
     );
     assert_eq!(check("max_outbound_buffer = 1 MiB"), Ok(()));
+    assert_eq!(
+        message("max_message_size = 1273"),
+        "max_message_size: must be at least 1274 with max_name_bytes = 256: the session_info \
+         reply to a session_create without metadata, with 128-byte ids, must fit (is 1273)"
+    );
+    assert_eq!(check("max_message_size = 1274"), Ok(()));
+    assert_eq!(
+        check("max_message_size = 1274\nmax_name_bytes = 257")
+            .unwrap_err()
+            .key
+            .as_deref(),
+        Some("max_message_size")
+    );
     assert_eq!(
         message("auth_mode = password"),
         "auth_password: is required when auth_mode = password"

@@ -45,6 +45,11 @@ impl Pending {
         Ok(())
     }
 
+    /// The requester's node of a delivery, which stays recorded.
+    pub(crate) fn get(&self, key: &(ConnId, String, String)) -> Option<&Routed> {
+        self.entries.get(key)
+    }
+
     /// The requester's node of a delivery, which is forgotten.
     pub(crate) fn take(&mut self, key: &(ConnId, String, String)) -> Option<Routed> {
         let node = self.entries.remove(key)?;

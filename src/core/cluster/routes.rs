@@ -138,6 +138,7 @@ pub(crate) fn request(
         id: MsgId::Given(req.id),
         ..Head::new("route_request", req.ts).source(&requester)
     };
+    outbound::check_delivery(&head, env.payload.len(), state.config.max_message_size)?;
     let mut message = Vec::new();
     wire::write_envelope(&mut message, &head, wire::raw(env.payload));
     let capability = target.strip_prefix(crate::core::requests::routes::CAPABILITY_PREFIX);
@@ -446,7 +447,7 @@ pub(crate) fn response(
     let target = required_str(&env.target, "target")?;
     let reply_to = required_str(&env.reply_to, "replyTo")?;
     let key = (req.conn, target.to_owned(), reply_to.to_owned());
-    let Some((node, shown)) = cl.routes.take(&key) else {
+    let Some((_, shown)) = cl.routes.get(&key).cloned() else {
         let request = format!("{} from {}", short(reply_to), short(target));
         return Err(Reject::refused(&RouteError::NotPending, &request));
     };
@@ -456,6 +457,10 @@ pub(crate) fn response(
     let head = Head::new("route_response", req.ts)
         .reply_to(reply_to)
         .source(shown.as_deref().unwrap_or(&client.client_id));
+    outbound::check_delivery(&head, env.payload.len(), state.config.max_message_size)?;
+    let Some((node, _)) = cl.routes.take(&key) else {
+        return Ok(());
+    };
     let mut message = Vec::new();
     wire::write_envelope(&mut message, &head, wire::raw(env.payload));
     if node == cl.node {

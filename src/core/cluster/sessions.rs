@@ -1157,6 +1157,7 @@ pub(crate) fn relay(
     let head = Head::new(&env.msg_type, req.ts)
         .session(session_id)
         .source(&client.client_id);
+    outbound::check_delivery(&head, env.payload.len(), state.config.max_message_size)?;
     let mut event = b"{\"e\":\"relay\",\"c\":".to_vec();
     event.extend_from_slice(&json_str(&client.client_id));
     event.extend_from_slice(b"}\n");

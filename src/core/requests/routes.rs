@@ -27,6 +27,9 @@
 //!   agent's id: section 12 hides other users' `clientId`s), only if that
 //!   exact request was delivered to the sender from that target and not yet answered;
 //!   otherwise `TARGET_NOT_FOUND`.
+//! - Either one whose delivery (the payload under the envelope written for the recipient)
+//!   would be larger than `max_message_size` is `LIMIT_EXCEEDED`, checked before anything
+//!   changes: a request is not recorded, a response leaves its request pending.
 
 use crate::app::{Actions, ConnId};
 use crate::core::clients::{Client, Clients};
@@ -113,6 +116,13 @@ pub(crate) fn request(
         _ => false,
     };
     let shown_as = agent_id.filter(|_| !sees);
+    if let Some(client) = state.clients.get(req.conn) {
+        let head = Head {
+            id: MsgId::Given(req.id),
+            ..Head::new("route_request", req.ts).source(&client.client_id)
+        };
+        outbound::check_delivery(&head, env.payload.len(), state.config.max_message_size)?;
+    }
     let evicted = state
         .routes
         .insert_as(req.conn, responder, req.id, shown_as.as_deref())
@@ -157,10 +167,20 @@ pub(crate) fn response(
         .clients
         .conn_of(target)
         .ok_or_else(|| not_found(target))?;
-    let Some(shown_as) = state.routes.take_shown(req.conn, requester, reply_to) else {
+    let Some(shown_as) = state.routes.shown(req.conn, requester, reply_to) else {
         let request = format!("{} from {}", short(reply_to), short(target));
         return Err(Reject::refused(&RouteError::NotPending, &request));
     };
+    if let Some(client) = state.clients.get(req.conn) {
+        let head = Head::new("route_response", req.ts)
+            .reply_to(reply_to)
+            .source(shown_as.unwrap_or(&client.client_id));
+        outbound::check_delivery(&head, env.payload.len(), state.config.max_message_size)?;
+    }
+    let shown_as = state
+        .routes
+        .take_shown(req.conn, requester, reply_to)
+        .flatten();
     release(&mut state.users, &state.clients, requester);
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());

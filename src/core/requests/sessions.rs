@@ -28,6 +28,11 @@
 //!   session memberships for user USER`), and given back wherever a membership ends (a
 //!   leave, a disconnect, a removal by a change of access: all go through `after_leave`), so
 //!   the count is exact.
+//! - No reply or delivery is larger than `max_message_size` (PROTOCOL section 11): a create
+//!   or join whose `session_info` would be is undone (the membership, and a session it
+//!   created) and refused with [`SessionError::ReplyTooLarge`]; a patch whose metadata would
+//!   not fit in its `patched` reply is refused with it before anything changes; a relay whose
+//!   delivery would be is `LIMIT_EXCEEDED`, sent to no one.
 //! - Refusals are the table's [`SessionError`]s, as
 //!   its [`Refusal`](crate::core::errors::Refusal) words them; `presence` naming a session and
 //!   a relay need the session to exist (`SESSION_NOT_FOUND`) and the sender in it
@@ -40,9 +45,10 @@ use crate::app::{Actions, ConnId};
 use crate::core::auth::ANONYMOUS;
 use crate::core::clients::Client;
 use crate::core::events::Event;
-use crate::core::outbound::{self, Reject};
+use crate::core::outbound::{self, Reject, TooLarge};
 use crate::core::sessions::{
-    Access, AllowList, Change, JoinOutcome, LeaveOutcome, NewSession, Session, SessionError, Viewer,
+    Access, AllowList, Change, JoinOutcome, LeaveOutcome, NewSession, Session, SessionError,
+    Viewer, EMPTY_METADATA,
 };
 use crate::core::state::{CoreState, Req};
 use crate::core::users::{Resource, UserLimit};
@@ -51,7 +57,7 @@ use crate::core::wire::payloads::{
     self, AllowUsersIn, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut,
     SessionPatchIn, SessionRefIn, MAX_ALLOW_BYTES,
 };
-use crate::core::wire::{self, Head};
+use crate::core::wire::{self, Head, MsgId, MAX_ID_BYTES};
 use crate::core::wire::{
     check_name, opt_ident, opt_object, opt_str, Envelope, Field, FieldError, Loose,
 };
@@ -158,16 +164,17 @@ impl Who {
 }
 
 /// Reply to `req` with the `session_info` for `session_id` with `status`, its members (join
-/// order) and metadata.
+/// order) and metadata; nothing is sent when that reply would be larger than
+/// `max_message_size`.
 fn reply_info(
     state: &mut CoreState,
     out: &mut Actions<Event>,
     req: &Req<'_>,
     session_id: &str,
     status: &'static str,
-) {
+) -> Result<(), TooLarge> {
     let Some(session) = state.sessions.get(session_id) else {
-        return;
+        return Ok(());
     };
     let members: Vec<MemberOut<'_>> = session
         .members()
@@ -187,9 +194,43 @@ fn reply_info(
     let head = Head::new("session_info", req.ts)
         .reply_to(req.id)
         .session(session_id);
-    outbound::send(out, &mut state.metrics, req.conn, &head, |buf| {
+    let max = state.config.max_message_size;
+    outbound::send_within(out, &mut state.metrics, req.conn, &head, max, |buf| {
         payload.write(buf)
-    });
+    })
+    .map(drop)
+}
+
+/// The smallest `max_message_size` in which every `session_create` without metadata is
+/// answered (PROTOCOL section 11): its `session_info` `created` with every identifier (the
+/// request's `id`, `sessionId`, the owner, the member's `clientId` and `userId`) at
+/// [`MAX_ID_BYTES`] and a `name` of `max_name_bytes`, none of them needing an escape.
+pub(crate) fn smallest_max_message_size(max_name_bytes: usize) -> usize {
+    let id = "i".repeat(MAX_ID_BYTES);
+    let member = [MemberOut {
+        client_id: &id,
+        user_id: &id,
+    }];
+    let payload = SessionInfoOut {
+        session_id: &id,
+        status: "created",
+        name: Some(""),
+        owner: Some(&id),
+        access: Some(Access::Private.name()),
+        members: Some(&member),
+        metadata: Some(EMPTY_METADATA),
+    };
+    let mut buf = Vec::new();
+    payload.write(&mut buf);
+    let head = Head {
+        msg_type: "session_info",
+        id: MsgId::Generated(u64::MAX),
+        timestamp: u64::MAX,
+        reply_to: Some(&id),
+        session_id: Some(&id),
+        source: None,
+    };
+    wire::envelope_len(&head, buf.len()).saturating_add(max_name_bytes)
 }
 
 /// The other members of `session`.
@@ -230,7 +271,9 @@ fn announce(
     );
 }
 
-/// Reply to a create or join and tell the others.
+/// Reply to a create or join and tell the others. A reply that would be larger than
+/// `max_message_size` undoes the membership just taken (and the session just created) and
+/// refuses the request with [`SessionError::ReplyTooLarge`].
 fn after_join(
     state: &mut CoreState,
     req: &Req<'_>,
@@ -238,14 +281,20 @@ fn after_join(
     session_id: &str,
     outcome: JoinOutcome,
     who: Who,
-) {
+) -> Result<(), Reject> {
     let status = match outcome {
         JoinOutcome::Created => "created",
         JoinOutcome::Joined | JoinOutcome::AlreadyMember => "joined",
     };
-    reply_info(state, out, req, session_id, status);
+    if reply_info(state, out, req, session_id, status).is_err() {
+        if outcome != JoinOutcome::AlreadyMember {
+            let _ = state.sessions.leave(session_id, who.conn);
+            state.users.release(&who.key, Resource::Memberships);
+        }
+        return Err(Reject::refused(&SessionError::ReplyTooLarge, session_id));
+    }
     let event = match outcome {
-        JoinOutcome::AlreadyMember => return,
+        JoinOutcome::AlreadyMember => return Ok(()),
         JoinOutcome::Created => Event::SessionCreated {
             session_id: session_id.to_owned(),
             client_id: who.client_id,
@@ -260,6 +309,7 @@ fn after_join(
     };
     state.state_version += 1;
     out.emit(event);
+    Ok(())
 }
 
 /// Whether `raw` is an object whose compact text is longer than `limit`, found without
@@ -335,8 +385,7 @@ pub(crate) fn create(
         .create(&session_id, new, req.conn, who.viewer(), admit)
         .map_err(|e| who.refused(e, &session_id))?
         .0;
-    after_join(state, req, out, &session_id, outcome, who);
-    Ok(())
+    after_join(state, req, out, &session_id, outcome, who)
 }
 
 /// `session_join` → `session_info` `joined`.
@@ -358,8 +407,7 @@ pub(crate) fn join(
         .join(session_id, req.conn, who.viewer(), admit)
         .map_err(|e| who.refused(e, session_id))?
         .0;
-    after_join(state, req, out, session_id, outcome, who);
-    Ok(())
+    after_join(state, req, out, session_id, outcome, who)
 }
 
 /// `session_leave` → `session_info` `left`.
@@ -432,6 +480,33 @@ pub(crate) fn leave_all(state: &mut CoreState, client: &Client, ts: u64, out: &m
     }
 }
 
+/// The bytes of metadata that the `session_info` `patched` reply to `req` can carry within
+/// `max_message_size` (counted with the longer access name and the longest generated id).
+fn patched_room(state: &CoreState, req: &Req<'_>, session_id: &str) -> usize {
+    let owner = state.sessions.get(session_id).map_or("", |s| s.owner());
+    let payload = SessionInfoOut {
+        session_id,
+        status: "patched",
+        name: None,
+        owner: Some(owner),
+        access: Some(Access::Private.name()),
+        members: None,
+        metadata: Some(""),
+    };
+    let mut buf = Vec::new();
+    payload.write(&mut buf);
+    let head = Head {
+        msg_type: "session_info",
+        id: MsgId::Generated(u64::MAX),
+        timestamp: req.ts,
+        reply_to: Some(req.id),
+        session_id: Some(session_id),
+        source: None,
+    };
+    let beside = wire::envelope_len(&head, buf.len());
+    state.config.max_message_size.saturating_sub(beside)
+}
+
 /// `session_patch` → `session_info` `patched`, the same to the other members. A change of
 /// `access` or `allowUsers` first removes the members it no longer admits: each gets
 /// `session_info` `removed`, and the others presence `left`, as for a leave.
@@ -462,11 +537,17 @@ pub(crate) fn patch(
         access,
         allow,
     };
+    let room = patched_room(state, req, session_id);
     let patched = state
         .sessions
-        .patch(session_id, req.conn, viewer(client), change, |conn| {
-            clients.get(conn).map(viewer)
-        })
+        .patch_within(
+            session_id,
+            req.conn,
+            viewer(client),
+            change,
+            |conn| clients.get(conn).map(viewer),
+            room,
+        )
         .map_err(|e| Reject::refused(&e, session_id))?;
     state.state_version += 1;
     let emptied = patched.emptied.is_some();
@@ -601,7 +682,8 @@ pub(crate) fn presence(
 }
 
 /// A relayed type: to the other members of the envelope's session, same `type`,
-/// `payload` and `sessionId`, a new `id`, `source` set.
+/// `payload` and `sessionId`, a new `id`, `source` set. One whose delivery would be larger
+/// than `max_message_size` is `LIMIT_EXCEEDED`, delivered to no one.
 pub(crate) fn relay(
     state: &mut CoreState,
     req: &Req<'_>,
@@ -619,6 +701,7 @@ pub(crate) fn relay(
     let head = Head::new(&env.msg_type, req.ts)
         .session(session_id)
         .source(&client.client_id);
+    outbound::check_delivery(&head, env.payload.len(), state.config.max_message_size)?;
     outbound::fan_out(
         out,
         &mut state.metrics,

@@ -166,7 +166,7 @@ fn keys_that_cannot_change_keep_their_value_and_bounds_reach_the_transport() {
         heartbeat_interval_ms: 1000,
         cors_origins: vec!["https://app.example".into()],
         max_payload: 1 << 20,
-        max_message_size: 1000,
+        max_message_size: 1100,
         max_name_bytes: 4,
         ..token_config()
     };
@@ -190,7 +190,7 @@ fn keys_that_cannot_change_keep_their_value_and_bounds_reach_the_transport() {
     // The new bounds check the next message.
     let big = format!(
         r#"{{"type":"ping","id":"p","payload":{{"x":"{}"}}}}"#,
-        "y".repeat(1000)
+        "y".repeat(1100)
     );
     h.text(alice, &big).error(alice, "MESSAGE_TOO_LARGE", None);
     h.req(

@@ -131,6 +131,48 @@ pub(crate) fn write_envelope(
     true
 }
 
+/// The length of the envelope [`write_envelope`] writes for `head` around a payload of
+/// `payload_len` bytes, counted without writing it.
+pub(crate) fn envelope_len(head: &Head<'_>, payload_len: usize) -> usize {
+    let id = match head.id {
+        MsgId::Generated(n) => 4 + hex_digits(n),
+        MsgId::Given(id) => str_len(id),
+    };
+    let optional: usize = [
+        ("replyTo", head.reply_to),
+        ("sessionId", head.session_id),
+        ("source", head.source),
+    ]
+    .iter()
+    .filter_map(|(name, value)| value.map(|v| name.len() + 4 + str_len(v)))
+    .sum();
+    // {"type":T,"id":I,"payload":P,"timestamp":N}
+    let fixed = r#"{"type":,"id":,"payload":,"timestamp":}"#.len();
+    fixed + str_len(head.msg_type) + id + payload_len + decimal_digits(head.timestamp) + optional
+}
+
+/// The length of `text` as [`write_str`] writes it, quotes included.
+pub(crate) fn str_len(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// Digits of `n` in decimal.
+fn decimal_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// Digits of `n` in lowercase hex, as [`write_hex`] writes it.
+fn hex_digits(n: u64) -> usize {
+    n.checked_ilog2().map_or(1, |d| d as usize / 4 + 1)
+}
+
 /// A payload writer that serializes `value` with serde_json.
 pub(crate) fn ser<T: Serialize + ?Sized>(value: &T) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
     move |buf| serde_json::to_writer(&mut *buf, value).is_ok()
@@ -300,5 +342,40 @@ mod tests {
         let a = next_message_id();
         let b = next_message_id();
         assert!(b > a);
+    }
+
+    #[test]
+    fn envelope_len_is_the_length_written() {
+        let texts = [
+            "",
+            "a",
+            "a\"b\\c",
+            "\n\r\t\u{8}\u{c}",
+            "\u{1}\u{1f}",
+            "é€😀",
+            "x",
+        ];
+        for n in [0u64, 1, 15, 16, 255, 4096, u64::MAX] {
+            for text in texts {
+                let heads = [
+                    Head {
+                        id: MsgId::Generated(n),
+                        ..Head::new(text, n)
+                    },
+                    Head {
+                        id: MsgId::Given(text),
+                        ..Head::new("chat", n)
+                            .reply_to(text)
+                            .session("s")
+                            .source(text)
+                    },
+                ];
+                for head in heads {
+                    let mut buf = Vec::new();
+                    assert!(write_envelope(&mut buf, &head, raw(br#"{"k":1}"#)));
+                    assert_eq!(envelope_len(&head, 7), buf.len(), "{head:?}");
+                }
+            }
+        }
     }
 }

@@ -4,10 +4,17 @@
 //! A new connection starts in `Handshaking` with its handshake deadline armed (on a TLS
 //! listener, with its TLS session: the one deadline covers the TLS handshake and the HTTP
 //! upgrade, and it counts as pending through both), and is pumped
-//! on the next turn, since its request may already be waiting. A socket accepted while
-//! `max_pending_handshakes` sockets are pending (accepted and not upgraded, or refused and
-//! lingering) is closed at once, without a response: it costs a descriptor for no longer than
-//! this turn, and no slot.
+//! on the next turn, since its request may already be waiting.
+//!
+//! A socket accepted while `max_pending_handshakes` sockets are pending (accepted and not
+//! upgraded, or refused and lingering) takes the place of the oldest of them, which is
+//! dropped without a response (and counted as shed): sockets that send nothing cannot hold
+//! the slots, since each holds one only until `max_pending_handshakes` newer sockets come, so
+//! a flood shuts out a request that completes its handshake in time only while it opens
+//! `max_pending_handshakes` sockets within that time. The accept order is a queue of ids
+//! (`pending_order`), where stale entries (upgraded or gone) are skipped when the oldest is
+//! looked for and swept out when the queue reaches twice the bound: O(1) amortized per
+//! accept, and nothing per open connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,7 +28,7 @@ use crate::transport::connection::Connection;
 use crate::transport::tls::TlsServer;
 
 use super::ready::queue_ready;
-use super::slots::token_of;
+use super::slots::{key_of, token_of};
 use super::{Reactor, RunState};
 
 /// Sockets accepted per turn.
@@ -77,7 +84,7 @@ impl<A: App> Reactor<A> {
 
     /// Register `socket` and give it a slot.
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.pending_handshakes >= self.config.max_pending_handshakes {
+        if self.pending_handshakes >= self.config.max_pending_handshakes && !self.shed_oldest() {
             log::debug!(
                 "{} handshakes pending; closing {peer}",
                 self.pending_handshakes
@@ -113,6 +120,42 @@ impl<A: App> Reactor<A> {
         // The request may already be waiting: try reading on the next pump.
         queue_ready(&mut self.ready, conn);
         self.deadlines.arm_handshake(&self.config, id, now);
+        self.pending_order.push_back(id);
+        if self.pending_order.len() > 2 * self.config.max_pending_handshakes.max(16) {
+            let conns = &self.conns;
+            self.pending_order.retain(|&id| {
+                conns
+                    .get(id)
+                    .is_some_and(|c| c.pending_handshake && !c.in_reap)
+            });
+        }
+    }
+}
+
+impl<A: App> Reactor<A> {
+    /// Drop the oldest pending handshake to make room for a new one; whether there was one
+    /// (every pending socket may already be on its way out this turn).
+    fn shed_oldest(&mut self) -> bool {
+        while let Some(id) = self.pending_order.pop_front() {
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if !conn.pending_handshake || conn.in_reap {
+                continue;
+            }
+            log::debug!(
+                "{} handshakes pending; dropping connection {}, the oldest",
+                self.pending_handshakes,
+                id.index
+            );
+            // No longer counted from now, so the next accept of this turn sheds another.
+            conn.pending_handshake = false;
+            self.pending_handshakes -= 1;
+            self.stats.handshakes_shed += 1;
+            self.mark_reap(key_of(id));
+            return true;
+        }
+        false
     }
 }
 

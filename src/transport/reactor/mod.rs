@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::app::{Action, Actions, App, TransportStats};
+use crate::app::{Action, Actions, App, ConnId, TransportStats};
 use crate::transport::connection::Connection;
 use crate::transport::handle::{control_channel, ControlReceiver, ReactorHandle};
 use crate::ws::handshake::UpgradeRules;
@@ -139,6 +139,9 @@ pub struct Reactor<A: App> {
     open_connections: usize,
     /// Sockets whose `pending_handshake` is set (`max_pending_handshakes` bounds it).
     pending_handshakes: usize,
+    /// The pending handshakes in accept order, oldest first, with entries gone stale
+    /// (upgraded, reaped) among them, swept past twice `max_pending_handshakes` (`accept.rs`).
+    pending_order: VecDeque<ConnId>,
     /// The sum of every connection's `message_bytes` (`max_inflight_bytes` bounds it).
     inflight: usize,
     state: RunState,
@@ -198,6 +201,7 @@ impl<A: App> Reactor<A> {
             commands_pending: false,
             open_connections: 0,
             pending_handshakes: 0,
+            pending_order: VecDeque::new(),
             inflight: 0,
             state: RunState::Running,
             shutdown_deadline: None,
