@@ -197,7 +197,8 @@ fn no_client_list_is_larger_than_max_message_size() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    const MAX: usize = 700;
+    // The least max_message_size the configuration allows with the default max_name_bytes.
+    const MAX: usize = 1300;
     let small = |config: &mut gateway::Config| config.max_message_size = MAX;
     let nodes = [
         admin_node_with(&redis, "n1", small),
@@ -209,9 +210,11 @@ fn no_client_list_is_larger_than_max_message_size() {
     let mut members = Vec::new();
     for (i, gw) in nodes.iter().cycle().take(9).enumerate() {
         let mut client = Client::authed(gw, [TOKEN, TOKEN_BOB, TOKEN_CAROL][i % 3]);
-        // Long session ids make records of some 200 bytes: two or three to a reply.
-        let session = format!("{i}-{}", "s".repeat(60));
-        client.request("session_create", json!({"sessionId": session}));
+        // Two long session ids make records of some 300 bytes: three or four to a reply.
+        for k in 0..2 {
+            let session = format!("{i}-{k}-{}", "s".repeat(110));
+            client.request("session_create", json!({"sessionId": session}));
+        }
         expected.push(client.client_id.clone());
         members.push(client);
     }
