@@ -21,6 +21,7 @@ use super::mirror::{
     PendingRoute, Repair,
 };
 use super::pending::Pending;
+use super::usage::{PendingAuth, PendingLocalRoute, Usage};
 use crate::app::{Actions, ConnId};
 use crate::cluster::broker::{Broker, BrokerEvent, BrokerSettings, MAX_BACKOFF};
 use crate::cluster::resp::Reply;
@@ -92,6 +93,11 @@ pub(crate) enum Op {
     Route(PendingRoute),
     /// A page of the cluster's devices.
     Devices(PendingDevices),
+    /// An `auth` waiting for its user's connections to be counted.
+    Auth(PendingAuth),
+    /// A route request to a target on this node, waiting for its requester's user's
+    /// pending routes to be counted.
+    RouteTake(PendingLocalRoute),
 }
 
 /// The sender of a message published on a session's channel.
@@ -148,10 +154,11 @@ pub(crate) struct Cluster {
     /// Agents of connections that closed while the broker was down: set offline when it is
     /// up (`clientId`, agent ids).
     pub(crate) offline_repairs: Vec<(String, Vec<String>)>,
-    /// Route requests this node's clients sent to other nodes, not answered yet: (requester,
-    /// request id) -> the target's node, so that a dead node's are answered
-    /// `TARGET_NOT_FOUND` (at most [`MAX_OUTSTANDING`]).
-    pub(crate) outstanding: HashMap<(ConnId, String), String>,
+    /// Route requests this node's clients sent, not answered yet: (requester, request id) ->
+    /// the target's node (this node's name for a local target) and the requester's usage
+    /// key, so that a dead node's are answered `TARGET_NOT_FOUND` and each ends its count
+    /// toward `max_pending_routes_per_user` (at most [`MAX_OUTSTANDING`]).
+    pub(crate) outstanding: HashMap<(ConnId, String), (String, String)>,
     /// Route requests delivered to this node's clients, waiting for their answer.
     pub(crate) routes: Pending,
     /// Whether a local client could not be recorded in the client map (written again when
@@ -161,6 +168,8 @@ pub(crate) struct Cluster {
     /// [`MAX_FORGOTTEN`]; beyond, their records go when this node is swept).
     pub(crate) forgotten: Vec<String>,
     pub(crate) events: Vec<BrokerEvent>,
+    /// This node's share of the per-user counts kept in Redis (`users.rs`).
+    pub(crate) usage: Usage,
 }
 
 impl Cluster {
@@ -211,6 +220,7 @@ impl Cluster {
             clients_unwritten: false,
             forgotten: Vec::new(),
             events: Vec::new(),
+            usage: Usage::default(),
         }
     }
 

@@ -27,9 +27,11 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::mirror::{ClientRoute, PendingRoute};
-use super::node::{Cluster, Op, MAX_OUTSTANDING};
+use super::node::{Cluster, Op};
 use super::reply::unavailable;
-use crate::app::{Actions, ConnId};
+use super::usage::PendingLocalRoute;
+use super::users;
+use crate::app::Actions;
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts;
 use crate::core::auth::ANONYMOUS;
@@ -38,6 +40,7 @@ use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
 use crate::core::routes::RouteError;
 use crate::core::state::{CoreState, Req};
+use crate::core::users::{Resource, UserLimit};
 use crate::core::wire::payloads::ErrorOut;
 use crate::core::wire::{self, Envelope, Field, FieldError, Head, MsgId};
 
@@ -128,6 +131,8 @@ pub(crate) fn request(
         return Ok(());
     };
     let requester = sender.client_id.clone();
+    let usage_key = sender.usage_key().to_owned();
+    let bound = state.config.max_pending_routes_per_user;
     let user = sender
         .user_id
         .clone()
@@ -164,12 +169,31 @@ pub(crate) fn request(
             admin,
             client.user_id.as_deref(),
         );
-        let node = cl.node.clone();
+        let key = (conn, requester.clone(), req.id.to_owned());
         cl.routes
-            .insert((conn, requester, req.id.to_owned()), (node, shown))
+            .check(&key)
             .map_err(|e| Reject::refused(&e, req.id))?;
-        out.send_text(conn, std::str::from_utf8(&message).unwrap_or(""));
-        return Ok(());
+        let pending = PendingLocalRoute {
+            conn: req.conn,
+            req_id: req.id.to_owned(),
+            ts: req.ts,
+            requester,
+            usage_key,
+            target: target.to_owned(),
+            target_conn: conn,
+            shown,
+            message,
+        };
+        // Counted toward the requester's user in Redis first, when it serves.
+        let pending = if cl.is_serving() {
+            match users::take_route(cl, bound, pending, req.now, out) {
+                Ok(()) => return Ok(()),
+                Err(pending) => *pending,
+            }
+        } else {
+            pending
+        };
+        return deliver_local(state, cl, pending, false, req.now, out);
     }
     if !cl.is_serving() {
         return Err(unavailable());
@@ -209,13 +233,17 @@ pub(crate) fn request(
             (&b"agent"[..], vec![key], Some(client))
         }
     };
-    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-    let args: [&[u8]; 4] = [mode, prefix.as_bytes(), &agent_start, &agent_tail];
+    let (count_keys, count_args) = users::route_keys(cl, &usage_key, bound);
+    let mut keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    keys.extend(count_keys.iter().map(Vec::as_slice));
+    let mut args: Vec<&[u8]> = vec![mode, prefix.as_bytes(), &agent_start, &agent_tail];
+    args.extend(count_args.iter().map(Vec::as_slice));
     let tag = cl.tag(Op::Route(PendingRoute {
         conn: req.conn,
         req_id: req.id.to_owned(),
         target: target.to_owned(),
         ts: req.ts,
+        usage_key,
         then_client,
     }));
     if !cl
@@ -244,18 +272,21 @@ pub(crate) fn routed(
             Some(client) => {
                 let prefix = cl.setup.prefix.clone();
                 let flag: &[u8] = if client.allowed { b"1" } else { b"0" };
-                let args: [&[u8]; 4] = [
+                let bound = state.config.max_pending_routes_per_user;
+                let (count_keys, count_args) = users::route_keys(cl, &p.usage_key, bound);
+                let mut args: Vec<&[u8]> = vec![
                     prefix.as_bytes(),
                     client.user.as_bytes(),
                     flag,
                     &client.event,
                 ];
-                let key = client.key.clone();
+                args.extend(count_args.iter().map(Vec::as_slice));
+                let keys: [&[u8]; 3] = [&client.key, &count_keys[0], &count_keys[1]];
                 let (conn, req_id, ts) = (p.conn, p.req_id.clone(), p.ts);
                 let tag = cl.tag(Op::Route(p));
                 if cl
                     .broker
-                    .eval(tag, scripts::ROUTE_INDEX, &[&key], &args, now, out)
+                    .eval(tag, scripts::ROUTE_INDEX, &keys, &args, now, out)
                 {
                     return;
                 }
@@ -272,10 +303,15 @@ pub(crate) fn routed(
             }
             None => not_found(&p.target),
         },
-        Some(Reply::Bulk(Some(node))) => return sent_to(cl, &p, &node),
+        Some(Reply::Bulk(Some(node))) => return sent_to(state, cl, &p, &node, now, out),
+        Some(Reply::Array(Some(items)))
+            if items.first().and_then(Reply::as_bytes) == Some(b"err") =>
+        {
+            Reject::refused(&UserLimit(Resource::PendingRoutes), &p.usage_key)
+        }
         Some(Reply::Array(Some(items))) => {
             if let Some(node) = items.get(1).and_then(Reply::as_bytes) {
-                sent_to(cl, &p, node);
+                sent_to(state, cl, &p, node, now, out);
             }
             return;
         }
@@ -292,13 +328,104 @@ pub(crate) fn routed(
     );
 }
 
-/// A route request of `p` is on its way to `node`: remember it until it is answered, or the
-/// node is declared dead.
-fn sent_to(cl: &mut Cluster, p: &PendingRoute, node: &[u8]) {
-    if cl.outstanding.len() < MAX_OUTSTANDING {
-        let node = String::from_utf8_lossy(node).into_owned();
-        cl.outstanding.insert((p.conn, p.req_id.clone()), node);
+/// A route request of `p` is on its way to `node`, counted: remember it until it is
+/// answered, or the node is declared dead.
+fn sent_to(
+    state: &CoreState,
+    cl: &mut Cluster,
+    p: &PendingRoute,
+    node: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let node = String::from_utf8_lossy(node).into_owned();
+    let alive = state.clients.get(p.conn).is_some();
+    users::route_sent(
+        cl,
+        p.conn,
+        &p.req_id,
+        node,
+        &p.usage_key,
+        true,
+        alive,
+        now,
+        out,
+    );
+}
+
+/// Redis answered the count of a route request to a target on this node: delivered, or
+/// `LIMIT_EXCEEDED`; with no answer this node decides alone.
+pub(crate) fn local_counted(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    p: PendingLocalRoute,
+    reply: Option<Reply>,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let (conn, req_id, ts) = (p.conn, p.req_id.clone(), p.ts);
+    let result = match reply {
+        Some(Reply::Integer(1)) => deliver_local(state, cl, p, true, now, out),
+        Some(Reply::Integer(0)) => Err(Reject::refused(
+            &UserLimit(Resource::PendingRoutes),
+            &p.usage_key,
+        )),
+        _ => deliver_local(state, cl, p, false, now, out),
+    };
+    if let Err(reject) = result {
+        outbound::send_error(out, &mut state.metrics, conn, Some(&req_id), ts, &reject);
     }
+}
+
+/// Deliver the route request of `p` to its target on this node, counted toward its user
+/// (`in_redis`: Redis counted it already; else this node decides on its own share).
+fn deliver_local(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    p: PendingLocalRoute,
+    in_redis: bool,
+    now: Instant,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let give_back = |cl: &mut Cluster, out: &mut Actions<Event>| {
+        if in_redis {
+            users::give_back(cl, super::usage::Count::Routes, &p.usage_key, now, out);
+        }
+    };
+    if state.clients.get(p.conn).is_none() {
+        give_back(cl, out);
+        return Ok(());
+    }
+    let bound = state.config.max_pending_routes_per_user;
+    if !in_redis && !users::route_room(cl, &p.usage_key, bound) {
+        return Err(Reject::refused(
+            &UserLimit(Resource::PendingRoutes),
+            &p.usage_key,
+        ));
+    }
+    if !state.clients.get(p.target_conn).is_some_and(|c| !c.closing) {
+        give_back(cl, out);
+        return Err(not_found(&p.target));
+    }
+    let key = (p.target_conn, p.requester.clone(), p.req_id.clone());
+    let node = cl.node.clone();
+    if let Err(e) = cl.routes.insert(key, (node.clone(), p.shown.clone())) {
+        give_back(cl, out);
+        return Err(Reject::refused(&e, &p.req_id));
+    }
+    users::route_sent(
+        cl,
+        p.conn,
+        &p.req_id,
+        node,
+        &p.usage_key,
+        in_redis,
+        true,
+        now,
+        out,
+    );
+    out.send_text(p.target_conn, std::str::from_utf8(&p.message).unwrap_or(""));
+    Ok(())
 }
 
 /// A control event: a dead node's routes are answered `TARGET_NOT_FOUND`, and what it had
@@ -326,14 +453,7 @@ pub(crate) fn on_control(
         crate::core::escaped::Escaped(&event.n)
     );
     let ts = state.wall_ms(now);
-    let lost: Vec<(ConnId, String)> = cl
-        .outstanding
-        .iter()
-        .filter(|(_, node)| **node == event.n)
-        .map(|(key, _)| key.clone())
-        .collect();
-    for (conn, id) in lost {
-        cl.outstanding.remove(&(conn, id.clone()));
+    for (conn, id) in users::node_gone(cl, &event.n, now, out) {
         let reject = Reject::new(
             ErrorCode::TargetNotFound,
             format!(
@@ -468,6 +588,7 @@ pub(crate) fn response(
     wire::write_envelope(&mut message, &head, wire::raw(env.payload));
     if node == cl.node {
         if let Some(conn) = state.clients.conn_of(target) {
+            users::route_done(cl, conn, reply_to, req.now, out);
             out.send_text(conn, std::str::from_utf8(&message).unwrap_or(""));
         }
         return Ok(());
