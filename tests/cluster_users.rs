@@ -176,18 +176,19 @@ fn pending_routes_of_a_user_on_two_nodes_share_one_bound() {
     assert_eq!(far.recv_type("route_response")["replyTo"], first.as_str());
     let deadline = Instant::now() + WAIT;
     let delivered = loop {
-        match route(&mut near, "w", Duration::from_millis(200)) {
+        match route(&mut far, "w", Duration::from_millis(200)) {
             (id, None) => break id,
             (_, Some(reply)) => assert_error(&reply, "LIMIT_EXCEEDED"),
         };
         assert!(Instant::now() < deadline, "the answer gave nothing back");
     };
     assert_eq!(worker.recv_type("route_request")["id"], delivered.as_str());
-    let refused = far.request_envelope(json!({"type": "route_request", "target": "w",
+    let refused = near.request_envelope(json!({"type": "route_request", "target": "w",
         "payload": {}}));
     assert_error(&refused, "LIMIT_EXCEEDED");
 
-    // The target's connection closes: both its pending requests are given back.
+    // The target's connection closes: both its pending requests (one from each node) are
+    // given back.
     worker.close_cleanly();
     let mut worker = other_worker;
     let deadline = Instant::now() + WAIT;
@@ -265,6 +266,46 @@ fn an_empty_redis_after_a_restart_gets_each_node_s_counts_back() {
         counts.contains("n1") && counts.contains("\r\n3\r\n"),
         "{counts}"
     );
+}
+
+#[test]
+fn auth_while_the_broker_is_down_is_decided_by_the_node_and_counted_once_it_is_back() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let quick = |c: &mut gateway::Config| {
+        bounded(c);
+        c.broker_timeout_ms = 400;
+    };
+    let nodes = [node(&redis, "n1", quick), node(&redis, "n2", quick)];
+    let mut on_n1 = vec![Client::authed(&nodes[0], TOKEN)];
+    let on_n2 = [
+        Client::authed(&nodes[1], TOKEN),
+        Client::authed(&nodes[1], TOKEN),
+    ];
+
+    redis.signal("STOP");
+    wait_broker(&nodes[0], "down");
+    wait_broker(&nodes[1], "down");
+    // n2's two close, and n1 admits one more on its own count.
+    for client in on_n2 {
+        client.close_cleanly();
+    }
+    let mut down = Client::connect(&nodes[0]);
+    let ok = auth(&mut down);
+    assert_eq!(ok["type"], "auth_success", "{ok}");
+    on_n1.push(down);
+    redis.signal("CONT");
+    wait_broker(&nodes[0], "ok");
+    wait_broker(&nodes[1], "ok");
+
+    // Both nodes' counts are what they are: two, so one seat is free, and only one.
+    let mut seated = Client::connect(&nodes[1]);
+    auth_eventually(&mut seated, WAIT);
+    let mut refused = Client::connect(&nodes[1]);
+    assert_error(&auth(&mut refused), "LIMIT_EXCEEDED");
+    let mut refused = Client::connect(&nodes[0]);
+    assert_error(&auth(&mut refused), "LIMIT_EXCEEDED");
 }
 
 const BEAT_MS: u64 = 150;
