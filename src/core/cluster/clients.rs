@@ -10,7 +10,9 @@
 //! - A message to a client not on this node is published, through the `SEND_TO` script, on
 //!   the channel of the client's node, which delivers it to the client if it is still there.
 //!   Node channel events are one JSON line (`{"e":"send","c":CID}`), a newline, and the
-//!   message as the client gets it.
+//!   message as the client gets it. A `send` that answers a route request (`"i":ID`), and a
+//!   `done` (`{"e":"done","c":CID,"i":ID}`: the request's target left), end that request's
+//!   count toward its user's pending routes (`users.rs`).
 
 use std::time::Instant;
 

@@ -12,6 +12,10 @@
 //!   `id` from the same requester pending twice: `INVALID_MESSAGE` naming `id`), delivers
 //!   the request, and answers a request whose target has gone with `TARGET_NOT_FOUND`
 //!   through the requester's node channel.
+//! - Each request counts toward `max_pending_routes_per_user` of its requester's user,
+//!   cluster-wide (`users.rs`): inside the route script that publishes it, or, for a target
+//!   on this node, by one `USAGE` call before it is delivered (on this node's own count while
+//!   the broker is not serving); past the bound, `LIMIT_EXCEEDED` and nothing is delivered.
 //! - A `route_response` is delivered only for a recorded delivery, once (else
 //!   `TARGET_NOT_FOUND`, as on one node), through the requester's node when it is elsewhere.
 //! - Node channel events: `{"e":"route","c":TARGET,"r":REQUESTER,"n":NODE,"i":ID}` and a

@@ -15,6 +15,10 @@
 //!   bytes (`auth.rs`; counted; at `max_auth_failures`, 0 meaning no limit,
 //!   the connection is closed with 1008 right after that reply). In password mode the
 //!   `clientId` becomes the `userId` (at most 128 bytes; empty or absent: `anonymous`).
+//! - In a cluster, a good credential of a user other than `anonymous` is counted toward
+//!   `max_connections_per_user` in Redis first (`cluster/users.rs`): the reply comes with the
+//!   answer, and the connection's later messages wait for it; while the broker is not
+//!   serving, this node decides on its own count.
 //! - In `auth_mode = jwt` the token's `sub` is the `userId` and its `scopes` claim, when
 //!   present, the scopes; `auth_success` carries `expiresAt`. A repeated `auth` is a
 //!   refresh: a valid token for the same `sub` replaces the expiry and the scopes, one for
