@@ -426,3 +426,37 @@ fn a_killed_node_s_connections_and_routes_are_given_back() {
     let mut fourth = Client::connect(&survivor);
     assert_error(&auth(&mut fourth), "LIMIT_EXCEEDED");
 }
+
+#[test]
+fn a_route_answered_before_its_script_s_reply_is_given_back() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // The requester's node hears its channel at once but its scripts reply 300 ms late: the
+    // answer comes first.
+    let proxy = common::cluster::SlowCommandsProxy::start(&redis, Duration::from_millis(300));
+    let slow = node(&redis, "slow", |c| {
+        let url = format!("redis://127.0.0.1:{}", proxy.port);
+        c.cluster_redis = Some(gateway::RedisUrl::parse(&url).expect("url"));
+        c.max_pending_routes_per_user = 1;
+    });
+    let quick = node(&redis, "quick", |c| c.max_pending_routes_per_user = 1);
+    let mut worker = Client::authed(&quick, TOKEN_BOB);
+    agent(&mut worker, "w");
+    let mut alice = Client::authed(&slow, TOKEN);
+    for _ in 0..3 {
+        let id = next_id();
+        alice.send(&route_msg(&id, "w"));
+        assert_eq!(worker.recv_type("route_request")["id"], id.as_str());
+        worker.send(&json!({"type": "route_response", "id": next_id(),
+            "target": alice.client_id, "replyTo": id, "payload": {}}));
+        assert_eq!(alice.recv_type("route_response")["replyTo"], id.as_str());
+        // The script's reply comes after the answer: the count is given back then, so the
+        // next request waits for it at most a little.
+        let deadline = Instant::now() + WAIT;
+        while redis.command(&["HGET", "gw:ur:alice", "slow"]) != "$-1\r\n" {
+            assert!(Instant::now() < deadline, "the answered route still counts");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

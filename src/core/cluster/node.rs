@@ -11,7 +11,7 @@
 //!   nodes (swept in batches by any live node), notices a lost epoch (Redis restarted empty)
 //!   and a fenced node (declared dead while it was alive); [`Beat`] tells the caller which.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use core::net::SocketAddr;
@@ -170,6 +170,10 @@ pub(crate) struct Cluster {
     pub(crate) events: Vec<BrokerEvent>,
     /// This node's share of the per-user counts kept in Redis (`users.rs`).
     pub(crate) usage: Usage,
+    /// Route requests of this node's clients whose script has not answered yet, and those
+    /// of them whose end (an answer, a `done`) came first (`users.rs`).
+    pub(crate) routes_asked: HashSet<(ConnId, String)>,
+    pub(crate) routes_ended_early: HashSet<(ConnId, String)>,
 }
 
 impl Cluster {
@@ -221,6 +225,8 @@ impl Cluster {
             forgotten: Vec::new(),
             events: Vec::new(),
             usage: Usage::default(),
+            routes_asked: HashSet::new(),
+            routes_ended_early: HashSet::new(),
         }
     }
 

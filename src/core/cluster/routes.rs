@@ -257,6 +257,7 @@ pub(crate) fn request(
         cl.untag(tag);
         return Err(unavailable());
     }
+    users::route_asked(cl, req.conn, req.id);
     Ok(())
 }
 
@@ -295,6 +296,7 @@ pub(crate) fn routed(
                     return;
                 }
                 cl.untag(tag);
+                users::route_refused(cl, conn, &req_id);
                 let reject = unavailable();
                 return outbound::send_error(
                     out,
@@ -314,14 +316,16 @@ pub(crate) fn routed(
             Reject::refused(&UserLimit(Resource::PendingRoutes), &p.usage_key)
         }
         Some(Reply::Array(Some(items))) => {
-            if let Some(node) = items.get(1).and_then(Reply::as_bytes) {
-                sent_to(state, cl, &p, node, now, out);
+            match items.get(1).and_then(Reply::as_bytes) {
+                Some(node) => sent_to(state, cl, &p, node, now, out),
+                None => users::route_refused(cl, p.conn, &p.req_id),
             }
             return;
         }
         Some(_) => not_found(&p.target),
         None => unavailable(),
     };
+    users::route_refused(cl, p.conn, &p.req_id);
     outbound::send_error(
         out,
         &mut state.metrics,

@@ -278,7 +278,14 @@ pub(crate) fn route_sent(
     out: &mut Actions<Event>,
 ) {
     let id = (conn, req_id.to_owned());
-    if !alive || cl.outstanding.len() >= MAX_OUTSTANDING || cl.outstanding.contains_key(&id) {
+    cl.routes_asked.remove(&id);
+    // Its answer may come on the subscriber connection before the script's reply.
+    let ended = cl.routes_ended_early.remove(&id);
+    if ended
+        || !alive
+        || cl.outstanding.len() >= MAX_OUTSTANDING
+        || cl.outstanding.contains_key(&id)
+    {
         if in_redis {
             give_back(cl, Count::Routes, key, now, out);
         }
@@ -288,8 +295,21 @@ pub(crate) fn route_sent(
     counted(cl, Count::Routes, key, in_redis, now, out);
 }
 
+/// A route request of `conn` is at the broker: its end may come before the script's reply
+/// ([`route_sent`] or [`route_refused`] then).
+pub(crate) fn route_asked(cl: &mut Cluster, conn: ConnId, req_id: &str) {
+    cl.routes_asked.insert((conn, req_id.to_owned()));
+}
+
+/// The script of a route request of `conn` refused it, or gave no answer.
+pub(crate) fn route_refused(cl: &mut Cluster, conn: ConnId, req_id: &str) {
+    let id = (conn, req_id.to_owned());
+    cl.routes_asked.remove(&id);
+    cl.routes_ended_early.remove(&id);
+}
+
 /// The route request `req_id` of `conn` ended: given back; its target's node, if it was
-/// outstanding.
+/// outstanding (one whose script has not answered yet is remembered as ended).
 pub(crate) fn route_done(
     cl: &mut Cluster,
     conn: ConnId,
@@ -297,7 +317,13 @@ pub(crate) fn route_done(
     now: Instant,
     out: &mut Actions<Event>,
 ) -> Option<String> {
-    let (node, key) = cl.outstanding.remove(&(conn, req_id.to_owned()))?;
+    let id = (conn, req_id.to_owned());
+    let Some((node, key)) = cl.outstanding.remove(&id) else {
+        if cl.routes_asked.contains(&id) {
+            cl.routes_ended_early.insert(id);
+        }
+        return None;
+    };
     released(cl, Count::Routes, &key, 1, now, out);
     Some(node)
 }
@@ -315,6 +341,9 @@ pub(crate) fn conn_gone(
     let before = cl.outstanding.len();
     cl.outstanding
         .retain(|(requester, _), _| *requester != conn);
+    cl.routes_asked.retain(|(requester, _)| *requester != conn);
+    cl.routes_ended_early
+        .retain(|(requester, _)| *requester != conn);
     let routes = (before - cl.outstanding.len()) as u64;
     if routes > 0 {
         released(cl, Count::Routes, key, routes, now, out);
