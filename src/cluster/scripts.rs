@@ -306,8 +306,10 @@ if ARGV[3] ~= '1' and uid ~= ARGV[2] then return 0 end
 local sum = 0
 for _, n in ipairs(redis.call('HVALS', KEYS[2])) do sum = sum + tonumber(n) end
 if sum >= tonumber(ARGV[7]) then return {'err', 'user_limit'} end
-redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
-redis.call('SADD', KEYS[3], ARGV[6])
+if redis.call('ZSCORE', ARGV[1] .. ':nodes', ARGV[5]) then
+  redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
+  redis.call('SADD', KEYS[3], ARGV[6])
+end
 redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, ARGV[4])
 return node
 "#;
@@ -479,9 +481,9 @@ end
 /// busy), or the next online agent with a capability, round-robin over the cluster.
 ///
 /// A request published counts toward `max_pending_routes_per_user` of the requester: one
-/// more in its node's field of `P:ur:{usage-key}`, unless the fields' sum has reached the
-/// bound (then nothing is published); the requester's node gives it back when the request
-/// is answered or dropped.
+/// more in its node's field of `P:ur:{usage-key}` (none for a node not among the nodes, as
+/// in [`USAGE`]), unless the fields' sum has reached the bound (then nothing is published);
+/// the requester's node gives it back when the request is answered or dropped.
 ///
 /// KEYS: for `agent`: the agent `P:a:{aid}`; for `capability`: the capability's agents
 /// `P:cap:{name}` and its round-robin counter `P:rr:{name}`; then the requester's pending
@@ -498,8 +500,10 @@ local over = function()
   return sum >= tonumber(ARGV[7])
 end
 local publish = function(aid, h)
-  redis.call('HINCRBY', KEYS[#KEYS - 1], ARGV[5], 1)
-  redis.call('SADD', KEYS[#KEYS], ARGV[6])
+  if redis.call('ZSCORE', p .. ':nodes', ARGV[5]) then
+    redis.call('HINCRBY', KEYS[#KEYS - 1], ARGV[5], 1)
+    redis.call('SADD', KEYS[#KEYS], ARGV[6])
+  end
   redis.call('PUBLISH', p .. ':n:' .. h[2], ARGV[3] .. h[1] .. '","a":' .. h[3] .. ARGV[4])
   return {aid, h[2]}
 end
@@ -675,37 +679,40 @@ return reply
 /// its own field in the user's HASH, so that the sum is the cluster's, a dead node's sweep
 /// removes its fields and a node writes its own again after Redis lost its data.
 ///
-/// Modes:
+/// A node that is not among the nodes (`P:nodes`: never registered, or swept) writes
+/// nothing and gets -1: what it wrote after its sweep would never be swept.
+///
+/// Modes (ARGV: mode, node, prefix, then the mode's own):
 /// - `take`: one more for this node unless the sum has reached the bound. KEYS: the counts
 ///   (`P:uc:{usage-key}` or `P:ur:{usage-key}`), the node's usage keys `P:n:{node}:u`.
-///   ARGV: `take`, node, usage key, bound. Returns 1 when taken, else 0.
+///   ARGV: usage key, bound. Returns 1 when taken, else 0.
 /// - `add`: this node's field changed by `n` (negative: given back), removed at 0. KEYS: as
 ///   for `take`, then the other counts of the same key (the key leaves the node's set once
-///   neither has a field of the node). ARGV: `add`, node, usage key, n. Returns 1.
+///   neither has a field of the node). ARGV: usage key, n. Returns 1.
 /// - `clear`: every field of this node removed (before it writes its counts again). KEYS:
-///   the node's usage keys. ARGV: `clear`, node, prefix. Returns 1.
-/// - `set`: this node's fields set. KEYS: the node's usage keys. ARGV: `set`, node, prefix,
-///   then for each usage key: the key, its connections, its pending routes. Returns 1.
+///   the node's usage keys. Returns 1.
+/// - `set`: this node's fields set. KEYS: the node's usage keys. ARGV: for each usage key:
+///   the key, its connections, its pending routes. Returns 1.
 pub(crate) const USAGE: &str = r#"
-local mode, node = ARGV[1], ARGV[2]
+local mode, node, p = ARGV[1], ARGV[2], ARGV[3]
+if not redis.call('ZSCORE', p .. ':nodes', node) then return -1 end
 if mode == 'take' then
   local sum = 0
   for _, n in ipairs(redis.call('HVALS', KEYS[1])) do sum = sum + tonumber(n) end
-  if sum >= tonumber(ARGV[4]) then return 0 end
+  if sum >= tonumber(ARGV[5]) then return 0 end
   redis.call('HINCRBY', KEYS[1], node, 1)
-  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('SADD', KEYS[2], ARGV[4])
   return 1
 end
 if mode == 'add' then
-  if redis.call('HINCRBY', KEYS[1], node, tonumber(ARGV[4])) > 0 then
-    redis.call('SADD', KEYS[2], ARGV[3])
+  if redis.call('HINCRBY', KEYS[1], node, tonumber(ARGV[5])) > 0 then
+    redis.call('SADD', KEYS[2], ARGV[4])
   else
     redis.call('HDEL', KEYS[1], node)
-    if redis.call('HEXISTS', KEYS[3], node) == 0 then redis.call('SREM', KEYS[2], ARGV[3]) end
+    if redis.call('HEXISTS', KEYS[3], node) == 0 then redis.call('SREM', KEYS[2], ARGV[4]) end
   end
   return 1
 end
-local p = ARGV[3]
 if mode == 'clear' then
   for _, ukey in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('HDEL', p .. ':uc:' .. ukey, node)

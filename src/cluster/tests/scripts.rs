@@ -129,7 +129,7 @@ fn take(conn: &mut Conn, node: &str, bound: &str) -> Reply {
     usage(
         conn,
         &[b"gw:uc:alice", set.as_bytes()],
-        &[b"take", node.as_bytes(), b"alice", bound.as_bytes()],
+        &[b"take", node.as_bytes(), b"gw", b"alice", bound.as_bytes()],
     )
 }
 
@@ -138,7 +138,7 @@ fn add(conn: &mut Conn, node: &str, n: &str) -> Reply {
     usage(
         conn,
         &[b"gw:uc:alice", set.as_bytes(), b"gw:ur:alice"],
-        &[b"add", node.as_bytes(), b"alice", n.as_bytes()],
+        &[b"add", node.as_bytes(), b"gw", b"alice", n.as_bytes()],
     )
 }
 
@@ -153,6 +153,11 @@ fn per_user_counts_hold_a_bound_on_the_sum_of_every_node_s_share() {
     };
     let mut conn = server.connect(RespLimits::new(1 << 20));
     let bulk = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+
+    // A node that is not among the nodes counts nothing.
+    assert_eq!(take(&mut conn, "a", "3"), Reply::Integer(-1));
+    assert_eq!(conn.call(&[b"EXISTS", b"gw:uc:alice"]), Reply::Integer(0));
+    conn.call(&[b"ZADD", b"gw:nodes", b"1", b"a", b"1", b"b"]);
 
     // Two nodes share a bound of 3.
     assert_eq!(take(&mut conn, "a", "3"), Reply::Integer(1));
@@ -183,8 +188,8 @@ fn per_user_counts_hold_a_bound_on_the_sum_of_every_node_s_share() {
     assert_eq!(field(&mut conn, b"gw:uc:bob", b"a"), bulk("2"));
     assert_eq!(field(&mut conn, b"gw:ur:bob", b"a"), Reply::Bulk(None));
 
-    // The sweep of dead node a removes its fields and leaves b's.
-    conn.call(&[b"ZADD", b"gw:nodes", b"0", b"a"]);
+    // The sweep of dead node a removes its fields and leaves b's; a forgets it, so nothing
+    // it writes after counts.
     let mut call: Vec<&[u8]> = vec![b"EVAL", SWEEP.as_bytes(), b"4"];
     call.extend_from_slice(&[b"gw:nodes", b"gw:n:a:m", b"gw:n:a:c", b"gw:n:a:a"]);
     call.extend_from_slice(&[b"a", b"200", b"gw", b"", b"", b"", b""]);
@@ -194,4 +199,6 @@ fn per_user_counts_hold_a_bound_on_the_sum_of_every_node_s_share() {
     assert_eq!(field(&mut conn, b"gw:uc:bob", b"a"), Reply::Bulk(None));
     assert_eq!(field(&mut conn, b"gw:uc:alice", b"b"), bulk("1"));
     assert_eq!(conn.call(&[b"EXISTS", b"gw:n:a:u"]), Reply::Integer(0));
+    assert_eq!(add(&mut conn, "a", "1"), Reply::Integer(-1));
+    assert_eq!(field(&mut conn, b"gw:uc:alice", b"a"), Reply::Bulk(None));
 }

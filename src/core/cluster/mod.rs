@@ -68,7 +68,7 @@ pub(crate) fn tick(state: &mut CoreState, now: Instant, out: &mut Actions<Event>
         node::heartbeat(&mut cl, now, out);
         agents::expire(&mut cl, state.config.agent_ttl_ms, now, out);
     }
-    if cl.usage.unwritten && cl.is_serving() {
+    if cl.usage.unwritten && cl.is_serving() && !cl.heartbeat_in_flight {
         users::write_back(&mut cl, now, out);
     }
     cl.events = events;
@@ -128,8 +128,9 @@ fn handle_events(
                 if cl.clients_unwritten || !cl.forgotten.is_empty() {
                     clients::write_back(state, cl, now, out);
                 }
-                // What this node counted while the broker was away.
-                users::write_back(cl, now, out);
+                // What this node counted while the broker was away: written once the
+                // heartbeat found it alive (not fenced).
+                cl.usage.unwritten = true;
             }
             BrokerEvent::Down(why) => {
                 log::warn!("cluster: broker down: {why}");

@@ -71,8 +71,14 @@ fn take(
     let keys = [hash(cl, count, key), node_keys(cl)];
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let bound = bound.to_string();
-    let node = cl.node.clone();
-    let args: [&[u8]; 4] = [b"take", node.as_bytes(), key.as_bytes(), bound.as_bytes()];
+    let (node, prefix) = (cl.node.clone(), cl.setup.prefix.clone());
+    let args: [&[u8]; 5] = [
+        b"take",
+        node.as_bytes(),
+        prefix.as_bytes(),
+        key.as_bytes(),
+        bound.as_bytes(),
+    ];
     let tag = cl.tag(op);
     if cl
         .broker
@@ -166,8 +172,14 @@ fn send_add(
     ];
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let n = n.to_string();
-    let node = cl.node.clone();
-    let args: [&[u8]; 4] = [b"add", node.as_bytes(), key.as_bytes(), n.as_bytes()];
+    let (node, prefix) = (cl.node.clone(), cl.setup.prefix.clone());
+    let args: [&[u8]; 5] = [
+        b"add",
+        node.as_bytes(),
+        prefix.as_bytes(),
+        key.as_bytes(),
+        n.as_bytes(),
+    ];
     let tag = cl.tag(Op::Ignore);
     if !cl
         .broker
@@ -227,8 +239,9 @@ pub(crate) fn route_room(cl: &Cluster, key: &str, bound: usize) -> bool {
     cl.usage.get(key, Count::Routes) < bound as u64
 }
 
-/// Write this node's share again, whole: its fields removed, then set (the broker is back,
-/// Redis lost its data, or a change could not be sent).
+/// Write this node's share again, whole: its fields removed, then set (the broker is back and
+/// the heartbeat that followed found this node alive, Redis lost its data, or a change could
+/// not be sent).
 pub(crate) fn write_back(cl: &mut Cluster, now: Instant, out: &mut Actions<Event>) {
     cl.usage.unwritten = false;
     let set = node_keys(cl);
