@@ -14,8 +14,9 @@
 //!   through the requester's node channel.
 //! - Each request counts toward `max_pending_routes_per_user` of its requester's user,
 //!   cluster-wide (`users.rs`): inside the route script that publishes it, or, for a target
-//!   on this node, by one `USAGE` call before it is delivered (on this node's own count while
-//!   the broker is not serving); past the bound, `LIMIT_EXCEEDED` and nothing is delivered.
+//!   on this node, by one `USAGE` call before it is delivered, the requester held meanwhile
+//!   (on this node's own count while the broker is not serving); past the bound,
+//!   `LIMIT_EXCEEDED` and nothing is delivered.
 //! - A `route_response` is delivered only for a recorded delivery, once (else
 //!   `TARGET_NOT_FOUND`, as on one node), through the requester's node when it is elsewhere.
 //! - Node channel events: `{"e":"route","c":TARGET,"r":REQUESTER,"n":NODE,"i":ID}` and a
@@ -188,10 +189,15 @@ pub(crate) fn request(
             shown,
             message,
         };
-        // Counted toward the requester's user in Redis first, when it serves.
+        // Counted toward the requester's user in Redis first, when it serves; the
+        // requester's later messages wait meanwhile (what it may make this node keep is
+        // bounded as for any held request).
         let pending = if cl.is_serving() {
             match users::take_route(cl, bound, pending, req.now, out) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    cl.hold(req.conn);
+                    return Ok(());
+                }
                 Err(pending) => *pending,
             }
         } else {
@@ -372,6 +378,7 @@ pub(crate) fn local_counted(
     out: &mut Actions<Event>,
 ) {
     let (conn, req_id, ts) = (p.conn, p.req_id.clone(), p.ts);
+    cl.release(conn);
     let result = match reply {
         Some(Reply::Integer(1)) => deliver_local(state, cl, p, true, now, out),
         Some(Reply::Integer(0)) => Err(Reject::refused(
