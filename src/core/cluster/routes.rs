@@ -34,7 +34,7 @@ use serde::Deserialize;
 use super::mirror::{ClientRoute, PendingRoute};
 use super::node::{Cluster, Op};
 use super::reply::unavailable;
-use super::usage::PendingLocalRoute;
+use super::usage::{Count, PendingLocalRoute};
 use super::users;
 use crate::app::Actions;
 use crate::cluster::resp::Reply;
@@ -188,6 +188,7 @@ pub(crate) fn request(
             target_conn: conn,
             shown,
             message,
+            generation: cl.usage.generation,
         };
         // Counted toward the requester's user in Redis first, when it serves; the
         // requester's later messages wait meanwhile (what it may make this node keep is
@@ -253,8 +254,9 @@ pub(crate) fn request(
         req_id: req.id.to_owned(),
         target: target.to_owned(),
         ts: req.ts,
-        usage_key,
+        usage_key: usage_key.clone(),
         then_client,
+        generation: cl.usage.generation,
     }));
     if !cl
         .broker
@@ -264,6 +266,7 @@ pub(crate) fn request(
         return Err(unavailable());
     }
     users::route_asked(cl, req.conn, req.id);
+    cl.usage.asked(&usage_key, Count::Routes);
     Ok(())
 }
 
@@ -278,6 +281,23 @@ pub(crate) fn routed(
     now: Instant,
     out: &mut Actions<Event>,
 ) {
+    let taken = match &reply {
+        Some(Reply::Bulk(Some(_))) => Some(true),
+        Some(Reply::Array(Some(items))) => {
+            Some(items.first().and_then(Reply::as_bytes) != Some(b"err"))
+        }
+        Some(Reply::Integer(0)) => Some(false),
+        _ => None,
+    };
+    users::take_answered(
+        cl,
+        Count::Routes,
+        &p.usage_key,
+        p.generation,
+        taken,
+        now,
+        out,
+    );
     let reject = match reply {
         Some(Reply::Integer(0)) => match p.then_client.take() {
             Some(client) => {
@@ -294,11 +314,14 @@ pub(crate) fn routed(
                 args.extend(count_args.iter().map(Vec::as_slice));
                 let keys: [&[u8]; 3] = [&client.key, &count_keys[0], &count_keys[1]];
                 let (conn, req_id, ts) = (p.conn, p.req_id.clone(), p.ts);
+                let usage_key = p.usage_key.clone();
+                p.generation = cl.usage.generation;
                 let tag = cl.tag(Op::Route(p));
                 if cl
                     .broker
                     .eval(tag, scripts::ROUTE_INDEX, &keys, &args, now, out)
                 {
+                    cl.usage.asked(&usage_key, Count::Routes);
                     return;
                 }
                 cl.untag(tag);
@@ -379,6 +402,20 @@ pub(crate) fn local_counted(
 ) {
     let (conn, req_id, ts) = (p.conn, p.req_id.clone(), p.ts);
     cl.release(conn);
+    let taken = match &reply {
+        Some(Reply::Integer(1)) => Some(true),
+        Some(Reply::Integer(0)) => Some(false),
+        _ => None,
+    };
+    users::take_answered(
+        cl,
+        Count::Routes,
+        &p.usage_key,
+        p.generation,
+        taken,
+        now,
+        out,
+    );
     let result = match reply {
         Some(Reply::Integer(1)) => deliver_local(state, cl, p, true, now, out),
         Some(Reply::Integer(0)) => Err(Reject::refused(
@@ -404,7 +441,7 @@ fn deliver_local(
 ) -> Result<(), Reject> {
     let give_back = |cl: &mut Cluster, out: &mut Actions<Event>| {
         if in_redis {
-            users::give_back(cl, super::usage::Count::Routes, &p.usage_key, now, out);
+            users::give_back(cl, Count::Routes, &p.usage_key, now, out);
         }
     };
     if state.clients.get(p.conn).is_none() {

@@ -9,6 +9,10 @@
 //!   that holds nothing is forgotten.
 //! - `unwritten` says that Redis may not hold this node's share (a change could not be
 //!   sent): it is written again, whole, when the broker serves.
+//! - Takes at the broker are tallied apart ([`Usage::asked`], [`Usage::answered`]): a
+//!   write-back writes them as counted, since Redis ran them before it, and `generation`
+//!   (one more at each write-back) tells the answer of a take whether a write-back came
+//!   between its sending and its answer.
 
 use std::collections::HashMap;
 
@@ -46,8 +50,12 @@ impl Count {
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
     by_key: HashMap<String, [u64; 2]>,
+    /// Takes at the broker, not answered yet.
+    in_flight: HashMap<String, [u64; 2]>,
     /// Redis may not hold this share: write it again when the broker serves.
     pub(crate) unwritten: bool,
+    /// Write-backs so far.
+    pub(crate) generation: u64,
 }
 
 impl Usage {
@@ -81,9 +89,40 @@ impl Usage {
         self.by_key.get(key).map_or(0, |held| held[count as usize])
     }
 
-    /// Every key with its connections and pending routes.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, u64, u64)> {
-        self.by_key.iter().map(|(k, h)| (k.as_str(), h[0], h[1]))
+    /// A take of `count` for `key` was sent.
+    pub(crate) fn asked(&mut self, key: &str, count: Count) {
+        match self.in_flight.get_mut(key) {
+            Some(n) => n[count as usize] += 1,
+            None => {
+                let mut n = [0; 2];
+                n[count as usize] = 1;
+                self.in_flight.insert(key.to_owned(), n);
+            }
+        }
+    }
+
+    /// A take of `count` for `key` was answered (or will never be).
+    pub(crate) fn answered(&mut self, key: &str, count: Count) {
+        if let Some(n) = self.in_flight.get_mut(key) {
+            n[count as usize] = n[count as usize].saturating_sub(1);
+            if n == &[0, 0] {
+                self.in_flight.remove(key);
+            }
+        }
+    }
+
+    /// What a write-back writes: every key with its connections and pending routes, takes
+    /// at the broker included.
+    pub(crate) fn to_write(&self) -> Vec<(String, u64, u64)> {
+        let mut all: HashMap<&str, [u64; 2]> = HashMap::new();
+        for (key, n) in self.by_key.iter().chain(self.in_flight.iter()) {
+            let sum = all.entry(key.as_str()).or_default();
+            sum[0] += n[0];
+            sum[1] += n[1];
+        }
+        all.into_iter()
+            .map(|(k, n)| (k.to_owned(), n[0], n[1]))
+            .collect()
     }
 }
 
@@ -94,6 +133,8 @@ pub(crate) struct PendingAuth {
     pub(crate) req_id: String,
     pub(crate) ts: u64,
     pub(crate) grant: Grant,
+    /// [`Usage::generation`] when the take was sent.
+    pub(crate) generation: u64,
 }
 
 /// A `route_request` to a target on this node, waiting for Redis to count it.
@@ -112,6 +153,8 @@ pub(crate) struct PendingLocalRoute {
     pub(crate) shown: Option<String>,
     /// The request as the target gets it.
     pub(crate) message: Vec<u8>,
+    /// [`Usage::generation`] when the take was sent.
+    pub(crate) generation: u64,
 }
 
 #[cfg(test)]
@@ -126,9 +169,26 @@ mod tests {
         usage.add("alice", Count::Routes);
         assert_eq!(usage.get("alice", Count::Routes), 2);
         assert_eq!(usage.sub("alice", Count::Routes, 5), 2);
-        assert_eq!(usage.iter().count(), 1);
+        assert_eq!(usage.to_write(), [("alice".to_owned(), 1, 0)]);
         assert_eq!(usage.sub("alice", Count::Connections, 1), 1);
-        assert_eq!(usage.iter().count(), 0);
+        assert!(usage.to_write().is_empty());
         assert_eq!(usage.sub("alice", Count::Connections, 1), 0);
+    }
+
+    #[test]
+    fn takes_at_the_broker_are_written_as_counted() {
+        let mut usage = Usage::default();
+        usage.add("alice", Count::Connections);
+        usage.asked("alice", Count::Connections);
+        usage.asked("bob", Count::Routes);
+        let mut written = usage.to_write();
+        written.sort();
+        assert_eq!(
+            written,
+            [("alice".to_owned(), 2, 0), ("bob".to_owned(), 0, 1)]
+        );
+        usage.answered("alice", Count::Connections);
+        usage.answered("bob", Count::Routes);
+        assert_eq!(usage.to_write(), [("alice".to_owned(), 1, 0)]);
     }
 }

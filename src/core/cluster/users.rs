@@ -84,6 +84,7 @@ fn take(
         .broker
         .eval(tag, scripts::USAGE_INDEX, &keys, &args, now, out)
     {
+        cl.usage.asked(key, count);
         return Ok(());
     }
     match cl.untag(tag) {
@@ -190,6 +191,29 @@ fn send_add(
     }
 }
 
+/// A take of `count` for `key`, sent at `generation`, was answered: `Some(true)` counted,
+/// `Some(false)` refused, `None` without an answer that says (no reply, an error). A refused
+/// take that a write-back wrote as counted is given back; with no answer this node's share
+/// is written again.
+pub(crate) fn take_answered(
+    cl: &mut Cluster,
+    count: Count,
+    key: &str,
+    generation: u64,
+    taken: Option<bool>,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    cl.usage.answered(key, count);
+    match taken {
+        Some(false) if generation != cl.usage.generation => {
+            send_add(cl, count, key, -1, now, out);
+        }
+        None => cl.usage.unwritten = true,
+        _ => {}
+    }
+}
+
 /// One more of `count` for `key` in this node's share; `in_redis` when Redis counted it
 /// already (a take), else it is added there too.
 pub(crate) fn counted(
@@ -248,10 +272,12 @@ pub(crate) fn write_back(cl: &mut Cluster, now: Instant, out: &mut Actions<Event
     let node = cl.node.clone();
     let prefix = cl.setup.prefix.clone();
     let head: [&[u8]; 3] = [b"clear", node.as_bytes(), prefix.as_bytes()];
+    cl.usage.generation = cl.usage.generation.wrapping_add(1);
     let counts: Vec<(String, String, String)> = cl
         .usage
-        .iter()
-        .map(|(k, c, r)| (k.to_owned(), c.to_string(), r.to_string()))
+        .to_write()
+        .into_iter()
+        .map(|(k, c, r)| (k, c.to_string(), r.to_string()))
         .collect();
     let mut calls: Vec<Vec<&[u8]>> = vec![head.to_vec()];
     for batch in counts.chunks(WRITE_BATCH) {

@@ -238,6 +238,7 @@ pub(crate) fn auth(
                         req_id: req.id.to_owned(),
                         ts: req.ts,
                         grant,
+                        generation: c.usage.generation,
                     };
                     let bound = state.config.max_connections_per_user;
                     match cluster_users::take_connection(c, bound, pending, req.now, out) {
@@ -251,6 +252,7 @@ pub(crate) fn auth(
                         req_id: req.id.to_owned(),
                         ts: req.ts,
                         grant,
+                        generation: 0,
                     };
                     authenticate(state, c, &pending, false, req.now, out)
                 }
@@ -346,6 +348,13 @@ pub(crate) fn auth_counted(
     out: &mut Actions<Event>,
 ) {
     cl.release(p.conn);
+    let taken = match &reply {
+        Some(Reply::Integer(1)) => Some(true),
+        Some(Reply::Integer(0)) => Some(false),
+        _ => None,
+    };
+    let user = p.grant.user.clone();
+    cluster_users::take_answered(cl, Count::Connections, &user, p.generation, taken, now, out);
     let waiting = state
         .clients
         .get(p.conn)
