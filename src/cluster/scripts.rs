@@ -15,6 +15,10 @@
 //!   `P:epoch`, the node counter `P:nodeseq`, and the last time any node reached Redis,
 //!   `P:clock`; the client map `P:c:{cid}` (`nodeId NUL userId`) of authenticated clients
 //!   and each node's clients `P:n:{node}:c`.
+//! - Per-user counts kept per node ([`USAGE`]): a user's authenticated connections
+//!   `P:uc:{usage-key}` and its pending route requests `P:ur:{usage-key}` (HASHes nodeId ->
+//!   count, the sum being the cluster's), and the usage keys a node counts under
+//!   `P:n:{node}:u` (SET), so that the sweep of a dead node removes its fields.
 //! - No script merges JSON (Redis's cjson rewrites `[]` as `{}`): what is stored or published
 //!   was written by the gateway, and scripts only copy it.
 //! - A script that refuses returns `{"err", WORD}`; the words are [`Refused`]'s.
@@ -236,6 +240,16 @@ if left == 0 then
   end
   left = redis.call('SCARD', devices)
 end
+if left == 0 then
+  -- The dead node's per-user counts (connections, pending routes).
+  local usage = p .. ':n:' .. dead .. ':u'
+  for _, ukey in ipairs(redis.call('SRANDMEMBER', usage, batch)) do
+    redis.call('SREM', usage, ukey)
+    redis.call('HDEL', p .. ':uc:' .. ukey, dead)
+    redis.call('HDEL', p .. ':ur:' .. ukey, dead)
+  end
+  left = redis.call('SCARD', usage)
+end
 if left == 0 and redis.call('ZREM', KEYS[1], dead) == 1 then
   redis.call('PUBLISH', p .. ':ctl', '{"e":"node_dead","n":"' .. dead .. '"}')
 end
@@ -275,15 +289,27 @@ return 1
 /// it: `allowed` (the requester's node found it `admin`, or sharing a session with the
 /// target), or the same user id.
 ///
-/// KEYS: the target client `P:c:{cid}`.
-/// ARGV: prefix, the requester's user id, allowed (`1` | `0`), the message.
-/// Returns the target's node when published, else 0.
+/// The request counts toward `max_pending_routes_per_user` of the requester, as in
+/// [`ROUTE_AGENT`].
+///
+/// KEYS: the target client `P:c:{cid}`, the requester's pending routes `P:ur:{usage-key}`,
+/// its node's usage keys `P:n:{node}:u`.
+/// ARGV: prefix, the requester's user id, allowed (`1` | `0`), the message, the requester's
+/// node, its usage key, `max_pending_routes_per_user`.
+/// Returns the target's node when published, `{"err", "user_limit"}`, else 0.
 pub(crate) const ROUTE: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local at = string.find(v, '\0', 1, true)
 local node, uid = string.sub(v, 1, at - 1), string.sub(v, at + 1)
 if ARGV[3] ~= '1' and uid ~= ARGV[2] then return 0 end
+local sum = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[2])) do sum = sum + tonumber(n) end
+if sum >= tonumber(ARGV[7]) then return {'err', 'user_limit'} end
+if redis.call('ZSCORE', ARGV[1] .. ':nodes', ARGV[5]) then
+  redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
+  redis.call('SADD', KEYS[3], ARGV[6])
+end
 redis.call('PUBLISH', ARGV[1] .. ':n:' .. node, ARGV[4])
 return node
 "#;
@@ -454,20 +480,37 @@ end
 /// Publish a route request on the node of an agent's owner: the agent by id (online or
 /// busy), or the next online agent with a capability, round-robin over the cluster.
 ///
+/// A request published counts toward `max_pending_routes_per_user` of the requester: one
+/// more in its node's field of `P:ur:{usage-key}` (none for a node not among the nodes, as
+/// in [`USAGE`]), unless the fields' sum has reached the bound (then nothing is published);
+/// the requester's node gives it back when the request is answered or dropped.
+///
 /// KEYS: for `agent`: the agent `P:a:{aid}`; for `capability`: the capability's agents
-/// `P:cap:{name}` and its round-robin counter `P:rr:{name}`.
+/// `P:cap:{name}` and its round-robin counter `P:rr:{name}`; then the requester's pending
+/// routes `P:ur:{usage-key}` and its node's usage keys `P:n:{node}:u`.
 /// ARGV: mode (`agent` | `capability`), prefix, the event's start, its rest: the event is
-/// `start .. cid .. '","a":' .. aid-as-JSON .. rest`.
-/// Returns `{agent id, node}` when published, else 0.
+/// `start .. cid .. '","a":' .. aid-as-JSON .. rest`; then the requester's node, its usage
+/// key, `max_pending_routes_per_user`.
+/// Returns `{agent id, node}` when published, `{"err", "user_limit"}`, else 0.
 pub(crate) const ROUTE_AGENT: &str = r#"
 local p = ARGV[2]
+local over = function()
+  local sum = 0
+  for _, n in ipairs(redis.call('HVALS', KEYS[#KEYS - 1])) do sum = sum + tonumber(n) end
+  return sum >= tonumber(ARGV[7])
+end
 local publish = function(aid, h)
+  if redis.call('ZSCORE', p .. ':nodes', ARGV[5]) then
+    redis.call('HINCRBY', KEYS[#KEYS - 1], ARGV[5], 1)
+    redis.call('SADD', KEYS[#KEYS], ARGV[6])
+  end
   redis.call('PUBLISH', p .. ':n:' .. h[2], ARGV[3] .. h[1] .. '","a":' .. h[3] .. ARGV[4])
   return {aid, h[2]}
 end
 if ARGV[1] == 'agent' then
   local h = redis.call('HMGET', KEYS[1], 'cid', 'node', 'aidj', 'status')
   if not h[4] or h[4] == 'offline' then return 0 end
+  if over() then return {'err', 'user_limit'} end
   return publish(string.sub(KEYS[1], #p + 5, -2), h)
 end
 local online = {}
@@ -477,6 +520,7 @@ for _, aid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 if #online == 0 then return 0 end
+if over() then return {'err', 'user_limit'} end
 local n = redis.call('INCR', KEYS[2])
 local aid = online[(n - 1) % #online + 1]
 return publish(aid, redis.call('HMGET', p .. ':a:{' .. aid .. '}', 'cid', 'node', 'aidj'))
@@ -693,8 +737,68 @@ if chosen then return {chosen[1], chosen[2], '0'} end
 return {}
 "#;
 
+/// Per-user counts of connections and pending route requests, cluster-wide: each node keeps
+/// its own field in the user's HASH, so that the sum is the cluster's, a dead node's sweep
+/// removes its fields and a node writes its own again after Redis lost its data.
+///
+/// A node that is not among the nodes (`P:nodes`: never registered, or swept) writes
+/// nothing and gets -1: what it wrote after its sweep would never be swept.
+///
+/// Modes (ARGV: mode, node, prefix, then the mode's own):
+/// - `take`: one more for this node unless the sum has reached the bound. KEYS: the counts
+///   (`P:uc:{usage-key}` or `P:ur:{usage-key}`), the node's usage keys `P:n:{node}:u`.
+///   ARGV: usage key, bound. Returns 1 when taken, else 0.
+/// - `add`: this node's field changed by `n` (negative: given back), removed at 0. KEYS: as
+///   for `take`, then the other counts of the same key (the key leaves the node's set once
+///   neither has a field of the node). ARGV: usage key, n. Returns 1.
+/// - `clear`: every field of this node removed (before it writes its counts again). KEYS:
+///   the node's usage keys. Returns 1.
+/// - `set`: this node's fields set. KEYS: the node's usage keys. ARGV: for each usage key:
+///   the key, its connections, its pending routes. Returns 1.
+pub(crate) const USAGE: &str = r#"
+local mode, node, p = ARGV[1], ARGV[2], ARGV[3]
+if not redis.call('ZSCORE', p .. ':nodes', node) then return -1 end
+if mode == 'take' then
+  local sum = 0
+  for _, n in ipairs(redis.call('HVALS', KEYS[1])) do sum = sum + tonumber(n) end
+  if sum >= tonumber(ARGV[5]) then return 0 end
+  redis.call('HINCRBY', KEYS[1], node, 1)
+  redis.call('SADD', KEYS[2], ARGV[4])
+  return 1
+end
+if mode == 'add' then
+  if redis.call('HINCRBY', KEYS[1], node, tonumber(ARGV[5])) > 0 then
+    redis.call('SADD', KEYS[2], ARGV[4])
+  else
+    redis.call('HDEL', KEYS[1], node)
+    if redis.call('HEXISTS', KEYS[3], node) == 0 then redis.call('SREM', KEYS[2], ARGV[4]) end
+  end
+  return 1
+end
+if mode == 'clear' then
+  for _, ukey in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    redis.call('HDEL', p .. ':uc:' .. ukey, node)
+    redis.call('HDEL', p .. ':ur:' .. ukey, node)
+  end
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+for i = 4, #ARGV - 2, 3 do
+  local ukey, counts = ARGV[i], {ARGV[i + 1], ARGV[i + 2]}
+  for j, kind in ipairs({':uc:', ':ur:'}) do
+    if tonumber(counts[j]) > 0 then
+      redis.call('HSET', p .. kind .. ukey, node, counts[j])
+    else
+      redis.call('HDEL', p .. kind .. ukey, node)
+    end
+  end
+  redis.call('SADD', KEYS[1], ukey)
+end
+return 1
+"#;
+
 /// Every script, in the order of their indexes.
-pub(crate) const ALL: [&str; 19] = [
+pub(crate) const ALL: [&str; 20] = [
     JOIN,
     LEAVE,
     HEARTBEAT,
@@ -714,6 +818,7 @@ pub(crate) const ALL: [&str; 19] = [
     DEVICES,
     ADMIN_KICK,
     ADMIN_PAGE,
+    USAGE,
 ];
 /// The index of [`JOIN`] in [`ALL`].
 pub(crate) const JOIN_INDEX: usize = 0;
@@ -753,6 +858,8 @@ pub(crate) const DEVICES_INDEX: usize = 16;
 pub(crate) const ADMIN_KICK_INDEX: usize = 17;
 /// The index of [`ADMIN_PAGE`] in [`ALL`].
 pub(crate) const ADMIN_PAGE_INDEX: usize = 18;
+/// The index of [`USAGE`] in [`ALL`].
+pub(crate) const USAGE_INDEX: usize = 19;
 
 /// A refusal word returned by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use crate::app::{Actions, App, CloseReason, ConnId, HttpResponse, LinkId, TransportStats};
 use crate::config::{Config, ConfigError};
+use crate::core::auth::ANONYMOUS;
 use crate::core::cluster::mirror::PendingDevices;
 use crate::core::cluster::node::{Cluster, ClusterSetup};
 use crate::core::cluster::{self, LinkReport};
@@ -437,9 +438,10 @@ impl App for GatewayCore {
                     cluster::devices::forget(cl, &client.client_id, now, out);
                 }
             }
-            cl.routes.drop_target(conn);
-            cl.outstanding
-                .retain(|(requester, _), _| *requester != conn);
+            let user = client.is_authenticated() && client.user_id.as_deref() != Some(ANONYMOUS);
+            cluster::users::conn_gone(cl, conn, client.usage_key(), user, now, out);
+            let dropped = cl.routes.drop_target(conn);
+            cluster::users::deliveries_dropped(&state.clients, cl, dropped, now, out);
             cluster::agents::owner_gone(cl, conn, &client.client_id, ts, now, out);
         }
         let reason = match reason {

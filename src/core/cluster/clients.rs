@@ -10,7 +10,9 @@
 //! - A message to a client not on this node is published, through the `SEND_TO` script, on
 //!   the channel of the client's node, which delivers it to the client if it is still there.
 //!   Node channel events are one JSON line (`{"e":"send","c":CID}`), a newline, and the
-//!   message as the client gets it.
+//!   message as the client gets it. A `send` that answers a route request (`"i":ID`), and a
+//!   `done` (`{"e":"done","c":CID,"i":ID}`: the request's target left), end that request's
+//!   count toward its user's pending routes (`users.rs`).
 
 use std::time::Instant;
 
@@ -60,18 +62,29 @@ pub(crate) fn authenticated(
     let Some(mut cl) = state.cluster.take() else {
         return;
     };
+    record(state, &mut cl, conn, now, out);
+    state.cluster = Some(cl);
+}
+
+/// `conn` authenticated: record where it is (the cluster taken out of `state`).
+pub(crate) fn record(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    conn: ConnId,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
     if let Some(client) = state.clients.get(conn) {
         let node = cl.node.clone();
         let user = client.user_id.as_deref().unwrap_or(ANONYMOUS);
-        if !write(&mut cl, &client.client_id, &node, user, now, out) {
+        if !write(cl, &client.client_id, &node, user, now, out) {
             cl.clients_unwritten = true;
         }
         // A device it declared before it authenticated is listed from now on.
         if client.device.is_some() {
-            super::devices::record(state, &mut cl, conn, None, now, out);
+            super::devices::record(state, cl, conn, None, now, out);
         }
     }
-    state.cluster = Some(cl);
 }
 
 /// `client_id` closed: forget it.
@@ -151,6 +164,7 @@ pub(crate) fn on_node_message(
     state: &mut CoreState,
     cl: &mut Cluster,
     payload: &[u8],
+    now: Instant,
     out: &mut Actions<Event>,
 ) {
     let Some(at) = payload.iter().position(|&b| b == b'\n') else {
@@ -160,14 +174,18 @@ pub(crate) fn on_node_message(
         log::warn!("cluster: a message on this node's channel could not be read");
         return;
     };
-    if head.e != "send" {
+    if head.e != "send" && head.e != "done" {
         return;
     }
     let Some(conn) = state.clients.conn_of(&head.c) else {
         return;
     };
     if let Some(id) = head.i {
-        cl.outstanding.remove(&(conn, id));
+        // A route's answer, or the end of a route whose target left: it no longer counts.
+        super::users::route_done(cl, conn, &id, now, out);
+    }
+    if head.e == "done" {
+        return;
     }
     if let Ok(text) = std::str::from_utf8(&payload[at + 1..]) {
         out.send_text(conn, text);

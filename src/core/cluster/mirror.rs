@@ -160,6 +160,11 @@ pub(crate) struct PendingRoute {
     pub(crate) req_id: String,
     pub(crate) target: String,
     pub(crate) ts: u64,
+    /// The requester's usage key (its request counts toward its user's pending routes).
+    pub(crate) usage_key: String,
+    /// The generation of this node's per-user counts when the script was sent
+    /// (`usage.rs`).
+    pub(crate) generation: u64,
     /// When the target was looked up as an agent and none has that id: the route to a
     /// client of that id to try next (the `ROUTE` script's key and arguments).
     pub(crate) then_client: Option<ClientRoute>,

@@ -24,6 +24,8 @@ pub(crate) mod pending;
 pub(crate) mod reply;
 pub(crate) mod routes;
 pub(crate) mod sessions;
+pub(crate) mod usage;
+pub(crate) mod users;
 
 use std::time::Instant;
 
@@ -31,6 +33,7 @@ use crate::app::{Actions, ConnId, LinkId};
 use crate::cluster::broker::{BrokerEvent, TICK};
 use crate::cluster::resp::Reply;
 use crate::core::events::Event;
+use crate::core::requests::connection;
 use crate::core::state::CoreState;
 use crate::core::timers;
 use node::{Beat, Cluster, ClusterSetup, Op};
@@ -67,6 +70,9 @@ pub(crate) fn tick(state: &mut CoreState, now: Instant, out: &mut Actions<Event>
     if cl.broker.is_up() && !cl.heartbeat_in_flight && now >= cl.heartbeat_due {
         node::heartbeat(&mut cl, now, out);
         agents::expire(&mut cl, state.config.agent_ttl_ms, now, out);
+    }
+    if cl.usage.unwritten && cl.is_serving() && !cl.heartbeat_in_flight {
+        users::write_back(&mut cl, now, out);
     }
     cl.events = events;
     state.cluster = Some(cl);
@@ -125,6 +131,9 @@ fn handle_events(
                 if cl.clients_unwritten || !cl.forgotten.is_empty() {
                     clients::write_back(state, cl, now, out);
                 }
+                // What this node counted while the broker was away: written once the
+                // heartbeat found it alive (not fenced).
+                cl.usage.unwritten = true;
             }
             BrokerEvent::Down(why) => {
                 log::warn!("cluster: broker down: {why}");
@@ -150,7 +159,7 @@ fn handle_events(
                     } else if payload.starts_with(b"{\"e\":\"admin_") {
                         admin::on_node_message(state, cl, &payload, now, out);
                     } else {
-                        clients::on_node_message(state, cl, &payload, out);
+                        clients::on_node_message(state, cl, &payload, now, out);
                     }
                 } else {
                     sessions::on_message(state, cl, &channel, &payload, now, out);
@@ -184,6 +193,7 @@ fn answered(
                         );
                         sessions::write_back(state, cl, now, out);
                         clients::write_back(state, cl, now, out);
+                        users::write_back(cl, now, out);
                     }
                     Beat::Fenced => fenced(state, cl, now, out),
                 }
@@ -218,6 +228,8 @@ fn answered(
         Op::Join(pending) => sessions::join_answered(state, cl, pending, reply, now, out),
         Op::Leave(pending) => sessions::leave_answered(state, cl, pending, reply, now, out),
         Op::Devices(pending) => devices::answer(state, cl, pending, reply, out),
+        Op::Auth(pending) => connection::auth_counted(state, cl, pending, reply, now, out),
+        Op::RouteTake(pending) => routes::local_counted(state, cl, pending, reply, now, out),
         Op::Route(pending) => routes::routed(state, cl, pending, reply, now, out),
         Op::Agent(pending) => agents::answered(state, cl, pending, reply, out),
         Op::PatchRead(pending) => patch::read_answered(state, cl, pending, reply, now, out),

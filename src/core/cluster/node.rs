@@ -11,7 +11,7 @@
 //!   nodes (swept in batches by any live node), notices a lost epoch (Redis restarted empty)
 //!   and a fenced node (declared dead while it was alive); [`Beat`] tells the caller which.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use core::net::SocketAddr;
@@ -21,6 +21,7 @@ use super::mirror::{
     PendingRoute, Repair,
 };
 use super::pending::Pending;
+use super::usage::{PendingAuth, PendingLocalRoute, Usage};
 use crate::app::{Actions, ConnId};
 use crate::cluster::broker::{Broker, BrokerEvent, BrokerSettings, MAX_BACKOFF};
 use crate::cluster::resp::Reply;
@@ -94,6 +95,11 @@ pub(crate) enum Op {
     Devices(PendingDevices),
     /// An admin request asked of other nodes (its number in `Cluster::admin`).
     Admin(u64),
+    /// An `auth` waiting for its user's connections to be counted.
+    Auth(PendingAuth),
+    /// A route request to a target on this node, waiting for its requester's user's
+    /// pending routes to be counted.
+    RouteTake(PendingLocalRoute),
 }
 
 /// The sender of a message published on a session's channel.
@@ -150,10 +156,11 @@ pub(crate) struct Cluster {
     /// Agents of connections that closed while the broker was down: set offline when it is
     /// up (`clientId`, agent ids).
     pub(crate) offline_repairs: Vec<(String, Vec<String>)>,
-    /// Route requests this node's clients sent to other nodes, not answered yet: (requester,
-    /// request id) -> the target's node, so that a dead node's are answered
-    /// `TARGET_NOT_FOUND` (at most [`MAX_OUTSTANDING`]).
-    pub(crate) outstanding: HashMap<(ConnId, String), String>,
+    /// Route requests this node's clients sent, not answered yet: (requester, request id) ->
+    /// the target's node (this node's name for a local target) and the requester's usage
+    /// key, so that a dead node's are answered `TARGET_NOT_FOUND` and each ends its count
+    /// toward `max_pending_routes_per_user` (at most [`MAX_OUTSTANDING`]).
+    pub(crate) outstanding: HashMap<(ConnId, String), (String, String)>,
     /// Route requests delivered to this node's clients, waiting for their answer.
     pub(crate) routes: Pending,
     /// Whether a local client could not be recorded in the client map (written again when
@@ -165,6 +172,12 @@ pub(crate) struct Cluster {
     /// Admin requests asked of other nodes, waiting for their answers.
     pub(crate) admin: super::asks::Asks,
     pub(crate) events: Vec<BrokerEvent>,
+    /// This node's share of the per-user counts kept in Redis (`users.rs`).
+    pub(crate) usage: Usage,
+    /// Route requests of this node's clients whose script has not answered yet, and those
+    /// of them whose end (an answer, a `done`) came first (`users.rs`).
+    pub(crate) routes_asked: HashSet<(ConnId, String)>,
+    pub(crate) routes_ended_early: HashSet<(ConnId, String)>,
 }
 
 impl Cluster {
@@ -216,6 +229,9 @@ impl Cluster {
             forgotten: Vec::new(),
             admin: super::asks::Asks::default(),
             events: Vec::new(),
+            usage: Usage::default(),
+            routes_asked: HashSet::new(),
+            routes_ended_early: HashSet::new(),
         }
     }
 

@@ -50,6 +50,18 @@ impl Pending {
         self.entries.get(key)
     }
 
+    /// Whether a delivery of `key` would be refused now ([`Pending::insert`]'s checks).
+    pub(crate) fn check(&self, key: &(ConnId, String, String)) -> Result<(), RouteError> {
+        if self.entries.contains_key(key) {
+            return Err(RouteError::Duplicate);
+        }
+        let count = self.per_target.get(&key.0).copied().unwrap_or(0);
+        if count >= MAX_PENDING_PER_TARGET || self.entries.len() >= MAX_PENDING {
+            return Err(RouteError::Full);
+        }
+        Ok(())
+    }
+
     /// The requester's node of a delivery, which is forgotten.
     pub(crate) fn take(&mut self, key: &(ConnId, String, String)) -> Option<Routed> {
         let node = self.entries.remove(key)?;
@@ -62,11 +74,23 @@ impl Pending {
         Some(node)
     }
 
-    /// Forget what was delivered to `conn` (it closed).
-    pub(crate) fn drop_target(&mut self, conn: ConnId) {
+    /// Forget what was delivered to `conn` (it closed); what was dropped.
+    pub(crate) fn drop_target(&mut self, conn: ConnId) -> Vec<((ConnId, String, String), Routed)> {
+        let mut dropped = Vec::new();
         if self.per_target.remove(&conn).is_some() {
-            self.entries.retain(|(target, _, _), _| *target != conn);
+            let keys: Vec<(ConnId, String, String)> = self
+                .entries
+                .keys()
+                .filter(|(target, _, _)| *target == conn)
+                .cloned()
+                .collect();
+            for key in keys {
+                if let Some(routed) = self.entries.remove(&key) {
+                    dropped.push((key, routed));
+                }
+            }
         }
+        dropped
     }
 
     /// Forget what requesters on `node` asked (the node is gone: nobody waits for it).

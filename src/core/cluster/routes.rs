@@ -12,6 +12,11 @@
 //!   `id` from the same requester pending twice: `INVALID_MESSAGE` naming `id`), delivers
 //!   the request, and answers a request whose target has gone with `TARGET_NOT_FOUND`
 //!   through the requester's node channel.
+//! - Each request counts toward `max_pending_routes_per_user` of its requester's user,
+//!   cluster-wide (`users.rs`): inside the route script that publishes it, or, for a target
+//!   on this node, by one `USAGE` call before it is delivered, the requester held meanwhile
+//!   (on this node's own count while the broker is not serving); past the bound,
+//!   `LIMIT_EXCEEDED` and nothing is delivered.
 //! - A `route_response` is delivered only for a recorded delivery, once (else
 //!   `TARGET_NOT_FOUND`, as on one node), through the requester's node when it is elsewhere.
 //! - Node channel events: `{"e":"route","c":TARGET,"r":REQUESTER,"n":NODE,"i":ID}` and a
@@ -27,9 +32,11 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::mirror::{ClientRoute, PendingRoute};
-use super::node::{Cluster, Op, MAX_OUTSTANDING};
+use super::node::{Cluster, Op};
 use super::reply::unavailable;
-use crate::app::{Actions, ConnId};
+use super::usage::{Count, PendingLocalRoute};
+use super::users;
+use crate::app::Actions;
 use crate::cluster::resp::Reply;
 use crate::cluster::scripts;
 use crate::core::auth::ANONYMOUS;
@@ -38,6 +45,7 @@ use crate::core::events::Event;
 use crate::core::outbound::{self, short, Reject};
 use crate::core::routes::RouteError;
 use crate::core::state::{CoreState, Req};
+use crate::core::users::{Resource, UserLimit};
 use crate::core::wire::payloads::ErrorOut;
 use crate::core::wire::{self, Envelope, Field, FieldError, Head, MsgId};
 
@@ -128,6 +136,8 @@ pub(crate) fn request(
         return Ok(());
     };
     let requester = sender.client_id.clone();
+    let usage_key = sender.usage_key().to_owned();
+    let bound = state.config.max_pending_routes_per_user;
     let user = sender
         .user_id
         .clone()
@@ -165,12 +175,37 @@ pub(crate) fn request(
             admin,
             client.user_id.as_deref(),
         );
-        let node = cl.node.clone();
+        let key = (conn, requester.clone(), req.id.to_owned());
         cl.routes
-            .insert((conn, requester, req.id.to_owned()), (node, shown))
+            .check(&key)
             .map_err(|e| Reject::refused(&e, req.id))?;
-        out.send_text(conn, std::str::from_utf8(&message).unwrap_or(""));
-        return Ok(());
+        let pending = PendingLocalRoute {
+            conn: req.conn,
+            req_id: req.id.to_owned(),
+            ts: req.ts,
+            requester,
+            usage_key,
+            target: target.to_owned(),
+            target_conn: conn,
+            shown,
+            message,
+            generation: cl.usage.generation,
+        };
+        // Counted toward the requester's user in Redis first, when it serves; the
+        // requester's later messages wait meanwhile (what it may make this node keep is
+        // bounded as for any held request).
+        let pending = if cl.is_serving() {
+            match users::take_route(cl, bound, pending, req.now, out) {
+                Ok(()) => {
+                    cl.hold(req.conn);
+                    return Ok(());
+                }
+                Err(pending) => *pending,
+            }
+        } else {
+            pending
+        };
+        return deliver_local(state, cl, pending, false, req.now, out);
     }
     if !cl.is_serving() {
         return Err(unavailable());
@@ -210,14 +245,19 @@ pub(crate) fn request(
             (&b"agent"[..], vec![key], Some(client))
         }
     };
-    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-    let args: [&[u8]; 4] = [mode, prefix.as_bytes(), &agent_start, &agent_tail];
+    let (count_keys, count_args) = users::route_keys(cl, &usage_key, bound);
+    let mut keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    keys.extend(count_keys.iter().map(Vec::as_slice));
+    let mut args: Vec<&[u8]> = vec![mode, prefix.as_bytes(), &agent_start, &agent_tail];
+    args.extend(count_args.iter().map(Vec::as_slice));
     let tag = cl.tag(Op::Route(PendingRoute {
         conn: req.conn,
         req_id: req.id.to_owned(),
         target: target.to_owned(),
         ts: req.ts,
+        usage_key: usage_key.clone(),
         then_client,
+        generation: cl.usage.generation,
     }));
     if !cl
         .broker
@@ -226,6 +266,8 @@ pub(crate) fn request(
         cl.untag(tag);
         return Err(unavailable());
     }
+    users::route_asked(cl, req.conn, req.id);
+    cl.usage.asked(&usage_key, Count::Routes);
     Ok(())
 }
 
@@ -240,27 +282,51 @@ pub(crate) fn routed(
     now: Instant,
     out: &mut Actions<Event>,
 ) {
+    let taken = match &reply {
+        Some(Reply::Bulk(Some(_))) => Some(true),
+        Some(Reply::Array(Some(items))) => {
+            Some(items.first().and_then(Reply::as_bytes) != Some(b"err"))
+        }
+        Some(Reply::Integer(0)) => Some(false),
+        _ => None,
+    };
+    users::take_answered(
+        cl,
+        Count::Routes,
+        &p.usage_key,
+        p.generation,
+        taken,
+        now,
+        out,
+    );
     let reject = match reply {
         Some(Reply::Integer(0)) => match p.then_client.take() {
             Some(client) => {
                 let prefix = cl.setup.prefix.clone();
                 let flag: &[u8] = if client.allowed { b"1" } else { b"0" };
-                let args: [&[u8]; 4] = [
+                let bound = state.config.max_pending_routes_per_user;
+                let (count_keys, count_args) = users::route_keys(cl, &p.usage_key, bound);
+                let mut args: Vec<&[u8]> = vec![
                     prefix.as_bytes(),
                     client.user.as_bytes(),
                     flag,
                     &client.event,
                 ];
-                let key = client.key.clone();
+                args.extend(count_args.iter().map(Vec::as_slice));
+                let keys: [&[u8]; 3] = [&client.key, &count_keys[0], &count_keys[1]];
                 let (conn, req_id, ts) = (p.conn, p.req_id.clone(), p.ts);
+                let usage_key = p.usage_key.clone();
+                p.generation = cl.usage.generation;
                 let tag = cl.tag(Op::Route(p));
                 if cl
                     .broker
-                    .eval(tag, scripts::ROUTE_INDEX, &[&key], &args, now, out)
+                    .eval(tag, scripts::ROUTE_INDEX, &keys, &args, now, out)
                 {
+                    cl.usage.asked(&usage_key, Count::Routes);
                     return;
                 }
                 cl.untag(tag);
+                users::route_refused(cl, conn, &req_id);
                 let reject = unavailable();
                 return outbound::send_error(
                     out,
@@ -273,16 +339,23 @@ pub(crate) fn routed(
             }
             None => not_found(&p.target),
         },
-        Some(Reply::Bulk(Some(node))) => return sent_to(cl, &p, &node),
+        Some(Reply::Bulk(Some(node))) => return sent_to(state, cl, &p, &node, now, out),
+        Some(Reply::Array(Some(items)))
+            if items.first().and_then(Reply::as_bytes) == Some(b"err") =>
+        {
+            Reject::refused(&UserLimit(Resource::PendingRoutes), &p.usage_key)
+        }
         Some(Reply::Array(Some(items))) => {
-            if let Some(node) = items.get(1).and_then(Reply::as_bytes) {
-                sent_to(cl, &p, node);
+            match items.get(1).and_then(Reply::as_bytes) {
+                Some(node) => sent_to(state, cl, &p, node, now, out),
+                None => users::route_refused(cl, p.conn, &p.req_id),
             }
             return;
         }
         Some(_) => not_found(&p.target),
         None => unavailable(),
     };
+    users::route_refused(cl, p.conn, &p.req_id);
     outbound::send_error(
         out,
         &mut state.metrics,
@@ -293,13 +366,119 @@ pub(crate) fn routed(
     );
 }
 
-/// A route request of `p` is on its way to `node`: remember it until it is answered, or the
-/// node is declared dead.
-fn sent_to(cl: &mut Cluster, p: &PendingRoute, node: &[u8]) {
-    if cl.outstanding.len() < MAX_OUTSTANDING {
-        let node = String::from_utf8_lossy(node).into_owned();
-        cl.outstanding.insert((p.conn, p.req_id.clone()), node);
+/// A route request of `p` is on its way to `node`, counted: remember it until it is
+/// answered, or the node is declared dead.
+fn sent_to(
+    state: &CoreState,
+    cl: &mut Cluster,
+    p: &PendingRoute,
+    node: &[u8],
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let node = String::from_utf8_lossy(node).into_owned();
+    let alive = state.clients.get(p.conn).is_some();
+    users::route_sent(
+        cl,
+        p.conn,
+        &p.req_id,
+        node,
+        &p.usage_key,
+        true,
+        alive,
+        now,
+        out,
+    );
+}
+
+/// Redis answered the count of a route request to a target on this node: delivered, or
+/// `LIMIT_EXCEEDED`; with no answer this node decides alone.
+pub(crate) fn local_counted(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    p: PendingLocalRoute,
+    reply: Option<Reply>,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let (conn, req_id, ts) = (p.conn, p.req_id.clone(), p.ts);
+    cl.release(conn);
+    let taken = match &reply {
+        Some(Reply::Integer(1)) => Some(true),
+        Some(Reply::Integer(0)) => Some(false),
+        _ => None,
+    };
+    users::take_answered(
+        cl,
+        Count::Routes,
+        &p.usage_key,
+        p.generation,
+        taken,
+        now,
+        out,
+    );
+    let result = match reply {
+        Some(Reply::Integer(1)) => deliver_local(state, cl, p, true, now, out),
+        Some(Reply::Integer(0)) => Err(Reject::refused(
+            &UserLimit(Resource::PendingRoutes),
+            &p.usage_key,
+        )),
+        _ => deliver_local(state, cl, p, false, now, out),
+    };
+    if let Err(reject) = result {
+        outbound::send_error(out, &mut state.metrics, conn, Some(&req_id), ts, &reject);
     }
+}
+
+/// Deliver the route request of `p` to its target on this node, counted toward its user
+/// (`in_redis`: Redis counted it already; else this node decides on its own share).
+fn deliver_local(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    p: PendingLocalRoute,
+    in_redis: bool,
+    now: Instant,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let give_back = |cl: &mut Cluster, out: &mut Actions<Event>| {
+        if in_redis {
+            users::give_back(cl, Count::Routes, &p.usage_key, now, out);
+        }
+    };
+    if state.clients.get(p.conn).is_none() {
+        give_back(cl, out);
+        return Ok(());
+    }
+    let bound = state.config.max_pending_routes_per_user;
+    if !in_redis && !users::route_room(cl, &p.usage_key, bound) {
+        return Err(Reject::refused(
+            &UserLimit(Resource::PendingRoutes),
+            &p.usage_key,
+        ));
+    }
+    if !state.clients.get(p.target_conn).is_some_and(|c| !c.closing) {
+        give_back(cl, out);
+        return Err(not_found(&p.target));
+    }
+    let key = (p.target_conn, p.requester.clone(), p.req_id.clone());
+    let node = cl.node.clone();
+    if let Err(e) = cl.routes.insert(key, (node.clone(), p.shown.clone())) {
+        give_back(cl, out);
+        return Err(Reject::refused(&e, &p.req_id));
+    }
+    users::route_sent(
+        cl,
+        p.conn,
+        &p.req_id,
+        node,
+        &p.usage_key,
+        in_redis,
+        true,
+        now,
+        out,
+    );
+    out.send_text(p.target_conn, std::str::from_utf8(&p.message).unwrap_or(""));
+    Ok(())
 }
 
 /// A control event: a dead node's routes are answered `TARGET_NOT_FOUND`, and what it had
@@ -327,14 +506,7 @@ pub(crate) fn on_control(
         crate::core::escaped::Escaped(&event.n)
     );
     let ts = state.wall_ms(now);
-    let lost: Vec<(ConnId, String)> = cl
-        .outstanding
-        .iter()
-        .filter(|(_, node)| **node == event.n)
-        .map(|(key, _)| key.clone())
-        .collect();
-    for (conn, id) in lost {
-        cl.outstanding.remove(&(conn, id.clone()));
+    for (conn, id) in users::node_gone(cl, &event.n, now, out) {
         let reject = Reject::new(
             ErrorCode::TargetNotFound,
             format!(
@@ -465,6 +637,7 @@ pub(crate) fn response(
     wire::write_envelope(&mut message, &head, wire::raw(env.payload));
     if node == cl.node {
         if let Some(conn) = state.clients.conn_of(target) {
+            users::route_done(cl, conn, reply_to, req.now, out);
             out.send_text(conn, std::str::from_utf8(&message).unwrap_or(""));
         }
         return Ok(());

@@ -15,6 +15,10 @@
 //!   bytes (`auth.rs`; counted; at `max_auth_failures`, 0 meaning no limit,
 //!   the connection is closed with 1008 right after that reply). In password mode the
 //!   `clientId` becomes the `userId` (at most 128 bytes; empty or absent: `anonymous`).
+//! - In a cluster, a good credential of a user other than `anonymous` is counted toward
+//!   `max_connections_per_user` in Redis first (`cluster/users.rs`): the reply comes with the
+//!   answer, and the connection's later messages wait for it; while the broker is not
+//!   serving, this node decides on its own count.
 //! - In `auth_mode = jwt` the token's `sub` is the `userId` and its `scopes` claim, when
 //!   present, the scopes; `auth_success` carries `expiresAt`. A repeated `auth` is a
 //!   refresh: a valid token for the same `sub` replaces the expiry and the scopes, one for
@@ -28,11 +32,16 @@
 use std::time::{Duration, Instant};
 
 use crate::app::{Actions, CloseReason, ConnId};
+use crate::cluster::resp::Reply;
 use crate::config::{AuthMode, Config};
 use crate::core::auth::{self, Credentials, Via, ANONYMOUS};
 use crate::core::clients::{Client, Device};
-use crate::core::cluster;
+use crate::core::cluster::clients as cluster_clients;
+use crate::core::cluster::devices as cluster_devices;
 use crate::core::cluster::mirror::PendingDevices;
+use crate::core::cluster::node::Cluster;
+use crate::core::cluster::usage::{Count, PendingAuth};
+use crate::core::cluster::users as cluster_users;
 use crate::core::errors::ErrorCode;
 use crate::core::escaped::Escaped;
 use crate::core::events::Event;
@@ -42,7 +51,7 @@ use crate::core::requests::{agents, devices, routes, sessions};
 use crate::core::scopes::Scopes;
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_AUTH_FAILURES};
 use crate::core::timers;
-use crate::core::users::Resource;
+use crate::core::users::{Resource, UserLimit};
 use crate::core::wire::payloads::{
     self, AuthIn, AuthSuccessOut, ConnectIn, HealthOut, HelloOkOut, WelcomeOut,
 };
@@ -122,7 +131,7 @@ pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut 
         client_id: client_id.clone(),
     });
     if !auth_required {
-        cluster::clients::authenticated(state, conn, now, out);
+        cluster_clients::authenticated(state, conn, now, out);
         out.emit(Event::ClientAuthenticated {
             client_id,
             user_id: ANONYMOUS.to_owned(),
@@ -220,38 +229,36 @@ pub(crate) fn auth(
             Ok(())
         }
         auth::AuthOutcome::Success(grant) => {
-            let user_id = grant.user.clone();
-            let key = if user_id == ANONYMOUS {
-                client.client_id.as_str()
-            } else {
-                user_id.as_str()
+            let mut cl = state.cluster.take();
+            let result = match cl.as_deref_mut() {
+                // In a cluster, the user's connections are counted in Redis first.
+                Some(c) if grant.user != ANONYMOUS && c.is_serving() => {
+                    let pending = PendingAuth {
+                        conn: req.conn,
+                        req_id: req.id.to_owned(),
+                        ts: req.ts,
+                        grant,
+                        generation: c.usage.generation,
+                    };
+                    let bound = state.config.max_connections_per_user;
+                    match cluster_users::take_connection(c, bound, pending, req.now, out) {
+                        Ok(()) => Ok(()),
+                        Err(p) => authenticate(state, Some(c), &p, false, req.now, out),
+                    }
+                }
+                c => {
+                    let pending = PendingAuth {
+                        conn: req.conn,
+                        req_id: req.id.to_owned(),
+                        ts: req.ts,
+                        grant,
+                        generation: 0,
+                    };
+                    authenticate(state, c, &pending, false, req.now, out)
+                }
             };
-            state
-                .users
-                .try_add(key, Resource::Connections)
-                .map_err(|e| Reject::refused(&e, &user_id))?;
-            state.clients.authenticate(req.conn, user_id.clone());
-            let scopes = granted_scopes(state, &grant);
-            if let Some(client) = state.clients.get_mut(req.conn) {
-                client.scopes = scopes;
-                client.via = grant.via;
-            }
-            arm_expiry(state, req.conn, req.now, out);
-            cluster::clients::authenticated(state, req.conn, req.now, out);
-            out.raise_limit(req.conn); // max_payload from now on, not max_preauth_message_size
-            send_auth_success(state, req, out);
-            if let Some(client) = state.clients.get(req.conn) {
-                log::debug!(
-                    "client {} authenticated as {}",
-                    client.client_id,
-                    Escaped(&user_id)
-                );
-                out.emit(Event::ClientAuthenticated {
-                    client_id: client.client_id.clone(),
-                    user_id,
-                });
-            }
-            Ok(())
+            state.cluster = cl;
+            result
         }
         auth::AuthOutcome::Missing => Err(Reject::new(
             ErrorCode::AuthRequired,
@@ -267,6 +274,122 @@ pub(crate) fn auth(
             failed(state, req, out);
             Ok(())
         }
+    }
+}
+
+/// Authenticate the connection of `p` with its grant, unless `max_connections_per_user`
+/// (on this node's count) refuses it; `in_redis` when the cluster counted it already (it is
+/// given back there on a refusal).
+fn authenticate(
+    state: &mut CoreState,
+    mut cl: Option<&mut Cluster>,
+    p: &PendingAuth,
+    in_redis: bool,
+    now: Instant,
+    out: &mut Actions<Event>,
+) -> Result<(), Reject> {
+    let conn = p.conn;
+    let Some(client) = state.clients.get(conn) else {
+        return Ok(());
+    };
+    let user_id = p.grant.user.clone();
+    let key = if user_id == ANONYMOUS {
+        client.client_id.clone()
+    } else {
+        user_id.clone()
+    };
+    if let Err(e) = state.users.try_add(&key, Resource::Connections) {
+        if let (Some(c), true) = (cl.as_deref_mut(), in_redis) {
+            cluster_users::give_back(c, Count::Connections, &key, now, out);
+        }
+        return Err(Reject::refused(&e, &user_id));
+    }
+    state.clients.authenticate(conn, user_id.clone());
+    let scopes = granted_scopes(state, &p.grant);
+    if let Some(client) = state.clients.get_mut(conn) {
+        client.scopes = scopes;
+        client.via = p.grant.via;
+    }
+    arm_expiry(state, conn, now, out);
+    match cl {
+        Some(c) => {
+            if user_id != ANONYMOUS {
+                cluster_users::counted(c, Count::Connections, &key, in_redis, now, out);
+            }
+            cluster_clients::record(state, c, conn, now, out);
+        }
+        None => cluster_clients::authenticated(state, conn, now, out),
+    }
+    out.raise_limit(conn); // max_payload from now on, not max_preauth_message_size
+    send_auth_success_to(state, conn, &p.req_id, p.ts, out);
+    if let Some(client) = state.clients.get(conn) {
+        log::debug!(
+            "client {} authenticated as {}",
+            client.client_id,
+            Escaped(&user_id)
+        );
+        out.emit(Event::ClientAuthenticated {
+            client_id: client.client_id.clone(),
+            user_id,
+        });
+    }
+    Ok(())
+}
+
+/// The cluster answered the count of an `auth`'s connection: authenticated, or
+/// `LIMIT_EXCEEDED` (the connection stays unauthenticated); with no answer this node decides
+/// alone. The connection's later messages go on.
+pub(crate) fn auth_counted(
+    state: &mut CoreState,
+    cl: &mut Cluster,
+    p: PendingAuth,
+    reply: Option<Reply>,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    cl.release(p.conn);
+    let taken = match &reply {
+        Some(Reply::Integer(1)) => Some(true),
+        Some(Reply::Integer(0)) => Some(false),
+        _ => None,
+    };
+    let user = p.grant.user.clone();
+    cluster_users::take_answered(cl, Count::Connections, &user, p.generation, taken, now, out);
+    let waiting = state
+        .clients
+        .get(p.conn)
+        .is_some_and(|c| !c.closing && !c.is_authenticated());
+    let result = match reply {
+        Some(Reply::Integer(1)) if waiting => authenticate(state, Some(cl), &p, true, now, out),
+        Some(Reply::Integer(1)) => {
+            cluster_users::give_back(cl, Count::Connections, &p.grant.user, now, out);
+            Ok(())
+        }
+        Some(Reply::Integer(0)) if waiting => Err(Reject::refused(
+            &UserLimit(Resource::Connections),
+            &p.grant.user,
+        )),
+        Some(Reply::Integer(0)) => Ok(()),
+        _ if waiting => {
+            if let Some(Reply::Error(text)) = &reply {
+                log::warn!(
+                    "cluster: redis refused a count: {}",
+                    String::from_utf8_lossy(text)
+                );
+            }
+            authenticate(state, Some(cl), &p, false, now, out)
+        }
+        _ => Ok(()),
+    };
+    if let Err(reject) = result {
+        outbound::send_error(
+            out,
+            &mut state.metrics,
+            p.conn,
+            Some(&p.req_id),
+            p.ts,
+            &reject,
+        );
     }
 }
 
@@ -391,7 +514,17 @@ pub(crate) fn expiry_check(
 }
 
 fn send_auth_success(state: &mut CoreState, req: &Req<'_>, out: &mut Actions<Event>) {
-    let Some(client) = state.clients.get(req.conn) else {
+    send_auth_success_to(state, req.conn, req.id, req.ts, out);
+}
+
+fn send_auth_success_to(
+    state: &mut CoreState,
+    conn: ConnId,
+    req_id: &str,
+    ts: u64,
+    out: &mut Actions<Event>,
+) {
+    let Some(client) = state.clients.get(conn) else {
         return;
     };
     let payload = AuthSuccessOut {
@@ -402,8 +535,8 @@ fn send_auth_success(state: &mut CoreState, req: &Req<'_>, out: &mut Actions<Eve
             _ => None,
         },
     };
-    let head = Head::new("auth_success", req.ts).reply_to(req.id);
-    outbound::send_ser(out, &mut state.metrics, req.conn, &head, &payload);
+    let head = Head::new("auth_success", ts).reply_to(req_id);
+    outbound::send_ser(out, &mut state.metrics, conn, &head, &payload);
 }
 
 /// `connect` → `hello_ok`.
@@ -454,7 +587,7 @@ pub(crate) fn connect(
             limit: state.config.max_list_items,
             hello: true,
         };
-        let waits = cluster::devices::record(state, &mut cl, req.conn, Some(pending), req.now, out);
+        let waits = cluster_devices::record(state, &mut cl, req.conn, Some(pending), req.now, out);
         state.cluster = Some(cl);
         if waits {
             return Ok(());
