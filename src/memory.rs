@@ -40,6 +40,10 @@ const STORED_FACTOR: u64 = 3;
 /// What one configured token costs beside its text: its entry in the core's token table,
 /// its keyed hash and the user's record (about 300 bytes measured with 100 000 tokens).
 const PER_TOKEN: u64 = 384;
+/// In a cluster (`cluster_redis`): the commands in flight toward Redis (at most 64 MiB and
+/// 65 536 of them, each with up to 512 bytes of what waits for its reply) and, on each of
+/// the two links, the largest reply or message being read (64 MiB).
+const CLUSTER_LINKS: u64 = (64 << 20) + 65_536 * 512 + 2 * (64 << 20);
 /// What one entry of a configured list (`allow_*`, `admin_users`, `cors_origins`) costs
 /// beside its text.
 const PER_LIST_ENTRY: u64 = 64;
@@ -121,6 +125,17 @@ impl MemoryBound {
             ("routes", routes),
             ("configuration", configuration),
         ];
+        if config.cluster_redis.is_some() {
+            // A node mirrors the members (on any node) of the sessions its clients are in,
+            // and keeps for a joiner what comes before its reply (at most
+            // `max_outbound_buffer`); a mirror's name and metadata are within `sessions`.
+            let mirrored = c(config.max_sessions)
+                .min(c(config.max_connections) * c(config.max_sessions_per_client))
+                * c(config.max_clients_per_session)
+                * (PER_MEMBERSHIP + STORED_FACTOR * 2 * ID_BYTES);
+            let waiting = c(config.max_connections) * c(config.max_outbound_buffer);
+            terms.push(("cluster", CLUSTER_LINKS + mirrored + waiting));
+        }
         if config.tls_cert.is_some() {
             let sockets = c(config.max_connections) + c(config.max_pending_handshakes);
             terms.push(("tls", sockets * PER_TLS_SOCKET));
@@ -202,5 +217,30 @@ mod tests {
             .collect();
         let grown = term(&config).unwrap() - before;
         assert_eq!(grown, 2 * 1000 * (PER_TOKEN + STORED_FACTOR * 40));
+    }
+
+    #[test]
+    fn a_cluster_adds_its_links_mirrors_and_joins_waiting() {
+        let mut config = Config {
+            max_connections: 10,
+            max_sessions: 5,
+            max_sessions_per_client: 2,
+            max_clients_per_session: 3,
+            max_outbound_buffer: 1000,
+            ..Config::default()
+        };
+        assert!(MemoryBound::of(&config)
+            .terms()
+            .iter()
+            .all(|(n, _)| *n != "cluster"));
+        config.cluster_redis =
+            Some(crate::config::RedisUrl::parse("redis://127.0.0.1:6379").unwrap());
+        let cluster = MemoryBound::of(&config)
+            .terms()
+            .iter()
+            .find(|(n, _)| *n == "cluster")
+            .map(|(_, b)| *b);
+        let mirrored = 5 * 3 * (PER_MEMBERSHIP + STORED_FACTOR * 2 * ID_BYTES);
+        assert_eq!(cluster, Some(CLUSTER_LINKS + mirrored + 10 * 1000));
     }
 }
