@@ -548,6 +548,14 @@ impl<'a, 'o> Walker<'a, 'o> {
             if self.keys.push(key, self.bytes, &self.decoded) {
                 return Err(Stop::Unsure);
             }
+            if let Some(out) = self.out.as_deref_mut() {
+                if escaped {
+                    let text = std::str::from_utf8(&self.scratch).map_err(|_| Stop::Unsure)?;
+                    write_str(out, text);
+                } else {
+                    out.extend_from_slice(&self.bytes[start..self.pos]);
+                }
+            }
         } else {
             self.string_out(mode)?;
         }
@@ -941,6 +949,18 @@ pub(crate) fn compact(raw: &[u8], out: &mut Vec<u8>, max: usize) -> Step {
     walker.out = Some(out);
     walker.max = max;
     walker.value(Mode::Read, SERDE_DEPTH)?;
+    walker.end()
+}
+
+/// [`compact`] with the checks of [`strict`] on the way (no key twice in one object): the
+/// compaction of stored client JSON. `Ok` only when [`strict`] passes `raw` and [`compact`]
+/// gives this text.
+pub(crate) fn compact_strict(raw: &[u8], out: &mut Vec<u8>, max: usize) -> Step {
+    std::str::from_utf8(raw).map_err(|_| Stop::Unsure)?;
+    let mut walker = Walker::new(raw);
+    walker.out = Some(out);
+    walker.max = max;
+    walker.value(Mode::Strict, STRICT_DEPTH)?;
     walker.end()
 }
 

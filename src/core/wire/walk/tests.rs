@@ -339,6 +339,24 @@ fn large_objects_are_checked_apart() {
     }
 }
 
+/// Stored client JSON: compacted in the strict walk, keys written as for [`compact`].
+#[test]
+fn the_strict_compaction_writes_keys_and_refuses_duplicates() {
+    let raw = r#" { "b" : [ 1 , { "x\u0041" : 2 , "y" : {} } ] , "a" : "s" } "#;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    compact_strict(raw.as_bytes(), &mut a, 1 << 20).unwrap();
+    compact(raw.as_bytes(), &mut b, 1 << 20).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a, br#"{"b":[1,{"xA":2,"y":{}}],"a":"s"}"#);
+    for dup in [r#"{"x":true,"x":false}"#, r#"{"o":[{"ab":1,"a\u0062":2}]}"#] {
+        assert!(compact(dup.as_bytes(), &mut Vec::new(), 1 << 20).is_ok());
+        assert!(
+            compact_strict(dup.as_bytes(), &mut Vec::new(), 1 << 20).is_err(),
+            "{dup}"
+        );
+    }
+}
+
 #[test]
 fn compact_walk_writes_serde_json_text() {
     let raw = r#" { "b" : [ 1 , -2 , 1.5e3 , true , null , "x\"\u0041\n" ] , "a" : { } , "c":[ ] , "d":-0, "e":12345678901234567890123 } "#;
