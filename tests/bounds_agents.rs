@@ -445,6 +445,13 @@ fn stored_json_with_a_key_twice_or_nested_past_128_is_refused_naming_its_field()
             format!(r#"{{"k":[{{"a":1,"a":2}}],{}}}"#, r#""z":0"#),
             "metadata",
         ),
+        // Nesting counts over the whole message: past 128 levels it is refused as the
+        // payload's, before a field is read.
+        (
+            "{}".to_owned(),
+            format!(r#"{{"d":{}}}"#, deep(126)),
+            "payload",
+        ),
     ];
     for (capabilities, metadata, field) in &cases {
         let id = next_id();

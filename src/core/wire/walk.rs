@@ -932,6 +932,52 @@ const STRICT_DEPTH: usize = 127;
 /// recursion counter starts at 128 and refuses the container that brings it to 0.
 const SERDE_DEPTH: usize = 127;
 
+/// Deepest nesting of an envelope member's value, its own container counted: with the
+/// envelope around it a message nests at most 128 deep (PROTOCOL section 11).
+const MEMBER_DEPTH: usize = 127;
+
+/// The envelope member (its name as written, between the quotes) in which the JSON text of a
+/// message, `data`, nests deeper than 128 levels (the envelope counted); `None` when it does
+/// not. Text `serde_json` has read: the scan only passes strings and counts brackets.
+pub(crate) fn too_deep(data: &[u8]) -> Option<&[u8]> {
+    let mut depth = 0usize;
+    let mut member: &[u8] = &[];
+    // Whether the next string at depth 1 is a member name.
+    let mut name_next = false;
+    let mut pos = 0;
+    while let Some(&b) = data.get(pos) {
+        match b {
+            b'"' => {
+                let start = pos + 1;
+                pos = start;
+                while let Some(&c) = data.get(pos) {
+                    match c {
+                        b'\\' => pos += 2,
+                        b'"' => break,
+                        _ => pos += 1,
+                    }
+                }
+                if depth == 1 && name_next {
+                    member = data.get(start..pos).unwrap_or_default();
+                    name_next = false;
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MEMBER_DEPTH + 1 {
+                    return Some(member);
+                }
+                name_next = depth == 1;
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => name_next = depth == 1,
+            _ => {}
+        }
+        pos += 1;
+    }
+    None
+}
+
 /// Whether [`strict::check`](super::strict::check) passes `payload`: `Ok` only when it does.
 pub(crate) fn strict(payload: &[u8]) -> Step {
     std::str::from_utf8(payload).map_err(|_| Stop::Unsure)?;
@@ -1054,7 +1100,7 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                         w.pos = at;
                         w.keys = Keys::default();
                         w.decoded.clear();
-                        w.value(Mode::Skip, usize::MAX)?;
+                        w.value(Mode::Skip, MEMBER_DEPTH)?;
                     }
                     scanned.payload = Some(&data[at..w.pos]);
                 }
@@ -1063,7 +1109,7 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                 seen[i] = true;
                 scanned.members[i] = w.member()?;
             }
-            None => w.value(Mode::Skip, usize::MAX)?,
+            None => w.value(Mode::Skip, MEMBER_DEPTH)?,
         }
         w.ws();
         match w.peek()? {
@@ -1132,7 +1178,7 @@ impl<'a> Walker<'a, '_> {
                 self.ws();
                 if self.peek()? != b']' {
                     loop {
-                        self.value(Mode::Skip, usize::MAX)?;
+                        self.value(Mode::Skip, MEMBER_DEPTH - 1)?;
                         self.ws();
                         match self.peek()? {
                             b',' => self.pos += 1,
@@ -1151,7 +1197,7 @@ impl<'a> Walker<'a, '_> {
                     loop {
                         self.ws();
                         self.key(Mode::Read)?;
-                        self.value(Mode::Skip, usize::MAX)?;
+                        self.value(Mode::Skip, MEMBER_DEPTH - 1)?;
                         self.ws();
                         match self.peek()? {
                             b',' => self.pos += 1,

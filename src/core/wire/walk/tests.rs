@@ -357,6 +357,34 @@ fn the_strict_compaction_writes_keys_and_refuses_duplicates() {
     }
 }
 
+/// A message whose nesting passes 128 levels outside its payload is found, in the member
+/// it is in.
+#[test]
+fn nesting_is_counted_over_the_whole_message() {
+    let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    let message = |zz: &str| format!(r#"{{"type":"ping","id":"x","z\"z":{zz},"payload":{{}}}}"#);
+    assert_eq!(too_deep(message(&deep(127)).as_bytes()), None);
+    assert_eq!(
+        too_deep(message(&deep(128)).as_bytes()),
+        Some(&br#"z\"z"#[..])
+    );
+    assert_eq!(
+        too_deep(message(&deep(500_000)).as_bytes()),
+        Some(&br#"z\"z"#[..])
+    );
+    let text = format!(r#"{{"a":"[[[[","payload":{{"p":{}}}}}"#, deep(126));
+    assert_eq!(too_deep(text.as_bytes()), None);
+    let text = format!(r#"{{"a":"[[[[","payload":{{"p":{}}}}}"#, deep(127));
+    assert_eq!(too_deep(text.as_bytes()), Some(&b"payload"[..]));
+    // The walk refuses what is that deep anywhere; serde_json's read is then the judge.
+    assert!(envelope(message(&deep(127)).as_bytes(), |_| true).is_ok());
+    assert!(envelope(message(&deep(128)).as_bytes(), |_| true).is_err());
+    let member = |levels| format!(r#"{{"type":"ping","id":{{"a":{}}}}}"#, deep(levels));
+    assert!(envelope(member(126).as_bytes(), |_| true).is_ok());
+    assert!(envelope(member(127).as_bytes(), |_| true).is_err());
+    assert_eq!(too_deep(member(127).as_bytes()), Some(&b"id"[..]));
+}
+
 #[test]
 fn compact_walk_writes_serde_json_text() {
     let raw = r#" { "b" : [ 1 , -2 , 1.5e3 , true , null , "x\"\u0041\n" ] , "a" : { } , "c":[ ] , "d":-0, "e":12345678901234567890123 } "#;
