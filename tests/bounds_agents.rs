@@ -412,3 +412,72 @@ fn many_status_changes_of_an_agent_at_its_limits_leave_pings_fast() {
         started.elapsed()
     );
 }
+
+#[test]
+fn stored_json_with_a_key_twice_or_nested_past_128_is_refused_naming_its_field() {
+    let gw = TestGateway::start(test_config());
+    let mut a = Client::authed(&gw, TOKEN);
+    let mut b = Client::authed(&gw, TOKEN_BOB);
+    let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    let cases = [
+        (
+            r#"{"custom":{"x":true,"x":false}}"#.to_owned(),
+            "{}".to_owned(),
+            "capabilities",
+        ),
+        (
+            r#"{"tools":["t"],"tools":["u"]}"#.to_owned(),
+            "{}".to_owned(),
+            "capabilities",
+        ),
+        (
+            r#"{"custom":{"o":{"ab":1,"a\u0062":2}}}"#.to_owned(),
+            "{}".to_owned(),
+            "capabilities",
+        ),
+        (
+            "{}".to_owned(),
+            r#"{"role":"user","role":"admin"}"#.to_owned(),
+            "metadata",
+        ),
+        (
+            "{}".to_owned(),
+            format!(r#"{{"k":[{{"a":1,"a":2}}],{}}}"#, r#""z":0"#),
+            "metadata",
+        ),
+        // Nesting counts over the whole message: past 128 levels it is refused as the
+        // payload's, before a field is read.
+        (
+            "{}".to_owned(),
+            format!(r#"{{"d":{}}}"#, deep(126)),
+            "payload",
+        ),
+    ];
+    for (capabilities, metadata, field) in &cases {
+        let id = next_id();
+        a.send_text(&format!(
+            r#"{{"type":"agent_register","id":"{id}","payload":{{"agentId":"ag","type":"cli","name":"n","capabilities":{capabilities},"metadata":{metadata}}}}}"#
+        ));
+        let reply = a.recv();
+        assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
+        assert_field(&reply, field);
+    }
+    // Nothing was stored, and the same agent without the duplicate registers.
+    let list = b.request("agent_query", json!({}));
+    assert_eq!(listed_ids(&list), Vec::<String>::new(), "{list}");
+    let id = next_id();
+    a.send_text(&format!(
+        r#"{{"type":"agent_register","id":"{id}","payload":{{"agentId":"ag","type":"cli","name":"n","capabilities":{{"custom":{{"x":true,"y":false}}}},"metadata":{{"role":"user","d":{}}}}}}}"#,
+        deep(125)
+    ));
+    // (Read as text: the reply nests deeper than serde_json reads.)
+    let reply = recv_text(&mut a);
+    assert!(reply.contains(r#""type":"agent_info""#), "{reply}");
+    b.send_text(r#"{"type":"agent_query","id":"q","payload":{}}"#);
+    let text = recv_text(&mut b);
+    assert!(text.contains(r#""custom":{"x":true,"y":false}"#), "{text}");
+    assert!(
+        text.contains(r#""metadata":{"role":"user","d":[["#),
+        "{text}"
+    );
+}

@@ -528,3 +528,37 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
     assert_eq!(delivered["type"], "route_request", "{delivered}");
     assert_eq!(delivered["payload"]["q"], "small", "{delivered}");
 }
+
+#[test]
+fn session_metadata_with_a_key_twice_is_refused_naming_metadata_and_not_created() {
+    let gw = TestGateway::start(test_config());
+    let mut a = Client::authed(&gw, TOKEN);
+    let mut b = Client::authed(&gw, TOKEN_BOB);
+    let long = "x".repeat(70 * 1024);
+    for (i, metadata) in [
+        r#"{"role":"user","role":"admin"}"#.to_owned(),
+        r#"{"o":{"ab":1,"a\u0062":2}}"#.to_owned(),
+        r#"{"l":[{"k":1,"k":1}]}"#.to_owned(),
+        // In a payload longer than the metadata limit, the metadata within it.
+        format!(r#"{{"role":"user","role":"admin"}},"pad":"{long}""#),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = next_id();
+        a.send_text(&format!(
+            r#"{{"type":"session_create","id":"{id}","payload":{{"sessionId":"s{i}","metadata":{metadata}}}}}"#
+        ));
+        let reply = a.recv();
+        assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
+        assert_invalid(&reply, "metadata");
+        let reply = b.request("session_join", json!({ "sessionId": format!("s{i}") }));
+        assert_error(&reply, "SESSION_NOT_FOUND");
+    }
+    // The same keys in different objects are no duplicates.
+    let reply = a.request(
+        "session_create",
+        json!({"sessionId": "ok", "metadata": {"role": "user", "o": {"role": 1}}}),
+    );
+    assert_eq!(reply["payload"]["status"], "created", "{reply}");
+}

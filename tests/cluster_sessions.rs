@@ -759,3 +759,27 @@ fn a_relay_or_route_too_large_as_delivered_is_refused_on_a_cluster_node() {
     let delivered = bob.recv_type("route_request");
     assert_eq!(delivered["payload"]["q"], "small", "{delivered}");
 }
+
+#[test]
+fn session_metadata_with_a_key_twice_is_refused_on_any_node() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = [node(&redis, "n1", |_| {}), node(&redis, "n2", |_| {})];
+    let mut alice = Client::authed(&nodes[0], TOKEN);
+    let mut bob = Client::authed(&nodes[1], TOKEN_BOB);
+    alice.send_text(
+        r#"{"type":"session_create","id":"c1","payload":{"sessionId":"dup","metadata":{"role":"user","role":"admin"}}}"#,
+    );
+    let reply = alice.recv();
+    assert_eq!(reply["replyTo"], "c1", "{reply}");
+    assert_error(&reply, "INVALID_MESSAGE");
+    assert_eq!(reply["payload"]["details"]["field"], "metadata", "{reply}");
+    let reply = bob.request("session_join", json!({"sessionId": "dup"}));
+    assert_error(&reply, "SESSION_NOT_FOUND");
+    let created = alice.request(
+        "session_create",
+        json!({"sessionId": "dup", "metadata": {"role": "user"}}),
+    );
+    assert_eq!(created["payload"]["status"], "created", "{created}");
+}

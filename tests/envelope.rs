@@ -321,3 +321,74 @@ fn the_relayed_payload_is_the_top_level_payload_member() {
     }
     assert_kept(a);
 }
+
+#[test]
+fn a_message_nested_deeper_than_128_levels_anywhere_is_invalid_message() {
+    let gw = TestGateway::start(test_config());
+    let mut group = session_group(&gw, "room", 2);
+    let (a, rest) = group.split_at_mut(1);
+    let (a, b) = (&mut a[0], &mut rest[0]);
+    let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    let objects = |levels: usize| format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels));
+    // The envelope is level 1: a member holds at most 127 levels.
+    let pong = answer(
+        a,
+        &format!(r#"{{"type":"ping","id":"p1","zz":{}}}"#, deep(127)),
+    );
+    assert_eq!(pong["type"], "pong", "{pong}");
+    for (id, text, field) in [
+        (
+            "p2",
+            format!(r#"{{"type":"ping","id":"p2","zz":{}}}"#, deep(128)),
+            "envelope",
+        ),
+        (
+            "p3",
+            format!(r#"{{"type":"ping","id":"p3","zz":{}}}"#, deep(500_000)),
+            "envelope",
+        ),
+        (
+            "c1",
+            format!(
+                r#"{{"type":"chat","id":"c1","sessionId":"room","payload":{{"a":1}},"zz":{}}}"#,
+                objects(150_000)
+            ),
+            "envelope",
+        ),
+        (
+            "t1",
+            format!(
+                r#"{{"type":"chat","id":"t1","sessionId":"room","target":{}}}"#,
+                deep(128)
+            ),
+            "target",
+        ),
+        (
+            "j1",
+            format!(
+                r#"{{"type":"session_join","id":"j1","payload":{{"sessionId":"room","zz":{}}}}}"#,
+                deep(127)
+            ),
+            "payload",
+        ),
+        (
+            "c2",
+            format!(
+                r#"{{"type":"chat","id":"c2","sessionId":"room","payload":{{"a":{}}}}}"#,
+                deep(127)
+            ),
+            "payload",
+        ),
+    ] {
+        let reply = answer(a, &text);
+        assert_eq!(reply["replyTo"], id, "{reply}");
+        let error = assert_error(&reply, "INVALID_MESSAGE");
+        assert_eq!(error["payload"]["details"]["field"], field, "{id}: {reply}");
+        assert_kept(a);
+    }
+    // Nothing was relayed: the member's next message is the chat after them.
+    a.send(&json!({"type": "chat", "id": "ok", "sessionId": "room", "payload": {"n": 1}}));
+    let got = b.recv();
+    assert_eq!(got["type"], "chat", "{got}");
+    assert_eq!(got["payload"], json!({"n": 1}), "{got}");
+}

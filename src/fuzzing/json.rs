@@ -3,12 +3,13 @@
 //! client JSON and as a whole message, and once more wrapped as a message's payload.
 //!
 //! Checks: the walk accepts only what `serde_json` accepts; the strict check
-//! (`strict::check`), the compaction (`compact::compact`, at three budgets) and the envelope
+//! (`strict::check`), the compaction (`compact::compact`, at three budgets; and
+//! `compact::compact_strict`: the same text where the check passes) and the envelope
 //! read (`parse_envelope`) give exactly what their `serde_json` reads give: the same
 //! decision, the same error text, the same compact bytes, the same members; and a payload the
 //! envelope's walk marked as checked passes the `serde_json` check.
 
-use crate::core::wire::compact::{compact, compact_serde, Budget};
+use crate::core::wire::compact::{compact, compact_serde, compact_strict, Budget, CompactError};
 use crate::core::wire::envelope::parse_envelope_serde;
 use crate::core::wire::{parse_envelope, strict, walk};
 
@@ -46,6 +47,27 @@ fn check(data: &[u8]) {
         );
         assert_eq!(format!("{a:?}"), format!("{b:?}"), "compact at {max}");
         assert_eq!(fast, slow, "compact text at {max}");
+        // Stored client JSON: the same text when the check passes, else refused (for its
+        // size when the budget passed first).
+        let mut stored = b"kept".to_vec();
+        let c = compact_strict(
+            data,
+            &mut Budget {
+                out: &mut stored,
+                max,
+            },
+        );
+        match c {
+            Ok(()) => {
+                assert_eq!(serde, Ok(()), "stored what the check refuses");
+                assert_eq!(stored, slow, "compact strict text at {max}");
+            }
+            Err(CompactError::Invalid(_)) => {
+                assert!(serde.is_err() || b.is_err(), "refused {c:?} at {max}");
+                assert_eq!(stored, b"kept");
+            }
+            Err(CompactError::TooLarge) => assert_eq!(stored, b"kept"),
+        }
     }
     envelope(data);
 }

@@ -32,7 +32,7 @@
 use std::time::Instant;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::mirror::{Joining, Member, Mirror, PendingJoin, PendingLeave, Repair, Snapshot};
 use super::node::{Cluster, Op, PendingPublish};
@@ -44,7 +44,7 @@ use crate::core::auth::ANONYMOUS;
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
-use crate::core::requests::sessions::{opt_access, opt_allow, read_presence};
+use crate::core::requests::sessions::{opt_access, opt_allow, read_metadata, read_presence};
 use crate::core::sessions::{Access, AllowList, SessionError};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_SLOW_CONSUMER};
 use crate::core::users::{Resource, UserLimit};
@@ -114,7 +114,8 @@ pub(crate) fn join(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let (session_id, name, meta, access, allow) = if create {
-        let p: SessionCreateIn<'_, Value> = payloads::parse(env.payload)?;
+        let p: SessionCreateIn<'_, &RawValue> = payloads::parse(env.payload)?;
+        let metadata = read_metadata(p.metadata)?;
         let session_id = match opt_ident(&p.session_id, "sessionId")? {
             Some(id) => id.to_owned(),
             None => format!("session-{}", uuid::Uuid::new_v4()),
@@ -130,7 +131,7 @@ pub(crate) fn join(
             Some(Ok(allow)) => allow,
             Some(Err(e)) => return Err(Reject::refused(&e, &session_id)),
         };
-        let meta = match wire::opt_object(p.metadata, "metadata")? {
+        let meta = match wire::opt_object(metadata, "metadata")? {
             Some(value) => serde_json::to_string(&value).unwrap_or_default(),
             None => String::new(),
         };

@@ -49,7 +49,7 @@ use crate::core::timers;
 use crate::core::users::Resource;
 use crate::core::wire::compact::{self, Budget, CompactError};
 use crate::core::wire::payloads::{self, AgentQueryIn, AgentRecord, AgentRefIn, AgentRegisterIn};
-use crate::core::wire::{self, Head};
+use crate::core::wire::{self, strict, Head};
 use crate::core::wire::{check_name, opt_bool, opt_ident, opt_str, req_str, Envelope, FieldError};
 
 pub(crate) const AGENT_TYPES: &str = "pi, cli, webchat, companion, channel, custom";
@@ -93,7 +93,7 @@ fn metadata(
                 out: &mut out,
                 max: max_bytes,
             };
-            match compact::compact(raw, &mut budget) {
+            match compact::compact_strict(raw, &mut budget) {
                 Ok(()) => Ok(Some(String::from_utf8_lossy(&out).into())),
                 Err(CompactError::TooLarge) => {
                     Err(Reject::refused(&AgentError::TooLarge(max_bytes), agent_id))
@@ -107,6 +107,12 @@ fn metadata(
     }
 }
 
+/// The checks of a relayed payload (PROTOCOL section 11) on capabilities' text, worded as
+/// a capabilities error.
+fn check_capabilities(raw: &[u8]) -> Result<(), ReadError> {
+    strict::check_text(raw).map_err(|e| ReadError::Invalid(e.to_string()))
+}
+
 /// The capabilities of the agent `agent_id`, within `limits`; `max_agent_bytes` for the
 /// message of a size refusal.
 fn capabilities(
@@ -117,17 +123,19 @@ fn capabilities(
 ) -> Result<Capabilities, Reject> {
     match object(raw) {
         Ok(None) => Err(FieldError::new("capabilities", "capabilities is required").into()),
-        Ok(Some(raw)) => Capabilities::read(raw, limits).map_err(|e| match e {
-            ReadError::Invalid(e) => {
-                FieldError::new("capabilities", format!("capabilities: {e}")).into()
-            }
-            ReadError::TooLarge => {
-                Reject::refused(&AgentError::TooLarge(max_agent_bytes), agent_id)
-            }
-            ReadError::TooManyNames => {
-                Reject::refused(&AgentError::TooManyCapabilities(limits.max_names), agent_id)
-            }
-        }),
+        Ok(Some(raw)) => check_capabilities(raw)
+            .and_then(|()| Capabilities::read(raw, limits))
+            .map_err(|e| match e {
+                ReadError::Invalid(e) => {
+                    FieldError::new("capabilities", format!("capabilities: {e}")).into()
+                }
+                ReadError::TooLarge => {
+                    Reject::refused(&AgentError::TooLarge(max_agent_bytes), agent_id)
+                }
+                ReadError::TooManyNames => {
+                    Reject::refused(&AgentError::TooManyCapabilities(limits.max_names), agent_id)
+                }
+            }),
         Err(()) => Err(FieldError::new("capabilities", "capabilities must be an object").into()),
     }
 }

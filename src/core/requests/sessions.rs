@@ -57,7 +57,7 @@ use crate::core::wire::payloads::{
     self, AllowUsersIn, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut,
     SessionPatchIn, SessionRefIn, MAX_ALLOW_BYTES,
 };
-use crate::core::wire::{self, Head, MsgId, MAX_ID_BYTES};
+use crate::core::wire::{self, strict, Head, MsgId, MAX_ID_BYTES};
 use crate::core::wire::{
     check_name, opt_ident, opt_object, opt_str, Envelope, Field, FieldError, Loose,
 };
@@ -327,6 +327,22 @@ fn oversized(raw: &RawValue, limit: usize) -> bool {
     matches!(compact(text, &mut budget), Err(CompactError::TooLarge))
 }
 
+/// `session_create`'s `metadata` read as a value, after the checks of a relayed payload
+/// (PROTOCOL section 11) when it is an object: a key twice in one object, nesting too deep, a
+/// lone surrogate or a number out of range is `INVALID_MESSAGE` naming `metadata`.
+pub(crate) fn read_metadata(raw: Option<&RawValue>) -> Result<Option<Value>, FieldError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    if text.starts_with('{') {
+        strict::check_field(text.as_bytes(), "metadata")?;
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| FieldError::new("metadata", format!("metadata: {e}")))
+}
+
 /// `session_create` → `session_info` `created` (or `joined` for an existing id).
 /// Metadata whose compact text is over the limit is refused as too large at the table's
 /// metadata step without being read into a tree; any other is read as before.
@@ -337,27 +353,15 @@ pub(crate) fn create(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let limit = state.sessions.max_metadata_bytes();
-    // Only a payload longer than the limit can hold metadata over it.
-    let raw: Option<SessionCreateIn<'_, &RawValue>> = match env.payload.len() > limit {
-        true => Some(payloads::parse(env.payload)?),
-        false => None,
+    let raw: SessionCreateIn<'_, &RawValue> = payloads::parse(env.payload)?;
+    // Only a payload longer than the limit can hold metadata over it; `None` for metadata
+    // too large to read.
+    let too_large = env.payload.len() > limit && raw.metadata.is_some_and(|m| oversized(m, limit));
+    let metadata = match too_large {
+        true => None,
+        false => Some(read_metadata(raw.metadata)?),
     };
-    // `None` for metadata too large to read.
-    let (session_id, name, access, allow, metadata) = match raw {
-        Some(raw) if raw.metadata.is_some_and(|m| oversized(m, limit)) => {
-            (raw.session_id, raw.name, raw.access, raw.allow_users, None)
-        }
-        _ => {
-            let p: SessionCreateIn<'_, Value> = payloads::parse(env.payload)?;
-            (
-                p.session_id,
-                p.name,
-                p.access,
-                p.allow_users,
-                Some(p.metadata),
-            )
-        }
-    };
+    let (session_id, name, access, allow) = (raw.session_id, raw.name, raw.access, raw.allow_users);
     let session_id = match opt_ident(&session_id, "sessionId")? {
         Some(id) => id.to_owned(),
         None => format!("session-{}", uuid::Uuid::new_v4()),

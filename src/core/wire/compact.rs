@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::core::wire::{walk, write_str, write_u64};
+use crate::core::wire::{strict, walk, write_str, write_u64};
 
 /// Where a compact value is written, and how much of it may be.
 #[derive(Debug)]
@@ -64,6 +64,24 @@ pub(crate) fn compact(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), Compact
         }
         Err(walk::Stop::Unsure) => budget.out.truncate(start),
     }
+    compact_serde(raw, budget)
+}
+
+/// [`compact`] of stored client JSON: the same text, and refused as well where
+/// [`strict::check`](crate::core::wire::strict::check) refuses it (a key twice in one object).
+/// The walk compacts and checks in one pass; where it is unsure `serde_json` reads the text
+/// again, the check's read first (its error is the one returned).
+pub(crate) fn compact_strict(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), CompactError> {
+    let start = budget.out.len();
+    match walk::compact_strict(raw, budget.out, budget.max) {
+        Ok(()) => return Ok(()),
+        Err(walk::Stop::TooLarge) => {
+            budget.out.truncate(start);
+            return Err(CompactError::TooLarge);
+        }
+        Err(walk::Stop::Unsure) => budget.out.truncate(start),
+    }
+    strict::serde_error(raw).map_err(|e| CompactError::Invalid(e.to_string()))?;
     compact_serde(raw, budget)
 }
 

@@ -502,6 +502,19 @@ pub(crate) fn parse_envelope_serde(data: &[u8]) -> Result<Envelope<'_>, Envelope
     parse_with(data, false)
 }
 
+/// The envelope fields (PROTOCOL section 2) a refusal for nesting names as `details.field`;
+/// any other member is named `envelope`.
+const DEPTH_FIELDS: [&str; 8] = [
+    "type",
+    "id",
+    "payload",
+    "sessionId",
+    "timestamp",
+    "replyTo",
+    "source",
+    "target",
+];
+
 fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>> {
     if first_byte(data) != Some(b'{') {
         return Err(EnvelopeError::Parse(
@@ -515,6 +528,8 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
     } else {
         Err(walk::Stop::Unsure)
     };
+    // The member in which the message nests deeper than 128 levels, if it does.
+    let mut deep = None;
     let (raw, payload_strict) = match walked {
         Ok(scanned) => {
             let strict = scanned.payload.is_none() || scanned.payload_strict;
@@ -523,6 +538,7 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
         Err(_) => {
             let raw: RawEnvelope<'_, &RawValue> =
                 serde_json::from_slice(data).map_err(|e| parse_error(data, e))?;
+            deep = walk::too_deep(data);
             let absent = raw.payload.is_none();
             let members = Members {
                 msg_type: raw.msg_type,
@@ -552,6 +568,14 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
         None | Some(Loose::Null) => return Err(invalid(FieldError::required("type"), Some(id))),
         Some(_) => return Err(invalid(FieldError::not_string("type"), Some(id))),
     };
+    if let Some(member) = deep {
+        let field = DEPTH_FIELDS
+            .into_iter()
+            .find(|f| f.as_bytes() == member)
+            .unwrap_or("envelope");
+        let message = format!("{field}: the message nests deeper than 128 levels");
+        return Err(invalid(FieldError::new(field, message), Some(id)));
+    }
     let payload: &[u8] = match raw.payload {
         None => b"{}",
         Some(text) if text.starts_with(b"{") => text,

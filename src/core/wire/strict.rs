@@ -37,24 +37,38 @@ pub(crate) const MAX_DEPTH: usize = 127;
 /// [`walk`](crate::core::wire::walk) passes it in one pass; only a payload the walk does not
 /// pass is read again with `serde_json` ([`check_serde`]), which words the refusal.
 pub(crate) fn check(payload: &[u8]) -> Result<(), FieldError> {
-    if walk::strict(payload).is_ok() {
+    check_field(payload, "payload")
+}
+
+/// [`check`] of the JSON text of `field` (stored client JSON: an agent's `capabilities`, a
+/// session's `metadata`): the refusal is an `INVALID_MESSAGE` about `field`.
+pub(crate) fn check_field(text: &[u8], field: &'static str) -> Result<(), FieldError> {
+    check_text(text).map_err(|e| FieldError::new(field, format!("{field}: {e}")))
+}
+
+/// [`check`] with `serde_json`'s error, unworded.
+pub(crate) fn check_text(text: &[u8]) -> Result<(), serde_json::Error> {
+    if walk::strict(text).is_ok() {
         return Ok(());
     }
-    check_serde(payload)
+    serde_error(text)
 }
 
 /// The check done by `serde_json`, with its error message: the reference [`check`] keeps to.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn check_serde(payload: &[u8]) -> Result<(), FieldError> {
+    serde_error(payload).map_err(|e| FieldError::new("payload", format!("payload: {e}")))
+}
+
+/// [`check_serde`]'s read, with `serde_json`'s error.
+pub(crate) fn serde_error(payload: &[u8]) -> Result<(), serde_json::Error> {
     let mut walk = Walk {
         keys: Vec::new(),
         decoded: String::new(),
         depth: 0,
     };
     let mut de = serde_json::Deserializer::from_slice(payload);
-    Node(&mut walk)
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| FieldError::new("payload", format!("payload: {e}")))
+    Node(&mut walk).deserialize(&mut de).and_then(|()| de.end())
 }
 
 /// A key of an object being read: borrowed from the input, or a range of `Walk::decoded`

@@ -113,31 +113,173 @@ fn word_at(bytes: &[u8], pos: usize) -> Option<u64> {
 /// `Walker::decoded` when it had escapes.
 #[derive(Clone, Copy)]
 struct Key {
-    hash: u64,
     start: u32,
     end: u32,
     decoded: bool,
 }
 
 /// Keys of the objects open on the path to the current value (`Strict` only), outermost
-/// first; `starts` holds where each open object's keys begin. When an object ends its keys
-/// are compared (all pairs when there are at most [`PAIRWISE`], else sorted by hash, then
-/// text) and popped: O(n log n) in the payload's size, memory at most the keys of one path.
+/// first; `starts` holds where each open object's keys begin. While an object has at most
+/// [`PAIRWISE`] keys each key is compared with the others as it is read (so the walk stops at
+/// a duplicate's second occurrence). A larger object is checked when it ends, in time linear
+/// in its keys: each key's text is hashed (64 bits, under a seed drawn once per walk, so a
+/// client cannot pick keys that collide), the hashes are put into buckets by their top bits
+/// (a counting sort, about 8 keys a bucket), each bucket is sorted (a few keys) and equal
+/// neighbours are compared by text. The buffers are the walk's, reused by each object; the
+/// memory is at most the keys of one path plus 16 bytes per key of the largest object.
 #[derive(Default)]
 struct Keys {
     keys: Vec<Key>,
     /// For each open object: where its keys begin in `keys`, and in `Walker::decoded`.
     starts: Vec<(usize, usize)>,
+    /// The object's keys as `hash << INDEX_BITS | index` (the top bits of the hash), as
+    /// read, then by bucket.
+    hashed: Vec<u64>,
+    bucketed: Vec<u64>,
+    /// Keys per bucket, then where each bucket begins.
+    counts: Vec<u32>,
+    /// The hash's seed, drawn when a large object first ends.
+    seed: Option<u64>,
 }
 
 /// Objects with at most this many keys are checked for duplicates pair by pair.
 const PAIRWISE: usize = 8;
 
-/// The 64-bit FNV-1a hash of `text` (a sort key only; equal hashes are compared by text).
-fn fnv1a(text: &[u8]) -> u64 {
-    text.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// Low bits of a bucketed entry that hold the key's index in its object: an object with
+/// more keys than that is sorted by text instead (it cannot be within any message size).
+const INDEX_BITS: u32 = 24;
+
+/// The high half of the 128-bit product of `a` and `b` folded onto its low half.
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// A 64-bit hash of `text` under `seed`, 8 bytes at a time (the length mixed in, so a text
+/// and that text with zero bytes after it differ).
+#[inline]
+fn key_hash(text: &[u8], seed: u64) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut hash = fold(seed ^ text.len() as u64, K);
+    let mut words = text.chunks_exact(8);
+    for word in &mut words {
+        let word: [u8; 8] = word.try_into().unwrap_or_default();
+        hash = fold(hash ^ u64::from_le_bytes(word), seed | 1);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        // Byte by byte: a copy of a length not known here would be a call.
+        let word = rest
+            .iter()
+            .rev()
+            .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
+        hash = fold(hash ^ word, seed | 1);
+    }
+    fold(hash, K)
+}
+
+/// The text of `key`.
+#[inline]
+fn key_text<'t>(key: &Key, bytes: &'t [u8], decoded: &'t [u8]) -> &'t [u8] {
+    let (start, end) = (key.start as usize, key.end as usize);
+    if key.decoded {
+        &decoded[start..end]
+    } else {
+        &bytes[start..end]
+    }
+}
+
+impl Keys {
+    /// Add `key` to the innermost open object: `true` when that object has at most
+    /// [`PAIRWISE`] keys and an equal one among them.
+    #[inline]
+    fn push(&mut self, key: Key, bytes: &[u8], decoded: &[u8]) -> bool {
+        let object = self.starts.last().map_or(0, |s| s.0);
+        let duplicate = self.keys.len() - object < PAIRWISE && {
+            let text = key_text(&key, bytes, decoded);
+            self.keys[object..]
+                .iter()
+                .any(|other| key_text(other, bytes, decoded) == text)
+        };
+        self.keys.push(key);
+        duplicate
+    }
+
+    /// The innermost open object ended: whether two of its keys are equal (checked here when
+    /// it has more than [`PAIRWISE`]); its keys are dropped. Also returns where its decoded
+    /// keys began in `Walker::decoded`.
+    fn close(&mut self, bytes: &[u8], decoded: &[u8]) -> (bool, usize) {
+        let (object, decoded_at) = self.starts.pop().unwrap_or((0, 0));
+        let duplicate =
+            self.keys.len() - object > PAIRWISE && self.duplicate(object, bytes, decoded);
+        self.keys.truncate(object);
+        (duplicate, decoded_at)
+    }
+
+    /// Whether two of the keys from `object` on are equal, by buckets of their hashes.
+    #[inline(never)]
+    fn duplicate(&mut self, object: usize, bytes: &[u8], decoded: &[u8]) -> bool {
+        let keys = &self.keys[object..];
+        let n = keys.len();
+        if n >= 1 << INDEX_BITS {
+            let mut texts: Vec<&[u8]> = keys.iter().map(|k| key_text(k, bytes, decoded)).collect();
+            texts.sort_unstable();
+            return texts.windows(2).any(|p| p[0] == p[1]);
+        }
+        let seed = *self.seed.get_or_insert_with(|| {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+        });
+        // About 8 keys a bucket.
+        let bits = (usize::BITS - n.leading_zeros()).saturating_sub(3);
+        let shift = 64 - bits;
+        self.counts.clear();
+        self.counts.resize((1 << bits) + 1, 0);
+        self.hashed.clear();
+        for (index, key) in keys.iter().enumerate() {
+            let hash = key_hash(key_text(key, bytes, decoded), seed);
+            let entry = (hash & !((1 << INDEX_BITS) - 1)) | index as u64;
+            self.hashed.push(entry);
+            if bits > 0 {
+                self.counts[(entry >> shift) as usize + 1] += 1;
+            }
+        }
+        let buckets: &mut [u64] = if bits == 0 {
+            &mut self.hashed
+        } else {
+            for i in 1..self.counts.len() {
+                self.counts[i] += self.counts[i - 1];
+            }
+            self.bucketed.clear();
+            self.bucketed.resize(n, 0);
+            // `counts[b]` is where bucket `b` begins; it moves on as the bucket fills.
+            let mut next = self.counts.clone();
+            for &entry in &self.hashed {
+                let bucket = (entry >> shift) as usize;
+                self.bucketed[next[bucket] as usize] = entry;
+                next[bucket] += 1;
+            }
+            &mut self.bucketed
+        };
+        let same_hash = |a: u64, b: u64| (a ^ b) >> INDEX_BITS == 0;
+        let index = |entry: u64| (entry & ((1 << INDEX_BITS) - 1)) as usize;
+        let check = |run: &mut [u64]| {
+            run.sort_unstable();
+            run.windows(2).any(|p| {
+                same_hash(p[0], p[1])
+                    && key_text(&keys[index(p[0])], bytes, decoded)
+                        == key_text(&keys[index(p[1])], bytes, decoded)
+            })
+        };
+        if bits == 0 {
+            return check(buckets);
+        }
+        (0..1usize << bits).any(|b| {
+            let (from, to) = (self.counts[b] as usize, self.counts[b + 1] as usize);
+            check(&mut buckets[from..to])
+        })
+    }
 }
 
 /// A number as `serde_json` hands it to a visitor.
@@ -391,23 +533,29 @@ impl<'a, 'o> Walker<'a, 'o> {
             let key = if escaped {
                 let at = self.decoded.len();
                 self.decoded.extend_from_slice(&self.scratch);
-                let text = &self.decoded[at..];
                 Key {
-                    hash: fnv1a(text),
                     start: at as u32,
                     end: self.decoded.len() as u32,
                     decoded: true,
                 }
             } else {
-                let text = &self.bytes[start + 1..self.pos - 1];
                 Key {
-                    hash: fnv1a(text),
                     start: (start + 1) as u32,
                     end: (self.pos - 1) as u32,
                     decoded: false,
                 }
             };
-            self.keys.keys.push(key);
+            if self.keys.push(key, self.bytes, &self.decoded) {
+                return Err(Stop::Unsure);
+            }
+            if let Some(out) = self.out.as_deref_mut() {
+                if escaped {
+                    let text = std::str::from_utf8(&self.scratch).map_err(|_| Stop::Unsure)?;
+                    write_str(out, text);
+                } else {
+                    out.extend_from_slice(&self.bytes[start..self.pos]);
+                }
+            }
         } else {
             self.string_out(mode)?;
         }
@@ -418,42 +566,16 @@ impl<'a, 'o> Walker<'a, 'o> {
         Ok(())
     }
 
-    fn key_text(&self, key: &Key) -> &[u8] {
-        let (start, end) = (key.start as usize, key.end as usize);
-        if key.decoded {
-            &self.decoded[start..end]
-        } else {
-            &self.bytes[start..end]
-        }
-    }
-
-    /// Whether two keys of the object that just ended are equal; pops its keys.
+    /// The innermost open object ended: its keys are checked (when there are more than
+    /// [`PAIRWISE`]) and dropped.
     #[inline(never)]
-    fn duplicate_keys(&mut self) -> bool {
-        let (start, decoded) = self.keys.starts.pop().unwrap_or((0, 0));
-        let mut keys = std::mem::take(&mut self.keys.keys);
-        let object = &mut keys[start..];
-        let duplicate = if object.len() <= PAIRWISE {
-            (0..object.len()).any(|i| {
-                (i + 1..object.len()).any(|j| {
-                    object[i].hash == object[j].hash
-                        && self.key_text(&object[i]) == self.key_text(&object[j])
-                })
-            })
-        } else {
-            object.sort_unstable_by(|a, b| {
-                a.hash
-                    .cmp(&b.hash)
-                    .then_with(|| self.key_text(a).cmp(self.key_text(b)))
-            });
-            object
-                .windows(2)
-                .any(|p| p[0].hash == p[1].hash && self.key_text(&p[0]) == self.key_text(&p[1]))
-        };
-        keys.truncate(start);
+    fn close_object(&mut self) -> Step {
+        let (duplicate, decoded) = self.keys.close(self.bytes, &self.decoded);
         self.decoded.truncate(decoded);
-        self.keys.keys = keys;
-        duplicate
+        if duplicate {
+            return Err(Stop::Unsure);
+        }
+        Ok(())
     }
 
     /// A number at `pos`, checked (and written) as in `mode`.
@@ -780,8 +902,8 @@ impl<'a, 'o> Walker<'a, 'o> {
                 if writing {
                     self.emit(&[c]);
                 }
-                if object && strict && self.duplicate_keys() {
-                    return Err(Stop::Unsure);
+                if object && strict {
+                    self.close_object()?;
                 }
                 if writing {
                     self.budget()?;
@@ -810,6 +932,52 @@ const STRICT_DEPTH: usize = 127;
 /// recursion counter starts at 128 and refuses the container that brings it to 0.
 const SERDE_DEPTH: usize = 127;
 
+/// Deepest nesting of an envelope member's value, its own container counted: with the
+/// envelope around it a message nests at most 128 deep (PROTOCOL section 11).
+const MEMBER_DEPTH: usize = 127;
+
+/// The envelope member (its name as written, between the quotes) in which the JSON text of a
+/// message, `data`, nests deeper than 128 levels (the envelope counted); `None` when it does
+/// not. Text `serde_json` has read: the scan only passes strings and counts brackets.
+pub(crate) fn too_deep(data: &[u8]) -> Option<&[u8]> {
+    let mut depth = 0usize;
+    let mut member: &[u8] = &[];
+    // Whether the next string at depth 1 is a member name.
+    let mut name_next = false;
+    let mut pos = 0;
+    while let Some(&b) = data.get(pos) {
+        match b {
+            b'"' => {
+                let start = pos + 1;
+                pos = start;
+                while let Some(&c) = data.get(pos) {
+                    match c {
+                        b'\\' => pos += 2,
+                        b'"' => break,
+                        _ => pos += 1,
+                    }
+                }
+                if depth == 1 && name_next {
+                    member = data.get(start..pos).unwrap_or_default();
+                    name_next = false;
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MEMBER_DEPTH + 1 {
+                    return Some(member);
+                }
+                name_next = depth == 1;
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => name_next = depth == 1,
+            _ => {}
+        }
+        pos += 1;
+    }
+    None
+}
+
 /// Whether [`strict::check`](super::strict::check) passes `payload`: `Ok` only when it does.
 pub(crate) fn strict(payload: &[u8]) -> Step {
     std::str::from_utf8(payload).map_err(|_| Stop::Unsure)?;
@@ -827,6 +995,18 @@ pub(crate) fn compact(raw: &[u8], out: &mut Vec<u8>, max: usize) -> Step {
     walker.out = Some(out);
     walker.max = max;
     walker.value(Mode::Read, SERDE_DEPTH)?;
+    walker.end()
+}
+
+/// [`compact`] with the checks of [`strict`] on the way (no key twice in one object): the
+/// compaction of stored client JSON. `Ok` only when [`strict`] passes `raw` and [`compact`]
+/// gives this text.
+pub(crate) fn compact_strict(raw: &[u8], out: &mut Vec<u8>, max: usize) -> Step {
+    std::str::from_utf8(raw).map_err(|_| Stop::Unsure)?;
+    let mut walker = Walker::new(raw);
+    walker.out = Some(out);
+    walker.max = max;
+    walker.value(Mode::Strict, STRICT_DEPTH)?;
     walker.end()
 }
 
@@ -920,7 +1100,7 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                         w.pos = at;
                         w.keys = Keys::default();
                         w.decoded.clear();
-                        w.value(Mode::Skip, usize::MAX)?;
+                        w.value(Mode::Skip, MEMBER_DEPTH)?;
                     }
                     scanned.payload = Some(&data[at..w.pos]);
                 }
@@ -929,7 +1109,7 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                 seen[i] = true;
                 scanned.members[i] = w.member()?;
             }
-            None => w.value(Mode::Skip, usize::MAX)?,
+            None => w.value(Mode::Skip, MEMBER_DEPTH)?,
         }
         w.ws();
         match w.peek()? {
@@ -998,7 +1178,7 @@ impl<'a> Walker<'a, '_> {
                 self.ws();
                 if self.peek()? != b']' {
                     loop {
-                        self.value(Mode::Skip, usize::MAX)?;
+                        self.value(Mode::Skip, MEMBER_DEPTH - 1)?;
                         self.ws();
                         match self.peek()? {
                             b',' => self.pos += 1,
@@ -1017,7 +1197,7 @@ impl<'a> Walker<'a, '_> {
                     loop {
                         self.ws();
                         self.key(Mode::Read)?;
-                        self.value(Mode::Skip, usize::MAX)?;
+                        self.value(Mode::Skip, MEMBER_DEPTH - 1)?;
                         self.ws();
                         match self.peek()? {
                             b',' => self.pos += 1,

@@ -278,10 +278,10 @@ fn strict_walk_agrees_on_the_edges() {
     }
 }
 
-/// An object of 100 000 keys costs a sort, not 10^10 comparisons; a duplicate at either
-/// end is found.
+/// An object of 100 000 keys is checked by buckets of hashes, not 10^10 comparisons; a
+/// duplicate at either end is found.
 #[test]
-fn many_keys_are_checked_in_n_log_n() {
+fn many_keys_are_checked_by_buckets() {
     let keys: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\":0")).collect();
     let object = format!("{{{}}}", keys.join(","));
     assert!(strict(object.as_bytes()).is_ok());
@@ -289,6 +289,100 @@ fn many_keys_are_checked_in_n_log_n() {
     assert!(strict(twice.as_bytes()).is_err());
     let escaped = format!("{{\"k\\u0031\":1,{}}}", keys.join(","));
     assert!(strict(escaped.as_bytes()).is_err());
+    // In an object of a few keys a duplicate stops the walk at once: what follows it is not
+    // read (here it is not even JSON).
+    let early = format!("{{\"a\":1,\"b\":2,\"a\":3,{}", "x".repeat(1000));
+    let mut walker = Walker::new(early.as_bytes());
+    assert_eq!(walker.value(Mode::Strict, STRICT_DEPTH), Err(Stop::Unsure));
+    assert_eq!(&early[..walker.pos], r#"{"a":1,"b":2,"a""#);
+    // Sizes around the bucket counts, a duplicate at the end and the start.
+    for n in [9, 10, 15, 16, 17, 31, 64, 1000, 4097] {
+        let keys: Vec<String> = (0..n).map(|i| format!("\"{i}\":0")).collect();
+        let object = format!("{{{}}}", keys.join(","));
+        assert!(strict(object.as_bytes()).is_ok(), "{n}");
+        let last = format!("{{{},\"{}\":1}}", keys.join(","), n - 1);
+        assert!(strict(last.as_bytes()).is_err(), "{n}");
+        let first = format!("{{\"0\":1,{}}}", keys[1..].join(",") + ",\"0\":2");
+        assert!(strict(first.as_bytes()).is_err(), "{n}");
+    }
+}
+
+/// Keys are duplicates only within one object: the same keys in nested and sibling wide
+/// objects pass, as they do for `serde_json`, with the buffers reused between them.
+#[test]
+fn large_objects_are_checked_apart() {
+    let wide = |n: usize, inner: &str| {
+        let mut keys: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+        keys.insert(n / 2, format!("\"inner\":{inner}"));
+        format!("{{{}}}", keys.join(","))
+    };
+    let mut text = "1".to_owned();
+    for n in [3, 9, 40, 8, 200, 9, 1000] {
+        text = wide(n, &text);
+        assert!(strict(text.as_bytes()).is_ok(), "{n}");
+        assert_eq!(strict_check::check_serde(text.as_bytes()), Ok(()));
+    }
+    let siblings = format!("{{\"a\":[{}]}}", vec![wide(50, "2"); 30].join(","));
+    assert!(strict(siblings.as_bytes()).is_ok());
+    // A duplicate in the innermost, or in an outer object after an inner one ended.
+    for (at, dup) in [(0, "\"k1\":0,"), (1, "\"k5\":0,")] {
+        let mut text = wide(20, &wide(30, &wide(10, "1")));
+        let inner = text
+            .match_indices("\"inner\":")
+            .nth(at)
+            .map(|(i, _)| i)
+            .unwrap();
+        let close = text[inner..].find('}').unwrap() + inner + 1;
+        text.insert_str(close + 1, dup);
+        assert!(strict(text.as_bytes()).is_err(), "{text}");
+        assert!(strict_check::check_serde(text.as_bytes()).is_err());
+    }
+}
+
+/// Stored client JSON: compacted in the strict walk, keys written as for [`compact`].
+#[test]
+fn the_strict_compaction_writes_keys_and_refuses_duplicates() {
+    let raw = r#" { "b" : [ 1 , { "x\u0041" : 2 , "y" : {} } ] , "a" : "s" } "#;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    compact_strict(raw.as_bytes(), &mut a, 1 << 20).unwrap();
+    compact(raw.as_bytes(), &mut b, 1 << 20).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a, br#"{"b":[1,{"xA":2,"y":{}}],"a":"s"}"#);
+    for dup in [r#"{"x":true,"x":false}"#, r#"{"o":[{"ab":1,"a\u0062":2}]}"#] {
+        assert!(compact(dup.as_bytes(), &mut Vec::new(), 1 << 20).is_ok());
+        assert!(
+            compact_strict(dup.as_bytes(), &mut Vec::new(), 1 << 20).is_err(),
+            "{dup}"
+        );
+    }
+}
+
+/// A message whose nesting passes 128 levels outside its payload is found, in the member
+/// it is in.
+#[test]
+fn nesting_is_counted_over_the_whole_message() {
+    let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    let message = |zz: &str| format!(r#"{{"type":"ping","id":"x","z\"z":{zz},"payload":{{}}}}"#);
+    assert_eq!(too_deep(message(&deep(127)).as_bytes()), None);
+    assert_eq!(
+        too_deep(message(&deep(128)).as_bytes()),
+        Some(&br#"z\"z"#[..])
+    );
+    assert_eq!(
+        too_deep(message(&deep(500_000)).as_bytes()),
+        Some(&br#"z\"z"#[..])
+    );
+    let text = format!(r#"{{"a":"[[[[","payload":{{"p":{}}}}}"#, deep(126));
+    assert_eq!(too_deep(text.as_bytes()), None);
+    let text = format!(r#"{{"a":"[[[[","payload":{{"p":{}}}}}"#, deep(127));
+    assert_eq!(too_deep(text.as_bytes()), Some(&b"payload"[..]));
+    // The walk refuses what is that deep anywhere; serde_json's read is then the judge.
+    assert!(envelope(message(&deep(127)).as_bytes(), |_| true).is_ok());
+    assert!(envelope(message(&deep(128)).as_bytes(), |_| true).is_err());
+    let member = |levels| format!(r#"{{"type":"ping","id":{{"a":{}}}}}"#, deep(levels));
+    assert!(envelope(member(126).as_bytes(), |_| true).is_ok());
+    assert!(envelope(member(127).as_bytes(), |_| true).is_err());
+    assert_eq!(too_deep(member(127).as_bytes()), Some(&b"id"[..]));
 }
 
 #[test]
@@ -453,6 +547,16 @@ fn profile() {
             ));
             i += 1;
         }
+    } else if kind == "wide" {
+        // One object of distinct keys (`"k1":0,"k2":0,...`), as wide as 1 MiB allows.
+        payload.truncate(payload.len() - 1);
+        payload.push_str("{\"k0\":0");
+        let mut i = 1;
+        while payload.len() < 1 << 20 {
+            payload.push_str(&format!(",\"k{i}\":0"));
+            i += 1;
+        }
+        payload.push('}');
     } else if kind == "nested" {
         payload.push_str(&"[".repeat(1 << 19));
         payload.push_str(&"]".repeat(1 << 19));
@@ -462,7 +566,7 @@ fn profile() {
             payload.push_str(",0");
         }
     }
-    payload.push_str("]}");
+    payload.push_str(if kind == "wide" { "}" } else { "]}" });
     let msg_type = std::env::var("WALK_TYPE").unwrap_or_else(|_| "chat".into());
     let message =
         format!(r#"{{"type":"{msg_type}","id":"1","sessionId":"s","payload":{payload}}}"#);
