@@ -168,7 +168,7 @@ impl<A: App> Reactor<A> {
             }
         }
         match result {
-            Ok(()) => keep_reading,
+            Ok(_) => keep_reading,
             Err(err) => {
                 log::debug!(
                     "connection {key}: protocol error, closing with {}: {}",
