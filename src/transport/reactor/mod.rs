@@ -9,8 +9,10 @@
 //!    an event with a stale token is ignored; signals are acted on here: SIGTERM and SIGINT
 //!    begin the shutdown, SIGHUP calls the hangup hook (`commands.rs`);
 //! 3. pump the outbound links first: end their connects, read each within a byte budget
-//!    (`links.rs`); then every ready connection within a byte budget; one left unfinished
-//!    stays in the ready queue with its latch set (`read.rs`, `upgrade.rs`; on a TLS
+//!    (`links.rs`); then every ready connection within a byte budget and a share of the
+//!    turn (`TURN_SHARE` of its messages; the rest of that read is kept for its next turn,
+//!    decoded before its socket is read again); one left unfinished stays in the ready
+//!    queue with its latch set or its unread bytes (`read.rs`, `upgrade.rs`; on a TLS
 //!    listener the ciphertext goes through the connection's session first, `tls.rs`);
 //! 4. drain handle commands within a budget (`commands.rs`);
 //! 5. expire timers: handshake deadline, heartbeat and idle timeout, message timeout, close
@@ -141,6 +143,8 @@ pub struct Reactor<A: App> {
     pending_handshakes: usize,
     /// The sum of every connection's `message_bytes` (`max_inflight_bytes` bounds it).
     inflight: usize,
+    /// When the share of the turn of the connection being pumped ends (`read.rs`).
+    share_ends: Instant,
     state: RunState,
     shutdown_deadline: Option<Instant>,
     stats: TransportStats,
@@ -199,6 +203,7 @@ impl<A: App> Reactor<A> {
             open_connections: 0,
             pending_handshakes: 0,
             inflight: 0,
+            share_ends: now,
             state: RunState::Running,
             shutdown_deadline: None,
             stats: TransportStats::default(),
@@ -257,7 +262,7 @@ impl<A: App> Reactor<A> {
                 .iter()
                 .map(|(_, c)| c.message_bytes())
                 .sum::<usize>(),
-            "the in-flight count is the sum of what the decoders hold"
+            "the in-flight count is the sum of what the decoders hold and what is unread"
         );
         stats
     }

@@ -5,9 +5,16 @@
 //! When the readable latch is set and cleared is told in `connection.rs`. A connection whose
 //! budget ran out keeps its latch and goes back to the ready queue for the next turn. A
 //! zero-byte read is a half-close: the frames already buffered are handled first.
+//!
+//! A connection's share of a turn: its messages are handed to the app until [`TURN_SHARE`]
+//! has passed since its pump began (one message at least). The rest of what it sent in that
+//! read is kept, undecoded, in its `unread` bytes and decoded first in the next turn, before
+//! its socket is read again, so its messages keep their order and what it holds is at most
+//! one read. Those bytes count against `max_inflight_bytes` like a message in progress; when
+//! they would pass it, the read is handled whole, as if there were no share.
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::app::{App, CloseReason, ConnId};
 use crate::transport::connection::{ConnState, ReadResult};
@@ -19,6 +26,10 @@ use super::Reactor;
 
 /// Bytes read from one connection per turn before the others get their turn.
 pub(super) const READ_BUDGET: usize = 256 * 1024;
+
+/// How long one connection's messages may keep the loop in a turn before the others get
+/// their turn (see the module docs).
+pub(super) const TURN_SHARE: Duration = Duration::from_millis(1);
 
 impl<A: App> Reactor<A> {
     /// Step 3: pump the outbound links (`links.rs`), then each connection in the ready queue
@@ -34,21 +45,40 @@ impl<A: App> Reactor<A> {
                 continue;
             };
             conn.in_ready = false;
-            if !conn.readable {
+            if !conn.readable && conn.unread.is_empty() {
                 continue;
             }
-            if conn.tls.is_some() {
+            let tls = conn.tls.is_some();
+            self.share_ends = Instant::now() + TURN_SHARE;
+            if !self.resume(key, now) {
+                self.apply_actions(now);
+            } else if tls {
                 self.pump_read_tls(key, now);
             } else {
                 self.pump_read(key, now);
             }
             if let Some(conn) = self.conns.at_mut(key) {
-                if conn.readable && !conn.in_reap {
-                    // Budget hit: the latch remembers; come back next turn.
+                if (conn.readable || !conn.unread.is_empty()) && !conn.in_reap {
+                    // Budget or share spent: the latch and the unread bytes remember; come
+                    // back next turn.
                     queue_ready(&mut self.ready, conn);
                 }
             }
         }
+    }
+
+    /// Decode what a connection left unread in an earlier turn. Returns false when it is not
+    /// to be read this turn (its share was spent again, or it stopped).
+    fn resume(&mut self, key: usize, now: Instant) -> bool {
+        let Some(conn) = self.conns.at_mut(key) else {
+            return false;
+        };
+        if conn.unread.is_empty() {
+            return true;
+        }
+        let mut unread = std::mem::take(&mut conn.unread);
+        self.inflight -= unread.len();
+        self.decode(key, &mut unread, now)
     }
 
     /// Read from one connection until its readable latch clears, end of stream or the budget.
@@ -108,6 +138,10 @@ impl<A: App> Reactor<A> {
     /// count moves by what the decoder holds after the call less what it held before; and a
     /// message that is still in progress after the call and began in it sets `message_since`,
     /// and gives the connection a message-timeout entry unless it has one.
+    ///
+    /// The connection's share of the turn is kept here too (see the module docs): once it is
+    /// spent, the decoder stops after the message that spent it and the rest of `bytes` is
+    /// kept in the connection's `unread`, counted in flight.
     pub(super) fn decode(&mut self, key: usize, bytes: &mut [u8], now: Instant) -> bool {
         let Some(conn) = self.conns.at_mut(key) else {
             return false;
@@ -133,8 +167,13 @@ impl<A: App> Reactor<A> {
         });
         let mut keep_reading = true;
         let mut messages = 0usize;
+        // The rest of `bytes` may be kept for the next turn only if it fits the bound.
+        let may_pause =
+            open && self.inflight.saturating_add(bytes.len()) <= self.config.max_inflight_bytes;
+        let mut paused = false;
         let result = decoder.decode(bytes, &limits, &mut |incoming| {
-            messages += usize::from(matches!(incoming, Incoming::Message { .. }));
+            let message = matches!(incoming, Incoming::Message { .. });
+            messages += usize::from(message);
             keep_reading = self.on_incoming(key, id, incoming, open, now);
             if !full_limit && self.conns.get(id).is_some_and(|c| c.full_limit) {
                 // Raised by this message: the frames after it already get the new limit.
@@ -142,6 +181,10 @@ impl<A: App> Reactor<A> {
                     max_payload: self.payload_limit(true),
                     ..limits.get()
                 });
+            }
+            if keep_reading && message && may_pause && Instant::now() >= self.share_ends {
+                paused = true;
+                keep_reading = false;
             }
             keep_reading
         });
@@ -163,6 +206,11 @@ impl<A: App> Reactor<A> {
                         }
                     }
                     *slot = decoder;
+                    if let (true, Ok(taken)) = (paused, &result) {
+                        let rest = &bytes[*taken..];
+                        self.inflight += rest.len();
+                        conn.unread.extend_from_slice(rest);
+                    }
                 }
                 _ => {}
             }
