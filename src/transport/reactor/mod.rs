@@ -145,6 +145,8 @@ pub struct Reactor<A: App> {
     inflight: usize,
     /// When the share of the turn of the connection being pumped ends (`read.rs`).
     share_ends: Instant,
+    /// Whether other connections had bytes to flush when that pump began (`read.rs`).
+    owed_before: bool,
     state: RunState,
     shutdown_deadline: Option<Instant>,
     stats: TransportStats,
@@ -204,6 +206,7 @@ impl<A: App> Reactor<A> {
             pending_handshakes: 0,
             inflight: 0,
             share_ends: now,
+            owed_before: false,
             state: RunState::Running,
             shutdown_deadline: None,
             stats: TransportStats::default(),

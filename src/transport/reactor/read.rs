@@ -7,11 +7,15 @@
 //! zero-byte read is a half-close: the frames already buffered are handled first.
 //!
 //! A connection's share of a turn: its messages are handed to the app until [`TURN_SHARE`]
-//! has passed since its pump began (one message at least). The rest of what it sent in that
-//! read is kept, undecoded, in its `unread` bytes and decoded first in the next turn, before
-//! its socket is read again, so its messages keep their order and what it holds is at most
-//! one read. Those bytes count against `max_inflight_bytes` like a message in progress; when
-//! they would pass it, the read is handled whole, as if there were no share.
+//! has passed since its pump began (one message at least). Then, if anything else waits (a
+//! connection in the ready queue or with bytes to flush from before, a command, or an event
+//! that a poll with no wait reports at that moment), the rest of what it sent in that read
+//! is kept, undecoded, in its `unread` bytes and decoded first in the next turn, before its
+//! socket is read again, so its messages keep their order and what it holds is at most one
+//! read. If nothing else waits, it goes on with a new share: a lone busy connection (a
+//! sender fanning out) is not cut into turns for nobody. The unread bytes count against
+//! `max_inflight_bytes` like a message in progress; when they would pass it, the read is
+//! handled whole, as if there were no share.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -22,6 +26,7 @@ use crate::ws::codec::{self, CodecLimits, Incoming, OutKind};
 
 use super::deadlines::message_timeout;
 use super::ready::queue_ready;
+use super::slots::{key_of, token_of};
 use super::Reactor;
 
 /// Bytes read from one connection per turn before the others get their turn.
@@ -50,6 +55,7 @@ impl<A: App> Reactor<A> {
             }
             let tls = conn.tls.is_some();
             self.share_ends = Instant::now() + TURN_SHARE;
+            self.owed_before = !self.out.dirty.is_empty();
             if !self.resume(key, now) {
                 self.apply_actions(now);
             } else if tls {
@@ -65,6 +71,29 @@ impl<A: App> Reactor<A> {
                 }
             }
         }
+    }
+
+    /// Whether anything but connection `id` waits for the loop, once its share is spent: a
+    /// connection queued to be pumped, or with bytes to flush from before this pump began (a
+    /// reply it owes a peer that waits for it), a command, or an event a poll with no wait
+    /// reports now (its latches set, as in step 2). If nothing does, it goes on with a new
+    /// share.
+    fn others_waiting(&mut self, id: ConnId) -> bool {
+        let own = token_of(id);
+        if self.owed_before || self.commands_pending || self.ready.iter().any(|&k| k != key_of(id))
+        {
+            return true;
+        }
+        if self
+            .poll
+            .poll(&mut self.events, Some(Duration::ZERO))
+            .is_err()
+        {
+            return true;
+        }
+        let others = self.events.iter().any(|e| e.token() != own);
+        self.set_latches();
+        others
     }
 
     /// Decode what a connection left unread in an earlier turn. Returns false when it is not
@@ -183,8 +212,12 @@ impl<A: App> Reactor<A> {
                 });
             }
             if keep_reading && message && may_pause && Instant::now() >= self.share_ends {
-                paused = true;
-                keep_reading = false;
+                if self.others_waiting(id) {
+                    paused = true;
+                    keep_reading = false;
+                } else {
+                    self.share_ends = Instant::now() + TURN_SHARE;
+                }
             }
             keep_reading
         });
