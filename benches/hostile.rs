@@ -11,7 +11,8 @@
 //!    `max_agents_per_user` per user; then agent_register at that size, agent_heartbeat
 //!    flipping busy/online, and agent_query of the whole registry;
 //! 2. sessions: `HOSTILE_SESSIONS` sessions with a `name` of `max_name_bytes` and metadata
-//!    at the 64 KiB limit; then session_patch at that limit in a full session, and a relay
+//!    at the 64 KiB limit; then session_patch at that limit in a full session, a 90-byte
+//!    session_patch into 64 KiB of metadata in 6 650 small keys there, and a relay
 //!    (`chat`) of a payload nested as deep as `max_message_size` allows;
 //! 3. devices: `HOSTILE_DEVICES` connections whose `connect` carries a 128-byte `deviceId`
 //!    and a `deviceName` of `max_name_bytes`; then `auth` with a wrong token as long as
@@ -472,6 +473,55 @@ fn phase_sessions(bench: &mut Bench) -> Result<(), String> {
         return Ok(());
     }
 
+    // A tiny session_patch into metadata of many small keys (as many `"kN":0` as fit in
+    // 65 400 bytes), in the same full session: the cost is the stored text, not the patch.
+    let (wide, keys) = wide_metadata(65_400);
+    let join = payloads::message("session_join", r#"{"sessionId":"arena"}"#);
+    let fill = payloads::message(
+        "session_patch",
+        &format!(
+            r#"{{"sessionKey":"arena","patch":{{"m":null,{}}}}}"#,
+            &wide[1..wide.len() - 1]
+        ),
+    );
+    let tiny = |digit| {
+        Frame::new(&payloads::message(
+            "session_patch",
+            &format!(r#"{{"sessionKey":"arena","patch":{{"k0":{digit}}}}}"#),
+        ))
+    };
+    let mut tinies = [tiny('1'), tiny('0')];
+    let label = format!(
+        "session_patch of {} B into {} B of metadata in {keys} keys, {} members",
+        tinies[0].message_len(),
+        wide.len(),
+        bench.lim.max_clients_per_session
+    );
+    let run = loop_attack(
+        bench,
+        &mut gw,
+        &by,
+        Reps::AtLeast(bench.s.reps),
+        || {
+            let mut c = reopen_as_user0(&url, &join, "session_info")?;
+            c.expect(&fill, "session_info")?;
+            Ok(c)
+        },
+        |c, rep, deadline| c.request(&mut tinies[rep % 2], deadline),
+    );
+    loop_rows(
+        &mut bench.report,
+        "session_patch_wide",
+        &label,
+        &run,
+        &quiet,
+        &ping,
+        bench.s.cpu_ticks,
+    );
+    if run.stuck {
+        return Ok(());
+    }
+
     // A relay of a payload nested as deep as max_message_size allows, to the full session:
     // its delivery (with the gateway's `id`, `timestamp` and `source`, some 128 bytes more
     // than the message) must fit too.
@@ -513,6 +563,21 @@ fn phase_sessions(bench: &mut Bench) -> Result<(), String> {
     drop(drain);
     survival_row(&mut bench.report, "sessions", &mut gw, bench.address_space);
     Ok(())
+}
+
+/// Metadata of small keys (`{"k0":0,"k1":0,...}`), as many as fit in `len` bytes; and how many.
+fn wide_metadata(len: usize) -> (String, usize) {
+    let mut members = Vec::new();
+    let mut size = 2;
+    loop {
+        let member = format!(r#""k{}":0"#, members.len());
+        if size + member.len() + usize::from(!members.is_empty()) > len {
+            break;
+        }
+        size += member.len() + usize::from(!members.is_empty());
+        members.push(member);
+    }
+    (format!("{{{}}}", members.join(",")), members.len())
 }
 
 /// A new connection of user 0 that sent `json` and got `kind`; retried for a second while

@@ -1,8 +1,10 @@
 //! Limits hold under a burst from many connections at once: `max_connections`, the rate
-//! limit, both message size limits and the auth failure limit.
+//! limit, both message size limits and the auth failure limit; and a burst of pipelined
+//! messages from one connection shares the loop with the others.
 
 mod common;
 
+use std::io::Write;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -148,4 +150,46 @@ fn auth_failure_limit_holds_under_a_burst() {
         assert_eq!((failed, code), (3, 1008));
     }
     assert!(eventually(|| gw.health()["clients"] == 0));
+}
+
+/// One connection's pipelined messages do not hold the loop for the others: a client writes
+/// 3 000 pings in one write; a bystander's ping is answered, and a chat it sends after its
+/// pong reaches the flooding client, while the flood is still being answered. Every pong
+/// arrives, in order.
+#[test]
+fn a_pipelined_flood_shares_the_loop_with_a_bystander() {
+    const FLOOD: usize = 3000;
+    let gw = TestGateway::start(test_config());
+    let mut group = session_group(&gw, "room", 2);
+    let mut bystander = group.pop().expect("two clients");
+    let mut flooder = group.pop().expect("two clients");
+    let mut blob = Vec::new();
+    for i in 0..FLOOD {
+        let ping = json!({"type": "ping", "id": format!("f{i}")}).to_string();
+        blob.extend_from_slice(&frame(1, true, ping.as_bytes(), true));
+    }
+    flooder.ws.get_mut().write_all(&blob).expect("one write");
+
+    let pong = bystander.request("ping", json!({}));
+    assert_eq!(pong["type"], "pong", "{pong}");
+    bystander.send_scoped("chat", "room", json!({"text": "between"}));
+
+    let mut chat_after = None;
+    let mut pongs = 0;
+    while pongs < FLOOD || chat_after.is_none() {
+        let msg = flooder.recv();
+        match msg["type"].as_str() {
+            Some("pong") => {
+                assert_eq!(msg["replyTo"], format!("f{pongs}"), "{msg}");
+                pongs += 1;
+            }
+            Some("chat") => chat_after = Some(pongs),
+            _ => panic!("unexpected {msg}"),
+        }
+    }
+    let chat_after = chat_after.expect("the chat");
+    assert!(
+        chat_after < FLOOD,
+        "the bystander's ping and chat were handled only after the whole flood"
+    );
 }

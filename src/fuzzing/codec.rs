@@ -70,8 +70,8 @@ fn decode(
             items.push(check_and_own(item, limits));
             true
         });
-        if result.is_err() {
-            return (items, result);
+        if let Err(e) = result {
+            return (items, Err(e));
         }
         assert!(decoder.heap_bytes() <= limits.max_payload + MAX_CONTROL);
         if decoder.is_idle() {

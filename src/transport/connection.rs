@@ -73,6 +73,10 @@ pub(super) struct Connection {
     pub state: ConnState,
     /// Bytes waiting to be written.
     pub outbox: Outbox,
+    /// Bytes read and not yet decoded: the rest of a read once the connection's share of a
+    /// turn was spent (`reactor/read.rs`); decoded before the socket is read again.
+    /// Unallocated when empty.
+    pub unread: Vec<u8>,
     /// Readable latch (see the module docs).
     pub readable: bool,
     /// An event reported end of stream, an error or urgent data: read until `WouldBlock`
@@ -136,6 +140,7 @@ impl Connection {
             id,
             state: ConnState::Handshaking { head: Vec::new() },
             outbox: Outbox::default(),
+            unread: Vec::new(),
             readable: true,
             read_to_block: false,
             writable: true,
@@ -183,12 +188,14 @@ impl Connection {
         }
     }
 
-    /// Bytes its decoder holds for a message in progress (0 outside `Open` and `Closing`).
+    /// Bytes its decoder holds for a message in progress (0 outside `Open` and `Closing`),
+    /// and its unread bytes: what `max_inflight_bytes` counts for it.
     pub(super) fn message_bytes(&self) -> usize {
-        match &self.state {
+        let decoding = match &self.state {
             ConnState::Open { decoder } | ConnState::Closing { decoder } => decoder.message_bytes(),
             _ => 0,
-        }
+        };
+        decoding + self.unread.len()
     }
 
     /// Whether the WebSocket is open for application messages.

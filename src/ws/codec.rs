@@ -166,22 +166,27 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    /// Decode all of `input` (may be unmasked in place), calling `on` for each complete item in order.
+    /// Decode all of `input` (may be unmasked in place), calling `on` for each complete item in
+    /// order; returns how many bytes of `input` it took.
     ///
-    /// `on` returns true to continue, false to stop (the caller is closing; the rest of input
-    /// is dropped). Bytes of an incomplete frame are retained so the next call continues where
-    /// this one stopped. `limits` are read at every frame header: `on` may change them. After
-    /// an error the decoder must not be used again.
+    /// `on` returns true to continue, false to stop: then the bytes taken are those up to the
+    /// end of the frame of the item it stopped at, and the rest of `input` is left untouched
+    /// (still masked), for the caller to drop (it is closing) or to decode later (it handles
+    /// the rest in a later turn). Otherwise all of `input` is taken: bytes of an incomplete
+    /// frame are retained so the next call continues where this one stopped. `limits` are
+    /// read at every frame header: `on` may change them. After an error the decoder must not
+    /// be used again.
     pub(crate) fn decode(
         &mut self,
         input: &mut [u8],
         limits: &Cell<CodecLimits>,
         on: &mut dyn FnMut(Incoming<'_>) -> bool,
-    ) -> Result<(), CloseError> {
+    ) -> Result<usize, CloseError> {
+        let total = input.len();
         let mut rest = input;
         loop {
             if self.frame == Frame::Header && !self.read_header(&mut rest, limits)? {
-                return Ok(());
+                return Ok(total);
             }
             let take = usize::try_from(self.left).map_or(rest.len(), |left| left.min(rest.len()));
             let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(take);
@@ -198,8 +203,11 @@ impl Decoder {
                 Frame::Data => self.data(chunk, complete, &limits.get(), on)?,
                 _ => self.control(frame, chunk, complete, on)?,
             };
-            if !go_on || !complete {
-                return Ok(());
+            if !go_on {
+                return Ok(total - rest.len());
+            }
+            if !complete {
+                return Ok(total);
             }
         }
     }

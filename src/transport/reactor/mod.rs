@@ -9,8 +9,10 @@
 //!    an event with a stale token is ignored; signals are acted on here: SIGTERM and SIGINT
 //!    begin the shutdown, SIGHUP calls the hangup hook (`commands.rs`);
 //! 3. pump the outbound links first: end their connects, read each within a byte budget
-//!    (`links.rs`); then every ready connection within a byte budget; one left unfinished
-//!    stays in the ready queue with its latch set (`read.rs`, `upgrade.rs`; on a TLS
+//!    (`links.rs`); then every ready connection within a byte budget and a share of the
+//!    turn (`TURN_SHARE` of its messages; the rest of that read is kept for its next turn,
+//!    decoded before its socket is read again); one left unfinished stays in the ready
+//!    queue with its latch set or its unread bytes (`read.rs`, `upgrade.rs`; on a TLS
 //!    listener the ciphertext goes through the connection's session first, `tls.rs`);
 //! 4. drain handle commands within a budget (`commands.rs`);
 //! 5. expire timers: handshake deadline, heartbeat and idle timeout, message timeout, close
@@ -144,6 +146,10 @@ pub struct Reactor<A: App> {
     pending_order: VecDeque<ConnId>,
     /// The sum of every connection's `message_bytes` (`max_inflight_bytes` bounds it).
     inflight: usize,
+    /// When the share of the turn of the connection being pumped ends (`read.rs`).
+    share_ends: Instant,
+    /// Whether other connections had bytes to flush when that pump began (`read.rs`).
+    owed_before: bool,
     state: RunState,
     shutdown_deadline: Option<Instant>,
     stats: TransportStats,
@@ -203,6 +209,8 @@ impl<A: App> Reactor<A> {
             pending_handshakes: 0,
             pending_order: VecDeque::new(),
             inflight: 0,
+            share_ends: now,
+            owed_before: false,
             state: RunState::Running,
             shutdown_deadline: None,
             stats: TransportStats::default(),
@@ -261,7 +269,7 @@ impl<A: App> Reactor<A> {
                 .iter()
                 .map(|(_, c)| c.message_bytes())
                 .sum::<usize>(),
-            "the in-flight count is the sum of what the decoders hold"
+            "the in-flight count is the sum of what the decoders hold and what is unread"
         );
         stats
     }

@@ -5,9 +5,20 @@
 //! When the readable latch is set and cleared is told in `connection.rs`. A connection whose
 //! budget ran out keeps its latch and goes back to the ready queue for the next turn. A
 //! zero-byte read is a half-close: the frames already buffered are handled first.
+//!
+//! A connection's share of a turn: its messages are handed to the app until [`TURN_SHARE`]
+//! has passed since its pump began (one message at least). Then, if anything else waits (a
+//! connection in the ready queue or with bytes to flush from before, a command, or an event
+//! that a poll with no wait reports at that moment), the rest of what it sent in that read
+//! is kept, undecoded, in its `unread` bytes and decoded first in the next turn, before its
+//! socket is read again, so its messages keep their order and what it holds is at most one
+//! read. If nothing else waits, it goes on with a new share: a lone busy connection (a
+//! sender fanning out) is not cut into turns for nobody. The unread bytes count against
+//! `max_inflight_bytes` like a message in progress; when they would pass it, the read is
+//! handled whole, as if there were no share.
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::app::{App, CloseReason, ConnId};
 use crate::transport::connection::{ConnState, ReadResult};
@@ -15,10 +26,15 @@ use crate::ws::codec::{self, CodecLimits, Incoming, OutKind};
 
 use super::deadlines::message_timeout;
 use super::ready::queue_ready;
+use super::slots::{key_of, token_of};
 use super::Reactor;
 
 /// Bytes read from one connection per turn before the others get their turn.
 pub(super) const READ_BUDGET: usize = 256 * 1024;
+
+/// How long one connection's messages may keep the loop in a turn before the others get
+/// their turn (see the module docs).
+pub(super) const TURN_SHARE: Duration = Duration::from_millis(1);
 
 impl<A: App> Reactor<A> {
     /// Step 3: pump the outbound links (`links.rs`), then each connection in the ready queue
@@ -34,21 +50,64 @@ impl<A: App> Reactor<A> {
                 continue;
             };
             conn.in_ready = false;
-            if !conn.readable {
+            if !conn.readable && conn.unread.is_empty() {
                 continue;
             }
-            if conn.tls.is_some() {
+            let tls = conn.tls.is_some();
+            self.share_ends = Instant::now() + TURN_SHARE;
+            self.owed_before = !self.out.dirty.is_empty();
+            if !self.resume(key, now) {
+                self.apply_actions(now);
+            } else if tls {
                 self.pump_read_tls(key, now);
             } else {
                 self.pump_read(key, now);
             }
             if let Some(conn) = self.conns.at_mut(key) {
-                if conn.readable && !conn.in_reap {
-                    // Budget hit: the latch remembers; come back next turn.
+                if (conn.readable || !conn.unread.is_empty()) && !conn.in_reap {
+                    // Budget or share spent: the latch and the unread bytes remember; come
+                    // back next turn.
                     queue_ready(&mut self.ready, conn);
                 }
             }
         }
+    }
+
+    /// Whether anything but connection `id` waits for the loop, once its share is spent: a
+    /// connection queued to be pumped, or with bytes to flush from before this pump began (a
+    /// reply it owes a peer that waits for it), a command, or an event a poll with no wait
+    /// reports now (its latches set, as in step 2). If nothing does, it goes on with a new
+    /// share.
+    fn others_waiting(&mut self, id: ConnId) -> bool {
+        let own = token_of(id);
+        if self.owed_before || self.commands_pending || self.ready.iter().any(|&k| k != key_of(id))
+        {
+            return true;
+        }
+        if self
+            .poll
+            .poll(&mut self.events, Some(Duration::ZERO))
+            .is_err()
+        {
+            return true;
+        }
+        let others = self.events.iter().any(|e| e.token() != own);
+        self.set_latches();
+        others
+    }
+
+    /// Decode what a connection left unread in an earlier turn. Returns false when it is not
+    /// to be read this turn (its share was spent again, or it stopped).
+    fn resume(&mut self, key: usize, now: Instant) -> bool {
+        let Some(conn) = self.conns.at_mut(key) else {
+            return false;
+        };
+        if conn.unread.is_empty() {
+            return true;
+        }
+        let mut unread = std::mem::take(&mut conn.unread);
+        self.inflight -= unread.len();
+        self.decode(key, &mut unread, now)
     }
 
     /// Read from one connection until its readable latch clears, end of stream or the budget.
@@ -108,6 +167,10 @@ impl<A: App> Reactor<A> {
     /// count moves by what the decoder holds after the call less what it held before; and a
     /// message that is still in progress after the call and began in it sets `message_since`,
     /// and gives the connection a message-timeout entry unless it has one.
+    ///
+    /// The connection's share of the turn is kept here too (see the module docs): once it is
+    /// spent, the decoder stops after the message that spent it and the rest of `bytes` is
+    /// kept in the connection's `unread`, counted in flight.
     pub(super) fn decode(&mut self, key: usize, bytes: &mut [u8], now: Instant) -> bool {
         let Some(conn) = self.conns.at_mut(key) else {
             return false;
@@ -133,8 +196,13 @@ impl<A: App> Reactor<A> {
         });
         let mut keep_reading = true;
         let mut messages = 0usize;
+        // The rest of `bytes` may be kept for the next turn only if it fits the bound.
+        let may_pause =
+            open && self.inflight.saturating_add(bytes.len()) <= self.config.max_inflight_bytes;
+        let mut paused = false;
         let result = decoder.decode(bytes, &limits, &mut |incoming| {
-            messages += usize::from(matches!(incoming, Incoming::Message { .. }));
+            let message = matches!(incoming, Incoming::Message { .. });
+            messages += usize::from(message);
             keep_reading = self.on_incoming(key, id, incoming, open, now);
             if !full_limit && self.conns.get(id).is_some_and(|c| c.full_limit) {
                 // Raised by this message: the frames after it already get the new limit.
@@ -142,6 +210,14 @@ impl<A: App> Reactor<A> {
                     max_payload: self.payload_limit(true),
                     ..limits.get()
                 });
+            }
+            if keep_reading && message && may_pause && Instant::now() >= self.share_ends {
+                if self.others_waiting(id) {
+                    paused = true;
+                    keep_reading = false;
+                } else {
+                    self.share_ends = Instant::now() + TURN_SHARE;
+                }
             }
             keep_reading
         });
@@ -163,12 +239,17 @@ impl<A: App> Reactor<A> {
                         }
                     }
                     *slot = decoder;
+                    if let (true, Ok(taken)) = (paused, &result) {
+                        let rest = &bytes[*taken..];
+                        self.inflight += rest.len();
+                        conn.unread.extend_from_slice(rest);
+                    }
                 }
                 _ => {}
             }
         }
         match result {
-            Ok(()) => keep_reading,
+            Ok(_) => keep_reading,
             Err(err) => {
                 log::debug!(
                     "connection {key}: protocol error, closing with {}: {}",

@@ -482,7 +482,7 @@ fn whole_frames_are_handed_out_without_copy() {
         seen += 1;
         true
     });
-    assert_eq!(result, Ok(()));
+    assert_eq!(result, Ok(input.len()));
     assert_eq!(seen, 3);
     assert_eq!(decoder.heap_bytes(), 0);
     // Unmasked in place.
@@ -627,7 +627,7 @@ fn invalid_utf8_is_caught_on_the_fragment_that_makes_it_certain() {
     let mut head = input[..10].to_vec();
     assert_eq!(
         decoder.decode(&mut head, &Cell::new(LIMITS), &mut |_| true),
-        Ok(())
+        Ok(10)
     );
     let mut bad = input[10..20].to_vec();
     assert_eq!(
@@ -647,7 +647,11 @@ fn returning_false_stops_decoding() {
         items.push(Item::from(item));
         false
     });
-    assert_eq!(result, Ok(()));
+    assert_eq!(
+        result,
+        Ok(frame(true, 0x1, b"one").len()),
+        "up to the end of its frame"
+    );
     assert_eq!(items, vec![text("one")]);
 }
 
@@ -824,4 +828,43 @@ fn byte_soup_never_panics() {
             assert!(decoder.heap_bytes() <= limits.max_payload + MAX_CONTROL_PAYLOAD);
         }
     }
+}
+
+#[test]
+fn a_stop_takes_up_to_the_end_of_its_frame_and_the_rest_decodes_later() {
+    let three = frame(true, 0x1, b"three");
+    let input = [
+        frame(true, 0x1, b"one"),
+        frame(true, 0x9, b"p"),
+        frame(true, 0x1, b"two"),
+        three[..4].to_vec(),
+    ]
+    .concat();
+    let mut decoder = Decoder::default();
+    let mut all = input.clone();
+    let mut seen = Vec::new();
+    let taken = decoder
+        .decode(&mut all, &Cell::new(LIMITS), &mut |item| {
+            seen.push(Item::from(item));
+            seen.len() < 3
+        })
+        .unwrap();
+    assert_eq!(
+        taken,
+        input.len() - 4,
+        "up to the end of the frame it stopped at"
+    );
+    assert_eq!(all[taken..], input[taken..], "the rest untouched");
+    let mut rest = all[taken..].to_vec();
+    rest.extend_from_slice(&three[4..]);
+    let mut later = Vec::new();
+    let taken = decoder
+        .decode(&mut rest, &Cell::new(LIMITS), &mut |item| {
+            later.push(Item::from(item));
+            true
+        })
+        .unwrap();
+    assert_eq!(taken, rest.len());
+    assert_eq!(seen, [text("one"), Item::Ping(b"p".to_vec()), text("two")]);
+    assert_eq!(later, [text("three")]);
 }
