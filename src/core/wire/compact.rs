@@ -51,8 +51,9 @@ pub(crate) enum CompactError {
 }
 
 /// Append the compact form of the JSON text `raw` to `budget.out`. The
-/// [`walk`](crate::core::wire::walk) writes it in one pass; only where the walk is unsure
-/// (the text would be refused, or the walk does not know) `serde_json` reads it again
+/// [`walk`](crate::core::wire::walk) writes it, or refuses it with its own wording
+/// (`expected a value at byte N`), in one pass; only where the walk does not decide (text
+/// that is not UTF-8, which the gateway never hands it) `serde_json` reads it again
 /// ([`compact_serde`]) and its error is the one returned.
 pub(crate) fn compact(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), CompactError> {
     let start = budget.out.len();
@@ -61,6 +62,10 @@ pub(crate) fn compact(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), Compact
         Err(walk::Stop::TooLarge) => {
             budget.out.truncate(start);
             return Err(CompactError::TooLarge);
+        }
+        Err(walk::Stop::Refused(refusal)) => {
+            budget.out.truncate(start);
+            return Err(CompactError::Invalid(refusal.to_string()));
         }
         Err(walk::Stop::Unsure) => budget.out.truncate(start),
     }

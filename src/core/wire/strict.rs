@@ -10,8 +10,10 @@
 //!   out of the range of an `f64` (`1e999999`). Anything else that is JSON passes.
 //! - One pass over the bytes, bounded by the message size: no value is built. The pass is
 //!   the [`walk`](crate::core::wire::walk) (the same checks, by hand, 8 string bytes at a
-//!   time); a payload it does not pass is read once more by serde_json ([`check_serde`]),
-//!   whose error is the refusal's message, so the messages are serde_json's. In that read
+//!   time), which passes or refuses the payload itself, a refusal worded as the walk words
+//!   it (`payload: duplicate key in an object at byte N`). [`check_serde`] is the same
+//!   check done by serde_json, with its messages: the reference the walk keeps to (a
+//!   decision the walk left to it would be read there). In that read
 //!   strings are decoded by serde_json into its one scratch buffer. The keys of the objects being read
 //!   are kept on one stack, borrowed from the input (a key with escapes is decoded once into
 //!   one shared buffer), each with a 64-bit FNV-1a hash of its text; when an object ends
@@ -33,14 +35,20 @@ use crate::core::wire::{walk, FieldError};
 /// recursion of the walk) does not depend on the parser.
 pub(crate) const MAX_DEPTH: usize = 127;
 
-/// Check the raw JSON object text of a payload (see the module contract). The
-/// [`walk`](crate::core::wire::walk) passes it in one pass; only a payload the walk does not
-/// pass is read again with `serde_json` ([`check_serde`]), which words the refusal.
+/// Check the raw JSON object text of a payload (see the module contract): the
+/// [`walk`](crate::core::wire::walk) decides in one pass; only what it leaves undecided (no
+/// input today) is read again with `serde_json` ([`check_serde`]).
 pub(crate) fn check(payload: &[u8]) -> Result<(), FieldError> {
-    if walk::strict(payload).is_ok() {
-        return Ok(());
+    match walk::strict(payload) {
+        Ok(()) => Ok(()),
+        Err(walk::Stop::Refused(refusal)) => Err(refused(refusal)),
+        Err(_) => check_serde(payload),
     }
-    check_serde(payload)
+}
+
+/// The refusal of a payload the walk refused, as [`check`] gives it.
+pub(crate) fn refused(refusal: walk::Refusal) -> FieldError {
+    FieldError::new("payload", format!("payload: {refusal}"))
 }
 
 /// The check done by `serde_json`, with its error message: the reference [`check`] keeps to.
@@ -255,7 +263,10 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth_even_when_escaped() {
-        assert!(refused(r#"{"a":1,"a":2}"#).contains("duplicate key"));
+        assert_eq!(
+            refused(r#"{"a":1,"a":2}"#),
+            "payload: duplicate key in an object at byte 12"
+        );
         assert!(refused(r#"{"x":[{"b":1,"c":2,"b":3}]}"#).contains("duplicate key"));
         assert!(refused(r#"{"ab":1,"a\u0062":2}"#).contains("duplicate key"));
         assert!(refused(r#"{"o":{"k":1},"p":{"k\u0000":1,"k\u0000":2}}"#).contains("duplicate"));
@@ -267,11 +278,18 @@ mod tests {
     fn depth_surrogates_and_range_are_refused() {
         let _ = refused(&nested(MAX_DEPTH + 1));
         let _ = refused(&nested(100_000));
-        assert!(refused(r#"{"s":"\ud800"}"#).contains("hex escape"));
+        assert!(refused(&nested(MAX_DEPTH + 1)).contains("nesting deeper than 127 levels"));
+        assert_eq!(
+            refused(r#"{"s":"\ud800"}"#),
+            "payload: lone surrogate escape at byte 6"
+        );
         assert!(refused(r#"{"s":"\ud800\u0041"}"#).contains("surrogate"));
         assert!(refused(r#"{"s":"x\udc00y"}"#).contains("surrogate"));
         let _ = refused(r#"{"\ud800":1}"#);
-        assert!(refused(r#"{"n":1e999999}"#).contains("out of range"));
+        assert_eq!(
+            refused(r#"{"n":1e999999}"#),
+            "payload: number out of range at byte 5"
+        );
         assert!(refused(r#"{"n":[-1e400]}"#).contains("out of range"));
     }
 
@@ -280,6 +298,12 @@ mod tests {
         for bad in ["", "{", r#"{"a":1} x"#, r#"{"a":tru}"#] {
             let _ = refused(bad);
         }
+        assert_eq!(
+            refused(r#"{"a":1 "b":2}"#),
+            "payload: expected `,` or `}` at byte 7"
+        );
+        let error = check(b"{\"a\":\"\xff\"}").unwrap_err();
+        assert_eq!(error.message, "payload: invalid UTF-8 at byte 6");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use super::*;
-use crate::core::wire::compact::{compact_serde, Budget};
+use crate::core::wire::compact::{compact_serde, Budget, CompactError};
 use crate::core::wire::envelope::parse_envelope_serde;
-use crate::core::wire::{parse_envelope, strict as strict_check};
+use crate::core::wire::{parse_envelope, strict as strict_check, EnvelopeError};
 use crate::fuzzing::json;
 use crate::testkit::Rng;
 
@@ -273,8 +273,11 @@ fn strict_walk_agrees_on_the_edges() {
         "{\"s\":\"\u{1}\"}",
         r#"{"a":[1,]}"#,
     ] {
-        assert_eq!(strict(bad.as_bytes()), Err(Stop::Unsure), "{bad}");
-        assert!(strict_check::check(bad.as_bytes()).is_err(), "{bad}");
+        assert!(
+            matches!(strict(bad.as_bytes()), Err(Stop::Refused(_))),
+            "{bad}"
+        );
+        assert!(strict_check::check_serde(bad.as_bytes()).is_err(), "{bad}");
     }
 }
 
@@ -315,24 +318,113 @@ fn compact_walk_writes_serde_json_text() {
 }
 
 #[test]
-fn the_envelope_walk_marks_a_checked_payload() {
+fn the_envelope_walk_checks_the_payload_on_its_way() {
     let text = br#"{"type":"chat","id":"1","payload":{"a":[1,2]}}"#;
     let walked = envelope(text, |_| true).unwrap();
-    assert!(walked.payload_strict);
+    assert_eq!(walked.payload_check, Some(Ok(())));
     assert_eq!(walked.payload, Some(br#"{"a":[1,2]}"#.as_slice()));
-    let twice = br#"{"type":"chat","id":"1","payload":{"a":1,"a":2}}"#;
+    // A refusal of the payload is kept, its offset counted from the payload, and the walk
+    // goes on to the envelope's end.
+    let twice = br#"{"type":"chat","id":"1","payload":{"a":1,"a":2},"sessionId":"s"}"#;
     let walked = envelope(twice, |_| true).unwrap();
-    assert!(!walked.payload_strict);
-    assert!(!parse_envelope(twice).unwrap().payload_strict);
-    // A known member twice is serde's error to word.
-    assert!(envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#, |_| true).is_err());
+    let refused = Refusal {
+        what: "duplicate key in an object",
+        at: 12,
+    };
+    assert_eq!(walked.payload_check, Some(Err(refused)));
+    assert_eq!(walked.payload, Some(br#"{"a":1,"a":2}"#.as_slice()));
+    assert_eq!(walked.members[2], Some(Member::Str("s".into())));
+    let payload = br#"{"a":1,"a":2}"#;
+    assert_eq!(strict(payload), Err(Stop::Refused(refused)));
+    let env = parse_envelope(twice).unwrap();
+    assert_eq!(
+        env.payload_check,
+        Some(Err(strict_check::check(payload).unwrap_err()))
+    );
+    // Past the depth limit, with a lone surrogate and a number out of range after it: the
+    // first is kept, and the grammar is still checked to the end.
+    let deep = format!(
+        r#"{{"type":"chat","id":"1","payload":{{"a":{}"\ud800",1e999{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let walked = envelope(deep.as_bytes(), |_| true).unwrap();
+    assert_eq!(
+        walked.payload_check.unwrap().unwrap_err().what,
+        "nesting deeper than 127 levels"
+    );
+    let broken = deep.replacen("1e999]", "1e999,]", 1);
+    assert_eq!(
+        envelope(broken.as_bytes(), |_| true).unwrap_err(),
+        Stop::Refused(Refusal {
+            what: "expected a value",
+            at: broken.find(",]").unwrap() + 1,
+        })
+    );
+    // A known member twice is refused as soon as its name is read.
+    assert_eq!(
+        envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#, |_| true).unwrap_err(),
+        Stop::Refused(Refusal {
+            what: "duplicate field `type`",
+            at: 12,
+        })
+    );
     // A type whose payload is not forwarded: not checked on the way.
     let typed = br#"{"type":"agent_register","id":"1","payload":{"a":1}}"#;
-    assert!(!parse_envelope(typed).unwrap().payload_strict);
+    assert_eq!(parse_envelope(typed).unwrap().payload_check, None);
     let late = br#"{"id":"1","payload":{"a":1},"type":"agent_register"}"#;
-    assert!(parse_envelope(late).unwrap().payload_strict);
-    let same = |t: &[u8]| assert_eq!(parse_envelope(t), parse_envelope_serde(t));
-    same(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#);
+    assert_eq!(parse_envelope(late).unwrap().payload_check, Some(Ok(())));
+    // Text that is not UTF-8 is left to serde_json.
+    let latin = b"{\"type\":\"chat\",\"id\":\"1\",\"x\":\"\xe9\"}";
+    assert_eq!(envelope(latin, |_| true).unwrap_err(), Stop::Unsure);
+    assert_eq!(parse_envelope(latin), parse_envelope_serde(latin));
+}
+
+/// A message of 1 MiB refused at its last bytes is refused by the walk itself (one pass),
+/// with the code and field `serde_json`'s read gives.
+#[test]
+fn a_large_message_refused_at_its_end_is_refused_by_the_walk() {
+    let filler = format!("[{}0]", "0,".repeat(1 << 19));
+    let cases = [
+        // A relay whose payload has a key twice at its end.
+        format!(
+            r#"{{"type":"chat","id":"1","sessionId":"s","payload":{{"d":{filler},"k":1,"k":2}}}}"#
+        ),
+        // A lone surrogate at the end.
+        format!(
+            r#"{{"type":"chat","id":"1","sessionId":"s","payload":{{"d":{filler},"k":"\udc00"}}}}"#
+        ),
+        // A syntax error at the end (a missing `}`).
+        format!(r#"{{"type":"agent_register","id":"1","payload":{{"metadata":{{"d":{filler}}}}}"#),
+    ];
+    for (i, message) in cases.iter().enumerate() {
+        let m = message.as_bytes();
+        let walked = envelope(m, |t| t == "chat");
+        let (fast, slow) = (parse_envelope(m), parse_envelope_serde(m));
+        match i {
+            0 | 1 => {
+                let checked = walked.unwrap().payload_check.unwrap().unwrap_err();
+                let env = fast.unwrap();
+                let payload = env.payload;
+                assert_eq!(checked.at, payload.len() - if i == 0 { 1 } else { 8 });
+                assert!(slow.unwrap().payload_check.is_none());
+                let serde = strict_check::check_serde(payload).unwrap_err();
+                let refused = env.payload_check.unwrap().unwrap_err();
+                assert_eq!((refused.field, serde.field), ("payload", "payload"));
+            }
+            _ => {
+                assert_eq!(
+                    walked.unwrap_err(),
+                    Stop::Refused(Refusal {
+                        what: "unexpected end of the text",
+                        at: m.len(),
+                    })
+                );
+                assert!(matches!(fast, Err(EnvelopeError::Parse(_))));
+                assert!(matches!(slow, Err(EnvelopeError::Parse(_))));
+            }
+        }
+    }
 }
 
 /// ns/byte of the old and the new reads, side by side in one run (a ratio that machine
@@ -395,7 +487,7 @@ fn speed() {
         let m = message.as_bytes();
         let env_old = time(m.len(), || assert!(parse_envelope_serde(m).is_ok()));
         let env_new = time(m.len(), || {
-            assert!(parse_envelope(m).unwrap().payload_strict)
+            assert_eq!(parse_envelope(m).unwrap().payload_check, Some(Ok(())))
         });
         let other = message.replacen("\"chat\"", "\"other\"", 1);
         let o = other.as_bytes();
@@ -586,7 +678,13 @@ fn budgets_inside_word_runs_agree_with_serde_json() {
                     max,
                 },
             );
-            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text} at {max}");
+            // The same outcome: the same text, or a refusal for the budget, or for the text.
+            let kind = |r: &Result<(), CompactError>| match r {
+                Ok(()) => "ok",
+                Err(CompactError::TooLarge) => "too large",
+                Err(CompactError::Invalid(_)) => "invalid",
+            };
+            assert_eq!(kind(&a), kind(&b), "{text} at {max}: {a:?} {b:?}");
             assert_eq!(fast, slow, "{text} at {max}");
         }
     }
