@@ -5,10 +5,20 @@
 //! Contract:
 //! - Every entry point answers "accepted" (with what it found: spans, compact text) or
 //!   [`Stop`]. "Accepted" is given only where the `serde_json` read it stands for would
-//!   succeed with the same result; [`Stop`] means "not shown to be accepted": the caller then
-//!   runs the `serde_json` read, which words the refusal exactly as before. So a walk may be
-//!   stricter than `serde_json` (it costs only time) but never more lenient; the differential
-//!   tests of this module hold it to that on generated and mutated JSON.
+//!   succeed with the same result; [`Stop::Refused`] only where that read fails, with the
+//!   same outcome for the caller (the error code and field it gives; for [`compact`], a
+//!   failure that is not the budget's), worded by the walk: what is wrong and the byte
+//!   offset where it was found ([`Refusal`]). So a refused message costs this one pass.
+//!   [`Stop::Unsure`] leaves the decision to the `serde_json` read, which then words it as
+//!   before: only for text that is not UTF-8 in [`compact`] and [`envelope`] (which the
+//!   gateway never hands them: a message is UTF-8 before it is read, and payloads and stored
+//!   JSON are spans of it), and for states no input reaches. The differential tests of this
+//!   module and the `json` fuzz target hold every answer to the `serde_json` read's, on
+//!   generated and mutated JSON.
+//! - The grammar is JSON's, checked at the same bytes as `serde_json` checks it, left to
+//!   right, so the first fault the walk finds is the first one that read finds: where the
+//!   read checks more than the grammar (duplicate keys, depth, surrogates, range), so does
+//!   the walk, at the same place.
 //! - Input must be valid UTF-8 (checked once by each entry point); bytes of 0x80 and over
 //!   are then only ever string contents.
 //! - The work is linear in the input: string bodies are scanned 8 bytes at a time, and so
