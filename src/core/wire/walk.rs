@@ -405,8 +405,10 @@ struct Walker<'a, 'o> {
     soft: bool,
     /// The first refusal of the reading kept in `soft` mode.
     refused: Option<Refusal>,
-    /// Whether a container passed the depth limit (kept in `soft` mode, as `refused`; set
-    /// apart because a member's depth is the envelope's to refuse).
+    /// Whether a nesting past the depth limit is noted in `deep` and the walk goes on (an
+    /// envelope member's: the envelope refuses it, not its read), whether or not `soft`.
+    depth_soft: bool,
+    /// Whether a container passed the depth limit (noted in `depth_soft` mode).
     deep: bool,
     /// At a refusal of a [`compact`] walk, the bytes [`Compact`](super::compact::Compact)
     /// has written beyond (or short of) the walk's output there, which decide whether that
@@ -429,6 +431,7 @@ impl<'a, 'o> Walker<'a, 'o> {
             max: usize::MAX,
             soft: false,
             refused: None,
+            depth_soft: false,
             deep: false,
             lag: 0,
         }
@@ -927,7 +930,9 @@ impl<'a, 'o> Walker<'a, 'o> {
                 if depth >= max_depth {
                     // In `soft` mode the walk goes on to the value's end, at any depth.
                     self.deep = true;
-                    self.reading(DEEP, pos)?;
+                    if self.soft || !self.depth_soft {
+                        self.reading(DEEP, pos)?;
+                    }
                     max_depth = usize::MAX;
                     let words = bytes.len() / 64 + 1;
                     if self.open.len() < words {
@@ -1300,13 +1305,12 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                     w.literal()?;
                 } else {
                     let at = w.pos;
-                    w.refused = None;
                     let check = match &scanned.members[0] {
                         Some(Member::Str(msg_type)) => checked(msg_type),
                         _ => true,
                     };
                     if check {
-                        w.soft(raw_name, &mut scanned.deep, |w| {
+                        w.soft(raw_name, &mut scanned.deep, true, |w| {
                             w.value(Mode::Strict, STRICT_DEPTH)
                         })?;
                         scanned.payload_check = Some(match w.refused.take() {
@@ -1317,7 +1321,7 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                             }),
                         });
                     } else {
-                        w.soft(raw_name, &mut scanned.deep, |w| {
+                        w.soft(raw_name, &mut scanned.deep, false, |w| {
                             w.value(Mode::Skip, MEMBER_DEPTH)
                         })?;
                     }
@@ -1326,14 +1330,12 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
             }
             Some(i) => {
                 seen[i] = true;
-                scanned.members[i] = w.soft(raw_name, &mut scanned.deep, Walker::member)?;
-                w.refused = None;
+                scanned.members[i] = w.soft(raw_name, &mut scanned.deep, false, Walker::member)?;
             }
             None => {
-                w.soft(raw_name, &mut scanned.deep, |w| {
+                w.soft(raw_name, &mut scanned.deep, false, |w| {
                     w.value(Mode::Skip, MEMBER_DEPTH)
                 })?;
-                w.refused = None;
             }
         }
         w.ws();
@@ -1351,19 +1353,23 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
 }
 
 impl<'a> Walker<'a, '_> {
-    /// `read` (the value of the envelope member `name`) in `soft` mode: the refusals of the
-    /// reading are kept in `refused`, and a nesting past the depth limit notes `name` in
-    /// `deep` unless a member before did.
+    /// `read` (the value of the envelope member `name`) with a nesting past the depth limit
+    /// noted in `deep` (`name`, unless a member before was noted) while the walk goes on;
+    /// `payload`: in `soft` mode too (the refusals of the reading kept in `refused`, the
+    /// payload check's), else those refusals are the message's.
     fn soft<T>(
         &mut self,
         name: &'a [u8],
         deep: &mut Option<&'a [u8]>,
+        payload: bool,
         read: impl FnOnce(&mut Self) -> Step<T>,
     ) -> Step<T> {
-        self.soft = true;
+        self.soft = payload;
+        self.depth_soft = true;
         self.deep = false;
         let result = read(self);
         self.soft = false;
+        self.depth_soft = false;
         if self.deep && deep.is_none() {
             *deep = Some(name);
         }

@@ -417,6 +417,27 @@ fn nesting_is_counted_over_the_whole_message() {
         envelope(broken.as_bytes(), |_| true),
         Err(Stop::Refused(_))
     ));
+    // A lone surrogate in a member the envelope reads is the message's refusal, a member
+    // too deep before it or not.
+    for text in [
+        r#"{"type":"ping","id":"\ud800"}"#.to_owned(),
+        r#"{"type":"ping","id":"x","sessionId":{"\udc00":1}}"#.to_owned(),
+        format!(
+            r#"{{"type":"ping","id":"x","a":{},"target":"\ud800"}}"#,
+            deep(200)
+        ),
+    ] {
+        let m = text.as_bytes();
+        assert!(
+            matches!(envelope(m, |_| true), Err(Stop::Refused(_))),
+            "{text}"
+        );
+        assert!(matches!(parse_envelope(m), Err(EnvelopeError::Parse(_))));
+        assert!(matches!(
+            parse_envelope_serde(m),
+            Err(EnvelopeError::Parse(_))
+        ));
+    }
     // The same outcome as serde_json's read with the scan after it, for every member.
     for levels in [125, 126, 127, 128, 129, 300, 100_000] {
         let d = deep(levels);
