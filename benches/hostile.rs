@@ -3,7 +3,7 @@
 //! `prlimit --as`), over the wire protocol only. Every figure is printed beside a baseline
 //! measured in the same run; nothing is asserted.
 //!
-//! Four phases, each on fresh gateway processes (the configuration is the built-in defaults,
+//! Five phases, each on fresh gateway processes (the configuration is the built-in defaults,
 //! `--config /dev/null`, plus 64 tokens of 64 users and `HOSTILE_SET`; every size below is
 //! read from `--print-config`, so the attacks follow the limits):
 //! 1. agents: `HOSTILE_AGENTS` agents registered at `max_agent_bytes` (capabilities with
@@ -18,7 +18,11 @@
 //!    and a `deviceName` of `max_name_bytes`; then `auth` with a wrong token as long as
 //!    `max_preauth_message_size` allows, against the 64 configured tokens;
 //! 4. events: `HOSTILE_UNKNOWN` messages of an unknown type at `max_message_size` (a payload
-//!    of one array of zeros: the costliest tree per byte).
+//!    of one array of zeros: the costliest tree per byte);
+//! 5. refusals: messages of about `max_message_size` refused at their last bytes (a `chat`
+//!    relay with a duplicate key, a lone surrogate or `1e999999` at the end of its payload,
+//!    an `agent_register` with a syntax error at its end), each beside the same message
+//!    accepted (the relay without its fault, the `agent_register` with its array whole).
 //!
 //! Figures:
 //! - RSS per stored byte: `VmRSS` growth of the gateway while the records are stored, minus
@@ -52,7 +56,9 @@
 //! least this long, for the bystander's p99), `HOSTILE_QUIET_SECS` (2, the bystander's quiet
 //! window),
 //! `HOSTILE_RSS_CAP_MIB` (4096), `HOSTILE_AS` (bytes, see above), `HOSTILE_SET` (extra
-//! `KEY=VALUE` gateway settings, space-separated).
+//! `KEY=VALUE` gateway settings, space-separated), `HOSTILE_PHASES` (names of the phases to
+//! run, comma-separated; all by default), `HOSTILE_BIN` (another gateway binary to run, e.g.
+//! an older build, instead of the one cargo built).
 //! Without `--bench` (as `cargo test --benches` runs it) it does one tiny smoke run.
 
 #[path = "hostile/attack.rs"]
@@ -709,6 +715,128 @@ fn phase_events(bench: &mut Bench) -> Result<(), String> {
     Ok(())
 }
 
+/// The attacks of [`phase_refusals`]: a label, the JSON key, the message, and whether its
+/// reply comes back to its `id` (a `PARSE_ERROR` carries no `replyTo`, nor does a relay
+/// reply: those are timed to the `pong` of a `ping` behind them).
+struct Refusal {
+    key: &'static str,
+    label: String,
+    frame: Frame,
+    replied: bool,
+}
+
+fn phase_refusals(bench: &mut Bench) -> Result<(), String> {
+    let size = bench
+        .lim
+        .max_message_size
+        .saturating_sub(payloads::ENVELOPE + 32);
+    println!(
+        "== refusals: messages of about {size} B refused at their last bytes, beside the same accepted, on a fresh gateway"
+    );
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    let quiet = quiet_window(&by, bench.s.quiet);
+    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
+        Client::authed(&gw.url, &attacker_token(0))
+    });
+    let url = gw.url.clone();
+    let zeros = payloads::zeros(size, '0');
+    let relay = |tail: &str| {
+        Frame::new(&format!(
+            r#"{{"type":"chat","id":"@","sessionId":"refusals","payload":{{"d":{zeros},{tail}}}}}"#
+        ))
+    };
+    let agent = |zeros: &str| {
+        Frame::new(&payloads::message(
+            "agent_register",
+            &format!(
+                r#"{{"agentId":"big","type":"custom","name":"n","capabilities":{{}},"x":{zeros}}}"#
+            ),
+        ))
+    };
+    let broken = format!("{},]", &zeros[..zeros.len() - 1]);
+    let attacks = [
+        ("relay_accepted", "accepted", relay(r#""k":1,"j":2"#), false),
+        (
+            "relay_duplicate",
+            "duplicate key at its end",
+            relay(r#""k":1,"k":2"#),
+            true,
+        ),
+        (
+            "relay_surrogate",
+            "lone surrogate at its end",
+            relay(r#""k":"\udc00""#),
+            true,
+        ),
+        (
+            "relay_range",
+            "1e999999 at its end",
+            relay(r#""k":1e999999"#),
+            true,
+        ),
+        ("agent_accepted", "accepted", agent(&zeros), true),
+        (
+            "agent_syntax",
+            "`,]` at its end (PARSE_ERROR)",
+            agent(&broken),
+            false,
+        ),
+    ];
+    let attacks = attacks.map(|(key, what, frame, replied)| Refusal {
+        key,
+        label: format!(
+            "{} {} B, {what}",
+            if key.starts_with("relay") {
+                "chat relay"
+            } else {
+                "agent_register"
+            },
+            frame.message_len()
+        ),
+        frame,
+        replied,
+    });
+    for mut attack in attacks {
+        let run = loop_attack(
+            bench,
+            &mut gw,
+            &by,
+            Reps::Exactly(bench.s.heavy_reps),
+            || {
+                let mut c = Client::authed(&url, &attacker_token(0))?;
+                let create = payloads::message("session_create", r#"{"sessionId":"refusals"}"#);
+                if c.expect(&create, "session_info").is_err() {
+                    let join = payloads::message("session_join", r#"{"sessionId":"refusals"}"#);
+                    c.expect(&join, "session_info")?;
+                }
+                Ok(c)
+            },
+            |c, _, deadline| {
+                if attack.replied {
+                    c.request(&mut attack.frame, deadline)
+                } else {
+                    c.send_then_ping(&mut attack.frame, deadline)
+                }
+            },
+        );
+        loop_rows(
+            &mut bench.report,
+            attack.key,
+            &attack.label,
+            &run,
+            &quiet,
+            &ping,
+            bench.s.cpu_ticks,
+        );
+        if run.stuck {
+            return Ok(());
+        }
+    }
+    survival_row(&mut bench.report, "refusals", &mut gw, bench.address_space);
+    Ok(())
+}
+
 /// One phase of the bench; an error ends that phase only.
 type Phase = fn(&mut Bench) -> Result<(), String>;
 
@@ -782,14 +910,19 @@ fn main() {
         address_space,
         report: Report::default(),
     };
-    let phases: [(&str, Phase); 4] = [
+    let phases: [(&str, Phase); 5] = [
         ("agents", phase_agents),
         ("sessions", phase_sessions),
         ("devices", phase_devices),
         ("events", phase_events),
+        ("refusals", phase_refusals),
     ];
+    let only = std::env::var("HOSTILE_PHASES").unwrap_or_default();
     let t0 = Instant::now();
     for (name, phase) in phases {
+        if !only.is_empty() && !only.split(',').any(|p| p.trim() == name) {
+            continue;
+        }
         let started = Instant::now();
         if let Err(e) = phase(&mut bench) {
             println!("   !! {name} phase: {e}");

@@ -1,4 +1,4 @@
-//! The release `gateway` binary in a child process, optionally under `prlimit --as=BYTES`:
+//! The release `gateway` binary (or `HOSTILE_BIN`) in a child process, optionally under `prlimit --as=BYTES`:
 //! its effective configuration (`--print-config`), the memory bound `--check` states (when it
 //! states one), its address once it logs `listening on`, its RSS from `/proc/PID/status`, and
 //! whether it is still alive.
@@ -9,9 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The binary cargo built for this bench.
+/// The binary cargo built for this bench, or `HOSTILE_BIN`.
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_gateway")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("HOSTILE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gateway").to_owned())
+    })
 }
 
 /// Run the binary with `args` and `extra` (e.g. `--check`) and return what it printed on

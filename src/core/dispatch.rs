@@ -68,8 +68,12 @@ fn handle_builtin(
     out: &mut Actions<Event>,
 ) {
     // The envelope's walk has checked the payload on its way when it could.
-    if kind.forwards_payload() && !env.payload_strict {
-        if let Err(error) = strict::check(env.payload) {
+    if kind.forwards_payload() {
+        let checked = match &env.payload_check {
+            Some(checked) => checked.clone(),
+            None => strict::check(env.payload),
+        };
+        if let Err(error) = checked {
             state.reject(out, req, error.into());
             return;
         }

@@ -110,7 +110,7 @@ fn metadata(
 /// The checks of a relayed payload (PROTOCOL section 11) on capabilities' text, worded as
 /// a capabilities error.
 fn check_capabilities(raw: &[u8]) -> Result<(), ReadError> {
-    strict::check_text(raw).map_err(|e| ReadError::Invalid(e.to_string()))
+    strict::check_text(raw).map_err(ReadError::Invalid)
 }
 
 /// The capabilities of the agent `agent_id`, within `limits`; `max_agent_bytes` for the

@@ -51,8 +51,9 @@ pub(crate) enum CompactError {
 }
 
 /// Append the compact form of the JSON text `raw` to `budget.out`. The
-/// [`walk`](crate::core::wire::walk) writes it in one pass; only where the walk is unsure
-/// (the text would be refused, or the walk does not know) `serde_json` reads it again
+/// [`walk`](crate::core::wire::walk) writes it, or refuses it with its own wording
+/// (`expected a value at byte N`), in one pass; only where the walk does not decide (text
+/// that is not UTF-8, which the gateway never hands it) `serde_json` reads it again
 /// ([`compact_serde`]) and its error is the one returned.
 pub(crate) fn compact(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), CompactError> {
     let start = budget.out.len();
@@ -62,15 +63,21 @@ pub(crate) fn compact(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), Compact
             budget.out.truncate(start);
             return Err(CompactError::TooLarge);
         }
+        Err(walk::Stop::Refused(refusal)) => {
+            budget.out.truncate(start);
+            return Err(CompactError::Invalid(refusal.to_string()));
+        }
         Err(walk::Stop::Unsure) => budget.out.truncate(start),
     }
     compact_serde(raw, budget)
 }
 
 /// [`compact`] of stored client JSON: the same text, and refused as well where
-/// [`strict::check`](crate::core::wire::strict::check) refuses it (a key twice in one object).
-/// The walk compacts and checks in one pass; where it is unsure `serde_json` reads the text
-/// again, the check's read first (its error is the one returned).
+/// [`strict::check`](crate::core::wire::strict::check) refuses it (a key twice in one object),
+/// for its size when the output passed `max` before the walk found what it refuses. The walk
+/// compacts and checks in one pass, and words a refusal itself (`duplicate key in an object at
+/// byte N`); where it is unsure (no input today) `serde_json` reads the text again, the
+/// check's read first (its error is the one returned).
 pub(crate) fn compact_strict(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), CompactError> {
     let start = budget.out.len();
     match walk::compact_strict(raw, budget.out, budget.max) {
@@ -78,6 +85,10 @@ pub(crate) fn compact_strict(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), 
         Err(walk::Stop::TooLarge) => {
             budget.out.truncate(start);
             return Err(CompactError::TooLarge);
+        }
+        Err(walk::Stop::Refused(refusal)) => {
+            budget.out.truncate(start);
+            return Err(CompactError::Invalid(refusal.to_string()));
         }
         Err(walk::Stop::Unsure) => budget.out.truncate(start),
     }

@@ -19,6 +19,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::core::wire::strict;
 use crate::core::wire::walk::{self, Member};
 
 /// Longest `id` a client may send, in bytes.
@@ -390,9 +391,9 @@ pub(crate) struct Envelope<'a> {
     pub id: Cow<'a, str>,
     /// The raw JSON text of `payload`, always an object (`{}` when absent or `null`).
     pub payload: &'a [u8],
-    /// Whether `payload` is known to pass [`strict::check`](crate::core::wire::strict)
-    /// (the walk checks it on its way); when `false` it is not known either way.
-    pub payload_strict: bool,
+    /// What [`strict::check`](crate::core::wire::strict) gives for `payload`, when it is
+    /// known (the walk checks it on its way); `None` when it is not.
+    pub payload_check: Option<Result<(), FieldError>>,
     /// `sessionId`.
     pub session_id: Field<'a>,
     /// `replyTo`.
@@ -490,8 +491,9 @@ impl<'a> Members<'a> {
 
 /// Read one client message (PROTOCOL section 2). `data` need not be valid UTF-8: invalid
 /// text is a parse error. The [`walk`] reads it in one pass (checking the payload as
-/// [`strict::check`](crate::core::wire::strict) does on the way); only a message the walk does
-/// not accept is read again with `serde_json`, whose error is the parse error's text.
+/// [`strict::check`](crate::core::wire::strict) does on the way) and accepts or refuses it,
+/// a parse error worded by the walk (`expected a value at byte N`); only text that is not
+/// UTF-8 is read again with `serde_json`, whose error is then the parse error's text.
 pub(crate) fn parse_envelope(data: &[u8]) -> Result<Envelope<'_>, EnvelopeError<'_>> {
     parse_with(data, true)
 }
@@ -529,11 +531,19 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
         Err(walk::Stop::Unsure)
     };
     // The member in which the message nests deeper than 128 levels, if it does.
-    let mut deep = None;
-    let (raw, payload_strict) = match walked {
+    let deep;
+    let (raw, payload_check) = match walked {
         Ok(scanned) => {
-            let strict = scanned.payload.is_none() || scanned.payload_strict;
-            (Members::walked(scanned), strict)
+            deep = scanned.deep;
+            let check = match scanned.payload_check {
+                _ if scanned.payload.is_none() => Some(Ok(())),
+                Some(Err(refusal)) => Some(Err(strict::refused(refusal))),
+                check => check.map(|_| Ok(())),
+            };
+            (Members::walked(scanned), check)
+        }
+        Err(walk::Stop::Refused(refusal)) => {
+            return Err(EnvelopeError::Parse(refusal.to_string()));
         }
         Err(_) => {
             let raw: RawEnvelope<'_, &RawValue> =
@@ -548,7 +558,7 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
                 reply_to: raw.reply_to,
                 target: raw.target,
             };
-            (members, absent)
+            (members, absent.then_some(Ok(())))
         }
     };
     let id = match raw.id {
@@ -588,7 +598,7 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
         msg_type,
         id,
         payload,
-        payload_strict,
+        payload_check,
         session_id: Field::from_loose(raw.session_id),
         reply_to: Field::from_loose(raw.reply_to),
         target: Field::from_loose(raw.target),

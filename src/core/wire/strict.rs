@@ -8,12 +8,15 @@
 //!   payload with: a key twice in one object, nesting deeper than [`MAX_DEPTH`] (the payload
 //!   object itself is depth 1), a string with a lone surrogate escape (`"\ud800"`), or a number
 //!   out of the range of an `f64` (`1e999999`). Anything else that is JSON passes.
+//!   [`check_field`] is the same check of stored client JSON, its refusal naming its field.
 //! - One pass over the bytes, bounded by the message size: no value is built. The pass is
 //!   the [`walk`](crate::core::wire::walk) (the same checks, by hand, 8 string bytes at a
-//!   time); a payload it does not pass is read once more by serde_json ([`check_serde`]),
-//!   whose error is the refusal's message, so the messages are serde_json's. In that read
-//!   strings are decoded by serde_json into its one scratch buffer. The keys of the objects being read
-//!   are kept on one stack, borrowed from the input (a key with escapes is decoded once into
+//!   time), which passes or refuses the payload itself, a refusal worded as the walk words
+//!   it (`payload: duplicate key in an object at byte N`). [`check_serde`] is the same
+//!   check done by serde_json, with its messages: the reference the walk keeps to (a
+//!   decision the walk left to it would be read there). In that read strings are decoded by
+//!   serde_json into its one scratch buffer. The keys of the objects being read are kept on
+//!   one stack, borrowed from the input (a key with escapes is decoded once into
 //!   one shared buffer), each with a 64-bit FNV-1a hash of its text; when an object ends
 //!   its keys are sorted in place by hash, then text (so keys made to collide only fall back
 //!   to sorting by text), checked for neighbours that are equal, and popped. So the work is
@@ -33,25 +36,32 @@ use crate::core::wire::{walk, FieldError};
 /// recursion of the walk) does not depend on the parser.
 pub(crate) const MAX_DEPTH: usize = 127;
 
-/// Check the raw JSON object text of a payload (see the module contract). The
-/// [`walk`](crate::core::wire::walk) passes it in one pass; only a payload the walk does not
-/// pass is read again with `serde_json` ([`check_serde`]), which words the refusal.
+/// Check the raw JSON object text of a payload (see the module contract): the
+/// [`walk`](crate::core::wire::walk) decides in one pass; only what it leaves undecided (no
+/// input today) is read again with `serde_json` ([`check_serde`]).
 pub(crate) fn check(payload: &[u8]) -> Result<(), FieldError> {
     check_field(payload, "payload")
 }
 
 /// [`check`] of the JSON text of `field` (stored client JSON: an agent's `capabilities`, a
-/// session's `metadata`): the refusal is an `INVALID_MESSAGE` about `field`.
+/// session's `metadata`): the refusal is an `INVALID_MESSAGE` about `field`, worded by the
+/// walk (`metadata: duplicate key in an object at byte N`).
 pub(crate) fn check_field(text: &[u8], field: &'static str) -> Result<(), FieldError> {
     check_text(text).map_err(|e| FieldError::new(field, format!("{field}: {e}")))
 }
 
-/// [`check`] with `serde_json`'s error, unworded.
-pub(crate) fn check_text(text: &[u8]) -> Result<(), serde_json::Error> {
-    if walk::strict(text).is_ok() {
-        return Ok(());
+/// [`check`] with the refusal's text alone (`duplicate key in an object at byte N`).
+pub(crate) fn check_text(text: &[u8]) -> Result<(), String> {
+    match walk::strict(text) {
+        Ok(()) => Ok(()),
+        Err(walk::Stop::Refused(refusal)) => Err(refusal.to_string()),
+        Err(_) => serde_error(text).map_err(|e| e.to_string()),
     }
-    serde_error(text)
+}
+
+/// The refusal of a payload the walk refused, as [`check`] gives it.
+pub(crate) fn refused(refusal: walk::Refusal) -> FieldError {
+    FieldError::new("payload", format!("payload: {refusal}"))
 }
 
 /// The check done by `serde_json`, with its error message: the reference [`check`] keeps to.
@@ -269,7 +279,20 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth_even_when_escaped() {
-        assert!(refused(r#"{"a":1,"a":2}"#).contains("duplicate key"));
+        assert_eq!(
+            refused(r#"{"a":1,"a":2}"#),
+            "payload: duplicate key in an object at byte 7"
+        );
+        // In an object of more than 8 keys it is found at the object's end.
+        let keys: String = (0..9).map(|i| format!("\"k{i}\":0,")).collect();
+        let wide = format!("{{{keys}\"k0\":1}}");
+        assert_eq!(
+            refused(&wide),
+            format!(
+                "payload: duplicate key in an object at byte {}",
+                wide.len() - 1
+            )
+        );
         assert!(refused(r#"{"x":[{"b":1,"c":2,"b":3}]}"#).contains("duplicate key"));
         assert!(refused(r#"{"ab":1,"a\u0062":2}"#).contains("duplicate key"));
         assert!(refused(r#"{"o":{"k":1},"p":{"k\u0000":1,"k\u0000":2}}"#).contains("duplicate"));
@@ -281,11 +304,18 @@ mod tests {
     fn depth_surrogates_and_range_are_refused() {
         let _ = refused(&nested(MAX_DEPTH + 1));
         let _ = refused(&nested(100_000));
-        assert!(refused(r#"{"s":"\ud800"}"#).contains("hex escape"));
+        assert!(refused(&nested(MAX_DEPTH + 1)).contains("nesting deeper than 127 levels"));
+        assert_eq!(
+            refused(r#"{"s":"\ud800"}"#),
+            "payload: lone surrogate escape at byte 6"
+        );
         assert!(refused(r#"{"s":"\ud800\u0041"}"#).contains("surrogate"));
         assert!(refused(r#"{"s":"x\udc00y"}"#).contains("surrogate"));
         let _ = refused(r#"{"\ud800":1}"#);
-        assert!(refused(r#"{"n":1e999999}"#).contains("out of range"));
+        assert_eq!(
+            refused(r#"{"n":1e999999}"#),
+            "payload: number out of range at byte 5"
+        );
         assert!(refused(r#"{"n":[-1e400]}"#).contains("out of range"));
     }
 
@@ -294,6 +324,12 @@ mod tests {
         for bad in ["", "{", r#"{"a":1} x"#, r#"{"a":tru}"#] {
             let _ = refused(bad);
         }
+        assert_eq!(
+            refused(r#"{"a":1 "b":2}"#),
+            "payload: expected `,` or `}` at byte 7"
+        );
+        let error = check(b"{\"a\":\"\xff\"}").unwrap_err();
+        assert_eq!(error.message, "payload: invalid UTF-8 at byte 6");
     }
 
     #[test]

@@ -5,10 +5,28 @@
 //! Contract:
 //! - Every entry point answers "accepted" (with what it found: spans, compact text) or
 //!   [`Stop`]. "Accepted" is given only where the `serde_json` read it stands for would
-//!   succeed with the same result; [`Stop`] means "not shown to be accepted": the caller then
-//!   runs the `serde_json` read, which words the refusal exactly as before. So a walk may be
-//!   stricter than `serde_json` (it costs only time) but never more lenient; the differential
-//!   tests of this module hold it to that on generated and mutated JSON.
+//!   succeed with the same result; [`Stop::Refused`] only where that read fails, with the
+//!   same outcome for the caller (the error code and field it gives; for [`compact`], a
+//!   failure that is not the budget's), worded by the walk: what is wrong and the byte
+//!   offset where it was found ([`Refusal`]). So a refused message costs this one pass.
+//!   [`Stop::Unsure`] leaves the decision to the `serde_json` read, which then words it as
+//!   before: only for text that is not UTF-8 in [`compact`] and [`envelope`] (which the
+//!   gateway never hands them: a message is UTF-8 before it is read, and payloads and stored
+//!   JSON are spans of it), and for states no input reaches. [`compact_strict`] refuses as
+//!   [`strict`] does, or stops for the budget where its output passes it first. The
+//!   differential tests of this module and the `json` fuzz target hold every answer to the
+//!   `serde_json` read's, on generated and mutated JSON.
+//! - The grammar is JSON's, checked at the same bytes as `serde_json` checks it, left to
+//!   right, so the first fault the walk finds is the first one that read finds: where the
+//!   read checks more than the grammar (depth, surrogates, range), so does the walk, at the
+//!   same place. A key twice in one object is the exception: that read finds it at the
+//!   object's end; the walk does so for an object of more than [`PAIRWISE`] keys, and in a
+//!   smaller one at the key's second occurrence (compared as it is read). Either is a
+//!   refusal with the same code and field, and in [`envelope`] (which goes on to the
+//!   payload's end) the grammar's refusals still come first.
+//! - In [`envelope`], a member nested deeper than [`MEMBER_DEPTH`] is noted
+//!   ([`Scanned::deep`]) for the caller to refuse (PROTOCOL section 11) and the walk goes
+//!   on; [`too_deep`] finds the same member in a message `serde_json` has read.
 //! - Input must be valid UTF-8 (checked once by each entry point); bytes of 0x80 and over
 //!   are then only ever string contents.
 //! - The work is linear in the input: string bodies are scanned 8 bytes at a time, and so
@@ -29,14 +47,61 @@ use std::borrow::Cow;
 
 use crate::core::wire::write_str;
 
-/// The walk did not show the text to be accepted (or, for [`compact`], the output passed
-/// its budget: [`Stop::TooLarge`]).
+/// Why a walk did not accept the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
-    /// Not shown to be accepted: let `serde_json` decide and word it.
+    /// Refused, where the `serde_json` read the walk stands for refuses too (see
+    /// [`Refusal`]).
+    Refused(Refusal),
+    /// Not decided (text that is not UTF-8, for [`compact`] and [`envelope`]): let
+    /// `serde_json` decide and word it.
     Unsure,
-    /// The compact text passed its budget (only from [`compact`]).
+    /// The compact text passed its budget (only from [`compact`] and [`compact_strict`]).
     TooLarge,
+}
+
+/// A refusal: what is wrong, and the byte offset in the walked text where the walk found
+/// it. Displayed as `WHAT at byte N`, e.g. ``expected `,` or `}` at byte 1048570``.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// What is wrong, e.g. `duplicate key in an object`.
+    pub what: &'static str,
+    /// Where, in bytes from the start of the walked text (for a payload walked inside an
+    /// envelope, from the start of the payload).
+    pub at: usize,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+/// The reasons of a [`Refusal`]: the grammar's...
+const END: &str = "unexpected end of the text";
+const VALUE: &str = "expected a value";
+const KEY: &str = "expected a string key";
+const COLON: &str = "expected `:`";
+const OBJECT: &str = "expected `{`";
+const NEXT_MEMBER: &str = "expected `,` or `}`";
+const NEXT_ELEMENT: &str = "expected `,` or `]`";
+const ESCAPE: &str = "invalid escape";
+const HEX: &str = "invalid `\\u` escape";
+const CONTROL: &str = "control character in a string";
+const NUMBER: &str = "invalid number";
+const LITERAL: &str = "invalid literal";
+const TRAILING: &str = "trailing characters";
+const NOT_UTF8: &str = "invalid UTF-8";
+/// ... and the reading's (what [`Mode::Skip`] does not check).
+const SURROGATE: &str = "lone surrogate escape";
+const RANGE: &str = "number out of range";
+const DEEP: &str = "nesting deeper than 127 levels";
+const DUPLICATE: &str = "duplicate key in an object";
+
+/// A refusal of `what` at `at`.
+#[cold]
+fn refuse<T>(what: &'static str, at: usize) -> Step<T> {
+    Err(Stop::Refused(Refusal { what, at }))
 }
 
 type Step<T = ()> = Result<T, Stop>;
@@ -120,13 +185,14 @@ struct Key {
 
 /// Keys of the objects open on the path to the current value (`Strict` only), outermost
 /// first; `starts` holds where each open object's keys begin. While an object has at most
-/// [`PAIRWISE`] keys each key is compared with the others as it is read (so the walk stops at
-/// a duplicate's second occurrence). A larger object is checked when it ends, in time linear
-/// in its keys: each key's text is hashed (64 bits, under a seed drawn once per walk, so a
-/// client cannot pick keys that collide), the hashes are put into buckets by their top bits
-/// (a counting sort, about 8 keys a bucket), each bucket is sorted (a few keys) and equal
-/// neighbours are compared by text. The buffers are the walk's, reused by each object; the
-/// memory is at most the keys of one path plus 16 bytes per key of the largest object.
+/// [`PAIRWISE`] keys each key is compared with the others as it is read (so the walk refuses
+/// at a duplicate's second occurrence, and stops there unless it is `soft`). A larger object
+/// is checked when it ends, in time linear in its keys: each key's text is hashed (64 bits,
+/// under a seed drawn once per walk, so a client cannot pick keys that collide), the hashes
+/// are put into buckets by their top bits (a counting sort, about 8 keys a bucket), each
+/// bucket is sorted (a few keys) and equal neighbours are compared by text. The buffers are
+/// the walk's, reused by each object; the memory is at most the keys of one path plus 16
+/// bytes per key of the largest object.
 #[derive(Default)]
 struct Keys {
     keys: Vec<Key>,
@@ -310,13 +376,12 @@ impl serde::de::Visitor<'_> for NumVisitor {
 
 /// The number token `token` (a whole number by the grammar) read as `serde_json` reads it
 /// inside a larger text: its number reading looks at most one byte past the token, and only
-/// for a digit, `.`, `e` or `E`, which cannot follow a whole token.
-fn serde_number(token: &[u8]) -> Step<Num> {
+/// for a digit, `.`, `e` or `E`, which cannot follow a whole token. `None` when it refuses
+/// it, which for a token of the grammar is only for being out of range.
+fn serde_number(token: &[u8]) -> Option<Num> {
     use serde::Deserializer as _;
     let mut de = serde_json::Deserializer::from_slice(token);
-    (&mut de)
-        .deserialize_any(NumVisitor)
-        .map_err(|_| Stop::Unsure)
+    (&mut de).deserialize_any(NumVisitor).ok()
 }
 
 /// The state of one walk over `bytes`.
@@ -333,6 +398,24 @@ struct Walker<'a, 'o> {
     /// Compact output, when the walk writes it, and its budget.
     out: Option<&'o mut Vec<u8>>,
     max: usize,
+    /// Whether a refusal of the reading (a lone surrogate, a number out of range, nesting
+    /// too deep, a duplicate key) is kept in `refused` and the walk goes on, checking the
+    /// grammar to the value's end (a member inside an envelope, where the grammar's refusals
+    /// are the envelope's and the others the payload check's, or its depth's).
+    soft: bool,
+    /// The first refusal of the reading kept in `soft` mode.
+    refused: Option<Refusal>,
+    /// Whether a nesting past the depth limit is noted in `deep` and the walk goes on (an
+    /// envelope member's: the envelope refuses it, not its read), whether or not `soft`.
+    depth_soft: bool,
+    /// Whether a container passed the depth limit (noted in `depth_soft` mode).
+    deep: bool,
+    /// At a refusal of a [`compact`] walk, the bytes [`Compact`](super::compact::Compact)
+    /// has written beyond (or short of) the walk's output there, which decide whether that
+    /// read fails for its budget instead: it writes an array's `,` before it looks for the
+    /// next element (+1), an object's `,` only with the key after it (-1 until then), and a
+    /// key's `:` before it reads the colon (+1).
+    lag: i8,
 }
 
 impl<'a, 'o> Walker<'a, 'o> {
@@ -346,12 +429,32 @@ impl<'a, 'o> Walker<'a, 'o> {
             open: Vec::new(),
             out: None,
             max: usize::MAX,
+            soft: false,
+            refused: None,
+            depth_soft: false,
+            deep: false,
+            lag: 0,
         }
     }
 
     #[inline]
     fn peek(&self) -> Step<u8> {
-        self.bytes.get(self.pos).copied().ok_or(Stop::Unsure)
+        match self.bytes.get(self.pos) {
+            Some(&b) => Ok(b),
+            None => refuse(END, self.pos),
+        }
+    }
+
+    /// A refusal of the reading (not of the grammar) at `at`: an error, or in `soft` mode
+    /// kept (the first one) while the walk goes on.
+    #[cold]
+    #[inline(never)]
+    fn reading(&mut self, what: &'static str, at: usize) -> Step {
+        if !self.soft {
+            return refuse(what, at);
+        }
+        self.refused.get_or_insert(Refusal { what, at });
+        Ok(())
     }
 
     #[inline]
@@ -362,12 +465,12 @@ impl<'a, 'o> Walker<'a, 'o> {
     }
 
     #[inline]
-    fn expect(&mut self, byte: u8) -> Step {
+    fn expect(&mut self, byte: u8, what: &'static str) -> Step {
         if self.peek()? == byte {
             self.pos += 1;
             Ok(())
         } else {
-            Err(Stop::Unsure)
+            refuse(what, self.pos)
         }
     }
 
@@ -390,14 +493,17 @@ impl<'a, 'o> Walker<'a, 'o> {
 
     /// Four hex digits at `pos`, as a code unit.
     fn hex4(&mut self) -> Step<u16> {
-        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or(Stop::Unsure)?;
         let mut n = 0u16;
-        for &d in digits {
+        for i in 0..4 {
+            let at = self.pos + i;
+            let Some(&d) = self.bytes.get(at) else {
+                return refuse(END, at);
+            };
             let v = match d {
                 b'0'..=b'9' => d - b'0',
                 b'a'..=b'f' => d - b'a' + 10,
                 b'A'..=b'F' => d - b'A' + 10,
-                _ => return Err(Stop::Unsure),
+                _ => return refuse(HEX, at),
             };
             n = (n << 4) | u16::from(v);
         }
@@ -420,20 +526,21 @@ impl<'a, 'o> Walker<'a, 'o> {
             b'r' => b'\r',
             b't' => b'\t',
             b'u' => {
+                let at = self.pos - 2;
                 let n = self.hex4()?;
                 if mode == Mode::Skip {
                     return Ok(());
                 }
                 let code = match n {
-                    0xDC00..=0xDFFF => return Err(Stop::Unsure),
+                    0xDC00..=0xDFFF => return self.reading(SURROGATE, at),
                     0xD800..=0xDBFF => {
                         if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                            return Err(Stop::Unsure);
+                            return self.reading(SURROGATE, at);
                         }
                         self.pos += 2;
                         let n2 = self.hex4()?;
                         if !(0xDC00..=0xDFFF).contains(&n2) {
-                            return Err(Stop::Unsure);
+                            return self.reading(SURROGATE, at);
                         }
                         (((u32::from(n) - 0xD800) << 10) | (u32::from(n2) - 0xDC00)) + 0x1_0000
                     }
@@ -447,7 +554,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
                 return Ok(());
             }
-            _ => return Err(Stop::Unsure),
+            _ => return refuse(ESCAPE, self.pos - 1),
         };
         if decode {
             self.scratch.push(plain);
@@ -477,7 +584,9 @@ impl<'a, 'o> Walker<'a, 'o> {
                 at += 8;
             }
             self.pos = at;
-            let b = *bytes.get(self.pos).ok_or(Stop::Unsure)?;
+            let Some(&b) = bytes.get(self.pos) else {
+                return refuse(END, self.pos);
+            };
             match b {
                 b'"' => {
                     if decode && escaped {
@@ -498,7 +607,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                     self.escape(mode, decode)?;
                     run = self.pos;
                 }
-                0..=0x1f => return Err(Stop::Unsure),
+                0..=0x1f => return refuse(CONTROL, self.pos),
                 _ => self.pos += 1,
             }
         }
@@ -521,11 +630,30 @@ impl<'a, 'o> Walker<'a, 'o> {
         Ok(())
     }
 
-    /// An object key at `pos` (after white space), then white space and the `:`.
+    /// An object key at `pos` (after white space), then white space and the `:`; `first`
+    /// when it is its object's first (for `lag`).
     #[inline(never)]
-    fn key(&mut self, mode: Mode) -> Step {
+    fn key(&mut self, mode: Mode, first: bool) -> Step {
+        if let Err(stop) = self.key_string(mode) {
+            if !first {
+                self.lag = -1;
+            }
+            return Err(stop);
+        }
+        self.budget()?;
+        self.ws();
+        if let Err(stop) = self.expect(b':', COLON) {
+            self.lag = 1;
+            return Err(stop);
+        }
+        self.emit(b":");
+        Ok(())
+    }
+
+    /// The string of an object key at `pos` (kept for the duplicate check in `Strict`).
+    fn key_string(&mut self, mode: Mode) -> Step {
         if self.peek()? != b'"' {
-            return Err(Stop::Unsure);
+            return refuse(KEY, self.pos);
         }
         if mode == Mode::Strict {
             let start = self.pos;
@@ -546,7 +674,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
             };
             if self.keys.push(key, self.bytes, &self.decoded) {
-                return Err(Stop::Unsure);
+                self.reading(DUPLICATE, start)?;
             }
             if let Some(out) = self.out.as_deref_mut() {
                 if escaped {
@@ -556,24 +684,31 @@ impl<'a, 'o> Walker<'a, 'o> {
                     out.extend_from_slice(&self.bytes[start..self.pos]);
                 }
             }
+            Ok(())
         } else {
-            self.string_out(mode)?;
+            self.string_out(mode)
         }
-        self.budget()?;
-        self.ws();
-        self.expect(b':')?;
-        self.emit(b":");
-        Ok(())
     }
 
-    /// The innermost open object ended: its keys are checked (when there are more than
-    /// [`PAIRWISE`]) and dropped.
+    /// A refusal where a value ended inside a container (`object`: an object), no `,` or
+    /// end byte after it.
+    #[cold]
     #[inline(never)]
-    fn close_object(&mut self) -> Step {
+    fn after_value(&mut self, what: &'static str, at: usize, object: bool) -> Step {
+        if !object {
+            self.lag = 1;
+        }
+        refuse(what, at)
+    }
+
+    /// The innermost open object ended at its `}`, `at`: its keys are checked (when there
+    /// are more than [`PAIRWISE`]) and dropped.
+    #[inline(never)]
+    fn close_object(&mut self, at: usize) -> Step {
         let (duplicate, decoded) = self.keys.close(self.bytes, &self.decoded);
         self.decoded.truncate(decoded);
         if duplicate {
-            return Err(Stop::Unsure);
+            return self.reading(DUPLICATE, at);
         }
         Ok(())
     }
@@ -593,7 +728,7 @@ impl<'a, 'o> Walker<'a, 'o> {
             Some(b'0') => {
                 self.pos += 1;
                 if let Some(b'0'..=b'9') = bytes.get(self.pos) {
-                    return Err(Stop::Unsure);
+                    return refuse(NUMBER, self.pos);
                 }
             }
             Some(b'1'..=b'9') => {
@@ -602,7 +737,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                     self.pos += 1;
                 }
             }
-            _ => return Err(Stop::Unsure),
+            _ => return refuse(NUMBER, self.pos),
         }
         let int_digits = self.pos - int_start;
         let mut simple = true;
@@ -614,7 +749,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 self.pos += 1;
             }
             if self.pos == at {
-                return Err(Stop::Unsure);
+                return refuse(NUMBER, self.pos);
             }
         }
         // The decimal exponent of the first digit's place, bounded: the value is below
@@ -639,7 +774,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 self.pos += 1;
             }
             if self.pos == at {
-                return Err(Stop::Unsure);
+                return refuse(NUMBER, self.pos);
             }
             magnitude += if exp_negative { -exp } else { exp };
         }
@@ -656,10 +791,11 @@ impl<'a, 'o> Walker<'a, 'o> {
             if plain || magnitude <= 308 {
                 return Ok(());
             }
-            return serde_number(token).and_then(|n| match n {
-                Num::F(f) if !f.is_finite() => Err(Stop::Unsure),
-                _ => Ok(()),
-            });
+            return match serde_number(token) {
+                Some(Num::F(f)) if f.is_infinite() => self.reading(RANGE, start),
+                None => self.reading(RANGE, start),
+                Some(_) => Ok(()),
+            };
         }
         if plain {
             self.emit(token);
@@ -668,7 +804,10 @@ impl<'a, 'o> Walker<'a, 'o> {
         let Some(out) = self.out.as_deref_mut() else {
             return Ok(());
         };
-        match serde_number(token)? {
+        let Some(number) = serde_number(token) else {
+            return refuse(RANGE, start);
+        };
+        match number {
             Num::U(n) => crate::core::wire::write_u64(out, n),
             Num::I(n) => {
                 if n < 0 {
@@ -678,7 +817,7 @@ impl<'a, 'o> Walker<'a, 'o> {
             }
             Num::F(f) => {
                 if !f.is_finite() || serde_json::to_writer(&mut *out, &f).is_err() {
-                    return Err(Stop::Unsure);
+                    return refuse(RANGE, start);
                 }
             }
         }
@@ -694,7 +833,7 @@ impl<'a, 'o> Walker<'a, 'o> {
             _ => b"null",
         };
         if self.bytes.get(self.pos..self.pos + word.len()) != Some(word) {
-            return Err(Stop::Unsure);
+            return refuse(LITERAL, self.pos);
         }
         self.pos += word.len();
         self.emit(word);
@@ -730,7 +869,7 @@ impl<'a, 'o> Walker<'a, 'o> {
     /// the out-of-line steps: strings, keys, numbers other than plain integers), and the
     /// kind of the innermost open container in `object` (the bit stack is read only when a
     /// container closes).
-    fn value(&mut self, mode: Mode, max_depth: usize) -> Step {
+    fn value(&mut self, mode: Mode, mut max_depth: usize) -> Step {
         let bytes = self.bytes;
         let writing = self.out.is_some();
         let strict = mode == Mode::Strict;
@@ -745,10 +884,15 @@ impl<'a, 'o> Walker<'a, 'o> {
         let mut object = false;
         loop {
             // A value is expected.
-            let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+            let Some(&(mut c)) = bytes.get(pos) else {
+                return refuse(END, pos);
+            };
             while c <= b' ' && is_ws(c) {
                 pos += 1;
-                c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                let Some(&next) = bytes.get(pos) else {
+                    return refuse(END, pos);
+                };
+                c = next;
             }
             if c.is_ascii_digit() || c == b'-' {
                 // A plain integer (digits, no leading zero, not `-0`, short enough to be
@@ -784,7 +928,16 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
             } else if c == b'[' || c == b'{' {
                 if depth >= max_depth {
-                    return Err(Stop::Unsure);
+                    // In `soft` mode the walk goes on to the value's end, at any depth.
+                    self.deep = true;
+                    if self.soft || !self.depth_soft {
+                        self.reading(DEEP, pos)?;
+                    }
+                    max_depth = usize::MAX;
+                    let words = bytes.len() / 64 + 1;
+                    if self.open.len() < words {
+                        self.open.resize(words, 0);
+                    }
                 }
                 object = c == b'{';
                 let (word, bit) = (depth / 64, depth % 64);
@@ -813,15 +966,20 @@ impl<'a, 'o> Walker<'a, 'o> {
                     let at = (self.keys.keys.len(), self.decoded.len());
                     self.keys.starts.push(at);
                 }
-                let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                let Some(&(mut c)) = bytes.get(pos) else {
+                    return refuse(END, pos);
+                };
                 while c <= b' ' && is_ws(c) {
                     pos += 1;
-                    c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                    let Some(&next) = bytes.get(pos) else {
+                        return refuse(END, pos);
+                    };
+                    c = next;
                 }
                 if c != if object { b'}' } else { b']' } {
                     if object {
                         self.pos = pos;
-                        self.key(mode)?;
+                        self.key(mode, true)?;
                         pos = self.pos;
                     }
                     continue;
@@ -832,7 +990,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 self.literal()?;
                 pos = self.pos;
             } else {
-                return Err(Stop::Unsure);
+                return refuse(VALUE, pos);
             }
             // A value ended: close what ends here, up to the next value. An empty
             // container arrives here at its end byte, which the check below reads.
@@ -841,10 +999,15 @@ impl<'a, 'o> Walker<'a, 'o> {
                     self.pos = pos;
                     return Ok(());
                 }
-                let mut c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                let Some(&(mut c)) = bytes.get(pos) else {
+                    return self.after_value(END, pos, object);
+                };
                 while c <= b' ' && is_ws(c) {
                     pos += 1;
-                    c = *bytes.get(pos).ok_or(Stop::Unsure)?;
+                    let Some(&next) = bytes.get(pos) else {
+                        return self.after_value(END, pos, object);
+                    };
+                    c = next;
                 }
                 if c == b',' {
                     pos += 1;
@@ -854,7 +1017,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                     if object {
                         self.pos = pos;
                         self.ws();
-                        self.key(mode)?;
+                        self.key(mode, false)?;
                         pos = self.pos;
                     } else {
                         // Runs of small integers, 8 bytes at a time.
@@ -879,7 +1042,8 @@ impl<'a, 'o> Walker<'a, 'o> {
                     break;
                 }
                 if c != if object { b'}' } else { b']' } {
-                    return Err(Stop::Unsure);
+                    let what = if object { NEXT_MEMBER } else { NEXT_ELEMENT };
+                    return self.after_value(what, pos, object);
                 }
                 // Runs of `]` closing 8 arrays, 8 at a time (the last close of a run is
                 // a place the budget is checked, and the output only grew).
@@ -903,7 +1067,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                     self.emit(&[c]);
                 }
                 if object && strict {
-                    self.close_object()?;
+                    self.close_object(pos - 1)?;
                 }
                 if writing {
                     self.budget()?;
@@ -919,7 +1083,7 @@ impl<'a, 'o> Walker<'a, 'o> {
         if self.pos == self.bytes.len() {
             Ok(())
         } else {
-            Err(Stop::Unsure)
+            refuse(TRAILING, self.pos)
         }
     }
 }
@@ -978,9 +1142,14 @@ pub(crate) fn too_deep(data: &[u8]) -> Option<&[u8]> {
     None
 }
 
-/// Whether [`strict::check`](super::strict::check) passes `payload`: `Ok` only when it does.
+/// Whether [`strict::check`](super::strict::check) passes `payload`: `Ok` only when it does,
+/// [`Stop::Refused`] only when it refuses it (never [`Stop::Unsure`] today: text that is not
+/// UTF-8 is refused too, as serde_json refuses it in a string and anywhere else it is not
+/// JSON).
 pub(crate) fn strict(payload: &[u8]) -> Step {
-    std::str::from_utf8(payload).map_err(|_| Stop::Unsure)?;
+    if let Err(e) = std::str::from_utf8(payload) {
+        return refuse(NOT_UTF8, e.valid_up_to());
+    }
     let mut walker = Walker::new(payload);
     walker.value(Mode::Strict, STRICT_DEPTH)?;
     walker.end()
@@ -988,21 +1157,37 @@ pub(crate) fn strict(payload: &[u8]) -> Step {
 
 /// The compact text [`compact::compact`](super::compact::compact) appends for `raw`, appended
 /// to `out`: `Ok` only when that read succeeds with this text; [`Stop::TooLarge`] only when
-/// it fails for the budget `max`. On `Err` `out` may hold part of the text.
+/// it fails for the budget `max`; [`Stop::Refused`] only when it fails otherwise (the walk
+/// checks the budget where that read does, so the first of the two is the same).
+/// [`Stop::Unsure`] for text that is not UTF-8 (where the budget may come first). On `Err`
+/// `out` may hold part of the text.
 pub(crate) fn compact(raw: &[u8], out: &mut Vec<u8>, max: usize) -> Step {
     std::str::from_utf8(raw).map_err(|_| Stop::Unsure)?;
     let mut walker = Walker::new(raw);
     walker.out = Some(out);
     walker.max = max;
-    walker.value(Mode::Read, SERDE_DEPTH)?;
-    walker.end()
+    let result = walker
+        .value(Mode::Read, SERDE_DEPTH)
+        .and_then(|()| walker.end());
+    if let Err(Stop::Refused(_)) = result {
+        // Where that read fails it reports the budget when its output is past it.
+        let written = walker.out.as_ref().map_or(0, |out| out.len());
+        if written as i128 + i128::from(walker.lag) > max as i128 {
+            return Err(Stop::TooLarge);
+        }
+    }
+    result
 }
 
 /// [`compact`] with the checks of [`strict`] on the way (no key twice in one object): the
 /// compaction of stored client JSON. `Ok` only when [`strict`] passes `raw` and [`compact`]
-/// gives this text.
+/// gives this text; [`Stop::Refused`] only when [`strict`] refuses it (found before the
+/// output passed `max`), worded as [`strict`] words it; [`Stop::TooLarge`] when the output
+/// passed `max` first. On `Err` `out` may hold part of the text.
 pub(crate) fn compact_strict(raw: &[u8], out: &mut Vec<u8>, max: usize) -> Step {
-    std::str::from_utf8(raw).map_err(|_| Stop::Unsure)?;
+    if let Err(e) = std::str::from_utf8(raw) {
+        return refuse(NOT_UTF8, e.valid_up_to());
+    }
     let mut walker = Walker::new(raw);
     walker.out = Some(out);
     walker.max = max;
@@ -1039,23 +1224,45 @@ pub(crate) struct Scanned<'a> {
     pub members: [Option<Member<'a>>; 5],
     /// The raw text of `payload`, `None` when absent or `null`.
     pub payload: Option<&'a [u8]>,
-    /// Whether `payload`, when present, is known to pass [`strict`] (walked in the same
-    /// pass); `false` when it does not, or was not checked.
-    pub payload_strict: bool,
+    /// What [`strict`] gives for `payload` when it was checked on the way (walked in the
+    /// same pass, a refusal's offset counted from the payload's start); `None` when it was
+    /// not checked.
+    pub payload_check: Option<Result<(), Refusal>>,
+    /// The first member (its name as written, between the quotes) whose value nests deeper
+    /// than [`MEMBER_DEPTH`] (the message deeper than 128 levels, PROTOCOL section 11), the
+    /// payload's by the count [`strict`] keeps; `None` when none does.
+    pub deep: Option<&'a [u8]>,
 }
 
+/// The message of a duplicate envelope member, by its index in [`MEMBERS`] (5: `payload`).
+const DUPLICATE_MEMBERS: [&str; 6] = [
+    "duplicate field `type`",
+    "duplicate field `id`",
+    "duplicate field `sessionId`",
+    "duplicate field `replyTo`",
+    "duplicate field `target`",
+    "duplicate field `payload`",
+];
+
 /// Read a whole message as [`parse_envelope`](super::parse_envelope) reads it with
-/// `serde_json`: `Ok` only when that read succeeds, with the same members.
+/// `serde_json`: `Ok` only when that read succeeds, with the same members; [`Stop::Refused`]
+/// only when it fails. [`Stop::Unsure`] for text that is not UTF-8 (that read does not
+/// check the strings it skips; the gateway reads only UTF-8 messages).
 ///
 /// The payload is checked as [`strict`] checks it on the way unless a `type` before it is
 /// one for which `checked(type)` is `false` (a type whose payload is not forwarded unread).
+/// Its refusals of the grammar are the message's; the others (a duplicate key, nesting,
+/// a lone surrogate, a number out of range, which serde_json's read of the envelope skips)
+/// are kept in [`Scanned::payload_check`] while the walk goes on to the payload's end. A
+/// member nested deeper than [`MEMBER_DEPTH`] is not a refusal of the read (that read skips
+/// it, or reads it all): it is noted in [`Scanned::deep`] and the walk goes on.
 pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scanned<'_>> {
     std::str::from_utf8(data).map_err(|_| Stop::Unsure)?;
     let mut w = Walker::new(data);
     let mut scanned = Scanned::default();
     let mut seen = [false; 6];
     w.ws();
-    w.expect(b'{')?;
+    w.expect(b'{', OBJECT)?;
     w.ws();
     if w.peek()? == b'}' {
         w.pos += 1;
@@ -1065,11 +1272,13 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
     loop {
         w.ws();
         if w.peek()? != b'"' {
-            return Err(Stop::Unsure);
+            return refuse(KEY, w.pos);
         }
         let start = w.pos;
         // Keys are read as strings (paired surrogates), and matched after decoding.
         let escaped = w.string(Mode::Read, true)?;
+        // The name as written, between the quotes.
+        let raw_name = &data[start + 1..w.pos - 1];
         let name: &[u8] = if escaped {
             &w.scratch
         } else {
@@ -1080,11 +1289,16 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
         } else {
             MEMBERS.iter().position(|m| m.as_bytes() == name)
         };
+        // serde_json's read refuses a member seen before as soon as it has its name.
+        if let Some(i) = index {
+            if seen[i] {
+                return refuse(DUPLICATE_MEMBERS[i], start);
+            }
+        }
         w.ws();
-        w.expect(b':')?;
+        w.expect(b':', COLON)?;
         w.ws();
         match index {
-            Some(i) if seen[i] => return Err(Stop::Unsure),
             Some(5) => {
                 seen[5] = true;
                 if w.peek()? == b'n' {
@@ -1095,21 +1309,34 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                         Some(Member::Str(msg_type)) => checked(msg_type),
                         _ => true,
                     };
-                    scanned.payload_strict = check && w.value(Mode::Strict, STRICT_DEPTH).is_ok();
-                    if !scanned.payload_strict {
-                        w.pos = at;
-                        w.keys = Keys::default();
-                        w.decoded.clear();
-                        w.value(Mode::Skip, MEMBER_DEPTH)?;
+                    if check {
+                        w.soft(raw_name, &mut scanned.deep, true, |w| {
+                            w.value(Mode::Strict, STRICT_DEPTH)
+                        })?;
+                        scanned.payload_check = Some(match w.refused.take() {
+                            None => Ok(()),
+                            Some(r) => Err(Refusal {
+                                what: r.what,
+                                at: r.at - at,
+                            }),
+                        });
+                    } else {
+                        w.soft(raw_name, &mut scanned.deep, false, |w| {
+                            w.value(Mode::Skip, MEMBER_DEPTH)
+                        })?;
                     }
                     scanned.payload = Some(&data[at..w.pos]);
                 }
             }
             Some(i) => {
                 seen[i] = true;
-                scanned.members[i] = w.member()?;
+                scanned.members[i] = w.soft(raw_name, &mut scanned.deep, false, Walker::member)?;
             }
-            None => w.value(Mode::Skip, MEMBER_DEPTH)?,
+            None => {
+                w.soft(raw_name, &mut scanned.deep, false, |w| {
+                    w.value(Mode::Skip, MEMBER_DEPTH)
+                })?;
+            }
         }
         w.ws();
         match w.peek()? {
@@ -1118,7 +1345,7 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                 w.pos += 1;
                 break;
             }
-            _ => return Err(Stop::Unsure),
+            _ => return refuse(NEXT_MEMBER, w.pos),
         }
     }
     w.end()?;
@@ -1126,6 +1353,29 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
 }
 
 impl<'a> Walker<'a, '_> {
+    /// `read` (the value of the envelope member `name`) with a nesting past the depth limit
+    /// noted in `deep` (`name`, unless a member before was noted) while the walk goes on;
+    /// `payload`: in `soft` mode too (the refusals of the reading kept in `refused`, the
+    /// payload check's), else those refusals are the message's.
+    fn soft<T>(
+        &mut self,
+        name: &'a [u8],
+        deep: &mut Option<&'a [u8]>,
+        payload: bool,
+        read: impl FnOnce(&mut Self) -> Step<T>,
+    ) -> Step<T> {
+        self.soft = payload;
+        self.depth_soft = true;
+        self.deep = false;
+        let result = read(self);
+        self.soft = false;
+        self.depth_soft = false;
+        if self.deep && deep.is_none() {
+            *deep = Some(name);
+        }
+        result
+    }
+
     /// One envelope member read as a `Loose` value (white space already passed): a string
     /// read as a string, a number as a number, an object's keys as strings and its values
     /// skipped, an array's elements skipped.
@@ -1165,10 +1415,11 @@ impl<'a> Walker<'a, '_> {
                         .and_then(|t| t.parse().ok())
                         .map_or(Member::Number, Member::UInt)
                 } else {
-                    match serde_number(token)? {
-                        Num::U(n) => Member::UInt(n),
-                        Num::I(n) => u64::try_from(n).map_or(Member::Number, Member::UInt),
-                        Num::F(_) => Member::Number,
+                    match serde_number(token) {
+                        None => return refuse(RANGE, start),
+                        Some(Num::U(n)) => Member::UInt(n),
+                        Some(Num::I(n)) => u64::try_from(n).map_or(Member::Number, Member::UInt),
+                        Some(Num::F(_)) => Member::Number,
                     }
                 };
                 Ok(Some(member))
@@ -1183,7 +1434,7 @@ impl<'a> Walker<'a, '_> {
                         match self.peek()? {
                             b',' => self.pos += 1,
                             b']' => break,
-                            _ => return Err(Stop::Unsure),
+                            _ => return refuse(NEXT_ELEMENT, self.pos),
                         }
                     }
                 }
@@ -1196,20 +1447,20 @@ impl<'a> Walker<'a, '_> {
                 if self.peek()? != b'}' {
                     loop {
                         self.ws();
-                        self.key(Mode::Read)?;
+                        self.key(Mode::Read, true)?;
                         self.value(Mode::Skip, MEMBER_DEPTH - 1)?;
                         self.ws();
                         match self.peek()? {
                             b',' => self.pos += 1,
                             b'}' => break,
-                            _ => return Err(Stop::Unsure),
+                            _ => return refuse(NEXT_MEMBER, self.pos),
                         }
                     }
                 }
                 self.pos += 1;
                 Ok(Some(Member::Object))
             }
-            _ => Err(Stop::Unsure),
+            _ => refuse(VALUE, self.pos),
         }
     }
 }

@@ -1,7 +1,7 @@
 use super::*;
-use crate::core::wire::compact::{compact_serde, Budget};
+use crate::core::wire::compact::{compact_serde, Budget, CompactError};
 use crate::core::wire::envelope::parse_envelope_serde;
-use crate::core::wire::{parse_envelope, strict as strict_check};
+use crate::core::wire::{parse_envelope, strict as strict_check, EnvelopeError};
 use crate::fuzzing::json;
 use crate::testkit::Rng;
 
@@ -208,10 +208,11 @@ fn the_walk_decides_and_writes_what_serde_json_does() {
         if round % 2 == 1 {
             mutate(&mut rng, &mut text);
         }
-        if walk_strict_ok(&text) {
-            accepted += 1;
-        } else {
-            refused += 1;
+        // The strict walk decides every payload itself.
+        match strict(&text) {
+            Ok(()) => accepted += 1,
+            Err(Stop::Refused(_)) => refused += 1,
+            Err(other) => panic!("{other:?}: {}", String::from_utf8_lossy(&text)),
         }
         json::run(&text);
         let mut message = [
@@ -236,10 +237,6 @@ fn the_walk_decides_and_writes_what_serde_json_does() {
     }
     // The generator reaches both sides.
     assert!(accepted > 2_000 && refused > 2_000, "{accepted} {refused}");
-}
-
-fn walk_strict_ok(text: &[u8]) -> bool {
-    strict(text).is_ok()
 }
 
 #[test]
@@ -273,8 +270,11 @@ fn strict_walk_agrees_on_the_edges() {
         "{\"s\":\"\u{1}\"}",
         r#"{"a":[1,]}"#,
     ] {
-        assert_eq!(strict(bad.as_bytes()), Err(Stop::Unsure), "{bad}");
-        assert!(strict_check::check(bad.as_bytes()).is_err(), "{bad}");
+        assert!(
+            matches!(strict(bad.as_bytes()), Err(Stop::Refused(_))),
+            "{bad}"
+        );
+        assert!(strict_check::check_serde(bad.as_bytes()).is_err(), "{bad}");
     }
 }
 
@@ -289,11 +289,18 @@ fn many_keys_are_checked_by_buckets() {
     assert!(strict(twice.as_bytes()).is_err());
     let escaped = format!("{{\"k\\u0031\":1,{}}}", keys.join(","));
     assert!(strict(escaped.as_bytes()).is_err());
-    // In an object of a few keys a duplicate stops the walk at once: what follows it is not
-    // read (here it is not even JSON).
+    // In an object of a few keys a duplicate stops the walk at once, refused at the second
+    // key: what follows it is not read (here it is not even JSON).
     let early = format!("{{\"a\":1,\"b\":2,\"a\":3,{}", "x".repeat(1000));
     let mut walker = Walker::new(early.as_bytes());
-    assert_eq!(walker.value(Mode::Strict, STRICT_DEPTH), Err(Stop::Unsure));
+    let refused = Refusal {
+        what: "duplicate key in an object",
+        at: 13,
+    };
+    assert_eq!(
+        walker.value(Mode::Strict, STRICT_DEPTH),
+        Err(Stop::Refused(refused))
+    );
     assert_eq!(&early[..walker.pos], r#"{"a":1,"b":2,"a""#);
     // Sizes around the bucket counts, a duplicate at the end and the start.
     for n in [9, 10, 15, 16, 17, 31, 64, 1000, 4097] {
@@ -376,13 +383,84 @@ fn nesting_is_counted_over_the_whole_message() {
     assert_eq!(too_deep(text.as_bytes()), None);
     let text = format!(r#"{{"a":"[[[[","payload":{{"p":{}}}}}"#, deep(127));
     assert_eq!(too_deep(text.as_bytes()), Some(&b"payload"[..]));
-    // The walk refuses what is that deep anywhere; serde_json's read is then the judge.
-    assert!(envelope(message(&deep(127)).as_bytes(), |_| true).is_ok());
-    assert!(envelope(message(&deep(128)).as_bytes(), |_| true).is_err());
+    // The walk notes the first member that deep and goes on; the envelope refuses it.
+    fn noted(text: &str) -> Option<&[u8]> {
+        envelope(text.as_bytes(), |_| true).unwrap().deep
+    }
+    assert_eq!(noted(&message(&deep(127))), None);
+    assert_eq!(noted(&message(&deep(128))), Some(&br#"z\"z"#[..]));
+    assert_eq!(noted(&message(&deep(500_000))), Some(&br#"z\"z"#[..]));
     let member = |levels| format!(r#"{{"type":"ping","id":{{"a":{}}}}}"#, deep(levels));
-    assert!(envelope(member(126).as_bytes(), |_| true).is_ok());
-    assert!(envelope(member(127).as_bytes(), |_| true).is_err());
+    assert_eq!(noted(&member(126)), None);
+    assert_eq!(noted(&member(127)), Some(&b"id"[..]));
     assert_eq!(too_deep(member(127).as_bytes()), Some(&b"id"[..]));
+    // The payload, checked or not, after a duplicate key the check keeps; a member after
+    // one already too deep; and the grammar still checked past the depth.
+    let payload = |t: &str, levels| {
+        format!(
+            r#"{{"type":"{t}","id":"x","payload":{{"k":1,"k":[{}]}}}}"#,
+            deep(levels)
+        )
+    };
+    for t in ["chat", "agent_register"] {
+        assert_eq!(noted(&payload(t, 125)), None);
+        assert_eq!(noted(&payload(t, 126)), Some(&b"payload"[..]));
+    }
+    let two = format!(
+        r#"{{"a":{},"type":"x","id":{},"b":1}}"#,
+        deep(200),
+        deep(300)
+    );
+    assert_eq!(noted(&two), Some(&b"a"[..]));
+    let broken = format!(r#"{{"type":"x","id":"x","a":{}]}}"#, deep(200));
+    assert!(matches!(
+        envelope(broken.as_bytes(), |_| true),
+        Err(Stop::Refused(_))
+    ));
+    // A lone surrogate in a member the envelope reads is the message's refusal, a member
+    // too deep before it or not.
+    for text in [
+        r#"{"type":"ping","id":"\ud800"}"#.to_owned(),
+        r#"{"type":"ping","id":"x","sessionId":{"\udc00":1}}"#.to_owned(),
+        format!(
+            r#"{{"type":"ping","id":"x","a":{},"target":"\ud800"}}"#,
+            deep(200)
+        ),
+    ] {
+        let m = text.as_bytes();
+        assert!(
+            matches!(envelope(m, |_| true), Err(Stop::Refused(_))),
+            "{text}"
+        );
+        assert!(matches!(parse_envelope(m), Err(EnvelopeError::Parse(_))));
+        assert!(matches!(
+            parse_envelope_serde(m),
+            Err(EnvelopeError::Parse(_))
+        ));
+    }
+    // The same outcome as serde_json's read with the scan after it, for every member.
+    for levels in [125, 126, 127, 128, 129, 300, 100_000] {
+        let d = deep(levels);
+        for text in [
+            format!(r#"{{"type":"ping","id":"x","z":{d}}}"#),
+            format!(r#"{{"type":"ping","id":"x","sessionId":{d}}}"#),
+            format!(r#"{{"type":{d},"id":"x"}}"#),
+            format!(r#"{{"type":"ping","id":{d}}}"#),
+            format!(r#"{{"type":"ping","id":"x","target":{{"t":{d}}}}}"#),
+            format!(r#"{{"type":"chat","id":"x","payload":{{"p":{d}}}}}"#),
+            format!(r#"{{"type":"ping","id":"x","payload":{{"p":{d}}}}}"#),
+            format!(r#"{{"type":"chat","id":"x","payload":{{"a":1,"a":{d}}}}}"#),
+            format!(r#"{{"id":"x","payload":{d},"type":"chat"}}"#),
+        ] {
+            let m = text.as_bytes();
+            let (fast, slow) = (parse_envelope(m), parse_envelope_serde(m));
+            match (&fast, &slow) {
+                (Ok(a), Ok(b)) => assert_eq!(a.payload, b.payload),
+                (Err(EnvelopeError::Parse(_)), Err(EnvelopeError::Parse(_))) => {}
+                _ => assert_eq!(fast, slow, "{levels}: {}", &text[..60.min(text.len())]),
+            }
+        }
+    }
 }
 
 #[test]
@@ -409,24 +487,113 @@ fn compact_walk_writes_serde_json_text() {
 }
 
 #[test]
-fn the_envelope_walk_marks_a_checked_payload() {
+fn the_envelope_walk_checks_the_payload_on_its_way() {
     let text = br#"{"type":"chat","id":"1","payload":{"a":[1,2]}}"#;
     let walked = envelope(text, |_| true).unwrap();
-    assert!(walked.payload_strict);
+    assert_eq!(walked.payload_check, Some(Ok(())));
     assert_eq!(walked.payload, Some(br#"{"a":[1,2]}"#.as_slice()));
-    let twice = br#"{"type":"chat","id":"1","payload":{"a":1,"a":2}}"#;
+    // A refusal of the payload is kept, its offset counted from the payload, and the walk
+    // goes on to the envelope's end.
+    let twice = br#"{"type":"chat","id":"1","payload":{"a":1,"a":2},"sessionId":"s"}"#;
     let walked = envelope(twice, |_| true).unwrap();
-    assert!(!walked.payload_strict);
-    assert!(!parse_envelope(twice).unwrap().payload_strict);
-    // A known member twice is serde's error to word.
-    assert!(envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#, |_| true).is_err());
+    let refused = Refusal {
+        what: "duplicate key in an object",
+        at: 7,
+    };
+    assert_eq!(walked.payload_check, Some(Err(refused)));
+    assert_eq!(walked.payload, Some(br#"{"a":1,"a":2}"#.as_slice()));
+    assert_eq!(walked.members[2], Some(Member::Str("s".into())));
+    let payload = br#"{"a":1,"a":2}"#;
+    assert_eq!(strict(payload), Err(Stop::Refused(refused)));
+    let env = parse_envelope(twice).unwrap();
+    assert_eq!(
+        env.payload_check,
+        Some(Err(strict_check::check(payload).unwrap_err()))
+    );
+    // Past the depth limit, with a lone surrogate and a number out of range after it: the
+    // first is kept, and the grammar is still checked to the end.
+    let deep = format!(
+        r#"{{"type":"chat","id":"1","payload":{{"a":{}"\ud800",1e999{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let walked = envelope(deep.as_bytes(), |_| true).unwrap();
+    assert_eq!(
+        walked.payload_check.unwrap().unwrap_err().what,
+        "nesting deeper than 127 levels"
+    );
+    let broken = deep.replacen("1e999]", "1e999,]", 1);
+    assert_eq!(
+        envelope(broken.as_bytes(), |_| true).unwrap_err(),
+        Stop::Refused(Refusal {
+            what: "expected a value",
+            at: broken.find(",]").unwrap() + 1,
+        })
+    );
+    // A known member twice is refused as soon as its name is read.
+    assert_eq!(
+        envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#, |_| true).unwrap_err(),
+        Stop::Refused(Refusal {
+            what: "duplicate field `type`",
+            at: 12,
+        })
+    );
     // A type whose payload is not forwarded: not checked on the way.
     let typed = br#"{"type":"agent_register","id":"1","payload":{"a":1}}"#;
-    assert!(!parse_envelope(typed).unwrap().payload_strict);
+    assert_eq!(parse_envelope(typed).unwrap().payload_check, None);
     let late = br#"{"id":"1","payload":{"a":1},"type":"agent_register"}"#;
-    assert!(parse_envelope(late).unwrap().payload_strict);
-    let same = |t: &[u8]| assert_eq!(parse_envelope(t), parse_envelope_serde(t));
-    same(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#);
+    assert_eq!(parse_envelope(late).unwrap().payload_check, Some(Ok(())));
+    // Text that is not UTF-8 is left to serde_json.
+    let latin = b"{\"type\":\"chat\",\"id\":\"1\",\"x\":\"\xe9\"}";
+    assert_eq!(envelope(latin, |_| true).unwrap_err(), Stop::Unsure);
+    assert_eq!(parse_envelope(latin), parse_envelope_serde(latin));
+}
+
+/// A message of 1 MiB refused at its last bytes is refused by the walk itself (one pass),
+/// with the code and field `serde_json`'s read gives.
+#[test]
+fn a_large_message_refused_at_its_end_is_refused_by_the_walk() {
+    let filler = format!("[{}0]", "0,".repeat(1 << 19));
+    let cases = [
+        // A relay whose payload has a key twice at its end.
+        format!(
+            r#"{{"type":"chat","id":"1","sessionId":"s","payload":{{"d":{filler},"k":1,"k":2}}}}"#
+        ),
+        // A lone surrogate at the end.
+        format!(
+            r#"{{"type":"chat","id":"1","sessionId":"s","payload":{{"d":{filler},"k":"\udc00"}}}}"#
+        ),
+        // A syntax error at the end (a missing `}`).
+        format!(r#"{{"type":"agent_register","id":"1","payload":{{"metadata":{{"d":{filler}}}}}"#),
+    ];
+    for (i, message) in cases.iter().enumerate() {
+        let m = message.as_bytes();
+        let walked = envelope(m, |t| t == "chat");
+        let (fast, slow) = (parse_envelope(m), parse_envelope_serde(m));
+        match i {
+            0 | 1 => {
+                let checked = walked.unwrap().payload_check.unwrap().unwrap_err();
+                let env = fast.unwrap();
+                let payload = env.payload;
+                assert_eq!(checked.at, payload.len() - if i == 0 { 6 } else { 8 });
+                assert!(slow.unwrap().payload_check.is_none());
+                let serde = strict_check::check_serde(payload).unwrap_err();
+                let refused = env.payload_check.unwrap().unwrap_err();
+                assert_eq!((refused.field, serde.field), ("payload", "payload"));
+            }
+            _ => {
+                assert_eq!(
+                    walked.unwrap_err(),
+                    Stop::Refused(Refusal {
+                        what: "unexpected end of the text",
+                        at: m.len(),
+                    })
+                );
+                assert!(matches!(fast, Err(EnvelopeError::Parse(_))));
+                assert!(matches!(slow, Err(EnvelopeError::Parse(_))));
+            }
+        }
+    }
 }
 
 /// ns/byte of the old and the new reads, side by side in one run (a ratio that machine
@@ -489,7 +656,7 @@ fn speed() {
         let m = message.as_bytes();
         let env_old = time(m.len(), || assert!(parse_envelope_serde(m).is_ok()));
         let env_new = time(m.len(), || {
-            assert!(parse_envelope(m).unwrap().payload_strict)
+            assert_eq!(parse_envelope(m).unwrap().payload_check, Some(Ok(())))
         });
         let other = message.replacen("\"chat\"", "\"other\"", 1);
         let o = other.as_bytes();
@@ -690,7 +857,13 @@ fn budgets_inside_word_runs_agree_with_serde_json() {
                     max,
                 },
             );
-            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text} at {max}");
+            // The same outcome: the same text, or a refusal for the budget, or for the text.
+            let kind = |r: &Result<(), CompactError>| match r {
+                Ok(()) => "ok",
+                Err(CompactError::TooLarge) => "too large",
+                Err(CompactError::Invalid(_)) => "invalid",
+            };
+            assert_eq!(kind(&a), kind(&b), "{text} at {max}: {a:?} {b:?}");
             assert_eq!(fast, slow, "{text} at {max}");
         }
     }
