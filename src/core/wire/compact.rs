@@ -57,19 +57,27 @@ pub(crate) enum CompactError {
 /// ([`compact_serde`]) and its error is the one returned.
 pub(crate) fn compact(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), CompactError> {
     let start = budget.out.len();
-    match walk::compact(raw, budget.out, budget.max) {
-        Ok(()) => return Ok(()),
-        Err(walk::Stop::TooLarge) => {
-            budget.out.truncate(start);
-            return Err(CompactError::TooLarge);
-        }
-        Err(walk::Stop::Refused(refusal)) => {
-            budget.out.truncate(start);
-            return Err(CompactError::Invalid(refusal.to_string()));
-        }
-        Err(walk::Stop::Unsure) => budget.out.truncate(start),
+    if let Some(decided) = decided(walk::compact(raw, budget.out, budget.max), budget, start) {
+        return decided;
     }
     compact_serde(raw, budget)
+}
+
+/// What a walk's answer decides (`None`: it was unsure); what it wrote is taken back unless
+/// it passed the text.
+fn decided(
+    walked: Result<(), walk::Stop>,
+    budget: &mut Budget<'_>,
+    start: usize,
+) -> Option<Result<(), CompactError>> {
+    let decided = match walked {
+        Ok(()) => return Some(Ok(())),
+        Err(walk::Stop::TooLarge) => Some(Err(CompactError::TooLarge)),
+        Err(walk::Stop::Refused(refusal)) => Some(Err(CompactError::Invalid(refusal.to_string()))),
+        Err(walk::Stop::Unsure) => None,
+    };
+    budget.out.truncate(start);
+    decided
 }
 
 /// [`compact`] of stored client JSON: the same text, and refused as well where
@@ -80,17 +88,9 @@ pub(crate) fn compact(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), Compact
 /// check's read first (its error is the one returned).
 pub(crate) fn compact_strict(raw: &[u8], budget: &mut Budget<'_>) -> Result<(), CompactError> {
     let start = budget.out.len();
-    match walk::compact_strict(raw, budget.out, budget.max) {
-        Ok(()) => return Ok(()),
-        Err(walk::Stop::TooLarge) => {
-            budget.out.truncate(start);
-            return Err(CompactError::TooLarge);
-        }
-        Err(walk::Stop::Refused(refusal)) => {
-            budget.out.truncate(start);
-            return Err(CompactError::Invalid(refusal.to_string()));
-        }
-        Err(walk::Stop::Unsure) => budget.out.truncate(start),
+    let walked = walk::compact_strict(raw, budget.out, budget.max);
+    if let Some(decided) = decided(walked, budget, start) {
+        return decided;
     }
     strict::serde_error(raw).map_err(|e| CompactError::Invalid(e.to_string()))?;
     compact_serde(raw, budget)
