@@ -131,16 +131,6 @@ fn metadata_is_measured_and_replied_as_compact_json() {
     );
 }
 
-/// Resident memory of this process, in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("/proc/self/status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn stored_metadata_costs_about_its_compact_size() {
     // 64 KiB of `[0,0,...]` is some 32 000 values: about 1 MiB each as a parsed tree, 120
@@ -153,7 +143,7 @@ fn stored_metadata_costs_about_its_compact_size() {
     let zeros = vec![0u8; (64 * 1024 - r#"{"z":[]}"#.len()) / 2];
     let metadata = json!({ "z": zeros });
     assert!(metadata.to_string().len() <= 64 * 1024);
-    let before = rss_kib();
+    let before = rss_kib("self");
     for i in 0..SESSIONS {
         let reply = a.request(
             "session_create",
@@ -161,7 +151,7 @@ fn stored_metadata_costs_about_its_compact_size() {
         );
         assert_eq!(reply["payload"]["status"], "created", "{reply}");
     }
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    let grown_mib = rss_kib("self").saturating_sub(before) / 1024;
     assert!(
         grown_mib < 40,
         "{SESSIONS} sessions of 64 KiB took {grown_mib} MiB"

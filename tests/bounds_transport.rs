@@ -349,7 +349,7 @@ fn a_gateway_under_run_keeps_no_events() {
         .trim_end_matches("/ws")
         .parse()
         .expect("an address");
-    let rss = || rss_kib_of(child.id());
+    let rss = || rss_kib(child.id());
     let metric = |series: &str| {
         let (_, body) = split_response(&raw_http(
             addr,
@@ -385,16 +385,6 @@ fn a_gateway_under_run_keeps_no_events() {
     assert!(grown < 24 * 1024, "RSS grew by {grown} KiB");
     assert_eq!(queued, Some(0.0));
     assert_eq!(dropped, Some(0.0));
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 #[test]

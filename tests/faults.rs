@@ -188,16 +188,6 @@ fn running_out_of_descriptors_does_not_spin_and_service_resumes() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn a_slow_consumer_is_closed_and_its_memory_returned() {

@@ -681,3 +681,13 @@ pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     });
     lines
 }
+
+/// Resident memory of a process (`"self"`, or a pid), in KiB, from `/proc/PROCESS/status`.
+pub fn rss_kib(process: impl std::fmt::Display) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
+        .expect("/proc/PROCESS/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
