@@ -393,21 +393,6 @@ fn no_device_list_is_larger_than_max_message_size() {
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), names.len());
 }
 
-/// The next message `client` gets, which must be at most `max` bytes as written.
-fn recv_within(client: &mut Client, max: usize) -> Value {
-    let text = client.recv_text();
-    assert!(text.len() <= max, "{} bytes: {}", text.len(), &text[..200]);
-    serde_json::from_str(&text).expect("JSON")
-}
-
-/// Send a request and read its reply, which must be at most `max` bytes.
-fn request_within(client: &mut Client, msg_type: &str, payload: Value, max: usize) -> Value {
-    let id = client.send_msg(msg_type, payload);
-    let reply = recv_within(client, max);
-    assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
-    reply
-}
-
 #[test]
 fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
     const MAX: usize = 4096;
@@ -419,7 +404,7 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
 
     // Metadata within 64 KiB whose reply would not fit: refused, and nothing created.
     let too_big = json!({"sessionId": "big", "metadata": {"k": "x".repeat(MAX - 100)}});
-    let reply = request_within(&mut a, "session_create", too_big, MAX);
+    let reply = a.request_within("session_create", too_big, MAX);
     assert_error(&reply, "LIMIT_EXCEEDED");
     assert!(
         reply["payload"]["message"]
@@ -428,14 +413,13 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
             .contains("max_message_size"),
         "{reply}"
     );
-    let reply = request_within(&mut a, "session_join", json!({"sessionId": "big"}), MAX);
+    let reply = a.request_within("session_join", json!({"sessionId": "big"}), MAX);
     assert_error(&reply, "SESSION_NOT_FOUND");
 
     // A session whose joined replies grow with every member, until one would not fit: that
     // join is refused and undone, and the others hear nothing of it.
     let meta = json!({"k": "x".repeat(MAX / 2)});
-    let reply = request_within(
-        &mut a,
+    let reply = a.request_within(
         "session_create",
         json!({"sessionId": "room", "metadata": meta}),
         MAX,
@@ -445,29 +429,24 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
     let refused = loop {
         assert!(members.len() < 100, "every join fitted");
         let mut c = Client::authed(&gw, TOKEN_BOB);
-        let reply = request_within(&mut c, "session_join", json!({"sessionId": "room"}), MAX);
+        let reply = c.request_within("session_join", json!({"sessionId": "room"}), MAX);
         if reply["type"] == "error" {
             assert_error(&reply, "LIMIT_EXCEEDED");
             break c;
         }
         assert_eq!(reply["payload"]["status"], "joined", "{reply}");
         for m in members.iter_mut() {
-            let joined = recv_within(m, MAX);
+            let joined = m.recv_within(MAX);
             assert_eq!(joined["payload"]["status"], "joined", "{joined}");
         }
         members.push(c);
     };
     assert!(members.len() > 2, "{} members", members.len());
     let mut refused = refused;
-    let reply = request_within(
-        &mut refused,
-        "session_leave",
-        json!({"sessionId": "room"}),
-        MAX,
-    );
+    let reply = refused.request_within("session_leave", json!({"sessionId": "room"}), MAX);
     assert_eq!(reply["type"], "session_info", "{reply}");
     let id = refused.send_scoped("chat", "room", json!({"text": "in?"}));
-    let reply = recv_within(&mut refused, MAX);
+    let reply = refused.recv_within(MAX);
     assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
     assert_error(&reply, "NOT_A_MEMBER");
 
@@ -479,13 +458,13 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
     let text = "y".repeat(MAX - bare);
     assert_eq!(envelope(&text).to_string().len(), MAX);
     sender.send(&envelope(&text));
-    let reply = recv_within(sender, MAX);
+    let reply = sender.recv_within(MAX);
     assert_eq!(reply["replyTo"], "c", "{reply}");
     assert_error(&reply, "LIMIT_EXCEEDED");
     // The first message the others get is the next relay, which fits.
     sender.send(&envelope(&text[..MAX / 2]));
     for m in rest.iter_mut() {
-        let chat = recv_within(m, MAX);
+        let chat = m.recv_within(MAX);
         assert_eq!(chat["type"], "chat", "{chat}");
         assert_eq!(chat["payload"]["text"].as_str().unwrap().len(), MAX / 2);
     }
@@ -493,15 +472,15 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
     // A patch whose merged metadata would not fit in the `patched` reply: refused, the
     // metadata unchanged; one that fits reaches every member.
     let patch = json!({"sessionKey": "room", "patch": {"more": "z".repeat(MAX / 2)}});
-    let reply = request_within(sender, "session_patch", patch, MAX);
+    let reply = sender.request_within("session_patch", patch, MAX);
     assert_error(&reply, "LIMIT_EXCEEDED");
     let patch = json!({"sessionKey": "room", "patch": {"more": "z"}});
-    let reply = request_within(sender, "session_patch", patch, MAX);
+    let reply = sender.request_within("session_patch", patch, MAX);
     assert_eq!(reply["payload"]["status"], "patched", "{reply}");
     let merged = json!({"k": "x".repeat(MAX / 2), "more": "z"});
     assert_eq!(reply["payload"]["metadata"], merged, "{reply}");
     for m in rest.iter_mut() {
-        let patched = recv_within(m, MAX);
+        let patched = m.recv_within(MAX);
         assert_eq!(patched["payload"]["metadata"], merged, "{patched}");
     }
 
@@ -511,10 +490,10 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
     let bare = route(json!({"q": ""})).to_string().len();
     let q = "q".repeat(MAX - bare);
     sender.send(&route(json!({ "q": q })));
-    let reply = recv_within(sender, MAX);
+    let reply = sender.recv_within(MAX);
     assert_error(&reply, "LIMIT_EXCEEDED");
     sender.send(&route(json!({"q": "small"})));
-    let delivered = recv_within(&mut rest[0], MAX);
+    let delivered = rest[0].recv_within(MAX);
     assert_eq!(delivered["type"], "route_request", "{delivered}");
     assert_eq!(delivered["payload"]["q"], "small", "{delivered}");
 }

@@ -783,3 +783,79 @@ fn session_metadata_with_a_key_twice_is_refused_on_any_node() {
     );
     assert_eq!(created["payload"]["status"], "created", "{created}");
 }
+
+#[test]
+fn no_session_reply_is_larger_than_max_message_size_on_a_cluster_node() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    const MAX: usize = 4096;
+    let tweak = |config: &mut gateway::Config| {
+        config.max_message_size = MAX;
+        config.max_clients_per_session = 1000;
+    };
+    let nodes = [node(&redis, "a", tweak), node(&redis, "b", tweak)];
+    let mut alice = Client::authed(&nodes[0], TOKEN);
+
+    // Metadata within 64 KiB whose `created` reply would not fit: refused, nothing left.
+    let too_big = json!({"sessionId": "big", "metadata": {"k": "x".repeat(MAX - 100)}});
+    let reply = alice.request_within("session_create", too_big, MAX);
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    let mut bob = Client::authed(&nodes[1], TOKEN_BOB);
+    let reply = bob.request_within("session_join", json!({"sessionId": "big"}), MAX);
+    assert_error(&reply, "SESSION_NOT_FOUND");
+
+    // Joins on either node until one's `joined` reply would not fit: that one is refused,
+    // and its membership given back (the others see it join and leave).
+    let meta = json!({"k": "x".repeat(MAX / 2)});
+    let created = alice.request_within(
+        "session_create",
+        json!({"sessionId": "room", "metadata": meta}),
+        MAX,
+    );
+    assert_eq!(created["payload"]["status"], "created", "{created}");
+    let mut members = vec![alice];
+    let mut refused = loop {
+        assert!(members.len() < 100, "every join fitted");
+        let mut c = Client::authed(&nodes[members.len() % 2], TOKEN_BOB);
+        let reply = c.request_within("session_join", json!({"sessionId": "room"}), MAX);
+        if reply["type"] == "error" {
+            assert_error(&reply, "LIMIT_EXCEEDED");
+            break c;
+        }
+        assert_eq!(reply["payload"]["status"], "joined", "{reply}");
+        for m in members.iter_mut() {
+            let joined = m.recv_within(MAX);
+            assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+        }
+        members.push(c);
+    };
+    assert!(members.len() > 2, "{} members", members.len());
+    for m in members.iter_mut() {
+        let joined = m.recv_within(MAX);
+        assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+        assert_eq!(joined["payload"]["clientId"], refused.client_id.as_str());
+        let left = m.recv_within(MAX);
+        assert_eq!(left["payload"]["status"], "left", "{left}");
+        assert_eq!(left["payload"]["clientId"], refused.client_id.as_str());
+    }
+    let id = refused.send_scoped("chat", "room", json!({"text": "in?"}));
+    let reply = refused.recv_within(MAX);
+    assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
+    assert_error(&reply, "NOT_A_MEMBER");
+
+    // A patch whose `patched` reply would not fit: refused, the metadata unchanged.
+    let (sender, rest) = members.split_first_mut().unwrap();
+    let patch = json!({"sessionKey": "room", "patch": {"more": "z".repeat(MAX / 2)}});
+    let reply = sender.request_within("session_patch", patch, MAX);
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    let patch = json!({"sessionKey": "room", "patch": {"more": "z"}});
+    let reply = sender.request_within("session_patch", patch, MAX);
+    assert_eq!(reply["payload"]["status"], "patched", "{reply}");
+    let merged = json!({"k": "x".repeat(MAX / 2), "more": "z"});
+    assert_eq!(reply["payload"]["metadata"], merged, "{reply}");
+    for m in rest.iter_mut() {
+        let patched = m.recv_within(MAX);
+        assert_eq!(patched["payload"]["metadata"], merged, "{patched}");
+    }
+}

@@ -259,6 +259,22 @@ impl Client {
     }
 
     /// The next text message as the gateway wrote it.
+    /// The next message this client gets, which must be at most `max` bytes as written.
+    pub fn recv_within(&mut self, max: usize) -> Value {
+        let text = self.recv_text();
+        let head = &text[..text.len().min(200)];
+        assert!(text.len() <= max, "{} bytes: {head}", text.len());
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// Send a request and read its reply, which must be at most `max` bytes.
+    pub fn request_within(&mut self, msg_type: &str, payload: Value, max: usize) -> Value {
+        let id = self.send_msg(msg_type, payload);
+        let reply = self.recv_within(max);
+        assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
+        reply
+    }
+
     pub fn recv_text(&mut self) -> String {
         let deadline = Instant::now() + WAIT;
         loop {

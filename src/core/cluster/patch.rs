@@ -6,7 +6,9 @@
 //! - The rules are the standalone gateway's, in its order, with its words (`SessionError`):
 //!   a private session is not found by those it does not admit; a new `access` or
 //!   `allowUsers` needs the owner or `admin`; a metadata patch needs a member; the merged
-//!   metadata and the allow list fit the metadata limit together.
+//!   metadata and the allow list fit the metadata limit together, and the `patched` reply
+//!   then fits `max_message_size` (checked before the write, so a refused patch changes
+//!   nothing).
 //! - The members a private session no longer admits are removed by the script, each with a
 //!   `removed` event before the `patch` event on the session's channel: each gets
 //!   `session_info` `removed`, the other members presence `left`, then everyone but the
@@ -26,7 +28,7 @@ use crate::core::auth::ANONYMOUS;
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
 use crate::core::outbound::{self, Reject};
-use crate::core::requests::sessions::{opt_access, opt_allow, session_ref};
+use crate::core::requests::sessions::{opt_access, opt_allow, patched_room, session_ref};
 use crate::core::sessions::SessionError;
 use crate::core::state::{CoreState, Req};
 use crate::core::wire::merge::merge;
@@ -179,6 +181,17 @@ pub(crate) fn read_answered(
         .unwrap_or_else(|| text(4).parse().unwrap_or(0));
     if merged.len() + allow_bytes > limit {
         let reject = Reject::refused(&SessionError::MetadataTooLarge, &p.session_id);
+        return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
+    }
+    let room = patched_room(
+        state.config.max_message_size,
+        &owner,
+        &p.session_id,
+        &p.req_id,
+        p.ts,
+    );
+    if merged.len() > room {
+        let reject = Reject::refused(&SessionError::ReplyTooLarge, &p.session_id);
         return reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
     }
     let new_access = p.access.unwrap_or(if access == "private" {

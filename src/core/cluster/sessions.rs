@@ -14,7 +14,9 @@
 //!   goes out once both the script's reply and its own join event have arrived, and what the
 //!   channel carries after that event reaches it after the reply. A mirror that is new on
 //!   this node starts at the joiner's event: what came before it on the channel is history
-//!   the script's reply already holds.
+//!   the script's reply already holds. A reply that would pass `max_message_size` is
+//!   `LIMIT_EXCEEDED` instead, and the membership the script took is given back with a
+//!   leave (the others see the join and then the leave).
 //! - Every membership change has a number (in its event). A mirror whose channel was
 //!   subscribed again (the broker's link was lost, and what the channel carried meanwhile
 //!   with it), or whose numbers show a gap, reads its members again (`MEMBERS`, with the
@@ -43,7 +45,7 @@ use crate::cluster::scripts::{self, Refused};
 use crate::core::auth::ANONYMOUS;
 use crate::core::errors::ErrorCode;
 use crate::core::events::Event;
-use crate::core::outbound::{self, Reject};
+use crate::core::outbound::{self, Reject, TooLarge};
 use crate::core::requests::sessions::{opt_access, opt_allow, read_metadata, read_presence};
 use crate::core::sessions::{Access, AllowList, SessionError};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_SLOW_CONSUMER};
@@ -173,8 +175,8 @@ pub(crate) fn join(
                 seq: mirror.seq,
                 members,
             };
-            reply_joined(state, req.conn, req.id, &session_id, &snapshot, req.ts, out);
-            return Ok(());
+            return reply_joined(state, req.conn, req.id, &session_id, &snapshot, req.ts, out)
+                .map_err(|_| Reject::refused(&SessionError::ReplyTooLarge, &session_id));
         }
     }
     if memberships_of(cl, req.conn) >= state.config.max_sessions_per_client {
@@ -484,7 +486,7 @@ fn try_complete(
     cl: &mut Cluster,
     session_id: &str,
     client_id: &str,
-    _now: Instant,
+    now: Instant,
     out: &mut Actions<Event>,
 ) {
     let Some(mirror) = cl.sessions.get_mut(session_id) else {
@@ -500,7 +502,31 @@ fn try_complete(
     let joining = mirror.joining.remove(client_id).expect("Bug: just found");
     let snapshot = joining.snapshot.expect("Bug: checked");
     let p = joining.pending;
-    reply_joined(state, p.conn, &p.req_id, session_id, &snapshot, p.ts, out);
+    let already = snapshot.status == "already";
+    if reply_joined(state, p.conn, &p.req_id, session_id, &snapshot, p.ts, out).is_err() {
+        let reject = Reject::refused(&SessionError::ReplyTooLarge, session_id);
+        if !already {
+            // The membership is in Redis already: it is given back as a leave, which the
+            // others see as `presence` `left` after their `joined`.
+            if let Some(member) = mirror.members.iter_mut().find(|m| m.client_id == client_id) {
+                member.conn = None;
+                member.live = false;
+            }
+            reply::fail(state, cl, p.conn, &p.req_id, p.ts, reject, out);
+            undo_membership(cl, session_id, client_id, &p.usage_key, now, out);
+            drop_if_unused(cl, session_id, out);
+            return;
+        }
+        // A member already: it stays one, as on a standalone gateway.
+        outbound::send_error(
+            out,
+            &mut state.metrics,
+            p.conn,
+            Some(&p.req_id),
+            p.ts,
+            &reject,
+        );
+    }
     let mut waiting = Vec::new();
     if let Some(member) = mirror.members.iter_mut().find(|m| m.client_id == client_id) {
         member.conn = Some(p.conn);
@@ -512,7 +538,7 @@ fn try_complete(
         out.send_text(p.conn, std::str::from_utf8(&bytes).unwrap_or(""));
     }
     cl.release(p.conn);
-    if snapshot.status != "already" {
+    if !already {
         state.state_version += 1;
         out.emit(if snapshot.status == "created" {
             Event::SessionCreated {
@@ -573,6 +599,8 @@ fn adopt(
     }
 }
 
+/// Reply `created` or `joined` with the members of `snapshot`; nothing is sent when that
+/// reply would be larger than `max_message_size`.
 fn reply_joined(
     state: &mut CoreState,
     conn: ConnId,
@@ -581,7 +609,7 @@ fn reply_joined(
     snapshot: &Snapshot,
     ts: u64,
     out: &mut Actions<Event>,
-) {
+) -> Result<(), TooLarge> {
     let members: Vec<MemberOut<'_>> = snapshot
         .members
         .iter()
@@ -614,9 +642,11 @@ fn reply_joined(
     let head = Head::new("session_info", ts)
         .reply_to(req_id)
         .session(session_id);
-    outbound::send(out, &mut state.metrics, conn, &head, |buf| {
+    let max = state.config.max_message_size;
+    outbound::send_within(out, &mut state.metrics, conn, &head, max, |buf| {
         payload.write(buf)
-    });
+    })
+    .map(|_| ())
 }
 
 /// A message on a subscribed channel.
@@ -1293,16 +1323,29 @@ pub(crate) fn conn_gone(
         }
     }
     for session_id in ended {
-        let tag = cl.tag(Op::Ignore);
-        if !send_leave(cl, tag, &session_id, client_id, usage_key, now, out) {
-            cl.untag(tag);
-            cl.repair_later(Repair {
-                session_id: session_id.clone(),
-                client_id: client_id.to_owned(),
-                usage_key: usage_key.to_owned(),
-            });
-        }
+        undo_membership(cl, &session_id, client_id, usage_key, now, out);
         drop_if_unused(cl, &session_id, out);
+    }
+}
+
+/// Remove `client_id`'s membership of `session_id` from Redis, with no reply to wait for:
+/// now, or once the broker is up again.
+fn undo_membership(
+    cl: &mut Cluster,
+    session_id: &str,
+    client_id: &str,
+    usage_key: &str,
+    now: Instant,
+    out: &mut Actions<Event>,
+) {
+    let tag = cl.tag(Op::Ignore);
+    if !send_leave(cl, tag, session_id, client_id, usage_key, now, out) {
+        cl.untag(tag);
+        cl.repair_later(Repair {
+            session_id: session_id.to_owned(),
+            client_id: client_id.to_owned(),
+            usage_key: usage_key.to_owned(),
+        });
     }
 }
 

@@ -486,8 +486,13 @@ pub(crate) fn leave_all(state: &mut CoreState, client: &Client, ts: u64, out: &m
 
 /// The bytes of metadata that the `session_info` `patched` reply to `req` can carry within
 /// `max_message_size` (counted with the longer access name and the longest generated id).
-fn patched_room(state: &CoreState, req: &Req<'_>, session_id: &str) -> usize {
-    let owner = state.sessions.get(session_id).map_or("", |s| s.owner());
+pub(crate) fn patched_room(
+    max_message_size: usize,
+    owner: &str,
+    session_id: &str,
+    req_id: &str,
+    ts: u64,
+) -> usize {
     let payload = SessionInfoOut {
         session_id,
         status: "patched",
@@ -502,13 +507,13 @@ fn patched_room(state: &CoreState, req: &Req<'_>, session_id: &str) -> usize {
     let head = Head {
         msg_type: "session_info",
         id: MsgId::Generated(u64::MAX),
-        timestamp: req.ts,
-        reply_to: Some(req.id),
+        timestamp: ts,
+        reply_to: Some(req_id),
         session_id: Some(session_id),
         source: None,
     };
     let beside = wire::envelope_len(&head, buf.len());
-    state.config.max_message_size.saturating_sub(beside)
+    max_message_size.saturating_sub(beside)
 }
 
 /// `session_patch` → `session_info` `patched`, the same to the other members. A change of
@@ -541,7 +546,14 @@ pub(crate) fn patch(
         access,
         allow,
     };
-    let room = patched_room(state, req, session_id);
+    let owner = state.sessions.get(session_id).map_or("", |s| s.owner());
+    let room = patched_room(
+        state.config.max_message_size,
+        owner,
+        session_id,
+        req.id,
+        req.ts,
+    );
     let patched = state
         .sessions
         .patch_within(
