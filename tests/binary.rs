@@ -4,13 +4,13 @@
 mod common;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::binary::Binary;
 use common::*;
 use serde_json::json;
 
@@ -131,84 +131,6 @@ fn run_err(cwd: &Path, args: &[&str]) -> Finished {
     );
     assert!(!done.stderr.is_empty(), "{args:?}: an error is printed");
     done
-}
-
-/// A running gateway process; killed on drop if still running.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: Vec<String>,
-    url: String,
-    addr: SocketAddr,
-}
-
-impl Running {
-    /// Start the binary and wait for its `listening on` line.
-    fn start(cwd: &Path, args: &[&str]) -> Running {
-        let mut child = gateway(cwd, args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gateway");
-        let lines = stderr_lines(&mut child);
-        let mut running = Running {
-            child,
-            lines,
-            stderr: Vec::new(),
-            url: String::new(),
-            addr: "0.0.0.0:0".parse().unwrap(),
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match running.lines.recv_timeout(left) {
-                Ok(line) => line,
-                Err(_) => panic!("no `listening on` line; stderr: {:?}", running.stderr),
-            };
-            running.stderr.push(line.clone());
-            if let Some((_, url)) = line.split_once("listening on ws://") {
-                running.url = format!("ws://{}", url.trim());
-                break;
-            }
-        }
-        let host = running
-            .url
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("a ws:// URL: {}", running.url));
-        running.addr = host.parse().expect("HOST:PORT");
-        running
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name}");
-    }
-
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let status = wait_for_exit(&mut self.child, limit);
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
-            self.stderr.push(line);
-        }
-        status
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.join("\n")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[test]
@@ -475,7 +397,7 @@ fn print_config_masks_secrets() {
 }
 
 /// Connect to a running binary and authenticate with the shipped dev token.
-fn dev_client(gw: &Running) -> Client {
+fn dev_client(gw: &Binary) -> Client {
     let mut client = Client::connect_url(&gw.url);
     let reply = client.request("auth", json!({"token": DEV_TOKEN}));
     assert_eq!(reply["type"], "auth_success", "{reply}");
@@ -485,7 +407,7 @@ fn dev_client(gw: &Running) -> Client {
 
 #[test]
 fn sigterm_closes_clients_with_1001_and_exits_0() {
-    let mut gw = Running::start(
+    let mut gw = Binary::start_in(
         repo_root(),
         &["--set", "port=0", "--set", "close_timeout_ms=1000"],
     );
@@ -508,8 +430,10 @@ fn sigterm_closes_clients_with_1001_and_exits_0() {
     assert_eq!(frame.reason.as_str(), "Server shutting down");
     let _ = client.ws.flush();
     drop(client);
-    let status = gw.wait(Duration::from_millis(2500));
-    assert_eq!(status.code(), Some(0), "{}", gw.stderr());
+    let status = gw
+        .wait_exit(Duration::from_millis(2500))
+        .expect("exited in time");
+    assert_eq!(status.code(), Some(0), "{}", gw.log());
     assert!(
         signalled.elapsed() < Duration::from_millis(2500),
         "exited within close_timeout"
@@ -518,7 +442,7 @@ fn sigterm_closes_clients_with_1001_and_exits_0() {
 
 #[test]
 fn sigint_shuts_down_after_close_timeout_and_the_listening_line_survives_log_level_error() {
-    let mut gw = Running::start(
+    let mut gw = Binary::start_in(
         repo_root(),
         &[
             "--set",
@@ -542,15 +466,17 @@ fn sigint_shuts_down_after_close_timeout_and_the_listening_line_survives_log_lev
         silent.read_close(),
         Some((1001, "Server shutting down".to_string()))
     );
-    let status = gw.wait(Duration::from_millis(2000));
+    let status = gw
+        .wait_exit(Duration::from_millis(2000))
+        .expect("exited in time");
     let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0), "{}", gw.stderr());
+    assert_eq!(status.code(), Some(0), "{}", gw.log());
     assert!(
         took >= Duration::from_millis(250),
         "waited for the close handshakes: {took:?}"
     );
     assert!(silent.sees_eof(), "the silent peer is dropped");
-    let stderr = gw.stderr();
+    let stderr = gw.log();
     assert!(!stderr.contains("INFO"), "log_level = error: {stderr}");
     assert!(stderr.contains("listening on ws://127.0.0.1:"), "{stderr}");
 }
@@ -558,20 +484,16 @@ fn sigint_shuts_down_after_close_timeout_and_the_listening_line_survives_log_lev
 #[test]
 fn without_a_config_file_the_defaults_apply_and_it_warns_that_nobody_can_authenticate() {
     let dir = TempDir::new();
-    let mut gw = Running::start(&dir.0, &["--set", "port=0"]);
+    let mut gw = Binary::start_in(&dir.0, &["--set", "port=0"]);
     // The warning is logged before the listening line.
-    assert!(
-        gw.stderr().contains("nobody can authenticate"),
-        "{}",
-        gw.stderr()
-    );
+    assert!(gw.log().contains("nobody can authenticate"), "{}", gw.log());
     let mut client = Client::connect_url(&gw.url);
     let reply = client.request("auth", json!({"token": DEV_TOKEN}));
     assert_eq!(reply["payload"]["code"], "AUTH_FAILED", "{reply}");
     drop(client);
     gw.signal("TERM");
-    let status = gw.wait(WAIT);
-    assert_eq!(status.code(), Some(0), "{}", gw.stderr());
+    let status = gw.wait_exit(WAIT).expect("exited in time");
+    assert_eq!(status.code(), Some(0), "{}", gw.log());
 }
 
 #[test]

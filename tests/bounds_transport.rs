@@ -4,11 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::binary::{shell_command, Binary};
 use common::*;
 use gateway::{Event, Gateway, EVENT_QUEUE_BYTES};
 use serde_json::{json, Value};
@@ -323,33 +324,16 @@ fn mystery_of(id: &str, len: usize) -> String {
 fn a_gateway_under_run_keeps_no_events() {
     // The binary is a gateway under `run()` with no host reading events; its memory is its
     // own (in this process it would share its RSS with the tests running beside it).
-    let mut child = spawn_binary(
-        "true",
-        &[
-            "--config",
-            "/dev/null",
-            "--set",
-            "port=0",
-            "--set",
-            &format!("auth_tokens=alice:{TOKEN},bob:{TOKEN_BOB}"),
-        ],
-    );
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
-    let url = lines
-        .find_map(|line| {
-            line.split("listening on ")
-                .nth(1)
-                .map(|rest| rest.trim().to_string())
-        })
-        .expect("the listening line");
-    std::thread::spawn(move || lines.for_each(drop));
-    let addr: SocketAddr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .parse()
-        .expect("an address");
-    let rss = || rss_kib(child.id());
+    let gw = Binary::start(&[
+        "--config",
+        "/dev/null",
+        "--set",
+        "port=0",
+        "--set",
+        &format!("auth_tokens=alice:{TOKEN},bob:{TOKEN_BOB}"),
+    ]);
+    let (url, addr) = (gw.url.clone(), gw.addr);
+    let rss = || rss_kib(gw.pid());
     let metric = |series: &str| {
         let (_, body) = split_response(&raw_http(
             addr,
@@ -380,8 +364,6 @@ fn a_gateway_under_run_keeps_no_events() {
         metric("gateway_events_dropped_total"),
     );
     served(&mut bystander);
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(grown < 24 * 1024, "RSS grew by {grown} KiB");
     assert_eq!(queued, Some(0.0));
     assert_eq!(dropped, Some(0.0));
@@ -443,20 +425,6 @@ fn the_event_queue_is_bounded_in_bytes_and_an_event_holds_the_message_as_it_arri
     }
 }
 
-/// Start the binary under `sh -c "PREFIX; exec gateway ARGS"`, with stderr piped.
-fn spawn_binary(prefix: &str, args: &[&str]) -> std::process::Child {
-    let bin = env!("CARGO_BIN_EXE_gateway");
-    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("{prefix}; exec '{bin}' {}", quoted.join(" ")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway")
-}
-
 /// The soft and hard "Max open files" of a process.
 fn open_file_limits(pid: u32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
@@ -474,7 +442,7 @@ fn open_file_limits(pid: u32) -> (String, String) {
 #[test]
 fn the_binary_raises_its_soft_open_file_limit_to_the_hard_one_and_logs_it() {
     let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.conf");
-    let mut child = spawn_binary(
+    let mut gw = Binary::start_after(
         "ulimit -S -n 256",
         &[
             "--config",
@@ -485,22 +453,10 @@ fn the_binary_raises_its_soft_open_file_limit_to_the_hard_one_and_logs_it() {
             "log_level=info",
         ],
     );
-    let stderr = child.stderr.take().expect("stderr");
-    let mut logged = None;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        if line.contains("open-file limit:") {
-            logged = Some(line.clone());
-        }
-        if line.contains("listening on") {
-            break;
-        }
-    }
-    let (soft, hard) = open_file_limits(child.id());
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
+    let log = gw.log();
+    let logged = log.lines().find(|line| line.contains("open-file limit:"));
+    let (soft, hard) = open_file_limits(gw.pid());
+    drop(gw);
     assert_eq!(soft, hard);
     let logged = logged.expect("the open-file limit is logged");
     assert!(logged.contains("(was 256"), "{logged}");
@@ -514,7 +470,7 @@ fn the_binary_raises_its_soft_open_file_limit_to_the_hard_one_and_logs_it() {
 fn check_warns_when_connections_and_handshakes_do_not_fit_in_the_limit() {
     let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.conf");
     let run = |max_connections: &str| {
-        let child = spawn_binary(
+        let child = shell_command(
             "ulimit -n 512",
             &[
                 "--config",
@@ -525,7 +481,12 @@ fn check_warns_when_connections_and_handshakes_do_not_fit_in_the_limit() {
                 "--set",
                 "max_pending_handshakes=100",
             ],
-        );
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
         let out = child.wait_with_output().expect("gateway --check");
         assert!(out.status.success());
         let stdout = String::from_utf8_lossy(&out.stdout);

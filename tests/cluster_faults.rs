@@ -5,11 +5,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::binary::Binary;
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{json, Value};
@@ -19,13 +19,22 @@ const TIMEOUT_MS: u64 = 400;
 const BEAT_MS: u64 = 150;
 const DEAD_MS: u64 = 1000;
 
-/// A `gateway` process in a cluster, its stderr read line by line; killed on drop.
+/// A `gateway` process in a cluster.
 struct Node {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    url: String,
-    addr: SocketAddr,
+    bin: Binary,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Binary;
+    fn deref(&self) -> &Binary {
+        &self.bin
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Binary {
+        &mut self.bin
+    }
 }
 
 impl Node {
@@ -50,53 +59,11 @@ impl Node {
         ] {
             args.extend(["--set", set]);
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gateway");
-        let lines = stderr_lines(&mut child);
         let mut node = Node {
-            child,
-            lines,
-            seen: Vec::new(),
-            url: String::new(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            bin: Binary::start(&args),
         };
-        let line = node.line_with("listening on ws://");
-        let (_, url) = line.split_once("listening on ").expect("the url");
-        node.url = url.trim().to_string();
-        let host = node.url["ws://".len()..].split('/').next().expect("host");
-        node.addr = host.parse().expect("host:port");
         node.wait_broker("ok", WAIT);
         node
-    }
-
-    /// The next line of stderr that contains `text`.
-    fn line_with(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {text:?}; stderr:\n{}", self.log()),
-            }
-        }
-    }
-
-    /// Every stderr line so far.
-    fn log(&mut self) -> String {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        self.seen.join("\n")
     }
 
     /// `/health`: its status and body.
@@ -129,21 +96,6 @@ impl Node {
             .as_str()
             .expect("nodeId")
             .to_string()
-    }
-
-    fn client(&self, token: &str) -> Client {
-        let mut client = Client::connect_url(&self.url);
-        let reply = client.request("auth", json!({ "token": token }));
-        assert_eq!(reply["type"], "auth_success", "{reply}");
-        client
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
     }
 
     /// SIGKILL, and wait for it to be gone.

@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::binary::Binary;
 use common::cluster::{node, wait_broker};
 use common::redis::RedisServer;
 use common::*;
@@ -319,70 +319,37 @@ fn auth_while_the_broker_is_down_is_decided_by_the_node_and_counted_once_it_is_b
 const BEAT_MS: u64 = 150;
 const DEAD_MS: u64 = 1000;
 
-/// A `gateway` process in the cluster, killed on drop.
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Process {
-    fn start(redis: &RedisServer, name: &str, extra: &[&str]) -> Process {
-        let sets = [
-            "port=0".to_string(),
-            "log_level=info".to_string(),
-            format!("auth_tokens=alice:{TOKEN}, bob:{TOKEN_BOB}"),
-            format!("cluster_redis={}", redis.url()),
-            format!("node_id={name}"),
-            format!("node_heartbeat_ms={BEAT_MS}"),
-            format!("node_dead_ms={DEAD_MS}"),
-        ];
-        let mut args = vec!["--config", "/dev/null"];
-        for set in sets.iter().map(String::as_str).chain(extra.iter().copied()) {
-            args.extend(["--set", set]);
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gateway");
-        let lines = stderr_lines(&mut child);
-        let deadline = Instant::now() + WAIT;
-        let url = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the gateway says where it listens");
-            if let Some((_, url)) = line.split_once("listening on ") {
-                break url.trim().to_string();
-            }
-        };
-        // The rest of its log is read and dropped, so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let process = Process { child, url };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let mut client = Client::connect_url(&process.url);
-            let reply = client.request("auth", json!({ "token": TOKEN_BOB }));
-            let created = client.request("session_create", json!({ "sessionId": name }));
-            if reply["type"] == "auth_success" && created["type"] != "error" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} does not serve: {created}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        process
+/// A `gateway` process in the cluster, serving once it can create a session.
+fn process(redis: &RedisServer, name: &str, extra: &[&str]) -> Binary {
+    let sets = [
+        "port=0".to_string(),
+        "log_level=info".to_string(),
+        format!("auth_tokens=alice:{TOKEN}, bob:{TOKEN_BOB}"),
+        format!("cluster_redis={}", redis.url()),
+        format!("node_id={name}"),
+        format!("node_heartbeat_ms={BEAT_MS}"),
+        format!("node_dead_ms={DEAD_MS}"),
+    ];
+    let mut args = vec!["--config", "/dev/null"];
+    for set in sets.iter().map(String::as_str).chain(extra.iter().copied()) {
+        args.extend(["--set", set]);
     }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    let process = Binary::start(&args);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut client = Client::connect_url(&process.url);
+        let reply = client.request("auth", json!({ "token": TOKEN_BOB }));
+        let created = client.request("session_create", json!({ "sessionId": name }));
+        if reply["type"] == "auth_success" && created["type"] != "error" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} does not serve: {created}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
+    process
 }
 
 #[test]
@@ -391,7 +358,7 @@ fn a_killed_node_s_connections_and_routes_are_given_back() {
         return;
     };
     let bound = format!("max_connections_per_user={BOUND}");
-    let mut doomed = Process::start(&redis, "doomed", &[&bound, "max_pending_routes_per_user=1"]);
+    let mut doomed = process(&redis, "doomed", &[&bound, "max_pending_routes_per_user=1"]);
     let survivor = node(&redis, "survivor", |c| {
         bounded(c);
         c.max_pending_routes_per_user = 1;

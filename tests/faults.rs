@@ -4,18 +4,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::binary::Binary;
 use common::*;
 use serde_json::json;
 
-/// The binary, started with `--set` overrides; returns the child and its address.
-fn spawn_gateway(shell_prefix: Option<&str>, sets: &[&str]) -> (Child, SocketAddr) {
-    let bin = env!("CARGO_BIN_EXE_gateway");
+/// The binary with the shipped `gateway.conf` and `--set` overrides, run by `sh` after
+/// `shell_prefix` when there is one.
+fn spawn_gateway(shell_prefix: Option<&str>, sets: &[&str]) -> Binary {
     let mut args: Vec<String> = vec![
         "--config".into(),
         concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.conf").into(),
@@ -28,63 +26,11 @@ fn spawn_gateway(shell_prefix: Option<&str>, sets: &[&str]) -> (Child, SocketAdd
         args.push("--set".into());
         args.push(set.to_string());
     }
-    let mut command = match shell_prefix {
-        Some(prefix) => {
-            let mut c = Command::new("sh");
-            let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-            c.arg("-c")
-                .arg(format!("{prefix}; exec '{bin}' {}", quoted.join(" ")));
-            c
-        }
-        None => {
-            let mut c = Command::new(bin);
-            c.args(&args);
-            c
-        }
-    };
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.split("listening on ws://").nth(1) {
-                let addr = url.split('/').next().unwrap_or_default().to_string();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(WAIT)
-        .expect("listening line")
-        .parse()
-        .expect("address");
-    (child, addr)
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match shell_prefix {
+        Some(prefix) => Binary::start_after(prefix, &args),
+        None => Binary::start(&args),
     }
-    let _ = child.kill();
-    None
 }
 
 /// CPU time (user + system) of a process, in clock ticks.
@@ -113,7 +59,8 @@ fn member_that_does_not_read(addr: SocketAddr, session: &str) -> RawWs {
 
 #[test]
 fn sigterm_writes_every_queued_message_before_the_close_frame() {
-    let (mut child, addr) = spawn_gateway(None, &["close_timeout_ms=3000"]);
+    let mut gw = spawn_gateway(None, &["close_timeout_ms=3000"]);
+    let addr = gw.addr;
     let url = format!("ws://{addr}/ws");
     let mut sender = Client::connect_url(&url);
     sender.request("auth", json!({"token": TOKEN}));
@@ -130,7 +77,7 @@ fn sigterm_writes_every_queued_message_before_the_close_frame() {
     }
     // The sender's own round trip proves every chat was handled before the signal.
     sender.request("ping", json!({}));
-    signal(&child, "TERM");
+    gw.signal("TERM");
 
     for i in 0..count {
         let msg = slow.read_json().expect("queued message");
@@ -146,14 +93,17 @@ fn sigterm_writes_every_queued_message_before_the_close_frame() {
     slow.send(&frame(8, true, &payload, true));
     let close = sender.expect_close().expect("sender closed too");
     assert_eq!(u16::from(close.code), 1001);
-    let status = wait_exit(&mut child, Duration::from_millis(3500)).expect("exited in time");
+    let status = gw
+        .wait_exit(Duration::from_millis(3500))
+        .expect("exited in time");
     assert_eq!(status.code(), Some(0));
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn running_out_of_descriptors_does_not_spin_and_service_resumes() {
-    let (mut child, addr) = spawn_gateway(Some("ulimit -n 48"), &["handshake_timeout_ms=0"]);
+    let mut gw = spawn_gateway(Some("ulimit -n 48"), &["handshake_timeout_ms=0"]);
+    let addr = gw.addr;
     // Hold more sockets than the process may open.
     let mut held: Vec<TcpStream> = Vec::new();
     for _ in 0..80 {
@@ -161,12 +111,12 @@ fn running_out_of_descriptors_does_not_spin_and_service_resumes() {
             held.push(stream);
         }
     }
-    let before = cpu_ticks(child.id());
+    let before = cpu_ticks(gw.pid());
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1000) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let used = cpu_ticks(child.id()) - before;
+    let used = cpu_ticks(gw.pid()) - before;
     // A loop spinning on EMFILE would use the whole second (about 100 ticks).
     assert!(
         used < 30,
@@ -183,18 +133,19 @@ fn running_out_of_descriptors_does_not_spin_and_service_resumes() {
         }
     }
     assert!(served, "service resumed once descriptors were freed");
-    signal(&child, "TERM");
-    let status = wait_exit(&mut child, WAIT).expect("exited");
+    gw.signal("TERM");
+    let status = gw.wait_exit(WAIT).expect("exited");
     assert_eq!(status.code(), Some(0));
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn a_slow_consumer_is_closed_and_its_memory_returned() {
-    let (mut child, addr) = spawn_gateway(
+    let mut gw = spawn_gateway(
         None,
         &["max_outbound_buffer=2MiB", "max_message_size=128KiB"],
     );
+    let addr = gw.addr;
     let url = format!("ws://{addr}/ws");
     let mut sender = Client::connect_url(&url);
     sender.request("auth", json!({"token": TOKEN}));
@@ -210,7 +161,7 @@ fn a_slow_consumer_is_closed_and_its_memory_returned() {
         sender.send(&json!({"type":"chat","id":format!("w{i}"),"sessionId":"flood","payload":{"i":i,"pad":pad}}));
         assert_eq!(reader.recv()["payload"]["i"], i);
     }
-    let before = rss_kib(child.id());
+    let before = rss_kib(gw.pid());
 
     // A member that never reads.
     let slow = member_that_does_not_read(addr, "flood");
@@ -243,16 +194,16 @@ fn a_slow_consumer_is_closed_and_its_memory_returned() {
 
     // The slow member was closed with 1008 once it reads what was queued before the close.
     drop(slow);
-    let settled = eventually(|| rss_kib(child.id()) <= before + 1024);
-    let after = rss_kib(child.id());
+    let settled = eventually(|| rss_kib(gw.pid()) <= before + 1024);
+    let after = rss_kib(gw.pid());
     assert!(
         settled,
         "RSS {before} KiB before the flood, {after} KiB after"
     );
     eprintln!("gateway RSS: {before} KiB before the flood, {after} KiB after");
     drop(sender);
-    signal(&child, "TERM");
-    assert_eq!(wait_exit(&mut child, WAIT).and_then(|s| s.code()), Some(0));
+    gw.signal("TERM");
+    assert_eq!(gw.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
 }
 
 /// Pin `stream`'s receive buffer to 64 KiB, so that what the kernel holds for a slow reader
@@ -288,10 +239,11 @@ fn queued_bytes(addr: SocketAddr) -> u64 {
 fn a_reader_that_never_drains_does_not_grow_the_gateways_memory() {
     const LIMIT: u64 = 8 << 20;
     const BATCH: usize = 4;
-    let (mut child, addr) = spawn_gateway(
+    let mut gw = spawn_gateway(
         None,
         &["max_outbound_buffer=8MiB", "max_message_size=128KiB"],
     );
+    let addr = gw.addr;
     let url = format!("ws://{addr}/ws");
     let mut sender = Client::connect_url(&url);
     sender.request("auth", json!({"token": TOKEN}));
@@ -309,7 +261,7 @@ fn a_reader_that_never_drains_does_not_grow_the_gateways_memory() {
         sender.send(&chat(i));
         assert_eq!(reader.recv()["payload"]["i"], i);
     }
-    let before = rss_kib(child.id());
+    let before = rss_kib(gw.pid());
 
     // 64 MiB streamed through the reader's queue while it never empties: the reader takes
     // messages only while more than 3 MiB waits in the gateway, and the sender sends only
@@ -335,10 +287,10 @@ fn a_reader_that_never_drains_does_not_grow_the_gateways_memory() {
                 read += 1;
             }
             waiting += usize::from(queued > 0);
-            peak = peak.max(rss_kib(child.id()));
+            peak = peak.max(rss_kib(gw.pid()));
         }
     }
-    peak = peak.max(rss_kib(child.id()));
+    peak = peak.max(rss_kib(gw.pid()));
     // Most reads happened with bytes waiting behind them (the last ones drain the queue).
     assert!(
         waiting > total / BATCH / 2,
@@ -355,6 +307,6 @@ fn a_reader_that_never_drains_does_not_grow_the_gateways_memory() {
         LIMIT >> 10
     );
     drop((sender, reader));
-    signal(&child, "TERM");
-    assert_eq!(wait_exit(&mut child, WAIT).and_then(|s| s.code()), Some(0));
+    gw.signal("TERM");
+    assert_eq!(gw.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
 }

@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use common::binary::Binary;
 use common::*;
 use gateway::{AuthToken, Config, Event, Gateway};
 use serde_json::json;
@@ -54,103 +54,18 @@ fn conf_text(extra: &str) -> String {
     format!("port = 0\nauth_tokens = alice:{ALICE}, bob:{BOB}\nlog_level = info\n{extra}")
 }
 
-/// The binary in a child process, its stderr read line by line; killed on drop.
-struct Binary {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    url: String,
+/// The binary run in `dir` with `--config` naming `dir`'s file, and `extra_args`.
+fn with_file(dir: &TempDir, extra_args: &[&str]) -> Binary {
+    let conf = dir.conf();
+    let mut args = vec!["--config", conf.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra_args);
+    Binary::start_in(&dir.0, &args)
 }
 
-impl Binary {
-    /// Start `gateway ARGS` in `cwd` and wait for its `listening on` line.
-    fn start(cwd: &Path, args: &[&str]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .current_dir(cwd)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gateway");
-        let lines = stderr_lines(&mut child);
-        let mut binary = Binary {
-            child,
-            lines,
-            seen: Vec::new(),
-            url: String::new(),
-        };
-        let line = binary.line_with("listening on ws://");
-        let (_, url) = line.split_once("listening on ").expect("the url");
-        binary.url = url.trim().to_string();
-        binary
-    }
-
-    /// Start with `--config` naming `dir`'s file.
-    fn with_file(dir: &TempDir, extra_args: &[&str]) -> Binary {
-        let conf = dir.conf();
-        let mut args = vec!["--config", conf.to_str().expect("utf-8 path")];
-        args.extend_from_slice(extra_args);
-        Binary::start(&dir.0, &args)
-    }
-
-    /// The next line of stderr that contains `text` (failing after `WAIT`).
-    fn line_with(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {text:?}; stderr:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    /// Send SIGHUP.
-    fn hup(&self) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) with a pid this test spawned and still owns.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0, "kill -HUP");
-    }
-
-    /// Send SIGHUP and return the line that says how the reload went.
-    fn reload(&mut self) -> String {
-        self.hup();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains("configuration reloaded")
-                        || line.contains("configuration not reloaded")
-                    {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no reload line; stderr:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn client(&self, token: &str) -> Client {
-        let mut client = Client::connect_url(&self.url);
-        let reply = client.request("auth", json!({ "token": token }));
-        assert_eq!(reply["type"], "auth_success", "{reply}");
-        client
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Send SIGHUP and return the line that says how the reload went.
+fn reload(gw: &mut Binary) -> String {
+    gw.signal("HUP");
+    gw.line_with_any(&["configuration reloaded", "configuration not reloaded"])
 }
 
 fn assert_revoked(client: &mut Client) {
@@ -167,14 +82,14 @@ fn pings(client: &mut Client) {
 fn a_revoked_token_closes_its_connections_and_no_others() {
     let dir = TempDir::new();
     dir.write(&conf_text(""));
-    let mut gw = Binary::with_file(&dir, &[]);
+    let mut gw = with_file(&dir, &[]);
     let mut alice = gw.client(ALICE);
     let mut alice_too = gw.client(ALICE);
     let mut bob = gw.client(BOB);
     dir.write(&format!(
         "port = 0\nauth_tokens = bob:{BOB}, carol:c-s3cret-3\nlog_level = info\n"
     ));
-    let line = gw.reload();
+    let line = reload(&mut gw);
     assert!(
         line.contains("configuration reloaded: changed auth_tokens"),
         "{line}"
@@ -191,7 +106,7 @@ fn a_revoked_token_closes_its_connections_and_no_others() {
     let reply = late.request("auth", json!({ "token": ALICE }));
     assert_error(&reply, "AUTH_FAILED");
     gw.client("c-s3cret-3");
-    let log = gw.seen.join("\n");
+    let log = gw.log();
     for secret in [ALICE, BOB, "c-s3cret-3"] {
         assert!(!log.contains(secret), "a secret in the log:\n{log}");
     }
@@ -201,14 +116,14 @@ fn a_revoked_token_closes_its_connections_and_no_others() {
 fn changed_scopes_apply_from_the_next_message() {
     let dir = TempDir::new();
     dir.write(&conf_text(""));
-    let mut gw = Binary::with_file(&dir, &[]);
+    let mut gw = with_file(&dir, &[]);
     let mut alice = gw.client(ALICE);
     assert_eq!(
         alice.request("agent_query", json!({}))["type"],
         "agent_list"
     );
     dir.write(&conf_text("allow_route = bob\n"));
-    let line = gw.reload();
+    let line = reload(&mut gw);
     assert!(
         line.ends_with("configuration reloaded: changed allow_route"),
         "{line}"
@@ -221,7 +136,7 @@ fn changed_scopes_apply_from_the_next_message() {
     let mut bob = gw.client(BOB);
     assert_eq!(bob.request("agent_query", json!({}))["type"], "agent_list");
     dir.write(&conf_text("allow_route = bob\nadmin_users = alice\n"));
-    gw.reload();
+    reload(&mut gw);
     assert_eq!(
         alice.request("agent_query", json!({}))["type"],
         "agent_list"
@@ -232,13 +147,13 @@ fn changed_scopes_apply_from_the_next_message() {
 fn a_broken_file_changes_nothing_and_the_gateway_keeps_serving() {
     let dir = TempDir::new();
     dir.write(&conf_text(""));
-    let mut gw = Binary::with_file(&dir, &[]);
+    let mut gw = with_file(&dir, &[]);
     let mut alice = gw.client(ALICE);
     // Line 4 is bad; line 5 would revoke alice's token if it were taken.
     dir.write(&format!(
         "port = 0\nauth_tokens = alice:{ALICE}, bob:{BOB}\nlog_level = info\nmax_list_items = lots\nauth_tokens = bob:{BOB}\n"
     ));
-    let line = gw.reload();
+    let line = reload(&mut gw);
     let place = format!("{}:4: max_list_items:", dir.conf().display());
     assert!(
         line.contains("configuration not reloaded, nothing changed"),
@@ -249,7 +164,7 @@ fn a_broken_file_changes_nothing_and_the_gateway_keeps_serving() {
     gw.client(ALICE);
     // A fixed file is taken at the next SIGHUP.
     dir.write(&conf_text("max_list_items = 5\n"));
-    let line = gw.reload();
+    let line = reload(&mut gw);
     assert!(line.contains("changed max_list_items"), "{line}");
     pings(&mut alice);
 }
@@ -258,17 +173,17 @@ fn a_broken_file_changes_nothing_and_the_gateway_keeps_serving() {
 fn a_key_that_cannot_change_live_keeps_its_old_value_with_a_warning() {
     let dir = TempDir::new();
     dir.write(&conf_text(""));
-    let mut gw = Binary::with_file(&dir, &[]);
+    let mut gw = with_file(&dir, &[]);
     let mut alice = gw.client(ALICE);
     dir.write(&conf_text(
         "path = /elsewhere\nheartbeat_interval_ms = 1000\n",
     ));
-    let line = gw.reload();
+    let line = reload(&mut gw);
     assert!(
         line.ends_with("configuration reloaded: nothing changed"),
         "{line}"
     );
-    let log = gw.seen.join("\n");
+    let log = gw.log();
     for key in ["path", "heartbeat_interval_ms"] {
         let warning = format!("{key} cannot change while the gateway runs: it keeps its old value");
         assert!(log.contains(&warning), "{log}");
@@ -282,11 +197,11 @@ fn a_key_that_cannot_change_live_keeps_its_old_value_with_a_warning() {
 fn set_overrides_are_applied_again_over_the_file() {
     let dir = TempDir::new();
     dir.write(&conf_text("allow_route = *\n"));
-    let mut gw = Binary::with_file(&dir, &["--set", "allow_route=bob"]);
+    let mut gw = with_file(&dir, &["--set", "allow_route=bob"]);
     let mut alice = gw.client(ALICE);
     assert_error(&alice.request("agent_query", json!({})), "FORBIDDEN");
     dir.write(&conf_text("allow_route = *\nmax_list_items = 5\n"));
-    let line = gw.reload();
+    let line = reload(&mut gw);
     assert!(
         line.ends_with("configuration reloaded: changed max_list_items"),
         "{line}"
@@ -303,9 +218,9 @@ fn without_a_file_sighup_has_nothing_to_reload() {
         "--set",
         &format!("auth_tokens=alice:{ALICE}"),
     ];
-    let mut gw = Binary::start(&dir.0, &args);
+    let mut gw = Binary::start_in(&dir.0, &args);
     let mut alice = gw.client(ALICE);
-    let line = gw.reload();
+    let line = reload(&mut gw);
     assert!(line.contains("nothing to reload"), "{line}");
     pings(&mut alice);
 }
@@ -314,11 +229,11 @@ fn without_a_file_sighup_has_nothing_to_reload() {
 fn log_level_changes_live() {
     let dir = TempDir::new();
     dir.write(&conf_text(""));
-    let mut gw = Binary::with_file(&dir, &[]);
+    let mut gw = with_file(&dir, &[]);
     dir.write(&format!(
         "port = 0\nauth_tokens = alice:{ALICE}, bob:{BOB}\nlog_level = debug\n"
     ));
-    let line = gw.reload();
+    let line = reload(&mut gw);
     assert!(line.ends_with("changed log_level"), "{line}");
     let alice = gw.client(ALICE);
     let connected = format!("client {} connected", alice.client_id);

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::binary::Binary;
 use common::*;
 use gateway::{Config, TlsCertificates, TlsPrivateKey};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -737,43 +738,21 @@ fn sighup_loads_a_new_certificate_for_new_connections_and_keeps_the_old_on_a_bad
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("--config")
-        .arg(&conf)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
-    let wait_for = |what: &str| loop {
-        match lines.recv_timeout(WAIT) {
-            Ok(line) if line.contains(what) => return line,
-            Ok(_) => continue,
-            Err(e) => panic!("no line with {what:?}: {e}"),
-        }
-    };
-    let listening = wait_for("listening on ");
-    let url = listening.split("listening on ").nth(1).unwrap().to_string();
+    let mut gw = Binary::start(&["--config", conf.to_str().expect("utf-8 path")]);
     assert!(
-        url.starts_with("wss://127.0.0.1:") && url.ends_with("/ws"),
-        "{listening}"
+        gw.url.starts_with("wss://127.0.0.1:") && gw.url.ends_with("/ws"),
+        "{}",
+        gw.url
     );
-    let port: u16 = url["wss://127.0.0.1:".len()..url.len() - 3]
-        .parse()
-        .unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = gw.addr;
 
     let mut old = Wss::authed(addr, certs.client(false), TOKEN);
     assert_eq!(old.server_cert(), certs.der("server.pem"));
-    let hup = || {
-        // SAFETY: kill(2) with a pid this test spawned and still owns.
-        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
-        assert_eq!(rc, 0);
-    };
     // A new pair in the same files: new connections get it, the open one goes on.
     std::fs::copy(certs.path("second.pem"), &cert).unwrap();
     std::fs::copy(certs.path("second.key"), &key).unwrap();
-    hup();
-    wait_for("SIGHUP handled");
+    gw.signal("HUP");
+    gw.line_with("SIGHUP handled");
     let mut new = Wss::authed(addr, certs.client(false), TOKEN);
     assert_eq!(new.server_cert(), certs.der("second.pem"));
     assert_eq!(old.request("ping", json!({}))["type"], "pong");
@@ -781,12 +760,12 @@ fn sighup_loads_a_new_certificate_for_new_connections_and_keeps_the_old_on_a_bad
     // A key that is not the certificate's, then a file that is not PEM: logged, nothing
     // changes.
     std::fs::copy(certs.path("server.key"), &key).unwrap();
-    hup();
-    let refused = wait_for("tls_key");
+    gw.signal("HUP");
+    let refused = gw.line_with("tls_key");
     assert!(refused.contains("not the certificate's"), "{refused}");
     std::fs::write(&cert, "not a certificate\n").unwrap();
-    hup();
-    let refused = wait_for("tls_cert");
+    gw.signal("HUP");
+    let refused = gw.line_with("tls_cert");
     assert!(refused.contains("PEM"), "{refused}");
     let mut third = Wss::authed(addr, certs.client(false), TOKEN);
     assert_eq!(third.server_cert(), certs.der("second.pem"));
@@ -799,10 +778,9 @@ fn sighup_loads_a_new_certificate_for_new_connections_and_keeps_the_old_on_a_bad
     for wss in [old, new, third] {
         drop(wss); // no close handshake to wait for at the shutdown
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    gw.signal("TERM");
     let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
+    while gw.child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the gateway did not stop");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -3,6 +3,7 @@
 //! a test's own in `redis.rs`.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod cluster;
 pub mod redis;
 
