@@ -151,48 +151,6 @@ impl Settings {
 /// The phases, in the order they run.
 const PHASES: [&str; 3] = ["latency", "fanout", "idle"];
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// Raise the soft open-file limit to the hard one; returns the limit then in force.
-fn raise_fd_limit() -> usize {
-    let mut rlim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read or write one valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) != 0 {
-            return 1024;
-        }
-        if rlim.rlim_cur < rlim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: rlim.rlim_max,
-                rlim_max: rlim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                rlim = raised;
-            }
-        }
-    }
-    usize::try_from(rlim.rlim_cur).unwrap_or(usize::MAX)
-}
-
 fn fmt(x: f64, decimals: usize) -> String {
     if x.is_finite() {
         format!("{x:.decimals$}")
@@ -897,7 +855,7 @@ fn idle_child(spec: &str) -> i32 {
         println!("error bad spec {spec:?}");
         return 2;
     };
-    let limit = raise_fd_limit();
+    let limit = loadgen::raise_fd_limit();
     let target = match Target::new(url, TOKEN) {
         Ok(t) => t.with_sources(IDLE_SOURCES),
         Err(e) => {
@@ -1032,7 +990,7 @@ impl IdleFigures {
 }
 
 fn run_idle_phase(redis: &Redis, s: &Settings) -> Result<IdleFigures, String> {
-    let limit = raise_fd_limit();
+    let limit = loadgen::raise_fd_limit();
     let fit = limit.saturating_sub(FD_MARGIN).max(1);
     // Each node holds its share; a node cannot hold more than its own descriptor limit
     // (the same hard limit: the gateway raises its soft limit to it).
@@ -1221,7 +1179,7 @@ fn main() {
     }
     let smoke = !std::env::args().any(|a| a == "--bench");
     let s = Settings::from_env(smoke);
-    let load_start = loadavg();
+    let load_start = loadgen::loadavg();
     println!(
         "cluster bench{}: {} CPUs ({}), clock ticks {}/s, load average at start {}",
         if smoke {
@@ -1230,7 +1188,7 @@ fn main() {
             ""
         },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
+        loadgen::cpu_model(),
         loadgen::clock_ticks(),
         load_start
     );
@@ -1524,7 +1482,7 @@ fn main() {
         .sum();
     let rss_conn = idle.rss_per_conn(false);
     let rss_conn_end = idle.rss_per_conn(true);
-    let load_end = loadavg();
+    let load_end = loadgen::loadavg();
     println!();
     println!(
         "== summary: medians of {} runs (load average {load_start} at start, {load_end} at the end)",

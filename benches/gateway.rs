@@ -193,24 +193,6 @@ impl Pinner {
     }
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn open_files_limit() -> usize {
     std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -371,7 +353,7 @@ fn main() {
         client: loadgen::current_tid(),
         warned: false,
     };
-    let load_start = loadavg();
+    let load_start = loadgen::loadavg();
     println!(
         "gateway bench{}: {} CPUs ({}), clock ticks {}/s, load average at start {}",
         if smoke {
@@ -380,7 +362,7 @@ fn main() {
             ""
         },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
+        loadgen::cpu_model(),
         loadgen::clock_ticks(),
         load_start
     );
@@ -628,7 +610,7 @@ fn main() {
     );
     let setup_rate = median(&idle.iter().map(|r| r.setup_rate()).collect::<Vec<_>>());
     let ready = median(&ready_ms);
-    let load_end = loadavg();
+    let load_end = loadgen::loadavg();
 
     println!();
     println!(

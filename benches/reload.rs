@@ -69,22 +69,6 @@ fn conf_text(round: Option<usize>) -> String {
     )
 }
 
-/// Raise this process's open-file limit to the hard limit (the binary raises its own).
-fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-    limit.rlim_cur
-}
-
 struct Gateway {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -199,8 +183,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn run() -> Result<(), String> {
-    let fds = raise_fd_limit();
-    if fds < (CONNS + 64) as u64 {
+    let fds = loadgen::raise_fd_limit();
+    if fds < CONNS + 64 {
         return Err(format!("the open-file limit {fds} is below {}", CONNS + 64));
     }
     let dir = std::env::temp_dir().join(format!("gateway-reload-bench-{}", std::process::id()));

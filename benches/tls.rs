@@ -505,14 +505,10 @@ fn main() {
     let s = Settings::from_env(smoke);
     let certs = Certs::new();
     let client = certs.client();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "TLS bench: P-256 certificate, rustls on ring; {} reps; load average {}",
         s.reps,
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        loadgen::loadavg()
     );
     let me = loadgen::current_tid();
     let plain = start(None);

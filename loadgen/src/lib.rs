@@ -16,7 +16,8 @@
 //! parse, so that the client costs as little CPU as possible on a machine it shares with the
 //! server; the same scanner is used against every server, so comparisons stay fair.
 //!
-//! Server CPU and memory come from `/proc` ([`Probe`]).
+//! Server CPU and memory come from `/proc` ([`Probe`]); what a bench prints about its machine
+//! from [`loadavg`] and [`cpu_model`].
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ mod framing;
 mod idle;
 mod json;
 mod latency;
+mod machine;
 mod probe;
 mod relay;
 mod results;
@@ -39,6 +41,7 @@ pub use floor::{run_floor, spawn_echo};
 pub use idle::{run_idle, IdleResult};
 pub use json::{json_field, json_str, json_u64, push_u64};
 pub use latency::run_latency;
+pub use machine::{cpu_model, loadavg, raise_fd_limit};
 pub use probe::{clock_ticks, current_tid, pin, rss_kib, Probe};
 pub use relay::run_relay_latency;
 pub use results::{median, round3, LatencyResult};
