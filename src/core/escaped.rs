@@ -4,9 +4,12 @@
 //! Contract:
 //! - Formatting `Escaped(text)` writes at most the first 128 bytes of `text` (cut on a
 //!   character boundary, as [`short`] cuts the strings echoed in error messages), followed by
-//!   `…` when it was cut. Control characters are written as `\u{..}` (hex, as Rust's
-//!   `char::escape_unicode` writes them) and a backslash as `\\`, so that a peer can neither
-//!   start a new log line nor write an escape that reads as one of ours.
+//!   `…` when it was cut. Control characters, and the invisible characters that move or hide
+//!   text (line and paragraph separators, bidirectional marks, embeddings, overrides and
+//!   isolates, zero-width characters, the byte order mark), are written as `\u{..}` (hex, as
+//!   Rust's `char::escape_unicode` writes them) and a backslash as `\\`, so that a peer can
+//!   neither start a new log line, nor make one read otherwise than it is written, nor write
+//!   an escape that reads as one of ours.
 //! - It is a `Display` wrapper: nothing is formatted, and nothing allocated, unless the log
 //!   line is written; even then it writes straight to the formatter.
 //! - Use it at every log call site that prints a string that came from a peer (agent ids,
@@ -25,7 +28,7 @@ impl fmt::Display for Escaped<'_> {
         let kept = short(self.0);
         let mut plain = 0;
         for (at, c) in kept.char_indices() {
-            if c.is_control() || c == '\\' {
+            if c.is_control() || moves_text(c) || c == '\\' {
                 f.write_str(&kept[plain..at])?;
                 if c == '\\' {
                     f.write_str("\\\\")?;
@@ -41,6 +44,17 @@ impl fmt::Display for Escaped<'_> {
         }
         Ok(())
     }
+}
+
+/// A character that is not a control character but changes how the text around it reads:
+/// line and paragraph separators, bidirectional marks and controls, zero-width characters and
+/// the byte order mark (Unicode format characters of the General Punctuation block and their
+/// kin).
+fn moves_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+    )
 }
 
 #[cfg(test)]
@@ -68,6 +82,10 @@ mod tests {
             "\\u{0}\\u{1b}[31m\\u{7f}\\u{85}"
         );
         assert_eq!(shown("\\u{a}"), "\\\\u{a}");
+        assert_eq!(
+            shown("a\u{2028}b\u{202e}c\u{200b}d\u{2066}e\u{feff}"),
+            "a\\u{2028}b\\u{202e}c\\u{200b}d\\u{2066}e\\u{feff}"
+        );
         assert!(!shown("x\ny").contains('\n'));
     }
 
