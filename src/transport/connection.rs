@@ -170,6 +170,11 @@ impl Connection {
         self.tls.as_deref().is_some_and(TlsSession::wants_write)
     }
 
+    /// Whether it has a TLS session still in its handshake.
+    pub(super) fn tls_handshaking(&self) -> bool {
+        self.tls.as_deref().is_some_and(TlsSession::is_handshaking)
+    }
+
     /// Queue a TLS close_notify (once, and only after the handshake). Returns whether one was
     /// queued now; a plain connection has none.
     pub(super) fn queue_close_notify(&mut self) -> bool {
