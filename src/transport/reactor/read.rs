@@ -254,7 +254,8 @@ impl<A: App> Reactor<A> {
                     if let (true, Ok(taken)) = (paused, &result) {
                         let rest = &bytes[*taken..];
                         self.inflight += rest.len();
-                        conn.unread.extend_from_slice(rest);
+                        debug_assert!(conn.unread.is_empty(), "taken in `resume`");
+                        conn.unread = Box::from(rest);
                     }
                 }
                 _ => {}
