@@ -78,8 +78,14 @@ impl Certs {
         certs
     }
 
-    /// `NAME.pem` and `NAME.key`: a certificate for `san`, signed by the CA.
+    /// `NAME.pem` and `NAME.key`: a certificate for `san` with a P-256 key, signed by the CA.
     fn signed(&self, name: &str, subject: &str, san: &str, usage: &str) {
+        let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+        self.signed_with(name, &p256, subject, san, usage);
+    }
+
+    /// [`Certs::signed`] with the key `new_key` (the `openssl req` arguments that make it).
+    fn signed_with(&self, name: &str, new_key: &[&str], subject: &str, san: &str, usage: &str) {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
         let pem = format!("{name}.pem");
@@ -89,23 +95,8 @@ impl Certs {
             format!("subjectAltName={san}\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"),
         )
         .unwrap();
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                subject,
-            ],
-        );
+        let request = ["-nodes", "-keyout", &key, "-out", &csr, "-subj", subject];
+        openssl(&self.dir, &[&["req"][..], new_key, &request].concat());
         openssl(
             &self.dir,
             &[
@@ -647,6 +638,80 @@ fn resets_in_the_middle_of_tls_handshakes_leave_a_bystander_unaffected() {
     assert!(eventually(|| gw
         .health_https(&certs)
         .is_some_and(|h| h["clients"] == 1)));
+}
+
+/// A flood of TLS handshakes does not hold the loop for the open connections: 300 sockets,
+/// once the gateway has accepted them all, each send a real ClientHello (to an RSA 2048 key,
+/// whose signatures take the loop far longer than the writes take the test), then a
+/// bystander sends a ping. Its pong arrives while some of the 300 still wait for their
+/// ServerHello (with no share of a turn for handshakes, every ClientHello that arrived before
+/// the ping is answered in the turn that reads the ping, or before); every one of them gets
+/// it after.
+#[test]
+fn a_flood_of_tls_handshakes_shares_the_loop_with_a_bystander() {
+    const FLOOD: usize = 300;
+    let certs = Certs::new();
+    let rsa = ["-newkey", "rsa:2048"];
+    certs.signed_with(
+        "rsa",
+        &rsa,
+        "/CN=localhost",
+        "DNS:localhost,IP:127.0.0.1",
+        "serverAuth",
+    );
+    let mut config = certs.config();
+    config.tls_cert = Some(TlsCertificates::read(certs.path("rsa.pem")).unwrap());
+    config.tls_key = Some(TlsPrivateKey::read(certs.path("rsa.key")).unwrap());
+    config.handshake_timeout_ms = 60_000;
+    let gw = TestGateway::start(config);
+    let mut bystander = Wss::authed(gw.addr, certs.client(false), TOKEN);
+    let name = ServerName::try_from("localhost").unwrap();
+    let hellos: Vec<Vec<u8>> = (0..FLOOD)
+        .map(|_| {
+            let mut conn = ClientConnection::new(certs.client(false), name.clone()).unwrap();
+            let mut hello = Vec::new();
+            conn.write_tls(&mut hello).unwrap();
+            hello
+        })
+        .collect();
+    let mut flood: Vec<TcpStream> = (0..FLOOD)
+        .map(|_| TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    let pending = || {
+        let (_, metrics) = https_get(gw.addr, certs.client(false), "/metrics");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("gateway_handshakes_pending "))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    assert!(eventually(|| pending() >= FLOOD), "every socket accepted");
+    for (sock, hello) in flood.iter_mut().zip(&hellos) {
+        sock.write_all(hello).unwrap();
+    }
+
+    assert_eq!(bystander.request("ping", json!({}))["type"], "pong");
+    let answered = flood
+        .iter()
+        .filter(|sock| {
+            sock.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            let seen = matches!(sock.peek(&mut byte), Ok(n) if n > 0);
+            sock.set_nonblocking(false).unwrap();
+            seen
+        })
+        .count();
+    assert!(
+        answered < FLOOD,
+        "the bystander's ping was answered only after every handshake"
+    );
+    // The rest are served in the turns after: each gets its ServerHello (a handshake record).
+    for sock in &mut flood {
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let mut first = [0u8; 1];
+        sock.read_exact(&mut first).expect("a ServerHello");
+        assert_eq!(first[0], 0x16, "a handshake record");
+    }
 }
 
 #[test]

@@ -244,6 +244,64 @@ fn unmasked_frame_closes_1002() {
     assert_eq!(raw.read_close().map(|c| c.0), Some(1002));
 }
 
+/// A masked text frame of `payload` whose length is sent in 16 bits (`wide` false) or 64 bits
+/// (`wide` true) as `len`, whatever the payload's real length.
+fn frame_with_long_length(payload: &[u8], wide: bool, len: u64) -> Vec<u8> {
+    let mut out = vec![0x81];
+    if wide {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    }
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+#[test]
+fn a_length_not_in_its_shortest_encoding_closes_1002_and_others_are_served() {
+    let gw = TestGateway::start(test_config());
+    let mut bystander = Client::authed(&gw, TOKEN);
+    let ping = br#"{"type":"ping","id":"long"}"#;
+    let n = ping.len() as u64;
+    let cases = [
+        (
+            "16-bit length of a short frame",
+            frame_with_long_length(ping, false, n),
+        ),
+        (
+            "64-bit length of a short frame",
+            frame_with_long_length(ping, true, n),
+        ),
+        (
+            "64-bit length with its top bit set",
+            frame_with_long_length(ping, true, n | 1 << 63),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let mut raw = RawWs::open(&gw);
+        raw.send(&bytes);
+        // The first frame back is the close: the ping inside was not handled.
+        let (_, opcode, payload) = raw.read_frame().expect(name);
+        assert_eq!(opcode, 8, "{name}: {payload:?}");
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002, "{name}");
+        assert!(raw.sees_eof(), "{name}");
+        assert_eq!(
+            bystander.request("ping", json!({}))["type"],
+            "pong",
+            "{name}"
+        );
+    }
+    // The same ping in its shortest encoding is answered.
+    let mut raw = RawWs::open(&gw);
+    raw.send(&frame(1, true, ping, true));
+    assert_eq!(raw.read_json().expect("reply")["replyTo"], "long");
+    assert!(eventually(|| gw.health()["clients"] == 2));
+}
+
 #[test]
 fn frame_over_max_payload_closes_1009_and_too_large_message_is_an_error() {
     let mut config = test_config();

@@ -60,8 +60,9 @@ pub(crate) struct Client {
     pub auth_deadline: Option<Instant>,
     /// Rate limit bucket, when rate limiting is on.
     pub bucket: Option<TokenBucket>,
-    /// Set by `connect`.
-    pub device: Option<Device>,
+    /// Set by `connect`; boxed, so that a connection that never sends one (most idle ones)
+    /// holds 8 bytes for it rather than the 80 of a [`Device`].
+    pub device: Option<Box<Device>>,
     /// What it may do (PROTOCOL section 12); none until it authenticates.
     pub scopes: Scopes,
     /// How it authenticated; [`Via::Open`] until then.
@@ -246,7 +247,7 @@ impl Clients {
         if let Some(user) = &client.user_id {
             index_device(all, per_user, user, seq, conn);
         }
-        client.device = Some(device);
+        client.device = Some(Box::new(device));
         true
     }
 
@@ -275,7 +276,7 @@ impl Clients {
         };
         conns
             .filter_map(|conn| self.get(conn))
-            .filter_map(|client| Some((client, client.device.as_ref()?)))
+            .filter_map(|client| Some((client, client.device.as_deref()?)))
     }
 
     /// Every client in slab index order, starting with the first whose index is at least
@@ -377,6 +378,20 @@ fn unindex_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What every connection costs in the table: a [`Client`] in its slot, whatever it sent.
+    #[test]
+    fn a_client_record_is_small() {
+        use std::mem::size_of;
+        println!(
+            "Client {} (Device {}, rate limit bucket {})",
+            size_of::<Option<Client>>(),
+            size_of::<Device>(),
+            size_of::<Option<TokenBucket>>()
+        );
+        assert!(size_of::<Option<Client>>() <= 160);
+        assert!(size_of::<Option<TokenBucket>>() <= 40);
+    }
 
     fn client(index: u32, generation: u32, id: &str) -> Client {
         Client {

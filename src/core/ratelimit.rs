@@ -9,21 +9,22 @@
 
 use std::time::Instant;
 
-const UNIT: u128 = 1_000_000_000;
+/// A token, in billionths: `max(burst, 1)` tokens fit a `u64` (at most 2^32 × 10^9 < 2^63).
+const UNIT: u64 = 1_000_000_000;
 
 /// One connection's bucket.
 #[derive(Clone, Debug)]
 pub(crate) struct TokenBucket {
     per_sec: u32,
-    capacity: u128,
-    level: u128,
+    capacity: u64,
+    level: u64,
     last: Instant,
 }
 
 impl TokenBucket {
     /// A full bucket refilled at `per_sec` tokens per second holding at most `burst` tokens.
     pub(crate) fn new(per_sec: u32, burst: u32, now: Instant) -> Self {
-        let capacity = u128::from(burst.max(1)) * UNIT;
+        let capacity = u64::from(burst.max(1)) * UNIT;
         TokenBucket {
             per_sec,
             capacity,
@@ -36,7 +37,7 @@ impl TokenBucket {
     /// last refill is counted at the new rate, and a level above the new capacity is cut to it.
     pub(crate) fn set_rate(&mut self, per_sec: u32, burst: u32) {
         self.per_sec = per_sec;
-        self.capacity = u128::from(burst.max(1)) * UNIT;
+        self.capacity = u64::from(burst.max(1)) * UNIT;
         self.level = self.level.min(self.capacity);
     }
 
@@ -45,7 +46,9 @@ impl TokenBucket {
         if now > self.last {
             let elapsed = now.duration_since(self.last).as_nanos();
             let refill = elapsed.saturating_mul(u128::from(self.per_sec));
-            self.level = self.level.saturating_add(refill).min(self.capacity);
+            let room = self.capacity - self.level;
+            // What does not fit is dropped: `refill` is cut to the room left before narrowing.
+            self.level += u64::try_from(refill.min(u128::from(room))).unwrap_or(room);
             self.last = now;
         }
         if self.level >= UNIT {

@@ -75,8 +75,9 @@ pub(super) struct Connection {
     pub outbox: Outbox,
     /// Bytes read and not yet decoded: the rest of a read once the connection's share of a
     /// turn was spent (`reactor/read.rs`); decoded before the socket is read again.
-    /// Unallocated when empty.
-    pub unread: Vec<u8>,
+    /// Unallocated when empty; a boxed slice (16 bytes, not a `Vec`'s 24), since it is only
+    /// ever set whole and taken whole.
+    pub unread: Box<[u8]>,
     /// Readable latch (see the module docs).
     pub readable: bool,
     /// An event reported end of stream, an error or urgent data: read until `WouldBlock`
@@ -140,7 +141,7 @@ impl Connection {
             id,
             state: ConnState::Handshaking { head: Vec::new() },
             outbox: Outbox::default(),
-            unread: Vec::new(),
+            unread: Box::default(),
             readable: true,
             read_to_block: false,
             writable: true,
@@ -168,6 +169,11 @@ impl Connection {
     /// Whether a TLS session holds ciphertext not yet written.
     pub(super) fn tls_owes_bytes(&self) -> bool {
         self.tls.as_deref().is_some_and(TlsSession::wants_write)
+    }
+
+    /// Whether it has a TLS session still in its handshake.
+    pub(super) fn tls_handshaking(&self) -> bool {
+        self.tls.as_deref().is_some_and(TlsSession::is_handshaking)
     }
 
     /// Queue a TLS close_notify (once, and only after the handshake). Returns whether one was
@@ -263,5 +269,24 @@ impl Connection {
                 return Ok(sent);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every socket costs in the reactor's slab, idle.
+    #[test]
+    fn a_connection_record_is_small() {
+        use std::mem::size_of;
+        println!(
+            "Connection {} (state {}, outbox {}, socket {})",
+            size_of::<Connection>(),
+            size_of::<ConnState>(),
+            size_of::<Outbox>(),
+            size_of::<TcpStream>()
+        );
+        assert!(size_of::<Connection>() <= 208);
     }
 }

@@ -364,6 +364,11 @@ mod on {
             self.sent < self.outgoing.len()
         }
 
+        /// Whether the handshake is still under way: neither done nor failed.
+        pub(crate) fn is_handshaking(&self) -> bool {
+            !self.established && !self.failed
+        }
+
         /// Write waiting ciphertext to `out`, once (what it did not take stays).
         pub(crate) fn write_tls(&mut self, out: &mut impl Write) -> io::Result<usize> {
             let n = out.write(&self.outgoing[self.sent..])?;
@@ -538,6 +543,9 @@ mod off {
             match *self {}
         }
         pub(crate) fn wants_write(&self) -> bool {
+            match *self {}
+        }
+        pub(crate) fn is_handshaking(&self) -> bool {
             match *self {}
         }
         pub(crate) fn write_tls(&mut self, _out: &mut impl Write) -> io::Result<usize> {

@@ -8,7 +8,7 @@
 //!   unfinished data message and of an unfinished control frame (one `Vec`, freed as soon as
 //!   the message is delivered). An idle decoder owns no heap memory.
 //! - Every protocol violation is a [`CloseError`] carrying the close code to send: 1002 for
-//!   framing errors, 1007 for invalid UTF-8 (detected as soon as it is certain), 1009 for a
+//!   framing errors (a length not in its shortest encoding among them), 1007 for invalid UTF-8 (detected as soon as it is certain), 1009 for a
 //!   frame or message over [`CodecLimits::max_payload`] (checked on the header, before any
 //!   allocation), 1008 `Server busy` for payload bytes that would make the message in
 //!   progress hold more than [`CodecLimits::max_held`] (checked as they arrive, so a header
@@ -73,6 +73,8 @@ const STRAY_CONTINUATION: CloseError = protocol_error("Continuation without a me
 const NESTED_MESSAGE: CloseError = protocol_error("New message inside a fragmented one");
 const SHORT_CLOSE: CloseError = protocol_error("Close payload of one byte");
 const BAD_CLOSE_CODE: CloseError = protocol_error("Invalid close code");
+const LONG_LENGTH: CloseError = protocol_error("Length not in its shortest encoding");
+const LENGTH_TOP_BIT: CloseError = protocol_error("Length with its top bit set");
 const INVALID_UTF8: CloseError = CloseError {
     code: 1007,
     reason: "Invalid UTF-8",
@@ -448,9 +450,24 @@ impl Decoder {
 fn parse_header(bytes: &[u8]) -> Result<Option<(FrameHeader, u64, usize)>, CloseError> {
     let mut cursor = Cursor::new(bytes);
     match FrameHeader::parse(&mut cursor) {
-        Ok(Some((header, len))) => Ok(Some((header, len, cursor.position() as usize))),
+        Ok(Some((header, len))) => {
+            check_length_encoding(bytes[1], len)?;
+            Ok(Some((header, len, cursor.position() as usize)))
+        }
         Ok(None) => Ok(None),
         Err(_) => Err(RESERVED_OPCODE),
+    }
+}
+
+/// Checks that a header's length, `len`, was sent as RFC 6455 section 5.2 requires, given the
+/// header's second byte: in the fewest bytes (a 16-bit length is 126 or more, a 64-bit one
+/// 65 536 or more), and a 64-bit length with its most significant bit clear.
+fn check_length_encoding(second: u8, len: u64) -> Result<(), CloseError> {
+    match second & 0x7F {
+        126 if len < 126 => Err(LONG_LENGTH),
+        127 if len >> 63 != 0 => Err(LENGTH_TOP_BIT),
+        127 if len < 65_536 => Err(LONG_LENGTH),
+        _ => Ok(()),
     }
 }
 

@@ -57,7 +57,7 @@ pub(crate) fn hello_presence(
     // The sender's own device, when it may see it at all.
     let own = clients
         .get(conn)
-        .and_then(|c| c.device.as_ref())
+        .and_then(|c| c.device.as_deref())
         .filter(|own| {
             visible(clients, conn, own.seq)
                 .next()

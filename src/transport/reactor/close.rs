@@ -145,7 +145,7 @@ impl<A: App> Reactor<A> {
         }
         let lingering = matches!(conn.state, ConnState::Closing { .. });
         self.inflight -= conn.message_bytes(); // the decoder goes, and its bytes with it
-        conn.unread = Vec::new();
+        conn.unread = Box::default();
         conn.state = ConnState::Finishing;
         self.out.mark_dirty(conn);
         if !lingering {

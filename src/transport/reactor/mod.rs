@@ -13,7 +13,8 @@
 //!    turn (`TURN_SHARE` of its messages; the rest of that read is kept for its next turn,
 //!    decoded before its socket is read again); one left unfinished stays in the ready
 //!    queue with its latch set or its unread bytes (`read.rs`, `upgrade.rs`; on a TLS
-//!    listener the ciphertext goes through the connection's session first, `tls.rs`);
+//!    listener the ciphertext goes through the connection's session first, `tls.rs`, and
+//!    the TLS handshakes of a turn stop after `HANDSHAKE_SHARE`, the rest left for the next);
 //! 4. drain handle commands within a budget (`commands.rs`);
 //! 5. expire timers: handshake deadline, heartbeat and idle timeout, message timeout, close
 //!    linger, app timers (`expire.rs`, on the wheel of `deadlines.rs`);
@@ -150,6 +151,9 @@ pub struct Reactor<A: App> {
     share_ends: Instant,
     /// Whether other connections had bytes to flush when that pump began (`read.rs`).
     owed_before: bool,
+    /// The time this turn's step 3 spent feeding TLS sessions in their handshake (`tls.rs`);
+    /// past `HANDSHAKE_SHARE` the others in theirs wait for the next turn (`read.rs`).
+    handshake_spent: Duration,
     state: RunState,
     shutdown_deadline: Option<Instant>,
     stats: TransportStats,
@@ -211,6 +215,7 @@ impl<A: App> Reactor<A> {
             inflight: 0,
             share_ends: now,
             owed_before: false,
+            handshake_spent: Duration::ZERO,
             state: RunState::Running,
             shutdown_deadline: None,
             stats: TransportStats::default(),

@@ -16,6 +16,12 @@
 //! sender fanning out) is not cut into turns for nobody. The unread bytes count against
 //! `max_inflight_bytes` like a message in progress; when they would pass it, the read is
 //! handled whole, as if there were no share.
+//!
+//! The TLS handshakes' share of a turn: once the sessions fed in their handshake this turn
+//! have taken [`HANDSHAKE_SHARE`] (`tls.rs` counts it; one handshake at least), a connection
+//! still in its TLS handshake is not read in this turn: its latch is left set and it goes back
+//! to the ready queue, so the connections after it in the queue are served before the next
+//! handshake.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -25,7 +31,7 @@ use crate::transport::connection::{ConnState, ReadResult};
 use crate::ws::codec::{self, CodecLimits, Incoming, OutKind};
 
 use super::deadlines::message_timeout;
-use super::ready::queue_ready;
+use super::ready::{queue_ready, HANDSHAKE_SHARE};
 use super::slots::{key_of, token_of};
 use super::Reactor;
 
@@ -41,6 +47,7 @@ impl<A: App> Reactor<A> {
     /// once.
     pub(super) fn pump_ready(&mut self, now: Instant) {
         self.pump_links(now);
+        self.handshake_spent = Duration::ZERO;
         let rounds = self.ready.len();
         for _ in 0..rounds {
             let Some(key) = self.ready.pop_front() else {
@@ -51,6 +58,11 @@ impl<A: App> Reactor<A> {
             };
             conn.in_ready = false;
             if !conn.readable && conn.unread.is_empty() {
+                continue;
+            }
+            if self.handshake_spent >= HANDSHAKE_SHARE && conn.tls_handshaking() {
+                // The turn's handshakes are spent: its latch keeps it for the next turn.
+                queue_ready(&mut self.ready, conn);
                 continue;
             }
             let tls = conn.tls.is_some();
@@ -242,7 +254,8 @@ impl<A: App> Reactor<A> {
                     if let (true, Ok(taken)) = (paused, &result) {
                         let rest = &bytes[*taken..];
                         self.inflight += rest.len();
-                        conn.unread.extend_from_slice(rest);
+                        debug_assert!(conn.unread.is_empty(), "taken in `resume`");
+                        conn.unread = Box::from(rest);
                     }
                 }
                 _ => {}

@@ -3,6 +3,7 @@
 //! (`in_ready`). Pumping the queue is `read.rs`.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use crate::transport::connection::Connection;
 
@@ -15,6 +16,9 @@ pub(super) const READ_BUF: usize = 64 * 1024;
 pub(super) const TLS_READ_BUF: usize = 16 * 1024 + 512;
 /// The plaintext buffer of TLS reads gives back its memory above this.
 pub(super) const TLS_PLAIN_KEEP: usize = 256 * 1024;
+/// The time a turn spends on TLS handshakes (`tls.rs`) past which the connections still in
+/// theirs wait for the next turn (`read.rs`): one handshake at least is fed in each turn.
+pub(super) const HANDSHAKE_SHARE: Duration = Duration::from_millis(1);
 /// Put `conn` in the ready queue to be pumped (once).
 pub(super) fn queue_ready(ready: &mut VecDeque<usize>, conn: &mut Connection) {
     if !conn.in_ready {

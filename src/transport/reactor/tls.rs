@@ -6,7 +6,10 @@
 //! two reads is the start of a record (or of a handshake message) at most. The plaintext goes through one buffer of the
 //! reactor's (`tls_plain`) to `read.rs`.
 //!
-//! The readable latch and the read budget work as for a plain connection, on ciphertext. What
+//! The readable latch and the read budget work as for a plain connection, on ciphertext. The
+//! time spent feeding a session still in its handshake (the server's signature, the key
+//! exchange) is added to the turn's `handshake_spent`, which bounds the handshakes of a turn
+//! (`read.rs`). What
 //! the session has to say back (its handshake, an alert) puts the connection on the list to
 //! flush. A session that fails (bytes that are not TLS, a refused handshake, a bad record)
 //! gets no HTTP answer: its alert, if any, is written and the connection finishes. Once a
@@ -79,7 +82,11 @@ impl<A: App> Reactor<A> {
             return Next::Stop;
         };
         let mut plain = std::mem::take(&mut self.tls_plain);
+        let handshake_began = tls.is_handshaking().then(Instant::now);
         let fed = tls.feed(input, &mut plain);
+        if let Some(began) = handshake_began {
+            self.handshake_spent += began.elapsed();
+        }
         if tls.wants_write() {
             self.out.mark_dirty(conn); // a handshake message or an alert to send
         }

@@ -166,6 +166,85 @@ fn protocol_errors_close_with_1002() {
     }
 }
 
+/// A masked frame of `payload` announcing `len` in the form `form` picks (0: in the second
+/// byte, 1: in 16 bits, 2: in 64 bits), whatever the payload's real length.
+fn frame_with_length(first: u8, form: u8, len: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    match form {
+        0 => out.push(0x80 | len as u8),
+        1 => {
+            out.push(0x80 | 126);
+            out.extend((len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x80 | 127);
+            out.extend(len.to_be_bytes());
+        }
+    }
+    out.extend(MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    out
+}
+
+#[test]
+fn a_length_not_in_its_shortest_encoding_closes_with_1002() {
+    let refused: Vec<(&str, Vec<u8>)> = vec![
+        ("16-bit 0", frame_with_length(0x81, 1, 0, b"")),
+        ("16-bit 5", frame_with_length(0x81, 1, 5, b"hello")),
+        ("16-bit 125", frame_with_length(0x82, 1, 125, &[7; 125])),
+        ("16-bit ping", frame_with_length(0x89, 1, 4, b"ping")),
+        ("16-bit close", frame_with_length(0x88, 1, 0, b"")),
+        ("64-bit 0", frame_with_length(0x82, 2, 0, b"")),
+        ("64-bit 5", frame_with_length(0x81, 2, 5, b"hello")),
+        ("64-bit 125", frame_with_length(0x82, 2, 125, &[7; 125])),
+        ("64-bit 126", frame_with_length(0x82, 2, 126, &[7; 126])),
+        (
+            "64-bit 65535",
+            frame_with_length(0x82, 2, 65_535, &[7; 65_535]),
+        ),
+        ("64-bit pong", frame_with_length(0x8A, 2, 0, b"")),
+        ("64-bit top bit", frame_with_length(0x82, 2, 1 << 63, b"")),
+        ("64-bit all ones", frame_with_length(0x82, 2, u64::MAX, b"")),
+        ("top bit ping", frame_with_length(0x89, 2, 1 << 63, b"")),
+        (
+            "a continuation",
+            [frame(false, 0x1, b"a"), frame_with_length(0x80, 1, 1, b"b")].concat(),
+        ),
+    ];
+    for (name, input) in &refused {
+        let mut decoder = Decoder::default();
+        let mut items = 0;
+        let result = decoder.decode(&mut input.clone(), &Cell::new(LIMITS), &mut |_| {
+            items += 1;
+            true
+        });
+        assert_eq!(result.map_err(|e| e.code), Err(1002), "{name}");
+        assert_eq!(items, 0, "{name}: nothing is delivered");
+        // The same header arriving a byte at a time is refused too.
+        let cuts: Vec<usize> = (1..input.len().min(16)).collect();
+        let split = feed(&mut Decoder::default(), input, &cuts, LIMITS);
+        assert_eq!(split.map_err(|e| e.code), Err(1002), "{name}, split");
+    }
+    let shortest = [
+        frame_with_length(0x81, 0, 125, &[b'a'; 125]),
+        frame_with_length(0x81, 1, 126, &[b'a'; 126]),
+        frame_with_length(0x82, 1, 65_535, &[1; 65_535]),
+        frame_with_length(0x82, 2, 65_536, &[1; 65_536]),
+    ];
+    for input in shortest {
+        let items = decode_all(&input).expect("the shortest encoding is accepted");
+        assert_eq!(items.len(), 1);
+    }
+    // The length's form is checked before the limits: an over-long form is 1002, not 1009.
+    let small = CodecLimits {
+        max_payload: 10,
+        max_held: usize::MAX,
+    };
+    let input = frame_with_length(0x82, 2, 100, &[0; 100]);
+    let result = feed(&mut Decoder::default(), &input, &[], small);
+    assert_eq!(result.unwrap_err().code, 1002);
+}
+
 #[test]
 fn valid_close_codes_are_delivered() {
     for code in [
@@ -349,7 +428,7 @@ fn limits_changed_by_the_callback_apply_to_the_next_frame() {
 
 #[test]
 fn huge_length_is_refused_before_any_allocation() {
-    for len in [1u64 << 63, u64::MAX, (1 << 20) + 1] {
+    for len in [(1u64 << 63) - 1, 1 << 62, (1 << 20) + 1] {
         let mut input = vec![0x82, 0x80 | 127];
         input.extend(len.to_be_bytes());
         input.extend(MASK);
