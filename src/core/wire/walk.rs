@@ -174,6 +174,21 @@ fn word_at(bytes: &[u8], pos: usize) -> Option<u64> {
     Some(u64::from_le_bytes(chunk))
 }
 
+/// Where the string whose `"` is at `at` ends (right after its closing `"`), when that `"`
+/// is among the 16 bytes after the opening one with no `\\` or control character before
+/// it: a short string without escapes, which the walk passes without a call.
+#[inline]
+fn short_string(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut from = at + 1;
+    let mut found = specials(word_at(bytes, from)?);
+    if found == 0 {
+        from += 8;
+        found = specials(word_at(bytes, from)?);
+    }
+    let end = from + (found.trailing_zeros() / 8) as usize;
+    (found != 0 && bytes.get(end) == Some(&b'"')).then_some(end + 1)
+}
+
 /// A key of an open object: its text is `bytes[start..end]` of the input, or of
 /// `Walker::decoded` when it had escapes; `hash`: [`key_hash`] of that text, taken as the key
 /// is read (the text is in the cache then).
@@ -600,8 +615,9 @@ impl<'a, 'o> Walker<'a, 'o> {
         loop {
             // Eight bytes at a time to the first `"`, `\` or control character.
             let mut at = self.pos;
-            while let Some(word) = word_at(bytes, at) {
-                let found = specials(word);
+            for chunk in bytes.get(at..).unwrap_or_default().chunks_exact(8) {
+                let word: [u8; 8] = chunk.try_into().unwrap_or_default();
+                let found = specials(u64::from_le_bytes(word));
                 if found != 0 {
                     at += (found.trailing_zeros() / 8) as usize;
                     break;
@@ -680,9 +696,15 @@ impl<'a, 'o> Walker<'a, 'o> {
         if self.peek()? != b'"' {
             return refuse(KEY, self.pos);
         }
+        let start = self.pos;
+        let escaped = match short_string(self.bytes, start) {
+            Some(end) => {
+                self.pos = end;
+                false
+            }
+            None => self.string(mode, mode == Mode::Strict || self.out.is_some())?,
+        };
         if mode == Mode::Strict {
-            let start = self.pos;
-            let escaped = self.string(mode, true)?;
             let seed = self.keys.seed();
             let key = if escaped {
                 let at = self.decoded.len();
@@ -705,18 +727,16 @@ impl<'a, 'o> Walker<'a, 'o> {
             if self.keys.push(key, self.bytes, &self.decoded) {
                 self.reading(DUPLICATE, start)?;
             }
-            if let Some(out) = self.out.as_deref_mut() {
-                if escaped {
-                    let text = std::str::from_utf8(&self.scratch).map_err(|_| Stop::Unsure)?;
-                    write_str(out, text);
-                } else {
-                    out.extend_from_slice(&self.bytes[start..self.pos]);
-                }
-            }
-            Ok(())
-        } else {
-            self.string_out(mode)
         }
+        if let Some(out) = self.out.as_deref_mut() {
+            if escaped {
+                let text = std::str::from_utf8(&self.scratch).map_err(|_| Stop::Unsure)?;
+                write_str(out, text);
+            } else {
+                out.extend_from_slice(&self.bytes[start..self.pos]);
+            }
+        }
+        Ok(())
     }
 
     /// A refusal where a value ended inside a container (`object`: an object), no `,` or
@@ -870,15 +890,20 @@ impl<'a, 'o> Walker<'a, 'o> {
     }
 
     /// Mark the 8 levels from `level` on as arrays in the bit stack, whose first word (the
-    /// levels below 64) is `low`.
+    /// levels below 64) is `low`: returns that word.
     #[inline]
-    fn mark_arrays(&mut self, low: &mut u64, level: usize) {
+    fn mark_arrays(&mut self, low: u64, level: usize) -> u64 {
         let (word, bit) = (level / 64, level % 64);
-        let first = if word == 0 { low } else { &mut self.open[word] };
-        *first &= !(0xff << bit);
+        let mut low = low;
+        if word == 0 {
+            low &= !(0xff << bit);
+        } else {
+            self.open[word] &= !(0xff << bit);
+        }
         if bit > 56 {
             self.open[word + 1] &= !(0xff >> (64 - bit));
         }
+        low
     }
 
     /// Whether the 8 levels from `level` on are all arrays (`low`: as in [`Self::mark_arrays`]).
@@ -927,6 +952,8 @@ impl<'a, 'o> Walker<'a, 'o> {
         let mut depth = 0usize;
         let mut object = false;
         let mut low = 0u64;
+        // Whether the container closing next is an object that was empty (no keys pushed).
+        let mut empty = false;
         loop {
             // A value is expected.
             let Some(&(mut c)) = bytes.get(pos) else {
@@ -965,9 +992,16 @@ impl<'a, 'o> Walker<'a, 'o> {
                     pos = self.pos;
                 }
             } else if c == b'"' {
-                self.pos = pos;
-                self.string_out(mode)?;
-                pos = self.pos;
+                if let Some(end) = short_string(bytes, pos) {
+                    if writing {
+                        self.emit(&bytes[pos..end]);
+                    }
+                    pos = end;
+                } else {
+                    self.pos = pos;
+                    self.string_out(mode)?;
+                    pos = self.pos;
+                }
                 if writing {
                     self.budget()?;
                 }
@@ -986,12 +1020,12 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
                 object = c == b'{';
                 let (word, bit) = (depth / 64, depth % 64);
-                let kinds = if word == 0 {
-                    &mut low
+                if word == 0 {
+                    low = (low & !(1 << bit)) | (u64::from(object) << bit);
                 } else {
-                    &mut self.open[word]
-                };
-                *kinds = (*kinds & !(1 << bit)) | (u64::from(object) << bit);
+                    let kinds = &mut self.open[word];
+                    *kinds = (*kinds & !(1 << bit)) | (u64::from(object) << bit);
+                }
                 depth += 1;
                 pos += 1;
                 if writing {
@@ -1000,17 +1034,13 @@ impl<'a, 'o> Walker<'a, 'o> {
                 if !object {
                     // Runs of `[`, 8 at a time.
                     while depth + 8 <= max_depth && word_at(bytes, pos) == Some(ONES * 0x5b) {
-                        self.mark_arrays(&mut low, depth);
+                        low = self.mark_arrays(low, depth);
                         depth += 8;
                         pos += 8;
                         if writing {
                             self.emit(b"[[[[[[[[");
                         }
                     }
-                }
-                if object && strict {
-                    let at = (self.keys.keys.len(), self.decoded.len());
-                    self.keys.starts.push(at);
                 }
                 let Some(&(mut c)) = bytes.get(pos) else {
                     return refuse(END, pos);
@@ -1024,13 +1054,18 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
                 if c != if object { b'}' } else { b']' } {
                     if object {
+                        if strict {
+                            let at = (self.keys.keys.len(), self.decoded.len());
+                            self.keys.starts.push(at);
+                        }
                         self.pos = pos;
                         self.key(mode, true)?;
                         pos = self.pos;
                     }
                     continue;
                 }
-                // Empty: closed below, at its end byte.
+                // Empty: closed below, at its end byte (an object without keys to check).
+                empty = object;
             } else if c == b't' || c == b'f' || c == b'n' {
                 self.pos = pos;
                 self.literal()?;
@@ -1114,9 +1149,10 @@ impl<'a, 'o> Walker<'a, 'o> {
                 if writing {
                     self.emit(&[c]);
                 }
-                if object && strict {
+                if object && strict && !empty {
                     self.close_object(pos - 1)?;
                 }
+                empty = false;
                 if writing {
                     self.budget()?;
                 }
