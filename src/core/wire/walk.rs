@@ -299,18 +299,27 @@ impl Keys {
     }
 
     /// Add `key` to the innermost open object: `true` when that object has at most
-    /// [`PAIRWISE`] keys and an equal one among them.
+    /// [`PAIRWISE`] keys and an equal one among them (compared by text only where the hashes
+    /// are equal).
     #[inline]
     fn push(&mut self, key: Key, bytes: &[u8], decoded: &[u8]) -> bool {
         let object = self.starts.last().map_or(0, |s| s.0);
-        let duplicate = self.keys.len() - object < PAIRWISE && {
-            let text = key_text(&key, bytes, decoded);
-            self.keys[object..]
-                .iter()
-                .any(|other| other.hash == key.hash && key_text(other, bytes, decoded) == text)
-        };
+        let others = self.keys.get(object..).unwrap_or_default();
+        let duplicate = others.len() < PAIRWISE
+            && others.iter().any(|other| other.hash == key.hash)
+            && Self::same_text(others, &key, bytes, decoded);
         self.keys.push(key);
         duplicate
+    }
+
+    /// Whether one of `others` has the text of `key`.
+    #[cold]
+    #[inline(never)]
+    fn same_text(others: &[Key], key: &Key, bytes: &[u8], decoded: &[u8]) -> bool {
+        let text = key_text(key, bytes, decoded);
+        others
+            .iter()
+            .any(|other| other.hash == key.hash && key_text(other, bytes, decoded) == text)
     }
 
     /// The innermost open object ended: whether two of its keys are equal (checked here when
@@ -672,9 +681,46 @@ impl<'a, 'o> Walker<'a, 'o> {
     }
 
     /// An object key at `pos` (after white space), then white space and the `:`; `first`
-    /// when it is its object's first (for `lag`).
-    #[inline(never)]
+    /// when it is its object's first (for `lag`). A short key without escapes with its `:`
+    /// right after it, in a walk that writes nothing, is read here; any other in
+    /// [`Self::key_slow`].
+    #[inline]
     fn key(&mut self, mode: Mode, first: bool) -> Step {
+        let (bytes, start) = (self.bytes, self.pos);
+        if self.out.is_none() && bytes.get(start) == Some(&b'"') {
+            if let Some(end) = short_string(bytes, start) {
+                if bytes.get(end) == Some(&b':') {
+                    self.pos = end;
+                    if mode == Mode::Strict {
+                        let seed = self.keys.seed();
+                        let key = Key {
+                            hash: key_hash(bytes, start + 1, end - 1, seed),
+                            start: (start + 1) as u32,
+                            end: (end - 1) as u32,
+                            decoded: false,
+                        };
+                        if self.keys.push(key, bytes, &self.decoded) {
+                            let refused = self.reading(DUPLICATE, start);
+                            if refused.is_err() {
+                                if !first {
+                                    self.lag = -1;
+                                }
+                                return refused;
+                            }
+                        }
+                    }
+                    // The `:`.
+                    self.pos = end + 1;
+                    return Ok(());
+                }
+            }
+        }
+        self.key_slow(mode, first)
+    }
+
+    /// [`Self::key`], any key.
+    #[inline(never)]
+    fn key_slow(&mut self, mode: Mode, first: bool) -> Step {
         if let Err(stop) = self.key_string(mode) {
             if !first {
                 self.lag = -1;
@@ -697,7 +743,12 @@ impl<'a, 'o> Walker<'a, 'o> {
             return refuse(KEY, self.pos);
         }
         let start = self.pos;
-        let escaped = match short_string(self.bytes, start) {
+        // A walk that writes nothing has looked for a short key in `key` already.
+        let short = self
+            .out
+            .as_ref()
+            .and_then(|_| short_string(self.bytes, start));
+        let escaped = match short {
             Some(end) => {
                 self.pos = end;
                 false
