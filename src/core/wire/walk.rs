@@ -36,7 +36,9 @@
 //! - No `unsafe`. The steps other than the hot loop of [`Walker::value`] (strings, keys,
 //!   numbers that are not plain integers, literals, the duplicate-key check) are
 //!   `#[inline(never)]`, which keeps that loop's registers its own (measured: fewer
-//!   instructions per element).
+//!   instructions per element). A string value of at most 15 bytes without escapes is
+//!   passed in the loop, without a call; such a key, its `:` right after it, without the
+//!   general key path; and the first 64 levels of the bit stack are a register of the loop.
 //!
 //! Modes, one per way `serde_json` reads a value ([`Mode`]): `Skip` is how it passes over a
 //! value it does not keep (`IgnoredAny`, `RawValue`); `Read` is how it reads a value into a
