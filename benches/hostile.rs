@@ -3,7 +3,7 @@
 //! `prlimit --as`), over the wire protocol only. Every figure is printed beside a baseline
 //! measured in the same run; nothing is asserted.
 //!
-//! Five phases, each on fresh gateway processes (the configuration is the built-in defaults,
+//! Six phases, each on fresh gateway processes (the configuration is the built-in defaults,
 //! `--config /dev/null`, plus 64 tokens of 64 users and `HOSTILE_SET`; every size below is
 //! read from `--print-config`, so the attacks follow the limits):
 //! 1. agents: `HOSTILE_AGENTS` agents registered at `max_agent_bytes` (capabilities with
@@ -22,7 +22,11 @@
 //! 5. refusals: messages of about `max_message_size` refused at their last bytes (a `chat`
 //!    relay with a duplicate key, a lone surrogate or `1e999999` at the end of its payload,
 //!    an `agent_register` with a syntax error at its end), each beside the same message
-//!    accepted (the relay without its fault, the `agent_register` with its array whole).
+//!    accepted (the relay without its fault, the `agent_register` with its array whole);
+//! 6. shapes: `chat` relays of about `max_message_size` made of many small values (distinct
+//!    keys of one object: short, written with an escape, long; small objects, empty objects
+//!    and empty strings in an array), a `session_patch` whose patch is the wide object,
+//!    beside a relay of one long string.
 //!
 //! Figures:
 //! - RSS per stored byte: `VmRSS` growth of the gateway while the records are stored, minus
@@ -839,6 +843,165 @@ fn phase_refusals(bench: &mut Bench) -> Result<(), String> {
     Ok(())
 }
 
+/// `items` joined by `,` between `open` and `close`, as many as fit in `len` bytes (`item(i)`
+/// is the `i`th); and how many.
+fn filled(len: usize, open: &str, close: &str, item: impl Fn(usize) -> String) -> (String, usize) {
+    let mut s = String::from(open);
+    let mut n = 0;
+    loop {
+        let next = item(n);
+        if s.len() + next.len() + 1 + close.len() > len {
+            break;
+        }
+        if n > 0 {
+            s.push(',');
+        }
+        s.push_str(&next);
+        n += 1;
+    }
+    s.push_str(close);
+    (s, n)
+}
+
+fn phase_shapes(bench: &mut Bench) -> Result<(), String> {
+    // Sized as the refusals phase's relays, so that a delivery would fit too.
+    let size = bench
+        .lim
+        .max_message_size
+        .saturating_sub(payloads::ENVELOPE + 32 + 256);
+    println!(
+        "== shapes: relays of about {size} B of many small JSON values, beside one long string, on a fresh gateway"
+    );
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    let quiet = quiet_window(&by, bench.s.quiet);
+    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
+        Client::authed(&gw.url, &attacker_token(0))
+    });
+    let url = gw.url.clone();
+    let string = format!(r#"{{"s":"{}"}}"#, "x".repeat(size - 8));
+    let wide = filled(size, "{", "}", |i| format!(r#""k{i:07}":0"#));
+    let escaped = filled(size, "{", "}", |i| format!(r#""\u006b{i:07}":0"#));
+    let long = filled(size, "{", "}", |i| {
+        format!(r#""{}{i:07}":0"#, "k".repeat(57))
+    });
+    let objects = filled(size, r#"{"a":["#, "]}", |_| r#"{"a":0}"#.to_owned());
+    let empty = filled(size, r#"{"a":["#, "]}", |_| "{}".to_owned());
+    let strings = filled(size, r#"{"a":["#, "]}", |_| r#""""#.to_owned());
+    let relay = |payload: &str| {
+        Frame::new(&format!(
+            r#"{{"type":"chat","id":"@","sessionId":"shapes","payload":{payload}}}"#
+        ))
+    };
+    let patch = Frame::new(&payloads::message(
+        "session_patch",
+        &format!(r#"{{"sessionKey":"shapes","patch":{}}}"#, wide.0),
+    ));
+    let attacks = [
+        (
+            "shape_string",
+            "one string".to_owned(),
+            relay(&string),
+            false,
+        ),
+        (
+            "shape_wide",
+            format!("{} distinct keys of 8 bytes in one object", wide.1),
+            relay(&wide.0),
+            false,
+        ),
+        (
+            "shape_wide_escaped",
+            format!(
+                "{} distinct keys written with an escape (\\u006b...)",
+                escaped.1
+            ),
+            relay(&escaped.0),
+            false,
+        ),
+        (
+            "shape_wide_long",
+            format!("{} distinct keys of 64 bytes", long.1),
+            relay(&long.0),
+            false,
+        ),
+        (
+            "shape_objects",
+            format!("{} objects {{\"a\":0}} in an array", objects.1),
+            relay(&objects.0),
+            false,
+        ),
+        (
+            "shape_empty_objects",
+            format!("{} objects {{}} in an array", empty.1),
+            relay(&empty.0),
+            false,
+        ),
+        (
+            "shape_strings",
+            format!("{} strings \"\" in an array", strings.1),
+            relay(&strings.0),
+            false,
+        ),
+        (
+            "shape_patch_wide",
+            format!(
+                "a patch of {} distinct keys of 8 bytes (refused: past the metadata limit)",
+                wide.1
+            ),
+            patch,
+            true,
+        ),
+    ];
+    for (key, what, mut frame, replied) in attacks {
+        let label = format!(
+            "{} {} B, {what}",
+            if replied {
+                "session_patch"
+            } else {
+                "chat relay"
+            },
+            frame.message_len()
+        );
+        let run = loop_attack(
+            bench,
+            &mut gw,
+            &by,
+            Reps::Exactly(bench.s.heavy_reps),
+            || {
+                let mut c = Client::authed(&url, &attacker_token(0))?;
+                let create = payloads::message("session_create", r#"{"sessionId":"shapes"}"#);
+                if c.expect(&create, "session_info").is_err() {
+                    let join = payloads::message("session_join", r#"{"sessionId":"shapes"}"#);
+                    c.expect(&join, "session_info")?;
+                }
+                Ok(c)
+            },
+            |c, _, deadline| {
+                if replied {
+                    c.request(&mut frame, deadline)
+                } else {
+                    c.send_then_ping(&mut frame, deadline)
+                }
+            },
+        );
+        loop_rows(
+            &mut bench.report,
+            key,
+            &label,
+            &run,
+            &quiet,
+            &ping,
+            bench.s.cpu_ticks,
+        );
+        if run.stuck {
+            return Ok(());
+        }
+    }
+    survival_row(&mut bench.report, "shapes", &mut gw, bench.address_space);
+    Ok(())
+}
+
 /// One phase of the bench; an error ends that phase only.
 type Phase = fn(&mut Bench) -> Result<(), String>;
 
@@ -912,12 +1075,13 @@ fn main() {
         address_space,
         report: Report::default(),
     };
-    let phases: [(&str, Phase); 5] = [
+    let phases: [(&str, Phase); 6] = [
         ("agents", phase_agents),
         ("sessions", phase_sessions),
         ("devices", phase_devices),
         ("events", phase_events),
         ("refusals", phase_refusals),
+        ("shapes", phase_shapes),
     ];
     let only = std::env::var("HOSTILE_PHASES").unwrap_or_default();
     let t0 = Instant::now();

@@ -21,6 +21,9 @@
 //!   patch value that holds an object (a `{` anywhere in its text) is read as a `Value`, to
 //!   sort its keys, after its compact text has fit. The result is refused as soon as what is
 //!   written passes `limit`, so an oversized patch costs at most `limit` bytes of output.
+//! - The patch's members are read only while those other than `null` could still fit in
+//!   `limit` (see [`Bounded`]): a patch of many members past the limit is refused after
+//!   reading about `limit` bytes of them, before any sort.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -38,7 +41,9 @@ type Member<'a> = (Cow<'a, str>, &'a RawValue);
 
 /// `stored` with the members of `patch` merged in, within `limit` bytes (see the contract).
 pub(crate) fn merge(stored: &str, patch: &[u8], limit: usize) -> Option<Box<str>> {
-    let patch = sorted(serde_json::from_slice::<Members<'_>>(patch).ok()?.0);
+    let mut de = serde_json::Deserializer::from_slice(patch);
+    let read = Bounded(limit).deserialize(&mut de);
+    let patch = sorted(read.and_then(|members| de.end().map(|()| members)).ok()?.0);
     let room = stored.len().saturating_add(patch_len(&patch)).min(limit);
     let mut merger = Merger::new(&patch, limit, room);
     let mut de = serde_json::Deserializer::from_str(stored);
@@ -244,23 +249,47 @@ struct Members<'a>(Vec<Member<'a>>);
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct List;
-        impl<'de> Visitor<'de> for List {
-            type Value = Members<'de>;
+        Bounded(usize::MAX).deserialize(d)
+    }
+}
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
+/// The members of a patch whose result is at most this many bytes: the read stops with an
+/// error as soon as the members other than `null` read so far could not fit (each adds at
+/// least its key quoted, a `:`, one byte of value and a `,` or the `{`; the keys of a
+/// patch are distinct), so a patch far past the limit costs the reading of about the
+/// limit's worth of members, not of the whole patch.
+struct Bounded(usize);
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut members = Vec::new();
-                while let Some(key) = map.next_key_seed(Key)? {
-                    members.push((key, map.next_value()?));
+impl<'de> DeserializeSeed<'de> for Bounded {
+    type Value = Members<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut members = Vec::new();
+        // The least the result can be: its `}`, then what each member adds.
+        let mut least = 1usize;
+        while let Some(key) = map.next_key_seed(Key)? {
+            let value: &RawValue = map.next_value()?;
+            if value.get() != "null" {
+                least = least.saturating_add(key.len() + 5);
+                if least > self.0 {
+                    return Err(de::Error::custom("the patch's members pass the limit"));
                 }
-                Ok(Members(members))
             }
+            members.push((key, value));
         }
-        d.deserialize_map(List)
+        Ok(Members(members))
     }
 }
 
@@ -439,6 +468,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_patch_of_more_members_than_fit_is_refused_and_one_of_nulls_is_not() {
+        let keys: Vec<String> = (0..20_000).map(|i| format!(r#""k{i}""#)).collect();
+        let wide = format!("{{{}}}", keys.join(":0,") + ":0");
+        assert_eq!(merge("{}", wide.as_bytes(), 65_536), None);
+        assert_eq!(by_tree("{}", &wide, 65_536), None);
+        let nulls = format!("{{{}}}", keys.join(":null,") + ":null");
+        let stored = r#"{"k1":1,"k19999":2,"x":3}"#;
+        assert_eq!(
+            merge(stored, nulls.as_bytes(), 65_536).as_deref(),
+            Some(r#"{"x":3}"#)
+        );
     }
 
     #[test]

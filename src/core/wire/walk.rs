@@ -36,7 +36,9 @@
 //! - No `unsafe`. The steps other than the hot loop of [`Walker::value`] (strings, keys,
 //!   numbers that are not plain integers, literals, the duplicate-key check) are
 //!   `#[inline(never)]`, which keeps that loop's registers its own (measured: fewer
-//!   instructions per element).
+//!   instructions per element). A string value of at most 15 bytes without escapes is
+//!   passed in the loop, without a call; such a key, its `:` right after it, without the
+//!   general key path; and the first 64 levels of the bit stack are a register of the loop.
 //!
 //! Modes, one per way `serde_json` reads a value ([`Mode`]): `Skip` is how it passes over a
 //! value it does not keep (`IgnoredAny`, `RawValue`); `Read` is how it reads a value into a
@@ -174,25 +176,44 @@ fn word_at(bytes: &[u8], pos: usize) -> Option<u64> {
     Some(u64::from_le_bytes(chunk))
 }
 
+/// Where the string whose `"` is at `at` ends (right after its closing `"`), when that `"`
+/// is among the 16 bytes after the opening one with no `\\` or control character before
+/// it: a short string without escapes, which the walk passes without a call.
+#[inline]
+fn short_string(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut from = at + 1;
+    let mut found = specials(word_at(bytes, from)?);
+    if found == 0 {
+        from += 8;
+        found = specials(word_at(bytes, from)?);
+    }
+    let end = from + (found.trailing_zeros() / 8) as usize;
+    (found != 0 && bytes.get(end) == Some(&b'"')).then_some(end + 1)
+}
+
 /// A key of an open object: its text is `bytes[start..end]` of the input, or of
-/// `Walker::decoded` when it had escapes.
+/// `Walker::decoded` when it had escapes; `hash`: [`key_hash`] of that text, taken as the key
+/// is read (the text is in the cache then).
 #[derive(Clone, Copy)]
 struct Key {
+    hash: u64,
     start: u32,
     end: u32,
     decoded: bool,
 }
 
 /// Keys of the objects open on the path to the current value (`Strict` only), outermost
-/// first; `starts` holds where each open object's keys begin. While an object has at most
-/// [`PAIRWISE`] keys each key is compared with the others as it is read (so the walk refuses
-/// at a duplicate's second occurrence, and stops there unless it is `soft`). A larger object
-/// is checked when it ends, in time linear in its keys: each key's text is hashed (64 bits,
-/// under a seed drawn once per walk, so a client cannot pick keys that collide), the hashes
-/// are put into buckets by their top bits (a counting sort, about 8 keys a bucket), each
-/// bucket is sorted (a few keys) and equal neighbours are compared by text. The buffers are
-/// the walk's, reused by each object; the memory is at most the keys of one path plus 16
-/// bytes per key of the largest object.
+/// first; `starts` holds where each open object's keys begin. Each key's text is hashed as it
+/// is read (64 bits, under a seed drawn per walk, so a client cannot pick keys that collide).
+/// While an object has at most [`PAIRWISE`] keys each key is compared with the others as it
+/// is read, by hash and then by text (so the walk refuses at a duplicate's second occurrence,
+/// and stops there unless it is `soft`). A larger object is checked when it ends, in time
+/// linear in its keys: the hashes are put into buckets by their top bits (a counting sort,
+/// about 8 keys a bucket), each bucket is sorted (a few keys) and equal neighbours are
+/// compared by text. Equal hashes of different texts cost only those comparisons, so
+/// however the keys are picked the check is at most a sort of them. The buffers are the
+/// walk's, reused by each object; the memory is at most the keys of one path plus 16 bytes
+/// per key of the largest object.
 #[derive(Default)]
 struct Keys {
     keys: Vec<Key>,
@@ -204,8 +225,8 @@ struct Keys {
     bucketed: Vec<u64>,
     /// Keys per bucket, then where each bucket begins.
     counts: Vec<u32>,
-    /// The hash's seed, drawn when a large object first ends.
-    seed: Option<u64>,
+    /// The hash's seed, drawn when the walk first reads a key in `Strict` (`None` before).
+    seed: Option<[u64; 2]>,
 }
 
 /// Objects with at most this many keys are checked for duplicates pair by pair.
@@ -222,27 +243,39 @@ fn fold(a: u64, b: u64) -> u64 {
     (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// A 64-bit hash of `text` under `seed`, 8 bytes at a time (the length mixed in, so a text
-/// and that text with zero bytes after it differ).
-#[inline]
-fn key_hash(text: &[u8], seed: u64) -> u64 {
+/// A 64-bit hash of the text `base[start..end]` under `seed`, 16 bytes a product: a text of
+/// at most 16 bytes costs two products (its first and last 8 bytes, overlapping, or fewer
+/// bytes masked, the length mixed in). Words are read past the text within `base`, masked,
+/// so a short text costs no loop.
+#[inline(always)]
+fn key_hash(base: &[u8], start: usize, end: usize, seed: [u64; 2]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut hash = fold(seed ^ text.len() as u64, K);
-    let mut words = text.chunks_exact(8);
-    for word in &mut words {
-        let word: [u8; 8] = word.try_into().unwrap_or_default();
-        hash = fold(hash ^ u64::from_le_bytes(word), seed | 1);
+    let len = end - start;
+    // The word at `at`, within the text (`at + 8 <= end`).
+    let word = |at: usize| word_at(base, at).unwrap_or_default();
+    let (mut a, mut b) = (0, 0);
+    let mut hash = seed[0] ^ len as u64;
+    if len > 16 {
+        let mut at = start;
+        while end - at > 16 {
+            hash = fold(word(at) ^ seed[0] ^ hash, word(at + 8) ^ seed[1]);
+            at += 16;
+        }
+        (a, b) = (word(end - 16), word(end - 8));
+    } else if len > 8 {
+        (a, b) = (word(start), word(end - 8));
+    } else if len > 0 {
+        a = match word_at(base, start) {
+            Some(w) => w & (u64::MAX >> (64 - 8 * len)),
+            // Fewer than 8 bytes from `start` to the end of `base`.
+            None => base[start..end]
+                .iter()
+                .rev()
+                .fold(0u64, |word, &byte| (word << 8) | u64::from(byte)),
+        };
     }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        // Byte by byte: a copy of a length not known here would be a call.
-        let word = rest
-            .iter()
-            .rev()
-            .fold(0u64, |word, &byte| (word << 8) | u64::from(byte));
-        hash = fold(hash ^ word, seed | 1);
-    }
-    fold(hash, K)
+    hash = fold(a ^ seed[0] ^ hash, b ^ seed[1]);
+    fold(hash ^ seed[1], K)
 }
 
 /// The text of `key`.
@@ -257,24 +290,44 @@ fn key_text<'t>(key: &Key, bytes: &'t [u8], decoded: &'t [u8]) -> &'t [u8] {
 }
 
 impl Keys {
+    /// The seed of [`key_hash`], drawn the first time.
+    #[inline]
+    fn seed(&mut self) -> [u64; 2] {
+        *self.seed.get_or_insert_with(|| {
+            use std::hash::BuildHasher;
+            let state = std::collections::hash_map::RandomState::new();
+            [state.hash_one(0x5eed_u64), state.hash_one(0x5eed_u64 + 1)]
+        })
+    }
+
     /// Add `key` to the innermost open object: `true` when that object has at most
-    /// [`PAIRWISE`] keys and an equal one among them.
+    /// [`PAIRWISE`] keys and an equal one among them (compared by text only where the hashes
+    /// are equal).
     #[inline]
     fn push(&mut self, key: Key, bytes: &[u8], decoded: &[u8]) -> bool {
         let object = self.starts.last().map_or(0, |s| s.0);
-        let duplicate = self.keys.len() - object < PAIRWISE && {
-            let text = key_text(&key, bytes, decoded);
-            self.keys[object..]
-                .iter()
-                .any(|other| key_text(other, bytes, decoded) == text)
-        };
+        let others = self.keys.get(object..).unwrap_or_default();
+        let duplicate = others.len() < PAIRWISE
+            && others.iter().any(|other| other.hash == key.hash)
+            && Self::same_text(others, &key, bytes, decoded);
         self.keys.push(key);
         duplicate
+    }
+
+    /// Whether one of `others` has the text of `key`.
+    #[cold]
+    #[inline(never)]
+    fn same_text(others: &[Key], key: &Key, bytes: &[u8], decoded: &[u8]) -> bool {
+        let text = key_text(key, bytes, decoded);
+        others
+            .iter()
+            .any(|other| other.hash == key.hash && key_text(other, bytes, decoded) == text)
     }
 
     /// The innermost open object ended: whether two of its keys are equal (checked here when
     /// it has more than [`PAIRWISE`]); its keys are dropped. Also returns where its decoded
     /// keys began in `Walker::decoded`.
+    #[inline]
     fn close(&mut self, bytes: &[u8], decoded: &[u8]) -> (bool, usize) {
         let (object, decoded_at) = self.starts.pop().unwrap_or((0, 0));
         let duplicate =
@@ -293,57 +346,55 @@ impl Keys {
             texts.sort_unstable();
             return texts.windows(2).any(|p| p[0] == p[1]);
         }
-        let seed = *self.seed.get_or_insert_with(|| {
-            use std::hash::BuildHasher;
-            std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
-        });
-        // About 8 keys a bucket.
-        let bits = (usize::BITS - n.leading_zeros()).saturating_sub(3);
-        let shift = 64 - bits;
-        self.counts.clear();
-        self.counts.resize((1 << bits) + 1, 0);
-        self.hashed.clear();
-        for (index, key) in keys.iter().enumerate() {
-            let hash = key_hash(key_text(key, bytes, decoded), seed);
-            let entry = (hash & !((1 << INDEX_BITS) - 1)) | index as u64;
-            self.hashed.push(entry);
-            if bits > 0 {
-                self.counts[(entry >> shift) as usize + 1] += 1;
-            }
-        }
-        let buckets: &mut [u64] = if bits == 0 {
-            &mut self.hashed
-        } else {
-            for i in 1..self.counts.len() {
-                self.counts[i] += self.counts[i - 1];
-            }
-            self.bucketed.clear();
-            self.bucketed.resize(n, 0);
-            // `counts[b]` is where bucket `b` begins; it moves on as the bucket fills.
-            let mut next = self.counts.clone();
-            for &entry in &self.hashed {
-                let bucket = (entry >> shift) as usize;
-                self.bucketed[next[bucket] as usize] = entry;
-                next[bucket] += 1;
-            }
-            &mut self.bucketed
-        };
         let same_hash = |a: u64, b: u64| (a ^ b) >> INDEX_BITS == 0;
         let index = |entry: u64| (entry & ((1 << INDEX_BITS) - 1)) as usize;
-        let check = |run: &mut [u64]| {
-            run.sort_unstable();
-            run.windows(2).any(|p| {
-                same_hash(p[0], p[1])
-                    && key_text(&keys[index(p[0])], bytes, decoded)
-                        == key_text(&keys[index(p[1])], bytes, decoded)
-            })
+        let same = |a: u64, b: u64| {
+            same_hash(a, b)
+                && key_text(&keys[index(a)], bytes, decoded)
+                    == key_text(&keys[index(b)], bytes, decoded)
         };
+        // A bucket of a few keys pair by pair, a larger one sorted.
+        let check = |run: &mut [u64]| {
+            if run.len() <= 16 {
+                return (1..run.len()).any(|i| run[..i].iter().any(|&e| same(e, run[i])));
+            }
+            run.sort_unstable();
+            run.windows(2).any(|p| same(p[0], p[1]))
+        };
+        self.hashed.clear();
+        self.hashed.extend(
+            keys.iter()
+                .enumerate()
+                .map(|(i, key)| (key.hash & !((1 << INDEX_BITS) - 1)) | i as u64),
+        );
+        // About 8 keys a bucket.
+        let bits = (usize::BITS - n.leading_zeros()).saturating_sub(3);
         if bits == 0 {
-            return check(buckets);
+            return check(&mut self.hashed);
         }
-        (0..1usize << bits).any(|b| {
-            let (from, to) = (self.counts[b] as usize, self.counts[b + 1] as usize);
-            check(&mut buckets[from..to])
+        let shift = 64 - bits;
+        self.counts.clear();
+        self.counts.resize(1 << bits, 0);
+        for &entry in &self.hashed {
+            self.counts[(entry >> shift) as usize] += 1;
+        }
+        // `counts[b]`: where bucket `b` begins, then (moving on as it fills) where it ends.
+        let mut sum = 0;
+        for count in &mut self.counts {
+            (*count, sum) = (sum, sum + *count);
+        }
+        self.bucketed.clear();
+        self.bucketed.resize(n, 0);
+        for &entry in &self.hashed {
+            let next = &mut self.counts[(entry >> shift) as usize];
+            self.bucketed[*next as usize] = entry;
+            *next += 1;
+        }
+        let mut from = 0;
+        self.counts.iter().any(|&end| {
+            let run = &mut self.bucketed[from..end as usize];
+            from = end as usize;
+            run.len() > 1 && check(run)
         })
     }
 }
@@ -393,7 +444,8 @@ struct Walker<'a, 'o> {
     decoded: Vec<u8>,
     /// One decoded string (compact output, envelope fields).
     scratch: Vec<u8>,
-    /// Kinds of the open containers, 1 bit each (1 = object).
+    /// Kinds of the open containers, 1 bit each (1 = object), from level 64 on (the first
+    /// word is a local of [`Walker::value`]).
     open: Vec<u64>,
     /// Compact output, when the walk writes it, and its budget.
     out: Option<&'o mut Vec<u8>>,
@@ -631,9 +683,46 @@ impl<'a, 'o> Walker<'a, 'o> {
     }
 
     /// An object key at `pos` (after white space), then white space and the `:`; `first`
-    /// when it is its object's first (for `lag`).
-    #[inline(never)]
+    /// when it is its object's first (for `lag`). A short key without escapes with its `:`
+    /// right after it, in a walk that writes nothing, is read here; any other in
+    /// [`Self::key_slow`].
+    #[inline]
     fn key(&mut self, mode: Mode, first: bool) -> Step {
+        let (bytes, start) = (self.bytes, self.pos);
+        if self.out.is_none() && bytes.get(start) == Some(&b'"') {
+            if let Some(end) = short_string(bytes, start) {
+                if bytes.get(end) == Some(&b':') {
+                    self.pos = end;
+                    if mode == Mode::Strict {
+                        let seed = self.keys.seed();
+                        let key = Key {
+                            hash: key_hash(bytes, start + 1, end - 1, seed),
+                            start: (start + 1) as u32,
+                            end: (end - 1) as u32,
+                            decoded: false,
+                        };
+                        if self.keys.push(key, bytes, &self.decoded) {
+                            let refused = self.reading(DUPLICATE, start);
+                            if refused.is_err() {
+                                if !first {
+                                    self.lag = -1;
+                                }
+                                return refused;
+                            }
+                        }
+                    }
+                    // The `:`.
+                    self.pos = end + 1;
+                    return Ok(());
+                }
+            }
+        }
+        self.key_slow(mode, first)
+    }
+
+    /// [`Self::key`], any key.
+    #[inline(never)]
+    fn key_slow(&mut self, mode: Mode, first: bool) -> Step {
         if let Err(stop) = self.key_string(mode) {
             if !first {
                 self.lag = -1;
@@ -655,19 +744,34 @@ impl<'a, 'o> Walker<'a, 'o> {
         if self.peek()? != b'"' {
             return refuse(KEY, self.pos);
         }
+        let start = self.pos;
+        // A walk that writes nothing has looked for a short key in `key` already.
+        let short = self
+            .out
+            .as_ref()
+            .and_then(|_| short_string(self.bytes, start));
+        let escaped = match short {
+            Some(end) => {
+                self.pos = end;
+                false
+            }
+            None => self.string(mode, mode == Mode::Strict || self.out.is_some())?,
+        };
         if mode == Mode::Strict {
-            let start = self.pos;
-            let escaped = self.string(mode, true)?;
+            let seed = self.keys.seed();
             let key = if escaped {
                 let at = self.decoded.len();
                 self.decoded.extend_from_slice(&self.scratch);
+                let end = self.decoded.len();
                 Key {
+                    hash: key_hash(&self.decoded, at, end, seed),
                     start: at as u32,
-                    end: self.decoded.len() as u32,
+                    end: end as u32,
                     decoded: true,
                 }
             } else {
                 Key {
+                    hash: key_hash(self.bytes, start + 1, self.pos - 1, seed),
                     start: (start + 1) as u32,
                     end: (self.pos - 1) as u32,
                     decoded: false,
@@ -676,18 +780,16 @@ impl<'a, 'o> Walker<'a, 'o> {
             if self.keys.push(key, self.bytes, &self.decoded) {
                 self.reading(DUPLICATE, start)?;
             }
-            if let Some(out) = self.out.as_deref_mut() {
-                if escaped {
-                    let text = std::str::from_utf8(&self.scratch).map_err(|_| Stop::Unsure)?;
-                    write_str(out, text);
-                } else {
-                    out.extend_from_slice(&self.bytes[start..self.pos]);
-                }
-            }
-            Ok(())
-        } else {
-            self.string_out(mode)
         }
+        if let Some(out) = self.out.as_deref_mut() {
+            if escaped {
+                let text = std::str::from_utf8(&self.scratch).map_err(|_| Stop::Unsure)?;
+                write_str(out, text);
+            } else {
+                out.extend_from_slice(&self.bytes[start..self.pos]);
+            }
+        }
+        Ok(())
     }
 
     /// A refusal where a value ended inside a container (`object`: an object), no `,` or
@@ -703,7 +805,7 @@ impl<'a, 'o> Walker<'a, 'o> {
 
     /// The innermost open object ended at its `}`, `at`: its keys are checked (when there
     /// are more than [`PAIRWISE`]) and dropped.
-    #[inline(never)]
+    #[inline]
     fn close_object(&mut self, at: usize) -> Step {
         let (duplicate, decoded) = self.keys.close(self.bytes, &self.decoded);
         self.decoded.truncate(decoded);
@@ -840,25 +942,44 @@ impl<'a, 'o> Walker<'a, 'o> {
         self.budget()
     }
 
-    /// Mark the 8 levels from `level` on as arrays in the bit stack.
+    /// Mark the 8 levels from `level` on as arrays in the bit stack, whose first word (the
+    /// levels below 64) is `low`: returns that word.
     #[inline]
-    fn mark_arrays(&mut self, level: usize) {
+    fn mark_arrays(&mut self, low: u64, level: usize) -> u64 {
         let (word, bit) = (level / 64, level % 64);
-        self.open[word] &= !(0xff << bit);
+        let mut low = low;
+        if word == 0 {
+            low &= !(0xff << bit);
+        } else {
+            self.open[word] &= !(0xff << bit);
+        }
         if bit > 56 {
             self.open[word + 1] &= !(0xff >> (64 - bit));
         }
+        low
     }
 
-    /// Whether the 8 levels from `level` on are all arrays.
+    /// Whether the 8 levels from `level` on are all arrays (`low`: as in [`Self::mark_arrays`]).
     #[inline]
-    fn all_arrays(&self, level: usize) -> bool {
+    fn all_arrays(&self, low: u64, level: usize) -> bool {
         let (word, bit) = (level / 64, level % 64);
-        let mut bits = self.open[word] >> bit;
+        let mut bits = if word == 0 { low } else { self.open[word] } >> bit;
         if bit > 56 {
             bits |= self.open[word + 1] << (64 - bit);
         }
         bits & 0xff == 0
+    }
+
+    /// Whether the container open at `level` is an object (`low`: as in
+    /// [`Self::mark_arrays`]).
+    #[inline]
+    fn is_object(&self, low: u64, level: usize) -> bool {
+        let word = if level < 64 {
+            low
+        } else {
+            self.open[level / 64]
+        };
+        word & (1 << (level % 64)) != 0
     }
 
     /// One whole value at `pos` (white space first), read as in `mode`, with at most
@@ -879,9 +1000,13 @@ impl<'a, 'o> Walker<'a, 'o> {
             self.open.resize(words, 0);
         }
         let mut pos = self.pos;
-        // Open containers of this value, and whether the innermost is an object.
+        // Open containers of this value, and whether the innermost is an object. The bit
+        // stack's first word (the levels below 64) is kept here, in `low`.
         let mut depth = 0usize;
         let mut object = false;
+        let mut low = 0u64;
+        // Whether the container closing next is an object that was empty (no keys pushed).
+        let mut empty = false;
         loop {
             // A value is expected.
             let Some(&(mut c)) = bytes.get(pos) else {
@@ -920,9 +1045,16 @@ impl<'a, 'o> Walker<'a, 'o> {
                     pos = self.pos;
                 }
             } else if c == b'"' {
-                self.pos = pos;
-                self.string_out(mode)?;
-                pos = self.pos;
+                if let Some(end) = short_string(bytes, pos) {
+                    if writing {
+                        self.emit(&bytes[pos..end]);
+                    }
+                    pos = end;
+                } else {
+                    self.pos = pos;
+                    self.string_out(mode)?;
+                    pos = self.pos;
+                }
                 if writing {
                     self.budget()?;
                 }
@@ -941,10 +1073,11 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
                 object = c == b'{';
                 let (word, bit) = (depth / 64, depth % 64);
-                if object {
-                    self.open[word] |= 1 << bit;
+                if word == 0 {
+                    low = (low & !(1 << bit)) | (u64::from(object) << bit);
                 } else {
-                    self.open[word] &= !(1 << bit);
+                    let kinds = &mut self.open[word];
+                    *kinds = (*kinds & !(1 << bit)) | (u64::from(object) << bit);
                 }
                 depth += 1;
                 pos += 1;
@@ -954,17 +1087,13 @@ impl<'a, 'o> Walker<'a, 'o> {
                 if !object {
                     // Runs of `[`, 8 at a time.
                     while depth + 8 <= max_depth && word_at(bytes, pos) == Some(ONES * 0x5b) {
-                        self.mark_arrays(depth);
+                        low = self.mark_arrays(low, depth);
                         depth += 8;
                         pos += 8;
                         if writing {
                             self.emit(b"[[[[[[[[");
                         }
                     }
-                }
-                if object && strict {
-                    let at = (self.keys.keys.len(), self.decoded.len());
-                    self.keys.starts.push(at);
                 }
                 let Some(&(mut c)) = bytes.get(pos) else {
                     return refuse(END, pos);
@@ -978,13 +1107,18 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
                 if c != if object { b'}' } else { b']' } {
                     if object {
+                        if strict {
+                            let at = (self.keys.keys.len(), self.decoded.len());
+                            self.keys.starts.push(at);
+                        }
                         self.pos = pos;
                         self.key(mode, true)?;
                         pos = self.pos;
                     }
                     continue;
                 }
-                // Empty: closed below, at its end byte.
+                // Empty: closed below, at its end byte (an object without keys to check).
+                empty = object;
             } else if c == b't' || c == b'f' || c == b'n' {
                 self.pos = pos;
                 self.literal()?;
@@ -1020,13 +1154,15 @@ impl<'a, 'o> Walker<'a, 'o> {
                         self.key(mode, false)?;
                         pos = self.pos;
                     } else {
-                        // Runs of small integers, 8 bytes at a time.
+                        // Runs of small integers, 8 bytes at a time (looked for only at a digit).
                         let run = pos;
-                        while let Some(word) = word_at(bytes, pos) {
-                            if !small_integers(word) {
-                                break;
+                        if bytes.get(pos).is_some_and(u8::is_ascii_digit) {
+                            while let Some(word) = word_at(bytes, pos) {
+                                if !small_integers(word) {
+                                    break;
+                                }
+                                pos += 8;
                             }
-                            pos += 8;
                         }
                         if writing && pos > run {
                             self.emit(&bytes[run..pos]);
@@ -1050,7 +1186,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 if !object
                     && depth > 8
                     && word_at(bytes, pos) == Some(ONES * 0x5d)
-                    && self.all_arrays(depth - 8)
+                    && self.all_arrays(low, depth - 8)
                 {
                     pos += 8;
                     depth -= 8;
@@ -1058,7 +1194,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                         self.emit(b"]]]]]]]]");
                         self.budget()?;
                     }
-                    object = self.open[(depth - 1) / 64] & (1 << ((depth - 1) % 64)) != 0;
+                    object = self.is_object(low, depth - 1);
                     continue;
                 }
                 pos += 1;
@@ -1066,13 +1202,14 @@ impl<'a, 'o> Walker<'a, 'o> {
                 if writing {
                     self.emit(&[c]);
                 }
-                if object && strict {
+                if object && strict && !empty {
                     self.close_object(pos - 1)?;
                 }
+                empty = false;
                 if writing {
                     self.budget()?;
                 }
-                object = depth > 0 && self.open[(depth - 1) / 64] & (1 << ((depth - 1) % 64)) != 0;
+                object = depth > 0 && self.is_object(low, depth - 1);
             }
         }
     }
