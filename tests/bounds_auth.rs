@@ -320,7 +320,9 @@ fn an_eviction_by_the_requesters_own_bound_gives_its_route_back() {
     let mut alice = Client::authed(&gw, TOKEN);
     let mut alice2 = Client::authed(&gw, TOKEN);
     let mut bob = Client::authed(&gw, TOKEN_BOB);
+    let mut bob2 = Client::authed(&gw, TOKEN_BOB);
     serve_routes(&mut bob);
+    serve_routes(&mut bob2);
     let batch: Vec<_> = (0..1025)
         .map(|i| json!({"type": "route_request", "id": format!("r{i}"), "target": bob.client_id, "payload": {}}))
         .collect();
@@ -328,14 +330,107 @@ fn an_eviction_by_the_requesters_own_bound_gives_its_route_back() {
     for i in 0..1025 {
         delivered(&mut bob, &format!("r{i}"));
     }
-    assert!(accepted(&mut alice2, &bob, "s1"));
-    delivered(&mut bob, "s1");
-    over_the_bound(&mut alice2, &bob, "s2");
+    // bob holds 1024, its own bound as a target: alice2's go to bob2.
+    assert!(accepted(&mut alice2, &bob2, "s1"));
+    delivered(&mut bob2, "s1");
+    over_the_bound(&mut alice2, &bob2, "s2");
     // The evicted r0 cannot be answered; r1 can, and gives its unit back.
     let answer = |reply_to: &str| json!({"type": "route_response", "id": "a", "target": alice.client_id, "replyTo": reply_to, "payload": {}});
     let reply = bob.request_envelope(answer("r0"));
     assert_error(&reply, "TARGET_NOT_FOUND");
     bob.send(&answer("r1"));
     assert_eq!(alice.recv_type("route_response")["replyTo"], "r1");
-    assert!(accepted(&mut alice2, &bob, "s3"));
+    assert!(accepted(&mut alice2, &bob2, "s3"));
+}
+
+/// `n` `route_request`s from `from` to `target`, ids `PREFIX0` ... in one batch, each
+/// delivered.
+fn routed(from: &mut Client, target: &mut Client, prefix: &str, n: usize) {
+    let batch: Vec<_> = (0..n)
+        .map(|i| json!({"type": "route_request", "id": format!("{prefix}{i}"), "target": target.client_id, "payload": {}}))
+        .collect();
+    from.send_batch(&batch);
+    for i in 0..n {
+        delivered(target, &format!("{prefix}{i}"));
+    }
+}
+
+/// A `route_request` with `id` to `target` is refused as past a table bound (not the user's).
+fn table_full(from: &mut Client, target: &Client, id: &str) {
+    route(from, target, id);
+    let reply = from.recv();
+    assert_eq!(reply["replyTo"], id, "{reply}");
+    let error = assert_error(&reply, "LIMIT_EXCEEDED");
+    assert_eq!(
+        error["payload"]["message"], "Too many pending route requests",
+        "{reply}"
+    );
+}
+
+#[test]
+fn a_target_holds_at_most_1024_pending_requests() {
+    let gw = TestGateway::start(with_token(test_config(), "carol", TOKEN_CAROL));
+    let mut alice = Client::authed(&gw, TOKEN);
+    let mut alice2 = Client::authed(&gw, TOKEN);
+    let mut carol = Client::authed(&gw, TOKEN_CAROL);
+    let mut bob = Client::authed(&gw, TOKEN_BOB);
+    serve_routes(&mut bob);
+    routed(&mut alice, &mut bob, "a", 1000);
+    routed(&mut carol, &mut bob, "c", 24);
+    // The 1025th toward bob is refused, whoever sends it, and not delivered; neither
+    // requester is at its own bound, so nothing of theirs is evicted for it.
+    table_full(&mut alice2, &bob, "x1");
+    table_full(&mut carol, &bob, "x2");
+    table_full(&mut alice, &bob, "x3");
+    bob.expect_silence(std::time::Duration::from_millis(150));
+    assert_eq!(gw.metric("gateway_routes_pending"), Some(1024.0));
+    // Another target is not bounded by bob's.
+    let mut bob2 = Client::authed(&gw, TOKEN_BOB);
+    serve_routes(&mut bob2);
+    assert!(accepted(&mut carol, &bob2, "y1"));
+    delivered(&mut bob2, "y1");
+    // Once bob answers one, the next toward it is delivered, and the others still answer.
+    bob.send(&json!({"type": "route_response", "id": "b1", "target": carol.client_id, "replyTo": "c0", "payload": {}}));
+    assert_eq!(carol.recv_type("route_response")["replyTo"], "c0");
+    assert!(accepted(&mut alice2, &bob, "x4"));
+    delivered(&mut bob, "x4");
+    table_full(&mut carol, &bob, "x5");
+    bob.send(&json!({"type": "route_response", "id": "b2", "target": alice.client_id, "replyTo": "a999", "payload": {}}));
+    assert_eq!(alice.recv_type("route_response")["replyTo"], "a999");
+}
+
+#[test]
+fn closing_a_target_gives_back_what_each_requester_held() {
+    let mut config = test_config();
+    config.max_pending_routes_per_user = 1100;
+    let gw = TestGateway::start(config);
+    let mut alice = Client::authed(&gw, TOKEN);
+    let mut alice2 = Client::authed(&gw, TOKEN);
+    let mut bob = Client::authed(&gw, TOKEN_BOB);
+    let mut bob2 = Client::authed(&gw, TOKEN_BOB);
+    let mut bob3 = Client::authed(&gw, TOKEN_BOB);
+    for target in [&mut bob, &mut bob2, &mut bob3] {
+        serve_routes(target);
+    }
+    // bob fills with alice's two connections taking turns, then alice's user is at 1100.
+    for turn in 0..8 {
+        let from = if turn % 2 == 0 {
+            &mut alice
+        } else {
+            &mut alice2
+        };
+        routed(from, &mut bob, &format!("t{turn}-"), 128);
+    }
+    routed(&mut alice, &mut bob2, "u", 76);
+    over_the_bound(&mut alice2, &bob3, "o1");
+
+    // bob's 1024 go back with its connection: 1024 more are accepted, and not one more.
+    bob.close_cleanly();
+    assert!(eventually(
+        || gw.metric("gateway_routes_pending") == Some(76.0)
+    ));
+    routed(&mut alice2, &mut bob2, "v", 948);
+    routed(&mut alice, &mut bob3, "w", 76);
+    over_the_bound(&mut alice, &bob3, "o2");
+    assert_eq!(gw.metric("gateway_routes_pending"), Some(1100.0));
 }

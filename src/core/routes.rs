@@ -6,27 +6,32 @@
 //! - An entry is the triple (responder, requester, request id). [`RouteTable::take`] removes
 //!   it and reports whether it was there, so a response is delivered at most once.
 //! - Bounds: at most `per_requester` entries per requester — a new request past that drops
-//!   the requester's oldest entry (its late response is then refused) — and at most `total`
-//!   entries over all connections — past that a new request is refused
-//!   ([`RouteError::Full`]). The same triple twice while pending is refused
-//!   ([`RouteError::Duplicate`]).
+//!   the requester's oldest entry (its late response is then refused) — at most
+//!   `per_responder` entries per responder and at most `total` entries over all connections —
+//!   past either a new request is refused ([`RouteError::Full`]) and nothing changes. The same
+//!   triple twice while pending is refused ([`RouteError::Duplicate`]).
 //! - [`RouteTable::drop_conn`] forgets every entry in which a connection is requester or
 //!   responder; call it when the connection closes.
 //! - Every removal is reported to the caller, with the entry's requester, so that what a
 //!   requester's user holds can be counted exactly outside the table: `take` says whether it
 //!   removed, `insert` returns the requester of the entry it evicted, `drop_conn` calls back
-//!   once per entry dropped.
-//! - Costs: insert, take and eviction are O(log n); dropping a connection is
-//!   O(its entries · log n).
+//!   with each requester and how many of its entries went.
+//! - Costs: insert and take are O(1) hash lookups; dropping a connection is O(its entries),
+//!   at most `per_requester + per_responder`, each a slab removal, two list unlinks and one
+//!   hash lookup, never a walk of other connections' entries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use slab::Slab;
 
 use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
 
 /// Default bound on pending requests per requester.
 pub(crate) const DEFAULT_PER_REQUESTER: usize = 1024;
+/// Default bound on pending requests per responder.
+pub(crate) const DEFAULT_PER_RESPONDER: usize = 1024;
 /// Default bound on pending requests in total.
 pub(crate) const DEFAULT_TOTAL: usize = 65_536;
 
@@ -35,7 +40,7 @@ pub(crate) const DEFAULT_TOTAL: usize = 65_536;
 pub(crate) enum RouteError {
     /// The same requester already has a pending request with this id to this responder.
     Duplicate,
-    /// The table holds its total bound of entries.
+    /// The table holds its total bound of entries, or the responder its own.
     Full,
     /// No such request was delivered to the responder, or it was answered already.
     NotPending,
@@ -70,37 +75,89 @@ impl Refusal for RouteError {
     }
 }
 
-/// A pending request's sequence number and the agent id its response is shown from, if
-/// not the responder's `clientId`.
-type Pending = (u64, Option<Arc<str>>);
+/// No slot: the end of a list.
+const NIL: usize = usize::MAX;
+
+/// A slot's neighbours in one of the two lists it is on.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    prev: usize,
+    next: usize,
+}
+
+/// The entries of one connection on one side, oldest first, linked through their slots.
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: usize,
+    tail: usize,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+/// One pending request.
+#[derive(Debug)]
+struct Entry {
+    requester: ConnId,
+    responder: ConnId,
+    id: Arc<str>,
+    /// The id the response is shown as coming from when it is not the responder's
+    /// `clientId` (see [`RouteTable::insert_as`]).
+    shown: Option<Arc<str>>,
+    /// Its place among the requester's entries.
+    by_requester: Link,
+    /// Its place among the responder's entries.
+    by_responder: Link,
+}
+
+/// Which of an entry's two lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Requester,
+    Responder,
+}
+
+impl Side {
+    fn link(self, entry: &mut Entry) -> &mut Link {
+        match self {
+            Side::Requester => &mut entry.by_requester,
+            Side::Responder => &mut entry.by_responder,
+        }
+    }
+}
 
 /// The pending route requests.
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     per_requester: usize,
+    per_responder: usize,
     total: usize,
-    /// (responder, requester) → request id → sequence number, and the id the response is
-    /// shown as coming from when it is not the responder's `clientId` (see [`Self::insert_as`]).
-    entries: HashMap<(ConnId, ConnId), HashMap<Arc<str>, Pending>>,
-    /// (requester, sequence) → (responder, request id), oldest first per requester.
-    by_requester: BTreeMap<(ConnId, u64), (ConnId, Arc<str>)>,
-    /// (responder, sequence) → requester.
-    by_responder: BTreeMap<(ConnId, u64), ConnId>,
-    counts: HashMap<ConnId, usize>,
-    next_seq: u64,
+    entries: Slab<Entry>,
+    /// (responder, requester) → request id → slot.
+    index: HashMap<(ConnId, ConnId), HashMap<Arc<str>, usize>>,
+    /// Each requester's entries, oldest first.
+    requesters: HashMap<ConnId, List>,
+    /// Each responder's entries, oldest first.
+    responders: HashMap<ConnId, List>,
 }
 
 impl RouteTable {
     /// An empty table with these bounds (each at least 1).
-    pub(crate) fn new(per_requester: usize, total: usize) -> Self {
+    pub(crate) fn new(per_requester: usize, per_responder: usize, total: usize) -> Self {
         RouteTable {
             per_requester: per_requester.max(1),
+            per_responder: per_responder.max(1),
             total: total.max(1),
-            entries: HashMap::new(),
-            by_requester: BTreeMap::new(),
-            by_responder: BTreeMap::new(),
-            counts: HashMap::new(),
-            next_seq: 0,
+            entries: Slab::new(),
+            index: HashMap::new(),
+            requesters: HashMap::new(),
+            responders: HashMap::new(),
         }
     }
 
@@ -126,36 +183,66 @@ impl RouteTable {
         shown_as: Option<&str>,
     ) -> Result<Option<ConnId>, RouteError> {
         if self
-            .entries
+            .index
             .get(&(responder, requester))
             .is_some_and(|ids| ids.contains_key(id))
         {
             return Err(RouteError::Duplicate);
         }
-        let mut evicted = None;
-        if self.counts.get(&requester).copied().unwrap_or(0) >= self.per_requester {
-            let oldest = self
-                .by_requester
-                .range((requester, 0)..=(requester, u64::MAX))
-                .next()
-                .map(|(&(_, seq), (responder, id))| (seq, *responder, id.clone()));
-            if let Some((seq, old_responder, old_id)) = oldest {
-                self.remove(old_responder, requester, &old_id, seq);
-                evicted = Some(requester);
-            }
-        } else if self.by_requester.len() >= self.total {
+        let own = self
+            .requesters
+            .get(&requester)
+            .copied()
+            .unwrap_or(List::EMPTY);
+        let oldest = (own.len >= self.per_requester).then_some(own.head);
+        let oldest = oldest.filter(|&slot| slot != NIL);
+        // Evicting the requester's oldest makes room at its responder too when that is this
+        // one; nothing changes unless the new entry then fits.
+        let frees_responder = oldest.is_some_and(|slot| self.entries[slot].responder == responder);
+        let theirs = self.responders.get(&responder).map_or(0, |list| list.len);
+        if theirs - usize::from(frees_responder) >= self.per_responder {
             return Err(RouteError::Full);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        if oldest.is_none() && self.entries.len() >= self.total {
+            return Err(RouteError::Full);
+        }
+        let evicted = oldest.map(|slot| {
+            self.remove_slot(slot);
+            requester
+        });
         let id: Arc<str> = Arc::from(id);
-        self.entries
+        let slot = self.entries.insert(Entry {
+            requester,
+            responder,
+            id: id.clone(),
+            shown: shown_as.map(Arc::from),
+            by_requester: Link {
+                prev: NIL,
+                next: NIL,
+            },
+            by_responder: Link {
+                prev: NIL,
+                next: NIL,
+            },
+        });
+        push_back(
+            &mut self.entries,
+            &mut self.requesters,
+            requester,
+            slot,
+            Side::Requester,
+        );
+        push_back(
+            &mut self.entries,
+            &mut self.responders,
+            responder,
+            slot,
+            Side::Responder,
+        );
+        self.index
             .entry((responder, requester))
             .or_default()
-            .insert(id.clone(), (seq, shown_as.map(Arc::from)));
-        self.by_requester.insert((requester, seq), (responder, id));
-        self.by_responder.insert((responder, seq), requester);
-        *self.counts.entry(requester).or_default() += 1;
+            .insert(id, slot);
         Ok(evicted)
     }
 
@@ -172,8 +259,8 @@ impl RouteTable {
         requester: ConnId,
         id: &str,
     ) -> Option<Option<&str>> {
-        let (_, shown) = self.entries.get(&(responder, requester))?.get(id)?;
-        Some(shown.as_deref())
+        let slot = *self.index.get(&(responder, requester))?.get(id)?;
+        Some(self.entries[slot].shown.as_deref())
     }
 
     /// [`Self::take`], returning the entry's `shown_as` when it existed.
@@ -183,74 +270,166 @@ impl RouteTable {
         requester: ConnId,
         id: &str,
     ) -> Option<Option<Arc<str>>> {
-        let (seq, shown) = self
-            .entries
-            .get(&(responder, requester))
-            .and_then(|ids| ids.get(id))
-            .cloned()?;
-        self.remove(responder, requester, id, seq);
-        Some(shown)
+        let slot = *self.index.get(&(responder, requester))?.get(id)?;
+        Some(self.remove_slot(slot).shown)
     }
 
     /// Forget every entry in which `conn` is the requester or the responder, calling
-    /// `dropped` with the requester of each; returns how many were dropped.
-    pub(crate) fn drop_conn(&mut self, conn: ConnId, mut dropped: impl FnMut(ConnId)) -> usize {
-        let as_requester: Vec<(u64, ConnId, Arc<str>)> = self
-            .by_requester
-            .range((conn, 0)..=(conn, u64::MAX))
-            .map(|(&(_, seq), (responder, id))| (seq, *responder, id.clone()))
-            .collect();
-        let as_responder: Vec<(u64, ConnId)> = self
-            .by_responder
-            .range((conn, 0)..=(conn, u64::MAX))
-            .map(|(&(_, seq), requester)| (seq, *requester))
-            .collect();
+    /// `dropped(requester, n)` for the entries of each requester that went (one call may
+    /// stand for several entries of the same requester, and a requester may be named in
+    /// more than one call); returns how many were dropped.
+    pub(crate) fn drop_conn(
+        &mut self,
+        conn: ConnId,
+        mut dropped: impl FnMut(ConnId, usize),
+    ) -> usize {
         let mut count = 0;
-        for (seq, responder, id) in as_requester {
-            self.remove(responder, conn, &id, seq);
-            dropped(conn);
-            count += 1;
-        }
-        for (seq, requester) in as_responder {
-            let id = self
-                .by_requester
-                .get(&(requester, seq))
-                .map(|(_, id)| id.clone());
-            if let Some(id) = id {
-                self.remove(conn, requester, &id, seq);
-                dropped(requester);
-                count += 1;
+        if let Some(own) = self.requesters.remove(&conn) {
+            let mut slot = own.head;
+            while slot != NIL {
+                let entry = self
+                    .entries
+                    .try_remove(slot)
+                    .expect("Bug: a listed slot is empty");
+                slot = entry.by_requester.next;
+                unlink(
+                    &mut self.entries,
+                    &mut self.responders,
+                    &entry,
+                    Side::Responder,
+                );
+                if let Some(ids) = self.index.get_mut(&(entry.responder, conn)) {
+                    ids.remove(&entry.id);
+                    if ids.is_empty() {
+                        self.index.remove(&(entry.responder, conn));
+                    }
+                }
             }
+            count += own.len;
+            if own.len > 0 {
+                dropped(conn, own.len);
+            }
+        }
+        if let Some(theirs) = self.responders.remove(&conn) {
+            // Consecutive entries of one requester are reported together.
+            let mut run: Option<(ConnId, usize)> = None;
+            let mut slot = theirs.head;
+            while slot != NIL {
+                let entry = self
+                    .entries
+                    .try_remove(slot)
+                    .expect("Bug: a listed slot is empty");
+                slot = entry.by_responder.next;
+                unlink(
+                    &mut self.entries,
+                    &mut self.requesters,
+                    &entry,
+                    Side::Requester,
+                );
+                match &mut run {
+                    Some((requester, n)) if *requester == entry.requester => *n += 1,
+                    _ => {
+                        if let Some((requester, n)) = run {
+                            dropped(requester, n);
+                        }
+                        run = Some((entry.requester, 1));
+                        // The first entry of a pair takes the pair's whole index with it.
+                        self.index.remove(&(conn, entry.requester));
+                    }
+                }
+            }
+            if let Some((requester, n)) = run {
+                dropped(requester, n);
+            }
+            count += theirs.len;
         }
         count
     }
 
     /// How many requests are pending.
     pub(crate) fn len(&self) -> usize {
-        self.by_requester.len()
+        self.entries.len()
     }
 
     /// Whether no request is pending.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.by_requester.is_empty()
+        self.entries.is_empty()
     }
 
-    fn remove(&mut self, responder: ConnId, requester: ConnId, id: &str, seq: u64) {
-        if let Some(ids) = self.entries.get_mut(&(responder, requester)) {
-            ids.remove(id);
+    /// Take the entry in `slot` out of the slab, both lists and the index.
+    fn remove_slot(&mut self, slot: usize) -> Entry {
+        let entry = self
+            .entries
+            .try_remove(slot)
+            .expect("Bug: an indexed slot is empty");
+        unlink(
+            &mut self.entries,
+            &mut self.requesters,
+            &entry,
+            Side::Requester,
+        );
+        unlink(
+            &mut self.entries,
+            &mut self.responders,
+            &entry,
+            Side::Responder,
+        );
+        let pair = (entry.responder, entry.requester);
+        if let Some(ids) = self.index.get_mut(&pair) {
+            ids.remove(&entry.id);
             if ids.is_empty() {
-                self.entries.remove(&(responder, requester));
+                self.index.remove(&pair);
             }
         }
-        self.by_requester.remove(&(requester, seq));
-        self.by_responder.remove(&(responder, seq));
-        if let Some(count) = self.counts.get_mut(&requester) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.counts.remove(&requester);
-            }
-        }
+        entry
+    }
+}
+
+/// Append `slot` (already in the slab) to the `side` list of `conn`.
+fn push_back(
+    entries: &mut Slab<Entry>,
+    lists: &mut HashMap<ConnId, List>,
+    conn: ConnId,
+    slot: usize,
+    side: Side,
+) {
+    let list = lists.entry(conn).or_insert(List::EMPTY);
+    *side.link(&mut entries[slot]) = Link {
+        prev: list.tail,
+        next: NIL,
+    };
+    if list.tail == NIL {
+        list.head = slot;
+    } else {
+        side.link(&mut entries[list.tail]).next = slot;
+    }
+    list.tail = slot;
+    list.len += 1;
+}
+
+/// Take `entry` (already out of the slab) off its `side` list, forgetting a list left empty.
+fn unlink(entries: &mut Slab<Entry>, lists: &mut HashMap<ConnId, List>, entry: &Entry, side: Side) {
+    let (conn, link) = match side {
+        Side::Requester => (entry.requester, entry.by_requester),
+        Side::Responder => (entry.responder, entry.by_responder),
+    };
+    let Some(list) = lists.get_mut(&conn) else {
+        return;
+    };
+    if link.prev == NIL {
+        list.head = link.next;
+    } else {
+        side.link(&mut entries[link.prev]).next = link.next;
+    }
+    if link.next == NIL {
+        list.tail = link.prev;
+    } else {
+        side.link(&mut entries[link.next]).prev = link.prev;
+    }
+    list.len -= 1;
+    if list.len == 0 {
+        lists.remove(&conn);
     }
 }
 
@@ -261,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_response_is_taken_once() {
-        let mut t = RouteTable::new(10, 100);
+        let mut t = RouteTable::new(10, 10, 100);
         t.insert(conn(1), conn(2), "r1").unwrap();
         assert!(!t.take(conn(1), conn(2), "r1"), "wrong direction");
         assert!(!t.take(conn(2), conn(3), "r1"), "wrong requester");
@@ -272,7 +451,7 @@ mod tests {
 
     #[test]
     fn same_id_from_two_requesters_are_separate() {
-        let mut t = RouteTable::new(10, 100);
+        let mut t = RouteTable::new(10, 10, 100);
         t.insert(conn(1), conn(3), "x").unwrap();
         t.insert(conn(2), conn(3), "x").unwrap();
         assert_eq!(t.insert(conn(1), conn(3), "x"), Err(RouteError::Duplicate));
@@ -292,7 +471,7 @@ mod tests {
 
     #[test]
     fn per_requester_bound_evicts_the_oldest_and_total_refuses() {
-        let mut t = RouteTable::new(2, 3);
+        let mut t = RouteTable::new(2, 10, 3);
         assert_eq!(t.insert(conn(1), conn(9), "a"), Ok(None));
         assert_eq!(t.insert(conn(1), conn(9), "b"), Ok(None));
         assert_eq!(
@@ -315,18 +494,154 @@ mod tests {
 
     #[test]
     fn dropping_a_connection_forgets_both_sides() {
-        let mut t = RouteTable::new(10, 100);
+        let mut t = RouteTable::new(10, 10, 100);
         t.insert(conn(1), conn(2), "a").unwrap();
         t.insert(conn(2), conn(1), "b").unwrap();
         t.insert(conn(3), conn(2), "c").unwrap();
         t.insert(conn(3), conn(4), "d").unwrap();
         let mut requesters = Vec::new();
-        assert_eq!(t.drop_conn(conn(2), |r| requesters.push(r)), 3);
+        assert_eq!(t.drop_conn(conn(2), |r, n| requesters.push((r, n))), 3);
         requesters.sort();
-        assert_eq!(requesters, [conn(1), conn(2), conn(3)]);
+        assert_eq!(requesters, [(conn(1), 1), (conn(2), 1), (conn(3), 1)]);
         assert_eq!(t.len(), 1);
         assert!(t.take(conn(4), conn(3), "d"));
-        assert_eq!(t.drop_conn(conn(2), |_| panic!("nothing left")), 0);
-        assert!(t.entries.is_empty() && t.by_responder.is_empty() && t.counts.is_empty());
+        assert_eq!(t.drop_conn(conn(2), |_, _| panic!("nothing left")), 0);
+        assert!(t.is_empty());
+        t.assert_clean();
+    }
+
+    #[test]
+    fn per_responder_bound_refuses_and_changes_nothing() {
+        let mut t = RouteTable::new(2, 3, 100);
+        t.insert(conn(1), conn(8), "e").unwrap();
+        t.insert(conn(1), conn(9), "a").unwrap();
+        t.insert(conn(2), conn(9), "b").unwrap();
+        t.insert(conn(3), conn(9), "c").unwrap();
+        assert_eq!(t.insert(conn(4), conn(9), "d"), Err(RouteError::Full));
+        // Requester 1 at its own bound with its oldest elsewhere: nothing is evicted.
+        assert_eq!(t.insert(conn(1), conn(9), "f"), Err(RouteError::Full));
+        assert!(t.shown(conn(9), conn(1), "a").is_some(), "a still pending");
+        assert_eq!(t.len(), 4);
+        // Once one is answered the responder takes the next.
+        assert!(t.take(conn(9), conn(2), "b"));
+        assert_eq!(t.insert(conn(4), conn(9), "d"), Ok(None));
+        // Other responders are not bounded by this one.
+        assert_eq!(t.insert(conn(5), conn(7), "g"), Ok(None));
+    }
+
+    #[test]
+    fn an_eviction_toward_the_same_full_responder_makes_room() {
+        let mut t = RouteTable::new(2, 2, 100);
+        t.insert(conn(1), conn(9), "a").unwrap();
+        t.insert(conn(1), conn(9), "b").unwrap();
+        assert_eq!(t.insert(conn(1), conn(9), "c"), Ok(Some(conn(1))));
+        assert!(!t.take(conn(9), conn(1), "a"));
+        assert!(t.take(conn(9), conn(1), "b"));
+        assert!(t.take(conn(9), conn(1), "c"));
+        t.assert_clean();
+    }
+
+    #[test]
+    fn dropping_a_responder_reports_each_requester_once_per_run() {
+        let mut t = RouteTable::new(10, 10, 100);
+        for id in ["a", "b", "c"] {
+            t.insert(conn(1), conn(9), id).unwrap();
+        }
+        t.insert(conn(2), conn(9), "d").unwrap();
+        t.insert(conn(1), conn(9), "e").unwrap();
+        t.insert(conn(1), conn(8), "f").unwrap();
+        let mut calls = Vec::new();
+        assert_eq!(t.drop_conn(conn(9), |r, n| calls.push((r, n))), 5);
+        assert_eq!(calls, [(conn(1), 3), (conn(2), 1), (conn(1), 1)]);
+        // What requester 1 holds elsewhere is untouched, and its list still works.
+        assert!(t.take(conn(8), conn(1), "f"));
+        assert!(t.is_empty());
+        t.assert_clean();
+    }
+
+    #[test]
+    fn a_connection_routing_to_itself_is_dropped_once() {
+        let mut t = RouteTable::new(10, 10, 100);
+        t.insert(conn(1), conn(1), "a").unwrap();
+        t.insert(conn(2), conn(1), "b").unwrap();
+        t.insert(conn(1), conn(2), "c").unwrap();
+        let mut total = 0;
+        assert_eq!(t.drop_conn(conn(1), |_, n| total += n), 3);
+        assert_eq!(total, 3);
+        t.assert_clean();
+    }
+
+    #[test]
+    fn lists_stay_consistent_under_mixed_operations() {
+        // A small deterministic mix of inserts, answers, evictions and drops, checked
+        // against a plain model of what is pending.
+        let mut t = RouteTable::new(4, 5, 12);
+        let mut model: Vec<(u32, u32, String)> = Vec::new();
+        let mut x: u64 = 7;
+        for step in 0..4000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (a, b) = ((x >> 33) % 6, (x >> 40) % 6);
+            let (requester, responder) = (a as u32 + 1, b as u32 + 1);
+            let id = format!("r{}", (x >> 50) % 8);
+            match (x >> 20) % 10 {
+                0 => {
+                    let mut n = 0;
+                    t.drop_conn(conn(requester), |_, k| n += k);
+                    let before = model.len();
+                    model.retain(|(q, p, _)| *q != requester && *p != requester);
+                    assert_eq!(n, before - model.len(), "step {step}");
+                }
+                1..=3 => {
+                    let had = model
+                        .iter()
+                        .position(|(q, p, i)| (*q, *p, i) == (requester, responder, &id));
+                    assert_eq!(t.take(conn(responder), conn(requester), &id), had.is_some());
+                    if let Some(at) = had {
+                        model.remove(at);
+                    }
+                }
+                _ => {
+                    let duplicate = model.contains(&(requester, responder, id.clone()));
+                    let own = model.iter().filter(|(q, _, _)| *q == requester).count();
+                    let oldest = model.iter().position(|(q, _, _)| *q == requester);
+                    let oldest = oldest.filter(|_| own >= 4);
+                    let frees = oldest.is_some_and(|at| model[at].1 == responder);
+                    let theirs = model.iter().filter(|(_, p, _)| *p == responder).count();
+                    let full =
+                        theirs - usize::from(frees) >= 5 || (oldest.is_none() && model.len() >= 12);
+                    let got = t.insert(conn(requester), conn(responder), &id);
+                    if duplicate {
+                        assert_eq!(got, Err(RouteError::Duplicate), "step {step}");
+                    } else if full {
+                        assert_eq!(got, Err(RouteError::Full), "step {step}");
+                    } else {
+                        assert_eq!(got, Ok(oldest.map(|_| conn(requester))), "step {step}");
+                        if let Some(at) = oldest {
+                            model.remove(at);
+                        }
+                        model.push((requester, responder, id));
+                    }
+                }
+            }
+            assert_eq!(t.len(), model.len(), "step {step}");
+            assert!(model.iter().filter(|(q, _, _)| *q == requester).count() <= 4);
+            assert!(model.iter().filter(|(_, p, _)| *p == responder).count() <= 5);
+        }
+        for (q, p, id) in model.drain(..) {
+            assert!(t.take(conn(p), conn(q), &id));
+        }
+        t.assert_clean();
+    }
+
+    impl RouteTable {
+        /// Nothing is left in any of the table's maps.
+        fn assert_clean(&self) {
+            assert!(self.entries.is_empty());
+            assert!(
+                self.index.is_empty() && self.requesters.is_empty() && self.responders.is_empty()
+            );
+        }
     }
 }

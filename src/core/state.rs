@@ -136,7 +136,11 @@ impl CoreState {
             clients: Clients::new(),
             sessions: SessionTable::new(session_limits(config)),
             agents: AgentRegistry::new(config.max_agents),
-            routes: RouteTable::new(routes::DEFAULT_PER_REQUESTER, routes::DEFAULT_TOTAL),
+            routes: RouteTable::new(
+                routes::DEFAULT_PER_REQUESTER,
+                routes::DEFAULT_PER_RESPONDER,
+                routes::DEFAULT_TOTAL,
+            ),
             users: Users::new(user_limits(config)),
             metrics: Metrics::new(),
             agent_ttl: HashMap::new(),

@@ -120,9 +120,15 @@ impl Users {
 
     /// Give back one unit of `resource` taken for `key` (nothing when it holds none).
     pub(crate) fn release(&mut self, key: &str, resource: Resource) {
+        self.release_n(key, resource, 1);
+    }
+
+    /// Give back `n` units of `resource` taken for `key` (at most what it holds), in one
+    /// lookup.
+    pub(crate) fn release_n(&mut self, key: &str, resource: Resource, n: usize) {
         if let Some(used) = self.usage.get_mut(key) {
             let count = &mut used[resource.index()];
-            *count = count.saturating_sub(1);
+            *count = count.saturating_sub(n);
             if used.iter().all(|&n| n == 0) {
                 self.usage.remove(key);
             }

@@ -14,7 +14,8 @@
 //!   requester gets nothing on success.
 //! - The delivery is recorded in the route table (bounded, see `routes`); a second pending
 //!   request with the same `id` from the same requester to the same target is refused with
-//!   `INVALID_MESSAGE` naming `id`; a full table refuses with `LIMIT_EXCEEDED`.
+//!   `INVALID_MESSAGE` naming `id`; a full table, or a target with 1024 requests pending
+//!   toward it, refuses with `LIMIT_EXCEEDED` and nothing is delivered.
 //! - Each pending request counts as one `Resource::PendingRoutes` of its requester's user
 //!   (`usage_key`), against `max_pending_routes_per_user` (`LIMIT_EXCEEDED` past it, nothing
 //!   delivered). It is given back whenever the table drops the entry: answered, evicted by
@@ -202,11 +203,14 @@ pub(crate) fn response(
 /// table), giving back what each dropped entry's requester held.
 pub(crate) fn conn_gone(state: &mut CoreState, client: &Client) {
     let (users, clients) = (&mut state.users, &state.clients);
-    state.routes.drop_conn(client.conn, |requester| {
-        if requester == client.conn {
-            users.release(client.usage_key(), Resource::PendingRoutes);
+    state.routes.drop_conn(client.conn, |requester, n| {
+        let key = if requester == client.conn {
+            Some(client.usage_key())
         } else {
-            release(users, clients, requester);
+            clients.get(requester).map(Client::usage_key)
+        };
+        if let Some(key) = key {
+            users.release_n(key, Resource::PendingRoutes, n);
         }
     });
 }
