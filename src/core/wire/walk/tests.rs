@@ -385,7 +385,7 @@ fn nesting_is_counted_over_the_whole_message() {
     assert_eq!(too_deep(text.as_bytes()), Some(&b"payload"[..]));
     // The walk notes the first member that deep and goes on; the envelope refuses it.
     fn noted(text: &str) -> Option<&[u8]> {
-        envelope(text.as_bytes(), |_| true).unwrap().deep
+        envelope(text.as_bytes(), |_| true, |_| None).unwrap().deep
     }
     assert_eq!(noted(&message(&deep(127))), None);
     assert_eq!(noted(&message(&deep(128))), Some(&br#"z\"z"#[..]));
@@ -414,7 +414,7 @@ fn nesting_is_counted_over_the_whole_message() {
     assert_eq!(noted(&two), Some(&b"a"[..]));
     let broken = format!(r#"{{"type":"x","id":"x","a":{}]}}"#, deep(200));
     assert!(matches!(
-        envelope(broken.as_bytes(), |_| true),
+        envelope(broken.as_bytes(), |_| true, |_| None),
         Err(Stop::Refused(_))
     ));
     // A lone surrogate in a member the envelope reads is the message's refusal, a member
@@ -429,7 +429,7 @@ fn nesting_is_counted_over_the_whole_message() {
     ] {
         let m = text.as_bytes();
         assert!(
-            matches!(envelope(m, |_| true), Err(Stop::Refused(_))),
+            matches!(envelope(m, |_| true, |_| None), Err(Stop::Refused(_))),
             "{text}"
         );
         assert!(matches!(parse_envelope(m), Err(EnvelopeError::Parse(_))));
@@ -489,13 +489,13 @@ fn compact_walk_writes_serde_json_text() {
 #[test]
 fn the_envelope_walk_checks_the_payload_on_its_way() {
     let text = br#"{"type":"chat","id":"1","payload":{"a":[1,2]}}"#;
-    let walked = envelope(text, |_| true).unwrap();
+    let walked = envelope(text, |_| true, |_| None).unwrap();
     assert_eq!(walked.payload_check, Some(Ok(())));
     assert_eq!(walked.payload, Some(br#"{"a":[1,2]}"#.as_slice()));
     // A refusal of the payload is kept, its offset counted from the payload, and the walk
     // goes on to the envelope's end.
     let twice = br#"{"type":"chat","id":"1","payload":{"a":1,"a":2},"sessionId":"s"}"#;
-    let walked = envelope(twice, |_| true).unwrap();
+    let walked = envelope(twice, |_| true, |_| None).unwrap();
     let refused = Refusal {
         what: "duplicate key in an object",
         at: 7,
@@ -517,14 +517,14 @@ fn the_envelope_walk_checks_the_payload_on_its_way() {
         "[".repeat(200),
         "]".repeat(200)
     );
-    let walked = envelope(deep.as_bytes(), |_| true).unwrap();
+    let walked = envelope(deep.as_bytes(), |_| true, |_| None).unwrap();
     assert_eq!(
         walked.payload_check.unwrap().unwrap_err().what,
         "nesting deeper than 127 levels"
     );
     let broken = deep.replacen("1e999]", "1e999,]", 1);
     assert_eq!(
-        envelope(broken.as_bytes(), |_| true).unwrap_err(),
+        envelope(broken.as_bytes(), |_| true, |_| None).unwrap_err(),
         Stop::Refused(Refusal {
             what: "expected a value",
             at: broken.find(",]").unwrap() + 1,
@@ -532,7 +532,12 @@ fn the_envelope_walk_checks_the_payload_on_its_way() {
     );
     // A known member twice is refused as soon as its name is read.
     assert_eq!(
-        envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#, |_| true).unwrap_err(),
+        envelope(
+            br#"{"type":"a","t\u0079pe":"b","id":"1"}"#,
+            |_| true,
+            |_| None
+        )
+        .unwrap_err(),
         Stop::Refused(Refusal {
             what: "duplicate field `type`",
             at: 12,
@@ -545,7 +550,10 @@ fn the_envelope_walk_checks_the_payload_on_its_way() {
     assert_eq!(parse_envelope(late).unwrap().payload_check, Some(Ok(())));
     // Text that is not UTF-8 is left to serde_json.
     let latin = b"{\"type\":\"chat\",\"id\":\"1\",\"x\":\"\xe9\"}";
-    assert_eq!(envelope(latin, |_| true).unwrap_err(), Stop::Unsure);
+    assert_eq!(
+        envelope(latin, |_| true, |_| None).unwrap_err(),
+        Stop::Unsure
+    );
     assert_eq!(parse_envelope(latin), parse_envelope_serde(latin));
 }
 
@@ -568,7 +576,7 @@ fn a_large_message_refused_at_its_end_is_refused_by_the_walk() {
     ];
     for (i, message) in cases.iter().enumerate() {
         let m = message.as_bytes();
-        let walked = envelope(m, |t| t == "chat");
+        let walked = envelope(m, |t| t == "chat", |_| None);
         let (fast, slow) = (parse_envelope(m), parse_envelope_serde(m));
         match i {
             0 | 1 => {
