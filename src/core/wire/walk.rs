@@ -171,6 +171,24 @@ fn small_integers(word: u64) -> bool {
         && ((zeros & starts) << 8) & digits == 0
 }
 
+/// Where the plain integer at `start` (`c` there, a digit or `-`) ends: digits, no leading zero,
+/// not `-0`, at most `max_digits` of them (short enough to be exact, or for a read that only
+/// checks it, to be in range); `None` for any other number, which is [`Walker::number`]'s.
+#[inline(always)]
+fn plain_integer(bytes: &[u8], start: usize, c: u8, max_digits: usize) -> Option<usize> {
+    let first = start + usize::from(c == b'-');
+    let mut end = first;
+    while let Some(b'0'..=b'9') = bytes.get(end) {
+        end += 1;
+    }
+    let digits = end - first;
+    let plain = digits != 0
+        && digits <= max_digits
+        && (bytes[first] != b'0' || end == start + 1)
+        && !matches!(bytes.get(end), Some(b'.' | b'e' | b'E'));
+    plain.then_some(end)
+}
+
 /// The 8 bytes at `pos`, little-endian, when there are 8.
 #[inline]
 fn word_at(bytes: &[u8], pos: usize) -> Option<u64> {
@@ -1465,7 +1483,7 @@ impl<'a> Walker<'a, '_> {
                             twice |= 1 << i;
                         }
                     }
-                    None => self.value(mode, max_depth - 1)?,
+                    None => self.member_value(mode, max_depth - 1)?,
                 }
                 self.ws();
                 match self.peek()? {
@@ -1483,6 +1501,24 @@ impl<'a> Walker<'a, '_> {
             self.close_object(self.pos - 1)?;
         }
         Ok(())
+    }
+
+    /// A member's value at `pos` (white space passed), as [`Walker::value`] reads it: a
+    /// scalar by its own step, without that loop's setup (most members of a wide object are).
+    #[inline]
+    fn member_value(&mut self, mode: Mode, max_depth: usize) -> Step {
+        match self.peek()? {
+            b'"' => self.string(mode, false).map(|_| ()),
+            c @ (b'-' | b'0'..=b'9') => match plain_integer(self.bytes, self.pos, c, 300) {
+                Some(end) => {
+                    self.pos = end;
+                    Ok(())
+                }
+                None => self.number(mode),
+            },
+            b't' | b'f' | b'n' => self.literal(),
+            _ => self.value(mode, max_depth),
+        }
     }
 
     /// A key of the payload object (white space passed) as [`Walker::key_string`] reads it in

@@ -1,6 +1,7 @@
 use super::*;
 use crate::core::wire::compact::{compact_serde, Budget, CompactError};
 use crate::core::wire::envelope::parse_envelope_serde;
+use crate::core::wire::payloads::{self, parse_text, AgentRegisterIn};
 use crate::core::wire::{parse_envelope, strict as strict_check, EnvelopeError};
 use crate::fuzzing::json;
 use crate::testkit::Rng;
@@ -700,9 +701,11 @@ fn speed() {
 }
 
 /// One read picked by `WALK_CASE` (`envelope_old`, `envelope_new`, `strict_old`,
-/// `strict_new`, `compact_old`, `compact_new`, or nothing) 4 times over a 1 MiB payload
-/// (`WALK_PAYLOAD`: `zeros`, the default, `strings` or `nested`; the message's type is
-/// `WALK_TYPE`, `chat` by default): for instruction counts under
+/// `strict_new`, `compact_old`, `compact_new`, `typed_old` and `typed_new`: the envelope and
+/// an `agent_register` payload read from the whole payload or from the noted members, or
+/// nothing) 4 times over a 1 MiB payload (`WALK_PAYLOAD`: `zeros`, the default, `strings`,
+/// `wide`, `topwide`: the keys of `wide` as the payload's own members, or `nested`; the
+/// message's type is `WALK_TYPE`, `chat` by default): for instruction counts under
 /// `valgrind --tool=callgrind`, where the difference from the empty case is the read's.
 #[test]
 #[ignore]
@@ -732,6 +735,14 @@ fn profile() {
             i += 1;
         }
         payload.push('}');
+    } else if kind == "topwide" {
+        // The same keys as the payload's own members (`{"k0":0,"k1":0,...}`).
+        payload = String::from("{\"k0\":0");
+        let mut i = 1;
+        while payload.len() < 1 << 20 {
+            payload.push_str(&format!(",\"k{i}\":0"));
+            i += 1;
+        }
     } else if kind == "nested" {
         payload.push_str(&"[".repeat(1 << 19));
         payload.push_str(&"]".repeat(1 << 19));
@@ -741,7 +752,11 @@ fn profile() {
             payload.push_str(",0");
         }
     }
-    payload.push_str(if kind == "wide" { "}" } else { "]}" });
+    payload.push_str(match kind.as_str() {
+        "topwide" => "}",
+        "wide" => "}",
+        _ => "]}",
+    });
     let msg_type = std::env::var("WALK_TYPE").unwrap_or_else(|_| "chat".into());
     let message =
         format!(r#"{{"type":"{msg_type}","id":"1","sessionId":"s","payload":{payload}}}"#);
@@ -765,6 +780,14 @@ fn profile() {
                 .is_ok())
             }
             "compact_new" => assert!(compact(p, &mut out, 1 << 21).is_ok()),
+            "typed_old" => {
+                let env = parse_envelope(m).unwrap();
+                assert!(parse_text::<AgentRegisterIn<'_>>(env.payload).is_ok());
+            }
+            "typed_new" => {
+                let env = parse_envelope(m).unwrap();
+                assert!(payloads::parse::<AgentRegisterIn<'_>>(&env).is_ok());
+            }
             _ => {}
         }
     }
