@@ -22,7 +22,10 @@
 //! 5. refusals: messages of about `max_message_size` refused at their last bytes (a `chat`
 //!    relay with a duplicate key, a lone surrogate or `1e999999` at the end of its payload,
 //!    an `agent_register` with a syntax error at its end), each beside the same message
-//!    accepted (the relay without its fault, the `agent_register` with its array whole);
+//!    accepted (the relay without its fault, the `agent_register` with its array whole), and
+//!    requests of other types accepted with the same array as a payload member they do not
+//!    read (`session_create`, `session_patch`, `presence`, `presence_query`, `agent_query`,
+//!    `connect`);
 //! 6. shapes: `chat` relays of about `max_message_size` made of many small values (distinct
 //!    keys of one object: short, written with an escape, long; small objects, empty objects
 //!    and empty strings in an array), a `session_patch` whose patch is the wide object,
@@ -761,6 +764,13 @@ fn phase_refusals(bench: &mut Bench) -> Result<(), String> {
         ))
     };
     let broken = format!("{},]", &zeros[..zeros.len() - 1]);
+    // A request of `msg_type` whose payload is `members` and the array as `x`, unread.
+    let unread = |msg_type: &str, members: &str| {
+        Frame::new(&payloads::message(
+            msg_type,
+            &format!(r#"{{{members}"x":{zeros}}}"#),
+        ))
+    };
     let attacks = [
         ("relay_accepted", "accepted", relay(r#""k":1,"j":2"#), false),
         (
@@ -788,18 +798,67 @@ fn phase_refusals(bench: &mut Bench) -> Result<(), String> {
             agent(&broken),
             false,
         ),
+        (
+            "unread_session_create",
+            "accepted",
+            unread("session_create", r#""sessionId":"refusals","#),
+            true,
+        ),
+        (
+            "unread_session_patch",
+            "accepted",
+            unread(
+                "session_patch",
+                r#""sessionKey":"refusals","patch":{"k":1},"#,
+            ),
+            true,
+        ),
+        (
+            "unread_presence",
+            "accepted",
+            unread("presence", r#""status":"away","sessionKey":"refusals","#),
+            false,
+        ),
+        (
+            "unread_presence_query",
+            "accepted",
+            unread("presence_query", ""),
+            true,
+        ),
+        (
+            "unread_agent_query",
+            "accepted",
+            unread("agent_query", ""),
+            true,
+        ),
+        (
+            "unread_connect",
+            "accepted",
+            unread(
+                "connect",
+                r#""deviceId":"d","role":"node","protocolVersion":1,"#,
+            ),
+            true,
+        ),
     ];
     let attacks = attacks.map(|(key, what, frame, replied)| Refusal {
         key,
-        label: format!(
-            "{} {} B, {what}",
-            if key.starts_with("relay") {
-                "chat relay"
-            } else {
-                "agent_register"
-            },
-            frame.message_len()
-        ),
+        label: match key.strip_prefix("unread_") {
+            Some(msg_type) => format!(
+                "{msg_type} {} B, {} B of it a member it does not read, {what}",
+                frame.message_len(),
+                zeros.len()
+            ),
+            None => format!(
+                "{} {} B, {what}",
+                if key.starts_with("relay") {
+                    "chat relay"
+                } else {
+                    "agent_register"
+                },
+                frame.message_len()
+            ),
+        },
         frame,
         replied,
     });

@@ -392,3 +392,71 @@ fn a_message_nested_deeper_than_128_levels_anywhere_is_invalid_message() {
     assert_eq!(got["type"], "chat", "{got}");
     assert_eq!(got["payload"], json!({"n": 1}), "{got}");
 }
+
+/// A payload member a request does not read is ignored however large it is, and the members
+/// it reads are read as before (escaped names too): a member twice or a lone surrogate after
+/// it is refused with serde_json's words for the whole payload (its line and column).
+#[test]
+fn payload_members_a_request_does_not_read_are_ignored_and_the_others_read_as_before() {
+    let gw = TestGateway::start(test_config());
+    let mut a = Client::authed(&gw, TOKEN);
+    let unread = format!("[{}0]", "0,".repeat(100_000));
+    let send = |a: &mut Client, msg_type: &str, id: &str, payload: &str| {
+        let reply = answer(
+            a,
+            &format!(r#"{{"type":"{msg_type}","id":"{id}","junk":{unread},"payload":{payload}}}"#),
+        );
+        assert_eq!(reply["replyTo"], id, "{reply}");
+        reply
+    };
+
+    let payload = format!(
+        r#"{{"x":{unread},"agent\u0049d":"a1","type":"custom","name":"n","capabilities":{{"chat":true}},"y":{{"agentId":"no"}}}}"#
+    );
+    let reply = send(&mut a, "agent_register", "r1", &payload);
+    assert_eq!(reply["type"], "agent_info", "{reply}");
+    let agent = &reply["payload"]["agent"];
+    assert_eq!(
+        (
+            &agent["agentId"],
+            &agent["name"],
+            &agent["capabilities"]["chat"]
+        ),
+        (&json!("a1"), &json!("n"), &json!(true)),
+        "{reply}"
+    );
+
+    let payload = format!(
+        r#"{{"x":{unread},"sessionId":"s2","name":"N","metadata":{{"k":[1]}},"z":{{"name":5}}}}"#
+    );
+    let reply = send(&mut a, "session_create", "c1", &payload);
+    let info = &reply["payload"];
+    assert_eq!(
+        (&info["sessionId"], &info["name"], &info["metadata"]),
+        (&json!("s2"), &json!("N"), &json!({"k": [1]})),
+        "{reply}"
+    );
+
+    // What serde_json says of the whole payload, read as the request reads it.
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Register {
+        #[serde(rename = "agentId")]
+        agent_id: Option<Value>,
+        name: Option<Value>,
+    }
+    for payload in [
+        format!(r#"{{"x":{unread},"agentId":"a","agentId" :"b"}}"#),
+        format!("{{\"x\":{unread},\n \"name\":\"\\udc00\"}}"),
+        format!(r#"{{"x":{unread},"\ud800":1}}"#),
+    ] {
+        let serde = serde_json::from_str::<Register>(&payload)
+            .err()
+            .expect("refused");
+        let reply = send(&mut a, "agent_register", "r2", &payload);
+        assert_error(&reply, "INVALID_MESSAGE");
+        assert_eq!(reply["payload"]["details"]["field"], "payload", "{reply}");
+        assert_eq!(reply["payload"]["message"], format!("payload: {serde}"));
+    }
+    assert_kept(&mut a);
+}

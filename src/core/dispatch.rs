@@ -154,7 +154,7 @@ fn presence_query(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: PresenceQueryIn<'_> = crate::core::wire::payloads::parse(env.payload)?;
+    let p: PresenceQueryIn<'_> = crate::core::wire::payloads::parse(env)?;
     let limit = crate::core::wire::opt_limit(&p.limit, state.config.max_list_items)?;
     let from = devices::page_start(&p.cursor)?;
     let pending = PendingDevices {

@@ -9,17 +9,76 @@
 //! the same decision, the same code and field of a refusal (the walk words its own; where it
 //! leaves the decision to `serde_json`, the same text), the same compact bytes, the same
 //! members; and a payload the envelope's walk checked on its way gets the decision of the
-//! `serde_json` check, and exactly what `strict::check` gives it.
+//! `serde_json` check, and exactly what `strict::check` gives it; and every payload struct
+//! read from the members the walk noted (`fields::read`) is what `serde_json` reads from the
+//! whole payload (the same struct, or the same error text), in a payload checked on its way
+//! (`chat`) and one that is not (`agent_register`).
 
 use crate::core::wire::compact::{compact, compact_serde, compact_strict, Budget, CompactError};
 use crate::core::wire::envelope::parse_envelope_serde;
-use crate::core::wire::{parse_envelope, strict, walk, EnvelopeError};
+use crate::core::wire::fields::{self, Raw};
+use crate::core::wire::payloads::{
+    parse_text, AdminClientsIn, AdminKickIn, AgentQueryIn, AgentRefIn, AgentRegisterIn, AuthIn,
+    ConnectIn, PresenceIn, PresenceQueryIn, SessionCreateIn, SessionPatchIn, SessionRefIn,
+};
+use crate::core::wire::{parse_envelope, strict, walk, Envelope, EnvelopeError};
 
 /// Run one input.
 pub fn run(data: &[u8]) {
     check(data);
-    let wrapped = [br#"{"type":"chat","id":"1","payload":"#, data, b"}"].concat();
-    envelope(&wrapped);
+    for head in [
+        &br#"{"type":"chat","id":"1","payload":"#[..],
+        br#"{"type":"agent_register","id":"1","payload":"#,
+    ] {
+        envelope(&[head, data, b"}"].concat());
+    }
+}
+
+/// How many payload structs the typed read of `env` gave, and how many errors, each the same
+/// from the noted members as from the whole payload (nothing when the payload's check
+/// refused it: no typed read follows).
+pub(crate) fn typed(env: &Envelope<'_>) -> (usize, usize) {
+    let (mut read, mut refused) = (0, 0);
+    if env.payload_check.as_ref().is_some_and(Result::is_err) {
+        return (0, 0);
+    }
+    let Some(noted) = env.noted.as_deref() else {
+        return (0, 0);
+    };
+    let text = String::from_utf8_lossy(env.payload);
+    macro_rules! same {
+        ($($t:ty),*) => {$(
+            let fast = fields::read::<$t>(env.payload, noted)
+                .unwrap_or_else(|| panic!("not read from its members: {text}"));
+            let slow = parse_text::<$t>(env.payload);
+            match (&fast, &slow) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{}: {text}", stringify!($t));
+                    read += 1;
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(format!("payload: {a}"), b.message, "{}: {text}", stringify!($t));
+                    refused += 1;
+                }
+                _ => panic!("{} read {fast:?} and {slow:?}: {text}", stringify!($t)),
+            }
+        )*};
+    }
+    same!(
+        AuthIn<'_>,
+        ConnectIn<'_>,
+        SessionCreateIn<'_, Raw<'_>>,
+        SessionRefIn<'_>,
+        SessionPatchIn<'_>,
+        PresenceIn<'_>,
+        PresenceQueryIn<'_>,
+        AdminKickIn<'_>,
+        AdminClientsIn<'_>,
+        AgentRegisterIn<'_>,
+        AgentRefIn<'_>,
+        AgentQueryIn<'_>
+    );
+    (read, refused)
 }
 
 fn check(data: &[u8]) {
@@ -105,7 +164,10 @@ fn check(data: &[u8]) {
 fn envelope(data: &[u8]) {
     let fast = parse_envelope(data);
     let slow = parse_envelope_serde(data);
-    let unsure = matches!(walk::envelope(data, |_| true), Err(walk::Stop::Unsure));
+    let unsure = matches!(
+        walk::envelope(data, |_| true, |_| None),
+        Err(walk::Stop::Unsure)
+    );
     assert!(!unsure || std::str::from_utf8(data).is_err(), "unsure");
     match (&fast, &slow) {
         (Ok(a), Ok(b)) => {
@@ -121,8 +183,10 @@ fn envelope(data: &[u8]) {
                 }
                 None => {}
             }
+            typed(a);
             let mut a = a.clone();
             a.payload_check = b.payload_check.clone();
+            a.noted = None;
             assert_eq!(&a, b);
         }
         (Err(EnvelopeError::Parse(_)), Err(EnvelopeError::Parse(_))) if !unsure => {}

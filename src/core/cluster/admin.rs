@@ -150,7 +150,7 @@ pub(crate) fn kick(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: AdminKickIn<'_> = payloads::parse(env.payload)?;
+    let p: AdminKickIn<'_> = payloads::parse(env)?;
     let client_id = req_str(&p.client_id, "clientId")?;
     let reason = opt_str(&p.reason, "reason")?;
     // Client ids are unique in the cluster: one of this node's is nowhere else.
@@ -200,7 +200,7 @@ pub(crate) fn clients(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: AdminClientsIn<'_> = payloads::parse(env.payload)?;
+    let p: AdminClientsIn<'_> = payloads::parse(env)?;
     let limit = wire::opt_limit(&p.limit, state.config.max_list_items)?;
     let (from, after, slot) = match opt_str(&p.cursor, "cursor")? {
         None => (String::new(), false, 0),

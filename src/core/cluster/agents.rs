@@ -165,7 +165,7 @@ pub(crate) fn change(
     unregister: bool,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: AgentRefIn<'_> = payloads::parse(env.payload)?;
+    let p: AgentRefIn<'_> = payloads::parse(env)?;
     let status = match opt_str(&p.status, "status")? {
         None => "",
         Some(name) => payloads::heartbeat_status(name)

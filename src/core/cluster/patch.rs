@@ -50,7 +50,7 @@ pub(crate) fn patch(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: SessionPatchIn<'_> = payloads::parse(env.payload)?;
+    let p: SessionPatchIn<'_> = payloads::parse(env)?;
     let session_id = session_ref(&p.session_key, "sessionKey", &env.session_id)?.to_owned();
     let patch = match p.patch.map(|raw| raw.get()) {
         None => None,

@@ -34,7 +34,6 @@
 use std::time::Instant;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::mirror::{Joining, Member, Mirror, PendingJoin, PendingLeave, Repair, Snapshot};
 use super::node::{Cluster, Op, PendingPublish};
@@ -50,6 +49,7 @@ use crate::core::requests::sessions::{opt_access, opt_allow, read_metadata, read
 use crate::core::sessions::{Access, AllowList, SessionError};
 use crate::core::state::{CoreState, Req, CLOSE_POLICY, REASON_SLOW_CONSUMER};
 use crate::core::users::{Resource, UserLimit};
+use crate::core::wire::fields::Raw;
 use crate::core::wire::payloads::{
     self, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut, SessionRefIn,
 };
@@ -116,7 +116,7 @@ pub(crate) fn join(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let (session_id, name, meta, access, allow) = if create {
-        let p: SessionCreateIn<'_, &RawValue> = payloads::parse(env.payload)?;
+        let p: SessionCreateIn<'_, Raw<'_>> = payloads::parse(env)?;
         let metadata = read_metadata(p.metadata)?;
         let session_id = match opt_ident(&p.session_id, "sessionId")? {
             Some(id) => id.to_owned(),
@@ -145,7 +145,7 @@ pub(crate) fn join(
         }
         (session_id, name, meta, access, allow)
     } else {
-        let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+        let p: SessionRefIn<'_> = payloads::parse(env)?;
         let session_id = named_session(&p.session_id, env)?.to_owned();
         (
             session_id,
@@ -1019,7 +1019,7 @@ pub(crate) fn leave(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+    let p: SessionRefIn<'_> = payloads::parse(env)?;
     let session_id = named_session(&p.session_id, env)?.to_owned();
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());
@@ -1260,7 +1260,7 @@ pub(crate) fn presence(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: PresenceIn<'_> = payloads::parse(env.payload)?;
+    let p: PresenceIn<'_> = payloads::parse(env)?;
     let (status, key) = read_presence(state, &p, env)?;
     let key = key.map(str::to_owned);
     let Some(client) = state.clients.get(req.conn) else {

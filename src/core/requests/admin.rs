@@ -44,7 +44,7 @@ pub(crate) fn kick(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: AdminKickIn<'_> = payloads::parse(env.payload)?;
+    let p: AdminKickIn<'_> = payloads::parse(env)?;
     let client_id = req_str(&p.client_id, "clientId")?;
     let reason = opt_str(&p.reason, "reason")?;
     let conn = state
@@ -72,7 +72,7 @@ pub(crate) fn clients(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: AdminClientsIn<'_> = payloads::parse(env.payload)?;
+    let p: AdminClientsIn<'_> = payloads::parse(env)?;
     let limit = wire::opt_limit(&p.limit, state.config.max_list_items)?;
     let from = page_start(&p.cursor)?;
     let head = Head::new("client_list", req.ts).reply_to(req.id);

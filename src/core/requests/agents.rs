@@ -33,8 +33,6 @@
 
 use std::time::Instant;
 
-use serde_json::value::RawValue;
-
 use crate::app::{Actions, ConnId};
 use crate::config::Config;
 use crate::core::agents::{
@@ -48,6 +46,7 @@ use crate::core::state::{CoreState, Req};
 use crate::core::timers;
 use crate::core::users::Resource;
 use crate::core::wire::compact::{self, Budget, CompactError};
+use crate::core::wire::fields::Raw;
 use crate::core::wire::payloads::{self, AgentQueryIn, AgentRecord, AgentRefIn, AgentRegisterIn};
 use crate::core::wire::{self, strict, Head};
 use crate::core::wire::{check_name, opt_bool, opt_ident, opt_str, req_str, Envelope, FieldError};
@@ -71,7 +70,7 @@ pub(crate) fn envelope_bytes(head: &Head<'_>) -> usize {
 }
 
 /// The text of a payload member, when it is an object (`Err(())` when it is another value).
-fn object(raw: Option<&RawValue>) -> Result<Option<&[u8]>, ()> {
+fn object(raw: Option<Raw<'_>>) -> Result<Option<&[u8]>, ()> {
     match raw.map(|raw| raw.get().as_bytes()) {
         None => Ok(None),
         Some(text) if text.starts_with(b"{") => Ok(Some(text)),
@@ -81,7 +80,7 @@ fn object(raw: Option<&RawValue>) -> Result<Option<&[u8]>, ()> {
 
 /// The compact text of `metadata`, within `max_bytes`, for the agent `agent_id`.
 fn metadata(
-    raw: Option<&RawValue>,
+    raw: Option<Raw<'_>>,
     max_bytes: usize,
     agent_id: &str,
 ) -> Result<Option<Box<str>>, Reject> {
@@ -116,7 +115,7 @@ fn check_capabilities(raw: &[u8]) -> Result<(), ReadError> {
 /// The capabilities of the agent `agent_id`, within `limits`; `max_agent_bytes` for the
 /// message of a size refusal.
 fn capabilities(
-    raw: Option<&RawValue>,
+    raw: Option<Raw<'_>>,
     limits: Limits,
     max_agent_bytes: usize,
     agent_id: &str,
@@ -161,7 +160,7 @@ pub(crate) fn read_register(
     req: &Req<'_>,
     env: &Envelope<'_>,
 ) -> Result<Option<NewAgent>, Reject> {
-    let p: AgentRegisterIn<'_> = payloads::parse(env.payload)?;
+    let p: AgentRegisterIn<'_> = payloads::parse(env)?;
     let agent_id = opt_ident(&p.agent_id, "agentId")?.map(str::to_owned);
     let type_name = req_str(&p.agent_type, "type")?;
     check_name(type_name, "type", state.config.max_name_bytes)?;
@@ -316,7 +315,7 @@ pub(crate) fn unregister(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: AgentRefIn<'_> = payloads::parse(env.payload)?;
+    let p: AgentRefIn<'_> = payloads::parse(env)?;
     let Some(agent_id) = agent_ref(state, req, &p)? else {
         return Ok(());
     };
@@ -343,7 +342,7 @@ pub(crate) fn heartbeat(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: AgentRefIn<'_> = payloads::parse(env.payload)?;
+    let p: AgentRefIn<'_> = payloads::parse(env)?;
     let status = match opt_str(&p.status, "status")? {
         None => None,
         Some(name) => Some(
@@ -377,7 +376,7 @@ pub(crate) struct Query {
 
 /// Read and check an `agent_query`'s fields.
 pub(crate) fn read_query(state: &CoreState, env: &Envelope<'_>) -> Result<Query, Reject> {
-    let p: AgentQueryIn<'_> = payloads::parse(env.payload)?;
+    let p: AgentQueryIn<'_> = payloads::parse(env)?;
     let capability = opt_str(&p.capability, "capability")?.map(str::to_owned);
     let agent_type = match opt_str(&p.agent_type, "type")? {
         None => None,

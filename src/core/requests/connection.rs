@@ -195,7 +195,7 @@ pub(crate) fn auth(
         send_auth_success(state, req, out);
         return Ok(());
     }
-    let p: AuthIn<'_> = payloads::parse(env.payload)?;
+    let p: AuthIn<'_> = payloads::parse(env)?;
     let creds = Credentials {
         token: opt_str(&p.token, "token")?,
         password: opt_str(&p.password, "password")?,
@@ -546,7 +546,7 @@ pub(crate) fn connect(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: ConnectIn<'_> = payloads::parse(env.payload)?;
+    let p: ConnectIn<'_> = payloads::parse(env)?;
     let device_id = check_ident(req_str(&p.device_id, "deviceId")?, "deviceId")?;
     let device_name = opt_str(&p.device_name, "deviceName")?
         .map(|name| check_name(name, "deviceName", state.config.max_name_bytes))

@@ -152,7 +152,7 @@ pub(crate) fn query(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: PresenceQueryIn<'_> = payloads::parse(env.payload)?;
+    let p: PresenceQueryIn<'_> = payloads::parse(env)?;
     let limit = wire::opt_limit(&p.limit, state.config.max_list_items)?;
     let from = page_start(&p.cursor)?;
     let head = Head::new("presence_list", req.ts).reply_to(req.id);

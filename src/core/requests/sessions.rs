@@ -38,7 +38,6 @@
 //!   a relay need the session to exist (`SESSION_NOT_FOUND`) and the sender in it
 //!   (`NOT_A_MEMBER`).
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::app::{Actions, ConnId};
@@ -53,6 +52,7 @@ use crate::core::sessions::{
 use crate::core::state::{CoreState, Req};
 use crate::core::users::{Resource, UserLimit};
 use crate::core::wire::compact::{compact, Budget, CompactError};
+use crate::core::wire::fields::Raw;
 use crate::core::wire::payloads::{
     self, AllowUsersIn, MemberOut, PresenceIn, PresenceOut, SessionCreateIn, SessionInfoOut,
     SessionPatchIn, SessionRefIn, MAX_ALLOW_BYTES,
@@ -314,7 +314,7 @@ fn after_join(
 
 /// Whether `raw` is an object whose compact text is longer than `limit`, found without
 /// reading it into a tree (and without compacting it unless its text is that long).
-fn oversized(raw: &RawValue, limit: usize) -> bool {
+fn oversized(raw: Raw<'_>, limit: usize) -> bool {
     let text = raw.get().as_bytes();
     if text.len() <= limit || !text.starts_with(b"{") {
         return false;
@@ -330,7 +330,7 @@ fn oversized(raw: &RawValue, limit: usize) -> bool {
 /// `session_create`'s `metadata` read as a value, after the checks of a relayed payload
 /// (PROTOCOL section 11) when it is an object: a key twice in one object, nesting too deep, a
 /// lone surrogate or a number out of range is `INVALID_MESSAGE` naming `metadata`.
-pub(crate) fn read_metadata(raw: Option<&RawValue>) -> Result<Option<Value>, FieldError> {
+pub(crate) fn read_metadata(raw: Option<Raw<'_>>) -> Result<Option<Value>, FieldError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -353,7 +353,7 @@ pub(crate) fn create(
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
     let limit = state.sessions.max_metadata_bytes();
-    let raw: SessionCreateIn<'_, &RawValue> = payloads::parse(env.payload)?;
+    let raw: SessionCreateIn<'_, Raw<'_>> = payloads::parse(env)?;
     // Only a payload longer than the limit can hold metadata over it; `None` for metadata
     // too large to read.
     let too_large = env.payload.len() > limit && raw.metadata.is_some_and(|m| oversized(m, limit));
@@ -399,7 +399,7 @@ pub(crate) fn join(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+    let p: SessionRefIn<'_> = payloads::parse(env)?;
     let session_id = session_ref(&p.session_id, "sessionId", &env.session_id)?;
     let Some(who) = state.clients.get(req.conn).map(Who::of) else {
         return Ok(());
@@ -421,7 +421,7 @@ pub(crate) fn leave(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: SessionRefIn<'_> = payloads::parse(env.payload)?;
+    let p: SessionRefIn<'_> = payloads::parse(env)?;
     let session_id = session_ref(&p.session_id, "sessionId", &env.session_id)?;
     let Some(who) = state.clients.get(req.conn).map(Who::of) else {
         return Ok(());
@@ -525,7 +525,7 @@ pub(crate) fn patch(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: SessionPatchIn<'_> = payloads::parse(env.payload)?;
+    let p: SessionPatchIn<'_> = payloads::parse(env)?;
     let session_id = session_ref(&p.session_key, "sessionKey", &env.session_id)?;
     let patch = match p.patch.map(|raw| raw.get()) {
         None => None,
@@ -651,7 +651,7 @@ pub(crate) fn presence(
     env: &Envelope<'_>,
     out: &mut Actions<Event>,
 ) -> Result<(), Reject> {
-    let p: PresenceIn<'_> = payloads::parse(env.payload)?;
+    let p: PresenceIn<'_> = payloads::parse(env)?;
     let (status, key) = read_presence(state, &p, env)?;
     let Some(client) = state.clients.get(req.conn) else {
         return Ok(());

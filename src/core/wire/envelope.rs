@@ -6,7 +6,8 @@
 //! - [`parse_envelope`] reads one client message. It borrows every string it can from the
 //!   input and never builds a `serde_json::Value`; the payload is returned as the raw bytes of
 //!   the JSON object, so a relay copies them verbatim and a request parses them into its own
-//!   typed struct. Any input gives `Ok` or an [`EnvelopeError`], never a panic.
+//!   typed struct, from the members the walk noted on its way ([`Envelope::noted`]). Any
+//!   input gives `Ok` or an [`EnvelopeError`], never a panic.
 //! - An `INVALID_MESSAGE` error carries the request's `id` as `reply_to` whenever the id is
 //!   valid (a non-empty string of at most [`MAX_ID_BYTES`] bytes).
 //! - Field errors ([`FieldError`]) name the offending field; they become `INVALID_MESSAGE`
@@ -19,8 +20,9 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::core::wire::fields;
 use crate::core::wire::strict;
-use crate::core::wire::walk::{self, Member};
+use crate::core::wire::walk::{self, Member, Noted};
 
 /// Longest `id` a client may send, in bytes.
 pub(crate) const MAX_ID_BYTES: usize = 128;
@@ -142,7 +144,9 @@ pub(crate) enum Loose<'a> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(LooseVisitor)
+        // Under a name of its own, so that a payload's typed read can tell a `Loose` object or
+        // array from a value it reads whole ([`fields`]); `serde_json` reads the value inside.
+        deserializer.deserialize_newtype_struct(fields::LOOSE, LooseVisitor)
     }
 }
 
@@ -203,6 +207,10 @@ impl<'de> Visitor<'de> for LooseVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Loose::Array)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(LooseVisitor)
     }
 }
 
@@ -400,6 +408,10 @@ pub(crate) struct Envelope<'a> {
     pub reply_to: Field<'a>,
     /// `target`.
     pub target: Field<'a>,
+    /// The members of `payload` its typed read needs, noted by the walk
+    /// ([`fields::read`]); `None` when the walk did not read the message (the typed read
+    /// then reads the whole payload).
+    pub noted: Option<Vec<Noted>>,
 }
 
 /// Why [`parse_envelope`] refused a message.
@@ -524,17 +536,21 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
         ));
     }
     let walked = if walk {
-        walk::envelope(data, |msg_type| {
-            MsgKind::of(msg_type).is_some_and(MsgKind::forwards_payload)
-        })
+        walk::envelope(
+            data,
+            |msg_type| MsgKind::of(msg_type).is_some_and(MsgKind::forwards_payload),
+            fields::noted,
+        )
     } else {
         Err(walk::Stop::Unsure)
     };
     // The member in which the message nests deeper than 128 levels, if it does.
     let deep;
+    let mut noted = None;
     let (raw, payload_check) = match walked {
-        Ok(scanned) => {
+        Ok(mut scanned) => {
             deep = scanned.deep;
+            noted = Some(std::mem::take(&mut scanned.noted));
             let check = match scanned.payload_check {
                 _ if scanned.payload.is_none() => Some(Ok(())),
                 Some(Err(refusal)) => Some(Err(strict::refused(refusal))),
@@ -602,6 +618,7 @@ fn parse_with(data: &[u8], walk: bool) -> Result<Envelope<'_>, EnvelopeError<'_>
         session_id: Field::from_loose(raw.session_id),
         reply_to: Field::from_loose(raw.reply_to),
         target: Field::from_loose(raw.target),
+        noted,
     })
 }
 

@@ -5,12 +5,15 @@
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
 //!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
 //!   payload; unknown fields are ignored. `allowUsers` is read as an [`AllowUsersIn`], which
-//!   tells a list of ids from anything else in the same way. Only `session_create`'s `metadata` is read as a
-//!   `serde_json::Value`, once its compact size is known to fit; a `session_patch`'s `patch` is borrowed as its raw text, and an agent's `capabilities` and
-//!   `metadata` are borrowed as their raw text (`RawValue`, in the same pass) and compacted
-//!   from it.
-//! - [`parse`] turns a serde failure (duplicate field, nesting too deep) into an
-//!   `INVALID_MESSAGE` about `payload`.
+//!   tells a list of ids from anything else in the same way. Only `session_create`'s
+//!   `metadata` is read as a `serde_json::Value`, once its compact size is known to fit; a
+//!   `session_patch`'s `patch`, and an agent's `capabilities` and `metadata`, are borrowed as
+//!   their raw text ([`Raw`]) and compacted or merged from it.
+//! - [`parse`] reads a payload from the members the envelope's walk noted
+//!   ([`fields`](crate::core::wire::fields)), so the members no struct reads cost nothing
+//!   more; the result is `serde_json`'s read of the whole payload, and a serde failure
+//!   (duplicate field, a lone surrogate, a number out of range) becomes an
+//!   `INVALID_MESSAGE` about `payload` with `serde_json`'s text.
 //! - Outgoing structs borrow everything and serialize to exactly the documented fields;
 //!   [`SessionInfoOut`] is written by its own writer, since session metadata is stored as
 //!   compact JSON text and copied verbatim.
@@ -20,16 +23,34 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
 use crate::core::errors::ErrorCode;
 use crate::core::sessions::MAX_METADATA_BYTES;
-use crate::core::wire::{write_str, write_u64, FieldError, Loose, MAX_ID_BYTES};
+use crate::core::wire::fields::{self, Raw};
+use crate::core::wire::{write_str, write_u64, Envelope, FieldError, Loose, MAX_ID_BYTES};
 
-/// Read a payload (the raw JSON object text of an envelope) into `T`.
-pub(crate) fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {
-    serde_json::from_slice(payload).map_err(|e| FieldError::new("payload", format!("payload: {e}")))
+/// Read the payload of `env` into `T`: from the members its walk noted
+/// ([`fields::read`]), else the whole payload ([`parse_text`]); the same either way.
+pub(crate) fn parse<'a, T: Deserialize<'a>>(env: &Envelope<'a>) -> Result<T, FieldError> {
+    let read = env
+        .noted
+        .as_deref()
+        .and_then(|noted| fields::read(env.payload, noted));
+    match read {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(error)) => Err(payload_error(error)),
+        None => parse_text(env.payload),
+    }
+}
+
+/// Read a payload (the raw JSON object text of an envelope) into `T` with `serde_json`.
+pub(crate) fn parse_text<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FieldError> {
+    serde_json::from_slice(payload).map_err(|e| payload_error(e.to_string()))
+}
+
+fn payload_error(error: String) -> FieldError {
+    FieldError::new("payload", format!("payload: {error}"))
 }
 
 /// `auth` `{"token"?,"password"?,"clientId"?,"clientType"?}`.
@@ -67,7 +88,7 @@ pub(crate) struct ConnectIn<'a> {
 }
 
 /// `session_create` `{"sessionId"?,"name"?,"metadata"?,"access"?,"allowUsers"?}`,
-/// `metadata` read as `M`: its raw text (`&RawValue`), to measure it first, or a `Value`.
+/// `metadata` read as `M`: its raw text ([`Raw`]), to measure it first, or a `Value`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SessionCreateIn<'a, M> {
     /// `sessionId`
@@ -205,7 +226,7 @@ pub(crate) struct SessionPatchIn<'a> {
     pub session_key: Option<Loose<'a>>,
     /// `patch`, its text as sent (merged as text: `wire/merge.rs`)
     #[serde(borrow)]
-    pub patch: Option<&'a RawValue>,
+    pub patch: Option<Raw<'a>>,
     /// `access`
     #[serde(borrow)]
     pub access: Option<Loose<'a>>,
@@ -272,10 +293,10 @@ pub(crate) struct AgentRegisterIn<'a> {
     pub name: Option<Loose<'a>>,
     /// `capabilities`, its text as sent (compacted when it is read)
     #[serde(borrow)]
-    pub capabilities: Option<&'a RawValue>,
+    pub capabilities: Option<Raw<'a>>,
     /// `metadata`, as `capabilities`
     #[serde(borrow)]
-    pub metadata: Option<&'a RawValue>,
+    pub metadata: Option<Raw<'a>>,
 }
 
 /// `agent_unregister` `{"agentId"}` and `agent_heartbeat` `{"agentId","status"?}`.
@@ -716,14 +737,15 @@ mod tests {
 
     #[test]
     fn parse_reports_payload_level_failures() {
-        let ok: SessionRefIn<'_> = parse(br#"{"sessionId":"r","extra":[1]}"#).unwrap();
+        let ok: SessionRefIn<'_> = parse_text(br#"{"sessionId":"r","extra":[1]}"#).unwrap();
         assert_eq!(ok.session_id, Some(Loose::Str("r".into())));
-        let err = parse::<SessionRefIn<'_>>(br#"{"sessionId":"a","sessionId":"b"}"#).unwrap_err();
+        let err =
+            parse_text::<SessionRefIn<'_>>(br#"{"sessionId":"a","sessionId":"b"}"#).unwrap_err();
         assert_eq!(err.field, "payload");
     }
 
     fn allow_users(payload: &str) -> Option<AllowUsersIn<'_>> {
-        parse::<SessionPatchIn<'_>>(payload.as_bytes())
+        parse_text::<SessionPatchIn<'_>>(payload.as_bytes())
             .unwrap()
             .allow_users
     }
@@ -758,7 +780,7 @@ mod tests {
                 "{wrong}"
             );
             // The rest of the payload is still read.
-            let p: SessionPatchIn<'_> = parse(payload.as_bytes()).unwrap();
+            let p: SessionPatchIn<'_> = parse_text(payload.as_bytes()).unwrap();
             assert_eq!(p.session_key, Some(Loose::Str("r".into())));
         }
         let long = format!(r#"{{"allowUsers":["{}"]}}"#, "x".repeat(MAX_ID_BYTES + 1));
@@ -838,6 +860,121 @@ mod tests {
             serde_json::to_value(&list).unwrap(),
             json!({"devices":[{"deviceId":"d","role":"node","connectedAt":5}]})
         );
+    }
+
+    /// Pieces of generated JSON text: values, string contents, keys and white space, valid
+    /// and not (lone surrogates, numbers out of range), for the typed read.
+    const STRINGS: [&str; 10] = [
+        "a",
+        "",
+        "\\u0041",
+        "\\ud83d\\ude00",
+        "\\ud800",
+        "\\udc00x",
+        "\\n",
+        "\u{e9}",
+        "x y",
+        "\\\"",
+    ];
+    const SCALARS: [&str; 12] = [
+        "0",
+        "7",
+        "-1",
+        "1.5",
+        "1e999",
+        "-1e999",
+        "123456789012345678901234567890",
+        "true",
+        "false",
+        "null",
+        "18446744073709551615",
+        "1e-400",
+    ];
+    const WS: [&str; 5] = ["", "", " ", "\n", " \r\n\t"];
+
+    fn json(rng: &mut crate::testkit::Rng, depth: usize, out: &mut String) {
+        out.push_str(rng.pick::<&str>(&WS));
+        match rng.below(if depth == 0 { 2 } else { 4 }) {
+            0 => out.push_str(rng.pick::<&str>(&SCALARS)),
+            1 => {
+                out.push('"');
+                out.push_str(rng.pick::<&str>(&STRINGS));
+                out.push('"');
+            }
+            2 => {
+                out.push('{');
+                for i in 0..rng.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(rng.pick::<&str>(&WS));
+                    out.push('"');
+                    out.push_str(rng.pick::<&str>(&STRINGS));
+                    out.push_str("\":");
+                    json(rng, depth - 1, out);
+                }
+                out.push_str(rng.pick::<&str>(&WS));
+                out.push('}');
+            }
+            _ => {
+                out.push('[');
+                for i in 0..rng.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    json(rng, depth - 1, out);
+                }
+                out.push(']');
+            }
+        }
+        out.push_str(rng.pick::<&str>(&WS));
+    }
+
+    /// A payload object whose members are mostly ones the structs read, some twice, some
+    /// with escaped or refused keys, among others.
+    fn payload(rng: &mut crate::testkit::Rng) -> String {
+        let mut out = String::from("{");
+        for i in 0..rng.below(7) {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(rng.pick::<&str>(&WS));
+            let name = *rng.pick(&fields::NAMES);
+            let key = match rng.below(10) {
+                0 => format!("\\u{:04x}{}", u32::from(name.as_bytes()[0]), &name[1..]),
+                1 => "other".to_owned(),
+                2 => (*rng.pick(&STRINGS)).to_owned(),
+                _ => name.to_owned(),
+            };
+            out.push_str(&format!("\"{key}\""));
+            out.push_str(rng.pick::<&str>(&WS));
+            out.push(':');
+            json(rng, 3, &mut out);
+        }
+        out.push('}');
+        out
+    }
+
+    /// The typed read from the walk's noted members gives what `serde_json` gives for the
+    /// whole payload (`fuzzing::json::typed`), on payloads whose members are mostly ones the
+    /// structs read, in a payload checked on its way (`session_patch`) and one that is not.
+    #[test]
+    fn the_typed_read_from_noted_members_is_serde_jsons() {
+        let mut rng = crate::testkit::Rng::new(0x7e57_f1e1d5);
+        let (mut read, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let payload = payload(&mut rng);
+            for msg_type in ["agent_register", "session_patch"] {
+                let message = format!(r#"{{"type":"{msg_type}","id":"1","payload":{payload}}}"#);
+                if let Ok(env) = crate::core::wire::parse_envelope(message.as_bytes()) {
+                    assert!(env.noted.is_some(), "{payload}");
+                    let (r, e) = crate::fuzzing::json::typed(&env);
+                    (read, refused) = (read + r, refused + e);
+                }
+            }
+        }
+        // Both outcomes are exercised.
+        assert!(read > 10_000 && refused > 10_000, "{read} {refused}");
     }
 
     fn written(s: &SessionInfoOut<'_>) -> Value {

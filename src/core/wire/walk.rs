@@ -27,6 +27,10 @@
 //! - In [`envelope`], a member nested deeper than [`MEMBER_DEPTH`] is noted
 //!   ([`Scanned::deep`]) for the caller to refuse (PROTOCOL section 11) and the walk goes
 //!   on; [`too_deep`] finds the same member in a message `serde_json` has read.
+//! - In [`envelope`], a payload object is walked member by member (the same refusals at the
+//!   same bytes as one value), and the members whose names the caller asks for are noted
+//!   ([`Noted`]: their spans, and whether they read cleanly as `serde_json` reads them), for
+//!   the typed read of [`fields`](super::fields), which then never passes over the others.
 //! - Input must be valid UTF-8 (checked once by each entry point); bytes of 0x80 and over
 //!   are then only ever string contents.
 //! - The work is linear in the input: string bodies are scanned 8 bytes at a time, and so
@@ -167,6 +171,24 @@ fn small_integers(word: u64) -> bool {
         && digits & 0x80 != 0
         && commas & (commas << 8) == 0
         && ((zeros & starts) << 8) & digits == 0
+}
+
+/// Where the plain integer at `start` (`c` there, a digit or `-`) ends: digits, no leading zero,
+/// not `-0`, at most `max_digits` of them (short enough to be exact, or for a read that only
+/// checks it, to be in range); `None` for any other number, which is [`Walker::number`]'s.
+#[inline(always)]
+fn plain_integer(bytes: &[u8], start: usize, c: u8, max_digits: usize) -> Option<usize> {
+    let first = start + usize::from(c == b'-');
+    let mut end = first;
+    while let Some(b'0'..=b'9') = bytes.get(end) {
+        end += 1;
+    }
+    let digits = end - first;
+    let plain = digits != 0
+        && digits <= max_digits
+        && (bytes[first] != b'0' || end == start + 1)
+        && !matches!(bytes.get(end), Some(b'.' | b'e' | b'E'));
+    plain.then_some(end)
 }
 
 /// The 8 bytes at `pos`, little-endian, when there are 8.
@@ -457,6 +479,8 @@ struct Walker<'a, 'o> {
     soft: bool,
     /// The first refusal of the reading kept in `soft` mode.
     refused: Option<Refusal>,
+    /// How many refusals of the reading `soft` mode has kept (the first in `refused`).
+    kept: u32,
     /// Whether a nesting past the depth limit is noted in `deep` and the walk goes on (an
     /// envelope member's: the envelope refuses it, not its read), whether or not `soft`.
     depth_soft: bool,
@@ -483,6 +507,7 @@ impl<'a, 'o> Walker<'a, 'o> {
             max: usize::MAX,
             soft: false,
             refused: None,
+            kept: 0,
             depth_soft: false,
             deep: false,
             lag: 0,
@@ -506,6 +531,7 @@ impl<'a, 'o> Walker<'a, 'o> {
             return refuse(what, at);
         }
         self.refused.get_or_insert(Refusal { what, at });
+        self.kept = self.kept.wrapping_add(1);
         Ok(())
     }
 
@@ -739,8 +765,9 @@ impl<'a, 'o> Walker<'a, 'o> {
         Ok(())
     }
 
-    /// The string of an object key at `pos` (kept for the duplicate check in `Strict`).
-    fn key_string(&mut self, mode: Mode) -> Step {
+    /// The string of an object key at `pos` (kept for the duplicate check in `Strict`). In
+    /// `Strict`, returns whether it had escapes (its decoded text then in `scratch`).
+    fn key_string(&mut self, mode: Mode) -> Step<bool> {
         if self.peek()? != b'"' {
             return refuse(KEY, self.pos);
         }
@@ -789,7 +816,7 @@ impl<'a, 'o> Walker<'a, 'o> {
                 out.extend_from_slice(&self.bytes[start..self.pos]);
             }
         }
-        Ok(())
+        Ok(escaped)
     }
 
     /// A refusal where a value ended inside a container (`object`: an object), no `,` or
@@ -1369,6 +1396,35 @@ pub(crate) struct Scanned<'a> {
     /// than [`MEMBER_DEPTH`] (the message deeper than 128 levels, PROTOCOL section 11), the
     /// payload's by the count [`strict`] keeps; `None` when none does.
     pub deep: Option<&'a [u8]>,
+    /// The members of the payload object whose names the caller asked for, in their order
+    /// (see [`Noted`]); empty when the payload is absent, `null` or not an object.
+    pub noted: Vec<Noted>,
+}
+
+/// A member of a payload object noted by [`envelope`]: one whose name (decoded) the caller
+/// asked for, at most its first two times in the payload, or the first key that is not a
+/// string as `serde_json` reads one (a lone surrogate escape, or in a checked payload any
+/// refusal of the reading at that key), after which nothing more is noted. Offsets are in
+/// bytes from the payload's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Noted {
+    /// A member: its key from its `"` to after its closing `"`, and its value's span.
+    Member {
+        /// Where the key starts (its `"`).
+        key: usize,
+        /// Right after the key's closing `"`.
+        key_end: usize,
+        /// Where the value starts.
+        value: usize,
+        /// Right after the value.
+        value_end: usize,
+        /// Whether its value is read cleanly: no refusal of the reading in it (in a payload
+        /// that is not checked: none in the keys of an object value's own members, which
+        /// is all that `serde_json` reads of an object it keeps only the kind of).
+        clean: bool,
+    },
+    /// A key that is not a string as `serde_json` reads one: where its `"` is.
+    BadKey(usize),
 }
 
 /// The message of a duplicate envelope member, by its index in [`MEMBERS`] (5: `payload`).
@@ -1393,7 +1449,14 @@ const DUPLICATE_MEMBERS: [&str; 6] = [
 /// are kept in [`Scanned::payload_check`] while the walk goes on to the payload's end. A
 /// member nested deeper than [`MEMBER_DEPTH`] is not a refusal of the read (that read skips
 /// it, or reads it all): it is noted in [`Scanned::deep`] and the walk goes on.
-pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scanned<'_>> {
+///
+/// A payload object's members whose names `noted` maps to an index (below 64) are noted in
+/// [`Scanned::noted`], in the same pass.
+pub(crate) fn envelope(
+    data: &[u8],
+    checked: impl Fn(&str) -> bool,
+    noted: impl Fn(&[u8]) -> Option<usize>,
+) -> Step<Scanned<'_>> {
     std::str::from_utf8(data).map_err(|_| Stop::Unsure)?;
     let mut w = Walker::new(data);
     let mut scanned = Scanned::default();
@@ -1446,10 +1509,21 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                         Some(Member::Str(msg_type)) => checked(msg_type),
                         _ => true,
                     };
+                    let (mode, depth) = if check {
+                        (Mode::Strict, STRICT_DEPTH)
+                    } else {
+                        (Mode::Skip, MEMBER_DEPTH)
+                    };
+                    let found = &mut scanned.noted;
+                    found.clear();
+                    w.soft(raw_name, &mut scanned.deep, check, |w| {
+                        if w.peek()? == b'{' {
+                            w.payload(mode, depth, &noted, found)
+                        } else {
+                            w.value(mode, depth)
+                        }
+                    })?;
                     if check {
-                        w.soft(raw_name, &mut scanned.deep, true, |w| {
-                            w.value(Mode::Strict, STRICT_DEPTH)
-                        })?;
                         scanned.payload_check = Some(match w.refused.take() {
                             None => Ok(()),
                             Some(r) => Err(Refusal {
@@ -1457,10 +1531,6 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
                                 at: r.at - at,
                             }),
                         });
-                    } else {
-                        w.soft(raw_name, &mut scanned.deep, false, |w| {
-                            w.value(Mode::Skip, MEMBER_DEPTH)
-                        })?;
                     }
                     scanned.payload = Some(&data[at..w.pos]);
                 }
@@ -1490,6 +1560,160 @@ pub(crate) fn envelope(data: &[u8], checked: impl Fn(&str) -> bool) -> Step<Scan
 }
 
 impl<'a> Walker<'a, '_> {
+    /// The payload object whose `{` is at `pos`, read as [`Walker::value`] reads it in `mode`
+    /// (the same refusals at the same bytes), member by member: the members `noted` names,
+    /// and the first key that does not read cleanly, are pushed on `found` (see [`Noted`]).
+    fn payload(
+        &mut self,
+        mode: Mode,
+        max_depth: usize,
+        noted: &impl Fn(&[u8]) -> Option<usize>,
+        found: &mut Vec<Noted>,
+    ) -> Step {
+        let base = self.pos;
+        let strict = mode == Mode::Strict;
+        self.pos += 1;
+        if strict {
+            let at = (self.keys.keys.len(), self.decoded.len());
+            self.keys.starts.push(at);
+        }
+        self.ws();
+        if self.peek()? != b'}' {
+            // Names noted once, and twice (then no more: a third changes nothing a read of
+            // the payload gives).
+            let (mut once, mut twice) = (0u64, 0u64);
+            let mut noting = true;
+            loop {
+                let key = self.pos;
+                let kept = self.kept;
+                let escaped = self.payload_key(mode)?;
+                let key_end = self.pos;
+                let index = if !noting {
+                    None
+                } else if self.kept != kept {
+                    found.push(Noted::BadKey(key - base));
+                    noting = false;
+                    None
+                } else if escaped {
+                    noted(&self.scratch)
+                } else {
+                    noted(&self.bytes[key + 1..key_end - 1])
+                };
+                self.ws();
+                self.expect(b':', COLON)?;
+                self.ws();
+                let value = self.pos;
+                match index.filter(|&i| i < 64 && twice & (1 << i) == 0) {
+                    Some(i) => {
+                        let kept = self.kept;
+                        self.field(mode, max_depth - 1)?;
+                        found.push(Noted::Member {
+                            key: key - base,
+                            key_end: key_end - base,
+                            value: value - base,
+                            value_end: self.pos - base,
+                            clean: self.kept == kept,
+                        });
+                        if once & (1 << i) == 0 {
+                            once |= 1 << i;
+                        } else {
+                            twice |= 1 << i;
+                        }
+                    }
+                    None => self.member_value(mode, max_depth - 1)?,
+                }
+                self.ws();
+                match self.peek()? {
+                    b',' => {
+                        self.pos += 1;
+                        self.ws();
+                    }
+                    b'}' => break,
+                    _ => return refuse(NEXT_MEMBER, self.pos),
+                }
+            }
+        }
+        self.pos += 1;
+        if strict {
+            self.close_object(self.pos - 1)?;
+        }
+        Ok(())
+    }
+
+    /// A member's value at `pos` (white space passed), as [`Walker::value`] reads it: a
+    /// scalar by its own step, without that loop's setup (most members of a wide object are).
+    #[inline]
+    fn member_value(&mut self, mode: Mode, max_depth: usize) -> Step {
+        match self.peek()? {
+            b'"' => self.string(mode, false).map(|_| ()),
+            c @ (b'-' | b'0'..=b'9') => match plain_integer(self.bytes, self.pos, c, 300) {
+                Some(end) => {
+                    self.pos = end;
+                    Ok(())
+                }
+                None => self.number(mode),
+            },
+            b't' | b'f' | b'n' => self.literal(),
+            _ => self.value(mode, max_depth),
+        }
+    }
+
+    /// A key of the payload object (white space passed) as [`Walker::key_string`] reads it in
+    /// `mode`; outside `Strict`, read as a string too, a refusal of that reading counted in
+    /// `kept` and dropped. Returns whether it had escapes (its decoded text then in
+    /// `scratch`).
+    fn payload_key(&mut self, mode: Mode) -> Step<bool> {
+        if mode == Mode::Strict {
+            return self.key_string(mode);
+        }
+        self.object_key()
+    }
+
+    /// An object key at `pos` read as a string, outside `Strict`: a refusal of that reading
+    /// (a lone surrogate) is counted in `kept` and dropped, the grammar's are refusals.
+    /// Returns whether it had escapes (its decoded text then in `scratch`).
+    fn object_key(&mut self) -> Step<bool> {
+        if self.peek()? != b'"' {
+            return refuse(KEY, self.pos);
+        }
+        let soft = std::mem::replace(&mut self.soft, true);
+        let refused = self.refused.take();
+        let escaped = self.string(Mode::Read, true);
+        self.soft = soft;
+        self.refused = refused;
+        escaped
+    }
+
+    /// The value of a noted payload member, as [`Walker::value`] reads it in `mode`; outside
+    /// `Strict`, the keys of an object value's own members are read as strings too
+    /// ([`Walker::object_key`]), so that `kept` tells whether `serde_json` reads them.
+    fn field(&mut self, mode: Mode, max_depth: usize) -> Step {
+        if mode == Mode::Strict || self.peek()? != b'{' {
+            return self.value(mode, max_depth);
+        }
+        self.pos += 1;
+        self.ws();
+        if self.peek()? != b'}' {
+            loop {
+                self.object_key()?;
+                self.ws();
+                self.expect(b':', COLON)?;
+                self.value(mode, max_depth - 1)?;
+                self.ws();
+                match self.peek()? {
+                    b',' => {
+                        self.pos += 1;
+                        self.ws();
+                    }
+                    b'}' => break,
+                    _ => return refuse(NEXT_MEMBER, self.pos),
+                }
+            }
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
     /// `read` (the value of the envelope member `name`) with a nesting past the depth limit
     /// noted in `deep` (`name`, unless a member before was noted) while the walk goes on;
     /// `payload`: in `soft` mode too (the refusals of the reading kept in `refused`, the

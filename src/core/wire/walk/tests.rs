@@ -1,6 +1,7 @@
 use super::*;
 use crate::core::wire::compact::{compact_serde, Budget, CompactError};
 use crate::core::wire::envelope::parse_envelope_serde;
+use crate::core::wire::payloads::{self, parse_text, AgentRegisterIn};
 use crate::core::wire::{parse_envelope, strict as strict_check, EnvelopeError};
 use crate::fuzzing::json;
 use crate::testkit::Rng;
@@ -385,7 +386,7 @@ fn nesting_is_counted_over_the_whole_message() {
     assert_eq!(too_deep(text.as_bytes()), Some(&b"payload"[..]));
     // The walk notes the first member that deep and goes on; the envelope refuses it.
     fn noted(text: &str) -> Option<&[u8]> {
-        envelope(text.as_bytes(), |_| true).unwrap().deep
+        envelope(text.as_bytes(), |_| true, |_| None).unwrap().deep
     }
     assert_eq!(noted(&message(&deep(127))), None);
     assert_eq!(noted(&message(&deep(128))), Some(&br#"z\"z"#[..]));
@@ -414,7 +415,7 @@ fn nesting_is_counted_over_the_whole_message() {
     assert_eq!(noted(&two), Some(&b"a"[..]));
     let broken = format!(r#"{{"type":"x","id":"x","a":{}]}}"#, deep(200));
     assert!(matches!(
-        envelope(broken.as_bytes(), |_| true),
+        envelope(broken.as_bytes(), |_| true, |_| None),
         Err(Stop::Refused(_))
     ));
     // A lone surrogate in a member the envelope reads is the message's refusal, a member
@@ -429,7 +430,7 @@ fn nesting_is_counted_over_the_whole_message() {
     ] {
         let m = text.as_bytes();
         assert!(
-            matches!(envelope(m, |_| true), Err(Stop::Refused(_))),
+            matches!(envelope(m, |_| true, |_| None), Err(Stop::Refused(_))),
             "{text}"
         );
         assert!(matches!(parse_envelope(m), Err(EnvelopeError::Parse(_))));
@@ -489,13 +490,13 @@ fn compact_walk_writes_serde_json_text() {
 #[test]
 fn the_envelope_walk_checks_the_payload_on_its_way() {
     let text = br#"{"type":"chat","id":"1","payload":{"a":[1,2]}}"#;
-    let walked = envelope(text, |_| true).unwrap();
+    let walked = envelope(text, |_| true, |_| None).unwrap();
     assert_eq!(walked.payload_check, Some(Ok(())));
     assert_eq!(walked.payload, Some(br#"{"a":[1,2]}"#.as_slice()));
     // A refusal of the payload is kept, its offset counted from the payload, and the walk
     // goes on to the envelope's end.
     let twice = br#"{"type":"chat","id":"1","payload":{"a":1,"a":2},"sessionId":"s"}"#;
-    let walked = envelope(twice, |_| true).unwrap();
+    let walked = envelope(twice, |_| true, |_| None).unwrap();
     let refused = Refusal {
         what: "duplicate key in an object",
         at: 7,
@@ -517,14 +518,14 @@ fn the_envelope_walk_checks_the_payload_on_its_way() {
         "[".repeat(200),
         "]".repeat(200)
     );
-    let walked = envelope(deep.as_bytes(), |_| true).unwrap();
+    let walked = envelope(deep.as_bytes(), |_| true, |_| None).unwrap();
     assert_eq!(
         walked.payload_check.unwrap().unwrap_err().what,
         "nesting deeper than 127 levels"
     );
     let broken = deep.replacen("1e999]", "1e999,]", 1);
     assert_eq!(
-        envelope(broken.as_bytes(), |_| true).unwrap_err(),
+        envelope(broken.as_bytes(), |_| true, |_| None).unwrap_err(),
         Stop::Refused(Refusal {
             what: "expected a value",
             at: broken.find(",]").unwrap() + 1,
@@ -532,7 +533,12 @@ fn the_envelope_walk_checks_the_payload_on_its_way() {
     );
     // A known member twice is refused as soon as its name is read.
     assert_eq!(
-        envelope(br#"{"type":"a","t\u0079pe":"b","id":"1"}"#, |_| true).unwrap_err(),
+        envelope(
+            br#"{"type":"a","t\u0079pe":"b","id":"1"}"#,
+            |_| true,
+            |_| None
+        )
+        .unwrap_err(),
         Stop::Refused(Refusal {
             what: "duplicate field `type`",
             at: 12,
@@ -545,7 +551,10 @@ fn the_envelope_walk_checks_the_payload_on_its_way() {
     assert_eq!(parse_envelope(late).unwrap().payload_check, Some(Ok(())));
     // Text that is not UTF-8 is left to serde_json.
     let latin = b"{\"type\":\"chat\",\"id\":\"1\",\"x\":\"\xe9\"}";
-    assert_eq!(envelope(latin, |_| true).unwrap_err(), Stop::Unsure);
+    assert_eq!(
+        envelope(latin, |_| true, |_| None).unwrap_err(),
+        Stop::Unsure
+    );
     assert_eq!(parse_envelope(latin), parse_envelope_serde(latin));
 }
 
@@ -568,7 +577,7 @@ fn a_large_message_refused_at_its_end_is_refused_by_the_walk() {
     ];
     for (i, message) in cases.iter().enumerate() {
         let m = message.as_bytes();
-        let walked = envelope(m, |t| t == "chat");
+        let walked = envelope(m, |t| t == "chat", |_| None);
         let (fast, slow) = (parse_envelope(m), parse_envelope_serde(m));
         match i {
             0 | 1 => {
@@ -692,9 +701,11 @@ fn speed() {
 }
 
 /// One read picked by `WALK_CASE` (`envelope_old`, `envelope_new`, `strict_old`,
-/// `strict_new`, `compact_old`, `compact_new`, or nothing) 4 times over a 1 MiB payload
-/// (`WALK_PAYLOAD`: `zeros`, the default, `strings` or `nested`; the message's type is
-/// `WALK_TYPE`, `chat` by default): for instruction counts under
+/// `strict_new`, `compact_old`, `compact_new`, `typed_old` and `typed_new`: the envelope and
+/// an `agent_register` payload read from the whole payload or from the noted members, or
+/// nothing) 4 times over a 1 MiB payload (`WALK_PAYLOAD`: `zeros`, the default, `strings`,
+/// `wide`, `topwide`: the keys of `wide` as the payload's own members, or `nested`; the
+/// message's type is `WALK_TYPE`, `chat` by default): for instruction counts under
 /// `valgrind --tool=callgrind`, where the difference from the empty case is the read's.
 #[test]
 #[ignore]
@@ -724,6 +735,14 @@ fn profile() {
             i += 1;
         }
         payload.push('}');
+    } else if kind == "topwide" {
+        // The same keys as the payload's own members (`{"k0":0,"k1":0,...}`).
+        payload = String::from("{\"k0\":0");
+        let mut i = 1;
+        while payload.len() < 1 << 20 {
+            payload.push_str(&format!(",\"k{i}\":0"));
+            i += 1;
+        }
     } else if kind == "nested" {
         payload.push_str(&"[".repeat(1 << 19));
         payload.push_str(&"]".repeat(1 << 19));
@@ -733,7 +752,11 @@ fn profile() {
             payload.push_str(",0");
         }
     }
-    payload.push_str(if kind == "wide" { "}" } else { "]}" });
+    payload.push_str(match kind.as_str() {
+        "topwide" => "}",
+        "wide" => "}",
+        _ => "]}",
+    });
     let msg_type = std::env::var("WALK_TYPE").unwrap_or_else(|_| "chat".into());
     let message =
         format!(r#"{{"type":"{msg_type}","id":"1","sessionId":"s","payload":{payload}}}"#);
@@ -757,6 +780,14 @@ fn profile() {
                 .is_ok())
             }
             "compact_new" => assert!(compact(p, &mut out, 1 << 21).is_ok()),
+            "typed_old" => {
+                let env = parse_envelope(m).unwrap();
+                assert!(parse_text::<AgentRegisterIn<'_>>(env.payload).is_ok());
+            }
+            "typed_new" => {
+                let env = parse_envelope(m).unwrap();
+                assert!(payloads::parse::<AgentRegisterIn<'_>>(&env).is_ok());
+            }
             _ => {}
         }
     }
