@@ -171,6 +171,7 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     /// [`Decoder::decode_frames`] with no bound on frames.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn decode(
         &mut self,
         input: &mut [u8],
