@@ -254,6 +254,68 @@ fn bytes_in_flight_are_bounded_as_they_arrive_and_given_back() {
     served(&mut bystander);
 }
 
+/// Connections that have not authenticated hold at most a quarter of `max_inflight_bytes`
+/// between them: holders of unfinished messages before auth are refused with 1008 past it,
+/// and an authenticated client's large message arriving in two reads is still served.
+#[test]
+fn unauthenticated_holders_cannot_take_the_room_of_an_authenticated_message() {
+    let mut config = test_config();
+    config.max_inflight_bytes = 400_000; // a reserve of 100 000 bytes before auth
+    let gw = TestGateway::start(config);
+    let mut bystander = Client::authed(&gw, TOKEN);
+    let inflight = || gw.metric("gateway_inflight_bytes").unwrap_or(-1.0);
+    let held = ping_of("h", 60_000);
+    let piece = frame(1, false, &held[..20_000], true);
+    // Each holder sends 20 000 bytes of an unfinished message and a Ping behind it: a Pong
+    // says it holds them, a close frame that it was refused.
+    let mut holders = Vec::new();
+    let mut refused = None;
+    for _ in 0..30 {
+        let mut raw = RawWs::open(&gw);
+        let mut bytes = piece.clone();
+        bytes.extend(frame(9, true, b"held", true));
+        raw.send(&bytes);
+        match raw.read_frame() {
+            Some((_, 10, payload)) if payload == b"held" => holders.push(raw),
+            Some((_, 8, payload)) => {
+                refused = Some((u16::from_be_bytes([payload[0], payload[1]]), payload));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let (code, payload) = refused.expect("a holder past the reserve is refused");
+    assert_eq!(code, 1008);
+    assert_eq!(&payload[2..], b"Server busy");
+    assert!(
+        (1..=5).contains(&holders.len()),
+        "{} holders of 20 000 bytes in a reserve of 100 000",
+        holders.len()
+    );
+    let before = inflight();
+    assert!(before <= 100_000.0, "{before}");
+    served(&mut bystander);
+
+    // 300 000 bytes arrive in two reads: the first half is held beside the holders'.
+    let mut authed = raw_authed(&gw);
+    let big = frame(1, true, &ping_of("big", 300_000), true);
+    authed.send(&big[..150_000]);
+    assert!(
+        eventually(|| inflight() >= before + 100_000.0),
+        "{}",
+        inflight()
+    );
+    authed.send(&big[150_000..]);
+    assert_eq!(authed.read_json().expect("pong")["replyTo"], "big");
+    // Holders that go away give their room back: a new one holds again.
+    drop(holders);
+    assert!(eventually(|| inflight() == 0.0), "{}", inflight());
+    let mut raw = RawWs::open(&gw);
+    raw.send(&[piece, frame(9, true, b"held", true)].concat());
+    assert_eq!(raw.read_frame().map(|(_, opcode, _)| opcode), Some(10));
+    served(&mut bystander);
+}
+
 #[test]
 fn a_message_not_complete_within_message_timeout_closes_1008() {
     let mut config = test_config();

@@ -1,6 +1,6 @@
 //! Limits hold under a burst from many connections at once: `max_connections`, the rate
 //! limit, both message size limits and the auth failure limit; and a burst of pipelined
-//! messages from one connection shares the loop with the others.
+//! messages or of empty frames from one connection shares the loop with the others.
 
 mod common;
 
@@ -192,4 +192,37 @@ fn a_pipelined_flood_shares_the_loop_with_a_bystander() {
         chat_after < FLOOD,
         "the bystander's ping and chat were handled only after the whole flood"
     );
+}
+
+/// Frames that make no message share the loop too: a client that opened a message writes
+/// 30 000 empty continuation frames and the frame that ends it in one write (less than a
+/// turn's read budget); a bystander's ping is answered, and a chat it sends after its pong
+/// reaches the flooding client before the reply to the message at the end of the flood.
+#[test]
+fn a_flood_of_empty_frames_shares_the_loop_with_a_bystander() {
+    const FLOOD: usize = 30_000;
+    let gw = TestGateway::start(test_config());
+    let mut group = session_group(&gw, "room", 2);
+    let mut bystander = group.pop().expect("two clients");
+    let mut flooder = group.pop().expect("two clients");
+    let ping = json!({"type": "ping", "id": "end"}).to_string();
+    let (start, end) = ping.as_bytes().split_at(8);
+    let mut blob = frame(1, false, start, true);
+    for _ in 0..FLOOD {
+        blob.extend_from_slice(&frame(0, false, b"", true));
+    }
+    blob.extend_from_slice(&frame(0, true, end, true));
+    flooder.ws.get_mut().write_all(&blob).expect("one write");
+
+    let pong = bystander.request("ping", json!({}));
+    assert_eq!(pong["type"], "pong", "{pong}");
+    bystander.send_scoped("chat", "room", json!({"text": "between"}));
+
+    let first = flooder.recv();
+    assert_eq!(
+        first["type"], "chat",
+        "the bystander waited for the whole flood: {first}"
+    );
+    let reply = flooder.recv();
+    assert_eq!(reply["replyTo"], "end", "{reply}");
 }

@@ -108,7 +108,9 @@ pub(super) struct Connection {
     pub message_since: u32,
     /// A message-timeout entry for this connection is on the wheel (at most one is).
     pub message_timer: bool,
-    /// The app raised its limit from `initial_max_payload` to `max_payload`.
+    /// Held to `max_payload`: the app raised its limit from `initial_max_payload`, or there
+    /// was none when it opened. Until then its `message_bytes` count in the reserve of the
+    /// connections that have not authenticated too (`reactor/read.rs`).
     pub full_limit: bool,
     /// Counted in the reactor's pending handshakes: accepted and never upgraded.
     pub pending_handshake: bool,

@@ -1,7 +1,7 @@
 //! Server-side WebSocket framing (RFC 6455) over the caller's buffers, without I/O.
 //!
 //! Contract:
-//! - [`Decoder::decode`] takes whatever bytes arrived from one client, in order, and calls back
+//! - [`Decoder::decode_frames`] takes whatever bytes arrived from one client, in order, and calls back
 //!   once per complete message or control frame. Payloads are unmasked in place in the input;
 //!   a complete unfragmented frame lying wholly in the input is handed out as a slice of it.
 //! - Between calls a decoder holds at most an incomplete header (inline), the bytes of an
@@ -16,6 +16,8 @@
 //!   sends makes this module panic.
 //! - The limits are read at every frame header, so `on` may change them for the frames that
 //!   follow in the same input (the reactor raises a connection's limit when it authenticates).
+//! - It also stops after a number of frames, so that a caller can bound the work of frames
+//!   that yield nothing (empty continuation frames).
 //! - [`encode`] and [`encode_close`] append unmasked, unfragmented server frames.
 
 use std::cell::Cell;
@@ -168,22 +170,37 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    /// Decode all of `input` (may be unmasked in place), calling `on` for each complete item in
-    /// order; returns how many bytes of `input` it took.
-    ///
-    /// `on` returns true to continue, false to stop: then the bytes taken are those up to the
-    /// end of the frame of the item it stopped at, and the rest of `input` is left untouched
-    /// (still masked), for the caller to drop (it is closing) or to decode later (it handles
-    /// the rest in a later turn). Otherwise all of `input` is taken: bytes of an incomplete
-    /// frame are retained so the next call continues where this one stopped. `limits` are
-    /// read at every frame header: `on` may change them. After an error the decoder must not
-    /// be used again.
+    /// [`Decoder::decode_frames`] with no bound on frames.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn decode(
         &mut self,
         input: &mut [u8],
         limits: &Cell<CodecLimits>,
         on: &mut dyn FnMut(Incoming<'_>) -> bool,
     ) -> Result<usize, CloseError> {
+        self.decode_frames(input, limits, usize::MAX, on)
+    }
+
+    /// Decode `input` (may be unmasked in place), calling `on` for each complete item in
+    /// order; returns how many bytes of `input` it took.
+    ///
+    /// `on` returns true to continue, false to stop: then the bytes taken are those up to the
+    /// end of the frame of the item it stopped at, and the rest of `input` is left untouched
+    /// (still masked), for the caller to drop (it is closing) or to decode later (it handles
+    /// the rest in a later turn). It stops the same way once `frames` frames (one at least)
+    /// are complete with more of `input` after them: the caller bounds so the work of frames
+    /// that make no item (empty or tiny continuation frames). Otherwise all of `input` is
+    /// taken: bytes of an incomplete frame are retained so the next call continues where this
+    /// one stopped. `limits` are read at every frame header: `on` may change them. After an
+    /// error the decoder must not be used again.
+    pub(crate) fn decode_frames(
+        &mut self,
+        input: &mut [u8],
+        limits: &Cell<CodecLimits>,
+        frames: usize,
+        on: &mut dyn FnMut(Incoming<'_>) -> bool,
+    ) -> Result<usize, CloseError> {
+        let mut frames_left = frames;
         let total = input.len();
         let mut rest = input;
         loop {
@@ -210,6 +227,10 @@ impl Decoder {
             }
             if !complete {
                 return Ok(total);
+            }
+            frames_left = frames_left.saturating_sub(1);
+            if frames_left == 0 && !rest.is_empty() {
+                return Ok(total - rest.len());
             }
         }
     }

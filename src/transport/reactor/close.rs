@@ -144,7 +144,12 @@ impl<A: App> Reactor<A> {
             return;
         }
         let lingering = matches!(conn.state, ConnState::Closing { .. });
-        self.inflight -= conn.message_bytes(); // the decoder goes, and its bytes with it
+        // The decoder goes, and its bytes with it.
+        let held = conn.message_bytes();
+        self.inflight -= held;
+        if !conn.full_limit {
+            self.preauth_inflight -= held;
+        }
         conn.unread = Box::default();
         conn.state = ConnState::Finishing;
         self.out.mark_dirty(conn);
@@ -184,7 +189,11 @@ impl<A: App> Reactor<A> {
                 continue;
             };
             let _ = self.poll.registry().deregister(&mut conn.socket);
-            self.inflight -= conn.message_bytes();
+            let held = conn.message_bytes();
+            self.inflight -= held;
+            if !conn.full_limit {
+                self.preauth_inflight -= held;
+            }
             if conn.pending_handshake {
                 self.pending_handshakes -= 1;
             }

@@ -39,7 +39,11 @@ impl<A: App> Reactor<A> {
                     }
                     Action::RaiseLimit { conn } => {
                         if let Some(conn) = self.conns.get_mut(conn) {
-                            conn.full_limit = true;
+                            if !conn.full_limit {
+                                // What it holds leaves the reserve of those before auth.
+                                self.preauth_inflight -= conn.message_bytes();
+                                conn.full_limit = true;
+                            }
                         }
                     }
                     Action::Emit(event) => {

@@ -147,6 +147,9 @@ pub struct Reactor<A: App> {
     pending_order: VecDeque<ConnId>,
     /// The sum of every connection's `message_bytes` (`max_inflight_bytes` bounds it).
     inflight: usize,
+    /// The part of `inflight` of connections without `full_limit` (the reserve of those that
+    /// have not authenticated bounds it, `read.rs`).
+    preauth_inflight: usize,
     /// When the share of the turn of the connection being pumped ends (`read.rs`).
     share_ends: Instant,
     /// Whether other connections had bytes to flush when that pump began (`read.rs`).
@@ -213,6 +216,7 @@ impl<A: App> Reactor<A> {
             pending_handshakes: 0,
             pending_order: VecDeque::new(),
             inflight: 0,
+            preauth_inflight: 0,
             share_ends: now,
             owed_before: false,
             handshake_spent: Duration::ZERO,
@@ -275,6 +279,15 @@ impl<A: App> Reactor<A> {
                 .map(|(_, c)| c.message_bytes())
                 .sum::<usize>(),
             "the in-flight count is the sum of what the decoders hold and what is unread"
+        );
+        debug_assert_eq!(
+            self.preauth_inflight,
+            self.conns
+                .iter()
+                .filter(|(_, c)| !c.full_limit)
+                .map(|(_, c)| c.message_bytes())
+                .sum::<usize>(),
+            "the reserve's count is the sum of what connections before auth hold"
         );
         stats
     }

@@ -17,6 +17,23 @@
 //! `max_inflight_bytes` like a message in progress; when they would pass it, the read is
 //! handled whole, as if there were no share.
 //!
+//! Frames that make no message (empty or tiny continuation frames, pongs) spend the share
+//! too: the decoder stops every [`FRAMES_PER_LOOK`] frames for a look at the clock, and
+//! the rest of the read is kept the same way; and a connection with more to read looks at
+//! the clock after each read, stopping with its latch set (nothing is kept: the bytes stay in
+//! the socket). A read is decoded in one go when no frame bound is reached, so one message in
+//! a read costs no more than before.
+//!
+//! The reserve of the connections that have not authenticated: while a connection is held to
+//! the initial limit (`initial_max_payload`, the gateway's `max_preauth_message_size`; not
+//! `full_limit`), what it holds (a message in progress, unread bytes) counts in
+//! `preauth_inflight` too, and those
+//! connections together hold at most a quarter of `max_inflight_bytes`
+//! ([`preauth_reserve`]); a data frame that would pass it closes its own connection with
+//! 1008 `Server busy`, as `max_inflight_bytes` does. Three quarters of `max_inflight_bytes`
+//! are so always left to authenticated connections, whatever the others send. A connection
+//! whose limit is raised takes what it holds out of the reserve (`commands.rs`).
+//!
 //! The TLS handshakes' share of a turn: once the sessions fed in their handshake this turn
 //! have taken [`HANDSHAKE_SHARE`] (`tls.rs` counts it; one handshake at least), a connection
 //! still in its TLS handshake is not read in this turn: its latch is left set and it goes back
@@ -41,6 +58,16 @@ pub(super) const READ_BUDGET: usize = 256 * 1024;
 /// How long one connection's messages may keep the loop in a turn before the others get
 /// their turn (see the module docs).
 pub(super) const TURN_SHARE: Duration = Duration::from_millis(1);
+
+/// Frames decoded between two looks at the clock when they make no message (see the
+/// module docs): some microseconds of the smallest frames.
+const FRAMES_PER_LOOK: usize = 128;
+
+/// The part of `max_inflight_bytes` the connections that have not authenticated may hold
+/// together (see the module docs).
+fn preauth_reserve(max_inflight_bytes: usize) -> usize {
+    max_inflight_bytes / 4
+}
 
 impl<A: App> Reactor<A> {
     /// Step 3: pump the outbound links (`links.rs`), then each connection in the ready queue
@@ -119,6 +146,9 @@ impl<A: App> Reactor<A> {
         }
         let mut unread = std::mem::take(&mut conn.unread);
         self.inflight -= unread.len();
+        if !conn.full_limit {
+            self.preauth_inflight -= unread.len();
+        }
         self.decode(key, &mut unread, now)
     }
 
@@ -134,12 +164,13 @@ impl<A: App> Reactor<A> {
             if !conn.readable {
                 break;
             }
+            let id = conn.id;
             match conn.read_into(&mut buf) {
                 ReadResult::Data(n) => {
                     budget = budget.saturating_sub(n);
                     self.stats.bytes_in += n as u64;
                     conn.last_rx = now;
-                    if !self.on_bytes(key, &mut buf[..n], now) {
+                    if !self.on_bytes(key, &mut buf[..n], now) || self.read_share_spent(key, id) {
                         break;
                     }
                 }
@@ -157,6 +188,26 @@ impl<A: App> Reactor<A> {
         }
         self.read_buf = buf;
         self.apply_actions(now);
+    }
+
+    /// Whether connection `key` is to stop reading after a read, its share of the turn spent
+    /// with others waiting: its latch, still set, brings it back next turn. Only a connection
+    /// that has more to read looks at the clock.
+    pub(super) fn read_share_spent(&mut self, key: usize, id: ConnId) -> bool {
+        self.conns.at_mut(key).is_some_and(|c| c.readable) && self.share_spent(id)
+    }
+
+    /// Whether the share of the turn of connection `id`, being pumped, is spent while others
+    /// wait. When nothing else waits it gets a new share.
+    fn share_spent(&mut self, id: ConnId) -> bool {
+        if Instant::now() < self.share_ends {
+            return false;
+        }
+        if self.others_waiting(id) {
+            return true;
+        }
+        self.share_ends = Instant::now() + TURN_SHARE;
+        false
     }
 
     /// Handle bytes just read. Returns false when reading should stop.
@@ -193,6 +244,8 @@ impl<A: App> Reactor<A> {
                 .config
                 .initial_max_payload
                 .map_or(true, |initial| initial >= self.config.max_payload);
+        // Not authenticated: what it holds counts in the reserve too.
+        let preauth = !conn.full_limit;
         let (mut decoder, open) = match &mut conn.state {
             ConnState::Open { decoder } => (std::mem::take(decoder), true),
             ConnState::Closing { decoder } => (std::mem::take(decoder), false),
@@ -200,46 +253,79 @@ impl<A: App> Reactor<A> {
         };
         let held_before = decoder.message_bytes();
         let began_before = decoder.message_in_progress();
+        let room = (self.config.max_inflight_bytes)
+            .saturating_add(held_before)
+            .saturating_sub(self.inflight);
+        let reserve = preauth_reserve(self.config.max_inflight_bytes);
+        let reserve_room = reserve
+            .saturating_add(if preauth { held_before } else { 0 })
+            .saturating_sub(self.preauth_inflight);
         let limits = Cell::new(CodecLimits {
             max_payload: self.payload_limit(full_limit),
-            max_held: (self.config.max_inflight_bytes)
-                .saturating_add(held_before)
-                .saturating_sub(self.inflight),
+            max_held: if preauth {
+                room.min(reserve_room)
+            } else {
+                room
+            },
         });
         let mut keep_reading = true;
         let mut messages = 0usize;
-        // The rest of `bytes` may be kept for the next turn only if it fits the bound.
-        let may_pause =
-            open && self.inflight.saturating_add(bytes.len()) <= self.config.max_inflight_bytes;
+        // The rest of `bytes` may be kept for the next turn only if it fits the bounds.
+        let may_pause = open
+            && self.inflight.saturating_add(bytes.len()) <= self.config.max_inflight_bytes
+            && (!preauth || self.preauth_inflight.saturating_add(bytes.len()) <= reserve);
         let mut paused = false;
-        let result = decoder.decode(bytes, &limits, &mut |incoming| {
-            let message = matches!(incoming, Incoming::Message { .. });
-            messages += usize::from(message);
-            keep_reading = self.on_incoming(key, id, incoming, open, now);
-            if !full_limit && self.conns.get(id).is_some_and(|c| c.full_limit) {
-                // Raised by this message: the frames after it already get the new limit.
-                limits.set(CodecLimits {
-                    max_payload: self.payload_limit(true),
-                    ..limits.get()
-                });
-            }
-            if keep_reading && message && may_pause && Instant::now() >= self.share_ends {
-                if self.others_waiting(id) {
-                    paused = true;
-                    keep_reading = false;
-                } else {
-                    self.share_ends = Instant::now() + TURN_SHARE;
+        let mut taken = 0;
+        let result = loop {
+            let step = decoder.decode_frames(
+                &mut bytes[taken..],
+                &limits,
+                FRAMES_PER_LOOK,
+                &mut |incoming| {
+                    let message = matches!(incoming, Incoming::Message { .. });
+                    messages += usize::from(message);
+                    keep_reading = self.on_incoming(key, id, incoming, open, now);
+                    if preauth && self.conns.get(id).is_some_and(|c| c.full_limit) {
+                        // Raised by this message: the frames after it already get the new
+                        // limit, and no longer the reserve's.
+                        limits.set(CodecLimits {
+                            max_payload: self.payload_limit(true),
+                            max_held: room,
+                        });
+                    }
+                    if keep_reading && message && may_pause && self.share_spent(id) {
+                        paused = true;
+                        keep_reading = false;
+                    }
+                    keep_reading
+                },
+            );
+            match step {
+                Ok(n) => {
+                    taken += n;
+                    // Else `FRAMES_PER_LOOK` frames were decoded: a look at the clock.
+                    if !keep_reading || taken == bytes.len() {
+                        break Ok(taken);
+                    }
+                    if may_pause && self.share_spent(id) {
+                        paused = true;
+                        keep_reading = false;
+                        break Ok(taken);
+                    }
                 }
+                Err(err) => break Err(err),
             }
-            keep_reading
-        });
+        };
         // Put the decoder back if the connection is still in a decoding state; else its bytes
         // go with it.
         self.inflight -= held_before;
+        if preauth {
+            self.preauth_inflight -= held_before;
+        }
         if let Some(conn) = self.conns.at_mut(key) {
             match &mut conn.state {
                 ConnState::Open { decoder: slot } | ConnState::Closing { decoder: slot } => {
-                    self.inflight += decoder.message_bytes();
+                    let mut held = decoder.message_bytes();
                     let began = decoder.message_in_progress() && (!began_before || messages > 0);
                     if began {
                         conn.message_since = self.deadlines.stamp(now);
@@ -253,9 +339,13 @@ impl<A: App> Reactor<A> {
                     *slot = decoder;
                     if let (true, Ok(taken)) = (paused, &result) {
                         let rest = &bytes[*taken..];
-                        self.inflight += rest.len();
+                        held += rest.len();
                         debug_assert!(conn.unread.is_empty(), "taken in `resume`");
                         conn.unread = Box::from(rest);
+                    }
+                    self.inflight += held;
+                    if !conn.full_limit {
+                        self.preauth_inflight += held;
                     }
                 }
                 _ => {}

@@ -6,7 +6,9 @@
 //! two reads is the start of a record (or of a handshake message) at most. The plaintext goes through one buffer of the
 //! reactor's (`tls_plain`) to `read.rs`.
 //!
-//! The readable latch and the read budget work as for a plain connection, on ciphertext. The
+//! The readable latch, the read budget and the connection's share of a turn work as for a
+//! plain connection, on ciphertext: the share is looked at after each read, so the records it
+//! takes past its share are those of one read (`TLS_READ_BUF`, some hundreds at most). The
 //! time spent feeding a session still in its handshake (the server's signature, the key
 //! exchange) is added to the turn's `handshake_spent`, which bounds the handshakes of a turn
 //! (`read.rs`). What
@@ -45,6 +47,7 @@ impl<A: App> Reactor<A> {
             if !conn.readable {
                 break;
             }
+            let id = conn.id;
             let n = match conn.read_into(&mut cipher) {
                 ReadResult::Data(n) => n,
                 ReadResult::WouldBlock => break,
@@ -66,6 +69,9 @@ impl<A: App> Reactor<A> {
             }
             if let Next::Stop = self.decrypt(key, &mut cipher[..n], now) {
                 break;
+            }
+            if self.read_share_spent(key, id) {
+                break; // the records of one read at most past its share
             }
         }
         self.tls_buf = cipher;

@@ -98,6 +98,7 @@ impl<A: App> Reactor<A> {
                     decoder: codec::Decoder::default(),
                 };
                 conn.app_open = true;
+                conn.full_limit = self.config.initial_max_payload.is_none();
                 conn.pending_handshake = false;
                 self.pending_handshakes -= 1;
                 // As if a Ping had gone out `lead` ago: the first comes that much early.

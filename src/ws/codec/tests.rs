@@ -947,3 +947,37 @@ fn a_stop_takes_up_to_the_end_of_its_frame_and_the_rest_decodes_later() {
     assert_eq!(seen, [text("one"), Item::Ping(b"p".to_vec()), text("two")]);
     assert_eq!(later, [text("three")]);
 }
+
+/// `decode_frames` stops after its frames at a frame's end, leaves the rest as it was, and
+/// decoding the rest afterwards gives what one call would have.
+#[test]
+fn a_frame_bound_stops_at_a_frame_end_and_the_rest_decodes_later() {
+    let mut input = frame(false, 0x1, b"ab");
+    for _ in 0..10 {
+        input.extend(frame(false, 0x0, b""));
+    }
+    input.extend(frame(false, 0x0, b"c"));
+    input.extend(frame(true, 0x0, b"d"));
+    input.extend(frame(true, 0x9, b"p"));
+    let whole = decode_all(&input).expect("valid");
+    let mut decoder = Decoder::default();
+    let mut items = Vec::new();
+    let mut rest = input.clone();
+    let mut calls = 0;
+    while !rest.is_empty() {
+        let before = rest.clone();
+        let taken = decoder
+            .decode_frames(&mut rest, &Cell::new(LIMITS), 4, &mut |item| {
+                items.push(Item::from(item));
+                true
+            })
+            .expect("valid");
+        assert!(taken > 0 && taken <= rest.len());
+        assert_eq!(rest[taken..], before[taken..], "the rest is left untouched");
+        rest.drain(..taken);
+        calls += 1;
+    }
+    assert_eq!(calls, 4, "14 frames, 4 at a time");
+    assert_eq!(items, whole);
+    assert!(decoder.is_idle());
+}
