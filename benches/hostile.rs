@@ -1101,12 +1101,7 @@ fn main() {
         None => Some(bound.unwrap_or(DEFAULT_AS)),
     }
     .filter(|_| have_prlimit);
-    let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load_start: String = load_start
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let load_start = loadgen::loadavg();
     println!(
         "hostile bench{}: {} CPUs, load average at start {load_start}",
         if smoke {
@@ -1165,12 +1160,7 @@ fn main() {
             started.elapsed().as_secs_f64()
         );
     }
-    let load_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load_end: String = load_end
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let load_end = loadgen::loadavg();
 
     println!();
     println!(
