@@ -772,12 +772,7 @@ impl<'a, 'o> Walker<'a, 'o> {
             return refuse(KEY, self.pos);
         }
         let start = self.pos;
-        // A walk that writes nothing has looked for a short key in `key` already.
-        let short = self
-            .out
-            .as_ref()
-            .and_then(|_| short_string(self.bytes, start));
-        let escaped = match short {
+        let escaped = match short_string(self.bytes, start) {
             Some(end) => {
                 self.pos = end;
                 false
@@ -1664,25 +1659,6 @@ impl<'a> Walker<'a, '_> {
     /// `scratch`).
     fn payload_key(&mut self, mode: Mode) -> Step<bool> {
         if mode == Mode::Strict {
-            // A short key without escapes, in a walk that writes nothing, as [`Self::key`]
-            // reads one.
-            let (bytes, start) = (self.bytes, self.pos);
-            if self.out.is_none() && bytes.get(start) == Some(&b'"') {
-                if let Some(end) = short_string(bytes, start) {
-                    self.pos = end;
-                    let seed = self.keys.seed();
-                    let key = Key {
-                        hash: key_hash(bytes, start + 1, end - 1, seed),
-                        start: (start + 1) as u32,
-                        end: (end - 1) as u32,
-                        decoded: false,
-                    };
-                    if self.keys.push(key, bytes, &self.decoded) {
-                        self.reading(DUPLICATE, start)?;
-                    }
-                    return Ok(false);
-                }
-            }
             return self.key_string(mode);
         }
         self.object_key()
