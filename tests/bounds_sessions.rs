@@ -418,31 +418,8 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
 
     // A session whose joined replies grow with every member, until one would not fit: that
     // join is refused and undone, and the others hear nothing of it.
-    let meta = json!({"k": "x".repeat(MAX / 2)});
-    let reply = a.request_within(
-        "session_create",
-        json!({"sessionId": "room", "metadata": meta}),
-        MAX,
-    );
-    assert_eq!(reply["payload"]["status"], "created", "{reply}");
-    let mut members = vec![a];
-    let refused = loop {
-        assert!(members.len() < 100, "every join fitted");
-        let mut c = Client::authed(&gw, TOKEN_BOB);
-        let reply = c.request_within("session_join", json!({"sessionId": "room"}), MAX);
-        if reply["type"] == "error" {
-            assert_error(&reply, "LIMIT_EXCEEDED");
-            break c;
-        }
-        assert_eq!(reply["payload"]["status"], "joined", "{reply}");
-        for m in members.iter_mut() {
-            let joined = m.recv_within(MAX);
-            assert_eq!(joined["payload"]["status"], "joined", "{joined}");
-        }
-        members.push(c);
-    };
-    assert!(members.len() > 2, "{} members", members.len());
-    let mut refused = refused;
+    let (mut members, mut refused) =
+        join_until_too_large(a, MAX, |_| Client::authed(&gw, TOKEN_BOB));
     let reply = refused.request_within("session_leave", json!({"sessionId": "room"}), MAX);
     assert_eq!(reply["type"], "session_info", "{reply}");
     let id = refused.send_scoped("chat", "room", json!({"text": "in?"}));

@@ -807,30 +807,8 @@ fn no_session_reply_is_larger_than_max_message_size_on_a_cluster_node() {
 
     // Joins on either node until one's `joined` reply would not fit: that one is refused,
     // and its membership given back (the others see it join and leave).
-    let meta = json!({"k": "x".repeat(MAX / 2)});
-    let created = alice.request_within(
-        "session_create",
-        json!({"sessionId": "room", "metadata": meta}),
-        MAX,
-    );
-    assert_eq!(created["payload"]["status"], "created", "{created}");
-    let mut members = vec![alice];
-    let mut refused = loop {
-        assert!(members.len() < 100, "every join fitted");
-        let mut c = Client::authed(&nodes[members.len() % 2], TOKEN_BOB);
-        let reply = c.request_within("session_join", json!({"sessionId": "room"}), MAX);
-        if reply["type"] == "error" {
-            assert_error(&reply, "LIMIT_EXCEEDED");
-            break c;
-        }
-        assert_eq!(reply["payload"]["status"], "joined", "{reply}");
-        for m in members.iter_mut() {
-            let joined = m.recv_within(MAX);
-            assert_eq!(joined["payload"]["status"], "joined", "{joined}");
-        }
-        members.push(c);
-    };
-    assert!(members.len() > 2, "{} members", members.len());
+    let (mut members, mut refused) =
+        join_until_too_large(alice, MAX, |n| Client::authed(&nodes[n % 2], TOKEN_BOB));
     for m in members.iter_mut() {
         let joined = m.recv_within(MAX);
         assert_eq!(joined["payload"]["status"], "joined", "{joined}");

@@ -699,6 +699,42 @@ pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     lines
 }
 
+/// Create session `room` with metadata of `max / 2` bytes from `owner`, then join it with new
+/// clients from `connect` (given how many members there are) until a join's `joined` reply
+/// would be larger than `max`: that join is `LIMIT_EXCEEDED`. Every reply and notice read on
+/// the way is at most `max` bytes. The members, the owner first, and the refused client.
+pub fn join_until_too_large(
+    mut owner: Client,
+    max: usize,
+    mut connect: impl FnMut(usize) -> Client,
+) -> (Vec<Client>, Client) {
+    let meta = json!({"k": "x".repeat(max / 2)});
+    let created = owner.request_within(
+        "session_create",
+        json!({"sessionId": "room", "metadata": meta}),
+        max,
+    );
+    assert_eq!(created["payload"]["status"], "created", "{created}");
+    let mut members = vec![owner];
+    let refused = loop {
+        assert!(members.len() < 100, "every join fitted");
+        let mut c = connect(members.len());
+        let reply = c.request_within("session_join", json!({"sessionId": "room"}), max);
+        if reply["type"] == "error" {
+            assert_error(&reply, "LIMIT_EXCEEDED");
+            break c;
+        }
+        assert_eq!(reply["payload"]["status"], "joined", "{reply}");
+        for m in members.iter_mut() {
+            let joined = m.recv_within(max);
+            assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+        }
+        members.push(c);
+    };
+    assert!(members.len() > 2, "{} members", members.len());
+    (members, refused)
+}
+
 /// Resident memory of a process (`"self"`, or a pid), in KiB, from `/proc/PROCESS/status`.
 pub fn rss_kib(process: impl std::fmt::Display) -> u64 {
     std::fs::read_to_string(format!("/proc/{process}/status"))
