@@ -134,6 +134,19 @@ pub enum Action<E> {
         /// The connection.
         conn: ConnId,
     },
+    /// From now on `conn`'s messages take their time from the share of a loop turn that
+    /// every connection of `group` shares, instead of a share of its own: an app gives the
+    /// connections of one user one group, so that many connections do not take the loop for
+    /// many shares of each turn. `group` is the app's number; 0 and `u32::MAX` are the
+    /// transport's (0: a share of its own again). Until then a connection held to
+    /// `initial_max_payload` shares one share with every such connection, and any other has
+    /// a share of its own.
+    ShareTurn {
+        /// The connection.
+        conn: ConnId,
+        /// The group.
+        group: u32,
+    },
     /// Hand an event to the host program (`Gateway::next_event`).
     Emit(E),
     /// Call [`App::on_timer`] with `token` once `at` has passed (never early; up to one
@@ -282,6 +295,20 @@ impl<E> Actions<E> {
     /// [`Action::RaiseLimit`]).
     pub fn raise_limit(&mut self, conn: ConnId) {
         self.list.push(Action::RaiseLimit { conn });
+    }
+
+    /// Give `conn` the share of a loop turn of `group` (see [`Action::ShareTurn`]).
+    ///
+    /// ```
+    /// use gateway::transport::{Action, Actions, ConnId};
+    ///
+    /// let mut out: Actions<()> = Actions::new();
+    /// let conn = ConnId { index: 3, generation: 1 };
+    /// out.share_turn(conn, 7);
+    /// assert_eq!(out.list(), &[Action::ShareTurn { conn, group: 7 }]);
+    /// ```
+    pub fn share_turn(&mut self, conn: ConnId, group: u32) {
+        self.list.push(Action::ShareTurn { conn, group });
     }
 
     /// Hand `event` to the host program (nothing, while [`Actions::wants_events`] is false).

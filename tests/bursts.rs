@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -225,4 +226,92 @@ fn a_flood_of_empty_frames_shares_the_loop_with_a_bystander() {
     );
     let reply = flooder.recv();
     assert_eq!(reply["replyTo"], "end", "{reply}");
+}
+
+/// What one user's flooding connections got done while another user's client went round
+/// `ROUNDS` times: a chat into the session they share, then a ping and its pong. Each
+/// flooder counts its pongs between two chats of the bystander; the median over the rounds
+/// of their sum is returned.
+fn flood_work_per_bystander_round(flooders: usize) -> usize {
+    const FLOOD: usize = 20_000;
+    const ROUNDS: usize = 9;
+    let gw = TestGateway::start(test_config());
+    let group = session_group(&gw, "room", flooders);
+    let mut bystander = Client::authed(&gw, TOKEN_BOB);
+    let joined = bystander.request("session_create", json!({ "sessionId": "room" }));
+    assert_eq!(joined["payload"]["status"], "joined", "{joined}");
+    let mut blob = Vec::new();
+    for i in 0..FLOOD {
+        let ping = json!({"type": "ping", "id": format!("f{i}")}).to_string();
+        blob.extend_from_slice(&frame(1, true, ping.as_bytes(), true));
+    }
+    let blob = Arc::new(blob);
+    // Flooders whose pongs have begun to arrive.
+    let streaming = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = group
+        .into_iter()
+        .map(|mut flooder| {
+            let mut socket = flooder.ws.get_ref().try_clone().expect("clone");
+            let blob = Arc::clone(&blob);
+            let streaming = Arc::clone(&streaming);
+            thread::spawn(move || socket.write_all(&blob).expect("the flood"));
+            thread::spawn(move || {
+                // The pong count at each chat of the bystander, until its last one.
+                let (mut pongs, mut at_chat) = (0, Vec::new());
+                loop {
+                    let msg = flooder.recv();
+                    match msg["type"].as_str() {
+                        Some("pong") => {
+                            pongs += 1;
+                            if pongs == 10 {
+                                streaming.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Some("chat") if msg["payload"]["text"] == "last" => break,
+                        Some("chat") => at_chat.push(pongs),
+                        _ => {}
+                    }
+                }
+                assert!(
+                    pongs < FLOOD,
+                    "the flood ended before the bystander's rounds"
+                );
+                at_chat
+            })
+        })
+        .collect();
+    assert!(
+        eventually(|| streaming.load(Ordering::SeqCst) == flooders),
+        "the floods began"
+    );
+    for round in 0..=ROUNDS {
+        bystander.send_scoped("chat", "room", json!({ "text": format!("r{round}") }));
+        let pong = bystander.request("ping", json!({}));
+        assert_eq!(pong["type"], "pong", "{pong}");
+    }
+    bystander.send_scoped("chat", "room", json!({ "text": "last" }));
+    let counts: Vec<Vec<usize>> = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader"))
+        .collect();
+    let mut per_round: Vec<usize> = (0..ROUNDS)
+        .map(|r| counts.iter().map(|at| at[r + 1] - at[r]).sum())
+        .collect();
+    per_round.sort_unstable();
+    per_round[ROUNDS / 2]
+}
+
+/// The connections of one user share one share of a loop turn: while 8 connections of
+/// alice each stream pipelined pings, bob's round trip lets alice get about as much done as
+/// while one connection of hers streams, not 8 times as much (as 8 shares of each turn
+/// would: bob then waits for all of them in every turn).
+#[test]
+fn many_connections_of_one_user_share_one_share_of_the_loop() {
+    let one = flood_work_per_bystander_round(1).max(1);
+    let eight = flood_work_per_bystander_round(8);
+    println!("alice's pongs per round trip of bob: 1 connection {one}, 8 connections {eight}");
+    assert!(
+        eight < 3 * one,
+        "8 connections of one user took {eight} pongs per round, one took {one}"
+    );
 }

@@ -10,6 +10,10 @@
 //! - [`Users::try_add`] takes one unit of a resource, or refuses with [`UserLimit`] and
 //!   changes nothing; [`Users::release`] gives one back. A key whose usage is all zero is
 //!   forgotten, so the table holds one entry per key that holds something.
+//! - Each key that holds something has a serial ([`Users::serial`]), given when its entry
+//!   is made and kept while it holds something: the turn-share group of its connections
+//!   (the transport's `Actions::share_turn`). Serials are not reused before 2^32 - 2 more
+//!   entries were made.
 //! - Costs: O(1) per call (one hash lookup).
 
 use std::collections::HashMap;
@@ -78,11 +82,20 @@ impl Refusal for UserLimit {
     }
 }
 
+/// What one key holds, and its serial.
+#[derive(Debug)]
+struct Usage {
+    serial: u32,
+    counts: [usize; Resource::COUNT],
+}
+
 /// Usage by accounting key.
 #[derive(Debug)]
 pub(crate) struct Users {
     limits: UserLimits,
-    usage: HashMap<String, [usize; Resource::COUNT]>,
+    usage: HashMap<String, Usage>,
+    /// The serial of the last entry made.
+    last_serial: u32,
 }
 
 impl Users {
@@ -91,6 +104,7 @@ impl Users {
         Users {
             limits,
             usage: HashMap::new(),
+            last_serial: 0,
         }
     }
 
@@ -105,17 +119,33 @@ impl Users {
         let limit = self.limits.of(resource);
         let used = match self.usage.get_mut(key) {
             Some(used) => used,
-            None => self.usage.entry(key.to_owned()).or_default(),
+            None => {
+                // 0 and u32::MAX are never serials (the transport keeps them for itself).
+                self.last_serial = match self.last_serial.wrapping_add(1) {
+                    0 | u32::MAX => 1,
+                    next => next,
+                };
+                let usage = Usage {
+                    serial: self.last_serial,
+                    counts: [0; Resource::COUNT],
+                };
+                self.usage.entry(key.to_owned()).or_insert(usage)
+            }
         };
-        let count = &mut used[resource.index()];
+        let count = &mut used.counts[resource.index()];
         if *count >= limit {
-            if used.iter().all(|&n| n == 0) {
+            if used.counts.iter().all(|&n| n == 0) {
                 self.usage.remove(key);
             }
             return Err(UserLimit(resource));
         }
         *count += 1;
         Ok(())
+    }
+
+    /// The serial of `key`'s entry (see the module docs), while it holds something.
+    pub(crate) fn serial(&self, key: &str) -> Option<u32> {
+        self.usage.get(key).map(|used| used.serial)
     }
 
     /// Give back one unit of `resource` taken for `key` (nothing when it holds none).
@@ -127,9 +157,9 @@ impl Users {
     /// lookup.
     pub(crate) fn release_n(&mut self, key: &str, resource: Resource, n: usize) {
         if let Some(used) = self.usage.get_mut(key) {
-            let count = &mut used[resource.index()];
+            let count = &mut used.counts[resource.index()];
             *count = count.saturating_sub(n);
-            if used.iter().all(|&n| n == 0) {
+            if used.counts.iter().all(|&n| n == 0) {
                 self.usage.remove(key);
             }
         }
@@ -138,7 +168,9 @@ impl Users {
     /// Units of `resource` that `key` holds.
     #[cfg(test)]
     pub(crate) fn count(&self, key: &str, resource: Resource) -> usize {
-        self.usage.get(key).map_or(0, |used| used[resource.index()])
+        self.usage
+            .get(key)
+            .map_or(0, |used| used.counts[resource.index()])
     }
 
     /// Keys that hold something.
@@ -199,6 +231,36 @@ mod tests {
         });
         assert!(none.try_add("x", Resource::Agents).is_err());
         assert_eq!(none.len(), 0);
+    }
+
+    #[test]
+    fn each_key_has_its_own_serial_while_it_holds_something() {
+        let mut users = table();
+        users.try_add("alice", Resource::Connections).unwrap();
+        users.try_add("bob", Resource::Connections).unwrap();
+        let alice = users.serial("alice").expect("alice holds a connection");
+        let bob = users.serial("bob").expect("bob holds a connection");
+        assert_ne!(alice, bob);
+        assert!(alice != 0 && alice != u32::MAX);
+        users.try_add("alice", Resource::Agents).unwrap();
+        assert_eq!(
+            users.serial("alice"),
+            Some(alice),
+            "kept while it holds something"
+        );
+        users.release("alice", Resource::Connections);
+        users.release("alice", Resource::Agents);
+        assert_eq!(users.serial("alice"), None);
+        users.try_add("alice", Resource::Connections).unwrap();
+        assert_ne!(
+            users.serial("alice"),
+            Some(alice),
+            "a new entry, a new serial"
+        );
+        // The counter skips the values the transport keeps for itself.
+        users.last_serial = u32::MAX - 1;
+        users.try_add("carol", Resource::Connections).unwrap();
+        assert_eq!(users.serial("carol"), Some(1));
     }
 
     #[test]

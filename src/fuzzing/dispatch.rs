@@ -334,6 +334,7 @@ impl Harness {
                 Action::Timer { at, token } => self.timers.push((*at, *token)),
                 Action::Emit(_)
                 | Action::RaiseLimit { .. }
+                | Action::ShareTurn { .. }
                 | Action::SetLimits(_)
                 | Action::LinkConnect { .. }
                 | Action::LinkSend { .. }

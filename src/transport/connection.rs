@@ -114,6 +114,8 @@ pub(super) struct Connection {
     pub full_limit: bool,
     /// Counted in the reactor's pending handshakes: accepted and never upgraded.
     pub pending_handshake: bool,
+    /// The app's group for the shares of a turn, 0 for none (`reactor/shares.rs`).
+    pub group: u32,
     /// The TLS session, on a TLS listener (see the module docs).
     pub tls: Option<Box<TlsSession>>,
 }
@@ -159,6 +161,7 @@ impl Connection {
             message_timer: false,
             full_limit: false,
             pending_handshake: true,
+            group: 0,
             tls,
         }
     }

@@ -321,6 +321,10 @@ fn authenticate(
         None => cluster_clients::authenticated(state, conn, now, out),
     }
     out.raise_limit(conn); // max_payload from now on, not max_preauth_message_size
+    if let Some(group) = state.users.serial(&key) {
+        // One share of each loop turn for all the connections of one user.
+        out.share_turn(conn, group);
+    }
     send_auth_success_to(state, conn, &p.req_id, p.ts, out);
     if let Some(client) = state.clients.get(conn) {
         log::debug!(

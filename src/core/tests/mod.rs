@@ -96,6 +96,7 @@ impl Output {
                     o.order.push(("emit", None));
                 }
                 Action::RaiseLimit { .. }
+                | Action::ShareTurn { .. }
                 | Action::SetLimits(_)
                 | Action::LinkConnect { .. }
                 | Action::LinkSend { .. }

@@ -46,6 +46,11 @@ impl<A: App> Reactor<A> {
                             }
                         }
                     }
+                    Action::ShareTurn { conn, group } => {
+                        if let Some(conn) = self.conns.get_mut(conn) {
+                            conn.group = group;
+                        }
+                    }
                     Action::Emit(event) => {
                         let size = self.app.event_bytes(&event);
                         self.host_events.push(event, size);

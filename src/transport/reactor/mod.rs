@@ -54,6 +54,7 @@ mod listener;
 mod output;
 mod read;
 mod ready;
+mod shares;
 mod slots;
 mod tls;
 mod upgrade;
@@ -80,6 +81,7 @@ use events::HostEvents;
 use link::Links;
 use output::Output;
 use ready::{queue_ready, READ_BUF, TLS_READ_BUF};
+use shares::TurnShares;
 use slots::Slots;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -152,6 +154,9 @@ pub struct Reactor<A: App> {
     preauth_inflight: usize,
     /// When the share of the turn of the connection being pumped ends (`read.rs`).
     share_ends: Instant,
+    /// What each group of connections spent of its share in this turn, and the connections
+    /// kept for the next (`shares.rs`).
+    shares: TurnShares,
     /// Whether other connections had bytes to flush when that pump began (`read.rs`).
     owed_before: bool,
     /// The time this turn's step 3 spent feeding TLS sessions in their handshake (`tls.rs`);
@@ -218,6 +223,7 @@ impl<A: App> Reactor<A> {
             inflight: 0,
             preauth_inflight: 0,
             share_ends: now,
+            shares: TurnShares::default(),
             owed_before: false,
             handshake_spent: Duration::ZERO,
             state: RunState::Running,
@@ -400,6 +406,7 @@ impl<A: App> Reactor<A> {
     /// accept back-off, the shutdown deadline and `host`.
     fn poll_timeout(&self, host: Option<Duration>, now: Instant) -> Option<Duration> {
         let busy = !self.ready.is_empty()
+            || self.shares.any_deferred()
             || self.commands_pending
             || !self.out.dirty.is_empty()
             || !self.reap.is_empty()

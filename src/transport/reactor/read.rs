@@ -6,8 +6,10 @@
 //! budget ran out keeps its latch and goes back to the ready queue for the next turn. A
 //! zero-byte read is a half-close: the frames already buffered are handled first.
 //!
-//! A connection's share of a turn: its messages are handed to the app until [`TURN_SHARE`]
-//! has passed since its pump began (one message at least). Then, if anything else waits (a
+//! A connection's share of a turn: its messages are handed to the app until what is left of
+//! its group's [`TURN_SHARE`] in this turn has passed since its pump began (one message at
+//! least; the groups, and a connection whose group has nothing left, are `shares.rs`). Then,
+//! if anything else waits (a connection kept for the next turn by its group, a
 //! connection in the ready queue or with bytes to flush from before, a command, or an event
 //! that a poll with no wait reports at that moment), the rest of what it sent in that read
 //! is kept, undecoded, in its `unread` bytes and decoded first in the next turn, before its
@@ -49,15 +51,12 @@ use crate::ws::codec::{self, CodecLimits, Incoming, OutKind};
 
 use super::deadlines::message_timeout;
 use super::ready::{queue_ready, HANDSHAKE_SHARE};
+use super::shares::{OWN, TURN_SHARE};
 use super::slots::{key_of, token_of};
 use super::Reactor;
 
 /// Bytes read from one connection per turn before the others get their turn.
 pub(super) const READ_BUDGET: usize = 256 * 1024;
-
-/// How long one connection's messages may keep the loop in a turn before the others get
-/// their turn (see the module docs).
-pub(super) const TURN_SHARE: Duration = Duration::from_millis(1);
 
 /// Frames decoded between two looks at the clock when they make no message (see the
 /// module docs): some microseconds of the smallest frames.
@@ -75,6 +74,7 @@ impl<A: App> Reactor<A> {
     pub(super) fn pump_ready(&mut self, now: Instant) {
         self.pump_links(now);
         self.handshake_spent = Duration::ZERO;
+        self.shares.begin_turn(&mut self.ready);
         let rounds = self.ready.len();
         for _ in 0..rounds {
             let Some(key) = self.ready.pop_front() else {
@@ -92,8 +92,17 @@ impl<A: App> Reactor<A> {
                 queue_ready(&mut self.ready, conn);
                 continue;
             }
+            let group = conn.share_group();
+            let left = self.shares.left(group);
+            if left.is_zero() {
+                // Its group's share is spent: first in the next turn.
+                conn.in_ready = true;
+                self.shares.defer(key);
+                continue;
+            }
             let tls = conn.tls.is_some();
-            self.share_ends = Instant::now() + TURN_SHARE;
+            let began = Instant::now();
+            self.share_ends = began + left;
             self.owed_before = !self.out.dirty.is_empty();
             if !self.resume(key, now) {
                 self.apply_actions(now);
@@ -101,6 +110,9 @@ impl<A: App> Reactor<A> {
                 self.pump_read_tls(key, now);
             } else {
                 self.pump_read(key, now);
+            }
+            if group != OWN {
+                self.shares.spend(group, began.elapsed());
             }
             if let Some(conn) = self.conns.at_mut(key) {
                 if (conn.readable || !conn.unread.is_empty()) && !conn.in_reap {
@@ -119,7 +131,10 @@ impl<A: App> Reactor<A> {
     /// share.
     fn others_waiting(&mut self, id: ConnId) -> bool {
         let own = token_of(id);
-        if self.owed_before || self.commands_pending || self.ready.iter().any(|&k| k != key_of(id))
+        if self.owed_before
+            || self.commands_pending
+            || self.shares.any_deferred()
+            || self.ready.iter().any(|&k| k != key_of(id))
         {
             return true;
         }
