@@ -422,6 +422,13 @@ pub struct TransportStats {
     /// Bytes of partly received messages over all connections (what `max_inflight_bytes`
     /// bounds: each one's payload so far plus what its current frame still announces).
     pub inflight_bytes: u64,
+    /// The part of `inflight_bytes` held by connections not raised from
+    /// `initial_max_payload` (the gateway's unauthenticated connections), which share at most
+    /// a quarter of `max_inflight_bytes`.
+    pub preauth_inflight_bytes: u64,
+    /// Times a connection with input was not read in a turn because its group (the gateway:
+    /// its user) had spent its share of that turn.
+    pub turn_share_waits: u64,
     /// Entries in the timer wheel. Timers are cancelled lazily, so this includes entries of
     /// connections already closed, until their deadline passes.
     pub timers_pending: u64,

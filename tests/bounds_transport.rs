@@ -294,6 +294,8 @@ fn unauthenticated_holders_cannot_take_the_room_of_an_authenticated_message() {
     );
     let before = inflight();
     assert!(before <= 100_000.0, "{before}");
+    let preauth = gw.metric("gateway_preauth_inflight_bytes");
+    assert_eq!(preauth, Some(before), "all of it held before auth");
     served(&mut bystander);
 
     // 300 000 bytes arrive in two reads: the first half is held beside the holders'.

@@ -298,6 +298,14 @@ fn flood_work_per_bystander_round(flooders: usize) -> usize {
         .map(|r| counts.iter().map(|at| at[r + 1] - at[r]).sum())
         .collect();
     per_round.sort_unstable();
+    let waits = gw
+        .metric("gateway_turn_share_waits_total")
+        .expect("the counter");
+    assert_eq!(
+        waits > 0.0,
+        flooders > 1,
+        "{waits} waits: only a user with more than one busy connection waits for its share"
+    );
     per_round[ROUNDS / 2]
 }
 

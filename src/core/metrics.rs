@@ -256,6 +256,12 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "gateway_preauth_inflight_bytes",
+            "The part of gateway_inflight_bytes held by unauthenticated connections.",
+            stats.preauth_inflight_bytes,
+        );
+        gauge(
+            &mut out,
             "gateway_events_queued_bytes",
             "Bytes of the events waiting in the host's queue.",
             stats.events_queued_bytes,
@@ -303,6 +309,12 @@ impl Metrics {
             "gateway_handshake_timeouts_total",
             "Handshakes that timed out.",
             stats.handshake_timeouts,
+        );
+        counter(
+            &mut out,
+            "gateway_turn_share_waits_total",
+            "Times a connection waited a loop turn because its user had spent its share of it.",
+            stats.turn_share_waits,
         );
         counter(
             &mut out,

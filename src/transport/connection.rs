@@ -62,6 +62,39 @@ pub(super) enum ConnState {
     Finishing,
 }
 
+/// A connection's bytes read and not yet decoded ([`Connection::unread`]): unallocated when
+/// empty, and 8 bytes in the record (a boxed `Vec`: one more allocation when it is set, which
+/// happens only when a connection's share of a turn ends with bytes left in a read).
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // the box is the point: a thin pointer in every record
+pub(super) struct Unread(Option<Box<Vec<u8>>>);
+
+impl Unread {
+    /// Keep `bytes`, in place of nothing (none are kept yet).
+    pub(super) fn set(&mut self, bytes: &[u8]) {
+        debug_assert!(self.0.is_none(), "taken before it is set again");
+        self.0 = (!bytes.is_empty()).then(|| Box::new(bytes.to_vec()));
+    }
+
+    /// The bytes kept, leaving none.
+    pub(super) fn take(&mut self) -> Vec<u8> {
+        self.0.take().map(|bytes| *bytes).unwrap_or_default()
+    }
+
+    /// Drop the bytes kept.
+    pub(super) fn clear(&mut self) {
+        self.0 = None;
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |bytes| bytes.len())
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One accepted socket.
 #[derive(Debug)]
 pub(super) struct Connection {
@@ -75,9 +108,7 @@ pub(super) struct Connection {
     pub outbox: Outbox,
     /// Bytes read and not yet decoded: the rest of a read once the connection's share of a
     /// turn was spent (`reactor/read.rs`); decoded before the socket is read again.
-    /// Unallocated when empty; a boxed slice (16 bytes, not a `Vec`'s 24), since it is only
-    /// ever set whole and taken whole.
-    pub unread: Box<[u8]>,
+    pub unread: Unread,
     /// Readable latch (see the module docs).
     pub readable: bool,
     /// An event reported end of stream, an error or urgent data: read until `WouldBlock`
@@ -145,7 +176,7 @@ impl Connection {
             id,
             state: ConnState::Handshaking { head: Vec::new() },
             outbox: Outbox::default(),
-            unread: Box::default(),
+            unread: Unread::default(),
             readable: true,
             read_to_block: false,
             writable: true,

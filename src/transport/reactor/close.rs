@@ -150,7 +150,7 @@ impl<A: App> Reactor<A> {
         if !conn.full_limit {
             self.preauth_inflight -= held;
         }
-        conn.unread = Box::default();
+        conn.unread.clear();
         conn.state = ConnState::Finishing;
         self.out.mark_dirty(conn);
         if !lingering {

@@ -278,6 +278,7 @@ impl<A: App> Reactor<A> {
         stats.events_queued_bytes = self.host_events.bytes() as u64;
         stats.pending_handshakes = self.pending_handshakes as u64;
         stats.inflight_bytes = self.inflight as u64;
+        stats.preauth_inflight_bytes = self.preauth_inflight as u64;
         debug_assert_eq!(
             self.inflight,
             self.conns

@@ -51,7 +51,7 @@ use crate::ws::codec::{self, CodecLimits, Incoming, OutKind};
 
 use super::deadlines::message_timeout;
 use super::ready::{queue_ready, HANDSHAKE_SHARE};
-use super::shares::{OWN, TURN_SHARE};
+use super::shares::TURN_SHARE;
 use super::slots::{key_of, token_of};
 use super::Reactor;
 
@@ -74,7 +74,7 @@ impl<A: App> Reactor<A> {
     pub(super) fn pump_ready(&mut self, now: Instant) {
         self.pump_links(now);
         self.handshake_spent = Duration::ZERO;
-        self.shares.begin_turn(&mut self.ready);
+        self.shares.begin_turn(&mut self.ready, now);
         let rounds = self.ready.len();
         for _ in 0..rounds {
             let Some(key) = self.ready.pop_front() else {
@@ -92,16 +92,16 @@ impl<A: App> Reactor<A> {
                 queue_ready(&mut self.ready, conn);
                 continue;
             }
-            let group = conn.share_group();
-            let left = self.shares.left(group);
+            let began = Instant::now();
+            let left = self.shares.begin_pump(conn.share_group(), began);
             if left.is_zero() {
                 // Its group's share is spent: first in the next turn.
                 conn.in_ready = true;
                 self.shares.defer(key);
+                self.stats.turn_share_waits += 1;
                 continue;
             }
             let tls = conn.tls.is_some();
-            let began = Instant::now();
             self.share_ends = began + left;
             self.owed_before = !self.out.dirty.is_empty();
             if !self.resume(key, now) {
@@ -110,9 +110,6 @@ impl<A: App> Reactor<A> {
                 self.pump_read_tls(key, now);
             } else {
                 self.pump_read(key, now);
-            }
-            if group != OWN {
-                self.shares.spend(group, began.elapsed());
             }
             if let Some(conn) = self.conns.at_mut(key) {
                 if (conn.readable || !conn.unread.is_empty()) && !conn.in_reap {
@@ -159,7 +156,7 @@ impl<A: App> Reactor<A> {
         if conn.unread.is_empty() {
             return true;
         }
-        let mut unread = std::mem::take(&mut conn.unread);
+        let mut unread = conn.unread.take();
         self.inflight -= unread.len();
         if !conn.full_limit {
             self.preauth_inflight -= unread.len();
@@ -355,8 +352,7 @@ impl<A: App> Reactor<A> {
                     if let (true, Ok(taken)) = (paused, &result) {
                         let rest = &bytes[*taken..];
                         held += rest.len();
-                        debug_assert!(conn.unread.is_empty(), "taken in `resume`");
-                        conn.unread = Box::from(rest);
+                        conn.unread.set(rest);
                     }
                     self.inflight += held;
                     if !conn.full_limit {

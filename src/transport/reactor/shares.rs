@@ -8,18 +8,22 @@
 //!   connections of one user one group); else, while it is held to `initial_max_payload`,
 //!   [`PREAUTH`], one group for every connection that has not authenticated; else
 //!   [`OWN`]: a share of its own, as every connection had before groups.
-//! - [`TurnShares::left`] is what is left of a group's [`TURN_SHARE`] in this turn (a whole
-//!   one for [`OWN`]), [`TurnShares::spend`] takes from it. A connection whose group has
+//! - [`TurnShares::begin_pump`] gives what is left of a group's [`TURN_SHARE`] in this turn
+//!   (a whole one for [`OWN`], and for every group while the turn is shorter than one share:
+//!   so a group takes at most two shares of a turn), and charges the pump before to its
+//!   group. A connection whose group has
 //!   nothing left is not pumped: [`TurnShares::defer`] keeps it, and the next turn's step 3
 //!   begins with the connections kept so, in the order they were kept, before the ready
 //!   queue ([`TurnShares::begin_turn`]), so that the connections of a group take turns.
-//! - Costs: a pump of a grouped connection adds one look at the clock and two lookups in a
-//!   table of the groups pumped in this turn; nothing is allocated once that table and the
-//!   list of kept connections have grown to what one turn needs.
+//! - Costs: no look at the clock of its own (a pump is charged up to the next pump's
+//!   beginning, which the share reads anyway); while the turn is short, a log entry per pump
+//!   of a grouped connection; past one share, two lookups in a table of the groups pumped in
+//!   this turn. Nothing is allocated once the log, the table and the list of kept
+//!   connections have grown to what one turn needs.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::transport::connection::Connection;
 
@@ -68,6 +72,15 @@ impl Hasher for GroupHasher {
 /// What the groups pumped in this turn have spent, and the connections kept for the next.
 #[derive(Default)]
 pub(super) struct TurnShares {
+    /// When this turn's step 3 began.
+    began: Option<Instant>,
+    /// The pump that began last, if it is to be charged to a group: its group and when.
+    pumping: Option<(u32, Instant)>,
+    /// Whether `spent` is kept (the turn has passed one share); before that, the pumps are
+    /// only logged.
+    exact: bool,
+    /// The pumps of grouped connections of this turn while it was short: group and time.
+    log: Vec<(u32, Duration)>,
     spent: HashMap<u32, Duration, BuildHasherDefault<GroupHasher>>,
     /// Slot keys of the connections not pumped because their group's share was spent, in
     /// the order they were kept (each still has `in_ready` set).
@@ -75,31 +88,59 @@ pub(super) struct TurnShares {
 }
 
 impl TurnShares {
-    /// Begin a turn's step 3: nothing spent, and the connections kept in the last turn put
-    /// at the front of `ready`, in their order.
-    pub(super) fn begin_turn(&mut self, ready: &mut VecDeque<usize>) {
+    /// Begin a turn's step 3 (the turn having begun at `now`): nothing spent, and the connections kept in the last
+    /// turn put at the front of `ready`, in their order.
+    pub(super) fn begin_turn(&mut self, ready: &mut VecDeque<usize>, now: Instant) {
+        self.began = Some(now);
+        self.pumping = None;
+        self.exact = false;
+        self.log.clear();
         if !self.spent.is_empty() {
             self.spent.clear();
         }
-        for key in self.deferred.drain(..).rev() {
-            ready.push_front(key);
+        if !self.deferred.is_empty() {
+            for key in self.deferred.drain(..).rev() {
+                ready.push_front(key);
+            }
         }
     }
 
-    /// What is left of `group`'s share in this turn.
-    pub(super) fn left(&self, group: u32) -> Duration {
-        if group == OWN {
-            return TURN_SHARE;
+    /// A pump of a connection of `group` is to begin at `now`: what is left of the group's
+    /// share (zero: the connection is to wait, [`TurnShares::defer`]). The pump before it is
+    /// charged the time up to `now`.
+    ///
+    /// While the turn is shorter than one share no group can have spent one, and each pump
+    /// gets a whole share without a lookup (only a log entry), so a group takes at most
+    /// two shares of a turn: what it spent before the turn passed one share, and one.
+    pub(super) fn begin_pump(&mut self, group: u32, now: Instant) -> Duration {
+        if let Some((last, since)) = self.pumping.take() {
+            let time = now.saturating_duration_since(since);
+            if self.exact {
+                *self.spent.entry(last).or_default() += time;
+            } else {
+                self.log.push((last, time));
+            }
         }
-        let spent = self.spent.get(&group).copied().unwrap_or_default();
-        TURN_SHARE.saturating_sub(spent)
-    }
-
-    /// `group`'s messages kept the loop for `time` more.
-    pub(super) fn spend(&mut self, group: u32, time: Duration) {
-        if group != OWN {
-            *self.spent.entry(group).or_default() += time;
+        if !self.exact
+            && self
+                .began
+                .is_some_and(|began| now.saturating_duration_since(began) >= TURN_SHARE)
+        {
+            self.exact = true;
+            for (last, time) in self.log.drain(..) {
+                *self.spent.entry(last).or_default() += time;
+            }
         }
+        let left = if group == OWN || !self.exact {
+            TURN_SHARE
+        } else {
+            let spent = self.spent.get(&group).copied().unwrap_or_default();
+            TURN_SHARE.saturating_sub(spent)
+        };
+        if group != OWN && !left.is_zero() {
+            self.pumping = Some((group, now));
+        }
+        left
     }
 
     /// Keep the connection at slot `key` for the next turn.
@@ -117,26 +158,36 @@ impl TurnShares {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
     fn a_group_shares_one_share_and_its_kept_connections_go_first() {
+        assert_eq!(TURN_SHARE, MS);
         let mut shares = TurnShares::default();
         let mut ready = VecDeque::from([5, 6]);
-        assert_eq!(shares.left(OWN), TURN_SHARE);
-        assert_eq!(shares.left(7), TURN_SHARE);
-        shares.spend(7, TURN_SHARE / 4);
-        shares.spend(7, TURN_SHARE / 4);
-        shares.spend(OWN, TURN_SHARE * 9);
-        assert_eq!(shares.left(7), TURN_SHARE / 2);
-        assert_eq!(shares.left(8), TURN_SHARE);
-        assert_eq!(shares.left(OWN), TURN_SHARE, "nothing is kept for OWN");
-        shares.spend(7, TURN_SHARE);
-        assert_eq!(shares.left(7), Duration::ZERO);
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        shares.begin_turn(&mut ready, t0);
+        // A short turn: whole shares, whatever was spent.
+        assert_eq!(shares.begin_pump(7, at(0)), MS);
+        assert_eq!(shares.begin_pump(7, at(600)), MS);
+        // Past one share: group 7 spent 600 + 500 us, group 8 nothing, OWN is never kept.
+        assert_eq!(shares.begin_pump(OWN, at(1100)), MS);
+        assert_eq!(shares.begin_pump(8, at(5000)), MS);
+        assert_eq!(shares.begin_pump(7, at(5200)), Duration::ZERO);
         shares.defer(2);
+        assert_eq!(shares.begin_pump(8, at(5200)), Duration::from_micros(800));
+        assert_eq!(shares.begin_pump(8, at(5900)), Duration::from_micros(100));
+        assert_eq!(shares.begin_pump(7, at(6000)), Duration::ZERO);
         shares.defer(1);
         assert!(shares.any_deferred());
-        shares.begin_turn(&mut ready);
+        shares.begin_turn(&mut ready, at(7000));
         assert_eq!(ready, [2, 1, 5, 6]);
         assert!(!shares.any_deferred());
-        assert_eq!(shares.left(7), TURN_SHARE, "a new turn, a new share");
+        assert_eq!(
+            shares.begin_pump(7, at(8500)),
+            MS,
+            "a new turn, a new share"
+        );
     }
 }
