@@ -72,15 +72,16 @@ impl Hasher for GroupHasher {
 /// What the groups pumped in this turn have spent, and the connections kept for the next.
 #[derive(Default)]
 pub(super) struct TurnShares {
-    /// When this turn's step 3 began.
-    began: Option<Instant>,
-    /// The pump that began last, if it is to be charged to a group: its group and when.
-    pumping: Option<(u32, Instant)>,
-    /// Whether `spent` is kept (the turn has passed one share); before that, the pumps are
-    /// only logged.
+    /// When this turn passes one share: from then on `spent` is kept.
+    short_until: Option<Instant>,
+    /// Whether `spent` is kept (the turn has passed one share).
     exact: bool,
-    /// The pumps of grouped connections of this turn while it was short: group and time.
-    log: Vec<(u32, Duration)>,
+    /// While the turn is short: the pumps begun in it, their groups and when (a pump ends
+    /// when the next begins). Only instants are kept, compared and not subtracted, which is
+    /// what keeps a pump in a short turn as cheap as without groups.
+    log: Vec<(u32, Instant)>,
+    /// Once the turn has passed one share: the last pump begun, if it is to be charged.
+    pumping: Option<(u32, Instant)>,
     spent: HashMap<u32, Duration, BuildHasherDefault<GroupHasher>>,
     /// Slot keys of the connections not pumped because their group's share was spent, in
     /// the order they were kept (each still has `in_ready` set).
@@ -88,13 +89,13 @@ pub(super) struct TurnShares {
 }
 
 impl TurnShares {
-    /// Begin a turn's step 3 (the turn having begun at `now`): nothing spent, and the connections kept in the last
-    /// turn put at the front of `ready`, in their order.
+    /// Begin a turn's step 3 (the turn having begun at `now`): nothing spent, and the
+    /// connections kept in the last turn put at the front of `ready`, in their order.
     pub(super) fn begin_turn(&mut self, ready: &mut VecDeque<usize>, now: Instant) {
-        self.began = Some(now);
-        self.pumping = None;
+        self.short_until = now.checked_add(TURN_SHARE);
         self.exact = false;
         self.log.clear();
+        self.pumping = None;
         if !self.spent.is_empty() {
             self.spent.clear();
         }
@@ -113,31 +114,27 @@ impl TurnShares {
     /// gets a whole share without a lookup (only a log entry), so a group takes at most
     /// two shares of a turn: what it spent before the turn passed one share, and one.
     pub(super) fn begin_pump(&mut self, group: u32, now: Instant) -> Duration {
-        if let Some((last, since)) = self.pumping.take() {
-            let time = now.saturating_duration_since(since);
-            if self.exact {
-                *self.spent.entry(last).or_default() += time;
-            } else {
-                self.log.push((last, time));
+        if !self.exact {
+            if self.short_until.map_or(true, |until| now < until) {
+                self.log.push((group, now));
+                return TURN_SHARE;
             }
-        }
-        if !self.exact
-            && self
-                .began
-                .is_some_and(|began| now.saturating_duration_since(began) >= TURN_SHARE)
-        {
             self.exact = true;
-            for (last, time) in self.log.drain(..) {
-                *self.spent.entry(last).or_default() += time;
+            let ends = self.log.iter().skip(1).map(|&(_, at)| at).chain([now]);
+            for (&(last, began), ended) in self.log.iter().zip(ends) {
+                if last != OWN {
+                    *self.spent.entry(last).or_default() += ended.saturating_duration_since(began);
+                }
             }
+        } else if let Some((last, began)) = self.pumping.take() {
+            *self.spent.entry(last).or_default() += now.saturating_duration_since(began);
         }
-        let left = if group == OWN || !self.exact {
-            TURN_SHARE
-        } else {
-            let spent = self.spent.get(&group).copied().unwrap_or_default();
-            TURN_SHARE.saturating_sub(spent)
-        };
-        if group != OWN && !left.is_zero() {
+        if group == OWN {
+            return TURN_SHARE;
+        }
+        let spent = self.spent.get(&group).copied().unwrap_or_default();
+        let left = TURN_SHARE.saturating_sub(spent);
+        if !left.is_zero() {
             self.pumping = Some((group, now));
         }
         left
