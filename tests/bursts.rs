@@ -228,15 +228,33 @@ fn a_flood_of_empty_frames_shares_the_loop_with_a_bystander() {
     assert_eq!(reply["replyTo"], "end", "{reply}");
 }
 
-/// What one user's flooding connections got done while another user's client went round
-/// `ROUNDS` times: a chat into the session they share, then a ping and its pong. Each
-/// flooder counts its pongs between two chats of the bystander; the median over the rounds
-/// of their sum is returned.
-fn flood_work_per_bystander_round(flooders: usize) -> usize {
+/// What flooding connections got done while another user's client went round `ROUNDS`
+/// times: a chat into the session they share, then a ping and its pong. The flooders are
+/// `flooders` connections of alice, or with `users`, one connection each of as many users.
+/// Each flooder counts its pongs between two chats of the bystander; returned: the median
+/// over the rounds of their sum, and `gateway_turn_share_waits_total` at the end.
+fn flood_work_per_bystander_round(flooders: usize, users: bool) -> (usize, f64) {
     const FLOOD: usize = 20_000;
     const ROUNDS: usize = 9;
-    let gw = TestGateway::start(test_config());
-    let group = session_group(&gw, "room", flooders);
+    let mut config = test_config();
+    if users {
+        for i in 0..flooders {
+            config = with_token(config, &format!("user{i}"), &format!("secret-user{i}"));
+        }
+    }
+    let gw = TestGateway::start(config);
+    let group: Vec<Client> = if users {
+        (0..flooders)
+            .map(|i| {
+                let mut client = Client::authed(&gw, &format!("secret-user{i}"));
+                let reply = client.request("session_create", json!({ "sessionId": "room" }));
+                assert!(reply["payload"]["status"].is_string(), "{reply}");
+                client
+            })
+            .collect()
+    } else {
+        session_group(&gw, "room", flooders)
+    };
     let mut bystander = Client::authed(&gw, TOKEN_BOB);
     let joined = bystander.request("session_create", json!({ "sessionId": "room" }));
     assert_eq!(joined["payload"]["status"], "joined", "{joined}");
@@ -301,25 +319,32 @@ fn flood_work_per_bystander_round(flooders: usize) -> usize {
     let waits = gw
         .metric("gateway_turn_share_waits_total")
         .expect("the counter");
-    assert_eq!(
-        waits > 0.0,
-        flooders > 1,
-        "{waits} waits: only a user with more than one busy connection waits for its share"
-    );
-    per_round[ROUNDS / 2]
+    (per_round[ROUNDS / 2], waits)
 }
 
-/// The connections of one user share one share of a loop turn: while 8 connections of
-/// alice each stream pipelined pings, bob's round trip lets alice get about as much done as
-/// while one connection of hers streams, not 8 times as much (as 8 shares of each turn
-/// would: bob then waits for all of them in every turn).
+/// The connections of one user share one share of a loop turn, and different users keep a
+/// share each: while 8 connections of alice each stream pipelined pings, bob's round trip
+/// lets them get a fraction done of what one connection each of 8 users gets done (8 shares
+/// of each turn: bob then waits for all of them in every turn). Alice's connections wait for
+/// her share; those of 8 users never wait for another's.
 #[test]
 fn many_connections_of_one_user_share_one_share_of_the_loop() {
-    let one = flood_work_per_bystander_round(1).max(1);
-    let eight = flood_work_per_bystander_round(8);
-    println!("alice's pongs per round trip of bob: 1 connection {one}, 8 connections {eight}");
+    let (one_user, waits_one_user) = flood_work_per_bystander_round(8, false);
+    let (eight_users, waits_eight_users) = flood_work_per_bystander_round(8, true);
+    println!(
+        "flooders' pongs per round trip of bob: 8 connections of one user {one_user}, \
+         of 8 users {eight_users}"
+    );
     assert!(
-        eight < 3 * one,
-        "8 connections of one user took {eight} pongs per round, one took {one}"
+        waits_one_user > 0.0,
+        "8 busy connections of one user wait for its share"
+    );
+    assert_eq!(
+        waits_eight_users, 0.0,
+        "no connection waits for another user's share"
+    );
+    assert!(
+        2 * one_user < eight_users,
+        "8 connections of one user took {one_user} pongs per round, of 8 users {eight_users}"
     );
 }
