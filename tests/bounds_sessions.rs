@@ -508,3 +508,46 @@ fn session_metadata_with_a_key_twice_is_refused_naming_metadata_and_not_created(
     );
     assert_eq!(reply["payload"]["status"], "created", "{reply}");
 }
+
+/// `allowUsers` is read only as far as its limit: a 1 MiB list of ids is `LIMIT_EXCEEDED`
+/// whatever its last entry is, and nothing is created; what is wrong within the limit is
+/// `INVALID_MESSAGE` about `allowUsers`, a lone surrogate escape included; the connection
+/// stays usable.
+#[test]
+fn allow_users_is_read_no_further_than_its_limit() {
+    let gw = TestGateway::start(test_config());
+    let mut a = Client::authed(&gw, TOKEN);
+    let mut b = Client::authed(&gw, TOKEN_BOB);
+    let many = r#""ab","#.repeat(200_000);
+    for (i, (allow, code)) in [
+        (format!(r#"[{many}"ab"]"#), "LIMIT_EXCEEDED"),
+        (format!(r#"[{many}1]"#), "LIMIT_EXCEEDED"),
+        (format!(r#"[{many}"\ud800"]"#), "LIMIT_EXCEEDED"),
+        (r#"["ab",1]"#.to_owned(), "INVALID_MESSAGE"),
+        (r#"["ab",""]"#.to_owned(), "INVALID_MESSAGE"),
+        (r#"["ab","\ud800"]"#.to_owned(), "INVALID_MESSAGE"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = next_id();
+        a.send_text(&format!(
+            r#"{{"type":"session_create","id":"{id}","payload":{{"sessionId":"s{i}","access":"private","allowUsers":{allow}}}}}"#
+        ));
+        let reply = a.recv();
+        assert_eq!(reply["replyTo"], id.as_str(), "{reply}");
+        assert_error(&reply, code);
+        if *code == "INVALID_MESSAGE" {
+            assert_invalid(&reply, "allowUsers");
+        }
+        let reply = b.request("session_join", json!({ "sessionId": format!("s{i}") }));
+        assert_error(&reply, "SESSION_NOT_FOUND");
+    }
+    let reply = a.request(
+        "session_create",
+        json!({"sessionId": "ok", "access": "private", "allowUsers": ["bob"]}),
+    );
+    assert_eq!(reply["payload"]["status"], "created", "{reply}");
+    let reply = b.request("session_join", json!({ "sessionId": "ok" }));
+    assert_eq!(reply["payload"]["status"], "joined", "{reply}");
+}

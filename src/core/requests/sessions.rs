@@ -99,9 +99,9 @@ pub(crate) fn opt_access(value: &Option<Loose<'_>>) -> Result<Option<Access>, Fi
 /// [`SessionError::MetadataTooLarge`] when its ids count more than the metadata limit (the
 /// table refuses that at its metadata step); anything else is a field error.
 pub(crate) fn opt_allow(
-    value: Option<AllowUsersIn<'_>>,
+    value: Option<Raw<'_>>,
 ) -> Result<Option<Result<AllowList, SessionError>>, FieldError> {
-    match value {
+    match value.map(AllowUsersIn::read) {
         None | Some(AllowUsersIn::Null) => Ok(None),
         Some(AllowUsersIn::Wrong(reason)) => Err(FieldError::new("allowUsers", reason)),
         Some(AllowUsersIn::Ids { bytes, .. }) if bytes > MAX_ALLOW_BYTES => {

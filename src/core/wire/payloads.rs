@@ -4,8 +4,9 @@
 //! Contract:
 //! - Incoming structs read every scalar field as [`Loose`], so a field of the wrong type is
 //!   reported by name (through the helpers of `envelope.rs`) instead of failing the whole
-//!   payload; unknown fields are ignored. `allowUsers` is read as an [`AllowUsersIn`], which
-//!   tells a list of ids from anything else in the same way. Only `session_create`'s
+//!   payload; unknown fields are ignored. `allowUsers` is borrowed as its raw text ([`Raw`]) and
+//!   read by [`AllowUsersIn::read`], which tells a list of ids from anything else in the
+//!   same way and reads no further than its limit. Only `session_create`'s
 //!   `metadata` is read as a `serde_json::Value`, once its compact size is known to fit; a
 //!   `session_patch`'s `patch`, and an agent's `capabilities` and `metadata`, are borrowed as
 //!   their raw text ([`Raw`]) and compacted or merged from it.
@@ -19,9 +20,7 @@
 //!   compact JSON text and copied verbatim.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::core::agents::{Agent, AgentStatus, AgentType};
@@ -102,19 +101,17 @@ pub(crate) struct SessionCreateIn<'a, M> {
     /// `access`
     #[serde(borrow)]
     pub access: Option<Loose<'a>>,
-    /// `allowUsers`
+    /// `allowUsers`, its text as sent (read by [`AllowUsersIn::read`])
     #[serde(borrow, rename = "allowUsers")]
-    pub allow_users: Option<AllowUsersIn<'a>>,
+    pub allow_users: Option<Raw<'a>>,
 }
 
-/// Most bytes of `allowUsers` ids kept while reading (each id's bytes plus 3, repeats
-/// included): a session's metadata limit, which the ids count toward.
+/// Most bytes of `allowUsers` ids read (each id's bytes plus 3, repeats included): a
+/// session's metadata limit, which the ids count toward.
 pub(crate) const MAX_ALLOW_BYTES: usize = MAX_METADATA_BYTES;
 
-/// `allowUsers` (PROTOCOL section 12), read without a tree: an array of identifiers, or what
-/// is wrong with it. Ids are kept until their count (each id's bytes plus 3) passes
-/// [`MAX_ALLOW_BYTES`]; the rest is read, counted and dropped, so what is held stays bounded
-/// whatever the message holds.
+/// `allowUsers` (PROTOCOL section 12), read from its JSON text ([`AllowUsersIn::read`]): an
+/// array of identifiers, or what is wrong with it.
 #[derive(Debug, PartialEq)]
 pub(crate) enum AllowUsersIn<'a> {
     /// `null`: as if absent.
@@ -125,7 +122,8 @@ pub(crate) enum AllowUsersIn<'a> {
     Ids {
         /// The ids, in order, while `bytes` was within [`MAX_ALLOW_BYTES`].
         ids: Vec<Cow<'a, str>>,
-        /// Each id's bytes plus 3, over every id of the array.
+        /// Each id's bytes plus 3, over the ids read: past [`MAX_ALLOW_BYTES`] when the
+        /// array held more than that (the entries after were not read).
         bytes: usize,
     },
 }
@@ -133,80 +131,81 @@ pub(crate) enum AllowUsersIn<'a> {
 const NOT_STRINGS: &str = "allowUsers must be an array of strings";
 const BAD_ID: &str = "allowUsers entries must be non-empty and at most 128 bytes";
 
-impl<'de: 'a, 'a> Deserialize<'de> for AllowUsersIn<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(AllowUsersVisitor)
-    }
-}
-
-struct AllowUsersVisitor;
-
-impl<'de> Visitor<'de> for AllowUsersVisitor {
-    type Value = AllowUsersIn<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _v: bool) -> Result<Self::Value, E> {
-        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
-    }
-
-    fn visit_i64<E: de::Error>(self, _v: i64) -> Result<Self::Value, E> {
-        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
-    }
-
-    fn visit_u64<E: de::Error>(self, _v: u64) -> Result<Self::Value, E> {
-        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
-    }
-
-    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Self::Value, E> {
-        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
-    }
-
-    fn visit_str<E: de::Error>(self, _v: &str) -> Result<Self::Value, E> {
-        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(AllowUsersIn::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(AllowUsersIn::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(AllowUsersVisitor)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(AllowUsersIn::Wrong(NOT_STRINGS))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut ids = Vec::new();
-        let mut bytes = 0usize;
-        let mut wrong = None;
-        while let Some(item) = seq.next_element::<Loose<'de>>()? {
-            let Loose::Str(id) = item else {
-                wrong = Some(NOT_STRINGS);
-                continue;
-            };
-            if id.is_empty() || id.len() > MAX_ID_BYTES {
-                wrong = wrong.or(Some(BAD_ID));
-                continue;
+impl<'a> AllowUsersIn<'a> {
+    /// Read `allowUsers` from `raw`, its JSON text (which the envelope's walk, or
+    /// `serde_json`, has found well formed), entry by entry, and only as far as it matters,
+    /// so that the work is bounded by the limit, not by the message:
+    /// - an entry that is not a string (or not one `serde_json` reads: a lone surrogate
+    ///   escape) makes it [`AllowUsersIn::Wrong`] with [`NOT_STRINGS`], and ends the read;
+    /// - an empty or longer than [`MAX_ID_BYTES`] entry makes it [`BAD_ID`], unless an entry
+    ///   that is not a string follows;
+    /// - the read also ends once the entries read count (each one's bytes plus 3) past
+    ///   [`MAX_ALLOW_BYTES`]: then, with nothing wrong before, it is [`AllowUsersIn::Ids`]
+    ///   with `bytes` past the limit, whatever the entries after it are.
+    pub(crate) fn read(raw: Raw<'a>) -> AllowUsersIn<'a> {
+        let text = raw.get();
+        let bytes = text.as_bytes();
+        let skip_ws = |mut at: usize| {
+            while bytes.get(at).is_some_and(|b| b.is_ascii_whitespace()) {
+                at += 1;
             }
-            bytes = bytes.saturating_add(id.len() + 3);
-            if wrong.is_none() && bytes <= MAX_ALLOW_BYTES {
+            at
+        };
+        let mut at = skip_ws(0);
+        match bytes.get(at) {
+            Some(b'n') => return AllowUsersIn::Null,
+            Some(b'[') => at += 1,
+            _ => return AllowUsersIn::Wrong(NOT_STRINGS),
+        }
+        let (mut ids, mut read, mut wrong) = (Vec::new(), 0usize, None);
+        loop {
+            at = skip_ws(at);
+            match bytes.get(at) {
+                Some(b'"') => {}
+                Some(b']') if read == 0 && ids.is_empty() && wrong.is_none() => break,
+                _ => return AllowUsersIn::Wrong(NOT_STRINGS),
+            }
+            // The string's end: its closing quote (an escape's next byte is never one).
+            let start = at;
+            let mut end = start + 1;
+            let mut escaped = false;
+            loop {
+                match bytes.get(end) {
+                    Some(b'"') => break,
+                    Some(b'\\') => {
+                        escaped = true;
+                        end += 2;
+                    }
+                    Some(_) => end += 1,
+                    None => return AllowUsersIn::Wrong(NOT_STRINGS),
+                }
+            }
+            let id: Cow<'a, str> = if escaped {
+                match serde_json::from_str::<String>(&text[start..=end]) {
+                    Ok(id) => Cow::Owned(id),
+                    Err(_) => return AllowUsersIn::Wrong(NOT_STRINGS),
+                }
+            } else {
+                Cow::Borrowed(&text[start + 1..end])
+            };
+            read = read.saturating_add(id.len() + 3);
+            if id.is_empty() || id.len() > MAX_ID_BYTES {
+                wrong = Some(BAD_ID);
+            } else if wrong.is_none() && read <= MAX_ALLOW_BYTES {
                 ids.push(id);
             }
+            at = skip_ws(end + 1);
+            match bytes.get(at) {
+                Some(b',') if read <= MAX_ALLOW_BYTES => at += 1,
+                Some(b',') => break, // past the limit: the rest is not read
+                Some(b']') => break,
+                _ => return AllowUsersIn::Wrong(NOT_STRINGS),
+            }
         }
-        Ok(match wrong {
+        match wrong {
             Some(reason) => AllowUsersIn::Wrong(reason),
-            None => AllowUsersIn::Ids { ids, bytes },
-        })
+            None => AllowUsersIn::Ids { ids, bytes: read },
+        }
     }
 }
 
@@ -230,9 +229,9 @@ pub(crate) struct SessionPatchIn<'a> {
     /// `access`
     #[serde(borrow)]
     pub access: Option<Loose<'a>>,
-    /// `allowUsers`
+    /// `allowUsers`, its text as sent (read by [`AllowUsersIn::read`])
     #[serde(borrow, rename = "allowUsers")]
-    pub allow_users: Option<AllowUsersIn<'a>>,
+    pub allow_users: Option<Raw<'a>>,
 }
 
 /// `presence` `{"status","sessionKey"?}`.
@@ -745,9 +744,8 @@ mod tests {
     }
 
     fn allow_users(payload: &str) -> Option<AllowUsersIn<'_>> {
-        parse_text::<SessionPatchIn<'_>>(payload.as_bytes())
-            .unwrap()
-            .allow_users
+        let read = parse_text::<SessionPatchIn<'_>>(payload.as_bytes()).unwrap();
+        read.allow_users.map(AllowUsersIn::read)
     }
 
     #[test]
@@ -798,13 +796,29 @@ mod tests {
 
     #[test]
     fn allow_users_keeps_no_more_than_the_limit() {
-        // Repeats count each time: 20 000 times "a" is 80 000 bytes, past the limit.
-        let many = format!(r#"{{"allowUsers":[{}"a"]}}"#, r#""a","#.repeat(19_999));
-        let Some(AllowUsersIn::Ids { ids, bytes }) = allow_users(&many) else {
-            panic!("not ids");
-        };
-        assert_eq!(bytes, 20_000 * 4);
-        assert_eq!(ids.len(), MAX_ALLOW_BYTES / 4);
+        // Repeats count each time: 20 000 times "a" is 80 000 bytes, past the limit; the read
+        // stops at the entry that passes it, whatever follows.
+        for tail in ["\"a\"", "1", "\"\"", "\"\\ud800\""] {
+            let many = format!(r#"{{"allowUsers":[{}{tail}]}}"#, r#""a","#.repeat(19_999));
+            let Some(AllowUsersIn::Ids { ids, bytes }) = allow_users(&many) else {
+                panic!("not ids: {tail}");
+            };
+            assert_eq!(bytes, MAX_ALLOW_BYTES + 4);
+            assert_eq!(ids.len(), MAX_ALLOW_BYTES / 4);
+        }
+        // Before the limit, what is wrong is told: not a string (a lone surrogate escape
+        // included) over a bad id.
+        assert_eq!(
+            allow_users(r#"{"allowUsers":["a","","\ud800"]}"#),
+            Some(AllowUsersIn::Wrong(NOT_STRINGS))
+        );
+        assert_eq!(
+            allow_users(r#"{"allowUsers":[ "a" , "\u0062" ]}"#),
+            Some(AllowUsersIn::Ids {
+                ids: vec![Cow::Borrowed("a"), Cow::Owned("b".into())],
+                bytes: 8
+            })
+        );
     }
 
     #[test]
