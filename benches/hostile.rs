@@ -3,7 +3,7 @@
 //! `prlimit --as`), over the wire protocol only. Every figure is printed beside a baseline
 //! measured in the same run; nothing is asserted.
 //!
-//! Six phases, each on fresh gateway processes (the configuration is the built-in defaults,
+//! Seven phases, each on fresh gateway processes (the configuration is the built-in defaults,
 //! `--config /dev/null`, plus 64 tokens of 64 users and `HOSTILE_SET`; every size below is
 //! read from `--print-config`, so the attacks follow the limits):
 //! 1. agents: `HOSTILE_AGENTS` agents registered at `max_agent_bytes` (capabilities with
@@ -29,7 +29,12 @@
 //! 6. shapes: `chat` relays of about `max_message_size` made of many small values (distinct
 //!    keys of one object: short, written with an escape, long; small objects, empty objects
 //!    and empty strings in an array), a `session_patch` whose patch is the wide object,
-//!    beside a relay of one long string.
+//!    beside a relay of one long string;
+//! 7. routes (`auth_mode = none`, so that any client may route to any other): the close of a
+//!    connection holding the most pending routes the bounds allow, 1024 as requester (to 64
+//!    targets, 16 each) and 1024 as target (one from each of 1024 requesters, in the middle
+//!    of each requester's 63), with the table at its 65 536, beside the close of a connection
+//!    holding none; each timed from its close frame to the echo.
 //!
 //! Figures:
 //! - RSS per stored byte: `VmRSS` growth of the gateway while the records are stored, minus
@@ -45,6 +50,9 @@
 //!   without the client's and the loopback's share (target <= 1 ms);
 //! - a bystander's `ping` p99 (its own user and connection, a `ping` every 10 ms) during
 //!   each attack, beside its p99 with no attack (target <= 10 ms);
+//! - close time (routes): the median time from a close frame to its echo (the echo is
+//!   written after the core has dropped what the connection held), minus the same for a
+//!   connection holding nothing, closed just before it (target <= 1 ms);
 //! - whether the gateway survived each phase under `prlimit --as`: the `memory bound`
 //!   `gateway --check` prints, or `HOSTILE_AS` bytes (default 8 GiB while no bound is printed;
 //!   0 turns prlimit off).
@@ -97,7 +105,7 @@ use bystander::{Bystander, Window};
 use child::Gateway;
 use client::{Client, Frame};
 use drain::Drain;
-use report::{loop_rows, mib, rss_row, storing_rows, survival_row, times, Report};
+use report::{fmt_ms, loop_rows, median, mib, rss_row, storing_rows, survival_row, times, Report};
 use store::Stored;
 
 /// Users with a token of their own: the attackers' 63 and the bystander.
@@ -120,6 +128,8 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// What to run, from the environment.
 struct Settings {
+    /// A smoke run: every phase tiny.
+    smoke: bool,
     agents: usize,
     sessions: usize,
     devices: usize,
@@ -146,6 +156,7 @@ impl Settings {
             .and_then(|v| v.parse().ok());
         if smoke {
             return Settings {
+                smoke,
                 agents: 3,
                 sessions: 3,
                 devices: 10,
@@ -163,6 +174,7 @@ impl Settings {
             };
         }
         Settings {
+            smoke,
             agents: env_num("HOSTILE_AGENTS", 256usize).max(1),
             sessions: env_num("HOSTILE_SESSIONS", 256usize).max(1),
             devices: env_num("HOSTILE_DEVICES", 4000usize).max(1),
@@ -1061,6 +1073,155 @@ fn phase_shapes(bench: &mut Bench) -> Result<(), String> {
     Ok(())
 }
 
+/// The shape of [`phase_routes`]'s table: requesters, targets and rounds of one request
+/// from each requester (the middle round toward the closing connection), so that the table
+/// holds `rounds * requesters + requesters` entries, each target `(rounds - 1) *
+/// requesters / targets` and the closing connection's share.
+struct RouteShape {
+    requesters: usize,
+    targets: usize,
+    rounds: usize,
+}
+
+/// A masked close frame (code 1000, zero masking key).
+const CLOSE_FRAME: [u8; 8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
+
+/// Write a close frame on `client` and wait for the echo; the time it took.
+fn close_echo(mut client: Client) -> Result<Duration, String> {
+    client
+        .ping(Instant::now() + Duration::from_secs(30))
+        .map_err(|o| format!("ping before the close: {o:?}"))?;
+    let t0 = Instant::now();
+    client.write_raw(&CLOSE_FRAME)?;
+    match client.await_reply("", Instant::now() + Duration::from_secs(30)) {
+        client::Outcome::Closed(_) => Ok(t0.elapsed()),
+        other => Err(format!("expected the close echo, got {other:?}")),
+    }
+}
+
+fn phase_routes(bench: &mut Bench) -> Result<(), String> {
+    let shape = if bench.s.smoke {
+        RouteShape {
+            requesters: 32,
+            targets: 4,
+            rounds: 3,
+        }
+    } else {
+        RouteShape {
+            requesters: 1024,
+            targets: 64,
+            rounds: 63,
+        }
+    };
+    let reps = bench.s.heavy_reps;
+    let total = (shape.rounds + 1) * shape.requesters;
+    println!(
+        "== routes: the close of a connection with {n} routes pending as requester and {n} as target, {total} pending in all, beside the close of one with none ({reps} reps, auth_mode none)",
+        n = shape.requesters
+    );
+    let mut args = bench.args.clone();
+    args.extend(["--set".to_owned(), "auth_mode=none".to_owned()]);
+    let mut gw = Gateway::spawn(&args, bench.address_space)?;
+    let url = gw.url.clone();
+    let mut requesters = (0..shape.requesters)
+        .map(|_| Client::open(&url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let targets = (0..shape.targets)
+        .map(|_| Client::open(&url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target_ids: Vec<String> = targets.iter().map(|t| t.client_id.clone()).collect();
+    let _drain = Drain::start(targets.into_iter().map(Client::into_stream).collect());
+    let route = |target: &str| {
+        Frame::new(&format!(
+            r#"{{"type":"route_request","id":"@","target":"{target}","payload":{{}}}}"#
+        ))
+    };
+    let mut seq = 0u64;
+    let (mut worst_us, mut empty_us) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let mut closing = Client::open(&url)?;
+        let empty = Client::open(&url)?;
+        // The first rep fills the table; later ones only give the new connection the
+        // routes the last one took with it.
+        let rounds: Vec<usize> = if rep == 0 {
+            (0..shape.rounds).collect()
+        } else {
+            vec![shape.rounds / 2]
+        };
+        let writes = rounds.len() * shape.requesters;
+        let every = (writes / shape.requesters).max(1);
+        let (mut own, mut n) = (0, 0);
+        for &round in &rounds {
+            for (i, r) in requesters.iter_mut().enumerate() {
+                let target = if round == shape.rounds / 2 {
+                    closing.client_id.clone()
+                } else {
+                    target_ids[(i + round) % shape.targets].clone()
+                };
+                let mut frame = route(&target);
+                seq += 1;
+                frame.set_seq(seq);
+                r.write_raw(frame.bytes())?;
+                n += 1;
+                if n % every == 0 && own < shape.requesters {
+                    let mut frame = route(&target_ids[own % shape.targets]);
+                    seq += 1;
+                    frame.set_seq(seq);
+                    closing.write_raw(frame.bytes())?;
+                    own += 1;
+                }
+            }
+        }
+        while own < shape.requesters {
+            let mut frame = route(&target_ids[own % shape.targets]);
+            seq += 1;
+            frame.set_seq(seq);
+            closing.write_raw(frame.bytes())?;
+            own += 1;
+        }
+        // Every request is recorded once its sender's next ping is answered.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for r in requesters.iter_mut().chain(std::iter::once(&mut closing)) {
+            r.ping(deadline)
+                .map_err(|o| format!("ping after the routes: {o:?}"))?;
+            if let Some(code) = r.stray_errors.first() {
+                return Err(format!("a route was refused: {code}"));
+            }
+        }
+        empty_us.push(close_echo(empty)?.as_secs_f64() * 1e6);
+        worst_us.push(close_echo(closing)?.as_secs_f64() * 1e6);
+    }
+    let (worst, empty) = (median(&worst_us) / 1e3, median(&empty_us) / 1e3);
+    let cost = worst - empty;
+    bench.report.row(
+        format!(
+            "close with {n} + {n} routes pending, {total} in all",
+            n = shape.requesters
+        ),
+        fmt_ms(cost),
+        format!("empty close {}", fmt_ms(empty)),
+        times(cost / 1.0),
+        "≤ 1 ms",
+        format!(
+            "close to its echo: median {} beside {}, {reps} reps",
+            fmt_ms(worst),
+            fmt_ms(empty)
+        ),
+    );
+    bench.report.json.insert(
+        "route_close".into(),
+        json!({
+            "cost_ms": loadgen::round3(cost),
+            "close_ms": loadgen::round3(worst),
+            "empty_close_ms": loadgen::round3(empty),
+            "reps": reps,
+            "pending": total,
+        }),
+    );
+    survival_row(&mut bench.report, "routes", &mut gw, bench.address_space);
+    Ok(())
+}
+
 /// One phase of the bench; an error ends that phase only.
 type Phase = fn(&mut Bench) -> Result<(), String>;
 
@@ -1129,13 +1290,14 @@ fn main() {
         address_space,
         report: Report::default(),
     };
-    let phases: [(&str, Phase); 6] = [
+    let phases: [(&str, Phase); 7] = [
         ("agents", phase_agents),
         ("sessions", phase_sessions),
         ("devices", phase_devices),
         ("events", phase_events),
         ("refusals", phase_refusals),
         ("shapes", phase_shapes),
+        ("routes", phase_routes),
     ];
     let only = std::env::var("HOSTILE_PHASES").unwrap_or_default();
     let t0 = Instant::now();

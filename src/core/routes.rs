@@ -16,11 +16,16 @@
 //!   requester's user holds can be counted exactly outside the table: `take` says whether it
 //!   removed, `insert` returns the requester of the entry it evicted, `drop_conn` calls back
 //!   with each requester and how many of its entries went.
-//! - Costs: insert and take are O(1) hash lookups; dropping a connection is O(its entries),
-//!   at most `per_requester + per_responder`, each a slab removal, two list unlinks and one
-//!   hash lookup, never a walk of other connections' entries.
+//! - Costs: insert, take and a look-up hash the key once (keyed: ids are the clients') and
+//!   probe one flat index; the lists of a connection are found by its slab index, not
+//!   hashed. Dropping a connection is O(its entries), at most `per_requester +
+//!   per_responder`, each a slab removal, an unlink from the other side's list and a removal
+//!   from the index under the hash the entry keeps (nothing hashed again, nothing allocated),
+//!   never a walk of other connections' entries.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use slab::Slab;
@@ -85,6 +90,13 @@ struct Link {
     next: usize,
 }
 
+impl Link {
+    const NONE: Link = Link {
+        prev: NIL,
+        next: NIL,
+    };
+}
+
 /// The entries of one connection on one side, oldest first, linked through their slots.
 #[derive(Clone, Copy, Debug)]
 struct List {
@@ -101,12 +113,37 @@ impl List {
     };
 }
 
+/// The two lists of the connection whose slab index is this one's place in
+/// [`RouteTable::conns`].
+#[derive(Clone, Copy, Debug)]
+struct ConnLists {
+    /// The connection the lists belong to while either is non-empty.
+    conn: ConnId,
+    requester: List,
+    responder: List,
+}
+
+impl ConnLists {
+    fn is_empty(&self) -> bool {
+        self.requester.len == 0 && self.responder.len == 0
+    }
+
+    fn side(&mut self, side: Side) -> &mut List {
+        match side {
+            Side::Requester => &mut self.requester,
+            Side::Responder => &mut self.responder,
+        }
+    }
+}
+
 /// One pending request.
 #[derive(Debug)]
 struct Entry {
     requester: ConnId,
     responder: ConnId,
     id: Arc<str>,
+    /// The entry's key hashed, as the index holds it.
+    hash: u64,
     /// The id the response is shown as coming from when it is not the responder's
     /// `clientId` (see [`RouteTable::insert_as`]).
     shown: Option<Arc<str>>,
@@ -132,6 +169,110 @@ impl Side {
     }
 }
 
+/// An entry's key as the index sees it, owned ([`Key`]) or borrowed for a look-up
+/// ([`Probe`]): the key's hash, computed once with the table's keyed hasher, and the triple.
+trait KeyView {
+    fn key_hash(&self) -> u64;
+    fn triple(&self) -> (ConnId, ConnId, &str);
+}
+
+impl Hash for dyn KeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.key_hash());
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.triple(), other.triple());
+        // An entry's own id (a removal) is equal without reading its bytes.
+        self.key_hash() == other.key_hash()
+            && (a.0, a.1) == (b.0, b.1)
+            && (std::ptr::eq(a.2, b.2) || a.2 == b.2)
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+/// The index's key: (responder, requester, id) and its hash; the id is the entry's own.
+#[derive(Debug)]
+struct Key {
+    hash: u64,
+    responder: ConnId,
+    requester: ConnId,
+    id: Arc<str>,
+}
+
+impl KeyView for Key {
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn triple(&self) -> (ConnId, ConnId, &str) {
+        (self.responder, self.requester, &self.id)
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Hash::hash(self as &dyn KeyView, state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        (self as &dyn KeyView) == (other as &dyn KeyView)
+    }
+}
+
+impl Eq for Key {}
+
+impl<'a> Borrow<dyn KeyView + 'a> for Key {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+/// A key to look up, borrowing its id.
+struct Probe<'a> {
+    hash: u64,
+    responder: ConnId,
+    requester: ConnId,
+    id: &'a str,
+}
+
+impl KeyView for Probe<'_> {
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn triple(&self) -> (ConnId, ConnId, &str) {
+        (self.responder, self.requester, self.id)
+    }
+}
+
+/// The index's hasher: a key's hash is already computed (keyed, in [`RouteTable::hash`]),
+/// so it is taken as it is.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else is folded in rather than lost.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The pending route requests.
 #[derive(Debug)]
 pub(crate) struct RouteTable {
@@ -139,12 +280,13 @@ pub(crate) struct RouteTable {
     per_responder: usize,
     total: usize,
     entries: Slab<Entry>,
-    /// (responder, requester) → request id → slot.
-    index: HashMap<(ConnId, ConnId), HashMap<Arc<str>, usize>>,
-    /// Each requester's entries, oldest first.
-    requesters: HashMap<ConnId, List>,
-    /// Each responder's entries, oldest first.
-    responders: HashMap<ConnId, List>,
+    /// (responder, requester, request id) → slot, one flat map.
+    index: HashMap<Key, usize, BuildHasherDefault<Prehashed>>,
+    /// The keyed hash of the index's keys (request ids are chosen by clients).
+    hasher: RandomState,
+    /// Each connection's entries as requester and as responder, oldest first, by the
+    /// connection's slab index.
+    conns: Vec<ConnLists>,
 }
 
 impl RouteTable {
@@ -155,9 +297,9 @@ impl RouteTable {
             per_responder: per_responder.max(1),
             total: total.max(1),
             entries: Slab::new(),
-            index: HashMap::new(),
-            requesters: HashMap::new(),
-            responders: HashMap::new(),
+            index: HashMap::default(),
+            hasher: RandomState::new(),
+            conns: Vec::new(),
         }
     }
 
@@ -182,24 +324,17 @@ impl RouteTable {
         id: &str,
         shown_as: Option<&str>,
     ) -> Result<Option<ConnId>, RouteError> {
-        if self
-            .index
-            .get(&(responder, requester))
-            .is_some_and(|ids| ids.contains_key(id))
-        {
+        let hash = self.hash(responder, requester, id);
+        if self.find(hash, responder, requester, id).is_some() {
             return Err(RouteError::Duplicate);
         }
-        let own = self
-            .requesters
-            .get(&requester)
-            .copied()
-            .unwrap_or(List::EMPTY);
+        let own = self.list(requester, Side::Requester);
         let oldest = (own.len >= self.per_requester).then_some(own.head);
         let oldest = oldest.filter(|&slot| slot != NIL);
         // Evicting the requester's oldest makes room at its responder too when that is this
         // one; nothing changes unless the new entry then fits.
         let frees_responder = oldest.is_some_and(|slot| self.entries[slot].responder == responder);
-        let theirs = self.responders.get(&responder).map_or(0, |list| list.len);
+        let theirs = self.list(responder, Side::Responder).len;
         if theirs - usize::from(frees_responder) >= self.per_responder {
             return Err(RouteError::Full);
         }
@@ -215,34 +350,20 @@ impl RouteTable {
             requester,
             responder,
             id: id.clone(),
+            hash,
             shown: shown_as.map(Arc::from),
-            by_requester: Link {
-                prev: NIL,
-                next: NIL,
-            },
-            by_responder: Link {
-                prev: NIL,
-                next: NIL,
-            },
+            by_requester: Link::NONE,
+            by_responder: Link::NONE,
         });
-        push_back(
-            &mut self.entries,
-            &mut self.requesters,
-            requester,
-            slot,
-            Side::Requester,
-        );
-        push_back(
-            &mut self.entries,
-            &mut self.responders,
+        self.push_back(requester, slot, Side::Requester);
+        self.push_back(responder, slot, Side::Responder);
+        let key = Key {
+            hash,
             responder,
-            slot,
-            Side::Responder,
-        );
-        self.index
-            .entry((responder, requester))
-            .or_default()
-            .insert(id, slot);
+            requester,
+            id,
+        };
+        self.index.insert(key, slot);
         Ok(evicted)
     }
 
@@ -259,7 +380,8 @@ impl RouteTable {
         requester: ConnId,
         id: &str,
     ) -> Option<Option<&str>> {
-        let slot = *self.index.get(&(responder, requester))?.get(id)?;
+        let hash = self.hash(responder, requester, id);
+        let slot = self.find(hash, responder, requester, id)?;
         Some(self.entries[slot].shown.as_deref())
     }
 
@@ -270,7 +392,8 @@ impl RouteTable {
         requester: ConnId,
         id: &str,
     ) -> Option<Option<Arc<str>>> {
-        let slot = *self.index.get(&(responder, requester))?.get(id)?;
+        let hash = self.hash(responder, requester, id);
+        let slot = self.find(hash, responder, requester, id)?;
         Some(self.remove_slot(slot).shown)
     }
 
@@ -283,67 +406,45 @@ impl RouteTable {
         conn: ConnId,
         mut dropped: impl FnMut(ConnId, usize),
     ) -> usize {
-        let mut count = 0;
-        if let Some(own) = self.requesters.remove(&conn) {
-            let mut slot = own.head;
-            while slot != NIL {
-                let entry = self
-                    .entries
-                    .try_remove(slot)
-                    .expect("Bug: a listed slot is empty");
-                slot = entry.by_requester.next;
-                unlink(
-                    &mut self.entries,
-                    &mut self.responders,
-                    &entry,
-                    Side::Responder,
-                );
-                if let Some(ids) = self.index.get_mut(&(entry.responder, conn)) {
-                    ids.remove(&entry.id);
-                    if ids.is_empty() {
-                        self.index.remove(&(entry.responder, conn));
+        let Some(lists) = self.lists_mut(conn) else {
+            return 0;
+        };
+        let own = std::mem::replace(&mut lists.requester, List::EMPTY);
+        let mut slot = own.head;
+        while slot != NIL {
+            let entry = self.forget_slot(slot);
+            slot = entry.by_requester.next;
+            // A route of `conn` to itself leaves its responder list here too.
+            self.unlink(&entry, Side::Responder);
+        }
+        if own.len > 0 {
+            dropped(conn, own.len);
+        }
+        let theirs = match self.lists_mut(conn) {
+            Some(lists) => std::mem::replace(&mut lists.responder, List::EMPTY),
+            None => List::EMPTY,
+        };
+        // Consecutive entries of one requester are reported together.
+        let mut run: Option<(ConnId, usize)> = None;
+        let mut slot = theirs.head;
+        while slot != NIL {
+            let entry = self.forget_slot(slot);
+            slot = entry.by_responder.next;
+            self.unlink(&entry, Side::Requester);
+            match &mut run {
+                Some((requester, n)) if *requester == entry.requester => *n += 1,
+                _ => {
+                    if let Some((requester, n)) = run {
+                        dropped(requester, n);
                     }
+                    run = Some((entry.requester, 1));
                 }
             }
-            count += own.len;
-            if own.len > 0 {
-                dropped(conn, own.len);
-            }
         }
-        if let Some(theirs) = self.responders.remove(&conn) {
-            // Consecutive entries of one requester are reported together.
-            let mut run: Option<(ConnId, usize)> = None;
-            let mut slot = theirs.head;
-            while slot != NIL {
-                let entry = self
-                    .entries
-                    .try_remove(slot)
-                    .expect("Bug: a listed slot is empty");
-                slot = entry.by_responder.next;
-                unlink(
-                    &mut self.entries,
-                    &mut self.requesters,
-                    &entry,
-                    Side::Requester,
-                );
-                match &mut run {
-                    Some((requester, n)) if *requester == entry.requester => *n += 1,
-                    _ => {
-                        if let Some((requester, n)) = run {
-                            dropped(requester, n);
-                        }
-                        run = Some((entry.requester, 1));
-                        // The first entry of a pair takes the pair's whole index with it.
-                        self.index.remove(&(conn, entry.requester));
-                    }
-                }
-            }
-            if let Some((requester, n)) = run {
-                dropped(requester, n);
-            }
-            count += theirs.len;
+        if let Some((requester, n)) = run {
+            dropped(requester, n);
         }
-        count
+        own.len + theirs.len
     }
 
     /// How many requests are pending.
@@ -357,79 +458,126 @@ impl RouteTable {
         self.entries.is_empty()
     }
 
-    /// Take the entry in `slot` out of the slab, both lists and the index.
-    fn remove_slot(&mut self, slot: usize) -> Entry {
+    /// The keyed hash of an entry's key.
+    fn hash(&self, responder: ConnId, requester: ConnId, id: &str) -> u64 {
+        self.hasher.hash_one((responder, requester, id))
+    }
+
+    /// The slot of the entry with this key (`hash` is its [`Self::hash`]).
+    fn find(&self, hash: u64, responder: ConnId, requester: ConnId, id: &str) -> Option<usize> {
+        let probe = Probe {
+            hash,
+            responder,
+            requester,
+            id,
+        };
+        self.index.get(&probe as &dyn KeyView).copied()
+    }
+
+    /// The lists of `conn`, if it has an entry.
+    fn lists_mut(&mut self, conn: ConnId) -> Option<&mut ConnLists> {
+        self.conns
+            .get_mut(conn.index as usize)
+            .filter(|lists| lists.conn == conn && !lists.is_empty())
+    }
+
+    /// The `side` list of `conn` (empty when it has none).
+    fn list(&self, conn: ConnId, side: Side) -> List {
+        match self.conns.get(conn.index as usize) {
+            Some(lists) if lists.conn == conn => match side {
+                Side::Requester => lists.requester,
+                Side::Responder => lists.responder,
+            },
+            _ => List::EMPTY,
+        }
+    }
+
+    /// Take the entry in `slot` out of the slab and the index, leaving its lists as they
+    /// are.
+    fn forget_slot(&mut self, slot: usize) -> Entry {
         let entry = self
             .entries
             .try_remove(slot)
-            .expect("Bug: an indexed slot is empty");
-        unlink(
-            &mut self.entries,
-            &mut self.requesters,
-            &entry,
-            Side::Requester,
-        );
-        unlink(
-            &mut self.entries,
-            &mut self.responders,
-            &entry,
-            Side::Responder,
-        );
-        let pair = (entry.responder, entry.requester);
-        if let Some(ids) = self.index.get_mut(&pair) {
-            ids.remove(&entry.id);
-            if ids.is_empty() {
-                self.index.remove(&pair);
-            }
-        }
+            .expect("Bug: a listed slot is empty");
+        let probe = Probe {
+            hash: entry.hash,
+            responder: entry.responder,
+            requester: entry.requester,
+            id: &entry.id,
+        };
+        self.index.remove(&probe as &dyn KeyView);
         entry
     }
-}
 
-/// Append `slot` (already in the slab) to the `side` list of `conn`.
-fn push_back(
-    entries: &mut Slab<Entry>,
-    lists: &mut HashMap<ConnId, List>,
-    conn: ConnId,
-    slot: usize,
-    side: Side,
-) {
-    let list = lists.entry(conn).or_insert(List::EMPTY);
-    *side.link(&mut entries[slot]) = Link {
-        prev: list.tail,
-        next: NIL,
-    };
-    if list.tail == NIL {
-        list.head = slot;
-    } else {
-        side.link(&mut entries[list.tail]).next = slot;
+    /// Take the entry in `slot` out of the slab, both lists and the index.
+    fn remove_slot(&mut self, slot: usize) -> Entry {
+        let entry = self.forget_slot(slot);
+        self.unlink(&entry, Side::Requester);
+        self.unlink(&entry, Side::Responder);
+        entry
     }
-    list.tail = slot;
-    list.len += 1;
-}
 
-/// Take `entry` (already out of the slab) off its `side` list, forgetting a list left empty.
-fn unlink(entries: &mut Slab<Entry>, lists: &mut HashMap<ConnId, List>, entry: &Entry, side: Side) {
-    let (conn, link) = match side {
-        Side::Requester => (entry.requester, entry.by_requester),
-        Side::Responder => (entry.responder, entry.by_responder),
-    };
-    let Some(list) = lists.get_mut(&conn) else {
-        return;
-    };
-    if link.prev == NIL {
-        list.head = link.next;
-    } else {
-        side.link(&mut entries[link.prev]).next = link.next;
+    /// Append `slot` (already in the slab) to the `side` list of `conn`.
+    fn push_back(&mut self, conn: ConnId, slot: usize, side: Side) {
+        let at = conn.index as usize;
+        if self.conns.len() <= at {
+            let empty = ConnLists {
+                conn,
+                requester: List::EMPTY,
+                responder: List::EMPTY,
+            };
+            self.conns.resize(at + 1, empty);
+        }
+        let lists = &mut self.conns[at];
+        if lists.conn != conn {
+            // A slot's lists are emptied when its connection goes (`drop_conn`); whatever a
+            // previous generation left is not this connection's.
+            debug_assert!(lists.is_empty(), "Bug: lists left by {:?}", lists.conn);
+            *lists = ConnLists {
+                conn,
+                requester: List::EMPTY,
+                responder: List::EMPTY,
+            };
+        }
+        let list = lists.side(side);
+        let tail = list.tail;
+        if tail == NIL {
+            list.head = slot;
+        }
+        list.tail = slot;
+        list.len += 1;
+        *side.link(&mut self.entries[slot]) = Link {
+            prev: tail,
+            next: NIL,
+        };
+        if tail != NIL {
+            side.link(&mut self.entries[tail]).next = slot;
+        }
     }
-    if link.next == NIL {
-        list.tail = link.prev;
-    } else {
-        side.link(&mut entries[link.next]).prev = link.prev;
-    }
-    list.len -= 1;
-    if list.len == 0 {
-        lists.remove(&conn);
+
+    /// Take `entry` (already out of the slab) off its `side` list.
+    fn unlink(&mut self, entry: &Entry, side: Side) {
+        let (conn, link) = match side {
+            Side::Requester => (entry.requester, entry.by_requester),
+            Side::Responder => (entry.responder, entry.by_responder),
+        };
+        let Some(lists) = self.lists_mut(conn) else {
+            return;
+        };
+        let list = lists.side(side);
+        if link.prev == NIL {
+            list.head = link.next;
+        }
+        if link.next == NIL {
+            list.tail = link.prev;
+        }
+        list.len -= 1;
+        if link.prev != NIL {
+            side.link(&mut self.entries[link.prev]).next = link.next;
+        }
+        if link.next != NIL {
+            side.link(&mut self.entries[link.next]).prev = link.prev;
+        }
     }
 }
 
@@ -574,30 +722,56 @@ mod tests {
     #[test]
     fn lists_stay_consistent_under_mixed_operations() {
         // A small deterministic mix of inserts, answers, evictions and drops, checked
-        // against a plain model of what is pending.
+        // against a plain model of what is pending. A dropped connection's slab index comes
+        // back with the next generation, as the reactor's slots do, and a stale id (the old
+        // generation) must find nothing of the new connection's.
+        for seed in [7, 11, 2024] {
+            mixed_operations(seed);
+        }
+    }
+
+    fn mixed_operations(seed: u64) {
         let mut t = RouteTable::new(4, 5, 12);
-        let mut model: Vec<(u32, u32, String)> = Vec::new();
-        let mut x: u64 = 7;
+        let mut model: Vec<(ConnId, ConnId, String)> = Vec::new();
+        let mut generations = [0u32; 6];
+        let at = |generations: &[u32; 6], i: u64| ConnId {
+            index: i as u32 + 1,
+            generation: generations[i as usize],
+        };
+        let mut x: u64 = seed;
         for step in 0..4000 {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let (a, b) = ((x >> 33) % 6, (x >> 40) % 6);
-            let (requester, responder) = (a as u32 + 1, b as u32 + 1);
+            let (requester, responder) = (at(&generations, a), at(&generations, b));
             let id = format!("r{}", (x >> 50) % 8);
-            match (x >> 20) % 10 {
+            match (x >> 20) % 12 {
                 0 => {
                     let mut n = 0;
-                    t.drop_conn(conn(requester), |_, k| n += k);
+                    t.drop_conn(requester, |_, k| n += k);
                     let before = model.len();
                     model.retain(|(q, p, _)| *q != requester && *p != requester);
                     assert_eq!(n, before - model.len(), "step {step}");
+                    generations[a as usize] += 1;
                 }
-                1..=3 => {
+                1 => {
+                    // The previous generation of a slot: nothing of it is left.
+                    let stale = ConnId {
+                        generation: requester.generation.wrapping_sub(1),
+                        ..requester
+                    };
+                    if requester.generation > 0 {
+                        assert!(!t.take(responder, stale, &id), "step {step}");
+                        assert!(t.shown(stale, responder, &id).is_none(), "step {step}");
+                        assert_eq!(t.drop_conn(stale, |_, _| panic!("stale")), 0);
+                    }
+                }
+                2..=4 => {
                     let had = model
                         .iter()
                         .position(|(q, p, i)| (*q, *p, i) == (requester, responder, &id));
-                    assert_eq!(t.take(conn(responder), conn(requester), &id), had.is_some());
+                    assert_eq!(t.take(responder, requester, &id), had.is_some());
                     if let Some(at) = had {
                         model.remove(at);
                     }
@@ -611,13 +785,13 @@ mod tests {
                     let theirs = model.iter().filter(|(_, p, _)| *p == responder).count();
                     let full =
                         theirs - usize::from(frees) >= 5 || (oldest.is_none() && model.len() >= 12);
-                    let got = t.insert(conn(requester), conn(responder), &id);
+                    let got = t.insert(requester, responder, &id);
                     if duplicate {
                         assert_eq!(got, Err(RouteError::Duplicate), "step {step}");
                     } else if full {
                         assert_eq!(got, Err(RouteError::Full), "step {step}");
                     } else {
-                        assert_eq!(got, Ok(oldest.map(|_| conn(requester))), "step {step}");
+                        assert_eq!(got, Ok(oldest.map(|_| requester)), "step {step}");
                         if let Some(at) = oldest {
                             model.remove(at);
                         }
@@ -628,20 +802,95 @@ mod tests {
             assert_eq!(t.len(), model.len(), "step {step}");
             assert!(model.iter().filter(|(q, _, _)| *q == requester).count() <= 4);
             assert!(model.iter().filter(|(_, p, _)| *p == responder).count() <= 5);
+            t.assert_consistent();
         }
         for (q, p, id) in model.drain(..) {
-            assert!(t.take(conn(p), conn(q), &id));
+            assert!(t.take(p, q, &id));
         }
         t.assert_clean();
     }
 
+    #[test]
+    fn a_reused_slot_starts_with_nothing() {
+        let mut t = RouteTable::new(10, 10, 100);
+        let old = ConnId {
+            index: 3,
+            generation: 1,
+        };
+        let new = ConnId {
+            index: 3,
+            generation: 2,
+        };
+        t.insert(old, conn(1), "a").unwrap();
+        t.insert(conn(1), old, "b").unwrap();
+        assert_eq!(t.drop_conn(new, |_, _| panic!("not its routes")), 0);
+        assert!(!t.take(conn(1), new, "a"));
+        assert_eq!(t.drop_conn(old, |_, _| {}), 2);
+        t.insert(new, conn(1), "a").unwrap();
+        assert!(
+            !t.take(conn(1), old, "a"),
+            "the old generation's key is not the new one's"
+        );
+        assert!(t.take(conn(1), new, "a"));
+        t.assert_clean();
+    }
+
+    #[test]
+    fn the_index_hasher_takes_a_hash_as_it_is() {
+        let mut h = Prehashed::default();
+        h.write_u64(0x0123_4567_89ab_cdef);
+        assert_eq!(h.finish(), 0x0123_4567_89ab_cdef);
+        let mut other = Prehashed::default();
+        other.write(b"ab");
+        assert_ne!(other.finish(), Prehashed::default().finish());
+    }
+
     impl RouteTable {
-        /// Nothing is left in any of the table's maps.
+        /// Nothing is left in the slab, the index or any connection's lists.
         fn assert_clean(&self) {
             assert!(self.entries.is_empty());
-            assert!(
-                self.index.is_empty() && self.requesters.is_empty() && self.responders.is_empty()
-            );
+            assert!(self.index.is_empty());
+            assert!(self.conns.iter().all(ConnLists::is_empty));
+            self.assert_consistent();
+        }
+
+        /// Every entry is indexed under its own key and hash and sits once on each of its
+        /// two lists, which are linked both ways and as long as they say.
+        fn assert_consistent(&self) {
+            assert_eq!(self.index.len(), self.entries.len());
+            for (key, &slot) in &self.index {
+                let entry = &self.entries[slot];
+                assert_eq!(key.triple(), (entry.responder, entry.requester, &*entry.id));
+                assert_eq!(key.hash, entry.hash);
+                assert_eq!(
+                    entry.hash,
+                    self.hash(entry.responder, entry.requester, &entry.id)
+                );
+            }
+            let mut seen = 0;
+            for lists in &self.conns {
+                for side in [Side::Requester, Side::Responder] {
+                    let list = match side {
+                        Side::Requester => lists.requester,
+                        Side::Responder => lists.responder,
+                    };
+                    let (mut slot, mut prev, mut n) = (list.head, NIL, 0);
+                    while slot != NIL {
+                        let entry = &self.entries[slot];
+                        let (owner, link) = match side {
+                            Side::Requester => (entry.requester, entry.by_requester),
+                            Side::Responder => (entry.responder, entry.by_responder),
+                        };
+                        assert_eq!(owner, lists.conn, "an entry on another's list");
+                        assert_eq!(link.prev, prev);
+                        (prev, slot, n) = (slot, link.next, n + 1);
+                    }
+                    assert_eq!(list.tail, prev);
+                    assert_eq!(list.len, n);
+                    seen += n;
+                }
+            }
+            assert_eq!(seen, 2 * self.entries.len(), "every entry on two lists");
         }
     }
 }
