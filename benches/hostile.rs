@@ -3,7 +3,7 @@
 //! `prlimit --as`), over the wire protocol only. Every figure is printed beside a baseline
 //! measured in the same run; nothing is asserted.
 //!
-//! Seven phases, each on fresh gateway processes (the configuration is the built-in defaults,
+//! Eight phases, each on fresh gateway processes (the configuration is the built-in defaults,
 //! `--config /dev/null`, plus 64 tokens of 64 users and `HOSTILE_SET`; every size below is
 //! read from `--print-config`, so the attacks follow the limits):
 //! 1. agents: `HOSTILE_AGENTS` agents registered at `max_agent_bytes` (capabilities with
@@ -34,7 +34,11 @@
 //!    connection holding the most pending routes the bounds allow, 1024 as requester (to 64
 //!    targets, 16 each) and 1024 as target (one from each of 1024 requesters, in the middle
 //!    of each requester's 63), with the table at its 65 536, beside the close of a connection
-//!    holding none; each timed from its close frame to the echo.
+//!    holding none; each timed from its close frame to the echo;
+//! 8. users: connections streaming relays of one long string of about `max_message_size`,
+//!    each into a session of its own, for one quiet window each: one connection of one user,
+//!    16 connections of one user (who share one share of each loop turn), and one connection
+//!    each of 16 users (a share each); the bystander's `ping` p99 during each.
 //!
 //! Figures:
 //! - RSS per stored byte: `VmRSS` growth of the gateway while the records are stored, minus
@@ -1073,6 +1077,125 @@ fn phase_shapes(bench: &mut Bench) -> Result<(), String> {
     Ok(())
 }
 
+/// Connections streaming relays for [`phase_users`]: each writes its message over and over
+/// until [`Streams::stop`], its replies read and dropped by a [`Drain`].
+struct Streams {
+    sockets: Vec<std::net::TcpStream>,
+    writers: Vec<std::thread::JoinHandle<u64>>,
+    _drain: Drain,
+}
+
+impl Streams {
+    /// Open a connection for each of `tokens`, the `i`th in session `users{i}`, and start
+    /// each writing `message(i)`.
+    fn start(
+        url: &str,
+        tokens: &[String],
+        message: impl Fn(usize) -> String,
+    ) -> Result<Streams, String> {
+        let (mut sockets, mut readers, mut writers) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, token) in tokens.iter().enumerate() {
+            let mut c = Client::authed(url, token)?;
+            let create = format!(r#"{{"sessionId":"users{i}"}}"#);
+            c.expect(
+                &payloads::message("session_create", &create),
+                "session_info",
+            )?;
+            let stream = c.into_stream();
+            let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+            readers.push(stream.try_clone().map_err(|e| e.to_string())?);
+            sockets.push(stream);
+            let frame = Frame::new(&message(i));
+            writers.push(std::thread::spawn(move || {
+                use std::io::{ErrorKind, Write};
+                // The socket is nonblocking: the drain's clone shares its file status.
+                let (bytes, mut sent, mut at) = (frame.bytes(), 0, 0);
+                loop {
+                    match writer.write(&bytes[at..]) {
+                        Ok(0) => break,
+                        Ok(n) if at + n == bytes.len() => (sent, at) = (sent + 1, 0),
+                        Ok(n) => at += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_micros(200))
+                        }
+                        Err(_) => break,
+                    }
+                }
+                sent
+            }));
+        }
+        Ok(Streams {
+            sockets,
+            writers,
+            _drain: Drain::start(readers),
+        })
+    }
+
+    /// Stop writing (the sockets are shut down); the messages written.
+    fn stop(self) -> u64 {
+        for s in &self.sockets {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        self.writers
+            .into_iter()
+            .map(|w| w.join().unwrap_or(0))
+            .sum()
+    }
+}
+
+fn phase_users(bench: &mut Bench) -> Result<(), String> {
+    const CONNS: usize = 16;
+    let size = bench
+        .lim
+        .max_message_size
+        .saturating_sub(payloads::ENVELOPE + 32 + 256);
+    println!(
+        "== users: connections streaming {size} B relays (one string) for {:.1} s each, one user's against as many users', on a fresh gateway",
+        bench.s.quiet.as_secs_f64()
+    );
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    let quiet = quiet_window(&by, bench.s.quiet);
+    let text = "x".repeat(size - 8);
+    let relay = |i: usize| {
+        format!(r#"{{"type":"chat","id":"@","sessionId":"users{i}","payload":{{"s":"{text}"}}}}"#)
+    };
+    let one_user = vec![attacker_token(0); CONNS];
+    let many_users: Vec<String> = (0..CONNS).map(attacker_token).collect();
+    for (what, tokens) in [
+        ("1 connection of one user".to_owned(), &one_user[..1]),
+        (format!("{CONNS} connections of one user"), &one_user[..]),
+        (
+            format!("{CONNS} connections of {CONNS} users"),
+            &many_users[..],
+        ),
+    ] {
+        let streams = Streams::start(&gw.url, tokens, relay)?;
+        let from = Instant::now();
+        std::thread::sleep(bench.s.quiet);
+        let window = by.window(from);
+        let sent = streams.stop();
+        let p99 = window.p99_ms();
+        bench.report.row(
+            format!("users: bystander ping p99 while {what} stream"),
+            if window.unanswered {
+                format!("≥ {}", fmt_ms(p99))
+            } else {
+                fmt_ms(p99)
+            },
+            format!("quiet {}", fmt_ms(quiet.p99_ms())),
+            times(p99 / quiet.p99_ms()),
+            "≤ 10 ms",
+            format!("{} pings; {sent} relays written", window.rtts_us.len()),
+        );
+        if let Some(over) = bench.over_rss(&mut gw) {
+            return Err(over);
+        }
+    }
+    survival_row(&mut bench.report, "users", &mut gw, bench.address_space);
+    Ok(())
+}
+
 /// The shape of [`phase_routes`]'s table: requesters, targets and rounds of one request
 /// from each requester (the middle round toward the closing connection), so that the table
 /// holds `rounds * requesters + requesters` entries, each target `(rounds - 1) *
@@ -1290,7 +1413,7 @@ fn main() {
         address_space,
         report: Report::default(),
     };
-    let phases: [(&str, Phase); 7] = [
+    let phases: [(&str, Phase); 8] = [
         ("agents", phase_agents),
         ("sessions", phase_sessions),
         ("devices", phase_devices),
@@ -1298,6 +1421,7 @@ fn main() {
         ("refusals", phase_refusals),
         ("shapes", phase_shapes),
         ("routes", phase_routes),
+        ("users", phase_users),
     ];
     let only = std::env::var("HOSTILE_PHASES").unwrap_or_default();
     let t0 = Instant::now();
