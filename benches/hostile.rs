@@ -109,7 +109,10 @@ use bystander::{Bystander, Window};
 use child::Gateway;
 use client::{Client, Frame};
 use drain::Drain;
-use report::{fmt_ms, loop_rows, median, mib, rss_row, storing_rows, survival_row, times, Report};
+use report::{
+    bystander_row_as, fmt_ms, loop_rows, median, mib, rss_row, storing_rows, survival_row, times,
+    Report,
+};
 use store::Stored;
 
 /// Users with a token of their own: the attackers' 63 and the bystander.
@@ -1175,18 +1178,12 @@ fn phase_users(bench: &mut Bench) -> Result<(), String> {
         std::thread::sleep(bench.s.quiet);
         let window = by.window(from);
         let sent = streams.stop();
-        let p99 = window.p99_ms();
-        bench.report.row(
+        bystander_row_as(
+            &mut bench.report,
             format!("users: bystander ping p99 while {what} stream"),
-            if window.unanswered {
-                format!("≥ {}", fmt_ms(p99))
-            } else {
-                fmt_ms(p99)
-            },
-            format!("quiet {}", fmt_ms(quiet.p99_ms())),
-            times(p99 / quiet.p99_ms()),
-            "≤ 10 ms",
-            format!("{} pings; {sent} relays written", window.rtts_us.len()),
+            &window,
+            &quiet,
+            format!("; {sent} relays written"),
         );
         if let Some(over) = bench.over_rss(&mut gw) {
             return Err(over);

@@ -209,9 +209,21 @@ pub fn loop_rows(
 }
 
 pub fn bystander_row(report: &mut Report, window: &Window, quiet: &Window) {
+    let figure = "  bystander ping p99, meanwhile".to_owned();
+    bystander_row_as(report, figure, window, quiet, String::new());
+}
+
+/// [`bystander_row`] under the name `figure`, with `more` after the count of pings.
+pub fn bystander_row_as(
+    report: &mut Report,
+    figure: String,
+    window: &Window,
+    quiet: &Window,
+    more: String,
+) {
     let p99 = window.p99_ms();
     report.row(
-        "  bystander ping p99, meanwhile".to_owned(),
+        figure,
         if window.unanswered {
             format!("≥ {}", fmt_ms(p99))
         } else {
@@ -220,7 +232,7 @@ pub fn bystander_row(report: &mut Report, window: &Window, quiet: &Window) {
         format!("quiet {}", fmt_ms(quiet.p99_ms())),
         times(p99 / quiet.p99_ms()),
         "≤ 10 ms",
-        format!("{} pings", window.rtts_us.len()),
+        format!("{} pings{more}", window.rtts_us.len()),
     );
 }
 
