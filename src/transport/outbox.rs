@@ -13,6 +13,8 @@
 //!   ([`Outbox::settle`]); a new range that does not continue the held one does the same;
 //! - the arena is cleared only when no outbox holds a range of it. The reactor keeps every
 //!   holder in its list of connections to flush, and a flush writes the range or settles it;
+//!   a holder whose flush waits for a later turn keeps its range, and the arena is kept with
+//!   it (within a bound, past which the holders settle: `reactor/write.rs`);
 //! - an emptied buffer goes back to the [`BufferPool`], so an idle connection owns no heap
 //!   memory.
 
@@ -52,7 +54,8 @@ impl BufferPool {
     }
 }
 
-/// The frames of messages sent during one loop turn, each framed once.
+/// The frames of messages sent during one loop turn, each framed once (kept into the next
+/// turns while an outbox holds a range of it, see the module invariants).
 #[derive(Debug, Default)]
 pub(super) struct FrameArena {
     bytes: Vec<u8>,
@@ -95,6 +98,11 @@ impl FrameArena {
         if self.bytes.capacity() > ARENA_KEEP {
             self.bytes = Vec::new();
         }
+    }
+
+    /// Bytes framed since it was last cleared.
+    pub(super) fn len(&self) -> usize {
+        self.bytes.len()
     }
 
     fn get(&self, range: &Range<usize>) -> &[u8] {

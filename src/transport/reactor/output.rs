@@ -18,11 +18,15 @@ use super::slots::key_of;
 pub(super) struct Output {
     /// Emptied outbox buffers for reuse.
     pub(super) pool: BufferPool,
-    /// This turn's frames of messages sent to connections (see `outbox.rs`). Every connection
-    /// holding a range of it is in `dirty`.
+    /// The frames of messages sent to connections this turn, and of earlier turns while a
+    /// connection left for this one holds a range of them (see `outbox.rs`, `write.rs`).
+    /// Every connection holding a range of it is in `dirty`.
     pub(super) frames: FrameArena,
     /// Connections to flush at the end of the turn, each once (`in_dirty`).
     pub(super) dirty: Vec<usize>,
+    /// Scratch list of the flush: the dirty connections that owe more than a small write,
+    /// flushed after the others (`write.rs`). Empty between flushes.
+    pub(super) large: Vec<usize>,
 }
 
 /// What a flush left for the loop to do.
