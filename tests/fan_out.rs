@@ -18,7 +18,9 @@ use serde_json::{json, Value};
 const LARGE: usize = 1024 * 1024;
 
 /// Members written to: `join` makes a connection one; `fan` sends every member two large
-/// binary messages (each filled with its number); `ping` is answered `pong`.
+/// binary messages (each filled with its number); `split` sends message 1 to the members
+/// that joined first, third, ... and message 2 to the others; `solo` sends messages 3 and 4 to
+/// the first member only; `ping` is answered `pong`.
 #[derive(Default)]
 struct Fan {
     members: Vec<ConnId>,
@@ -49,6 +51,22 @@ impl App for Fan {
                     for &member in &self.members {
                         out.send(member, &msg);
                     }
+                }
+            }
+            b"split" => {
+                self.fans += 1;
+                for (n, first) in [(1u8, 0), (2, 1)] {
+                    let msg = out.stage_bytes(&vec![n; LARGE], true);
+                    for &member in self.members.iter().skip(first).step_by(2) {
+                        out.send(member, &msg);
+                    }
+                }
+            }
+            b"solo" => {
+                self.fans += 1;
+                for n in [3u8, 4] {
+                    let msg = out.stage_bytes(&vec![n; LARGE], true);
+                    out.send(self.members[0], &msg);
                 }
             }
             b"ping" => {
@@ -205,6 +223,73 @@ fn a_large_fan_out_is_written_one_share_a_turn_with_a_pong_first_and_nothing_los
         );
     }
     assert!(!sender.read_now(), "the sender is no member");
+    assert_eq!(reactor.stats().bytes_queued, 0);
+}
+
+#[test]
+fn frames_kept_past_max_outbound_buffer_are_copied_and_every_member_still_gets_its_own() {
+    let mut config = TransportConfig::new("127.0.0.1:0".parse().unwrap());
+    config.write_share = Duration::ZERO;
+    // Two 1 MiB frames in the arena are more than this: the members left after the first turn
+    // copy their frames, and the arena is cleared.
+    config.max_outbound_buffer = 3 * LARGE / 2;
+    let mut reactor = Reactor::bind(config, Fan::default()).expect("bind");
+    let mut members = peers(&mut reactor, 6);
+    let mut sender = peers(&mut reactor, 1).remove(0);
+    for m in &mut members {
+        m.send(b"join");
+    }
+    turn_until(&mut reactor, |r| r.app().members.len() == 6);
+    sender.send(b"split");
+    turn_until(&mut reactor, |r| r.app().fans == 1);
+    let written = members.iter().filter(|m| m.has_bytes()).count();
+    assert_eq!(written, 1, "one large write in the turn of the fan-out");
+    turn_until(&mut reactor, |_| {
+        members.iter_mut().for_each(|m| {
+            m.read_now();
+        });
+        members.iter().all(|m| m.got.len() >= LARGE + 10)
+    });
+    for (i, m) in members.iter().enumerate() {
+        let n = if i % 2 == 0 { 1 } else { 2 };
+        assert!(m.got == large_frame(n), "member {i}: {} bytes", m.got.len());
+    }
+    assert_eq!(reactor.stats().bytes_queued, 0);
+}
+
+#[test]
+fn frames_held_after_the_others_are_written_move_down_the_arena_and_stay_whole() {
+    let mut config = TransportConfig::new("127.0.0.1:0".parse().unwrap());
+    config.write_share = Duration::ZERO;
+    config.max_outbound_buffer = 8 * LARGE;
+    let mut reactor = Reactor::bind(config, Fan::default()).expect("bind");
+    let mut members = peers(&mut reactor, 4);
+    let mut sender = peers(&mut reactor, 1).remove(0);
+    for m in &mut members {
+        m.send(b"join");
+    }
+    turn_until(&mut reactor, |r| r.app().members.len() == 4);
+    sender.send(b"fan");
+    turn_until(&mut reactor, |r| r.app().fans == 1);
+    // The first member was written to; now it gets two more, framed after the first two, and
+    // waits behind the three members that still hold the first two.
+    assert!(members[0].has_bytes());
+    members[0].read_now();
+    sender.send(b"solo");
+    turn_until(&mut reactor, |r| r.app().fans == 2);
+    turn_until(&mut reactor, |_| {
+        members.iter_mut().for_each(|m| {
+            m.read_now();
+        });
+        members[0].got.len() >= 4 * (LARGE + 10)
+            && members[1..].iter().all(|m| m.got.len() >= 2 * (LARGE + 10))
+    });
+    let first = [large_frame(1), large_frame(2), large_frame(3), large_frame(4)].concat();
+    assert!(members[0].got == first, "{} bytes", members[0].got.len());
+    let others = [large_frame(1), large_frame(2)].concat();
+    for (i, m) in members.iter().enumerate().skip(1) {
+        assert!(m.got == others, "member {i}: {} bytes", m.got.len());
+    }
     assert_eq!(reactor.stats().bytes_queued, 0);
 }
 

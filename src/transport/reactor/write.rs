@@ -21,10 +21,13 @@
 //!
 //! The frame arena after the flush: when no outbox holds a range of it, it is cleared. When a
 //! connection the share left still holds a range, the arena is kept for the next turn (its
-//! ranges stay valid; the next turn's frames are framed after them), as long as it is at most
-//! `max_outbound_buffer` bytes; past that every holder copies its range into its own buffer
-//! first (`Outbox::settle`) and the arena is cleared, so the arena never holds more than that
-//! from one turn to the next. Every holder is in `dirty` (see `outbox.rs`).
+//! ranges stay valid; the next turn's frames are framed after them), as long as what is held
+//! (from the first held byte to the end) is at most `max_outbound_buffer` bytes; the prefix
+//! before the first held byte is dropped once it is half the arena (the ranges moved down
+//! with it: moving what is held costs no more than what is dropped). Past that bound every
+//! holder copies its range into its own buffer first (`Outbox::settle`) and the arena is
+//! cleared, so the arena keeps at most twice `max_outbound_buffer` from one turn to the next.
+//! Every holder is in `dirty` (see `outbox.rs`).
 //!
 //! Open connections are flushed within the share; the others (closing, finishing, a plain
 //! HTTP answer) at most [`CLOSE_FLUSH_BUDGET`] a turn, oldest first: when one turn closes
@@ -199,16 +202,36 @@ impl<A: App> Reactor<A> {
     }
 
     /// The turn's frames are written or held: clear the arena, unless a connection in `dirty`
-    /// holds a range of it and it is within `max_outbound_buffer` (see the module docs).
+    /// holds a range of it and what is held fits `max_outbound_buffer`; then drop the prefix
+    /// nobody holds once it is half the arena (see the module docs).
     fn end_arena_turn(&mut self) {
         let conns = &self.conns;
-        let held = self
+        let first = self
             .out
             .dirty
             .iter()
-            .any(|&key| conns.at(key).is_some_and(|c| c.outbox.holds_frames()));
-        if held && self.out.frames.len() <= self.config.max_outbound_buffer {
-            return; // the holders write their ranges from it next turn
+            .filter_map(|&key| conns.at(key).and_then(|c| c.outbox.frames_start()))
+            .min();
+        let len = self.out.frames.len();
+        debug_assert!(
+            self.conns
+                .iter()
+                .all(|(_, c)| c.in_dirty || !c.outbox.holds_frames()),
+            "Bug: a connection holds a range of the frame arena and is not in dirty"
+        );
+        if let Some(first) = first {
+            if len - first <= self.config.max_outbound_buffer {
+                if first > 0 && first >= len / 2 {
+                    // Moving what is held costs no more than what is dropped.
+                    self.out.frames.drop_front(first);
+                    for &key in &self.out.dirty {
+                        if let Some(conn) = self.conns.at_mut(key) {
+                            conn.outbox.frames_dropped(first);
+                        }
+                    }
+                }
+                return; // the holders write their ranges from it next turn
+            }
         }
         for &key in &self.out.dirty {
             if let Some(conn) = self.conns.at_mut(key) {
