@@ -8,8 +8,11 @@
 //! `output.rs`.
 //!
 //! The writes' share of a turn: the open connections are flushed until `write_share` (1 ms,
-//! [`TransportConfig`](super::TransportConfig)) has passed since the flush began (the clock is read after every [`LOOK_BYTES`] written or
-//! [`LOOK_EVERY`] connections flushed). Those that owe at most [`SMALL_WRITE`] bytes (a reply,
+//! [`TransportConfig`](super::TransportConfig)) has passed since the flush began (the clock
+//! is read after each large write and every [`LOOK_EVERY`] small ones). The connections the
+//! share leaves do not count as replies owed for the read side's share (`read.rs`): their
+//! writes come first in the next flush anyway, and a sender fanning out is not cut into 1 ms
+//! reads for them. Those that owe at most [`SMALL_WRITE`] bytes (a reply,
 //! a pong) go first, then the others, so a reply never waits behind the writes of a large
 //! fan-out; one connection of each kind is flushed each turn at least. The ones the share
 //! leaves stay in `dirty`, moved to its front: next turn they are flushed before the
@@ -82,7 +85,7 @@ impl Share {
             return;
         };
         self.small += usize::from(!large);
-        if large || self.small >= LOOK_EVERY {
+        if !self.spent && (large || self.small >= LOOK_EVERY) {
             self.small = 0;
             self.spent = Instant::now() >= ends;
         }
@@ -131,6 +134,7 @@ impl<A: App> Reactor<A> {
         // The keys left for the next turn are moved to the front of `dirty`, in their order:
         // first the small ones and the closing ones, then the large ones.
         let mut left = 0;
+        let mut deferred = 0;
         let mut flushed_small = false;
         for i in 0..dirty.len() {
             let key = dirty[i];
@@ -154,6 +158,7 @@ impl<A: App> Reactor<A> {
             } else if share.spent && flushed_small {
                 dirty[left] = key;
                 left += 1;
+                deferred += 1;
                 continue;
             } else {
                 flushed_small = true;
@@ -172,6 +177,7 @@ impl<A: App> Reactor<A> {
             if share.spent && flushed_large {
                 dirty[left] = key;
                 left += 1;
+                deferred += 1;
                 continue;
             }
             flushed_large = true;
@@ -179,6 +185,7 @@ impl<A: App> Reactor<A> {
         }
         large.clear();
         self.out.large = large;
+        self.out.deferred = deferred;
         // Next turn: what the share and the budget left, oldest first, then what was marked
         // dirty since (usually nothing: the allocation of `dirty` is kept).
         dirty.truncate(left);
