@@ -284,7 +284,13 @@ fn frames_held_after_the_others_are_written_move_down_the_arena_and_stay_whole()
         members[0].got.len() >= 4 * (LARGE + 10)
             && members[1..].iter().all(|m| m.got.len() >= 2 * (LARGE + 10))
     });
-    let first = [large_frame(1), large_frame(2), large_frame(3), large_frame(4)].concat();
+    let first = [
+        large_frame(1),
+        large_frame(2),
+        large_frame(3),
+        large_frame(4),
+    ]
+    .concat();
     assert!(members[0].got == first, "{} bytes", members[0].got.len());
     let others = [large_frame(1), large_frame(2)].concat();
     for (i, m) in members.iter().enumerate().skip(1) {

@@ -24,8 +24,9 @@ pub(super) struct Output {
     pub(super) frames: FrameArena,
     /// Connections to flush at the end of the turn, each once (`in_dirty`).
     pub(super) dirty: Vec<usize>,
-    /// How many connections in `dirty` the writes' share of the last flush left (their
-    /// writes wait, but no reply of theirs is new: `read.rs` does not count them as owed).
+    /// How many connections with a large queue in `dirty` the writes' share of the last
+    /// flush left (their writes wait, first in the next flush: `read.rs` does not count them
+    /// as replies owed).
     pub(super) deferred: usize,
     /// Scratch list of the flush: the dirty connections that owe more than a small write,
     /// flushed after the others (`write.rs`). Empty between flushes.

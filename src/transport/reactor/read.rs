@@ -114,8 +114,8 @@ impl<A: App> Reactor<A> {
 
     /// Whether anything but connection `id` waits for the loop, once its share is spent: a
     /// connection queued to be pumped, or with bytes to flush from before this pump began (a
-    /// reply it owes a peer that waits for it; not the writes the last flush's share left,
-    /// which the next flush takes first anyway), a command, or an event a poll with no wait
+    /// reply it owes a peer that waits for it; not the large queues the last flush's share
+    /// left, which the next flush takes first anyway), a command, or an event a poll with no wait
     /// reports now (its latches set, as in step 2). If nothing does, it goes on with a new
     /// share.
     fn others_waiting(&mut self, id: ConnId) -> bool {

@@ -9,10 +9,10 @@
 //!
 //! The writes' share of a turn: the open connections are flushed until `write_share` (1 ms,
 //! [`TransportConfig`](super::TransportConfig)) has passed since the flush began (the clock
-//! is read after each large write and every [`LOOK_EVERY`] small ones). The connections the
+//! is read after each large write and every [`LOOK_EVERY`] small ones). The large queues the
 //! share leaves do not count as replies owed for the read side's share (`read.rs`): their
 //! writes come first in the next flush anyway, and a sender fanning out is not cut into 1 ms
-//! reads for them. Those that owe at most [`SMALL_WRITE`] bytes (a reply,
+//! reads for them (the small ones do: a `pong` among them is a reply a peer waits for). Those that owe at most [`SMALL_WRITE`] bytes (a reply,
 //! a pong) go first, then the others, so a reply never waits behind the writes of a large
 //! fan-out; one connection of each kind is flushed each turn at least. The ones the share
 //! leaves stay in `dirty`, moved to its front: next turn they are flushed before the
@@ -156,9 +156,8 @@ impl<A: App> Reactor<A> {
                 large.push(key); // after the small ones
                 continue;
             } else if share.spent && flushed_small {
-                dirty[left] = key;
+                dirty[left] = key; // a reply, perhaps: owed, for the read share
                 left += 1;
-                deferred += 1;
                 continue;
             } else {
                 flushed_small = true;
