@@ -3,7 +3,7 @@
 //! `prlimit --as`), over the wire protocol only. Every figure is printed beside a baseline
 //! measured in the same run; nothing is asserted.
 //!
-//! Eight phases, each on fresh gateway processes (the configuration is the built-in defaults,
+//! Nine phases, each on fresh gateway processes (the configuration is the built-in defaults,
 //! `--config /dev/null`, plus 64 tokens of 64 users and `HOSTILE_SET`; every size below is
 //! read from `--print-config`, so the attacks follow the limits):
 //! 1. agents: `HOSTILE_AGENTS` agents registered at `max_agent_bytes` (capabilities with
@@ -38,7 +38,11 @@
 //! 8. users: connections streaming relays of one long string of about `max_message_size`,
 //!    each into a session of its own, for one quiet window each: one connection of one user,
 //!    16 connections of one user (who share one share of each loop turn), and one connection
-//!    each of 16 users (a share each); the bystander's `ping` p99 during each.
+//!    each of 16 users (a share each); the bystander's `ping` p99 during each;
+//! 9. fanout: a `chat` relay of one long string of about `max_message_size` to a session of
+//!    two (one member that reads) and to a full one (`max_clients_per_session - 1` members
+//!    that read, on a thread that drains them), so that the writes of the fan-out show in the
+//!    loop time, the CPU and the bystander's p99 beside the single delivery.
 //!
 //! Figures:
 //! - RSS per stored byte: `VmRSS` growth of the gateway while the records are stored, minus
@@ -1080,6 +1084,83 @@ fn phase_shapes(bench: &mut Bench) -> Result<(), String> {
     Ok(())
 }
 
+/// A `chat` of about `max_message_size` to a session of two (one member that reads) and to a
+/// full session (`max_clients_per_session - 1` members that read), beside a `ping`.
+fn phase_fanout(bench: &mut Bench) -> Result<(), String> {
+    let size = bench
+        .lim
+        .max_message_size
+        .saturating_sub(payloads::ENVELOPE + 32 + 256);
+    let full = bench.lim.max_clients_per_session;
+    println!(
+        "== fanout: a chat relay of about {size} B to 1 and to {} members that read, on a fresh gateway",
+        full.saturating_sub(1)
+    );
+    let mut gw = bench.spawn()?;
+    let by = Bystander::start(&gw.url, BYSTANDER_TOKEN, BYSTANDER_INTERVAL)?;
+    let quiet = quiet_window(&by, bench.s.quiet);
+    let ping = cpu::ping_cost(&gw, bench.s.cpu_ticks, || {
+        Client::authed(&gw.url, &attacker_token(0))
+    });
+    let url = gw.url.clone();
+    let string = format!(r#"{{"s":"{}"}}"#, "x".repeat(size - 8));
+    // The drains keep their members, and so the sessions, to the end of the phase.
+    let mut drains = Vec::new();
+    for (key, session, members) in [("fanout_one", "fan1", 2), ("fanout_full", "fanfull", full)] {
+        let mut streams = Vec::new();
+        for m in 1..members {
+            let mut c = Client::authed(&url, &attacker_token(m))?;
+            let (kind, status) = match m {
+                1 => ("session_create", "session_info"),
+                _ => ("session_join", "session_info"),
+            };
+            c.expect(
+                &payloads::message(kind, &format!(r#"{{"sessionId":"{session}"}}"#)),
+                status,
+            )?;
+            streams.push(c.into_stream());
+        }
+        drains.push(Drain::start(streams));
+        let mut frame = Frame::new(&format!(
+            r#"{{"type":"chat","id":"@","sessionId":"{session}","payload":{string}}}"#
+        ));
+        let label = format!(
+            "chat relay {} B to {} member(s) that read",
+            frame.message_len(),
+            members - 1
+        );
+        let run = loop_attack(
+            bench,
+            &mut gw,
+            &by,
+            Reps::Exactly(bench.s.heavy_reps),
+            || {
+                let mut c = Client::authed(&url, &attacker_token(0))?;
+                let join =
+                    payloads::message("session_join", &format!(r#"{{"sessionId":"{session}"}}"#));
+                c.expect(&join, "session_info")?;
+                Ok(c)
+            },
+            |c, _, deadline| c.send_then_ping(&mut frame, deadline),
+        );
+        loop_rows(
+            &mut bench.report,
+            key,
+            &label,
+            &run,
+            &quiet,
+            &ping,
+            bench.s.cpu_ticks,
+        );
+        if run.stuck {
+            return Ok(());
+        }
+    }
+    survival_row(&mut bench.report, "fanout", &mut gw, bench.address_space);
+    drop(drains);
+    Ok(())
+}
+
 /// Connections streaming relays for [`phase_users`]: each writes its message over and over
 /// until [`Streams::stop`], its replies read and dropped by a [`Drain`].
 struct Streams {
@@ -1410,7 +1491,7 @@ fn main() {
         address_space,
         report: Report::default(),
     };
-    let phases: [(&str, Phase); 8] = [
+    let phases: [(&str, Phase); 9] = [
         ("agents", phase_agents),
         ("sessions", phase_sessions),
         ("devices", phase_devices),
@@ -1419,6 +1500,7 @@ fn main() {
         ("shapes", phase_shapes),
         ("routes", phase_routes),
         ("users", phase_users),
+        ("fanout", phase_fanout),
     ];
     let only = std::env::var("HOSTILE_PHASES").unwrap_or_default();
     let t0 = Instant::now();

@@ -90,6 +90,7 @@ impl Gateway {
             max_inflight_bytes,
             message_timeout: Config::duration(config.message_timeout_ms),
             max_outbound_buffer: config.max_outbound_buffer,
+            write_share: TransportConfig::WRITE_SHARE,
             event_queue: EVENT_QUEUE,
             event_queue_bytes: EVENT_QUEUE_BYTES,
             tls,

@@ -13,6 +13,9 @@
 //!   ([`Outbox::settle`]); a new range that does not continue the held one does the same;
 //! - the arena is cleared only when no outbox holds a range of it. The reactor keeps every
 //!   holder in its list of connections to flush, and a flush writes the range or settles it;
+//!   a holder whose flush waits for a later turn keeps its range, and the arena is kept with
+//!   it (its prefix that nobody holds dropped, the ranges moved down with it; within a
+//!   bound, past which the holders settle: `reactor/write.rs`);
 //! - an emptied buffer goes back to the [`BufferPool`], so an idle connection owns no heap
 //!   memory.
 
@@ -52,7 +55,8 @@ impl BufferPool {
     }
 }
 
-/// The frames of messages sent during one loop turn, each framed once.
+/// The frames of messages sent during one loop turn, each framed once (kept into the next
+/// turns while an outbox holds a range of it, see the module invariants).
 #[derive(Debug, Default)]
 pub(super) struct FrameArena {
     bytes: Vec<u8>,
@@ -95,6 +99,18 @@ impl FrameArena {
         if self.bytes.capacity() > ARENA_KEEP {
             self.bytes = Vec::new();
         }
+    }
+
+    /// Bytes framed since it was last cleared.
+    pub(super) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Forget the first `n` bytes, which no outbox holds; every held range must then be
+    /// moved down by `n` ([`Outbox::frames_dropped`]).
+    pub(super) fn drop_front(&mut self, n: usize) {
+        self.bytes.drain(..n);
+        self.last = None;
     }
 
     fn get(&self, range: &Range<usize>) -> &[u8] {
@@ -175,6 +191,18 @@ impl Outbox {
         } else {
             self.settle(pool, arena);
             self.frames = frame;
+        }
+    }
+
+    /// Where the held range of the arena starts, if it holds one.
+    pub(super) fn frames_start(&self) -> Option<usize> {
+        (!self.frames.is_empty()).then_some(self.frames.start)
+    }
+
+    /// The arena dropped its first `n` bytes ([`FrameArena::drop_front`]), none of them held.
+    pub(super) fn frames_dropped(&mut self, n: usize) {
+        if !self.frames.is_empty() {
+            self.frames = self.frames.start - n..self.frames.end - n;
         }
     }
 
@@ -430,6 +458,25 @@ mod tests {
             1,
             "the emptied buffer went back to the pool"
         );
+    }
+
+    #[test]
+    fn a_range_moved_down_with_the_arena_still_writes_its_frames() {
+        let mut t = Setup::default();
+        let dead = t.frame(&[b'd'; 50]);
+        let held = t.frame(b"kept");
+        t.push_frame(held.clone());
+        t.arena.drop_front(dead.len());
+        t.outbox.frames_dropped(dead.len());
+        assert_eq!(t.outbox.frames_start(), Some(0));
+        // A frame framed after the drop continues the moved range.
+        let next = t.frame(b"next");
+        assert_eq!(next.start, held.len());
+        t.push_frame(next);
+        let mut out = trickle(usize::MAX, 1);
+        t.outbox.write_to(&mut out, &t.arena).unwrap();
+        assert_eq!(out.got, [text_frame(b"kept"), text_frame(b"next")].concat());
+        assert_eq!(t.outbox.frames_start(), None);
     }
 
     #[test]

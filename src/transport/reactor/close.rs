@@ -61,7 +61,7 @@ impl<A: App> Reactor<A> {
             && (self.close_handshakes_done() || self.shutdown_deadline.is_some_and(|d| now >= d))
         {
             // What the flush budget left goes out first (best effort), then every socket.
-            self.flush_within(usize::MAX);
+            self.flush_within(usize::MAX, None);
             for key in self.conns.keys() {
                 self.mark_reap(key);
             }

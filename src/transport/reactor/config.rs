@@ -54,6 +54,10 @@ pub struct TransportConfig {
     pub message_timeout: Option<Duration>,
     /// Unsent bytes per connection at most (1008 `Slow consumer` beyond).
     pub max_outbound_buffer: usize,
+    /// How long the writes of one loop turn may take before the connections not yet written
+    /// wait for the next turn, first in line there (1 ms; one connection at least each turn,
+    /// and the connections that owe a small write first: see the reactor's step 6).
+    pub write_share: Duration,
     /// Capacity of the host's event queue, in events.
     pub event_queue: usize,
     /// Capacity of the host's event queue, in bytes ([`App::event_bytes`](crate::app::App::event_bytes)).
@@ -65,6 +69,9 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
+    /// The default `write_share`.
+    pub const WRITE_SHARE: Duration = Duration::from_millis(1);
+
     /// Settings for `addr` with the protocol's defaults (path `/ws`, local origins).
     #[must_use]
     pub fn new(addr: SocketAddr) -> TransportConfig {
@@ -85,6 +92,7 @@ impl TransportConfig {
             max_inflight_bytes: 256 * 1024 * 1024,
             message_timeout: Some(Duration::from_secs(30)),
             max_outbound_buffer: 4 * 1024 * 1024,
+            write_share: TransportConfig::WRITE_SHARE,
             event_queue: 4096,
             event_queue_bytes: 4 * 1024 * 1024,
             tls: None,

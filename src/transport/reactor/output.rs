@@ -18,11 +18,19 @@ use super::slots::key_of;
 pub(super) struct Output {
     /// Emptied outbox buffers for reuse.
     pub(super) pool: BufferPool,
-    /// This turn's frames of messages sent to connections (see `outbox.rs`). Every connection
-    /// holding a range of it is in `dirty`.
+    /// The frames of messages sent to connections this turn, and of earlier turns while a
+    /// connection left for this one holds a range of them (see `outbox.rs`, `write.rs`).
+    /// Every connection holding a range of it is in `dirty`.
     pub(super) frames: FrameArena,
     /// Connections to flush at the end of the turn, each once (`in_dirty`).
     pub(super) dirty: Vec<usize>,
+    /// How many connections with a large queue in `dirty` the writes' share of the last
+    /// flush left (their writes wait, first in the next flush: `read.rs` does not count them
+    /// as replies owed).
+    pub(super) deferred: usize,
+    /// Scratch list of the flush: the dirty connections that owe more than a small write,
+    /// flushed after the others (`write.rs`). Empty between flushes.
+    pub(super) large: Vec<usize>,
 }
 
 /// What a flush left for the loop to do.

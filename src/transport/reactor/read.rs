@@ -103,7 +103,7 @@ impl<A: App> Reactor<A> {
             }
             let tls = conn.tls.is_some();
             self.share_ends = began + left;
-            self.owed_before = !self.out.dirty.is_empty();
+            self.owed_before = self.out.dirty.len() > self.out.deferred;
             if !self.resume(key, now) {
                 self.apply_actions(now);
             } else if tls {
@@ -123,7 +123,8 @@ impl<A: App> Reactor<A> {
 
     /// Whether anything but connection `id` waits for the loop, once its share is spent: a
     /// connection queued to be pumped, or with bytes to flush from before this pump began (a
-    /// reply it owes a peer that waits for it), a command, or an event a poll with no wait
+    /// reply it owes a peer that waits for it; not the large queues the last flush's share
+    /// left, which the next flush takes first anyway), a command, or an event a poll with no wait
     /// reports now (its latches set, as in step 2). If nothing does, it goes on with a new
     /// share.
     fn others_waiting(&mut self, id: ConnId) -> bool {

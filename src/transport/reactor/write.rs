@@ -4,21 +4,44 @@
 //! Partial writes are normal: whatever appends to an outbox marks its connection dirty, and
 //! every turn ends by flushing the dirty ones; what the socket does not take waits for the
 //! writable latch. A connection with more than `max_outbound_buffer` bytes unsent is a slow
-//! consumer and is closed with 1008. The frame arena is cleared at the end of the flush, once
-//! no outbox holds a range of it (see `outbox.rs`). The queueing and the write of one
-//! connection are `output.rs`.
+//! consumer and is closed with 1008. The queueing and the write of one connection are
+//! `output.rs`.
 //!
-//! Open connections are flushed every turn, however many. The others (closing, finishing, a
-//! plain HTTP answer) are flushed at most [`CLOSE_FLUSH_BUDGET`] a turn, oldest first: when
-//! one turn closes thousands of connections, their close frames and the shutdowns of their
-//! write sides (a system call or two each) are spread over the turns after it, and the open
-//! connections are served in between. A connection past the budget stays in `dirty` (its
-//! outbox then holds no range of the arena: a close frame or any bytes appended after a
-//! range settle it, see `outbox.rs`; and the settling below covers it anyway). No close frame
-//! is lost to the budget: a connection whose linger expires first is flushed once more before
-//! it is reaped, and so is every dirty one when a shutdown is over.
+//! The writes' share of a turn: the open connections are flushed until `write_share` (1 ms,
+//! [`TransportConfig`](super::TransportConfig)) has passed since the flush began (the clock
+//! is read after each large write and every [`LOOK_EVERY`] small ones). The large queues the
+//! share leaves do not count as replies owed for the read side's share (`read.rs`): their
+//! writes come first in the next flush anyway, and a sender fanning out is not cut into 1 ms
+//! reads for them (the small ones do: a `pong` among them is a reply a peer waits for). Those that owe at most [`SMALL_WRITE`] bytes (a reply,
+//! a pong) go first, then the others, so a reply never waits behind the writes of a large
+//! fan-out; one connection of each kind is flushed each turn at least. The ones the share
+//! leaves stay in `dirty`, moved to its front: next turn they are flushed before the
+//! connections that became dirty since, in the same order. So the write of one large message
+//! to every member of a session (a 1 MiB `chat` to 9 members: a quarter of a millisecond of
+//! kernel copy per member) is spread over the turns after it, and the others are served in
+//! between. A connection whose queue passes `max_outbound_buffer` is written at once, whatever
+//! the share (`send_staged`), as before: a reader that keeps up is not a slow consumer.
+//!
+//! The frame arena after the flush: when no outbox holds a range of it, it is cleared. When a
+//! connection the share left still holds a range, the arena is kept for the next turn (its
+//! ranges stay valid; the next turn's frames are framed after them), as long as what is held
+//! (from the first held byte to the end) is at most `max_outbound_buffer` bytes; the prefix
+//! before the first held byte is dropped once it is half the arena (the ranges moved down
+//! with it: moving what is held costs no more than what is dropped). Past that bound every
+//! holder copies its range into its own buffer first (`Outbox::settle`) and the arena is
+//! cleared, so the arena keeps at most twice `max_outbound_buffer` from one turn to the next.
+//! Every holder is in `dirty` (see `outbox.rs`).
+//!
+//! Open connections are flushed within the share; the others (closing, finishing, a plain
+//! HTTP answer) at most [`CLOSE_FLUSH_BUDGET`] a turn, oldest first: when one turn closes
+//! thousands of connections, their close frames and the shutdowns of their write sides (a
+//! system call or two each) are spread over the turns after it, and the open connections are
+//! served in between. A connection past the budget stays in `dirty` (its outbox then holds no
+//! range of the arena: a close frame or any bytes appended after a range settle it). No close
+//! frame is lost to the budget: a connection whose linger expires first is flushed once more
+//! before it is reaped, and so is every dirty one, whatever the share, when a shutdown is over.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::app::{App, CloseReason, ConnId, Staged};
 
@@ -29,6 +52,45 @@ use super::Reactor;
 /// Connections that are not open flushed per turn (a write of some 10 to 30 us each on
 /// loopback, and a shutdown of the write side).
 const CLOSE_FLUSH_BUDGET: usize = 256;
+
+/// A connection that owes at most this many bytes is flushed before the others: one system
+/// call of some microseconds.
+const SMALL_WRITE: usize = 16 * 1024;
+
+/// Small writes between two looks at the clock (the clock is read after every large one).
+const LOOK_EVERY: usize = 32;
+
+/// The writes' share of one turn.
+struct Share {
+    /// When the share ends; `None`: never (the last flush of a shutdown).
+    ends: Option<Instant>,
+    spent: bool,
+    /// Small writes since the clock was last read.
+    small: usize,
+}
+
+impl Share {
+    fn new(ends: Option<Instant>) -> Share {
+        Share {
+            ends,
+            spent: false,
+            small: 0,
+        }
+    }
+
+    /// A connection was flushed (`large`: it owed more than a small write): read the clock
+    /// after a large one, and after every [`LOOK_EVERY`] small ones.
+    fn note(&mut self, large: bool) {
+        let Some(ends) = self.ends else {
+            return;
+        };
+        self.small += usize::from(!large);
+        if !self.spent && (large || self.small >= LOOK_EVERY) {
+            self.small = 0;
+            self.spent = Instant::now() >= ends;
+        }
+    }
+}
 
 impl<A: App> Reactor<A> {
     /// Queue the staged message `msg` on `id`, unless it is stale or no longer open.
@@ -52,21 +114,28 @@ impl<A: App> Reactor<A> {
         }
     }
 
-    /// Step 6: flush the outbound links that have bytes queued (`links.rs`), then every dirty
-    /// open connection and, within the budget, the others; apply what that made the app do,
-    /// then clear the frame arena.
+    /// Step 6: flush the outbound links that have bytes queued (`links.rs`), then the dirty
+    /// connections within the writes' share and the close budget; apply what that made the
+    /// app do, then clear the frame arena unless a connection left for the next turn holds a
+    /// range of it.
     pub(super) fn flush_dirty(&mut self) {
         self.flush_links(Instant::now());
-        self.flush_within(CLOSE_FLUSH_BUDGET);
+        self.flush_within(CLOSE_FLUSH_BUDGET, Some(self.config.write_share));
     }
 
-    /// [`Reactor::flush_dirty`] with a budget of `budget` connections that are not open
-    /// (`usize::MAX`: all, when a shutdown is over and every socket goes).
-    pub(super) fn flush_within(&mut self, mut budget: usize) {
+    /// [`Reactor::flush_dirty`] with a budget of `budget` connections that are not open and a
+    /// share of `share` for the open ones (`usize::MAX` and `None`: all, when a shutdown is
+    /// over and every socket goes).
+    pub(super) fn flush_within(&mut self, mut budget: usize, share: Option<Duration>) {
         let now = Instant::now();
+        let mut share = Share::new(share.map(|s| now + s));
         let mut dirty = std::mem::take(&mut self.out.dirty);
-        // The keys left for the next turn are moved to the front of `dirty`.
+        let mut large = std::mem::take(&mut self.out.large);
+        // The keys left for the next turn are moved to the front of `dirty`, in their order:
+        // first the small ones and the closing ones, then the large ones.
         let mut left = 0;
+        let mut deferred = 0;
+        let mut flushed_small = false;
         for i in 0..dirty.len() {
             let key = dirty[i];
             let Some(conn) = self.conns.at_mut(key) else {
@@ -83,21 +152,93 @@ impl<A: App> Reactor<A> {
                     continue;
                 }
                 budget -= 1;
+            } else if conn.outbox.pending() > SMALL_WRITE {
+                large.push(key); // after the small ones
+                continue;
+            } else if share.spent && flushed_small {
+                dirty[left] = key; // a reply, perhaps: owed, for the read share
+                left += 1;
+                continue;
+            } else {
+                flushed_small = true;
             }
-            conn.in_dirty = false;
-            let flushed = self
-                .out
-                .flush(conn, &mut self.stats, self.config.max_outbound_buffer);
-            self.after_flush(key, flushed, now);
+            self.flush_one(key, false, &mut share, now);
         }
-        // Next turn: what the budget left, oldest first, then what was marked dirty since
-        // (usually nothing: the allocation of `dirty` is kept).
+        let mut flushed_large = false;
+        for &key in &large {
+            let Some(conn) = self.conns.at_mut(key) else {
+                continue;
+            };
+            if conn.in_reap {
+                conn.in_dirty = false;
+                continue;
+            }
+            if share.spent && flushed_large {
+                dirty[left] = key;
+                left += 1;
+                deferred += 1;
+                continue;
+            }
+            flushed_large = true;
+            self.flush_one(key, true, &mut share, now);
+        }
+        large.clear();
+        self.out.large = large;
+        self.out.deferred = deferred;
+        // Next turn: what the share and the budget left, oldest first, then what was marked
+        // dirty since (usually nothing: the allocation of `dirty` is kept).
         dirty.truncate(left);
         dirty.append(&mut self.out.dirty);
         self.out.dirty = dirty;
         self.apply_actions(now);
-        // What those actions queued waits for the next turn, on its own bytes: the arena is
-        // cleared now.
+        self.end_arena_turn();
+    }
+
+    /// Flush dirty connection `key` (its `in_dirty` cleared) and act on the outcome.
+    fn flush_one(&mut self, key: usize, large: bool, share: &mut Share, now: Instant) {
+        let Some(conn) = self.conns.at_mut(key) else {
+            return;
+        };
+        conn.in_dirty = false;
+        let flushed = self
+            .out
+            .flush(conn, &mut self.stats, self.config.max_outbound_buffer);
+        share.note(large);
+        self.after_flush(key, flushed, now);
+    }
+
+    /// The turn's frames are written or held: clear the arena, unless a connection in `dirty`
+    /// holds a range of it and what is held fits `max_outbound_buffer`; then drop the prefix
+    /// nobody holds once it is half the arena (see the module docs).
+    fn end_arena_turn(&mut self) {
+        let conns = &self.conns;
+        let first = self
+            .out
+            .dirty
+            .iter()
+            .filter_map(|&key| conns.at(key).and_then(|c| c.outbox.frames_start()))
+            .min();
+        let len = self.out.frames.len();
+        debug_assert!(
+            self.conns
+                .iter()
+                .all(|(_, c)| c.in_dirty || !c.outbox.holds_frames()),
+            "Bug: a connection holds a range of the frame arena and is not in dirty"
+        );
+        if let Some(first) = first {
+            if len - first <= self.config.max_outbound_buffer {
+                if first > 0 && first >= len / 2 {
+                    // Moving what is held costs no more than what is dropped.
+                    self.out.frames.drop_front(first);
+                    for &key in &self.out.dirty {
+                        if let Some(conn) = self.conns.at_mut(key) {
+                            conn.outbox.frames_dropped(first);
+                        }
+                    }
+                }
+                return; // the holders write their ranges from it next turn
+            }
+        }
         for &key in &self.out.dirty {
             if let Some(conn) = self.conns.at_mut(key) {
                 conn.outbox.settle(&mut self.out.pool, &self.out.frames);
