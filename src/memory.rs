@@ -79,7 +79,10 @@ impl MemoryBound {
         let name = c(config.max_name_bytes);
         // A queue may pass `max_outbound_buffer` by one message before the connection is
         // closed as a slow consumer, and its buffer holds up to twice its unsent bytes before
-        // it drops the written prefix (`transport/outbox.rs`).
+        // it drops the written prefix (`transport/outbox.rs`). The frame arena a turn's
+        // fan-outs share is within this too: every byte of it that is kept is queued for some
+        // connection (counted in its queue) or in the prefix nobody holds, which is dropped
+        // once it is as long as the rest (`transport/reactor/write.rs`).
         let connections = c(config.max_connections)
             * (PER_CONNECTION
                 + 2 * (c(config.max_outbound_buffer) + c(config.max_message_size))
