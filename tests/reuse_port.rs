@@ -5,13 +5,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{raw_http, split_response, test_config, TestGateway};
+use common::{raw_http, split_response, test_config, ReactorThread, TestGateway};
 use gateway::transport::{
-    Actions, App, CloseReason, ConnId, HttpResponse, Reactor, ReactorHandle, TransportConfig,
-    TransportStats,
+    Actions, App, CloseReason, ConnId, HttpResponse, Reactor, TransportConfig, TransportStats,
 };
 use gateway::Gateway;
 
@@ -42,36 +40,13 @@ fn config(addr: SocketAddr, reuse_port: bool) -> TransportConfig {
     config
 }
 
-/// A reactor running in its own thread; shut down and joined on drop.
-struct Running {
-    handle: ReactorHandle<()>,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl Running {
-    fn start(mut reactor: Reactor<Named>) -> Running {
-        let handle = reactor.handle();
-        let thread = Some(std::thread::spawn(move || reactor.run()));
-        Running { handle, thread }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.handle.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[test]
 fn two_reactors_with_reuse_port_share_a_port_and_both_accept() {
     let a = Reactor::bind(config("127.0.0.1:0".parse().unwrap(), true), Named("a")).expect("a");
     let addr = a.local_addr();
     let b = Reactor::bind(config(addr, true), Named("b")).expect("b on the same port");
     assert_eq!(b.local_addr(), addr);
-    let (_a, _b) = (Running::start(a), Running::start(b));
+    let (_a, _b) = (ReactorThread::start(a), ReactorThread::start(b));
 
     // Each new connection goes to one of them: ask until both have answered.
     let (mut by_a, mut by_b) = (0, 0);

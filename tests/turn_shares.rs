@@ -10,14 +10,13 @@ mod common;
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{eventually, frame, WAIT};
-use gateway::transport::{
-    Actions, App, CloseReason, ConnId, Reactor, ReactorHandle, TransportConfig,
-};
-use tungstenite::{Message, WebSocket};
+use common::{eventually, frame, ReactorThread, WAIT};
+use gateway::transport::{Actions, App, CloseReason, ConnId, Reactor, TransportConfig};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::Message;
 
 /// What each message costs the loop.
 const COST: Duration = Duration::from_micros(100);
@@ -62,12 +61,11 @@ impl App for Busy {
     fn on_command(&mut self, _: (), _: Instant, _: &mut Actions<()>) {}
 }
 
-/// A reactor running [`Busy`] in its own thread; shut down and joined on drop.
+/// A reactor running [`Busy`] in its own thread, and the app's log.
 struct Running {
     url: String,
     log: Arc<Mutex<Vec<(u32, u8)>>>,
-    handle: ReactorHandle<()>,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
+    _reactor: ReactorThread,
 }
 
 impl Running {
@@ -76,29 +74,22 @@ impl Running {
         config.path = "/".into();
         config.initial_max_payload = Some(1024);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let mut reactor = Reactor::bind(
-            config,
-            Busy {
-                log: Arc::clone(&log),
-            },
-        )
-        .expect("bind");
-        let url = format!("ws://{}/", reactor.local_addr());
-        let handle = reactor.handle();
-        let thread = Some(thread::spawn(move || reactor.run()));
+        let busy = Busy {
+            log: Arc::clone(&log),
+        };
+        let reactor = Reactor::bind(config, busy).expect("bind");
         Running {
-            url,
+            url: format!("ws://{}/", reactor.local_addr()),
             log,
-            handle,
-            thread,
+            _reactor: ReactorThread::start(reactor),
         }
     }
 
-    /// A connection that sent `hello` (`raise`, `group N`; nothing when empty) and got its
-    /// `ok`.
-    fn open(&self, hello: &str) -> WebSocket<TcpStream> {
+    /// The socket of a connection that sent `hello` (`raise`, `group N`; nothing when
+    /// empty) and got its `ok`.
+    fn open(&self, hello: &str) -> TcpStream {
         let (mut ws, _) = tungstenite::connect(&self.url).expect("upgrade");
-        let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_ref() else {
+        let MaybeTlsStream::Plain(stream) = ws.get_mut() else {
             panic!("plain");
         };
         stream.set_read_timeout(Some(WAIT)).unwrap();
@@ -106,19 +97,10 @@ impl Running {
             ws.send(Message::text(hello)).expect("send");
             assert_eq!(ws.read().expect("ok").into_text().unwrap(), "ok");
         }
-        let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.into_inner() else {
+        let MaybeTlsStream::Plain(stream) = ws.into_inner() else {
             panic!("plain");
         };
-        WebSocket::from_raw_socket(stream, tungstenite::protocol::Role::Client, None)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.handle.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        stream
     }
 }
 
@@ -129,10 +111,8 @@ impl Drop for Running {
 fn runs(flooders: usize, hello: impl Fn(usize) -> String) -> (usize, usize) {
     const MESSAGES: usize = 200;
     let gw = Running::start();
-    let mut sockets: Vec<TcpStream> = (0..flooders)
-        .map(|i| gw.open(&hello(i)).into_inner())
-        .collect();
-    sockets.push(gw.open("raise").into_inner());
+    let mut sockets: Vec<TcpStream> = (0..flooders).map(|i| gw.open(&hello(i))).collect();
+    sockets.push(gw.open("raise"));
     let mut writers = Vec::new();
     for (i, mut socket) in sockets.iter().map(|s| s.try_clone().unwrap()).enumerate() {
         let byte = if i == flooders { b"b" } else { b"f" };

@@ -744,3 +744,30 @@ pub fn rss_kib(process: impl std::fmt::Display) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
 }
+
+/// A transport `Reactor` running `run()` in a thread of its own; shut down and joined on
+/// drop.
+pub struct ReactorThread {
+    handle: gateway::transport::ReactorHandle<()>,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl ReactorThread {
+    pub fn start<A>(mut reactor: gateway::transport::Reactor<A>) -> ReactorThread
+    where
+        A: gateway::transport::App<Command = (), Event: Send> + Send + 'static,
+    {
+        let handle = reactor.handle();
+        let thread = Some(std::thread::spawn(move || reactor.run()));
+        ReactorThread { handle, thread }
+    }
+}
+
+impl Drop for ReactorThread {
+    fn drop(&mut self) {
+        let _ = self.handle.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
