@@ -162,7 +162,8 @@ impl<'a> AllowUsersIn<'a> {
             at = skip_ws(at);
             match bytes.get(at) {
                 Some(b'"') => {}
-                Some(b']') if read == 0 && ids.is_empty() && wrong.is_none() => break,
+                // Nothing read yet: `[]` (every entry counts at least 3).
+                Some(b']') if read == 0 => break,
                 _ => return AllowUsersIn::Wrong(NOT_STRINGS),
             }
             // The string's end: its closing quote (an escape's next byte is never one).
