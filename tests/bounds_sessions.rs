@@ -448,18 +448,7 @@ fn no_session_reply_nor_relay_is_larger_than_max_message_size() {
 
     // A patch whose merged metadata would not fit in the `patched` reply: refused, the
     // metadata unchanged; one that fits reaches every member.
-    let patch = json!({"sessionKey": "room", "patch": {"more": "z".repeat(MAX / 2)}});
-    let reply = sender.request_within("session_patch", patch, MAX);
-    assert_error(&reply, "LIMIT_EXCEEDED");
-    let patch = json!({"sessionKey": "room", "patch": {"more": "z"}});
-    let reply = sender.request_within("session_patch", patch, MAX);
-    assert_eq!(reply["payload"]["status"], "patched", "{reply}");
-    let merged = json!({"k": "x".repeat(MAX / 2), "more": "z"});
-    assert_eq!(reply["payload"]["metadata"], merged, "{reply}");
-    for m in rest.iter_mut() {
-        let patched = m.recv_within(MAX);
-        assert_eq!(patched["payload"]["metadata"], merged, "{patched}");
-    }
+    patch_until_too_large(sender, rest, MAX);
 
     // A route_request that would not fit as delivered is refused and not recorded.
     let target = rest[0].client_id.clone();

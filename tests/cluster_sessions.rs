@@ -824,16 +824,5 @@ fn no_session_reply_is_larger_than_max_message_size_on_a_cluster_node() {
 
     // A patch whose `patched` reply would not fit: refused, the metadata unchanged.
     let (sender, rest) = members.split_first_mut().unwrap();
-    let patch = json!({"sessionKey": "room", "patch": {"more": "z".repeat(MAX / 2)}});
-    let reply = sender.request_within("session_patch", patch, MAX);
-    assert_error(&reply, "LIMIT_EXCEEDED");
-    let patch = json!({"sessionKey": "room", "patch": {"more": "z"}});
-    let reply = sender.request_within("session_patch", patch, MAX);
-    assert_eq!(reply["payload"]["status"], "patched", "{reply}");
-    let merged = json!({"k": "x".repeat(MAX / 2), "more": "z"});
-    assert_eq!(reply["payload"]["metadata"], merged, "{reply}");
-    for m in rest.iter_mut() {
-        let patched = m.recv_within(MAX);
-        assert_eq!(patched["payload"]["metadata"], merged, "{patched}");
-    }
+    patch_until_too_large(sender, rest, MAX);
 }

@@ -745,6 +745,25 @@ pub fn rss_kib(process: impl std::fmt::Display) -> u64 {
         .expect("VmRSS")
 }
 
+/// In session `room` as [`join_until_too_large`] made it (metadata `{"k": "x" * (max / 2)}`):
+/// a `session_patch` from `sender` whose `patched` reply would be larger than `max` is
+/// `LIMIT_EXCEEDED` and changes nothing; one that fits is merged, and every member of `rest`
+/// gets the merged metadata, in messages of at most `max` bytes.
+pub fn patch_until_too_large(sender: &mut Client, rest: &mut [Client], max: usize) {
+    let patch = json!({"sessionKey": "room", "patch": {"more": "z".repeat(max / 2)}});
+    let reply = sender.request_within("session_patch", patch, max);
+    assert_error(&reply, "LIMIT_EXCEEDED");
+    let patch = json!({"sessionKey": "room", "patch": {"more": "z"}});
+    let reply = sender.request_within("session_patch", patch, max);
+    assert_eq!(reply["payload"]["status"], "patched", "{reply}");
+    let merged = json!({"k": "x".repeat(max / 2), "more": "z"});
+    assert_eq!(reply["payload"]["metadata"], merged, "{reply}");
+    for m in rest.iter_mut() {
+        let patched = m.recv_within(max);
+        assert_eq!(patched["payload"]["metadata"], merged, "{patched}");
+    }
+}
+
 /// A transport `Reactor` running `run()` in a thread of its own; shut down and joined on
 /// drop.
 pub struct ReactorThread {
