@@ -17,8 +17,10 @@
 //!      each window (`GATEWAY_BENCH_FAN_WINDOWS`) is reported on its own;
 //! 3. the release `gateway` binary in a child process: time to ready and binary size; then
 //!    idle connections against it (a separate process, so that its RSS is the server's alone
-//!    and not the client's too): setup rate, RSS per authenticated connection, idle CPU over a
-//!    hold that spans one heartbeat round.
+//!    and not the client's too): setup rate, RSS per authenticated connection (and its
+//!    anonymous part, without the binary's code pages the setup faults in: about half a MiB,
+//!    which at 2 000 connections is 250-330 B of each one's figure and moves by a fault's
+//!    window of pages from run to run), idle CPU over a hold that spans one heartbeat round.
 //!
 //! The client is the load generator's engine (the `loadgen` crate, `loadgen/`, whose binary
 //! is the `loadgen` command). Each figure is the median of `GATEWAY_BENCH_REPS` runs (5; the
@@ -596,6 +598,12 @@ fn main() {
             .map(|r| r.rss_per_conn().unwrap_or(f64::NAN))
             .collect::<Vec<_>>(),
     );
+    let rss_anon_conn = median(
+        &idle
+            .iter()
+            .map(|r| r.rss_anon_per_conn().unwrap_or(f64::NAN))
+            .collect::<Vec<_>>(),
+    );
     let rss_conn_end = median(
         &idle
             .iter()
@@ -694,6 +702,13 @@ fn main() {
         "≤ 1 KiB",
     );
     row(
+        "  of it anonymous (not file pages), B",
+        fmt(rss_anon_conn, 0),
+        "the rest: code the setup ran".to_string(),
+        String::new(),
+        "",
+    );
+    row(
         &format!("idle CPU, % of a core ({idle_conns}, {:.0} s)", s.idle_secs),
         fmt(idle_cpu, 3),
         String::new(),
@@ -763,6 +778,7 @@ fn main() {
         "idle_conns": idle_conns,
         "rss_per_conn_bytes": loadgen::round3(rss_conn),
         "rss_per_conn_end_bytes": loadgen::round3(rss_conn_end),
+        "rss_anon_per_conn_bytes": loadgen::round3(rss_anon_conn),
         "idle_cpu_pct": loadgen::round3(idle_cpu),
         "setup_conns_per_s": loadgen::round3(setup_rate),
         "time_to_ready_ms": loadgen::round3(ready),

@@ -1,5 +1,11 @@
 //! Idle connections: the setup rate, server memory per authenticated connection, and server
 //! CPU while they hold idle, answering the server's Pings.
+//!
+//! Memory is the growth of the server's `VmRSS` over the setup, divided by the connections,
+//! and beside it the growth of `RssAnon` alone. The difference is the pages of the server's
+//! binary that the first connections run for the first time (handshake, auth), faulted in a
+//! window of pages at a time: about half a MiB however many connect, varying by a window from
+//! one run to the next, so at a few thousand connections it moves the figure by tens of bytes.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +33,10 @@ pub struct IdleResult {
     pub rss_after_kib: Option<u64>,
     /// Server RSS at the end of the idle hold, KiB.
     pub rss_end_kib: Option<u64>,
+    /// Server anonymous RSS (`RssAnon`) before opening, KiB.
+    pub rss_anon_before_kib: Option<u64>,
+    /// Server anonymous RSS once all are authenticated, KiB.
+    pub rss_anon_after_kib: Option<u64>,
     /// Length of the idle hold, s.
     pub hold_s: f64,
     /// Server CPU during the hold, s.
@@ -47,6 +57,15 @@ impl IdleResult {
     pub fn rss_per_conn(&self) -> Option<f64> {
         Some(
             (self.rss_after_kib? as f64 - self.rss_before_kib? as f64) * 1024.0 / self.conns as f64,
+        )
+    }
+
+    /// Anonymous RSS growth per connection, bytes, once authenticated: the part of
+    /// [`rss_per_conn`](Self::rss_per_conn) that is not the pages of files.
+    pub fn rss_anon_per_conn(&self) -> Option<f64> {
+        Some(
+            (self.rss_anon_after_kib? as f64 - self.rss_anon_before_kib? as f64) * 1024.0
+                / self.conns as f64,
         )
     }
 
@@ -73,6 +92,9 @@ impl IdleResult {
             "rss_end_kib": self.rss_end_kib,
             "rss_per_conn_bytes": opt(self.rss_per_conn()),
             "rss_per_conn_end_bytes": opt(self.rss_per_conn_end()),
+            "rss_anon_before_kib": self.rss_anon_before_kib,
+            "rss_anon_after_kib": self.rss_anon_after_kib,
+            "rss_anon_per_conn_bytes": opt(self.rss_anon_per_conn()),
             "hold_s": round3(self.hold_s),
             "idle_cpu_pct": opt(self.idle_cpu_pct()),
             "pings_answered": self.pings,
@@ -83,7 +105,7 @@ impl IdleResult {
     /// Human-readable lines.
     pub fn line(&self) -> String {
         format!(
-            "{} conns opened+authenticated in {:.2} s ({:.0} conns/s; CPU per conn: server {} µs, client {} µs); server RSS {} → {} KiB ({} B/conn), {} KiB after the hold ({} B/conn); idle {:.0} s: server CPU {}% of a core, {} pings answered, {} lost",
+            "{} conns opened+authenticated in {:.2} s ({:.0} conns/s; CPU per conn: server {} µs, client {} µs); server RSS {} → {} KiB ({} B/conn, {} B of it anonymous), {} KiB after the hold ({} B/conn); idle {:.0} s: server CPU {}% of a core, {} pings answered, {} lost",
             self.conns,
             self.setup_s,
             self.setup_rate(),
@@ -92,6 +114,7 @@ impl IdleResult {
             self.rss_before_kib.map_or("n/a".into(), |v| v.to_string()),
             self.rss_after_kib.map_or("n/a".into(), |v| v.to_string()),
             fmt_opt(self.rss_per_conn(), 0),
+            fmt_opt(self.rss_anon_per_conn(), 0),
             self.rss_end_kib.map_or("n/a".into(), |v| v.to_string()),
             fmt_opt(self.rss_per_conn_end(), 0),
             self.hold_s,
@@ -114,6 +137,7 @@ pub fn run_idle(
     let me = Probe::this_thread();
     let mut e = Engine::new(target)?;
     let rss_before_kib = server.rss_kib();
+    let rss_anon_before_kib = server.rss_anon_kib();
     let (scpu0, ccpu0) = (server.cpu_seconds(), me.cpu_seconds());
     let t0 = Instant::now();
     e.open_ready(conns, concurrency)?;
@@ -121,6 +145,7 @@ pub fn run_idle(
     let setup_server_cpu_s = delta(scpu0, server.cpu_seconds());
     let setup_client_cpu_s = delta(ccpu0, me.cpu_seconds());
     let rss_after_kib = server.rss_kib();
+    let rss_anon_after_kib = server.rss_anon_kib();
     let pings0 = e.pings_answered;
     let cpu0 = server.cpu_seconds();
     let h0 = Instant::now();
@@ -143,6 +168,8 @@ pub fn run_idle(
         rss_before_kib,
         rss_after_kib,
         rss_end_kib: server.rss_kib(),
+        rss_anon_before_kib,
+        rss_anon_after_kib,
         hold_s,
         idle_cpu_s: delta(cpu0, cpu1),
         pings: e.pings_answered - pings0,

@@ -42,7 +42,7 @@ pub use idle::{run_idle, IdleResult};
 pub use json::{json_field, json_str, json_u64, push_u64};
 pub use latency::run_latency;
 pub use machine::{cpu_model, loadavg, raise_fd_limit};
-pub use probe::{clock_ticks, current_tid, pin, rss_kib, Probe};
+pub use probe::{clock_ticks, current_tid, pin, rss_anon_kib, rss_kib, Probe};
 pub use relay::run_relay_latency;
 pub use results::{median, round3, LatencyResult};
 pub use throughput::{run_throughput, ThroughputResult};

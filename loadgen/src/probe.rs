@@ -1,7 +1,9 @@
 //! Server CPU and memory from `/proc`: CPU from `/proc/PID/stat` (a process) or
 //! `/proc/PID/task/TID/stat` (one thread), utime + stime in clock ticks turned into seconds
 //! with `getconf CLK_TCK` (read once; 100 if that fails); memory is `VmRSS` from
-//! `/proc/PID/status`. Threads are pinned with `taskset`.
+//! `/proc/PID/status`, and `RssAnon`, the part of it that is not a file's pages (heap, stacks:
+//! what the process allocated, without the pages of its binary's code it has run so far).
+//! Threads are pinned with `taskset`.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -35,8 +37,19 @@ fn stat_ticks(path: &str) -> Option<u64> {
 
 /// `VmRSS` of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// `RssAnon` of a process in KiB: its resident memory less the pages of files (its binary's
+/// code and data, libraries) and shared memory.
+pub fn rss_anon_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+/// The KiB figure of the line starting with `key` in `/proc/PID/status`.
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -99,6 +112,14 @@ impl Probe {
         match *self {
             Probe::None => None,
             Probe::Process(pid) | Probe::Thread { pid, .. } => rss_kib(pid),
+        }
+    }
+
+    /// Anonymous resident memory of the process (`RssAnon`), in KiB.
+    pub fn rss_anon_kib(&self) -> Option<u64> {
+        match *self {
+            Probe::None => None,
+            Probe::Process(pid) | Probe::Thread { pid, .. } => rss_anon_kib(pid),
         }
     }
 
