@@ -29,6 +29,7 @@ use crate::app::ConnId;
 use crate::core::auth::{Via, ANONYMOUS};
 use crate::core::ratelimit::TokenBucket;
 use crate::core::scopes::Scopes;
+use crate::core::users::UserSlot;
 
 /// What a `connect` message told about the device (PROTOCOL section 5).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +57,8 @@ pub(crate) struct Client {
     pub user_id: Option<String>,
     /// Failed `auth` messages so far.
     pub auth_failures: u32,
-    /// The connection's auth deadline, while one is armed.
-    pub auth_deadline: Option<Instant>,
+    /// Its auth deadline until its user is counted, then where its user's usage is kept.
+    pub standing: Standing,
     /// Rate limit bucket, when rate limiting is on.
     pub bucket: Option<TokenBucket>,
     /// Set by `connect`; boxed, so that a connection that never sends one (most idle ones)
@@ -73,7 +74,34 @@ pub(crate) struct Client {
     pub connected_at: u64,
 }
 
+/// A connection's auth deadline, or where its user's usage is kept (the per-user bounds,
+/// `users.rs`): one field, as a connection has the one until it authenticates and the other
+/// from then on (from its start in `auth_mode = none`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// Not counted yet: its auth deadline, while one is armed.
+    Waiting(Option<Instant>),
+    /// Counted under its user's key.
+    Counted(UserSlot),
+}
+
 impl Client {
+    /// Its auth deadline, while one is armed.
+    pub(crate) fn auth_deadline(&self) -> Option<Instant> {
+        match self.standing {
+            Standing::Waiting(deadline) => deadline,
+            Standing::Counted(_) => None,
+        }
+    }
+
+    /// Where its user's usage is kept, once counted.
+    pub(crate) fn user(&self) -> Option<UserSlot> {
+        match self.standing {
+            Standing::Counted(user) => Some(user),
+            Standing::Waiting(_) => None,
+        }
+    }
+
     /// Whether the connection has authenticated.
     pub(crate) fn is_authenticated(&self) -> bool {
         self.user_id.is_some()
@@ -207,15 +235,16 @@ impl Clients {
         self.by_client_id.get(client_id).copied()
     }
 
-    /// Mark `conn` authenticated as `user_id` (no-op when unknown or already authenticated).
-    pub(crate) fn authenticate(&mut self, conn: ConnId, user_id: String) -> bool {
+    /// Mark `conn` authenticated as `user_id`, its user's usage kept at `user` (no-op when
+    /// unknown or already authenticated).
+    pub(crate) fn authenticate(&mut self, conn: ConnId, user_id: String, user: UserSlot) -> bool {
         let slot = self.slots.get_mut(conn.index as usize);
         match slot
             .and_then(|slot| slot.as_mut())
             .filter(|c| c.conn == conn)
         {
             Some(client) if client.user_id.is_none() => {
-                client.auth_deadline = None;
+                client.standing = Standing::Counted(user);
                 if let Some(device) = &client.device {
                     let (all, per_user) = (&mut self.devices, &mut self.user_devices);
                     index_device(all, per_user, &user_id, device.seq, conn);
@@ -377,6 +406,8 @@ fn unindex_device(
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
 
     /// What every connection costs in the table: a [`Client`] in its slot, whatever it sent.
@@ -399,7 +430,7 @@ mod tests {
             client_id: id.to_owned(),
             user_id: None,
             auth_failures: 0,
-            auth_deadline: None,
+            standing: Standing::Waiting(None),
             bucket: None,
             device: None,
             scopes: Scopes::NONE,
@@ -461,8 +492,8 @@ mod tests {
         let a = crate::testkit::conn(0);
         t.insert(client(0, 0, "a"));
         t.insert(client(1, 0, "b"));
-        assert!(t.authenticate(a, "u".into()));
-        assert!(!t.authenticate(a, "v".into()));
+        assert!(t.authenticate(a, "u".into(), UserSlot::unused(NonZeroU32::MIN)));
+        assert!(!t.authenticate(a, "v".into(), UserSlot::unused(NonZeroU32::MIN)));
         assert_eq!(t.get(a).unwrap().user_id.as_deref(), Some("u"));
         assert_eq!(t.authenticated(), 1);
         // A reused slot replaces its old client.
@@ -496,15 +527,15 @@ mod tests {
         for i in 0..4 {
             t.insert(client(i, 0, &format!("c{i}")));
         }
-        assert!(t.authenticate(conn(0), "u".into()));
-        assert!(t.authenticate(conn(2), "u".into()));
+        assert!(t.authenticate(conn(0), "u".into(), UserSlot::unused(NonZeroU32::MIN)));
+        assert!(t.authenticate(conn(2), "u".into(), UserSlot::unused(NonZeroU32::MIN)));
         // Unauthenticated: stored, not listed until it authenticates.
         assert!(t.set_device(conn(1), device("one")));
         assert!(t.set_device(conn(2), device("two")));
         assert!(t.set_device(conn(0), device("zero")));
         assert!(!t.set_device(conn(9), device("nobody")));
         assert_eq!(listed(&t, 0), [("two".into(), 1), ("zero".into(), 2)]);
-        assert!(t.authenticate(conn(1), "v".into()));
+        assert!(t.authenticate(conn(1), "v".into(), UserSlot::unused(NonZeroU32::MIN)));
         assert_eq!(listed(&t, 0).len(), 3);
         assert_eq!(listed(&t, 1), [("two".into(), 1), ("zero".into(), 2)]);
         // A second connect moves the device to the end.
@@ -539,7 +570,7 @@ mod tests {
             t.insert(client(i, 0, &format!("c{i}")));
         }
         for (i, user) in [(0, "u"), (1, "uv"), (2, "u"), (3, "uv")] {
-            assert!(t.authenticate(conn(i), user.into()));
+            assert!(t.authenticate(conn(i), user.into(), UserSlot::unused(NonZeroU32::MIN)));
         }
         for i in 0..5 {
             assert!(t.set_device(conn(i), device(&format!("d{i}"))));
@@ -551,7 +582,7 @@ mod tests {
         assert!(t.devices_from(Owners::Nobody, 0).next().is_none());
         assert_eq!(listed(&t, 0).len(), 4);
         // Authenticating later adds the device to its user's index.
-        assert!(t.authenticate(conn(4), "w".into()));
+        assert!(t.authenticate(conn(4), "w".into(), UserSlot::unused(NonZeroU32::MIN)));
         assert_eq!(listed_of(&t, "w", 0), ["d4"]);
         // A second connect moves it to the end of its user's order too.
         assert!(t.set_device(conn(0), device("d0-again")));

@@ -496,7 +496,7 @@ impl App for GatewayCore {
                     .get_by_index(index)
                     .filter(|c| timers::names(c.conn, index, generation_bits))
                     .filter(|c| !c.is_authenticated())
-                    .filter(|c| c.auth_deadline.is_some_and(|at| now >= at))
+                    .filter(|c| c.auth_deadline().is_some_and(|at| now >= at))
                     .map(|c| c.conn)
                 else {
                     return;

@@ -14,9 +14,15 @@
 //!   is made and kept while it holds something: the turn-share group of its connections
 //!   (the transport's `Actions::share_turn`). Serials are not reused before 2^32 - 2 more
 //!   entries were made.
-//! - Costs: O(1) per call (one hash lookup).
+//! - [`Users::try_add`] says where the key's usage is kept ([`UserSlot`]), through which
+//!   [`Users::release_n_at`] gives back without hashing the key.
+//! - Costs: O(1) per call (one hash lookup; none through a [`UserSlot`]).
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use slab::Slab;
 
 use crate::core::errors::{ErrorCode, Refusal};
 
@@ -82,9 +88,34 @@ impl Refusal for UserLimit {
     }
 }
 
+/// Where a key's usage is kept, given by [`Users::try_add`] and valid while the key holds
+/// something: [`Users::release_n_at`] through it looks nothing up by the key's text (the
+/// worst connection close gives back the routes of up to 1024 users). Its serial tells an
+/// entry made later in the same place, through which nothing is given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UserSlot {
+    slot: u32,
+    /// Never 0, so that an `Option<UserSlot>` takes no more room than a `UserSlot`.
+    serial: NonZeroU32,
+}
+
+impl UserSlot {
+    /// The serial of the key's entry (see the module docs).
+    pub(crate) fn serial(self) -> u32 {
+        self.serial.get()
+    }
+
+    /// A slot that points at no entry of a table that has not made `serial` entries.
+    #[cfg(test)]
+    pub(crate) fn unused(serial: NonZeroU32) -> Self {
+        UserSlot { slot: 0, serial }
+    }
+}
+
 /// What one key holds, and its serial.
 #[derive(Debug)]
 struct Usage {
+    key: Arc<str>,
     serial: u32,
     counts: [usize; Resource::COUNT],
 }
@@ -93,7 +124,10 @@ struct Usage {
 #[derive(Debug)]
 pub(crate) struct Users {
     limits: UserLimits,
-    usage: HashMap<String, Usage>,
+    /// The entries, where their [`UserSlot`]s point.
+    usage: Slab<Usage>,
+    /// Each key's place in `usage` (the key's text shared with its entry).
+    by_key: HashMap<Arc<str>, usize>,
     /// The serial of the last entry made.
     last_serial: u32,
 }
@@ -103,7 +137,8 @@ impl Users {
     pub(crate) fn new(limits: UserLimits) -> Self {
         Users {
             limits,
-            usage: HashMap::new(),
+            usage: Slab::new(),
+            by_key: HashMap::new(),
             last_serial: 0,
         }
     }
@@ -114,38 +149,46 @@ impl Users {
         self.limits = limits;
     }
 
-    /// Take one unit of `resource` for `key`, unless that reaches past its bound.
-    pub(crate) fn try_add(&mut self, key: &str, resource: Resource) -> Result<(), UserLimit> {
+    /// Take one unit of `resource` for `key`, unless that reaches past its bound; where its
+    /// usage is kept.
+    pub(crate) fn try_add(&mut self, key: &str, resource: Resource) -> Result<UserSlot, UserLimit> {
         let limit = self.limits.of(resource);
-        let used = match self.usage.get_mut(key) {
-            Some(used) => used,
+        let slot = match self.by_key.get(key) {
+            Some(&slot) => slot,
             None => {
                 // 0 and u32::MAX are never serials (the transport keeps them for itself).
                 self.last_serial = match self.last_serial.wrapping_add(1) {
                     0 | u32::MAX => 1,
                     next => next,
                 };
-                let usage = Usage {
+                let key: Arc<str> = Arc::from(key);
+                let slot = self.usage.insert(Usage {
+                    key: key.clone(),
                     serial: self.last_serial,
                     counts: [0; Resource::COUNT],
-                };
-                self.usage.entry(key.to_owned()).or_insert(usage)
+                });
+                self.by_key.insert(key, slot);
+                slot
             }
         };
+        let used = &mut self.usage[slot];
         let count = &mut used.counts[resource.index()];
         if *count >= limit {
-            if used.counts.iter().all(|&n| n == 0) {
-                self.usage.remove(key);
-            }
+            self.forget_if_empty(slot);
             return Err(UserLimit(resource));
         }
         *count += 1;
-        Ok(())
+        Ok(UserSlot {
+            slot: u32::try_from(slot).unwrap_or(u32::MAX),
+            serial: NonZeroU32::new(used.serial).unwrap_or(NonZeroU32::MAX),
+        })
     }
 
     /// The serial of `key`'s entry (see the module docs), while it holds something.
+    #[cfg(test)]
     pub(crate) fn serial(&self, key: &str) -> Option<u32> {
-        self.usage.get(key).map(|used| used.serial)
+        let slot = *self.by_key.get(key)?;
+        Some(self.usage[slot].serial)
     }
 
     /// Give back one unit of `resource` taken for `key` (nothing when it holds none).
@@ -156,27 +199,51 @@ impl Users {
     /// Give back `n` units of `resource` taken for `key` (at most what it holds), in one
     /// lookup.
     pub(crate) fn release_n(&mut self, key: &str, resource: Resource, n: usize) {
-        if let Some(used) = self.usage.get_mut(key) {
-            let count = &mut used.counts[resource.index()];
-            *count = count.saturating_sub(n);
-            if used.counts.iter().all(|&n| n == 0) {
-                self.usage.remove(key);
-            }
+        if let Some(&slot) = self.by_key.get(key) {
+            self.release_slot(slot, resource, n);
+        }
+    }
+
+    /// [`Self::release_n`] for the key whose usage `user` points at; nothing when the entry
+    /// it pointed at is gone.
+    pub(crate) fn release_n_at(&mut self, user: UserSlot, resource: Resource, n: usize) {
+        let slot = user.slot as usize;
+        if self
+            .usage
+            .get(slot)
+            .is_some_and(|u| u.serial == user.serial.get())
+        {
+            self.release_slot(slot, resource, n);
+        }
+    }
+
+    fn release_slot(&mut self, slot: usize, resource: Resource, n: usize) {
+        let count = &mut self.usage[slot].counts[resource.index()];
+        *count = count.saturating_sub(n);
+        self.forget_if_empty(slot);
+    }
+
+    /// Forget the entry at `slot` if it holds nothing.
+    fn forget_if_empty(&mut self, slot: usize) {
+        if self.usage[slot].counts.iter().all(|&n| n == 0) {
+            let used = self.usage.remove(slot);
+            self.by_key.remove(&*used.key);
         }
     }
 
     /// Units of `resource` that `key` holds.
     #[cfg(test)]
     pub(crate) fn count(&self, key: &str, resource: Resource) -> usize {
-        self.usage
+        self.by_key
             .get(key)
-            .map_or(0, |used| used.counts[resource.index()])
+            .map_or(0, |&slot| self.usage[slot].counts[resource.index()])
     }
 
     /// Keys that hold something.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.usage.len()
+        debug_assert_eq!(self.usage.len(), self.by_key.len());
+        self.by_key.len()
     }
 }
 
@@ -196,14 +263,14 @@ mod tests {
     #[test]
     fn each_resource_has_its_own_bound() {
         let mut users = table();
-        assert_eq!(users.try_add("alice", Resource::Connections), Ok(()));
-        assert_eq!(users.try_add("alice", Resource::Connections), Ok(()));
+        assert!(users.try_add("alice", Resource::Connections).is_ok());
+        assert!(users.try_add("alice", Resource::Connections).is_ok());
         assert_eq!(
             users.try_add("alice", Resource::Connections),
             Err(UserLimit(Resource::Connections))
         );
-        assert_eq!(users.try_add("alice", Resource::Agents), Ok(()));
-        assert_eq!(users.try_add("bob", Resource::Connections), Ok(()));
+        assert!(users.try_add("alice", Resource::Agents).is_ok());
+        assert!(users.try_add("bob", Resource::Connections).is_ok());
         assert_eq!(users.count("alice", Resource::Connections), 2);
         assert_eq!(users.count("alice", Resource::Agents), 1);
         assert_eq!(users.count("carol", Resource::Agents), 0);
@@ -261,6 +328,25 @@ mod tests {
         users.last_serial = u32::MAX - 1;
         users.try_add("carol", Resource::Connections).unwrap();
         assert_eq!(users.serial("carol"), Some(1));
+    }
+
+    #[test]
+    fn a_slot_gives_back_to_its_own_entry_only() {
+        let mut users = table();
+        let alice = users.try_add("alice", Resource::Connections).unwrap();
+        assert_eq!(users.try_add("alice", Resource::PendingRoutes), Ok(alice));
+        users.release_n_at(alice, Resource::PendingRoutes, 5);
+        assert_eq!(users.count("alice", Resource::PendingRoutes), 0);
+        assert_eq!(users.count("alice", Resource::Connections), 1);
+        users.release_n_at(alice, Resource::Connections, 1);
+        assert_eq!(users.len(), 0, "forgotten once it holds nothing");
+        // A new entry in the same place is not given back through the old slot.
+        let bob = users.try_add("bob", Resource::Connections).unwrap();
+        assert_eq!(bob.slot, alice.slot);
+        users.release_n_at(alice, Resource::Connections, 1);
+        assert_eq!(users.count("bob", Resource::Connections), 1);
+        users.release_n_at(bob, Resource::Connections, 1);
+        assert_eq!(users.len(), 0);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::app::{Actions, CloseReason, ConnId};
 use crate::cluster::resp::Reply;
 use crate::config::{AuthMode, Config};
 use crate::core::auth::{self, Credentials, Via, ANONYMOUS};
-use crate::core::clients::{Client, Device};
+use crate::core::clients::{Client, Device, Standing};
 use crate::core::cluster::clients as cluster_clients;
 use crate::core::cluster::devices as cluster_devices;
 use crate::core::cluster::mirror::PendingDevices;
@@ -83,12 +83,12 @@ pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut 
             now,
         )
     });
-    let client = Client {
+    let mut client = Client {
         conn,
         client_id: client_id.clone(),
         user_id: (!auth_required).then(|| ANONYMOUS.to_owned()),
         auth_failures: 0,
-        auth_deadline: deadline,
+        standing: Standing::Waiting(deadline),
         bucket,
         device: None,
         scopes: if auth_required {
@@ -102,9 +102,12 @@ pub(crate) fn open(state: &mut CoreState, conn: ConnId, now: Instant, out: &mut 
     };
     if !auth_required {
         // `anonymous` connections are each their own key: this never reaches a bound.
-        let _ = state
+        if let Ok(user) = state
             .users
-            .try_add(client.usage_key(), Resource::Connections);
+            .try_add(client.usage_key(), Resource::Connections)
+        {
+            client.standing = Standing::Counted(user);
+        }
     }
     if let Some(old) = state.clients.insert(client) {
         log::warn!("connection slot {} reopened before it closed", conn.index);
@@ -298,13 +301,16 @@ fn authenticate(
     } else {
         user_id.clone()
     };
-    if let Err(e) = state.users.try_add(&key, Resource::Connections) {
-        if let (Some(c), true) = (cl.as_deref_mut(), in_redis) {
-            cluster_users::give_back(c, Count::Connections, &key, now, out);
+    let user = match state.users.try_add(&key, Resource::Connections) {
+        Ok(user) => user,
+        Err(e) => {
+            if let (Some(c), true) = (cl.as_deref_mut(), in_redis) {
+                cluster_users::give_back(c, Count::Connections, &key, now, out);
+            }
+            return Err(Reject::refused(&e, &user_id));
         }
-        return Err(Reject::refused(&e, &user_id));
-    }
-    state.clients.authenticate(conn, user_id.clone());
+    };
+    state.clients.authenticate(conn, user_id.clone(), user);
     let scopes = granted_scopes(state, &p.grant);
     if let Some(client) = state.clients.get_mut(conn) {
         client.scopes = scopes;
@@ -321,10 +327,8 @@ fn authenticate(
         None => cluster_clients::authenticated(state, conn, now, out),
     }
     out.raise_limit(conn); // max_payload from now on, not max_preauth_message_size
-    if let Some(group) = state.users.serial(&key) {
-        // One share of each loop turn for all the connections of one user.
-        out.share_turn(conn, group);
-    }
+                           // One share of each loop turn for all the connections of one user.
+    out.share_turn(conn, user.serial());
     send_auth_success_to(state, conn, &p.req_id, p.ts, out);
     if let Some(client) = state.clients.get(conn) {
         log::debug!(

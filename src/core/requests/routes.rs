@@ -204,20 +204,20 @@ pub(crate) fn response(
 pub(crate) fn conn_gone(state: &mut CoreState, client: &Client) {
     let (users, clients) = (&mut state.users, &state.clients);
     state.routes.drop_conn(client.conn, |requester, n| {
-        let key = if requester == client.conn {
-            Some(client.usage_key())
+        let user = if requester == client.conn {
+            client.user()
         } else {
-            clients.get(requester).map(Client::usage_key)
+            clients.get(requester).and_then(Client::user)
         };
-        if let Some(key) = key {
-            users.release_n(key, Resource::PendingRoutes, n);
+        if let Some(user) = user {
+            users.release_n_at(user, Resource::PendingRoutes, n);
         }
     });
 }
 
 /// Give back the pending route `requester` (an open connection) held.
 fn release(users: &mut Users, clients: &Clients, requester: ConnId) {
-    if let Some(client) = clients.get(requester) {
-        users.release(client.usage_key(), Resource::PendingRoutes);
+    if let Some(user) = clients.get(requester).and_then(Client::user) {
+        users.release_n_at(user, Resource::PendingRoutes, 1);
     }
 }
