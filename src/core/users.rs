@@ -10,7 +10,7 @@
 //! - [`Users::try_add`] takes one unit of a resource, or refuses with [`UserLimit`] and
 //!   changes nothing; [`Users::release`] gives one back. A key whose usage is all zero is
 //!   forgotten, so the table holds one entry per key that holds something.
-//! - Each key that holds something has a serial ([`Users::serial`]), given when its entry
+//! - Each key that holds something has a serial ([`UserSlot::serial`]), given when its entry
 //!   is made and kept while it holds something: the turn-share group of its connections
 //!   (the transport's `Actions::share_turn`). Serials are not reused before 2^32 - 2 more
 //!   entries were made.
