@@ -17,21 +17,24 @@
 //!   removed, `insert` returns the requester of the entry it evicted, `drop_conn` calls back
 //!   with each requester and how many of its entries went.
 //! - Costs: insert, take and a look-up hash the key once (keyed: ids are the clients') and
-//!   probe one flat index; the lists of a connection are found by its slab index, not
+//!   probe one flat index (`routes/index.rs`, which never rehashes); the lists of a connection are found by its slab index, not
 //!   hashed. Dropping a connection is O(its entries), at most `per_requester +
 //!   per_responder`, each a slab removal, an unlink from the other side's list and a removal
 //!   from the index under the hash the entry keeps (nothing hashed again, nothing allocated),
-//!   never a walk of other connections' entries.
+//!   never a walk of other connections' entries. The index and the slab get room for
+//!   `total` entries at the first insert, so that no later insert copies them as they grow.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use slab::Slab;
 
 use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
+
+mod index;
+
+use index::HashIndex;
 
 /// Default bound on pending requests per requester.
 pub(crate) const DEFAULT_PER_REQUESTER: usize = 1024;
@@ -141,7 +144,7 @@ impl ConnLists {
 struct Entry {
     requester: ConnId,
     responder: ConnId,
-    id: Arc<str>,
+    id: Box<str>,
     /// The entry's key hashed, as the index holds it.
     hash: u64,
     /// The id the response is shown as coming from when it is not the responder's
@@ -169,110 +172,6 @@ impl Side {
     }
 }
 
-/// An entry's key as the index sees it, owned ([`Key`]) or borrowed for a look-up
-/// ([`Probe`]): the key's hash, computed once with the table's keyed hasher, and the triple.
-trait KeyView {
-    fn key_hash(&self) -> u64;
-    fn triple(&self) -> (ConnId, ConnId, &str);
-}
-
-impl Hash for dyn KeyView + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.key_hash());
-    }
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (self.triple(), other.triple());
-        // An entry's own id (a removal) is equal without reading its bytes.
-        self.key_hash() == other.key_hash()
-            && (a.0, a.1) == (b.0, b.1)
-            && (std::ptr::eq(a.2, b.2) || a.2 == b.2)
-    }
-}
-
-impl Eq for dyn KeyView + '_ {}
-
-/// The index's key: (responder, requester, id) and its hash; the id is the entry's own.
-#[derive(Debug)]
-struct Key {
-    hash: u64,
-    responder: ConnId,
-    requester: ConnId,
-    id: Arc<str>,
-}
-
-impl KeyView for Key {
-    fn key_hash(&self) -> u64 {
-        self.hash
-    }
-
-    fn triple(&self) -> (ConnId, ConnId, &str) {
-        (self.responder, self.requester, &self.id)
-    }
-}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        Hash::hash(self as &dyn KeyView, state);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        (self as &dyn KeyView) == (other as &dyn KeyView)
-    }
-}
-
-impl Eq for Key {}
-
-impl<'a> Borrow<dyn KeyView + 'a> for Key {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
-
-/// A key to look up, borrowing its id.
-struct Probe<'a> {
-    hash: u64,
-    responder: ConnId,
-    requester: ConnId,
-    id: &'a str,
-}
-
-impl KeyView for Probe<'_> {
-    fn key_hash(&self) -> u64 {
-        self.hash
-    }
-
-    fn triple(&self) -> (ConnId, ConnId, &str) {
-        (self.responder, self.requester, self.id)
-    }
-}
-
-/// The index's hasher: a key's hash is already computed (keyed, in [`RouteTable::hash`]),
-/// so it is taken as it is.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; anything else is folded in rather than lost.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The pending route requests.
 #[derive(Debug)]
 pub(crate) struct RouteTable {
@@ -280,9 +179,9 @@ pub(crate) struct RouteTable {
     per_responder: usize,
     total: usize,
     entries: Slab<Entry>,
-    /// (responder, requester, request id) → slot, one flat map.
-    index: HashMap<Key, usize, BuildHasherDefault<Prehashed>>,
-    /// The keyed hash of the index's keys (request ids are chosen by clients).
+    /// The slots by the keyed hash of (responder, requester, request id).
+    index: HashIndex,
+    /// The keyed hash of the entries' keys (request ids are chosen by clients).
     hasher: RandomState,
     /// Each connection's entries as requester and as responder, oldest first, by the
     /// connection's slab index.
@@ -297,7 +196,7 @@ impl RouteTable {
             per_responder: per_responder.max(1),
             total: total.max(1),
             entries: Slab::new(),
-            index: HashMap::default(),
+            index: HashIndex::new(total.max(1)),
             hasher: RandomState::new(),
             conns: Vec::new(),
         }
@@ -345,11 +244,16 @@ impl RouteTable {
             self.remove_slot(slot);
             requester
         });
-        let id: Arc<str> = Arc::from(id);
+        if self.entries.capacity() == 0 {
+            // Room for the whole bound at the first entry, as the index makes (`index.rs`):
+            // a slab that grew on the way would copy itself in the insert that passed a
+            // power of two, and a gateway that routes nothing holds none of it.
+            self.entries.reserve(self.total);
+        }
         let slot = self.entries.insert(Entry {
             requester,
             responder,
-            id: id.clone(),
+            id: id.into(),
             hash,
             shown: shown_as.map(Arc::from),
             by_requester: Link::NONE,
@@ -357,13 +261,7 @@ impl RouteTable {
         });
         self.push_back(requester, slot, Side::Requester);
         self.push_back(responder, slot, Side::Responder);
-        let key = Key {
-            hash,
-            responder,
-            requester,
-            id,
-        };
-        self.index.insert(key, slot);
+        self.index.insert(hash, slot);
         Ok(evicted)
     }
 
@@ -465,13 +363,10 @@ impl RouteTable {
 
     /// The slot of the entry with this key (`hash` is its [`Self::hash`]).
     fn find(&self, hash: u64, responder: ConnId, requester: ConnId, id: &str) -> Option<usize> {
-        let probe = Probe {
-            hash,
-            responder,
-            requester,
-            id,
-        };
-        self.index.get(&probe as &dyn KeyView).copied()
+        self.index.find(hash, |slot| {
+            let entry = &self.entries[slot];
+            (entry.responder, entry.requester, &*entry.id) == (responder, requester, id)
+        })
     }
 
     /// The lists of `conn`, if it has an entry.
@@ -499,13 +394,7 @@ impl RouteTable {
             .entries
             .try_remove(slot)
             .expect("Bug: a listed slot is empty");
-        let probe = Probe {
-            hash: entry.hash,
-            responder: entry.responder,
-            requester: entry.requester,
-            id: &entry.id,
-        };
-        self.index.remove(&probe as &dyn KeyView);
+        self.index.remove(entry.hash, slot);
         entry
     }
 
@@ -585,6 +474,34 @@ impl RouteTable {
 mod tests {
     use super::*;
     use crate::testkit::conn;
+
+    #[test]
+    fn the_first_insert_makes_room_for_the_whole_bound() {
+        let mut t = RouteTable::new(4, 64, 256);
+        assert_eq!(
+            t.entries.capacity(),
+            0,
+            "nothing held before the first route"
+        );
+        t.insert(conn(0), conn(1), "r").unwrap();
+        let (index, entries) = (t.index.buckets(), t.entries.capacity());
+        assert!(index >= 512 && entries >= 256);
+        t.drop_conn(conn(0), |_, _| {});
+        // Filled to the bound, emptied and filled again: nothing grows.
+        for round in 0..3 {
+            for requester in 0..64 {
+                for k in 0..4 {
+                    let id = format!("{round}-{k}");
+                    t.insert(conn(100 + requester), conn(1 + k), &id).unwrap();
+                }
+            }
+            assert_eq!(t.len(), 256);
+            for requester in 0..64 {
+                t.drop_conn(conn(100 + requester), |_, _| {});
+            }
+            assert_eq!((t.index.buckets(), t.entries.capacity()), (index, entries));
+        }
+    }
 
     #[test]
     fn a_response_is_taken_once() {
@@ -835,21 +752,11 @@ mod tests {
         t.assert_clean();
     }
 
-    #[test]
-    fn the_index_hasher_takes_a_hash_as_it_is() {
-        let mut h = Prehashed::default();
-        h.write_u64(0x0123_4567_89ab_cdef);
-        assert_eq!(h.finish(), 0x0123_4567_89ab_cdef);
-        let mut other = Prehashed::default();
-        other.write(b"ab");
-        assert_ne!(other.finish(), Prehashed::default().finish());
-    }
-
     impl RouteTable {
         /// Nothing is left in the slab, the index or any connection's lists.
         fn assert_clean(&self) {
             assert!(self.entries.is_empty());
-            assert!(self.index.is_empty());
+            assert_eq!(self.index.len(), 0);
             assert!(self.conns.iter().all(ConnLists::is_empty));
             self.assert_consistent();
         }
@@ -858,10 +765,9 @@ mod tests {
         /// two lists, which are linked both ways and as long as they say.
         fn assert_consistent(&self) {
             assert_eq!(self.index.len(), self.entries.len());
-            for (key, &slot) in &self.index {
+            for (hash, slot) in self.index.pairs() {
                 let entry = &self.entries[slot];
-                assert_eq!(key.triple(), (entry.responder, entry.requester, &*entry.id));
-                assert_eq!(key.hash, entry.hash);
+                assert_eq!(hash, entry.hash);
                 assert_eq!(
                     entry.hash,
                     self.hash(entry.responder, entry.requester, &entry.id)
