@@ -11,6 +11,7 @@
 use std::fmt;
 
 use crate::config::Config;
+use crate::core::wire::merge::index_bytes_at_most;
 
 /// Resident memory of the process before any client: the binary, the loop's buffers.
 const BASE: u64 = 8 << 20;
@@ -33,6 +34,8 @@ const PER_ROUTE: u64 = 256;
 const ID_BYTES: u64 = 128;
 /// The largest session metadata (`sessions::MAX_METADATA_BYTES`).
 const METADATA_BYTES: u64 = 64 << 10;
+/// The index kept beside the largest metadata, for its patches (`merge::Metadata`).
+const METADATA_INDEX: u64 = index_bytes_at_most(METADATA_BYTES as usize) as u64;
 /// Pending routes over all connections (`routes::DEFAULT_TOTAL`).
 const ROUTES_TOTAL: u64 = 65_536;
 /// Stored client JSON costs at most this many times its size (section 11).
@@ -94,7 +97,7 @@ impl MemoryBound {
                 + STORED_FACTOR * (c(config.max_agent_bytes) + ID_BYTES + name)
                 + c(config.max_capabilities) * PER_CAPABILITY);
         let sessions = c(config.max_sessions)
-            * (PER_SESSION + STORED_FACTOR * (ID_BYTES + name + METADATA_BYTES));
+            * (PER_SESSION + METADATA_INDEX + STORED_FACTOR * (ID_BYTES + name + METADATA_BYTES));
         let memberships = (c(config.max_sessions) * c(config.max_clients_per_session))
             .min(c(config.max_connections) * c(config.max_sessions_per_client))
             * PER_MEMBERSHIP;

@@ -34,9 +34,10 @@
 //!   [`AllowList::bytes`] stays within it, after a create and after every patch.
 //! - Memory (64-bit): a session costs its id, name, metadata and owner bytes once each (the
 //!   id is shared by the table's key, the record and every member's reverse-index entry), its
-//!   allow list's ids once each plus 4 bytes per id, plus a fixed overhead of at most about
-//!   450 bytes (the 128-byte record and its 16-byte key in a table slot at most half empty,
-//!   seven allocations, the members' first four slots); a
+//!   allow list's ids once each plus 4 bytes per id, its metadata's index (none under 1 KiB
+//!   of metadata, at most 8 bytes per 256 bytes of it and 8 more: `merge::Metadata`), plus a
+//!   fixed overhead of at most about 480 bytes (the 144-byte record and its 16-byte key in a
+//!   table slot at most half empty, eight allocations, the members' first four slots); a
 //!   member costs a fixed 48 bytes at most (its [`ConnId`] in the session, the shared id in
 //!   the reverse index, both vectors at most half empty), plus about 150 bytes once per
 //!   connection that is in any session (its reverse-index entry and vector). A member's
@@ -53,7 +54,7 @@ use serde_json::{Map, Value};
 
 use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
-use crate::core::wire::merge;
+use crate::core::wire::merge::Metadata;
 
 /// Largest session metadata, in bytes of JSON (PROTOCOL section 4).
 pub(crate) const MAX_METADATA_BYTES: usize = 64 * 1024;
@@ -235,8 +236,8 @@ pub(crate) struct Patched {
 pub(crate) struct Session {
     id: Arc<str>,
     name: Option<Box<str>>,
-    /// Compact JSON text of an object.
-    metadata: Box<str>,
+    /// Compact JSON text of an object, with its index.
+    metadata: Metadata,
     members: Vec<Member>,
     /// The `userId` that created it.
     owner: Box<str>,
@@ -259,7 +260,7 @@ impl Session {
 
     /// Its metadata, as the compact JSON text of an object.
     pub(crate) fn metadata(&self) -> &str {
-        &self.metadata
+        self.metadata.text()
     }
 
     /// Its members in join order.
@@ -450,7 +451,7 @@ impl SessionTable {
         let session = Session {
             id: Arc::clone(&id),
             name: new.name.map(Box::from),
-            metadata,
+            metadata: Metadata::new(metadata),
             members: vec![Member { conn }],
             owner: viewer.user.into(),
             access: new.access,
@@ -574,14 +575,16 @@ impl SessionTable {
         // The stored text is what `compact_within` or `merge` wrote: a map's compact text.
         let metadata = match change.patch {
             Some(patch) => Some(
-                merge::merge(&session.metadata, patch.as_bytes(), room)
+                session
+                    .metadata
+                    .merged(patch.as_bytes(), room)
                     .ok_or(SessionError::MetadataTooLarge)?,
             ),
-            None if session.metadata.len() <= room => None,
+            None if session.metadata().len() <= room => None,
             None => return Err(SessionError::MetadataTooLarge),
         };
         let after = metadata.as_ref().unwrap_or(&session.metadata);
-        if after.len() > reply_room {
+        if after.text().len() > reply_room {
             return Err(SessionError::ReplyTooLarge);
         }
         let Some(session) = self.sessions.get_mut(id) else {
@@ -1375,7 +1378,7 @@ mod tests {
     fn records_have_the_stated_fixed_size() {
         use std::mem::size_of;
         // The fixed overheads the header states rest on these sizes (64-bit).
-        assert!(size_of::<Session>() <= 128);
+        assert!(size_of::<Session>() <= 144);
         assert!(size_of::<AllowList>() <= 32);
         assert!(size_of::<Member>() <= 8);
         assert!(size_of::<Arc<str>>() <= 16);

@@ -24,6 +24,10 @@
 //! - The patch's members are read only while those other than `null` could still fit in
 //!   `limit` (see [`Bounded`]): a patch of many members past the limit is refused after
 //!   reading about `limit` bytes of them, before any sort.
+//! - [`Metadata`] keeps, beside stored text of 1 KiB or more, the offsets of some of its
+//!   members (at most 8 bytes per 256 bytes of text, and 8 more), so that
+//!   [`Metadata::merged`] gives the same result as [`merge`] in the time of the patch, a
+//!   binary search and a walk of under 256 bytes per patch key, and one copy of the text.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -41,11 +45,22 @@ type Member<'a> = (Cow<'a, str>, &'a RawValue);
 
 /// `stored` with the members of `patch` merged in, within `limit` bytes (see the contract).
 pub(crate) fn merge(stored: &str, patch: &[u8], limit: usize) -> Option<Box<str>> {
+    merge_read(stored, &read_patch(patch, limit)?, limit)
+}
+
+/// A patch's members, sorted, or `None` when it is not an object or cannot fit `limit`.
+fn read_patch(patch: &[u8], limit: usize) -> Option<Vec<Member<'_>>> {
     let mut de = serde_json::Deserializer::from_slice(patch);
     let read = Bounded(limit).deserialize(&mut de);
-    let patch = sorted(read.and_then(|members| de.end().map(|()| members)).ok()?.0);
-    let room = stored.len().saturating_add(patch_len(&patch)).min(limit);
-    let mut merger = Merger::new(&patch, limit, room);
+    Some(sorted(
+        read.and_then(|members| de.end().map(|()| members)).ok()?.0,
+    ))
+}
+
+/// [`merge`] of a patch already read.
+fn merge_read(stored: &str, patch: &[Member<'_>], limit: usize) -> Option<Box<str>> {
+    let room = stored.len().saturating_add(patch_len(patch)).min(limit);
+    let mut merger = Merger::new(patch, limit, room);
     let mut de = serde_json::Deserializer::from_str(stored);
     let read = (&mut de)
         .deserialize_map(InOrder(&mut merger))
@@ -56,7 +71,7 @@ pub(crate) fn merge(stored: &str, patch: &[u8], limit: usize) -> Option<Box<str>
         }
         // Not text `merge` writes: its members sorted first, or none if it is not an object.
         let unsorted = merger.unsorted;
-        merger = Merger::new(&patch, limit, room);
+        merger = Merger::new(patch, limit, room);
         if let Some(Members(members)) = unsorted
             .then(|| serde_json::from_str(stored).ok())
             .flatten()
@@ -178,6 +193,15 @@ impl<'p> Merger<'p> {
                 _ => self.halt = Some(Halt::Invalid),
             }
         }
+        self.check();
+    }
+
+    /// Stored members written as they are (whole members, `,` between them).
+    fn run(&mut self, members: &str) {
+        if self.out.len() > 1 {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(members.as_bytes());
         self.check();
     }
 
@@ -319,6 +343,340 @@ impl<'de> Visitor<'de> for Key {
         Ok(Cow::Owned(v.to_owned()))
     }
 }
+
+/// Stored text shorter than this is merged by [`merge`], without an index.
+const INDEXED_FROM: usize = 1024;
+
+/// A member that is not marked starts less than this many bytes after a mark (see
+/// [`Metadata`]).
+const SPAN: usize = 256;
+
+/// The most bytes the index of `len` bytes of metadata holds: at most two marks per
+/// [`SPAN`] bytes and two more, of 4 bytes each; none under 1 KiB.
+pub(crate) const fn index_bytes_at_most(len: usize) -> usize {
+    if len < INDEXED_FROM {
+        0
+    } else {
+        4 * (2 * (len / SPAN) + 2)
+    }
+}
+
+/// A session's stored metadata: the text [`merge`] (or `serde_json` for a map) writes, and
+/// an index of it, so that a patch is merged in the time of the patch and one copy of the
+/// text, without reading the text again.
+///
+/// The index ("marks") holds the offsets, increasing, of some of the text's top-level
+/// members (the `"` of their key): the first member's, and for every other member one less
+/// than [`SPAN`] bytes before it. So a key is found by a binary search over the marks (its
+/// keys are read in place from the text) and a walk of less than [`SPAN`] bytes from the
+/// mark; a member that does not end within that walk is followed by the next mark. A merge
+/// writes the untouched runs of members as copies, the patch's members between them, and
+/// the marks of the result from the runs' own (moved), each run's first member and each
+/// written member, then drops a mark wherever the mark after it is within [`SPAN`] bytes of
+/// the last one kept: any two gaps between marks then add up to more than [`SPAN`] bytes, so
+/// there are at most `2 * len / SPAN + 2` of them ([`index_bytes_at_most`]). Text shorter
+/// than 1 KiB has no index and is merged by [`merge`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Metadata {
+    text: Box<str>,
+    marks: Box<[u32]>,
+}
+
+impl Metadata {
+    /// `text`, the compact text of a map (keys sorted, as [`merge`] or `serde_json` writes
+    /// it), with its index.
+    pub(crate) fn new(text: Box<str>) -> Metadata {
+        let marks = marks_of(text.as_bytes());
+        Metadata { text, marks }
+    }
+
+    /// The text.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The bytes its index holds.
+    #[cfg(test)]
+    pub(crate) fn index_bytes(&self) -> usize {
+        4 * self.marks.len()
+    }
+
+    /// [`merge`] of `patch` into it, within `limit` bytes, with the result's index: the same
+    /// text, or `None`, as [`merge`] gives for its text.
+    pub(crate) fn merged(&self, patch: &[u8], limit: usize) -> Option<Metadata> {
+        let members = read_patch(patch, limit)?;
+        let indexed = !self.marks.is_empty() && u32::try_from(limit).is_ok();
+        match indexed.then(|| self.places(&members)).flatten() {
+            Some(places) => self.written(&members, &places, limit),
+            None => merge_read(&self.text, &members, limit).map(Metadata::new),
+        }
+    }
+
+    /// Where each of the patch's members goes; `None` for a key escaped as `merge` does not
+    /// write it (the text is then merged by [`merge`]).
+    fn places(&self, patch: &[Member<'_>]) -> Option<Vec<Place>> {
+        let text = self.text.as_bytes();
+        let close = text.len() - 1;
+        let mut places = Vec::with_capacity(patch.len());
+        // The mark of the last place's block, and that place: the keys only grow.
+        let (mut block, mut from) = (0, 1);
+        for (key, _) in patch {
+            let mut odd = false;
+            let after = self.marks[block..].partition_point(|&mark| {
+                match key_order(text, mark as usize, key) {
+                    Some(order) => order != Ordering::Greater,
+                    None => {
+                        odd = true;
+                        false
+                    }
+                }
+            });
+            if odd {
+                return None;
+            }
+            // (`after` is 0 only for `block` 0: the key of the block's mark is at most the
+            // last key's.)
+            let Some(j) = (block + after).checked_sub(1) else {
+                // Before the first key.
+                places.push(Place { at: 1, end: None });
+                continue;
+            };
+            let mark = self.marks[j] as usize;
+            let next = self.marks.get(j + 1).map_or(close, |&m| m as usize - 1);
+            let bound = (mark + SPAN).min(close + 1);
+            // The members of this block, from its mark (or the last place, if in it) on.
+            let mut at = mark.max(from);
+            let place = loop {
+                if at == close {
+                    break Place { at, end: None };
+                }
+                let order = key_order(text, at, key)?;
+                if order == Ordering::Greater {
+                    break Place { at, end: None };
+                }
+                let end = member_end(text, at, bound).unwrap_or(next);
+                if order == Ordering::Equal {
+                    break Place { at, end: Some(end) };
+                }
+                at = end + usize::from(text[end] == b',');
+            };
+            (block, from) = (j, place.at);
+            places.push(place);
+        }
+        Some(places)
+    }
+
+    /// The result of writing `patch` at its `places`, with its marks.
+    fn written(&self, patch: &[Member<'_>], places: &[Place], limit: usize) -> Option<Metadata> {
+        let text = &*self.text;
+        let close = text.len() - 1;
+        let room = text.len().saturating_add(patch_len(patch)).min(limit);
+        let mut merger = Merger::new(&[], limit, room);
+        let mut marks = Vec::with_capacity(self.marks.len() + 2 * patch.len() + 1);
+        let mut run = Run {
+            text,
+            marks: &self.marks,
+            next: 0,
+        };
+        // The first stored member not yet written or passed, or the `}`.
+        let mut cursor = 1;
+        for ((key, value), place) in patch.iter().zip(places) {
+            run.write(cursor, place.at, &mut merger, &mut marks);
+            cursor = place.at;
+            let before = merger.out.len();
+            merger.patched(key, value);
+            if merger.halt.is_some() {
+                return None;
+            }
+            if merger.out.len() > before {
+                marks.push((before + usize::from(before > 1)) as u32);
+            }
+            if let Some(end) = place.end {
+                cursor = end + usize::from(text.as_bytes()[end] == b',');
+            }
+        }
+        run.write(cursor, close, &mut merger, &mut marks);
+        let text = merger.finish()?;
+        if text.len() < INDEXED_FROM {
+            return Some(Metadata::new(text));
+        }
+        thin(&mut marks, text.len() - 1);
+        Some(Metadata {
+            text,
+            marks: marks.into_boxed_slice(),
+        })
+    }
+}
+
+/// Where a patch's key goes: the stored member it replaces or comes before (the `"` of its
+/// key, or the `}`), and that member's end (its `,` or the `}`) when it has that key.
+struct Place {
+    at: usize,
+    end: Option<usize>,
+}
+
+/// The stored members being copied, and the first of their marks not yet passed.
+struct Run<'t> {
+    text: &'t str,
+    marks: &'t [u32],
+    next: usize,
+}
+
+impl Run<'_> {
+    /// The stored members from `from` to `to` (member starts, or the `}`) as one copy, with
+    /// their marks moved and one at their first member.
+    fn write(&mut self, from: usize, to: usize, merger: &mut Merger<'_>, marks: &mut Vec<u32>) {
+        let (start, moved) = (
+            merger.out.len() + usize::from(merger.out.len() > 1),
+            marks.len(),
+        );
+        while let Some(&mark) = self.marks.get(self.next) {
+            let mark = mark as usize;
+            if mark >= to {
+                break;
+            }
+            if mark > from {
+                marks.push((mark - from + start) as u32);
+            }
+            self.next += 1;
+        }
+        if from >= to || merger.halt.is_some() {
+            return;
+        }
+        let end = if to == self.text.len() - 1 {
+            to
+        } else {
+            to - 1
+        };
+        merger.run(&self.text[from..end]);
+        marks.insert(moved, start as u32);
+    }
+}
+
+/// Drop each mark that the mark after it (or the `}` at `close`) is within [`SPAN`] bytes
+/// of the last mark kept, the first kept.
+fn thin(marks: &mut Vec<u32>, close: usize) {
+    let mut kept = 0;
+    for i in 0..marks.len() {
+        let next = marks.get(i + 1).map_or(close, |&m| m as usize);
+        if kept == 0 || next - marks[kept - 1] as usize > SPAN {
+            marks[kept] = marks[i];
+            kept += 1;
+        }
+    }
+    marks.truncate(kept);
+}
+
+/// The marks of compact object text, each member marked that is [`SPAN`] bytes or more
+/// after the last mark; none for text under [`INDEXED_FROM`] bytes (or not such text).
+fn marks_of(text: &[u8]) -> Box<[u32]> {
+    let none = Box::default();
+    if text.len() < INDEXED_FROM || u32::try_from(text.len()).is_err() {
+        return none;
+    }
+    let close = text.len() - 1;
+    if text[0] != b'{' || text[close] != b'}' {
+        return none;
+    }
+    let mut marks: Vec<u32> = Vec::with_capacity(text.len() / SPAN + 1);
+    let mut at = 1;
+    while at < close {
+        if text[at] != b'"' {
+            return none;
+        }
+        if marks.last().map_or(true, |&m| at - m as usize >= SPAN) {
+            marks.push(at as u32);
+        }
+        match member_end(text, at, text.len()) {
+            Some(end) if text[end] == b',' => at = end + 1,
+            Some(end) if end == close => at = end,
+            _ => return none,
+        }
+    }
+    marks.into_boxed_slice()
+}
+
+/// The end of the member at `at` in compact object text (its `,`, or the object's `}`), if
+/// it is before `stop`.
+fn member_end(text: &[u8], at: usize, stop: usize) -> Option<usize> {
+    let text = text.get(..stop)?;
+    let mut depth = 0usize;
+    let mut i = at;
+    while let Some(&byte) = text.get(i) {
+        match byte {
+            b'"' => {
+                i += 1;
+                while let Some(&byte) = text.get(i) {
+                    match byte {
+                        b'"' => break,
+                        b'\\' => i += 2,
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 0 => depth -= 1,
+            b',' | b'}' | b']' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The order of the key whose `"` is at `at` in `text` against `key`, as strings; `None`
+/// for an escape that `write_str` does not write.
+fn key_order(text: &[u8], at: usize, key: &str) -> Option<Ordering> {
+    let mut i = at + 1;
+    let mut key = key.bytes();
+    loop {
+        let stored = match *text.get(i)? {
+            b'"' => None,
+            b'\\' => {
+                let (byte, len) = unescaped(text.get(i + 1..)?)?;
+                i += 1 + len;
+                Some(byte)
+            }
+            byte => {
+                i += 1;
+                Some(byte)
+            }
+        };
+        match (stored, key.next()) {
+            (None, None) => return Some(Ordering::Equal),
+            (None, Some(_)) => return Some(Ordering::Less),
+            (Some(_), None) => return Some(Ordering::Greater),
+            (Some(s), Some(k)) if s != k => return Some(s.cmp(&k)),
+            _ => {}
+        }
+    }
+}
+
+/// The byte an escape (after its `\`) stands for and its length, for the escapes
+/// `write_str` writes (each of a byte under 0x80).
+fn unescaped(escape: &[u8]) -> Option<(u8, usize)> {
+    let byte = match *escape.first()? {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'/' => b'/',
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'u' => {
+            let hex = escape.get(1..5)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let code = u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            return u8::try_from(code).ok().filter(u8::is_ascii).map(|b| (b, 5));
+        }
+        _ => return None,
+    };
+    Some((byte, 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,5 +851,211 @@ mod tests {
             merge(r#"{"m":[1,2]}"#, removing.as_bytes(), 100),
             by_tree(r#"{"m":[1,2]}"#, &removing, 100)
         );
+    }
+
+    /// Every member start of compact object text, as the marks are checked against.
+    fn starts(text: &str) -> Vec<usize> {
+        let b = text.as_bytes();
+        let (mut at, mut all) = (1, Vec::new());
+        while at < b.len() - 1 {
+            all.push(at);
+            let end = member_end(b, at, b.len()).unwrap();
+            at = end + usize::from(b[end] == b',');
+        }
+        all
+    }
+
+    /// The index's contract: marks are member starts, the first member's among them, every
+    /// member less than `SPAN` bytes after one, and at most `index_bytes_at_most`.
+    fn check_index(m: &Metadata) {
+        let text = m.text();
+        if text.len() < INDEXED_FROM {
+            assert!(m.marks.is_empty(), "{text}");
+            return;
+        }
+        let starts = starts(text);
+        let marks: Vec<usize> = m.marks.iter().map(|&x| x as usize).collect();
+        assert!(marks.windows(2).all(|w| w[0] < w[1]), "{marks:?}");
+        assert_eq!(marks.first(), starts.first());
+        assert!(
+            marks.iter().all(|x| starts.binary_search(x).is_ok()),
+            "{marks:?}"
+        );
+        for s in &starts {
+            let before = marks.partition_point(|x| x <= s);
+            assert!(s - marks[before - 1] < SPAN, "{s} in {marks:?}");
+        }
+        assert!(m.index_bytes() <= index_bytes_at_most(text.len()));
+    }
+
+    #[test]
+    fn the_index_is_built_from_1_kib_with_a_mark_per_span() {
+        assert_eq!(Metadata::new("{}".into()).index_bytes(), 0);
+        let small = format!(r#"{{"a":"{}"}}"#, "x".repeat(INDEXED_FROM - 9));
+        assert_eq!(Metadata::new(small.into()).index_bytes(), 0);
+        let map: Map<String, Value> = (0..6650).map(|i| (format!("k{i:05}"), json!(i))).collect();
+        let text = serde_json::to_string(&map).unwrap();
+        let m = Metadata::new(text.clone().into());
+        check_index(&m);
+        // One mark per SPAN bytes or so, not one per key.
+        assert!(
+            m.index_bytes() <= 4 * (text.len() / SPAN + 1),
+            "{}",
+            m.index_bytes()
+        );
+        // One long value: its member and the next are marked, nothing inside it.
+        let long = format!(r#"{{"a":1,"b":"{}","c":2}}"#, "x".repeat(70_000));
+        let m = Metadata::new(long.into());
+        check_index(&m);
+        assert_eq!(m.marks.len(), 2);
+    }
+
+    /// A stored text of 1 KiB or more, keys such that patches meet them: escaped ones, keys
+    /// that are prefixes of others, values longer than `SPAN` and values with `,`, `}`, `"`.
+    fn big_map(rng: &mut Rng, keys: &[String]) -> Map<String, Value> {
+        let mut map = Map::new();
+        for key in keys {
+            if rng.chance(60) {
+                map.insert(key.clone(), big_value(rng));
+            }
+        }
+        map
+    }
+
+    fn big_value(rng: &mut Rng) -> Value {
+        match rng.below(7) {
+            0 => json!(rng.below(1000)),
+            1 => json!("x".repeat(rng.below(2 * SPAN + 40))),
+            2 => json!({"}": ",", "a\"": [1, {"b": "},{"}], "\\": null}),
+            3 => json!([",", "\"}", [], {}]),
+            4 => json!(true),
+            5 => json!({"z": "y".repeat(rng.below(600))}),
+            _ => json!(""),
+        }
+    }
+
+    fn keys() -> Vec<String> {
+        let mut keys: Vec<String> = [
+            "", "a", "ab", "abc", "b", "\"", "\\", "\n", "\u{1}", "\u{1f}", "é", "éa", "z\"q",
+            "a\u{7f}", "€x", "\t", "/",
+        ]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+        keys.extend((0..120).map(|i| format!("k{i:03}")));
+        keys.extend((0..20).map(|i| format!("k{i:03}\"")));
+        keys.extend((0..20).map(|i| format!("{}{i}", "l".repeat(300))));
+        keys
+    }
+
+    fn patch_text(rng: &mut Rng, keys: &[String], most: usize) -> String {
+        let mut chosen: Vec<&String> = Vec::new();
+        for _ in 0..rng.below(most + 1) {
+            let key = rng.pick(keys);
+            if !chosen.contains(&key) {
+                chosen.push(key);
+            }
+        }
+        let members: Vec<String> = chosen
+            .iter()
+            .map(|key| {
+                let value = match rng.below(4) {
+                    0 => "null".to_owned(),
+                    1 => r#"{ "y" : 1 , "x" : [ 2 ] }"#.to_owned(),
+                    _ => big_value(rng).to_string(),
+                };
+                format!("{} : {value}", serde_json::to_string(key).unwrap())
+            })
+            .collect();
+        format!("{{ {} }}", members.join(" , "))
+    }
+
+    /// The indexed merge against `merge` and the tree, patch after patch (so that the
+    /// index of one result serves the next), at, under and past each result's length.
+    #[test]
+    fn the_indexed_merge_agrees_with_merge_and_a_tree_patch_after_patch() {
+        let keys = keys();
+        let mut rng = Rng::new(0x696e_6478);
+        for _ in 0..30 {
+            let stored = serde_json::to_string(&big_map(&mut rng, &keys)).unwrap();
+            let mut m = Metadata::new(stored.into());
+            check_index(&m);
+            for _ in 0..30 {
+                let most = if rng.chance(80) { 3 } else { 40 };
+                let patch = patch_text(&mut rng, &keys, most);
+                let len = by_tree(m.text(), &patch, usize::MAX).unwrap().len();
+                for limit in [len - 1, len, len + rng.below(10), rng.below(len + 1)] {
+                    let merged = m.merged(patch.as_bytes(), limit);
+                    let text = merged.as_ref().map(|m| Box::from(m.text()));
+                    assert_eq!(text, merge(m.text(), patch.as_bytes(), limit), "{patch}");
+                    assert_eq!(text, by_tree(m.text(), &patch, limit), "{patch}");
+                    if let Some(merged) = &merged {
+                        check_index(merged);
+                    }
+                }
+                if let Some(next) = m.merged(patch.as_bytes(), usize::MAX >> 40) {
+                    m = next;
+                }
+            }
+        }
+    }
+
+    /// Patches at the first, a middle and the last key, and around them, into text with an
+    /// index (keys with escapes, and a patch key written with an escape for a stored one).
+    #[test]
+    fn the_indexed_merge_agrees_at_the_ends_and_the_middle() {
+        let mut map = Map::new();
+        for i in 0..40 {
+            map.insert(format!("k{i:02}"), json!("v".repeat(40)));
+        }
+        map.insert("\"q".into(), json!(1));
+        map.insert("a\nb".into(), json!({"}": ","}));
+        map.insert("zz".into(), json!("x".repeat(700)));
+        let stored = serde_json::to_string(&map).unwrap();
+        let m = Metadata::new(stored.clone().into());
+        assert!(m.index_bytes() > 0);
+        for patch in [
+            r#"{}"#,
+            r#"{"\"q":null}"#,
+            r#"{"\"q":2}"#,
+            r#"{"\"":0}"#,
+            r#"{"!":1}"#,
+            r#"{"zz":null}"#,
+            r#"{"zz":"short"}"#,
+            r#"{"zzz":1,"zz":null}"#,
+            r#"{"k20":null}"#,
+            r#"{"k20":[1,2]}"#,
+            r#"{"k\u0032\u0030":{"b":1,"a":2}}"#,
+            r#"{"k2":1,"k20a":1,"k200":1}"#,
+            r#"{"a\nb":null,"a\u000ab":3}"#,
+            r#"{"a\u000ab":3}"#,
+            r#"{"k00":null,"k01":null,"k39":null,"zz":null,"\"q":null,"a\nb":null}"#,
+            r#"{"k00":null,"k39":1,"zz":2,"new":3,"k19":null,"k21":"x"}"#,
+            r#"{"nope":null}"#,
+            r#"{"big":"0000000000000000000000000000000000000000000000000000000000000000000"}"#,
+        ] {
+            let len = by_tree(&stored, patch, usize::MAX).unwrap().len();
+            for limit in [0, 100, len - 1, len, len + 1, 65_536] {
+                let merged = m.merged(patch.as_bytes(), limit);
+                let text = merged.as_ref().map(|m| Box::from(m.text()));
+                assert_eq!(
+                    text,
+                    by_tree(&stored, patch, limit),
+                    "{patch} within {limit}"
+                );
+                assert_eq!(text, merge(&stored, patch.as_bytes(), limit), "{patch}");
+                if let Some(merged) = &merged {
+                    check_index(merged);
+                }
+            }
+        }
+        for patch in [
+            r#"[1]"#,
+            r#"{"a":1"#,
+            r#"{"k20":1e400}"#,
+            r#"{"zz":"\ud800"}"#,
+        ] {
+            assert_eq!(m.merged(patch.as_bytes(), 65_536), None, "{patch}");
+        }
     }
 }
