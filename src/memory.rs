@@ -25,7 +25,7 @@ const PER_AGENT: u64 = 1 << 10;
 /// Index overhead per capability name of an agent.
 const PER_CAPABILITY: u64 = 128;
 /// A session beside its name and metadata.
-const PER_SESSION: u64 = 512;
+const PER_SESSION: u64 = 576;
 /// One membership (a member in a session and the session in the member's list).
 const PER_MEMBERSHIP: u64 = 128;
 /// One pending route beside its request id and the agent id its response is shown from.

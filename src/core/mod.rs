@@ -31,6 +31,7 @@ pub(crate) mod dispatch;
 pub(crate) mod errors;
 pub(crate) mod escaped;
 pub(crate) mod events;
+pub(crate) mod hash_index;
 pub(crate) mod jwt;
 pub(crate) mod metrics;
 pub(crate) mod outbound;

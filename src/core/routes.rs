@@ -17,11 +17,11 @@
 //!   removed, `insert` returns the requester of the entry it evicted, `drop_conn` calls back
 //!   with each requester and how many of its entries went.
 //! - Costs: insert, take and a look-up hash the key once (keyed: ids are the clients') and
-//!   probe one flat index (`routes/index.rs`, which never rehashes); the lists of a connection are found by its slab index, not
+//!   probe one flat index (`hash_index.rs`, which never rehashes in place); the lists of a connection are found by its slab index, not
 //!   hashed. Dropping a connection is O(its entries), at most `per_requester +
 //!   per_responder`, each a slab removal, an unlink from the other side's list and a removal
 //!   from the index under the hash the entry keeps (nothing hashed again, nothing allocated),
-//!   never a walk of other connections' entries. The index and the slab get room for
+//!   never a walk of other connections' entries. The slab and the index get room for
 //!   `total` entries at the first insert, so that no later insert copies them as they grow.
 
 use std::hash::{BuildHasher, RandomState};
@@ -31,10 +31,7 @@ use slab::Slab;
 
 use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
-
-mod index;
-
-use index::HashIndex;
+use crate::core::hash_index::HashIndex;
 
 /// Default bound on pending requests per requester.
 pub(crate) const DEFAULT_PER_REQUESTER: usize = 1024;
@@ -196,7 +193,7 @@ impl RouteTable {
             per_responder: per_responder.max(1),
             total: total.max(1),
             entries: Slab::new(),
-            index: HashIndex::new(total.max(1)),
+            index: HashIndex::new(),
             hasher: RandomState::new(),
             conns: Vec::new(),
         }
@@ -245,10 +242,11 @@ impl RouteTable {
             requester
         });
         if self.entries.capacity() == 0 {
-            // Room for the whole bound at the first entry, as the index makes (`index.rs`):
-            // a slab that grew on the way would copy itself in the insert that passed a
-            // power of two, and a gateway that routes nothing holds none of it.
+            // Room for the whole bound at the first entry: a slab or an index that grew on
+            // the way would copy itself in the insert that passed a power of two (ms at tens
+            // of thousands), and a gateway that routes nothing holds none of it.
             self.entries.reserve(self.total);
+            self.index.reserve(self.total);
         }
         let slot = self.entries.insert(Entry {
             requester,

@@ -36,8 +36,9 @@
 //!   id is shared by the table's key, the record and every member's reverse-index entry), its
 //!   allow list's ids once each plus 4 bytes per id, its metadata's index (none under 1 KiB
 //!   of metadata, at most 8 bytes per 256 bytes of it and 8 more: `merge::Metadata`), plus a
-//!   fixed overhead of at most about 480 bytes (the 144-byte record and its 16-byte key in a
-//!   table slot at most half empty, eight allocations, the members' first four slots); a
+//!   fixed overhead of at most about 530 bytes (the 144-byte record in a slab slot at most
+//!   half empty, its 16-byte pair in an index at most three quarters empty, eight
+//!   allocations, the members' first four slots); a
 //!   member costs a fixed 48 bytes at most (its [`ConnId`] in the session, the shared id in
 //!   the reverse index, both vectors at most half empty), plus about 150 bytes once per
 //!   connection that is in any session (its reverse-index entry and vector). A member's
@@ -48,12 +49,15 @@
 //!   O(log ids).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use slab::Slab;
 
 use crate::app::ConnId;
 use crate::core::errors::{ErrorCode, Refusal};
+use crate::core::hash_index::HashIndex;
 use crate::core::wire::merge::Metadata;
 
 /// Largest session metadata, in bytes of JSON (PROTOCOL section 4).
@@ -385,7 +389,12 @@ pub(crate) enum LeaveOutcome {
 #[derive(Debug)]
 pub(crate) struct SessionTable {
     limits: SessionLimits,
-    sessions: HashMap<Arc<str>, Session>,
+    /// The sessions, found by id through `index` (a table of 100 000 sessions that grew or
+    /// rehashed itself in place would stall the loop for milliseconds in one create).
+    sessions: Slab<Session>,
+    /// The slots of `sessions` by the keyed hash of their ids (ids are the clients').
+    index: HashIndex,
+    hasher: RandomState,
     by_client: HashMap<ConnId, Vec<Arc<str>>>,
 }
 
@@ -400,9 +409,24 @@ impl SessionTable {
     pub(crate) fn new(limits: SessionLimits) -> Self {
         SessionTable {
             limits,
-            sessions: HashMap::new(),
+            sessions: Slab::new(),
+            index: HashIndex::new(),
+            hasher: RandomState::new(),
             by_client: HashMap::new(),
         }
+    }
+
+    /// The slot of session `id`.
+    fn slot(&self, id: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(id);
+        self.index.find(hash, |slot| &*self.sessions[slot].id == id)
+    }
+
+    /// Take session `id` out of the table.
+    fn remove(&mut self, id: &str) -> Option<Session> {
+        let slot = self.slot(id)?;
+        self.index.remove(self.hasher.hash_one(id), slot);
+        Some(self.sessions.remove(slot))
     }
 
     /// Create session `id` with `conn` as its first member and `viewer`'s user as its
@@ -417,7 +441,7 @@ impl SessionTable {
         viewer: Viewer<'_>,
         admit: impl FnOnce() -> bool,
     ) -> Result<(JoinOutcome, &Session), SessionError> {
-        if let Some(session) = self.sessions.get(id) {
+        if let Some(session) = self.get(id) {
             if !self.sees(session, conn, viewer) {
                 return Err(SessionError::Taken);
             }
@@ -457,8 +481,10 @@ impl SessionTable {
             access: new.access,
             allow,
         };
-        let session = self.sessions.entry(id).or_insert(session);
-        Ok((JoinOutcome::Created, session))
+        let hash = self.hasher.hash_one(&*id);
+        let slot = self.sessions.insert(session);
+        self.index.insert(hash, slot);
+        Ok((JoinOutcome::Created, &self.sessions[slot]))
     }
 
     /// Add `conn` to the existing session `id`, which `viewer` must be allowed to join
@@ -473,7 +499,8 @@ impl SessionTable {
     ) -> Result<(JoinOutcome, &Session), SessionError> {
         let already = self.is_member(id, conn);
         let in_sessions = self.sessions_of(conn).len();
-        let session = self.sessions.get_mut(id).ok_or(SessionError::NotFound)?;
+        let slot = self.slot(id).ok_or(SessionError::NotFound)?;
+        let session = &mut self.sessions[slot];
         if already {
             return Ok((JoinOutcome::AlreadyMember, session));
         }
@@ -499,14 +526,15 @@ impl SessionTable {
 
     /// Remove `conn` from session `id`; the session goes when it becomes empty.
     pub(crate) fn leave(&mut self, id: &str, conn: ConnId) -> Result<LeaveOutcome, SessionError> {
-        let session = self.sessions.get_mut(id).ok_or(SessionError::NotFound)?;
+        let slot = self.slot(id).ok_or(SessionError::NotFound)?;
+        let session = &mut self.sessions[slot];
         let Some(at) = session.members.iter().position(|m| m.conn == conn) else {
             return Ok(LeaveOutcome::NotMember);
         };
         session.members.remove(at);
         let removed = session.members.is_empty();
         if removed {
-            self.sessions.remove(id);
+            self.remove(id);
         }
         self.unlist(id, conn);
         Ok(LeaveOutcome::Left { removed })
@@ -556,7 +584,7 @@ impl SessionTable {
     ) -> Result<Patched, SessionError> {
         let is_member = self.is_member(id, conn);
         let limit = self.limits.max_metadata_bytes;
-        let session = self.sessions.get(id).ok_or(SessionError::NotFound)?;
+        let session = self.get(id).ok_or(SessionError::NotFound)?;
         if !is_member && !session.admits(viewer) {
             return Err(SessionError::NotFound);
         }
@@ -587,7 +615,7 @@ impl SessionTable {
         if after.text().len() > reply_room {
             return Err(SessionError::ReplyTooLarge);
         }
-        let Some(session) = self.sessions.get_mut(id) else {
+        let Some(session) = self.slot(id).map(|slot| &mut self.sessions[slot]) else {
             return Err(SessionError::NotFound);
         };
         if let Some(metadata) = metadata {
@@ -617,7 +645,7 @@ impl SessionTable {
             keep
         });
         let emptied = match session.members.is_empty() {
-            true => self.sessions.remove(id),
+            true => self.remove(id),
             false => None,
         };
         for conn in &removed {
@@ -633,7 +661,7 @@ impl SessionTable {
 
     /// The session `id`.
     pub(crate) fn get(&self, id: &str) -> Option<&Session> {
-        self.sessions.get(id)
+        Some(&self.sessions[self.slot(id)?])
     }
 
     /// The session `id`, for one of its members: [`SessionError::NotFound`] when it does not
@@ -644,7 +672,7 @@ impl SessionTable {
         conn: ConnId,
         viewer: Viewer<'_>,
     ) -> Result<&Session, SessionError> {
-        let session = self.sessions.get(id).ok_or(SessionError::NotFound)?;
+        let session = self.get(id).ok_or(SessionError::NotFound)?;
         if !self.is_member(id, conn) {
             return Err(match session.admits(viewer) {
                 true => SessionError::NotAMember,

@@ -1,66 +1,90 @@
-//! The route table's index: from an entry's 64-bit keyed hash to its slot in the table's
-//! slab.
+//! An index from 64-bit keyed hashes to slots of a slab, for the tables whose entries keep
+//! their own key (pending routes, sessions).
 //!
 //! Contract:
 //! - Open addressing with linear probing. A removal shifts the run of buckets after it back
-//!   into the hole, so no bucket is ever left marked deleted and the index never rehashes:
-//!   no insert or removal walks more than the run it lands in.
-//! - Sized once, at the first insert, for `bound` pairs: twice that many buckets rounded up
-//!   to a power of two, so at most half of them are used. The hashes are keyed (a client
-//!   cannot aim them), so a run is a few buckets long.
-//! - The caller inserts each (hash, slot) pair once and at most `bound` of them, and compares
-//!   the entries: [`HashIndex::find`] offers it each slot indexed under the hash asked for.
-//! - Memory: 16 bytes a bucket, zeroed by the allocator, so pages no pair has reached are
-//!   not resident.
+//!   into the hole, so no bucket is ever left marked deleted and the index never rehashes in
+//!   place: no insert or removal walks more than the run it lands in. (A `HashMap` under
+//!   churn fills with deleted marks and rehashes its whole table within one insert.)
+//! - At most half the buckets are used; past that an insert doubles them, moving each pair
+//!   by the hash it keeps (no key is hashed again): 16 bytes a pair, a fraction of a
+//!   millisecond at tens of thousands. The hashes are keyed (a client cannot aim them), so a
+//!   run is a few buckets long.
+//! - The caller inserts each (hash, slot) pair once and compares the entries:
+//!   [`HashIndex::find`] offers it each slot indexed under the hash asked for.
+//! - Memory: 16 bytes a bucket, 2 to 4 buckets a pair, none before the first insert; the
+//!   buckets are zeroed by the allocator, so pages no pair has reached are not resident.
 
 /// Slots of a slab indexed by their entries' hashes (see the module docs).
-#[derive(Debug)]
-pub(super) struct HashIndex {
+#[derive(Debug, Default)]
+pub(crate) struct HashIndex {
     /// `[hash, slot + 1]`; `[_, 0]` is an empty bucket. Empty until the first insert.
     buckets: Vec<[u64; 2]>,
-    bound: usize,
     len: usize,
 }
 
+/// The buckets of an index's first insert.
+const FIRST_BUCKETS: usize = 64;
+
 impl HashIndex {
-    /// An index for at most `bound` pairs, holding no memory until the first insert.
-    pub(super) fn new(bound: usize) -> Self {
-        HashIndex {
-            buckets: Vec::new(),
-            bound: bound.max(1),
-            len: 0,
-        }
+    /// An empty index, holding no memory until the first insert.
+    pub(crate) fn new() -> Self {
+        Self::default()
     }
 
     /// How many pairs it holds.
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Its buckets (0 before the first insert).
     #[cfg(test)]
-    pub(super) fn buckets(&self) -> usize {
+    pub(crate) fn buckets(&self) -> usize {
         self.buckets.len()
     }
 
     /// Index `slot` under `hash`.
-    pub(super) fn insert(&mut self, hash: u64, slot: usize) {
-        if self.buckets.is_empty() {
-            self.buckets = vec![[0; 2]; (2 * self.bound).next_power_of_two()];
+    pub(crate) fn insert(&mut self, hash: u64, slot: usize) {
+        if 2 * (self.len + 1) > self.buckets.len() {
+            self.grow((2 * self.buckets.len()).max(FIRST_BUCKETS));
         }
-        debug_assert!(self.len < self.bound, "Bug: the index is past its bound");
-        let mask = self.buckets.len() - 1;
-        let mut at = hash as usize & mask;
-        while self.buckets[at][1] != 0 {
-            at = (at + 1) & mask;
-        }
-        self.buckets[at] = [hash, slot as u64 + 1];
+        self.place([hash, slot as u64 + 1]);
         self.len += 1;
     }
 
+    /// Make room for `pairs` pairs in all, so that no insert up to them grows the index (a
+    /// table with a fixed bound, at its first insert: a growth moves every pair, some
+    /// milliseconds at tens of thousands).
+    pub(crate) fn reserve(&mut self, pairs: usize) {
+        let buckets = (2 * pairs).next_power_of_two().max(FIRST_BUCKETS);
+        if buckets > self.buckets.len() {
+            self.grow(buckets);
+        }
+    }
+
+    /// Move every pair into `buckets` new buckets.
+    fn grow(&mut self, buckets: usize) {
+        let old = std::mem::replace(&mut self.buckets, vec![[0; 2]; buckets]);
+        for [h, s] in old {
+            if s != 0 {
+                self.place([h, s]);
+            }
+        }
+    }
+
+    /// Put `pair` in the first empty bucket of its run (there is one: at most half are used).
+    fn place(&mut self, pair: [u64; 2]) {
+        let mask = self.buckets.len() - 1;
+        let mut at = pair[0] as usize & mask;
+        while self.buckets[at][1] != 0 {
+            at = (at + 1) & mask;
+        }
+        self.buckets[at] = pair;
+    }
+
     /// The first slot indexed under `hash` for which `is_it` holds.
-    pub(super) fn find(&self, hash: u64, mut is_it: impl FnMut(usize) -> bool) -> Option<usize> {
+    pub(crate) fn find(&self, hash: u64, mut is_it: impl FnMut(usize) -> bool) -> Option<usize> {
         let mask = self.buckets.len().checked_sub(1)?;
         let mut at = hash as usize & mask;
         loop {
@@ -76,7 +100,7 @@ impl HashIndex {
     }
 
     /// Take out the pair (`hash`, `slot`); whether it was there.
-    pub(super) fn remove(&mut self, hash: u64, slot: usize) -> bool {
+    pub(crate) fn remove(&mut self, hash: u64, slot: usize) -> bool {
         let Some(mask) = self.buckets.len().checked_sub(1) else {
             return false;
         };
@@ -115,7 +139,7 @@ impl HashIndex {
 
     /// Every (hash, slot) pair it holds.
     #[cfg(test)]
-    pub(super) fn pairs(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
         self.buckets
             .iter()
             .filter(|b| b[1] != 0)
@@ -140,14 +164,27 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_held_before_the_first_insert() {
-        let mut index = HashIndex::new(100);
+    fn it_holds_nothing_before_the_first_insert_and_grows_by_doubling() {
+        let mut index = HashIndex::new();
         assert_eq!(index.buckets(), 0);
         assert_eq!(index.find(7, |_| true), None);
         assert!(!index.remove(7, 0));
-        index.insert(7, 3);
-        assert_eq!(index.buckets(), 256);
-        assert_eq!(index.find(7, |_| true), Some(3));
+        let mut model = HashSet::new();
+        for slot in 0..=32 {
+            index.insert(7 + slot as u64 * 64, slot);
+            model.insert((7 + slot as u64 * 64, slot));
+            assert_eq!(index.buckets(), if slot < 32 { 64 } else { 128 });
+            assert_matches(&index, &model);
+        }
+        // Room made for 200 pairs in all: the inserts up to them do not grow it.
+        index.reserve(200);
+        assert_eq!(index.buckets(), 512);
+        for slot in 33..200 {
+            index.insert(slot as u64 * 3, slot);
+            model.insert((slot as u64 * 3, slot));
+        }
+        assert_eq!(index.buckets(), 512);
+        assert_matches(&index, &model);
     }
 
     #[test]
@@ -156,7 +193,7 @@ mod tests {
         for seed in 1..40 {
             let mut rng = Rng::new(seed);
             let bound = 16;
-            let mut index = HashIndex::new(bound);
+            let mut index = HashIndex::new();
             let mut model: HashSet<(u64, usize)> = HashSet::new();
             let mut next_slot = 0;
             for _ in 0..400 {
@@ -179,7 +216,7 @@ mod tests {
                 }
                 assert_matches(&index, &model);
             }
-            assert_eq!(index.buckets(), 32, "never grown");
+            assert_eq!(index.buckets(), FIRST_BUCKETS, "never grown");
         }
     }
 }
