@@ -270,13 +270,14 @@ impl<A: App> Reactor<A> {
             .saturating_add(held_before)
             .saturating_sub(self.inflight);
         let reserve = preauth_reserve(self.config.max_inflight_bytes);
-        let reserve_room = reserve
-            .saturating_add(if preauth { held_before } else { 0 })
-            .saturating_sub(self.preauth_inflight);
         let limits = Cell::new(CodecLimits {
             max_payload: self.payload_limit(full_limit),
             max_held: if preauth {
-                room.min(reserve_room)
+                room.min(
+                    reserve
+                        .saturating_add(held_before)
+                        .saturating_sub(self.preauth_inflight),
+                )
             } else {
                 room
             },

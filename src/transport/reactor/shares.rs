@@ -17,8 +17,8 @@
 //!   queue ([`TurnShares::begin_turn`]), so that the connections of a group take turns.
 //! - Costs: no look at the clock of its own (a pump is charged up to the next pump's
 //!   beginning, which the share reads anyway); while the turn is short, a log entry per pump
-//!   of a grouped connection; past one share, two lookups in a table of the groups pumped in
-//!   this turn. Nothing is allocated once the log, the table and the list of kept
+//!   (the first pump of a turn only that: no instant is added or compared); past one share,
+//!   two lookups in a table of the groups pumped in this turn. Nothing is allocated once the log, the table and the list of kept
 //!   connections have grown to what one turn needs.
 
 use std::collections::{HashMap, VecDeque};
@@ -72,7 +72,10 @@ impl Hasher for GroupHasher {
 /// What the groups pumped in this turn have spent, and the connections kept for the next.
 #[derive(Default)]
 pub(super) struct TurnShares {
-    /// When this turn passes one share: from then on `spent` is kept.
+    /// When this turn's step 3 began.
+    began: Option<Instant>,
+    /// When this turn passes one share (from then on `spent` is kept), reckoned at its second
+    /// pump: a turn of one pump never needs it.
     short_until: Option<Instant>,
     /// Whether `spent` is kept (the turn has passed one share).
     exact: bool,
@@ -92,7 +95,8 @@ impl TurnShares {
     /// Begin a turn's step 3 (the turn having begun at `now`): nothing spent, and the
     /// connections kept in the last turn put at the front of `ready`, in their order.
     pub(super) fn begin_turn(&mut self, ready: &mut VecDeque<usize>, now: Instant) {
-        self.short_until = now.checked_add(TURN_SHARE);
+        self.began = Some(now);
+        self.short_until = None;
         self.exact = false;
         self.log.clear();
         self.pumping = None;
@@ -115,7 +119,16 @@ impl TurnShares {
     /// two shares of a turn: what it spent before the turn passed one share, and one.
     pub(super) fn begin_pump(&mut self, group: u32, now: Instant) -> Duration {
         if !self.exact {
-            if self.short_until.map_or(true, |until| now < until) {
+            if self.log.is_empty() {
+                // The turn's first pump: nothing was spent before it, whenever it begins.
+                self.log.push((group, now));
+                return TURN_SHARE;
+            }
+            let began = self.began;
+            let until = *self
+                .short_until
+                .get_or_insert_with(|| began.map_or(now, |b| b + TURN_SHARE));
+            if now < until {
                 self.log.push((group, now));
                 return TURN_SHARE;
             }

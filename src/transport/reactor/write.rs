@@ -62,17 +62,21 @@ const LOOK_EVERY: usize = 32;
 
 /// The writes' share of one turn.
 struct Share {
-    /// When the share ends; `None`: never (the last flush of a shutdown).
-    ends: Option<Instant>,
+    /// When the flush began.
+    began: Instant,
+    /// How long the share is; `None`: no end (the last flush of a shutdown). Its end is
+    /// reckoned only when the clock is read: a flush of a few small writes never does.
+    share: Option<Duration>,
     spent: bool,
     /// Small writes since the clock was last read.
     small: usize,
 }
 
 impl Share {
-    fn new(ends: Option<Instant>) -> Share {
+    fn new(began: Instant, share: Option<Duration>) -> Share {
         Share {
-            ends,
+            began,
+            share,
             spent: false,
             small: 0,
         }
@@ -81,13 +85,13 @@ impl Share {
     /// A connection was flushed (`large`: it owed more than a small write): read the clock
     /// after a large one, and after every [`LOOK_EVERY`] small ones.
     fn note(&mut self, large: bool) {
-        let Some(ends) = self.ends else {
+        let Some(share) = self.share else {
             return;
         };
         self.small += usize::from(!large);
         if !self.spent && (large || self.small >= LOOK_EVERY) {
             self.small = 0;
-            self.spent = Instant::now() >= ends;
+            self.spent = Instant::now() >= self.began + share;
         }
     }
 }
@@ -128,9 +132,8 @@ impl<A: App> Reactor<A> {
     /// over and every socket goes).
     pub(super) fn flush_within(&mut self, mut budget: usize, share: Option<Duration>) {
         let now = Instant::now();
-        let mut share = Share::new(share.map(|s| now + s));
+        let mut share = Share::new(now, share);
         let mut dirty = std::mem::take(&mut self.out.dirty);
-        let mut large = std::mem::take(&mut self.out.large);
         // The keys left for the next turn are moved to the front of `dirty`, in their order:
         // first the small ones and the closing ones, then the large ones.
         let mut left = 0;
@@ -153,7 +156,7 @@ impl<A: App> Reactor<A> {
                 }
                 budget -= 1;
             } else if conn.outbox.pending() > SMALL_WRITE {
-                large.push(key); // after the small ones
+                self.out.large.push(key); // after the small ones
                 continue;
             } else if share.spent && flushed_small {
                 dirty[left] = key; // a reply, perhaps: owed, for the read share
@@ -165,7 +168,8 @@ impl<A: App> Reactor<A> {
             self.flush_one(key, false, &mut share, now);
         }
         let mut flushed_large = false;
-        for &key in &large {
+        for j in 0..self.out.large.len() {
+            let key = self.out.large[j];
             let Some(conn) = self.conns.at_mut(key) else {
                 continue;
             };
@@ -182,8 +186,7 @@ impl<A: App> Reactor<A> {
             flushed_large = true;
             self.flush_one(key, true, &mut share, now);
         }
-        large.clear();
-        self.out.large = large;
+        self.out.large.clear();
         self.out.deferred = deferred;
         // Next turn: what the share and the budget left, oldest first, then what was marked
         // dirty since (usually nothing: the allocation of `dirty` is kept).
@@ -211,6 +214,15 @@ impl<A: App> Reactor<A> {
     /// holds a range of it and what is held fits `max_outbound_buffer`; then drop the prefix
     /// nobody holds once it is half the arena (see the module docs).
     fn end_arena_turn(&mut self) {
+        if self.out.dirty.is_empty() {
+            // Every queue written: nobody holds a range.
+            debug_assert!(
+                self.conns.iter().all(|(_, c)| !c.outbox.holds_frames()),
+                "Bug: a connection holds a range of the frame arena and is not in dirty"
+            );
+            self.out.frames.clear();
+            return;
+        }
         let conns = &self.conns;
         let first = self
             .out
