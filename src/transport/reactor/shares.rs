@@ -18,8 +18,8 @@
 //! - Costs: no look at the clock of its own (a pump is charged up to the next pump's
 //!   beginning, which the share reads anyway); while the turn is short, a log entry per pump
 //!   (the first pump of a turn only that: no instant is added or compared); past one share,
-//!   two lookups in a table of the groups pumped in this turn. Nothing is allocated once the log, the table and the list of kept
-//!   connections have grown to what one turn needs.
+//!   two lookups in a table of the groups pumped in this turn. Nothing is allocated once the
+//!   log, the table and the list of kept connections have grown to what one turn needs.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
