@@ -38,6 +38,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::core::wire::compact::{compact, Budget, CompactError};
+use crate::core::wire::walk::simple_escape;
 use crate::core::wire::write_str;
 
 /// A member of an object: its key (borrowed unless it had an escape) and its value's text.
@@ -656,14 +657,6 @@ fn key_order(text: &[u8], at: usize, key: &str) -> Option<Ordering> {
 /// `write_str` writes (each of a byte under 0x80).
 fn unescaped(escape: &[u8]) -> Option<(u8, usize)> {
     let byte = match *escape.first()? {
-        b'"' => b'"',
-        b'\\' => b'\\',
-        b'/' => b'/',
-        b'b' => 0x08,
-        b'f' => 0x0c,
-        b'n' => b'\n',
-        b'r' => b'\r',
-        b't' => b'\t',
         b'u' => {
             let hex = escape.get(1..5)?;
             if !hex.iter().all(u8::is_ascii_hexdigit) {
@@ -672,7 +665,7 @@ fn unescaped(escape: &[u8]) -> Option<(u8, usize)> {
             let code = u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
             return u8::try_from(code).ok().filter(u8::is_ascii).map(|b| (b, 5));
         }
-        _ => return None,
+        c => simple_escape(c)?,
     };
     Some((byte, 1))
 }

@@ -198,6 +198,23 @@ fn word_at(bytes: &[u8], pos: usize) -> Option<u64> {
     Some(u64::from_le_bytes(chunk))
 }
 
+/// The byte a JSON escape of one character after its `\\` stands for (`n`: a newline);
+/// `None` for `u` (four hex digits follow) and for what is no escape.
+#[inline]
+pub(crate) fn simple_escape(c: u8) -> Option<u8> {
+    Some(match c {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'/' => b'/',
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        _ => return None,
+    })
+}
+
 /// Where the string whose `"` is at `at` ends (right after its closing `"`), when that `"`
 /// is among the 16 bytes after the opening one with no `\\` or control character before
 /// it: a short string without escapes, which the walk passes without a call.
@@ -595,14 +612,6 @@ impl<'a, 'o> Walker<'a, 'o> {
         let c = self.peek()?;
         self.pos += 1;
         let plain = match c {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
             b'u' => {
                 let at = self.pos - 2;
                 let n = self.hex4()?;
@@ -632,7 +641,10 @@ impl<'a, 'o> Walker<'a, 'o> {
                 }
                 return Ok(());
             }
-            _ => return refuse(ESCAPE, self.pos - 1),
+            _ => match simple_escape(c) {
+                Some(plain) => plain,
+                None => return refuse(ESCAPE, self.pos - 1),
+            },
         };
         if decode {
             self.scratch.push(plain);
