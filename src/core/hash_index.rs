@@ -7,13 +7,17 @@
 //!   place: no insert or removal walks more than the run it lands in. (A `HashMap` under
 //!   churn fills with deleted marks and rehashes its whole table within one insert.)
 //! - At most half the buckets are used; past that an insert doubles them, moving each pair
-//!   by the hash it keeps (no key is hashed again): 16 bytes a pair, a fraction of a
-//!   millisecond at tens of thousands. The hashes are keyed (a client cannot aim them), so a
-//!   run is a few buckets long.
+//!   by the hash it keeps (no key is hashed again), which costs that insert milliseconds at
+//!   tens of thousands of pairs (4.4 ms at 64 000 measured, most of it the new buckets' first
+//!   touch); a table with a fixed bound makes its room at the first insert instead
+//!   ([`HashIndex::reserve`]). The hashes are keyed (a client cannot aim them), so a run is a
+//!   few buckets long.
 //! - The caller inserts each (hash, slot) pair once and compares the entries:
 //!   [`HashIndex::find`] offers it each slot indexed under the hash asked for.
-//! - Memory: 16 bytes a bucket, 2 to 4 buckets a pair, none before the first insert; the
-//!   buckets are zeroed by the allocator, so pages no pair has reached are not resident.
+//! - Memory: 16 bytes a bucket, none before the first insert; 2 to 4 buckets a pair as it
+//!   grows, or what was reserved. The buckets are zeroed by the allocator, so pages no pair
+//!   has reached are not resident, but keyed hashes scatter the pairs: a few hundred pairs
+//!   make most pages of a reserved index resident.
 
 /// Slots of a slab indexed by their entries' hashes (see the module docs).
 #[derive(Debug, Default)]

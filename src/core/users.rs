@@ -16,7 +16,8 @@
 //!   entries were made.
 //! - [`Users::try_add`] says where the key's usage is kept ([`UserSlot`]), through which
 //!   [`Users::release_n_at`] gives back without hashing the key.
-//! - Costs: O(1) per call (one hash lookup; none through a [`UserSlot`]).
+//! - Costs: O(1) per call: one hash lookup, none through a [`UserSlot`] (but for the one that
+//!   forgets an entry that holds nothing any more).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

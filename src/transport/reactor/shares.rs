@@ -125,9 +125,9 @@ impl TurnShares {
                 return TURN_SHARE;
             }
             let began = self.began;
-            let until = *self
-                .short_until
-                .get_or_insert_with(|| began.map_or(now, |b| b + TURN_SHARE));
+            let until = *self.short_until.get_or_insert_with(|| {
+                began.and_then(|b| b.checked_add(TURN_SHARE)).unwrap_or(now)
+            });
             if now < until {
                 self.log.push((group, now));
                 return TURN_SHARE;
