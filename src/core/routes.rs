@@ -17,8 +17,8 @@
 //!   removed, `insert` returns the requester of the entry it evicted, `drop_conn` calls back
 //!   with each requester and how many of its entries went.
 //! - Costs: insert, take and a look-up hash the key once (keyed: ids are the clients') and
-//!   probe one flat index (`hash_index.rs`, which never rehashes in place); the lists of a connection are found by its slab index, not
-//!   hashed. Dropping a connection is O(its entries), at most `per_requester +
+//!   probe one flat index (`hash_index.rs`, which never rehashes in place); the lists of a
+//!   connection are found by its slab index, not hashed. Dropping a connection is O(its entries), at most `per_requester +
 //!   per_responder`, each a slab removal, an unlink from the other side's list and a removal
 //!   from the index under the hash the entry keeps (nothing hashed again, nothing allocated),
 //!   never a walk of other connections' entries. The slab and the index get room for
@@ -124,6 +124,23 @@ struct ConnLists {
 }
 
 impl ConnLists {
+    /// `conn`'s lists, both empty.
+    fn new(conn: ConnId) -> Self {
+        ConnLists {
+            conn,
+            requester: List::EMPTY,
+            responder: List::EMPTY,
+        }
+    }
+
+    /// Its `side` list.
+    fn get(&self, side: Side) -> List {
+        match side {
+            Side::Requester => self.requester,
+            Side::Responder => self.responder,
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.requester.len == 0 && self.responder.len == 0
     }
@@ -377,10 +394,7 @@ impl RouteTable {
     /// The `side` list of `conn` (empty when it has none).
     fn list(&self, conn: ConnId, side: Side) -> List {
         match self.conns.get(conn.index as usize) {
-            Some(lists) if lists.conn == conn => match side {
-                Side::Requester => lists.requester,
-                Side::Responder => lists.responder,
-            },
+            Some(lists) if lists.conn == conn => lists.get(side),
             _ => List::EMPTY,
         }
     }
@@ -408,23 +422,14 @@ impl RouteTable {
     fn push_back(&mut self, conn: ConnId, slot: usize, side: Side) {
         let at = conn.index as usize;
         if self.conns.len() <= at {
-            let empty = ConnLists {
-                conn,
-                requester: List::EMPTY,
-                responder: List::EMPTY,
-            };
-            self.conns.resize(at + 1, empty);
+            self.conns.resize(at + 1, ConnLists::new(conn));
         }
         let lists = &mut self.conns[at];
         if lists.conn != conn {
             // A slot's lists are emptied when its connection goes (`drop_conn`); whatever a
             // previous generation left is not this connection's.
             debug_assert!(lists.is_empty(), "Bug: lists left by {:?}", lists.conn);
-            *lists = ConnLists {
-                conn,
-                requester: List::EMPTY,
-                responder: List::EMPTY,
-            };
+            *lists = ConnLists::new(conn);
         }
         let list = lists.side(side);
         let tail = list.tail;
@@ -774,10 +779,7 @@ mod tests {
             let mut seen = 0;
             for lists in &self.conns {
                 for side in [Side::Requester, Side::Responder] {
-                    let list = match side {
-                        Side::Requester => lists.requester,
-                        Side::Responder => lists.responder,
-                    };
+                    let list = lists.get(side);
                     let (mut slot, mut prev, mut n) = (list.head, NIL, 0);
                     while slot != NIL {
                         let entry = &self.entries[slot];
