@@ -12,9 +12,9 @@
 //! is read after each large write and every [`LOOK_EVERY`] small ones). The large queues the
 //! share leaves do not count as replies owed for the read side's share (`read.rs`): their
 //! writes come first in the next flush anyway, and a sender fanning out is not cut into 1 ms
-//! reads for them (the small ones do: a `pong` among them is a reply a peer waits for). Those that owe at most [`SMALL_WRITE`] bytes (a reply,
-//! a pong) go first, then the others, so a reply never waits behind the writes of a large
-//! fan-out; one connection of each kind is flushed each turn at least. The ones the share
+//! reads for them (the small ones do: a `pong` among them is a reply a peer waits for).
+//! Those that owe at most [`SMALL_WRITE`] bytes (a reply, a pong) go first, then the others,
+//! so a reply never waits behind the writes of a large fan-out; one connection of each kind is flushed each turn at least. The ones the share
 //! leaves stay in `dirty`, moved to its front: next turn they are flushed before the
 //! connections that became dirty since, in the same order. So the write of one large message
 //! to every member of a session (a 1 MiB `chat` to 9 members: a quarter of a millisecond of
@@ -91,7 +91,10 @@ impl Share {
         self.small += usize::from(!large);
         if !self.spent && (large || self.small >= LOOK_EVERY) {
             self.small = 0;
-            self.spent = Instant::now() >= self.began + share;
+            self.spent = self
+                .began
+                .checked_add(share)
+                .is_some_and(|ends| Instant::now() >= ends);
         }
     }
 }
