@@ -159,6 +159,25 @@ fn peers(reactor: &mut Reactor<Fan>, n: usize) -> Vec<Peer> {
     peers
 }
 
+/// A reactor on `config` with `n` peers that joined the fan-out, and a sender that did not.
+fn members(config: TransportConfig, n: usize) -> (Reactor<Fan>, Vec<Peer>, Peer) {
+    let mut reactor = Reactor::bind(config, Fan::default()).expect("bind");
+    let mut members = peers(&mut reactor, n);
+    let sender = peers(&mut reactor, 1).remove(0);
+    for m in &mut members {
+        m.send(b"join");
+    }
+    turn_until(&mut reactor, |r| r.app().members.len() == n);
+    (reactor, members, sender)
+}
+
+/// Read what each of `peers` has waiting.
+fn read_all(peers: &mut [Peer]) {
+    for p in peers {
+        p.read_now();
+    }
+}
+
 /// The server frame of a binary message of `LARGE` bytes `n`.
 fn large_frame(n: u8) -> Vec<u8> {
     let mut out = vec![0x82, 127];
@@ -210,9 +229,7 @@ fn a_large_fan_out_is_written_one_share_a_turn_with_a_pong_first_and_nothing_los
     // Then everyone reads: every member gets both messages, whole and in order.
     let whole = [large_frame(1), large_frame(2)].concat();
     turn_until(&mut reactor, |_| {
-        members.iter_mut().for_each(|m| {
-            m.read_now();
-        });
+        read_all(&mut members);
         members.iter().all(|m| m.got.len() >= whole.len())
     });
     for (i, m) in members.iter().enumerate() {
@@ -233,21 +250,13 @@ fn frames_kept_past_max_outbound_buffer_are_copied_and_every_member_still_gets_i
     // Two 1 MiB frames in the arena are more than this: the members left after the first turn
     // copy their frames, and the arena is cleared.
     config.max_outbound_buffer = 3 * LARGE / 2;
-    let mut reactor = Reactor::bind(config, Fan::default()).expect("bind");
-    let mut members = peers(&mut reactor, 6);
-    let mut sender = peers(&mut reactor, 1).remove(0);
-    for m in &mut members {
-        m.send(b"join");
-    }
-    turn_until(&mut reactor, |r| r.app().members.len() == 6);
+    let (mut reactor, mut members, mut sender) = members(config, 6);
     sender.send(b"split");
     turn_until(&mut reactor, |r| r.app().fans == 1);
     let written = members.iter().filter(|m| m.has_bytes()).count();
     assert_eq!(written, 1, "one large write in the turn of the fan-out");
     turn_until(&mut reactor, |_| {
-        members.iter_mut().for_each(|m| {
-            m.read_now();
-        });
+        read_all(&mut members);
         members.iter().all(|m| m.got.len() >= LARGE + 10)
     });
     for (i, m) in members.iter().enumerate() {
@@ -262,13 +271,7 @@ fn frames_held_after_the_others_are_written_move_down_the_arena_and_stay_whole()
     let mut config = TransportConfig::new("127.0.0.1:0".parse().unwrap());
     config.write_share = Duration::ZERO;
     config.max_outbound_buffer = 8 * LARGE;
-    let mut reactor = Reactor::bind(config, Fan::default()).expect("bind");
-    let mut members = peers(&mut reactor, 4);
-    let mut sender = peers(&mut reactor, 1).remove(0);
-    for m in &mut members {
-        m.send(b"join");
-    }
-    turn_until(&mut reactor, |r| r.app().members.len() == 4);
+    let (mut reactor, mut members, mut sender) = members(config, 4);
     sender.send(b"fan");
     turn_until(&mut reactor, |r| r.app().fans == 1);
     // The first member was written to; now it gets two more, framed after the first two, and
@@ -278,9 +281,7 @@ fn frames_held_after_the_others_are_written_move_down_the_arena_and_stay_whole()
     sender.send(b"solo");
     turn_until(&mut reactor, |r| r.app().fans == 2);
     turn_until(&mut reactor, |_| {
-        members.iter_mut().for_each(|m| {
-            m.read_now();
-        });
+        read_all(&mut members);
         members[0].got.len() >= 4 * (LARGE + 10)
             && members[1..].iter().all(|m| m.got.len() >= 2 * (LARGE + 10))
     });
